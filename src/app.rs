@@ -1,0 +1,230 @@
+//! The composition root: the only place that builds clients, listeners and tasks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{TimeDelta, Utc};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::api::{self, ApiState};
+use crate::clock::Clock;
+use crate::config::{self, Config, DemandSource, WorkloadConfig};
+use crate::forecast::{Quantile, Seasonality};
+use crate::history::synthetic::{Generator, Profile};
+use crate::history::trace::{self, Replay};
+use crate::history::History;
+use crate::pipeline::{self, Workload};
+use crate::planner::Policy;
+use crate::store::{PlanStore, WorkloadId};
+
+/// Listener overrides from the command line.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ListenArgs {
+    /// Address of the external metrics API (overrides the config's apiAddr).
+    #[arg(long, env = "PRESCALE_API_ADDR")]
+    pub api_addr: Option<SocketAddr>,
+    /// Address of the admin/SRE HTTP server (overrides the config's adminAddr).
+    #[arg(long, env = "PRESCALE_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// `prescale serve`: run from a config file.
+pub async fn serve(config_path: &Path, listen: ListenArgs) -> anyhow::Result<()> {
+    let mut config = config::load(config_path)?;
+    apply_listen(&mut config, &listen);
+    let now = Utc::now();
+    let workloads = config
+        .workloads
+        .iter()
+        .map(|w| Ok(Workload { config: w.clone(), history: history_for(w, now)? }))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    run(config, workloads, Clock::system()).await
+}
+
+/// `prescale demo`: the built-in generator (or recorded traces) with no Prometheus and no cluster.
+pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let mut workloads = Vec::new();
+    if traces.is_empty() {
+        for (profile, capacity, seed) in [(Profile::LlmChat, 10.0, 1), (Profile::WebFrontend, 25.0, 2), (Profile::Embeddings, 20.0, 3)] {
+            let generator = Generator::new(profile, seed);
+            let config = demo_workload(profile.name(), DemandSource::Generator(generator.clone()), capacity);
+            workloads.push(Workload { config, history: Arc::new(generator) });
+        }
+    } else {
+        for path in traces {
+            let series = trace::load(path)?;
+            let name = workload_name(path);
+            let capacity = p99(series.points().map(|p| p.1).collect()) / 20.0;
+            anyhow::ensure!(capacity > 0.0, "{}: the trace's p99 demand is zero; nothing to scale", path.display());
+            let mut config = demo_workload(&name, DemandSource::Trace { path: path.clone() }, capacity);
+            config.history = config.history.min(TimeDelta::days(14));
+            config.demand = DemandSource::Trace { path: path.clone() };
+            let replay = Replay::at_warmup_end(series, path.clone(), now);
+            workloads.push(Workload { config, history: Arc::new(replay) });
+        }
+    }
+    let mut config = Config {
+        api_addr: "127.0.0.1:8443".parse()?,
+        admin_addr: "127.0.0.1:8080".parse()?,
+        max_forecast_age: TimeDelta::minutes(5),
+        interval: TimeDelta::seconds(15),
+        workloads: workloads.iter().map(|w| w.config.clone()).collect(),
+    };
+    apply_listen(&mut config, &listen);
+    run(config, workloads, Clock::system()).await
+}
+
+fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadConfig {
+    WorkloadConfig {
+        id: WorkloadId { namespace: "default".into(), name: name.into() },
+        demand,
+        unit: "requests/s".into(),
+        policy: Policy {
+            capacity_per_replica: capacity,
+            lead: TimeDelta::minutes(5),
+            sync: TimeDelta::seconds(15),
+            quantile: Quantile::try_new(0.9).expect("0.9 is a valid quantile"),
+            min_replicas: 1,
+            max_replicas: 40,
+            scale_in_on_observed_only: false,
+        },
+        seasonality: Seasonality::Auto,
+        refit_interval: TimeDelta::hours(1),
+        history: TimeDelta::days(14),
+    }
+}
+
+/// A DNS-label workload name from a trace file name (`nasa_http_1995.csv` → `nasa-http-1995`).
+fn workload_name(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("trace").to_ascii_lowercase();
+    let name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let name = name.trim_matches('-');
+    let name: String = name.chars().take(63).collect();
+    if name.is_empty() {
+        "trace".into()
+    } else {
+        name.trim_end_matches('-').to_string()
+    }
+}
+
+fn p99(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = 0.99 * (v.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+}
+
+fn apply_listen(config: &mut Config, listen: &ListenArgs) {
+    if let Some(a) = listen.api_addr {
+        config.api_addr = a;
+    }
+    if let Some(a) = listen.admin_addr {
+        config.admin_addr = a;
+    }
+}
+
+fn history_for(w: &WorkloadConfig, now: chrono::DateTime<Utc>) -> anyhow::Result<Arc<dyn History>> {
+    Ok(match &w.demand {
+        DemandSource::Generator(g) => Arc::new(g.clone()),
+        DemandSource::Trace { path } => {
+            let series = trace::load(path).with_context(|| format!("workload {}", w.id))?;
+            Arc::new(Replay::at_warmup_end(series, path.clone(), now))
+        }
+        DemandSource::Promql { .. } => {
+            anyhow::bail!("workload {}: PromQL sources need the `prometheus:` section of the config", w.id)
+        }
+    })
+}
+
+async fn run(config: Config, workloads: Vec<Workload>, clock: Clock) -> anyhow::Result<()> {
+    let store = Arc::new(PlanStore::new());
+    let api_listener =
+        TcpListener::bind(config.api_addr).await.with_context(|| format!("binding the API to {}", config.api_addr))?;
+    let admin_listener = TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin server to {}", config.admin_addr))?;
+    let api_url = format!("http://{}", api_listener.local_addr()?);
+    let admin_url = format!("http://{}", admin_listener.local_addr()?);
+    print_banner(&config, &api_url, &admin_url);
+
+    let api_router = api::router(ApiState {
+        store: store.clone(),
+        max_forecast_age: config.max_forecast_age,
+        clock: clock.clone(),
+    });
+    let admin_router = admin::router(AdminState { store: store.clone(), clock: clock.clone() });
+    let tasks = pipeline::spawn(workloads, store.clone(), clock, config.interval);
+
+    let api = tokio::spawn(async move { axum::serve(api_listener, api_router).with_graceful_shutdown(shutdown()).await });
+    let admin =
+        tokio::spawn(async move { axum::serve(admin_listener, admin_router).with_graceful_shutdown(shutdown()).await });
+    let (api, admin) = tokio::join!(api, admin);
+    for t in tasks {
+        t.abort();
+    }
+    api??;
+    admin??;
+    info!("stopped");
+    Ok(())
+}
+
+fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
+    println!("api: {api_url}");
+    println!("admin: {admin_url}");
+    println!();
+    println!("prescale is planning {} workload(s):", config.workloads.len());
+    for w in &config.workloads {
+        println!(
+            "  {:<28} capacity {:>8.3} {}/replica, lead {}, p{:.0}, replicas {}..{}",
+            w.id.to_string(),
+            w.policy.capacity_per_replica,
+            w.unit,
+            config::format_duration(w.policy.lead),
+            w.policy.quantile.get() * 100.0,
+            w.policy.min_replicas,
+            w.policy.max_replicas
+        );
+    }
+    if let Some(w) = config.workloads.first() {
+        let insecure = if api_url.starts_with("https") { " --insecure-skip-tls-verify" } else { "" };
+        println!();
+        println!("Ready to paste once the first forecast is published ({admin_url}/readyz says ok):");
+        println!(
+            "  kubectl --server={api_url}{insecure} get --raw \"/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{}?labelSelector=workload%3D{}\"",
+            w.id.namespace,
+            api::METRIC_REPLICAS,
+            w.id.name
+        );
+        println!("  curl -s {admin_url}/api/v1/workloads");
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    info!("shutting down");
+}

@@ -1,0 +1,184 @@
+//! What each policy serves at each tick, computed from the samples visible at that tick only.
+//!
+//! Every function here reads the trace through [`Visible`], which hands out the slots whose interval ended by
+//! `t − LAG` and nothing later: a policy cannot peek, whatever it does.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use indicatif::ProgressBar;
+
+use super::{LAG, OBSERVED_WINDOW, TICK};
+use crate::forecast::{self, ForecastSettings, Model, Seasonality};
+use crate::planner::{self, Policy};
+use crate::series::Series;
+
+/// A trace as policies may see it: prefix views by tick time.
+pub(crate) struct Visible<'a> {
+    trace: &'a Series,
+    /// `latest[n]`: index of the latest present slot among the first `n` slots.
+    latest: Vec<Option<usize>>,
+}
+
+impl<'a> Visible<'a> {
+    /// Indexes `trace` for fast visibility queries.
+    pub fn new(trace: &'a Series) -> Self {
+        let mut latest = Vec::with_capacity(trace.len() + 1);
+        latest.push(None);
+        for (i, v) in trace.values().iter().enumerate() {
+            let prev = latest[i];
+            latest.push(if v.is_some() { Some(i) } else { prev });
+        }
+        Self { trace, latest }
+    }
+
+    /// Number of slots visible at tick `t` (their interval ended by `t − LAG`).
+    pub fn count(&self, t: DateTime<Utc>) -> usize {
+        self.trace.count_ended_by(t - LAG)
+    }
+
+    /// Observed demand at `t`: mean of the visible samples whose intervals end in `(t − 90 s, t − 30 s]`, else the
+    /// latest visible sample; `None` when nothing is visible.
+    pub fn observed(&self, t: DateTime<Utc>) -> Option<f64> {
+        let n = self.count(t);
+        let step_ms = self.trace.step().num_milliseconds();
+        // Slot i ends at start + (i+1)·step; it ends after `from` when i ≥ floor((from − start) / step).
+        let from_ms = (t - LAG - OBSERVED_WINDOW - self.trace.start()).num_milliseconds();
+        let first = usize::try_from(from_ms.div_euclid(step_ms)).unwrap_or(0).min(n);
+        let values = self.trace.values();
+        let (sum, k) = values[first..n].iter().flatten().fold((0.0, 0usize), |(s, k), v| (s + v, k + 1));
+        if k > 0 {
+            return Some(sum / k as f64);
+        }
+        self.latest[n].and_then(|i| values[i])
+    }
+
+    /// The visible slots from `from` (an index) to the visibility edge at `t`, as a series.
+    fn tail(&self, t: DateTime<Utc>, from: usize) -> Series {
+        let n = self.count(t);
+        let from = from.min(n);
+        Series::from_values(self.trace.time_at(from), self.trace.step(), self.trace.values()[from..n].to_vec())
+    }
+
+    /// Index of the latest present visible slot at `t`.
+    fn latest_present(&self, t: DateTime<Utc>) -> Option<usize> {
+        self.latest[self.count(t)]
+    }
+}
+
+/// Served values of the reactive policies: observed demand (the target differs, not the value).
+pub(crate) fn reactive(visible: &Visible<'_>, ticks: &[DateTime<Utc>]) -> Vec<Option<f64>> {
+    ticks.iter().map(|&t| visible.observed(t)).collect()
+}
+
+/// How the predictive policy is set up for one run.
+pub(crate) struct PredictiveSetup<'p> {
+    /// One planner policy per lead time.
+    pub policies: &'p [Policy],
+    /// Seasonality to model.
+    pub seasonality: Seasonality,
+    /// Refit cadence.
+    pub refit_interval: TimeDelta,
+}
+
+/// What the predictive policy served at each tick for each lead (`served[lead][tick]`), plus the fits it made.
+pub(crate) struct PredictiveRun {
+    /// Served replica counts (target "1") per lead, per tick; `None` when no forecast was possible.
+    pub served: Vec<Vec<Option<f64>>>,
+    /// Number of model fits.
+    pub fits: usize,
+    /// Ticks at which each forecast method was in use (`method name` → count).
+    pub methods: std::collections::BTreeMap<String, usize>,
+}
+
+/// Runs the production forecast + planner at every tick on visible history only.
+///
+/// The model is refitted every `refit_interval` (the first fit at the first tick) on the visible history, and
+/// `Model::forecast` is called at every tick with the samples that became visible since. The history handed to the
+/// model is a tail of the visible trace long enough for everything the model reads (at most
+/// [`forecast::MAX_HISTORY`] for a fit; a day, and at least 400 slots, before the latest sample for a forecast) so a
+/// long backtest does not copy the whole trace at every tick.
+pub(crate) fn predictive(
+    visible: &Visible<'_>,
+    ticks: &[DateTime<Utc>],
+    setup: &PredictiveSetup<'_>,
+    progress: &ProgressBar,
+) -> PredictiveRun {
+    let step = visible.trace.step();
+    let max_lead = setup.policies.iter().map(|p| p.lead).max().unwrap_or(TimeDelta::zero());
+    let settings = ForecastSettings {
+        seasonality: setup.seasonality.clone(),
+        horizon: max_lead + TICK + setup.refit_interval,
+    };
+    let slots = |d: TimeDelta| (d.num_milliseconds() as f64 / step.num_milliseconds() as f64).ceil() as usize;
+    let fit_slots = slots(forecast::MAX_HISTORY) + 1;
+    let tail_slots = slots(TimeDelta::days(1)).max(400);
+
+    let mut served = vec![Vec::with_capacity(ticks.len()); setup.policies.len()];
+    let mut methods = std::collections::BTreeMap::new();
+    let mut model: Option<Model> = None;
+    let mut next_refit = ticks.first().copied().unwrap_or_default();
+    let mut fits = 0;
+    for (k, &t) in ticks.iter().enumerate() {
+        let n = visible.count(t);
+        if model.is_none() || t >= next_refit {
+            let history = visible.tail(t, n.saturating_sub(fit_slots));
+            model = Some(forecast::fit(&history, &settings, t));
+            fits += 1;
+            while next_refit <= t {
+                next_refit += setup.refit_interval;
+            }
+        }
+        let model = model.as_ref().expect("fitted above");
+        let from = match visible.latest_present(t) {
+            Some(i) => n.saturating_sub(tail_slots).min(i.saturating_sub(tail_slots)),
+            None => n,
+        };
+        let history = visible.tail(t, from);
+        let horizon = (t - history.end()).max(TimeDelta::zero()) + max_lead + TICK * 2;
+        let fc = model.forecast(&history, t, horizon);
+        if fc.is_empty() {
+            served.iter_mut().for_each(|s| s.push(None));
+        } else {
+            *methods.entry(format!("{:?}", fc.method)).or_insert(0) += 1;
+            let observed = visible.observed(t);
+            for (policy, out) in setup.policies.iter().zip(served.iter_mut()) {
+                let plan = planner::plan(&fc, observed, policy, t);
+                out.push(Some(f64::from(plan.replicas)));
+            }
+        }
+        if k % 256 == 0 {
+            progress.set_position(k as u64);
+        }
+    }
+    progress.set_position(ticks.len() as u64);
+    PredictiveRun { served, fits, methods }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn observed_averages_the_last_minute_of_visible_samples() {
+        // 30 s slots: ends at 30, 60, 90(gap), 120, 150.
+        let s = Series::from_values(t(0), TimeDelta::seconds(30), vec![Some(1.0), Some(2.0), None, Some(4.0), Some(8.0)]);
+        let v = Visible::new(&s);
+        // At t=150: visible ends ≤ 120 → slots ending 30,60,120 visible; window (60, 120] → only the 120 one.
+        assert_eq!(v.observed(t(150)), Some(4.0));
+        // At t=180: window (90, 150] → ends 120 and 150 → (4+8)/2.
+        assert_eq!(v.observed(t(180)), Some(6.0));
+        // At t=120: visible ≤ 90; window (30, 90] → the slot ending 60 (the one ending 90 is a gap).
+        assert_eq!(v.observed(t(120)), Some(2.0));
+        // At t=59: nothing has ended by 29 s.
+        assert_eq!(v.observed(t(59)), None);
+        // Long steps: no sample ends inside the window → the latest visible one.
+        let s = Series::from_values(t(0), TimeDelta::seconds(600), vec![Some(3.0), None, Some(5.0)]);
+        let v = Visible::new(&s);
+        assert_eq!(v.observed(t(1000)), Some(3.0));
+        assert_eq!(v.observed(t(1300)), Some(3.0));
+        assert_eq!(v.observed(t(1830)), Some(5.0));
+    }
+}

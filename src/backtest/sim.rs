@@ -1,0 +1,336 @@
+//! The replay loop: ticks, the HPA and pod model per policy and lead time, the oracle, and scoring.
+
+use std::io::IsTerminal;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::policies::{self, PredictiveSetup, Visible};
+use super::report::{self, PolicyRun, PredictiveInfo, Report, ReportSettings, TickRow};
+use super::{BacktestError, PolicyName, Settings, LAG, MAX_REPLICAS, MIN_REPLICAS, P99_REPLICAS, TICK};
+use crate::forecast::Seasonality;
+use crate::hpa::{self, Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
+use crate::planner::Policy;
+use crate::quantity;
+use crate::series::Series;
+
+/// Traces at least this long use a fixed warm-up of the same length.
+const LONG_TRACE: TimeDelta = TimeDelta::days(7);
+/// Shortest warm-up of a short trace.
+const MIN_WARM_UP: TimeDelta = TimeDelta::minutes(10);
+
+/// Replays `trace` (named `name` in the report) through every selected policy at every lead time and scores them.
+pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, BacktestError> {
+    validate(settings)?;
+    let (history, scored_start) = scored_window(trace, name)?;
+    let end = trace.end();
+    let ticks: Vec<DateTime<Utc>> =
+        (0..).map(|k| scored_start + TICK * k).take_while(|t| *t < end).collect();
+    let demand: Vec<Option<f64>> =
+        ticks.iter().map(|&t| trace.slot_of(t).and_then(|i| trace.values().get(i).copied().flatten())).collect();
+    let mut present: Vec<f64> = demand.iter().flatten().copied().collect();
+    if present.is_empty() {
+        let detail = "the scored window holds no samples".to_owned();
+        return Err(BacktestError::NoDemand { trace: name.into(), detail });
+    }
+    let p99 = percentile(&mut present, 0.99);
+    let capacity = settings.capacity.unwrap_or(p99 / P99_REPLICAS);
+    if !(capacity.is_finite() && capacity > 0.0) {
+        let detail = format!("p99 of scored demand is {p99}, so capacity per replica would be {capacity}");
+        return Err(BacktestError::NoDemand { trace: name.into(), detail });
+    }
+
+    let visible = Visible::new(trace);
+    let wants = |p| settings.policies.contains(&p);
+    let bar = progress_bar(settings.progress, ticks.len(), settings.leads.len(), wants(PolicyName::Predictive));
+    let reactive = (wants(PolicyName::Reactive) || wants(PolicyName::Reactive70))
+        .then(|| policies::reactive(&visible, &ticks));
+    let planner_policies: Vec<Policy> = settings
+        .leads
+        .iter()
+        .map(|&lead| Policy {
+            capacity_per_replica: capacity,
+            lead,
+            sync: TICK,
+            quantile: settings.quantile,
+            min_replicas: MIN_REPLICAS,
+            max_replicas: MAX_REPLICAS,
+            scale_in_on_observed_only: settings.scale_in_on_observed_only,
+        })
+        .collect();
+    let predictive = wants(PolicyName::Predictive).then(|| {
+        bar.set_message("predictive: forecast + plan");
+        let setup = PredictiveSetup {
+            policies: &planner_policies,
+            seasonality: Seasonality::Auto,
+            refit_interval: settings.refit_interval,
+        };
+        policies::predictive(&visible, &ticks, &setup, &bar)
+    });
+
+    let reactive_target = milli_of(capacity, "capacity per replica")?;
+    let reactive70_target = milli_of(0.7 * capacity, "0.7 × capacity per replica")?;
+    let mut runs = Vec::new();
+    for (l, &lead) in settings.leads.iter().enumerate() {
+        for policy in PolicyName::ALL.into_iter().filter(|p| wants(*p)) {
+            bar.set_message(format!("{policy} L={}", super::lead_label(lead)));
+            let (rows, initial) = match policy {
+                PolicyName::Oracle => oracle(&ticks, &demand, capacity, lead),
+                PolicyName::Reactive | PolicyName::Reactive70 => {
+                    let target = if policy == PolicyName::Reactive { reactive_target } else { reactive70_target };
+                    let served = reactive.as_deref().expect("computed when a reactive policy is selected");
+                    simulate_hpa(&ticks, &demand, served, target, lead)?
+                }
+                PolicyName::Predictive => {
+                    let served = &predictive.as_ref().expect("computed when selected").served[l];
+                    simulate_hpa(&ticks, &demand, served, 1000, lead)?
+                }
+            };
+            let scores = report::score(&rows, capacity, initial);
+            runs.push(PolicyRun { policy, lead_seconds: lead.num_seconds(), lead: super::lead_label(lead), scores, ticks: rows });
+            bar.inc(ticks.len() as u64);
+        }
+    }
+    bar.finish_and_clear();
+
+    let scored_ticks = demand.iter().filter(|d| d.is_some()).count();
+    let settings_out = ReportSettings {
+        tick_seconds: TICK.num_seconds(),
+        lag_seconds: LAG.num_seconds(),
+        trace_start: trace.start(),
+        trace_end: end,
+        trace_step_seconds: trace.step().num_milliseconds() as f64 / 1000.0,
+        history_seconds: history.num_milliseconds() as f64 / 1000.0,
+        scored_start,
+        ticks: ticks.len(),
+        scored_ticks,
+        p99_demand: p99,
+        capacity_per_replica: capacity,
+        min_replicas: MIN_REPLICAS,
+        max_replicas: MAX_REPLICAS,
+        tolerance: hpa::DEFAULT_TOLERANCE,
+        downscale_stabilization_seconds: hpa::DEFAULT_DOWNSCALE_STABILIZATION.num_seconds(),
+        reactive_target_milli: reactive_target,
+        reactive70_target_milli: reactive70_target,
+        predictive_target_milli: 1000,
+        quantile: settings.quantile.get(),
+        refit_interval_seconds: settings.refit_interval.num_seconds(),
+        leads_seconds: settings.leads.iter().map(|l| l.num_seconds()).collect(),
+        policies: PolicyName::ALL.into_iter().filter(|p| wants(*p)).collect(),
+        scale_in_on_observed_only: settings.scale_in_on_observed_only,
+    };
+    let predictive = predictive.map(|p| PredictiveInfo { fits: p.fits, forecast_methods: p.methods });
+    Ok(Report::new(name.to_owned(), settings_out, runs, predictive))
+}
+
+fn validate(settings: &Settings) -> Result<(), BacktestError> {
+    let err = |field, problem: String| Err(BacktestError::Setting { field, problem });
+    if settings.leads.is_empty() {
+        return err("--lead", "give at least one lead time, e.g. --lead 5m".into());
+    }
+    for lead in &settings.leads {
+        if *lead < TimeDelta::zero() || lead.num_milliseconds() % TICK.num_milliseconds() != 0 {
+            let problem = format!("{} is not a non-negative multiple of the 15 s tick; use e.g. 2m, 5m, 10m", lead);
+            return err("--lead", problem);
+        }
+    }
+    if settings.refit_interval <= TimeDelta::zero() {
+        return err("--refit", "the refit interval must be positive, e.g. 1h".into());
+    }
+    if settings.policies.is_empty() {
+        return err("--policies", "select at least one of reactive, reactive-70, predictive, oracle".into());
+    }
+    if let Some(c) = settings.capacity {
+        if !(c.is_finite() && c > 0.0) {
+            return err("--capacity", format!("capacity per replica must be a positive number, got {c}"));
+        }
+    }
+    Ok(())
+}
+
+/// The warm-up length and the start of the scored window: 7 days of history for traces of 7 days or more, else
+/// 25% of the trace and at least 10 minutes.
+pub(crate) fn scored_window(trace: &Series, name: &str) -> Result<(TimeDelta, DateTime<Utc>), BacktestError> {
+    let duration = trace.end() - trace.start();
+    let history = if duration >= LONG_TRACE { LONG_TRACE } else { (duration / 4).max(MIN_WARM_UP) };
+    let start = trace.start() + history;
+    if start >= trace.end() {
+        let detail = format!(
+            "it spans {} s, and the warm-up of {} s leaves nothing to score; use a trace longer than 10 minutes",
+            duration.num_seconds(),
+            history.num_seconds()
+        );
+        return Err(BacktestError::TooShort { trace: name.into(), detail });
+    }
+    Ok((history, start))
+}
+
+/// Linearly interpolated percentile (numpy's default), `q` in [0, 1]; sorts `values`.
+pub(crate) fn percentile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let pos = q * (values.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
+}
+
+/// `MilliValue()` of the Quantity the value is served as; `None` when it cannot be served (the HPA sees an error).
+pub(crate) fn served_milli(v: f64) -> Option<i64> {
+    quantity::format(v).ok().and_then(|s| quantity::parse_milli(&s).ok())
+}
+
+fn milli_of(v: f64, what: &'static str) -> Result<i64, BacktestError> {
+    match served_milli(v) {
+        Some(m) if m > 0 => Ok(m),
+        _ => Err(BacktestError::Setting { field: "--capacity", problem: format!("{what} {v} is not a usable target") }),
+    }
+}
+
+/// Replays served values through the HPA (AverageValue `target_milli`, legacy path) and the pod model.
+///
+/// Returns the rows and the starting replica count.
+fn simulate_hpa(
+    ticks: &[DateTime<Utc>],
+    demand: &[Option<f64>],
+    served: &[Option<f64>],
+    target_milli: i64,
+    lead: TimeDelta,
+) -> Result<(Vec<TickRow>, u32), BacktestError> {
+    let (min, max) = (MIN_REPLICAS as i32, MAX_REPLICAS as i32);
+    let mut hpa = Hpa::new(HpaSpec::external(MetricTarget::AverageValue(target_milli), min, max))?;
+    let t0 = ticks[0];
+    let initial = match served[0].and_then(served_milli) {
+        Some(u) => (u as f64 / target_milli as f64).ceil().clamp(f64::from(min), f64::from(max)) as i32,
+        None => min,
+    };
+    hpa.record_initial(initial, t0);
+    let mut pods = Pods::ready_at(initial as usize, lead, t0);
+    let mut rows = Vec::with_capacity(ticks.len());
+    for (k, &t) in ticks.iter().enumerate() {
+        let n = pods.len() as i32;
+        let status = ScaleStatus { spec_replicas: n, status_replicas: n, ready_pods: pods.ready(t) as i32 };
+        let decision = hpa.reconcile(t, status, &[served[k].and_then(served_milli)]);
+        let desired = decision.desired_replicas.max(0);
+        pods.scale_to(desired as usize, t);
+        rows.push(TickRow {
+            t,
+            demand: demand[k],
+            served_value: served[k],
+            desired_replicas: desired as u32,
+            ready_pods: pods.ready(t) as u32,
+            starting_pods: pods.starting(t) as u32,
+        });
+    }
+    Ok((rows, initial as u32))
+}
+
+/// Perfect foresight: pods for `clamp(ceil(demand / c), 1, 40)` exist from `L` before each tick that needs them and
+/// go as soon as no tick within the next `L` needs them. Pods alive at the first tick are ready.
+fn oracle(ticks: &[DateTime<Utc>], demand: &[Option<f64>], capacity: f64, lead: TimeDelta) -> (Vec<TickRow>, u32) {
+    let (min, max) = (f64::from(MIN_REPLICAS), f64::from(MAX_REPLICAS));
+    let need: Vec<u32> = demand.iter().map(|d| d.map_or(min, |d| (d / capacity).ceil().clamp(min, max)) as u32).collect();
+    let j = (lead.num_milliseconds() / TICK.num_milliseconds()) as usize;
+    let n = ticks.len();
+    // Pods alive at tick k: everything needed at ticks k..=k+j (a pod for tick k+j is created at its tick − L).
+    let alive: Vec<u32> =
+        (0..n).map(|k| (k..=k + j).map(|i| need.get(i).copied().unwrap_or(MIN_REPLICAS)).max().unwrap_or(0)).collect();
+    let rows = (0..n)
+        .map(|k| {
+            // Ready = pods alive continuously since t − L.
+            let ready = alive[k.saturating_sub(j)..=k].iter().copied().min().unwrap_or(0);
+            TickRow {
+                t: ticks[k],
+                demand: demand[k],
+                served_value: None,
+                desired_replicas: alive[k],
+                ready_pods: ready,
+                starting_pods: alive[k] - ready,
+            }
+        })
+        .collect();
+    (rows, alive.first().copied().unwrap_or(MIN_REPLICAS))
+}
+
+fn progress_bar(enabled: bool, ticks: usize, leads: usize, predictive: bool) -> ProgressBar {
+    let total = ticks * (leads * 4 + usize::from(predictive));
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    if !enabled || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg:32} [{bar:40}] {percent:>3}% eta {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn percentile_interpolates_like_numpy() {
+        let mut v: Vec<f64> = (1..=101).map(f64::from).collect();
+        assert_eq!(percentile(&mut v, 0.99), 100.0);
+        let mut v = vec![4.0, 1.0, 2.0, 3.0];
+        // numpy.percentile([1,2,3,4], 99) = 3.97
+        assert!((percentile(&mut v, 0.99) - 3.97).abs() < 1e-12);
+    }
+
+    #[test]
+    fn warm_up_is_a_week_or_a_quarter() {
+        let week = Series::from_values(t(0), TimeDelta::minutes(10), vec![Some(1.0); 6 * 24 * 8]);
+        assert_eq!(scored_window(&week, "w").unwrap(), (TimeDelta::days(7), t(7 * 86_400)));
+        let hour = Series::from_values(t(0), TimeDelta::seconds(10), vec![Some(1.0); 360]);
+        assert_eq!(scored_window(&hour, "h").unwrap(), (TimeDelta::seconds(900), t(900)));
+        let short = Series::from_values(t(0), TimeDelta::seconds(10), vec![Some(1.0); 60]);
+        assert!(matches!(scored_window(&short, "s"), Err(BacktestError::TooShort { .. })));
+    }
+
+    #[test]
+    fn served_values_read_as_ceiling_milli_of_the_shortest_decimal() {
+        assert_eq!(served_milli(4.35), Some(4350));
+        assert_eq!(served_milli(0.1085), Some(109));
+        assert_eq!(served_milli(12.0), Some(12_000));
+        assert_eq!(served_milli(f64::NAN), None);
+    }
+
+    #[test]
+    fn oracle_creates_pods_lead_ahead_and_drops_them_when_unneeded() {
+        let ticks: Vec<_> = (0..6).map(|k| t(15 * k)).collect();
+        let demand = vec![Some(1.0), Some(1.0), Some(3.0), Some(1.0), None, Some(1.0)];
+        let (rows, initial) = oracle(&ticks, &demand, 1.0, TimeDelta::seconds(30));
+        let alive: Vec<u32> = rows.iter().map(|r| r.desired_replicas).collect();
+        let ready: Vec<u32> = rows.iter().map(|r| r.ready_pods).collect();
+        assert_eq!(alive, vec![3, 3, 3, 1, 1, 1]);
+        // Pods alive at the first tick count as ready; the rest never needed more than they had.
+        assert_eq!(ready, vec![3, 3, 3, 1, 1, 1]);
+        assert_eq!(initial, 3);
+        let demand = vec![Some(1.0), Some(1.0), Some(1.0), Some(4.0), Some(1.0), Some(1.0)];
+        let (rows, _) = oracle(&ticks, &demand, 1.0, TimeDelta::seconds(30));
+        let alive: Vec<u32> = rows.iter().map(|r| r.desired_replicas).collect();
+        let ready: Vec<u32> = rows.iter().map(|r| r.ready_pods).collect();
+        assert_eq!(alive, vec![1, 4, 4, 4, 1, 1]);
+        assert_eq!(ready, vec![1, 1, 1, 4, 1, 1]);
+        assert!(rows.iter().all(|r| r.demand.is_none_or(|d| f64::from(r.ready_pods) >= d)));
+    }
+
+    #[test]
+    fn hpa_simulation_starts_ready_and_waits_lead_for_new_pods() {
+        let ticks: Vec<_> = (0..10).map(|k| t(15 * k)).collect();
+        let demand = vec![Some(2.0); 10];
+        let mut served = vec![Some(2.0); 10];
+        served[2..].iter_mut().for_each(|s| *s = Some(6.0));
+        let (rows, initial) = simulate_hpa(&ticks, &demand, &served, 1000, TimeDelta::seconds(60)).unwrap();
+        assert_eq!(initial, 2);
+        assert_eq!((rows[1].desired_replicas, rows[1].ready_pods), (2, 2));
+        // At tick 2 the HPA asks for 6 but may only go to max(2·2, 4) = 4; pods created at 30 s are ready at 90 s.
+        assert_eq!((rows[2].desired_replicas, rows[2].ready_pods, rows[2].starting_pods), (4, 2, 2));
+        assert_eq!((rows[3].desired_replicas, rows[3].ready_pods, rows[3].starting_pods), (6, 2, 4));
+        assert_eq!((rows[6].ready_pods, rows[6].starting_pods), (4, 2));
+        assert_eq!((rows[7].ready_pods, rows[7].starting_pods), (6, 0));
+    }
+}

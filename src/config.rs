@@ -1,0 +1,608 @@
+//! The workload file: YAML parsed into typed structs (unknown fields are errors), validated once into a [`Config`].
+//!
+//! Every problem names the file, line and column, the field, what is allowed and how to fix it. Structural problems
+//! (unknown fields, wrong types) are found per workload, so one bad workload does not hide another's problems;
+//! value problems are all listed together.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::TimeDelta;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::forecast::{Quantile, Seasonality};
+use crate::history::synthetic::{Generator, Profile};
+use crate::planner::Policy;
+use crate::store::WorkloadId;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Where the external metrics API listens.
+    pub api_addr: SocketAddr,
+    /// Where the admin/SRE HTTP server listens.
+    pub admin_addr: SocketAddr,
+    /// A forecast older than this is not served; the API answers an error so the HPA holds.
+    pub max_forecast_age: TimeDelta,
+    /// How often each workload's history is refreshed and its plan recomputed.
+    pub interval: TimeDelta,
+    /// The workloads to plan for.
+    pub workloads: Vec<WorkloadConfig>,
+}
+
+/// One validated workload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkloadConfig {
+    /// Namespace and name.
+    pub id: WorkloadId,
+    /// Where demand history comes from.
+    pub demand: DemandSource,
+    /// The unit demand is measured in (for people; e.g. "requests/s").
+    pub unit: String,
+    /// Scaling policy.
+    pub policy: Policy,
+    /// Seasonal periods.
+    pub seasonality: Seasonality,
+    /// How often the model is refitted.
+    pub refit_interval: TimeDelta,
+    /// How much history the model sees.
+    pub history: TimeDelta,
+}
+
+/// Where a workload's demand history comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DemandSource {
+    /// A PromQL query returning one series of demand in units/s.
+    Promql {
+        /// The query.
+        query: String,
+        /// Query resolution.
+        step: TimeDelta,
+    },
+    /// A recorded trace CSV replayed on a clock aligned to now.
+    Trace {
+        /// The CSV file (relative paths are relative to the config file).
+        path: PathBuf,
+    },
+    /// The built-in demand generator.
+    Generator(Generator),
+}
+
+/// Defaults applied where the file is silent.
+pub mod defaults {
+    /// API listener.
+    pub const API_ADDR: &str = "0.0.0.0:6443";
+    /// Admin listener.
+    pub const ADMIN_ADDR: &str = "0.0.0.0:8080";
+    /// Max forecast age.
+    pub const MAX_FORECAST_AGE: &str = "5m";
+    /// Pipeline interval.
+    pub const INTERVAL: &str = "30s";
+    /// Cold start lead time.
+    pub const LEAD_TIME: &str = "5m";
+    /// Quantile to plan at.
+    pub const QUANTILE: f64 = 0.9;
+    /// Refit interval.
+    pub const REFIT_INTERVAL: &str = "1h";
+    /// History window.
+    pub const HISTORY: &str = "14d";
+    /// Query step.
+    pub const STEP: &str = "1m";
+    /// HPA sync period.
+    pub const HPA_SYNC: &str = "15s";
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTop {
+    api_addr: Option<Spanned<String>>,
+    admin_addr: Option<Spanned<String>>,
+    max_forecast_age: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
+    #[serde(deserialize_with = "count_workloads")]
+    workloads: Spanned<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawWorkload {
+    name: Spanned<String>,
+    #[serde(default)]
+    namespace: Option<Spanned<String>>,
+    demand: Spanned<RawDemand>,
+    #[serde(default)]
+    unit: Option<String>,
+    capacity_per_replica: Spanned<f64>,
+    lead_time: Option<Spanned<String>>,
+    quantile: Option<Spanned<f64>>,
+    min_replicas: Option<Spanned<i64>>,
+    max_replicas: Spanned<i64>,
+    seasonality: Option<Spanned<RawSeasonality>>,
+    refit_interval: Option<Spanned<String>>,
+    history: Option<Spanned<String>>,
+    hpa_sync: Option<Spanned<String>>,
+    scale_in: Option<Spanned<ScaleIn>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDemand {
+    promql: Option<String>,
+    step: Option<Spanned<String>>,
+    trace: Option<String>,
+    generator: Option<RawGenerator>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawGenerator {
+    profile: Profile,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default = "one")]
+    scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSeasonality {
+    Word(String),
+    Periods(Vec<String>),
+}
+
+/// When the target may go down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ScaleIn {
+    /// Follow the forecast down.
+    Forecast,
+    /// Scale in only when observed demand allows it too.
+    Observed,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, 0 when unknown.
+    pub line: u64,
+    /// 1-based column, 0 when unknown.
+    pub column: u64,
+    /// Dotted path of the field, e.g. `workloads[0].quantile`.
+    pub field: String,
+    /// What is wrong, what is allowed, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read config: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is invalid; all problems found are listed.
+    #[error("{} problem(s) in the config:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// Reads and validates a config file.
+pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config text; `path` names the file in problems and anchors relative trace paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut v = Validator { file: path.to_path_buf(), problems: Vec::new() };
+    let top: Option<RawTop> = match serde_saphyr::from_str(text) {
+        Ok(top) => Some(top),
+        Err(e) => {
+            v.parse_error(&e, "");
+            None
+        }
+    };
+    let mut workloads = Vec::new();
+    let count = top.as_ref().map(|t| t.workloads.value).unwrap_or_else(|| count_leniently(text));
+    for i in 0..count {
+        let field = format!("workloads[{i}]");
+        match pick_workload(text, i) {
+            Ok(raw) => {
+                if let Some(w) = v.workload(raw, &field, path) {
+                    workloads.push(w);
+                }
+            }
+            Err(e) => v.parse_error(&e, &field),
+        }
+    }
+    let Some(top) = top else {
+        return Err(ConfigError::Invalid(v.problems));
+    };
+    if count == 0 {
+        v.at(&top.workloads, "workloads", "is empty; list at least one workload (see the README's config reference)");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for w in &workloads {
+        if !seen.insert(w.id.clone()) {
+            v.problems.push(Problem {
+                file: path.into(),
+                line: 0,
+                column: 0,
+                field: "workloads".into(),
+                message: format!("workload {} is listed twice; names must be unique within a namespace", w.id),
+            });
+        }
+    }
+    let api_addr = v.addr(top.api_addr.as_ref(), "apiAddr", defaults::API_ADDR);
+    let admin_addr = v.addr(top.admin_addr.as_ref(), "adminAddr", defaults::ADMIN_ADDR);
+    let max_forecast_age = v.duration(top.max_forecast_age.as_ref(), "maxForecastAge", defaults::MAX_FORECAST_AGE);
+    let interval = v.duration(top.interval.as_ref(), "interval", defaults::INTERVAL);
+    if v.problems.is_empty() {
+        Ok(Config { api_addr, admin_addr, max_forecast_age, interval, workloads })
+    } else {
+        Err(ConfigError::Invalid(v.problems))
+    }
+}
+
+struct Validator {
+    file: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn at<T>(&mut self, span: &Spanned<T>, field: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line: span.referenced.line(),
+            column: span.referenced.column(),
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn parse_error(&mut self, e: &serde_saphyr::Error, field: &str) {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let message = e.without_snippet().to_string();
+        // The parser already prefixes its own position; keep just the message.
+        let message = message.lines().next().unwrap_or_default().to_string();
+        self.problems.push(Problem { file: self.file.clone(), line, column, field: field.into(), message });
+    }
+
+    fn addr(&mut self, raw: Option<&Spanned<String>>, field: &str, default: &str) -> SocketAddr {
+        let fallback: SocketAddr = default.parse().expect("default address parses");
+        let Some(raw) = raw else { return fallback };
+        raw.value.parse().unwrap_or_else(|_| {
+            self.at(raw, field, format!("`{}` is not an address; write host:port, e.g. {default}", raw.value));
+            fallback
+        })
+    }
+
+    fn duration(&mut self, raw: Option<&Spanned<String>>, field: &str, default: &str) -> TimeDelta {
+        let fallback = parse_duration(default).expect("default duration parses");
+        let Some(raw) = raw else { return fallback };
+        match parse_duration(&raw.value) {
+            Ok(d) if d > TimeDelta::zero() => d,
+            Ok(_) => {
+                self.at(raw, field, "must be longer than zero");
+                fallback
+            }
+            Err(e) => {
+                self.at(raw, field, e);
+                fallback
+            }
+        }
+    }
+
+    fn workload(&mut self, raw: RawWorkload, field: &str, config_path: &Path) -> Option<WorkloadConfig> {
+        let before = self.problems.len();
+        let f = |name: &str| format!("{field}.{name}");
+        let name = raw.name.value.clone();
+        if !is_dns_label(&name) {
+            self.at(&raw.name, &f("name"), format!("`{name}` must be a DNS label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit"));
+        }
+        let namespace = raw.namespace.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| "default".into());
+        if let Some(ns) = &raw.namespace {
+            if !is_dns_label(&ns.value) {
+                self.at(ns, &f("namespace"), format!("`{}` is not a valid namespace name (DNS label)", ns.value));
+            }
+        }
+        let step = self.duration(raw.demand.value.step.as_ref(), &f("demand.step"), defaults::STEP);
+        let d = &raw.demand.value;
+        let sources = [d.promql.is_some(), d.trace.is_some(), d.generator.is_some()].iter().filter(|x| **x).count();
+        let demand = if sources != 1 {
+            self.at(&raw.demand, &f("demand"), "set exactly one of `promql`, `trace` or `generator`");
+            None
+        } else if let Some(q) = &d.promql {
+            if q.trim().is_empty() {
+                self.at(&raw.demand, &f("demand.promql"), "is empty; write a PromQL query returning one series");
+            }
+            Some(DemandSource::Promql { query: q.clone(), step })
+        } else if let Some(t) = &d.trace {
+            let p = PathBuf::from(t);
+            let p = if p.is_relative() { config_path.parent().unwrap_or(Path::new(".")).join(p) } else { p };
+            Some(DemandSource::Trace { path: p })
+        } else {
+            d.generator.as_ref().map(|g| {
+                DemandSource::Generator(Generator { profile: g.profile, seed: g.seed, scale: g.scale, step })
+            })
+        };
+        if let Some(g) = &d.generator {
+            if !(g.scale.is_finite() && g.scale > 0.0) {
+                self.at(&raw.demand, &f("demand.generator.scale"), "must be a positive number");
+            }
+        }
+        let cap = raw.capacity_per_replica.value;
+        if !(cap.is_finite() && cap > 0.0) {
+            self.at(&raw.capacity_per_replica, &f("capacityPerReplica"), format!("must be a positive number of demand units one replica serves, got {cap}"));
+        }
+        let lead = self.duration(raw.lead_time.as_ref(), &f("leadTime"), defaults::LEAD_TIME);
+        let sync = self.duration(raw.hpa_sync.as_ref(), &f("hpaSync"), defaults::HPA_SYNC);
+        let quantile = match &raw.quantile {
+            None => Quantile::try_new(defaults::QUANTILE).expect("default quantile is valid"),
+            Some(q) => Quantile::try_new(q.value).unwrap_or_else(|e| {
+                self.at(q, &f("quantile"), format!("{e}; e.g. 0.9 to be ready for the 90th percentile"));
+                Quantile::MEDIAN
+            }),
+        };
+        let min = raw.min_replicas.as_ref().map(|m| m.value).unwrap_or(1);
+        if let Some(m) = &raw.min_replicas {
+            if !(0..=i64::from(i32::MAX)).contains(&m.value) {
+                self.at(m, &f("minReplicas"), "must be between 0 and 2147483647");
+            }
+        }
+        let max = raw.max_replicas.value;
+        if !(1..=i64::from(i32::MAX)).contains(&max) {
+            self.at(&raw.max_replicas, &f("maxReplicas"), "must be between 1 and 2147483647");
+        } else if max < min {
+            self.at(&raw.max_replicas, &f("maxReplicas"), format!("({max}) is below minReplicas ({min})"));
+        }
+        let seasonality = match &raw.seasonality {
+            None => Seasonality::Auto,
+            Some(s) => match &s.value {
+                RawSeasonality::Word(w) if w == "auto" => Seasonality::Auto,
+                RawSeasonality::Word(w) if w == "none" => Seasonality::None,
+                RawSeasonality::Word(w) => {
+                    self.at(s, &f("seasonality"), format!("`{w}` is not allowed; write `auto`, `none`, or a list of periods like [1d, 1w]"));
+                    Seasonality::Auto
+                }
+                RawSeasonality::Periods(ps) => {
+                    let mut out = Vec::new();
+                    for p in ps {
+                        match parse_duration(p) {
+                            Ok(d) if d > step => out.push(d),
+                            Ok(_) => self.at(s, &f("seasonality"), format!("period {p} must be longer than the demand step")),
+                            Err(e) => self.at(s, &f("seasonality"), e),
+                        }
+                    }
+                    Seasonality::Periods(out)
+                }
+            },
+        };
+        let refit_interval = self.duration(raw.refit_interval.as_ref(), &f("refitInterval"), defaults::REFIT_INTERVAL);
+        let history = self.duration(raw.history.as_ref(), &f("history"), defaults::HISTORY);
+        if let Some(h) = &raw.history {
+            if history < step * 20 {
+                self.at(h, &f("history"), "must cover at least 20 demand steps");
+            }
+        }
+        let scale_in = raw.scale_in.as_ref().map(|s| s.value).unwrap_or(ScaleIn::Forecast);
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(WorkloadConfig {
+            id: WorkloadId { namespace, name },
+            demand: demand?,
+            unit: raw.unit.unwrap_or_else(|| "requests/s".into()),
+            policy: Policy {
+                capacity_per_replica: cap,
+                lead,
+                sync,
+                quantile,
+                min_replicas: min as u32,
+                max_replicas: max as u32,
+                scale_in_on_observed_only: scale_in == ScaleIn::Observed,
+            },
+            seasonality,
+            refit_interval,
+            history,
+        })
+    }
+}
+
+/// True for a Kubernetes DNS label (RFC 1123).
+fn is_dns_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !s.is_empty()
+        && s.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// Parses durations like `30s`, `5m`, `1h30m`, `14d`, `1w` (units s, m, h, d, w; integers).
+pub fn parse_duration(s: &str) -> Result<TimeDelta, String> {
+    let hint = "write a duration like 30s, 5m, 1h30m, 14d or 1w";
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(format!("empty duration; {hint}"));
+    }
+    let mut total = TimeDelta::zero();
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits.parse().map_err(|_| format!("`{s}` is not a duration; {hint}"))?;
+        digits.clear();
+        let unit = match c {
+            's' => TimeDelta::seconds(1),
+            'm' => TimeDelta::minutes(1),
+            'h' => TimeDelta::hours(1),
+            'd' => TimeDelta::days(1),
+            'w' => TimeDelta::weeks(1),
+            _ => return Err(format!("`{s}` has unknown unit `{c}`; {hint}")),
+        };
+        total += unit * i32::try_from(n).map_err(|_| format!("`{s}` is too long"))?;
+    }
+    if !digits.is_empty() {
+        return Err(format!("`{s}` has no unit; {hint}"));
+    }
+    Ok(total)
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+pub fn format_duration(d: TimeDelta) -> String {
+    let mut secs = d.num_seconds();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= n {
+            out.push_str(&format!("{}{unit}", secs / n));
+            secs %= n;
+        }
+    }
+    out
+}
+
+fn count_workloads<'de, D: de::Deserializer<'de>>(d: D) -> Result<Spanned<usize>, D::Error> {
+    struct Count;
+    impl<'de> Deserialize<'de> for Count {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_seq(CountVisitor).map(|_| Count)
+        }
+    }
+    struct CountVisitor;
+    impl<'de> Visitor<'de> for CountVisitor {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of workloads")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            COUNTED.with(|c| c.set(n));
+            Ok(n)
+        }
+    }
+    let spanned = Spanned::<Count>::deserialize(d)?;
+    let n = COUNTED.with(|c| c.get());
+    Ok(Spanned { value: n, referenced: spanned.referenced, defined: spanned.defined })
+}
+
+thread_local! {
+    // serde's derive cannot pass state into a field's deserializer; these carry it within one parse on one thread.
+    static COUNTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static PICK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `workloads` entries when the top level failed to parse, so their own problems are still reported.
+fn count_leniently(text: &str) -> usize {
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        workloads: Vec<IgnoredAny>,
+    }
+    serde_saphyr::from_str::<Loose>(text).map(|l| l.workloads.len()).unwrap_or(0)
+}
+
+/// Deserializes only `workloads[index]` from the whole document, so its errors carry exact positions.
+fn pick_workload(text: &str, index: usize) -> Result<RawWorkload, serde_saphyr::Error> {
+    struct Top(usize);
+    impl<'de> DeserializeSeed<'de> for Top {
+        type Value = Option<RawWorkload>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Top {
+        type Value = Option<RawWorkload>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a config mapping")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "workloads" {
+                    found = map.next_value_seed(Pick(self.0))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    struct Pick(usize);
+    impl<'de> DeserializeSeed<'de> for Pick {
+        type Value = Option<RawWorkload>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Pick {
+        type Value = Option<RawWorkload>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of workloads")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            let mut i = 0;
+            loop {
+                if i == self.0 {
+                    match seq.next_element::<RawWorkload>()? {
+                        Some(w) => found = Some(w),
+                        None => break,
+                    }
+                } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                    break;
+                }
+                i += 1;
+            }
+            Ok(found)
+        }
+    }
+    struct PickedDoc(Option<RawWorkload>);
+    impl<'de> Deserialize<'de> for PickedDoc {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let index = PICK.with(|c| c.get());
+            Top(index).deserialize(d).map(PickedDoc)
+        }
+    }
+    PICK.with(|c| c.set(index));
+    let picked: PickedDoc = serde_saphyr::from_str(text)?;
+    // The top-level pass counted this many entries, so the index exists; stay total anyway.
+    picked.0.ok_or_else(|| <serde_saphyr::Error as de::Error>::custom(format!("workloads[{index}] is missing")))
+}

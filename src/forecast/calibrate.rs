@@ -1,0 +1,302 @@
+//! Calibrated prediction intervals and the level correction, both learnt from the model's own out-of-sample errors.
+//!
+//! A model is fitted on history up to `now − C` (the holdout fit), then replayed as production would use it: at
+//! every origin in `(now − C, now]` it forecasts with the level correction from the residuals before that origin.
+//! The realised errors give (1) the correction's half-life and damping, chosen by mean absolute error from a small
+//! grid, and (2) the empirical percentiles of the relative error per horizon. Errors are relative to
+//! `max(point, floor)` so that one table serves the trough and the peak of a daily cycle.
+
+use super::MAX_CALIBRATION_HORIZON;
+
+/// Number of stored percentile levels: 1%, 2%, …, 99%.
+const LEVELS: usize = 99;
+/// A horizon with fewer errors than this borrows the previous horizon's percentiles.
+const MIN_ERRORS: usize = 20;
+/// Half-lives (in steps) the level correction may use.
+const HALF_LIVES: [f64; 6] = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
+/// Per-step persistence of the correction (0: no correction).
+const DAMPINGS: [f64; 5] = [0.0, 0.9, 0.97, 0.99, 1.0];
+/// How many half-lives of residuals the correction reads (older weights are below 0.1%).
+const WINDOW_HALF_LIVES: f64 = 10.0;
+
+/// How residuals of the recent past shift the forecast: an exponentially weighted level, damped with horizon.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Correction {
+    /// Half-life of the residual weights, in steps.
+    pub half_life: f64,
+    /// Per-step persistence of the level into the future.
+    pub damping: f64,
+}
+
+impl Correction {
+    /// How many trailing slots the level reads.
+    pub fn window(&self) -> usize {
+        (self.half_life * WINDOW_HALF_LIVES).ceil() as usize + 1
+    }
+
+    /// The residual level from `(age in steps before the origin, residual)` pairs; 0 with no residuals.
+    pub fn level(&self, residuals: impl Iterator<Item = (usize, f64)>) -> f64 {
+        let decay = 0.5f64.powf(1.0 / self.half_life);
+        let (mut s, mut w) = (0.0, 0.0);
+        for (age, r) in residuals {
+            let wt = decay.powi(age as i32);
+            s += wt * r;
+            w += wt;
+        }
+        if w > 1e-9 {
+            s / w
+        } else {
+            0.0
+        }
+    }
+
+    /// The shift at `h` steps ahead (h ≥ 1) for residual level `level`.
+    pub fn shift(&self, level: f64, h: usize) -> f64 {
+        level * self.damping.powi(h as i32)
+    }
+}
+
+/// Percentiles of relative error per horizon (row `h − 1` for `h` steps ahead).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ErrorTable {
+    rows: Vec<[f64; LEVELS]>,
+    /// Number of out-of-sample errors behind the table (0 for the uncalibrated default).
+    pub samples: usize,
+}
+
+impl ErrorTable {
+    /// A wide, uncalibrated band for when there is no out-of-sample history: ±50% at the 10/90th percentiles,
+    /// from a normal shape. It keeps the planner cautious until real errors exist.
+    pub fn uncalibrated() -> Self {
+        let mut row = [0.0; LEVELS];
+        for (k, r) in row.iter_mut().enumerate() {
+            let q = (k + 1) as f64 / 100.0;
+            *r = normal_quantile(q) * 0.5 / 1.2816;
+        }
+        Self { rows: vec![row], samples: 0 }
+    }
+
+    /// Builds the table from relative errors per horizon (`errors[h − 1]`). `None` when horizon 1 lacks errors.
+    ///
+    /// Upper percentiles never shrink and lower ones never grow with horizon: uncertainty does not fall with
+    /// distance, and a non-monotone band would make the planner's peak depend on sampling noise.
+    pub fn from_errors(mut errors: Vec<Vec<f64>>) -> Option<Self> {
+        let samples = errors.iter().map(Vec::len).sum();
+        let mut rows: Vec<[f64; LEVELS]> = Vec::with_capacity(errors.len());
+        for errs in errors.iter_mut() {
+            errs.retain(|e| e.is_finite());
+            if errs.len() < MIN_ERRORS {
+                let prev = *rows.last()?;
+                rows.push(prev);
+                continue;
+            }
+            errs.sort_by(f64::total_cmp);
+            let mut row = [0.0; LEVELS];
+            for (k, r) in row.iter_mut().enumerate() {
+                *r = percentile(errs, (k + 1) as f64 / 100.0);
+            }
+            if let Some(prev) = rows.last() {
+                for k in 0..LEVELS {
+                    if k > LEVELS / 2 {
+                        row[k] = row[k].max(prev[k]);
+                    } else if k < LEVELS / 2 {
+                        row[k] = row[k].min(prev[k]);
+                    }
+                }
+            }
+            rows.push(row);
+        }
+        (!rows.is_empty()).then_some(Self { rows, samples })
+    }
+
+    /// The relative error at quantile `q` for `h` steps ahead (h beyond the table uses its last row).
+    pub fn quantile(&self, h: usize, q: f64) -> f64 {
+        let row = &self.rows[h.clamp(1, self.rows.len()) - 1];
+        let x = (q * 100.0 - 1.0).clamp(0.0, (LEVELS - 1) as f64);
+        let k = x.floor() as usize;
+        let frac = x - k as f64;
+        if k + 1 < LEVELS {
+            row[k] + (row[k + 1] - row[k]) * frac
+        } else {
+            row[k]
+        }
+    }
+
+    /// Number of horizons in the table.
+    #[cfg(test)]
+    pub fn horizons(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// The out-of-sample replay the calibration runs on.
+pub(crate) struct Replay<'a> {
+    /// Native samples, `None` for gaps.
+    pub y: &'a [Option<f64>],
+    /// Baseline (holdout model) at every native slot.
+    pub base: &'a [f64],
+    /// First origin: the index of the first slot the holdout model did not see.
+    pub first_origin: usize,
+    /// Floor of the error scale (relative errors divide by `max(point, floor)`).
+    pub floor: f64,
+    /// Longest horizon to calibrate, in steps.
+    pub horizon: usize,
+}
+
+impl Replay<'_> {
+    /// Chooses the correction and builds the error table. `None` when there are no out-of-sample errors.
+    pub fn calibrate(&self) -> Option<(Correction, ErrorTable)> {
+        let horizon = self.horizon.clamp(1, MAX_CALIBRATION_HORIZON);
+        let mut best: Option<(f64, Correction)> = None;
+        for &damping in &DAMPINGS {
+            let half_lives: &[f64] = if damping == 0.0 { &[1.0] } else { &HALF_LIVES };
+            for &half_life in half_lives {
+                let c = Correction { half_life, damping };
+                let (sum, n) = self.absolute_error(c, horizon);
+                if n == 0 {
+                    return None;
+                }
+                let mae = sum / n as f64;
+                if best.is_none_or(|(b, _)| mae < b) {
+                    best = Some((mae, c));
+                }
+            }
+        }
+        let (_, correction) = best?;
+        let mut errors = vec![Vec::new(); horizon];
+        self.each_error(correction, horizon, |h, y, point| {
+            errors[h - 1].push((y - point) / point.max(self.floor));
+        });
+        ErrorTable::from_errors(errors).map(|t| (correction, t))
+    }
+
+    fn absolute_error(&self, c: Correction, horizon: usize) -> (f64, usize) {
+        let (mut sum, mut n) = (0.0, 0);
+        self.each_error(c, horizon, |_, y, point| {
+            sum += (y - point).abs();
+            n += 1;
+        });
+        (sum, n)
+    }
+
+    /// Calls `f(h, actual, point)` for every origin and horizon with an actual sample.
+    fn each_error(&self, c: Correction, horizon: usize, mut f: impl FnMut(usize, f64, f64)) {
+        let n = self.y.len();
+        let window = c.window();
+        let decay = 0.5f64.powf(1.0 / c.half_life);
+        // Running weighted sums equal `Correction::level` over the trailing window up to rounding; the window
+        // cut-off is applied by subtracting the slot that leaves it.
+        let (mut s, mut w) = (0.0, 0.0);
+        let cut = decay.powi(window as i32);
+        for o in 0..n {
+            if o >= self.first_origin {
+                let level = if w > 1e-9 { s / w } else { 0.0 };
+                for h in 1..=horizon.min(n - o) {
+                    if let Some(y) = self.y[o + h - 1] {
+                        let point = (self.base[o + h - 1] + c.shift(level, h)).max(0.0);
+                        f(h, y, point);
+                    }
+                }
+            }
+            s *= decay;
+            w *= decay;
+            if let Some(y) = self.y[o] {
+                s += y - self.base[o];
+                w += 1.0;
+            }
+            if o >= window {
+                if let Some(y) = self.y[o - window] {
+                    s -= cut * (y - self.base[o - window]);
+                    w -= cut;
+                }
+            }
+        }
+    }
+}
+
+/// Linear-interpolated percentile of sorted `v` at `q` in [0, 1].
+fn percentile(v: &[f64], q: f64) -> f64 {
+    let x = q * (v.len() - 1) as f64;
+    let k = x.floor() as usize;
+    let frac = x - k as f64;
+    if k + 1 < v.len() {
+        v[k] + (v[k + 1] - v[k]) * frac
+    } else {
+        v[k]
+    }
+}
+
+/// The standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9).
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] =
+        [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
+    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] =
+        [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_quantile_matches_tables() {
+        assert!((normal_quantile(0.9) - 1.281_551_6).abs() < 1e-6);
+        assert!((normal_quantile(0.05) + 1.644_853_6).abs() < 1e-6);
+        assert!(normal_quantile(0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn table_interpolates_and_widens_with_horizon() {
+        let h1: Vec<f64> = (0..=100).map(|i| (i as f64 - 50.0) / 100.0).collect(); // uniform −0.5..0.5
+        let h2: Vec<f64> = (0..=100).map(|i| (i as f64 - 50.0) / 200.0).collect(); // narrower: must not shrink
+        let t = ErrorTable::from_errors(vec![h1, h2, vec![1.0]]).unwrap();
+        assert!((t.quantile(1, 0.9) - 0.4).abs() < 1e-9);
+        assert!((t.quantile(1, 0.5)).abs() < 1e-9);
+        assert!((t.quantile(1, 0.105) + 0.395).abs() < 1e-9);
+        assert_eq!(t.quantile(2, 0.9), t.quantile(1, 0.9));
+        assert!(t.quantile(2, 0.5).abs() < 1e-9);
+        assert_eq!(t.horizons(), 3);
+        assert_eq!(t.quantile(3, 0.9), t.quantile(2, 0.9), "a horizon with too few errors borrows the previous row");
+        assert_eq!(t.quantile(50, 0.9), t.quantile(3, 0.9));
+        assert!(ErrorTable::from_errors(vec![vec![0.0; 5]]).is_none());
+    }
+
+    #[test]
+    fn correction_level_weights_recent_residuals() {
+        let c = Correction { half_life: 1.0, damping: 0.5 };
+        let level = c.level([(0, 4.0), (1, 1.0)].into_iter());
+        // weights 1 and 0.5
+        assert!((level - 3.0).abs() < 1e-12);
+        assert!((c.shift(level, 2) - 0.75).abs() < 1e-12);
+        assert_eq!(c.level(std::iter::empty()), 0.0);
+    }
+
+    #[test]
+    fn replay_learns_a_persistent_offset_and_its_spread() {
+        // Baseline misses a level shift of +10 in the last part; noise ±1 alternating.
+        let n = 400;
+        let base = vec![100.0; n];
+        let y: Vec<Option<f64>> =
+            (0..n).map(|i| Some(100.0 + if i >= 200 { 10.0 } else { 0.0 } + if i % 2 == 0 { 1.0 } else { -1.0 })).collect();
+        let replay = Replay { y: &y, base: &base, first_origin: 200, floor: 1.0, horizon: 3 };
+        let (c, table) = replay.calibrate().unwrap();
+        assert!(c.damping >= 0.97, "a persistent shift needs a persistent correction, got {c:?}");
+        // With the shift learnt, the remaining error is the ±1 noise, i.e. about ±1% of 110.
+        assert!(table.quantile(1, 0.95) < 0.03, "{}", table.quantile(1, 0.95));
+        assert!(table.quantile(1, 0.05) > -0.03);
+    }
+}

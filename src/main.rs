@@ -1,0 +1,78 @@
+//! The `prescale` command: parses arguments and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Predictive autoscaling for Kubernetes: forecast demand, serve replica targets to the HPA before the spike.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `prescale=debug`.
+    #[arg(long, global = true, env = "PRESCALE_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run with built-in demand (or recorded traces): no Prometheus, no cluster needed.
+    Demo {
+        /// Replay a recorded trace CSV (`timestamp,value`) instead of the generator; repeatable.
+        #[arg(long = "trace", env = "PRESCALE_DEMO_TRACES", value_delimiter = ',')]
+        traces: Vec<PathBuf>,
+        #[command(flatten)]
+        listen: prescale::app::ListenArgs,
+    },
+    /// Run from a config file.
+    Serve {
+        /// The workload config (YAML).
+        #[arg(long, env = "PRESCALE_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        listen: prescale::app::ListenArgs,
+    },
+    /// Validate a config file; lists every problem and exits non-zero when there is one.
+    CheckConfig {
+        /// The workload config (YAML).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Cli { command, log } = cli;
+    init_tracing(&log);
+    let result = match command {
+        Command::CheckConfig { file } => match prescale::config::load(&file) {
+            Ok(config) => {
+                println!("{}: ok ({} workload(s))", file.display(), config.workloads.len());
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+        Command::Demo { traces, listen } => runtime().block_on(prescale::app::demo(&traces, listen)),
+        Command::Serve { config, listen } => runtime().block_on(prescale::app::serve(&config, listen)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts")
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

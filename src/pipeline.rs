@@ -1,0 +1,145 @@
+//! The live loop: per workload, fetch new history, refit when due, forecast, plan, publish.
+//!
+//! Each workload runs on its own task. Fits run on the blocking pool so the API never waits on them. A failed fetch
+//! or a workload with no data publishes nothing new: the last plan stays served until it exceeds the max forecast
+//! age, then the API answers an error and the HPA holds.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::clock::Clock;
+use crate::config::WorkloadConfig;
+use crate::engine::Engine;
+use crate::forecast::{self, ForecastSettings};
+use crate::history::History;
+use crate::series::Series;
+use crate::store::{PlanStore, Snapshot, WorkloadStatus};
+
+/// A configured workload wired to its history source.
+pub struct Workload {
+    /// The workload's configuration.
+    pub config: WorkloadConfig,
+    /// Where its demand comes from.
+    pub history: Arc<dyn History>,
+}
+
+/// Forecast settings for a workload: horizon long enough to plan until the next refit.
+pub fn forecast_settings(config: &WorkloadConfig) -> ForecastSettings {
+    ForecastSettings {
+        seasonality: config.seasonality.clone(),
+        horizon: config.refit_interval + config.policy.lead + config.policy.sync * 2,
+    }
+}
+
+/// Runs every workload until the returned handles are aborted.
+pub fn spawn(
+    workloads: Vec<Workload>,
+    store: Arc<PlanStore>,
+    clock: Clock,
+    interval: TimeDelta,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    workloads
+        .into_iter()
+        .map(|w| {
+            let span = info_span!("workload", workload = %w.config.id);
+            tokio::spawn(run_workload(w, store.clone(), clock.clone(), interval).instrument(span))
+        })
+        .collect()
+}
+
+/// A workload's state between cycles.
+pub struct Cycle {
+    workload: Workload,
+    engine: Engine,
+    history: Option<Series>,
+    status: WorkloadStatus,
+}
+
+impl Cycle {
+    /// A workload that has fetched nothing yet.
+    pub fn new(workload: Workload) -> Self {
+        let engine = Engine::new(
+            forecast_settings(&workload.config),
+            workload.config.policy.clone(),
+            workload.config.refit_interval,
+        );
+        let status = WorkloadStatus { source: workload.history.describe(), ..Default::default() };
+        Self { workload, engine, history: None, status }
+    }
+
+    /// One cycle at `now`: fetch, refit if due, plan, publish. Returns the published snapshot, if any.
+    pub async fn run_once(&mut self, store: &PlanStore, now: DateTime<Utc>) -> Option<Arc<Snapshot>> {
+        let config = &self.workload.config;
+        let step = self.workload.history.step();
+        self.status.last_attempt = Some(now);
+        // Refetch a few recent slots each cycle: late-arriving samples replace earlier gaps.
+        let from = match &self.history {
+            Some(h) if !h.is_empty() => (h.end() - step * 3).max(now - config.history),
+            _ => now - config.history,
+        };
+        match self.workload.history.fetch(from, now).await {
+            Ok(fresh) => {
+                let history = self.history.get_or_insert_with(|| Series::empty(fresh.start(), step));
+                let ingest = history.merge(&fresh);
+                history.pad_to(fresh.end());
+                history.trim_before(now - config.history);
+                self.status.non_finite_dropped += ingest.non_finite;
+                self.status.slots = history.len();
+                self.status.missing = history.missing();
+            }
+            Err(error) => {
+                warn!(%error, "history fetch failed; serving the last plan until it is too old");
+                self.status.error = Some(error.to_string());
+                store.set_status(&config.id, self.status.clone());
+                return None;
+            }
+        }
+        let history = self.history.as_ref()?;
+        if history.last_present().is_none() {
+            warn!("no demand samples in the history window; holding");
+            self.status.error = Some("no data: the source returned no samples in the history window".into());
+            store.set_status(&config.id, self.status.clone());
+            return None;
+        }
+        if self.engine.needs_refit(now) {
+            let (h, settings) = (history.clone(), self.engine.settings().clone());
+            let started = Instant::now();
+            match tokio::task::spawn_blocking(move || forecast::fit(&h, &settings, now)).await {
+                Ok(model) => {
+                    self.status.fits += 1;
+                    self.status.last_fit_seconds = started.elapsed().as_secs_f64();
+                    info!(seconds = self.status.last_fit_seconds, "model refitted");
+                    self.engine.install(model);
+                }
+                Err(error) => warn!(%error, "model fit panicked; keeping the previous model"),
+            }
+        }
+        let decision = self.engine.decide(history, now, now)?;
+        let snapshot = Snapshot {
+            id: config.id.clone(),
+            published_at: now,
+            data_until: history.last_present().map(|(t, _)| t + step),
+            forecast: Arc::new(decision.forecast),
+            plan: decision.plan,
+        };
+        store.publish(snapshot);
+        self.status.last_success = Some(now);
+        self.status.error = None;
+        store.set_status(&config.id, self.status.clone());
+        store.get(&config.id)
+    }
+}
+
+async fn run_workload(workload: Workload, store: Arc<PlanStore>, clock: Clock, interval: TimeDelta) {
+    let period = interval.to_std().unwrap_or(std::time::Duration::from_secs(30));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cycle = Cycle::new(workload);
+    loop {
+        ticker.tick().await;
+        cycle.run_once(&store, clock.now()).await;
+    }
+}

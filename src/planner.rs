@@ -1,0 +1,303 @@
+//! Replica planning: from a forecast and a policy to the replica count to be ready for.
+//!
+//! A pod asked for now serves only after the cold start (`lead`), and the HPA acts on the next sync, so the target
+//! must cover the whole window `[now, now + lead + sync]`:
+//!
+//! ```text
+//! forecast replicas = ceil( max over the window of forecast(quantile) / capacity )
+//! reactive floor    = ceil( observed demand now / capacity )
+//! target            = clamp( max(forecast replicas, reactive floor), min, max )
+//! ```
+//!
+//! The reactive floor means a forecast that runs low never takes capacity below what demand needs right now. With
+//! `scale_in_on_observed_only`, a target below the previous plan is only followed as far as observed demand allows
+//! (see [`plan_from`]). Every [`ReplicaPlan`] carries the numbers behind it and which bound decided it, so "why N?"
+//! has an answer. Pure functions: time is an argument.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use crate::forecast::{Forecast, Quantile};
+
+/// How a workload is scaled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    /// Demand one replica serves (units/s).
+    pub capacity_per_replica: f64,
+    /// Cold start: time from pod creation to serving.
+    pub lead: TimeDelta,
+    /// HPA sync period (15 s by default).
+    pub sync: TimeDelta,
+    /// Quantile of the forecast to be ready for.
+    pub quantile: Quantile,
+    /// Lower bound on replicas.
+    pub min_replicas: u32,
+    /// Upper bound on replicas.
+    pub max_replicas: u32,
+    /// Scale in only when observed demand allows it too.
+    pub scale_in_on_observed_only: bool,
+}
+
+/// Which rule decided a plan's replica count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// The forecast peak over the lead window.
+    Forecast,
+    /// Observed demand now needs more than the forecast asks for.
+    ReactiveFloor,
+    /// Raised to `min_replicas`.
+    Min,
+    /// Capped at `max_replicas`.
+    Max,
+    /// Scale-in held back because observed demand does not allow it yet.
+    Hold,
+}
+
+/// The replica target and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaPlan {
+    /// When it was planned.
+    pub at: DateTime<Utc>,
+    /// Target replicas.
+    pub replicas: u32,
+    /// Peak forecast demand at the policy quantile over the lead window (0 when the forecast is empty).
+    pub planned_demand: f64,
+    /// Peak median forecast demand over the lead window (0 when the forecast is empty).
+    pub median_demand: f64,
+    /// Demand observed now, if known.
+    pub observed_demand: Option<f64>,
+    /// Start of the slot where the planned demand peaks (`None` when the forecast is empty).
+    pub peak_at: Option<DateTime<Utc>>,
+    /// End of the window planned for: now + lead + sync.
+    pub window_end: DateTime<Utc>,
+    /// The quantile planned at.
+    pub quantile: f64,
+    /// `ceil(planned_demand / capacity)`.
+    pub forecast_replicas: u32,
+    /// `ceil(observed_demand / capacity)`, 0 when nothing is observed.
+    pub reactive_floor: u32,
+    /// Which rule decided `replicas`.
+    pub bound: Bound,
+}
+
+/// Plans replicas for `now` with no memory of earlier plans (see [`plan_from`]).
+pub fn plan(forecast: &Forecast, observed: Option<f64>, policy: &Policy, now: DateTime<Utc>) -> ReplicaPlan {
+    plan_from(forecast, observed, policy, now, None)
+}
+
+/// Plans replicas for `now`, given the previous plan.
+///
+/// With `policy.scale_in_on_observed_only` and a previous plan, a target below the previous replicas is followed
+/// only down to what observed demand needs with the forecast's own headroom (`observed × planned / median`, the
+/// quantile-over-median ratio of the window): the forecast alone never takes capacity away. With nothing observed,
+/// the previous count is held.
+pub fn plan_from(
+    forecast: &Forecast,
+    observed: Option<f64>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    previous: Option<&ReplicaPlan>,
+) -> ReplicaPlan {
+    let capacity = policy.capacity_per_replica;
+    let window_end = now + policy.lead + policy.sync;
+    let observed = observed.filter(|v| v.is_finite() && *v >= 0.0);
+
+    let mut planned: Option<(f64, usize)> = None;
+    let mut median = 0.0f64;
+    for i in 0..forecast.len() {
+        let start = forecast.time_at(i);
+        let end = start + forecast.step;
+        if end <= now || start > window_end {
+            continue;
+        }
+        let v = forecast.quantile_at(i, policy.quantile);
+        if planned.is_none_or(|(p, _)| v > p) {
+            planned = Some((v, i));
+        }
+        median = median.max(forecast.quantile_at(i, Quantile::MEDIAN));
+    }
+    // A forecast that ends before `now` (stale history) still says something: use its last slot.
+    if planned.is_none() && !forecast.is_empty() {
+        let i = forecast.len() - 1;
+        planned = Some((forecast.quantile_at(i, policy.quantile), i));
+        median = forecast.quantile_at(i, Quantile::MEDIAN);
+    }
+    let planned_demand = planned.map_or(0.0, |(v, _)| v);
+    let forecast_replicas = replicas_for(planned_demand, capacity);
+    let reactive_floor = observed.map_or(0, |o| replicas_for(o, capacity));
+
+    let (mut want, mut bound) = if reactive_floor > forecast_replicas {
+        (reactive_floor, Bound::ReactiveFloor)
+    } else {
+        (forecast_replicas, Bound::Forecast)
+    };
+    if policy.scale_in_on_observed_only {
+        if let Some(prev) = previous.filter(|p| want < p.replicas) {
+            let allowed = match observed {
+                Some(o) => {
+                    let headroom = if median > 0.0 { (planned_demand / median).max(1.0) } else { 1.0 };
+                    replicas_for(o * headroom, capacity)
+                }
+                None => prev.replicas,
+            };
+            if allowed > want {
+                want = allowed.min(prev.replicas);
+                bound = Bound::Hold;
+            }
+        }
+    }
+    let replicas = want.clamp(policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
+    if replicas > want {
+        bound = Bound::Min;
+    } else if replicas < want {
+        bound = Bound::Max;
+    }
+    ReplicaPlan {
+        at: now,
+        replicas,
+        planned_demand,
+        median_demand: median,
+        observed_demand: observed,
+        peak_at: planned.map(|(_, i)| forecast.time_at(i)),
+        window_end,
+        quantile: policy.quantile.get(),
+        forecast_replicas,
+        reactive_floor,
+        bound,
+    }
+}
+
+/// `ceil(demand / capacity)`, where a quotient within 1e-9 (relative) of an integer counts as that integer.
+///
+/// Floating point division can land just above a whole number (4.35 / 1.45 = 3.0000000000000004): demand that
+/// exactly fills three replicas needs three, not four.
+pub fn replicas_for(demand: f64, capacity: f64) -> u32 {
+    if !(demand.is_finite() && capacity.is_finite()) || demand <= 0.0 || capacity <= 0.0 {
+        return 0;
+    }
+    let x = demand / capacity;
+    let r = x.round();
+    let n = if (x - r).abs() <= 1e-9 * r.max(1.0) { r } else { x.ceil() };
+    if n >= u32::MAX as f64 {
+        u32::MAX
+    } else {
+        n as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn policy(capacity: f64) -> Policy {
+        Policy {
+            capacity_per_replica: capacity,
+            lead: TimeDelta::minutes(5),
+            sync: TimeDelta::seconds(15),
+            quantile: Quantile::try_new(0.9).unwrap(),
+            min_replicas: 1,
+            max_replicas: 40,
+            scale_in_on_observed_only: false,
+        }
+    }
+
+    /// One-minute slots from t(0), no spread.
+    fn forecast(median: &[f64]) -> Forecast {
+        Forecast::from_median(t(0), TimeDelta::minutes(1), median.to_vec(), t(0))
+    }
+
+    #[test]
+    fn ceil_is_exact_at_whole_multiples() {
+        assert_eq!((0.1f64 + 0.2) / 0.1, 3.0000000000000004);
+        assert_eq!(replicas_for(4.35, 1.45), 3);
+        assert_eq!(replicas_for(0.7, 0.1), 7); // 6.999999999999999
+        assert_eq!(replicas_for(4.35 * 1000.0, 1450.0), 3);
+        assert_eq!(replicas_for(4.36, 1.45), 4);
+        assert_eq!(replicas_for(0.1 + 0.2, 0.1), 3);
+        assert_eq!(replicas_for(10.0, 5.0), 2);
+        assert_eq!(replicas_for(10.000001, 5.0), 3);
+        assert_eq!(replicas_for(0.0, 5.0), 0);
+        assert_eq!(replicas_for(f64::NAN, 5.0), 0);
+        assert_eq!(replicas_for(1e30, 1e-30), u32::MAX);
+    }
+
+    #[test]
+    fn plans_for_the_peak_of_the_lead_window() {
+        // Window [t(30), t(30) + 5 min 15 s]: slots starting at 0..=5 min overlap it; the 100 at minute 6 does not.
+        let f = forecast(&[10.0, 12.0, 20.0, 35.0, 14.0, 13.0, 100.0]);
+        let p = plan(&f, Some(9.0), &policy(10.0), t(30));
+        assert_eq!(p.replicas, 4);
+        assert_eq!(p.planned_demand, 35.0);
+        assert_eq!(p.median_demand, 35.0);
+        assert_eq!(p.peak_at, Some(t(180)));
+        assert_eq!(p.forecast_replicas, 4);
+        assert_eq!(p.reactive_floor, 1);
+        assert_eq!(p.bound, Bound::Forecast);
+        assert_eq!(p.window_end, t(30 + 315));
+        // At t(61) the minute-6 slot (starting t(360)) is inside the window.
+        assert_eq!(plan(&f, Some(9.0), &policy(10.0), t(61)).replicas, 10);
+    }
+
+    #[test]
+    fn observed_demand_is_a_floor() {
+        let f = forecast(&[4.35; 10]);
+        let p = plan(&f, Some(7.3), &policy(1.45), t(0));
+        assert_eq!(p.forecast_replicas, 3);
+        assert_eq!(p.reactive_floor, 6);
+        assert_eq!((p.replicas, p.bound), (6, Bound::ReactiveFloor));
+    }
+
+    #[test]
+    fn clamps_and_says_so() {
+        let mut pol = policy(1.0);
+        pol.min_replicas = 3;
+        pol.max_replicas = 5;
+        let low = plan(&forecast(&[0.5; 10]), Some(0.2), &pol, t(0));
+        assert_eq!((low.replicas, low.bound), (3, Bound::Min));
+        let high = plan(&forecast(&[50.0; 10]), None, &pol, t(0));
+        assert_eq!((high.replicas, high.bound, high.forecast_replicas), (5, Bound::Max, 50));
+    }
+
+    #[test]
+    fn empty_forecast_plans_on_observed_demand() {
+        let f = Forecast::from_median(t(0), TimeDelta::minutes(1), Vec::new(), t(0));
+        let p = plan(&f, Some(25.0), &policy(10.0), t(0));
+        assert_eq!((p.replicas, p.bound, p.peak_at), (3, Bound::ReactiveFloor, None));
+        let p = plan(&f, None, &policy(10.0), t(0));
+        assert_eq!((p.replicas, p.bound), (1, Bound::Min));
+    }
+
+    #[test]
+    fn stale_forecast_uses_its_last_slot() {
+        let f = forecast(&[10.0, 20.0]);
+        let p = plan(&f, None, &policy(10.0), t(3600));
+        assert_eq!((p.replicas, p.peak_at), (2, Some(t(60))));
+    }
+
+    #[test]
+    fn scale_in_waits_for_observed_demand() {
+        let mut pol = policy(10.0);
+        pol.scale_in_on_observed_only = true;
+        let prev = plan(&forecast(&[80.0; 10]), Some(75.0), &pol, t(0));
+        assert_eq!(prev.replicas, 8);
+        // The forecast drops to 30 but 62 is still observed: with no spread the headroom is 1, so the hold is the
+        // reactive floor, ceil(62 / 10) = 7.
+        let p = plan_from(&forecast(&[30.0; 10]), Some(62.0), &pol, t(15), Some(&prev));
+        assert_eq!((p.replicas, p.bound, p.forecast_replicas), (7, Bound::ReactiveFloor, 3));
+        // Observed demand confirms the drop: follow the forecast.
+        let p = plan_from(&forecast(&[30.0; 10]), Some(25.0), &pol, t(15), Some(&prev));
+        assert_eq!((p.replicas, p.bound), (3, Bound::Forecast));
+        // Nothing observed: hold the previous count.
+        let p = plan_from(&forecast(&[30.0; 10]), None, &pol, t(15), Some(&prev));
+        assert_eq!((p.replicas, p.bound), (8, Bound::Hold));
+        // Without the option the forecast alone scales in.
+        pol.scale_in_on_observed_only = false;
+        let p = plan_from(&forecast(&[30.0; 10]), Some(62.0), &pol, t(15), Some(&prev));
+        assert_eq!((p.replicas, p.bound), (7, Bound::ReactiveFloor));
+    }
+}

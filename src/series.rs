@@ -1,0 +1,281 @@
+//! Regular time series with explicit gaps.
+//!
+//! A [`Series`] is a grid of `step`-long intervals starting at `start`; each slot holds the mean demand over its
+//! interval (units/s), or `None` when nothing was recorded. Gaps stay gaps: nothing here reads a missing slot as zero.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// A regular grid of optional samples: slot `i` covers `[start + i·step, start + (i+1)·step)`.
+///
+/// Invariants: `step > 0`; every present value is finite (constructors drop NaN/±Inf and count them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    start: DateTime<Utc>,
+    step: TimeDelta,
+    values: Vec<Option<f64>>,
+}
+
+impl Series {
+    /// An empty series whose first slot will start at `start`.
+    ///
+    /// # Panics
+    /// If `step` is not positive (a programming error: steps are validated at the edge).
+    pub fn empty(start: DateTime<Utc>, step: TimeDelta) -> Self {
+        assert!(step > TimeDelta::zero(), "series step must be positive");
+        Self { start, step, values: Vec::new() }
+    }
+
+    /// A series from slot values; non-finite values become gaps.
+    pub fn from_values(start: DateTime<Utc>, step: TimeDelta, values: Vec<Option<f64>>) -> Self {
+        let mut series = Self::empty(start, step);
+        series.values = values.into_iter().map(|v| v.filter(|x| x.is_finite())).collect();
+        series
+    }
+
+    /// Builds a series from timestamped samples (any order, duplicates allowed).
+    ///
+    /// Each sample lands in the slot containing its timestamp, aligned to `start`; a later duplicate replaces an
+    /// earlier one. Samples before `start` and non-finite samples are dropped and counted in the returned
+    /// [`Ingest`].
+    pub fn from_points(
+        start: DateTime<Utc>,
+        step: TimeDelta,
+        points: impl IntoIterator<Item = (DateTime<Utc>, f64)>,
+    ) -> (Self, Ingest) {
+        let mut series = Self::empty(start, step);
+        let mut ingest = Ingest::default();
+        for (t, v) in points {
+            ingest.merge(series.insert(t, v));
+        }
+        (series, ingest)
+    }
+
+    /// Places one sample; grows the grid with gaps as needed. Returns what happened to it.
+    pub fn insert(&mut self, t: DateTime<Utc>, value: f64) -> Ingest {
+        let mut ingest = Ingest::default();
+        if !value.is_finite() {
+            ingest.non_finite += 1;
+            return ingest;
+        }
+        let Some(i) = self.slot_of(t) else {
+            ingest.out_of_range += 1;
+            return ingest;
+        };
+        if i >= self.values.len() {
+            self.values.resize(i + 1, None);
+        } else if self.values[i].is_some() {
+            ingest.duplicates += 1;
+        }
+        self.values[i] = Some(value);
+        ingest.accepted += 1;
+        ingest
+    }
+
+    /// The slot index containing `t`, or `None` before the start.
+    pub fn slot_of(&self, t: DateTime<Utc>) -> Option<usize> {
+        let offset = (t - self.start).num_milliseconds();
+        if offset < 0 {
+            return None;
+        }
+        usize::try_from(offset / self.step.num_milliseconds()).ok()
+    }
+
+    /// Start of the first slot.
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start
+    }
+
+    /// Length of one slot.
+    pub fn step(&self) -> TimeDelta {
+        self.step
+    }
+
+    /// End (exclusive) of the last slot.
+    pub fn end(&self) -> DateTime<Utc> {
+        self.time_at(self.values.len())
+    }
+
+    /// Start of slot `i`.
+    pub fn time_at(&self, i: usize) -> DateTime<Utc> {
+        self.start + self.step * i as i32
+    }
+
+    /// Number of slots, present or missing.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when the series has no slots.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The slots, `None` for gaps.
+    pub fn values(&self) -> &[Option<f64>] {
+        &self.values
+    }
+
+    /// Number of missing slots.
+    pub fn missing(&self) -> usize {
+        self.values.iter().filter(|v| v.is_none()).count()
+    }
+
+    /// The present samples as `(slot start, value)`.
+    pub fn points(&self) -> impl Iterator<Item = (DateTime<Utc>, f64)> + '_ {
+        self.values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (self.time_at(i), v)))
+    }
+
+    /// The latest present sample, if any.
+    pub fn last_present(&self) -> Option<(DateTime<Utc>, f64)> {
+        self.values.iter().enumerate().rev().find_map(|(i, v)| v.map(|v| (self.time_at(i), v)))
+    }
+
+    /// The prefix of slots whose interval ended at or before `t` (what a policy may see at `t`).
+    pub fn visible_at(&self, t: DateTime<Utc>) -> Series {
+        let n = self.count_ended_by(t);
+        Series { start: self.start, step: self.step, values: self.values[..n].to_vec() }
+    }
+
+    /// How many slots ended at or before `t`.
+    pub fn count_ended_by(&self, t: DateTime<Utc>) -> usize {
+        let offset = (t - self.start).num_milliseconds();
+        if offset <= 0 {
+            return 0;
+        }
+        let n = (offset / self.step.num_milliseconds()) as usize;
+        n.min(self.values.len())
+    }
+
+    /// The slots in `[from, to)`, aligned to this grid (slots that start at or after `from` and before `to`).
+    pub fn window(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Series {
+        let step_ms = self.step.num_milliseconds();
+        let first = ((from - self.start).num_milliseconds().max(0) + step_ms - 1) / step_ms;
+        let first = (first as usize).min(self.values.len());
+        let last = self.count_starting_before(to).max(first);
+        Series { start: self.time_at(first), step: self.step, values: self.values[first..last].to_vec() }
+    }
+
+    fn count_starting_before(&self, t: DateTime<Utc>) -> usize {
+        let offset = (t - self.start).num_milliseconds();
+        if offset <= 0 {
+            return 0;
+        }
+        let step_ms = self.step.num_milliseconds();
+        (((offset + step_ms - 1) / step_ms) as usize).min(self.values.len())
+    }
+
+    /// Extends the grid with missing slots so that it ends at or after `end` (rounded up to a whole slot).
+    pub fn pad_to(&mut self, end: DateTime<Utc>) {
+        let offset = (end - self.start).num_milliseconds();
+        let step_ms = self.step.num_milliseconds();
+        let want = ((offset.max(0) + step_ms - 1) / step_ms) as usize;
+        if want > self.values.len() {
+            self.values.resize(want, None);
+        }
+    }
+
+    /// Drops slots that start before `t`, keeping the grid aligned.
+    pub fn trim_before(&mut self, t: DateTime<Utc>) {
+        let n = self.count_starting_before(t);
+        if n > 0 {
+            self.values.drain(..n);
+            self.start += self.step * n as i32;
+        }
+    }
+
+    /// Appends the slots of `other` (same step, aligned to this grid), overwriting overlapping slots.
+    ///
+    /// Returns the number of samples taken from `other`.
+    pub fn merge(&mut self, other: &Series) -> Ingest {
+        let mut ingest = Ingest::default();
+        for (t, v) in other.points() {
+            ingest.merge(self.insert(t, v));
+        }
+        ingest
+    }
+
+    /// Mean of the present samples whose intervals end in `(from, to]`; `None` when there are none.
+    pub fn mean_ending_in(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<f64> {
+        let (sum, n) = self
+            .points()
+            .filter(|(t, _)| {
+                let end = *t + self.step;
+                end > from && end <= to
+            })
+            .fold((0.0, 0usize), |(s, n), (_, v)| (s + v, n + 1));
+        (n > 0).then(|| sum / n as f64)
+    }
+}
+
+/// What happened to samples offered to a [`Series`]: kept, or dropped and why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Ingest {
+    /// Samples stored.
+    pub accepted: usize,
+    /// Samples that replaced an earlier sample in the same slot.
+    pub duplicates: usize,
+    /// NaN or ±Inf samples, dropped.
+    pub non_finite: usize,
+    /// Samples before the start of the series, dropped.
+    pub out_of_range: usize,
+}
+
+impl Ingest {
+    /// Adds another tally to this one.
+    pub fn merge(&mut self, other: Ingest) {
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.non_finite += other.non_finite;
+        self.out_of_range += other.out_of_range;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn points_align_to_slots_and_gaps_stay_gaps() {
+        let (s, ingest) = Series::from_points(
+            t(0),
+            TimeDelta::seconds(60),
+            [(t(0), 1.0), (t(185), 3.0), (t(61), 2.0), (t(70), 2.5), (t(200), f64::NAN), (t(-5), 9.0)],
+        );
+        assert_eq!(s.values(), &[Some(1.0), Some(2.5), None, Some(3.0)]);
+        assert_eq!(ingest, Ingest { accepted: 4, duplicates: 1, non_finite: 1, out_of_range: 1 });
+        assert_eq!(s.missing(), 1);
+        assert_eq!(s.end(), t(240));
+    }
+
+    #[test]
+    fn visibility_only_includes_finished_intervals() {
+        let s = Series::from_values(t(0), TimeDelta::seconds(60), vec![Some(1.0), Some(2.0), Some(3.0)]);
+        assert_eq!(s.visible_at(t(119)).len(), 1);
+        assert_eq!(s.visible_at(t(120)).len(), 2);
+        assert_eq!(s.visible_at(t(10_000)).len(), 3);
+        assert_eq!(s.visible_at(t(-1)).len(), 0);
+    }
+
+    #[test]
+    fn window_and_trim_keep_alignment() {
+        let mut s = Series::from_values(t(0), TimeDelta::seconds(60), (0..10).map(|i| Some(i as f64)).collect());
+        let w = s.window(t(90), t(300));
+        assert_eq!(w.start(), t(120));
+        assert_eq!(w.values(), &[Some(2.0), Some(3.0), Some(4.0)]);
+        s.trim_before(t(150));
+        assert_eq!(s.start(), t(180));
+        assert_eq!(s.values()[0], Some(3.0));
+    }
+
+    #[test]
+    fn mean_over_window_ignores_gaps() {
+        let s = Series::from_values(t(0), TimeDelta::seconds(30), vec![Some(1.0), None, Some(3.0), Some(5.0)]);
+        // intervals end at 30, 60(gap), 90, 120
+        assert_eq!(s.mean_ending_in(t(30), t(120)), Some(4.0));
+        assert_eq!(s.mean_ending_in(t(30), t(60)), None);
+    }
+}

@@ -1,0 +1,123 @@
+//! The plan store: the pipeline publishes snapshots here; HTTP handlers read them without waiting on anything.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::forecast::Forecast;
+use crate::planner::ReplicaPlan;
+
+/// Identifies a workload: namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct WorkloadId {
+    /// Kubernetes namespace the HPA lives in.
+    pub namespace: String,
+    /// Workload name (also the `workload` label on served metrics).
+    pub name: String,
+}
+
+impl std::fmt::Display for WorkloadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Everything known about one workload at one moment, published as a unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// The workload.
+    pub id: WorkloadId,
+    /// When this snapshot was computed.
+    pub published_at: DateTime<Utc>,
+    /// End of the latest demand sample the plan saw.
+    pub data_until: Option<DateTime<Utc>>,
+    /// The forecast behind the plan.
+    pub forecast: Arc<Forecast>,
+    /// The plan served to the HPA.
+    pub plan: ReplicaPlan,
+}
+
+/// Shared, read-mostly map of the latest snapshot per workload.
+#[derive(Debug, Default)]
+pub struct PlanStore {
+    snapshots: RwLock<BTreeMap<WorkloadId, Arc<Snapshot>>>,
+    statuses: RwLock<BTreeMap<WorkloadId, WorkloadStatus>>,
+}
+
+impl PlanStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the snapshot of `snapshot.id`.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let mut map = self.snapshots.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(snapshot.id.clone(), Arc::new(snapshot));
+    }
+
+    /// The latest snapshot of every workload, ordered by namespace then name.
+    pub fn all(&self) -> Vec<Arc<Snapshot>> {
+        self.snapshots.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// The latest snapshots of the workloads in `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Snapshot>> {
+        let map = self.snapshots.read().unwrap_or_else(|e| e.into_inner());
+        map.values().filter(|s| s.id.namespace == namespace).cloned().collect()
+    }
+
+    /// The latest snapshot of one workload.
+    pub fn get(&self, id: &WorkloadId) -> Option<Arc<Snapshot>> {
+        self.snapshots.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    /// True once at least one snapshot exists.
+    pub fn is_ready(&self) -> bool {
+        !self.snapshots.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+}
+
+/// The health of one workload's pipeline, published every cycle whether or not a plan came out of it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkloadStatus {
+    /// Where demand comes from.
+    pub source: String,
+    /// Last time history was fetched (successfully or not).
+    pub last_attempt: Option<DateTime<Utc>>,
+    /// Last time a plan was published.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The latest problem, if the last cycle had one ("no data", a source error).
+    pub error: Option<String>,
+    /// Slots in the history window.
+    pub slots: usize,
+    /// Missing slots in the history window.
+    pub missing: usize,
+    /// Samples dropped because they were NaN or ±Inf, since start.
+    pub non_finite_dropped: usize,
+    /// Models fitted since start.
+    pub fits: u64,
+    /// Duration of the latest fit, in seconds.
+    pub last_fit_seconds: f64,
+}
+
+impl PlanStore {
+    /// Replaces the status of `id`.
+    pub fn set_status(&self, id: &WorkloadId, status: WorkloadStatus) {
+        let mut map = self.statuses.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(id.clone(), status);
+    }
+
+    /// The status of `id`.
+    pub fn status(&self, id: &WorkloadId) -> Option<WorkloadStatus> {
+        self.statuses.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    /// Every workload's status.
+    pub fn statuses(&self) -> Vec<(WorkloadId, WorkloadStatus)> {
+        let map = self.statuses.read().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}

@@ -1,0 +1,268 @@
+//! A real Prometheus process loaded with recorded demand, for tests (`mod support;`).
+//!
+//! Data is written as OpenMetrics, turned into TSDB blocks with `promtool tsdb create-blocks-from openmetrics`, and
+//! served by `prometheus` on a free loopback port. Each process runs under a small `sh` supervisor that reads
+//! commands on its stdin; when the test process exits for any reason, stdin closes and the supervisor kills
+//! Prometheus and removes its directory, so even a Prometheus kept in a `static` does not outlive the tests.
+//!
+//! Both tools come from the Debian package `prometheus` (`apt-get install -y prometheus`).
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use prescale::series::Series;
+
+/// The directory of recorded traces: `$PRESCALE_TRACES_DIR`, else `../shared/traces` next to the repository.
+pub fn traces_dir() -> PathBuf {
+    match std::env::var_os("PRESCALE_TRACES_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"),
+    }
+}
+
+/// Reads a recorded trace by file name (e.g. `nasa_http_1995.csv`) with prescale's own CSV reader.
+pub fn load_trace(name: &str) -> Series {
+    let path = traces_dir().join(name);
+    prescale::history::trace::load(&path)
+        .unwrap_or_else(|e| panic!("{e} (set PRESCALE_TRACES_DIR to the directory holding the trace CSVs)"))
+}
+
+/// `series` moved later by whole days so that its last slot ends before `now`, no more than a day before.
+///
+/// Whole days keep every step that divides a day aligned, and the data looks recent to Prometheus.
+pub fn shift_to_end_before(series: &Series, now: DateTime<Utc>) -> Series {
+    let days = (now - series.end()).num_days();
+    Series::from_values(series.start() + TimeDelta::days(days), series.step(), series.values().to_vec())
+}
+
+/// Samples to load into Prometheus, written as an OpenMetrics text file.
+#[derive(Default, Clone)]
+pub struct OpenMetrics {
+    // family name → series lines; OpenMetrics wants each family's lines together.
+    families: BTreeMap<String, String>,
+}
+
+impl OpenMetrics {
+    /// An empty file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one gauge series: each sample `(t, v)` is written at timestamp `t` (milliseconds are kept).
+    pub fn gauge(&mut self, name: &str, labels: &[(&str, &str)], samples: impl IntoIterator<Item = (DateTime<Utc>, f64)>) {
+        let lines = self.families.entry(name.to_owned()).or_default();
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let labels = labels.join(",");
+        for (t, v) in samples {
+            // `{}` prints the shortest text that parses back to the same f64, so values survive exactly.
+            let value = if v.is_nan() {
+                "NaN".to_owned()
+            } else if v.is_infinite() {
+                if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+            } else {
+                format!("{v}")
+            };
+            let ms = t.timestamp_millis();
+            writeln!(lines, "{name}{{{labels}}} {value} {}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+                .expect("writing to a String");
+        }
+    }
+
+    /// Adds a demand series the way prescale reads it back: each slot's value at the slot's **end**, so that the
+    /// evaluation at `T` of `last_over_time(name{..}[step - 1s])` answers the slot `[T - step, T)` and a missing slot
+    /// stays missing.
+    pub fn demand(&mut self, name: &str, labels: &[(&str, &str)], series: &Series) {
+        let step = series.step();
+        self.gauge(name, labels, series.points().map(|(t, v)| (t + step, v)));
+    }
+
+    /// The file's text.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (name, lines) in &self.families {
+            out.push_str(&format!("# TYPE {name} gauge\n"));
+            out.push_str(lines);
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+/// The PromQL that reads back a series written with [`OpenMetrics::demand`] at its own step.
+pub fn demand_query(selector: &str, step: TimeDelta) -> String {
+    format!("last_over_time({selector}[{}s])", step.num_seconds() - 1)
+}
+
+static INSTANCES: AtomicUsize = AtomicUsize::new(0);
+
+/// A Prometheus process under test control. Dropping it kills Prometheus and removes its data.
+pub struct Prometheus {
+    supervisor: Child,
+    commands: Option<ChildStdin>,
+    replies: BufReader<ChildStdout>,
+    pid: Option<u32>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    /// Loads `data` and starts Prometheus; returns once it answers `/-/ready`.
+    pub fn start(data: &OpenMetrics) -> Self {
+        let mut prometheus = Self::prepare(data);
+        prometheus.launch();
+        prometheus
+    }
+
+    /// Loads `data` and reserves a port, without starting Prometheus (see [`Prometheus::launch`]).
+    pub fn prepare(data: &OpenMetrics) -> Self {
+        require_tool("promtool");
+        require_tool("prometheus");
+        let n = INSTANCES.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("prescale-prometheus-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).expect("creating the Prometheus directory");
+        let om = dir.join("data.om");
+        std::fs::write(&om, data.text()).expect("writing the OpenMetrics file");
+        std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 1m\nscrape_configs: []\n")
+            .expect("writing prometheus.yml");
+        // One block per ~83 days instead of promtool's default of one per 2 hours: hundreds of small blocks take
+        // a minute to write and slow every start.
+        let out = Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet", "--max-block-duration=2000h"])
+            .arg(&om)
+            .arg(dir.join("data"))
+            .output()
+            .expect("running promtool");
+        assert!(
+            out.status.success(),
+            "promtool could not load the test data: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let script = r#"
+dir=$1; shift
+pid=
+start() { prometheus "$@" >>"$dir/prometheus.log" 2>&1 & pid=$!; echo "$pid"; }
+while read -r cmd; do
+  case $cmd in
+    start) start "$@" ;;
+    kill) kill -9 "$pid"; wait "$pid"; echo killed ;;
+    stop) kill -STOP "$pid"; echo stopped ;;
+    cont) kill -CONT "$pid"; echo continued ;;
+  esac
+done
+[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+rm -rf "$dir"
+"#;
+        let mut supervisor = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(&dir)
+            .arg("--config.file=prometheus.yml")
+            .arg("--storage.tsdb.path=data")
+            .arg("--storage.tsdb.retention.time=3650d")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting sh");
+        let commands = supervisor.stdin.take();
+        let replies = BufReader::new(supervisor.stdout.take().expect("piped stdout"));
+        Self { supervisor, commands, replies, pid: None, port, dir }
+    }
+
+    /// Starts (or restarts) Prometheus on this instance's port and data; returns once it is ready.
+    pub fn launch(&mut self) {
+        assert!(self.pid.is_none(), "Prometheus is already running");
+        let reply = self.command("start");
+        self.pid = Some(reply.parse().unwrap_or_else(|_| panic!("supervisor answered {reply:?}")));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.ready() {
+            assert!(Instant::now() < deadline, "Prometheus not ready after 30 s; its log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Kills Prometheus with SIGKILL and waits until it is gone; [`Prometheus::launch`] brings it back.
+    pub fn kill(&mut self) {
+        assert!(self.pid.is_some(), "Prometheus is not running");
+        assert_eq!(self.command("kill"), "killed");
+        self.pid = None;
+    }
+
+    /// Freezes Prometheus with SIGSTOP: connections are still accepted by the kernel but nothing answers.
+    pub fn pause(&mut self) {
+        assert!(self.pid.is_some(), "Prometheus is not running");
+        assert_eq!(self.command("stop"), "stopped");
+    }
+
+    /// Thaws Prometheus after [`Prometheus::pause`].
+    pub fn resume(&mut self) {
+        assert_eq!(self.command("cont"), "continued");
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Prometheus's own log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    fn command(&mut self, command: &str) -> String {
+        let stdin = self.commands.as_mut().expect("supervisor stdin");
+        writeln!(stdin, "{command}").and_then(|_| stdin.flush()).expect("talking to the supervisor");
+        let mut reply = String::new();
+        self.replies.read_line(&mut reply).expect("reading from the supervisor");
+        reply.trim().to_owned()
+    }
+
+    fn ready(&self) -> bool {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        if stream.write_all(b"GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        // Closing stdin tells the supervisor to kill Prometheus and remove the directory.
+        drop(self.commands.take());
+        let _ = self.supervisor.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn require_tool(tool: &str) {
+    let found = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    assert!(
+        matches!(found, Ok(status) if status.success()),
+        "`{tool}` is not installed or not on PATH: these tests run a real Prometheus; install the Debian package \
+         `prometheus` (apt-get install -y prometheus), which provides both `prometheus` and `promtool`"
+    );
+}
