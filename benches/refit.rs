@@ -1,1 +1,73 @@
-fn main() {}
+//! Refit + plan cost for one workload on 14 days of a recorded trace (1-minute NASA HTTP, ~20k slots), plus the
+//! cheap path between refits (forecast from the fitted model + plan).
+//!
+//! Traces are read from `PRESCALE_TRACES_DIR`, or `../shared/traces` next to the crate.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use criterion::{criterion_group, criterion_main, Criterion};
+use prescale::forecast::{fit, ForecastSettings, Quantile, Seasonality};
+use prescale::planner::{plan, Policy};
+use prescale::series::Series;
+
+const TRACE: &str = "nasa_http_1995.csv";
+
+fn load(name: &str) -> Series {
+    let dir = std::env::var_os("PRESCALE_TRACES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"));
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; set PRESCALE_TRACES_DIR to the trace folder", path.display()));
+    let points: Vec<(DateTime<Utc>, f64)> = text
+        .lines()
+        .skip(1)
+        .enumerate()
+        .map(|(n, line)| {
+            let (t, v) = line.split_once(',').unwrap_or_else(|| panic!("{}:{}: expected t,v", path.display(), n + 2));
+            let t = DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 2));
+            let v = v.trim().parse().unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 2));
+            (t.with_timezone(&Utc), v)
+        })
+        .collect();
+    Series::from_points(points[0].0, TimeDelta::minutes(1), points).0
+}
+
+fn refit(c: &mut Criterion) {
+    let trace = load(TRACE);
+    let start = trace.start() + TimeDelta::days(3); // past the first days so 14 full days precede `now`
+    let now = start + TimeDelta::days(14);
+    let history = trace.window(start, now);
+    let settings = ForecastSettings { seasonality: Seasonality::Auto, horizon: TimeDelta::minutes(66) };
+    let policy = Policy {
+        capacity_per_replica: 0.1,
+        lead: TimeDelta::minutes(5),
+        sync: TimeDelta::seconds(15),
+        quantile: Quantile::try_new(0.9).expect("valid quantile"),
+        min_replicas: 1,
+        max_replicas: 40,
+        scale_in_on_observed_only: false,
+    };
+    let horizon = TimeDelta::minutes(6);
+    let mut group = c.benchmark_group("nasa_14d_1min");
+    group.sample_size(10);
+    group.bench_function("refit_and_plan", |b| {
+        b.iter(|| {
+            let model = fit(&history, &settings, now);
+            let forecast = model.forecast(&history, now, horizon);
+            plan(&forecast, Some(1.0), &policy, now)
+        })
+    });
+    let model = fit(&history, &settings, now);
+    group.bench_function("forecast_and_plan", |b| {
+        b.iter(|| {
+            let forecast = model.forecast(&history, now, horizon);
+            plan(&forecast, Some(1.0), &policy, now)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, refit);
+criterion_main!(benches);

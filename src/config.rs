@@ -293,7 +293,10 @@ impl Validator {
         let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         let message = e.without_snippet().to_string();
         // The parser already prefixes its own position; keep just the message.
-        let message = message.lines().next().unwrap_or_default().to_string();
+        let mut message = message.lines().next().unwrap_or_default().to_string();
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
         self.problems.push(Problem { file: self.file.clone(), line, column, field: field.into(), message });
     }
 
@@ -605,4 +608,90 @@ fn pick_workload(text: &str, index: usize) -> Result<RawWorkload, serde_saphyr::
     let picked: PickedDoc = serde_saphyr::from_str(text)?;
     // The top-level pass counted this many entries, so the index exists; stay total anyway.
     picked.0.ok_or_else(|| <serde_saphyr::Error as de::Error>::custom(format!("workloads[{index}] is missing")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, Path::new("p.yaml")) {
+            Err(ConfigError::Invalid(ps)) => ps.iter().map(|p| p.to_string()).collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prescale.yaml");
+        let c = load(&path).unwrap();
+        assert_eq!(c.workloads.len(), 2);
+        let w = &c.workloads[0];
+        assert_eq!(w.id.to_string(), "inference/llm-chat");
+        assert_eq!(w.policy.lead, TimeDelta::minutes(5));
+        assert_eq!(w.policy.quantile.get(), 0.9);
+        assert_eq!((w.policy.min_replicas, w.policy.max_replicas), (2, 40));
+        assert!(matches!(&w.demand, DemandSource::Promql { step, .. } if *step == TimeDelta::minutes(1)));
+        assert_eq!(c.workloads[1].seasonality, Seasonality::Periods(vec![TimeDelta::days(1)]));
+        assert_eq!(c.workloads[1].policy.min_replicas, 1, "default");
+        assert_eq!(c.max_forecast_age, TimeDelta::minutes(5));
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_position() {
+        let text = "\
+workloads:
+  - name: Web_1
+    demand: {promql: 'up'}
+    capacityPerReplica: -3
+    quantile: 1.5
+    maxReplicas: 4
+    minReplicas: 9
+  - name: ok
+    demand: {promql: 'up'}
+    capacityPerReplica: 3
+    maxReplicas: 4
+    capcity: 7
+  - name: lead
+    demand: {promql: 'up', trace: x.csv}
+    capacityPerReplica: 3
+    maxReplicas: 4
+    leadTime: 5 minutes
+maxForecastAge: soon
+";
+        let ps = problems(text);
+        let joined = ps.join("\n");
+        assert!(joined.contains("p.yaml:2:11: workloads[0].name: `Web_1` must be a DNS label"), "{joined}");
+        assert!(joined.contains("p.yaml:4:25: workloads[0].capacityPerReplica: must be a positive number"), "{joined}");
+        assert!(joined.contains("p.yaml:5:15: workloads[0].quantile: quantile must be strictly between 0 and 1, got 1.5"), "{joined}");
+        assert!(joined.contains("workloads[0].maxReplicas: (4) is below minReplicas (9)"), "{joined}");
+        assert!(joined.contains("workloads[1]: unknown field `capcity`"), "{joined}");
+        assert!(joined.contains("workloads[2].demand: set exactly one of `promql`, `trace` or `generator`"), "{joined}");
+        assert!(joined.contains("workloads[2].leadTime: `5 minutes` has unknown unit ` `"), "{joined}");
+        assert!(joined.contains("p.yaml:18:17: maxForecastAge: `soon` is not a duration"), "{joined}");
+        assert!(joined.contains("p.yaml:12:5: workloads[1]: unknown field `capcity`, expected one of name,"), "{joined}");
+        assert!(!joined.contains("at line 12"), "position is not repeated: {joined}");
+        assert_eq!(ps.len(), 8, "{joined}");
+    }
+
+    #[test]
+    fn structural_errors_are_located() {
+        let ps = problems("workloads:\n  - name: a\n    demand: {promql: up}\n    capacityPerReplica: lots\n    maxReplicas: 3\n");
+        assert_eq!(ps.len(), 1, "{ps:?}");
+        assert!(ps[0].starts_with("p.yaml:4:25: workloads[0]:"), "{ps:?}");
+        let ps = problems("listen: 1\nworkloads: []\n");
+        assert!(ps[0].contains("unknown field `listen`"), "{ps:?}");
+        let ps = problems("workloads: []\n");
+        assert!(ps[0].contains("workloads: is empty"), "{ps:?}");
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        for (s, d) in [("30s", 30), ("5m", 300), ("1h30m", 5400), ("14d", 14 * 86_400), ("1w", 7 * 86_400)] {
+            assert_eq!(parse_duration(s).unwrap(), TimeDelta::seconds(d), "{s}");
+        }
+        assert_eq!(format_duration(TimeDelta::seconds(5400)), "1h30m");
+        assert!(parse_duration("5").unwrap_err().contains("no unit"));
+        assert!(parse_duration("").is_err());
+    }
 }

@@ -727,7 +727,8 @@ mod tests {
         let mut spec = HpaSpec::external(MetricTarget::AverageValue(1000), 3, 40);
         spec.downscale_stabilization = TimeDelta::zero();
         let mut h = Hpa::new(spec).unwrap();
-        assert_eq!(h.reconcile(t(0), status(5), &[Some(1000)]).desired_replicas, 3);
+        h.record_initial(5, t(0));
+        assert_eq!(h.reconcile(t(15), status(5), &[Some(1000)]).desired_replicas, 3);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use http_body_util::BodyExt;
 use prescale::api::{self, ApiState, ExternalMetricValueList};
 use prescale::clock::Clock;
 use prescale::forecast::Forecast;
-use prescale::planner::ReplicaPlan;
+use prescale::forecast::Quantile;
+use prescale::planner::{self, Policy, ReplicaPlan};
 use prescale::quantity;
 use prescale::store::{PlanStore, Snapshot, WorkloadId};
 use serde_json::Value;
@@ -31,14 +32,26 @@ fn snapshot(namespace: &str, name: &str, published_at: DateTime<Utc>, replicas: 
         id: WorkloadId { namespace: namespace.into(), name: name.into() },
         published_at,
         data_until: Some(published_at),
-        forecast: Arc::new(forecast),
+        // The planner fills the explanatory fields; the served numbers are set exactly.
         plan: ReplicaPlan {
-            at: published_at,
             replicas,
             planned_demand: planned,
             median_demand: median,
-            observed_demand: Some(median),
+            ..planner::plan(&forecast, Some(1.0), &policy(), published_at)
         },
+        forecast: Arc::new(forecast),
+    }
+}
+
+fn policy() -> Policy {
+    Policy {
+        capacity_per_replica: 1.0,
+        lead: TimeDelta::minutes(5),
+        sync: TimeDelta::seconds(15),
+        quantile: Quantile::try_new(0.9).unwrap(),
+        min_replicas: 1,
+        max_replicas: 100,
+        scale_in_on_observed_only: false,
     }
 }
 

@@ -64,6 +64,8 @@ pub(crate) fn score(rows: &[TickRow], capacity: f64, initial: u32) -> Scores {
         unserved_units: 0.0,
         scored_ticks: 0,
     };
+    // Whole ticks are counted as integers so that hours and minutes are exact multiples, whatever the order.
+    let (mut pod_ticks, mut violating_ticks) = (0u64, 0u64);
     let mut previous = initial;
     for row in rows {
         let changed = row.desired_replicas != previous;
@@ -74,14 +76,16 @@ pub(crate) fn score(rows: &[TickRow], capacity: f64, initial: u32) -> Scores {
         let served = f64::from(row.ready_pods) * capacity;
         s.demand_units += d * dt;
         s.unserved_units += (d - served).max(0.0) * dt;
-        s.replica_hours += f64::from(row.ready_pods + row.starting_pods) * dt / 3600.0;
+        pod_ticks += u64::from(row.ready_pods + row.starting_pods);
         let day = row.t.format("%Y-%m-%d").to_string();
         let by_day = s.violation_minutes_by_day.entry(day).or_insert(0.0);
         if d > served {
-            s.violation_minutes += dt / 60.0;
+            violating_ticks += 1;
             *by_day += dt / 60.0;
         }
     }
+    s.replica_hours = pod_ticks as f64 * dt / 3600.0;
+    s.violation_minutes = violating_ticks as f64 * dt / 60.0;
     if s.demand_units > 0.0 {
         s.unserved_fraction = s.unserved_units / s.demand_units;
     }

@@ -62,6 +62,8 @@ pub(crate) struct ErrorTable {
     rows: Vec<[f64; LEVELS]>,
     /// Number of out-of-sample errors behind the table (0 for the uncalibrated default).
     pub samples: usize,
+    /// Median absolute one-step relative error: the yardstick recent errors are compared with.
+    pub one_step_scale: f64,
 }
 
 impl ErrorTable {
@@ -73,7 +75,7 @@ impl ErrorTable {
             let q = (k + 1) as f64 / 100.0;
             *r = normal_quantile(q) * 0.5 / 1.2816;
         }
-        Self { rows: vec![row], samples: 0 }
+        Self { rows: vec![row], samples: 0, one_step_scale: 0.0 }
     }
 
     /// Builds the table from relative errors per horizon (`errors[h − 1]`). `None` when horizon 1 lacks errors.
@@ -82,6 +84,15 @@ impl ErrorTable {
     /// distance, and a non-monotone band would make the planner's peak depend on sampling noise.
     pub fn from_errors(mut errors: Vec<Vec<f64>>) -> Option<Self> {
         let samples = errors.iter().map(Vec::len).sum();
+        let one_step_scale = errors.first().map_or(0.0, |e| {
+            let mut abs: Vec<f64> = e.iter().filter(|v| v.is_finite()).map(|v| v.abs()).collect();
+            abs.sort_by(f64::total_cmp);
+            if abs.is_empty() {
+                0.0
+            } else {
+                percentile(&abs, 0.5)
+            }
+        });
         let mut rows: Vec<[f64; LEVELS]> = Vec::with_capacity(errors.len());
         for errs in errors.iter_mut() {
             errs.retain(|e| e.is_finite());
@@ -106,7 +117,7 @@ impl ErrorTable {
             }
             rows.push(row);
         }
-        (!rows.is_empty()).then_some(Self { rows, samples })
+        (!rows.is_empty()).then_some(Self { rows, samples, one_step_scale })
     }
 
     /// The relative error at quantile `q` for `h` steps ahead (h beyond the table uses its last row).

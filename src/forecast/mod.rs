@@ -53,9 +53,13 @@ pub const MAX_HISTORY: TimeDelta = TimeDelta::days(15);
 /// Most slots a fit runs on; longer windows are fitted on a coarser grid.
 pub const MAX_FIT_POINTS: usize = 4_500;
 /// Calibration window: the most recent stretch replayed out of sample.
-const CALIBRATION_WINDOW: TimeDelta = TimeDelta::days(2);
+const CALIBRATION_WINDOW: TimeDelta = TimeDelta::days(1);
 /// Fewest present samples for anything but the last value.
 const MIN_SAMPLES: usize = 12;
+/// How far back recent one-step errors are compared with the calibration's.
+const RECENT_ERRORS: TimeDelta = TimeDelta::hours(3);
+/// Bounds on the recent-error multiplier of the band.
+const SPREAD_RANGE: (f64, f64) = (0.8, 3.0);
 /// Longest horizon (in native steps) with its own calibration row; longer horizons reuse the last row.
 pub(crate) const MAX_CALIBRATION_HORIZON: usize = 240;
 
@@ -412,7 +416,8 @@ impl Model {
             point.push(if p.is_finite() { p.max(0.0) } else { 0.0 });
             horizons.push(h);
         }
-        let bands = Bands { point, horizons, floor: self.floor, table: self.table.clone() };
+        let spread = self.recent_spread(&visible, fit);
+        let bands = Bands { point, horizons, floor: self.floor, table: self.table.clone(), spread };
         let median = (0..n).map(|i| bands.at(i, 0.5)).collect();
         Forecast {
             origin,
@@ -429,6 +434,57 @@ impl Model {
     }
 }
 
+impl Model {
+    /// How much wider (or narrower) than calibrated the band should be now: the median absolute one-step error
+    /// over the recent past, relative to the calibration's, clamped to [`SPREAD_RANGE`].
+    ///
+    /// Calibration looks at the last day as a whole; when demand turns noisier (an event, a new regime) the band
+    /// widens within hours instead of waiting for the next day's errors to dominate.
+    fn recent_spread(&self, visible: &Series, fit: &BaselineFit) -> f64 {
+        let scale = self.table.one_step_scale;
+        if scale <= 0.0 {
+            return 1.0;
+        }
+        let values = visible.values();
+        let o = values.len();
+        let recent = (RECENT_ERRORS.num_milliseconds() / self.step.num_milliseconds()).max(1) as usize;
+        let window = self.correction.window();
+        let from = o.saturating_sub(recent + window);
+        let decay = 0.5f64.powf(1.0 / self.correction.half_life);
+        let cut = decay.powi(window as i32);
+        let (mut s, mut w) = (0.0, 0.0);
+        let mut errors = Vec::new();
+        let base: Vec<f64> = (from..o).map(|i| fit.baseline.at(visible.time_at(i), self.step)).collect();
+        for i in from..o {
+            let k = i - from;
+            if let Some(y) = values[i] {
+                if i >= o - recent.min(o) && w > 1e-9 {
+                    let point = (base[k] + self.correction.shift(s / w, 1)).max(0.0);
+                    errors.push(((y - point) / point.max(self.floor)).abs());
+                }
+            }
+            s *= decay;
+            w *= decay;
+            if let Some(y) = values[i] {
+                s += y - base[k];
+                w += 1.0;
+            }
+            if k >= window {
+                if let Some(y) = values[i - window] {
+                    s -= cut * (y - base[k - window]);
+                    w -= cut;
+                }
+            }
+        }
+        if errors.len() < MIN_SAMPLES {
+            return 1.0;
+        }
+        errors.sort_by(f64::total_cmp);
+        let median = errors[errors.len() / 2];
+        (median / scale).clamp(SPREAD_RANGE.0, SPREAD_RANGE.1)
+    }
+}
+
 /// Point forecasts with the error table that turns them into quantiles.
 #[derive(Debug, Clone)]
 struct Bands {
@@ -436,12 +492,17 @@ struct Bands {
     horizons: Vec<usize>,
     floor: f64,
     table: Arc<ErrorTable>,
+    /// Multiplier on the calibrated spread around the median, from recent one-step errors.
+    spread: f64,
 }
 
 impl Bands {
     fn at(&self, i: usize, q: f64) -> f64 {
         let p = self.point[i];
-        let v = p + p.max(self.floor) * self.table.quantile(self.horizons[i], q);
+        let h = self.horizons[i];
+        let mid = self.table.quantile(h, 0.5);
+        let rel = mid + (self.table.quantile(h, q) - mid) * self.spread;
+        let v = p + p.max(self.floor) * rel;
         if v.is_finite() {
             v.max(0.0)
         } else {

@@ -1,0 +1,777 @@
+//! The aggregated-API security stack end to end: real TLS sockets, certificates from a test CA, a loopback stand-in of
+//! kube-apiserver's TokenReview/SubjectAccessReview endpoints reached through the real kube client, and kubectl.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewStatus, UserInfo};
+use k8s_openapi::api::authorization::v1::{SubjectAccessReview, SubjectAccessReviewSpec, SubjectAccessReviewStatus};
+use k8s_openapi::api::core::v1::ConfigMap;
+use prescale::auth::{self, Auth, AuthConfig, AuthSettings, KubeReviewer, RequestHeaderConfig, User};
+use prescale::tls::{self, CaPool, CaPools, CertSource, TlsSettings};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const METRIC_PATH: &str = "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/prescale_replicas";
+
+// ---------------------------------------------------------------------------------------------------------------
+// A test PKI made with rcgen.
+
+/// A CA that issues leaf certificates.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+/// A leaf certificate with its key, as PEM.
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Self { pem: cert.pem(), issuer: Issuer::new(params, key) }
+    }
+
+    fn pool(&self, name: &str) -> CaPool {
+        CaPool::from_pem(name, &self.pem).unwrap()
+    }
+
+    fn der(&self) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap()
+    }
+
+    /// A client certificate: CN, O entries and (optionally) the clientAuth EKU.
+    fn client(&self, cn: &str, orgs: &[&str], client_auth_eku: bool) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        for org in orgs {
+            params.distinguished_name.push(DnType::OrganizationName, *org);
+        }
+        if client_auth_eku {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        } else {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        }
+        self.sign(params)
+    }
+
+    /// A serving certificate for localhost / 127.0.0.1.
+    fn server(&self, cn: &str) -> Leaf {
+        let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    }
+}
+
+impl Leaf {
+    fn write(&self, dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert, &self.cert_pem).unwrap();
+        std::fs::write(&key, &self.key_pem).unwrap();
+        (cert, key)
+    }
+
+    fn identity(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+        (chain, PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A stand-in for kube-apiserver's review endpoints, speaking the real JSON.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Answer {
+    Allow,
+    Deny,
+    /// HTTP 500 with a metav1.Status.
+    Fail,
+    /// Never answers within any test's review timeout.
+    Hang,
+}
+
+struct StandIn {
+    tokens: Mutex<HashMap<String, UserInfo>>,
+    access: Mutex<Answer>,
+    token_calls: AtomicUsize,
+    access_calls: AtomicUsize,
+    last_access: Mutex<Option<SubjectAccessReviewSpec>>,
+    config_map: Mutex<Option<ConfigMap>>,
+}
+
+impl StandIn {
+    fn new(access: Answer) -> Arc<Self> {
+        Arc::new(Self {
+            tokens: Mutex::new(HashMap::new()),
+            access: Mutex::new(access),
+            token_calls: AtomicUsize::new(0),
+            access_calls: AtomicUsize::new(0),
+            last_access: Mutex::new(None),
+            config_map: Mutex::new(None),
+        })
+    }
+
+    fn token(self: &Arc<Self>, token: &str, user: &str, groups: &[&str]) -> Arc<Self> {
+        let info = UserInfo {
+            username: Some(user.into()),
+            uid: Some(format!("uid-{user}")),
+            groups: Some(groups.iter().map(|g| g.to_string()).collect()),
+            extra: None,
+        };
+        self.tokens.lock().unwrap().insert(token.into(), info);
+        self.clone()
+    }
+
+    fn answer(&self, answer: Answer) {
+        *self.access.lock().unwrap() = answer;
+    }
+
+    fn calls(&self) -> (usize, usize) {
+        (self.token_calls.load(Ordering::SeqCst), self.access_calls.load(Ordering::SeqCst))
+    }
+
+    fn last_access(&self) -> SubjectAccessReviewSpec {
+        self.last_access.lock().unwrap().clone().expect("a SubjectAccessReview was made")
+    }
+
+    /// Serves the stand-in on loopback; returns a real kube client pointed at it.
+    async fn client(self: &Arc<Self>) -> kube::Client {
+        let router = Router::new()
+            .route("/apis/authentication.k8s.io/v1/tokenreviews", post(token_review))
+            .route("/apis/authorization.k8s.io/v1/subjectaccessreviews", post(access_review))
+            .route("/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication", get(config_map))
+            .with_state(self.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+}
+
+fn failure(code: u16, message: &str) -> (StatusCode, Json<Value>) {
+    let body = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":message,"code":code});
+    (StatusCode::from_u16(code).unwrap(), Json(body))
+}
+
+async fn token_review(State(s): State<Arc<StandIn>>, Json(review): Json<TokenReview>) -> Json<TokenReview> {
+    s.token_calls.fetch_add(1, Ordering::SeqCst);
+    let token = review.spec.token.clone().unwrap_or_default();
+    let user = s.tokens.lock().unwrap().get(&token).cloned();
+    let status = TokenReviewStatus {
+        authenticated: Some(user.is_some()),
+        error: user.is_none().then(|| "token not recognised".to_owned()),
+        user,
+        ..Default::default()
+    };
+    Json(TokenReview { status: Some(status), ..review })
+}
+
+async fn access_review(
+    State(s): State<Arc<StandIn>>,
+    Json(review): Json<SubjectAccessReview>,
+) -> Result<Json<SubjectAccessReview>, (StatusCode, Json<Value>)> {
+    s.access_calls.fetch_add(1, Ordering::SeqCst);
+    *s.last_access.lock().unwrap() = Some(review.spec.clone());
+    let answer = *s.access.lock().unwrap();
+    let allowed = match answer {
+        Answer::Allow => true,
+        Answer::Deny => false,
+        Answer::Fail => return Err(failure(500, "etcdserver: request timed out")),
+        Answer::Hang => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            true
+        }
+    };
+    let status = SubjectAccessReviewStatus { allowed, denied: Some(!allowed), ..Default::default() };
+    Ok(Json(SubjectAccessReview { status: Some(status), ..review }))
+}
+
+async fn config_map(State(s): State<Arc<StandIn>>) -> Result<Json<ConfigMap>, (StatusCode, Json<Value>)> {
+    s.config_map.lock().unwrap().clone().map(Json).ok_or_else(|| failure(403, "configmaps is forbidden"))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The server under test.
+
+/// Echoes the authenticated user and what is left of the identity headers.
+async fn echo(Extension(user): Extension<User>, headers: HeaderMap) -> Json<Value> {
+    let remote: Vec<&str> = headers.keys().map(|k| k.as_str()).filter(|k| k.starts_with("x-remote-")).collect();
+    Json(json!({
+        "user": user.name,
+        "uid": user.uid,
+        "groups": user.groups,
+        "extra": user.extra,
+        "remoteHeaders": remote,
+        "authorization": headers.contains_key("authorization"),
+    }))
+}
+
+fn echo_router() -> Router {
+    Router::new()
+        .route("/echo", get(echo))
+        .route(METRIC_PATH, get(echo))
+        .route("/healthz", get(|| async { "ok" }))
+}
+
+struct Server {
+    addr: SocketAddr,
+    ca: CertificateDer<'static>,
+    ca_pem: String,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), tls::TlsError>>,
+}
+
+impl Server {
+    /// Serves `router` wrapped in `auth` over TLS with a certificate from a fresh serving CA.
+    async fn start(router: Router, auth: &Auth) -> Self {
+        let serving = Ca::new("serving-ca");
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = serving.server("prescale").write(dir.path());
+        let settings = TlsSettings {
+            certificate: CertSource::Files { cert, key },
+            reload_interval: Duration::from_millis(200),
+            client_cas: auth.client_cas(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(tls::serve(listener, auth.layer(router), settings, async {
+            let _ = stopped.await;
+        }));
+        Self { addr, ca: serving.der(), ca_pem: serving.pem.clone(), _dir: dir, stop: Some(stop), task }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), &mut self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+fn client_config(
+    ca: &CertificateDer<'static>,
+    identity: Option<&Leaf>,
+    alpn: &[&[u8]],
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(leaf) => {
+            let (chain, key) = leaf.identity();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+fn http(server: &Server, identity: Option<&Leaf>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(client_config(&server.ca, identity, &[b"h2", b"http/1.1"]))
+        .build()
+        .unwrap()
+}
+
+async fn get_json(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("request reaches the server");
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let body = response.text().await.unwrap();
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+fn settings() -> AuthSettings {
+    AuthSettings { review_timeout: Duration::from_millis(500), ..AuthSettings::default() }
+}
+
+struct Fixture {
+    front_proxy_ca: Ca,
+    client_ca: Ca,
+    stand_in: Arc<StandIn>,
+    auth: Auth,
+}
+
+/// Auth with a front-proxy CA (allowed CN `front-proxy-client`), a client CA, and the stand-in as reviewer.
+async fn fixture(access: Answer, settings: AuthSettings) -> Fixture {
+    tls::install_crypto_provider();
+    let front_proxy_ca = Ca::new("front-proxy-ca");
+    let client_ca = Ca::new("client-ca");
+    let stand_in = StandIn::new(access).token("good-token", "carol", &["readers"]);
+    let reviewer = Arc::new(KubeReviewer::new(stand_in.client().await));
+    let config = AuthConfig {
+        cas: CaPools {
+            client_ca: Some(client_ca.pool("client-ca-file")),
+            requestheader_ca: Some(front_proxy_ca.pool("requestheader-client-ca-file")),
+        },
+        request_header: RequestHeaderConfig {
+            uid_headers: vec!["X-Remote-Uid".into()],
+            allowed_names: vec!["front-proxy-client".into()],
+            ..RequestHeaderConfig::default()
+        },
+    };
+    let auth = Auth::new(settings, config, reviewer);
+    Fixture { front_proxy_ca, client_ca, stand_in, auth }
+}
+
+fn with_identity_headers(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    request
+        .header("X-Remote-User", "system:serviceaccount:kube-system:horizontal-pod-autoscaler")
+        .header("X-Remote-Uid", "1234")
+        .header("X-Remote-Group", "system:serviceaccounts")
+        .header("X-Remote-Group", "system:serviceaccounts:kube-system")
+        .header("X-Remote-Extra-Authentication.kubernetes.io%2fpod-name", "hpa-0")
+}
+
+fn assert_status(body: &Value, code: u16, reason: &str) {
+    assert_eq!(body["kind"], "Status", "{body}");
+    assert_eq!(body["apiVersion"], "v1", "{body}");
+    assert_eq!(body["status"], "Failure", "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["reason"], reason, "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Front proxy (request headers).
+
+#[tokio::test]
+async fn front_proxy_identity_is_trusted_behind_its_certificate_and_headers_are_stripped() {
+    let f = fixture(Answer::Allow, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let proxy = f.front_proxy_ca.client("front-proxy-client", &[], true);
+    let (status, body) = get_json(with_identity_headers(http(&server, Some(&proxy)).get(server.url(METRIC_PATH)))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], "system:serviceaccount:kube-system:horizontal-pod-autoscaler");
+    assert_eq!(body["uid"], "1234");
+    assert_eq!(
+        body["groups"],
+        json!(["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"])
+    );
+    assert_eq!(body["extra"], json!({"authentication.kubernetes.io/pod-name": ["hpa-0"]}));
+    assert_eq!(body["remoteHeaders"], json!([]), "identity headers must not reach handlers");
+
+    // The HPA's read is authorized as a namespaced list of the metric resource.
+    let spec = f.stand_in.last_access();
+    assert_eq!(spec.user.as_deref(), Some("system:serviceaccount:kube-system:horizontal-pod-autoscaler"));
+    assert!(spec.groups.unwrap().contains(&"system:authenticated".to_owned()));
+    let attributes = spec.resource_attributes.expect("resourceAttributes");
+    assert_eq!(attributes.verb.as_deref(), Some("list"));
+    assert_eq!(attributes.group.as_deref(), Some("external.metrics.k8s.io"));
+    assert_eq!(attributes.version.as_deref(), Some("v1beta1"));
+    assert_eq!(attributes.resource.as_deref(), Some("prescale_replicas"));
+    assert_eq!(attributes.namespace.as_deref(), Some("shop"));
+    assert!(spec.non_resource_attributes.is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn identity_headers_without_a_trusted_front_proxy_certificate_are_rejected() {
+    let f = fixture(Answer::Allow, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let other_ca = Ca::new("front-proxy-ca");
+    let cases = [
+        ("no certificate", None),
+        ("certificate from another CA with the same name", Some(other_ca.client("front-proxy-client", &[], true))),
+        ("CN not in allowed names", Some(f.front_proxy_ca.client("someone-else", &[], true))),
+        ("no clientAuth EKU", Some(f.front_proxy_ca.client("front-proxy-client", &[], false))),
+        // A valid client-CA certificate authenticates its holder, but not the identities it claims in headers.
+        ("client CA certificate", Some(f.client_ca.client("bob", &["system:masters"], true))),
+    ];
+    for (case, identity) in &cases {
+        let (status, body) =
+            get_json(with_identity_headers(http(&server, identity.as_ref()).get(server.url("/echo")))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+        assert_status(&body, 401, "Unauthorized");
+        assert!(!body.to_string().contains("horizontal-pod-autoscaler"), "{case}: the claimed user leaked: {body}");
+    }
+    assert_eq!(f.stand_in.calls(), (0, 0), "an untrusted identity must never reach authorization");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Client certificates.
+
+#[tokio::test]
+async fn client_certificates_authenticate_as_cn_with_o_as_groups() {
+    let f = fixture(Answer::Allow, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let bob = f.client_ca.client("bob", &["team-a", "team-b"], true);
+    let (status, body) = get_json(http(&server, Some(&bob)).get(server.url("/echo"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], "bob");
+    assert_eq!(body["groups"], json!(["team-a", "team-b", "system:authenticated"]));
+    let spec = f.stand_in.last_access();
+    assert_eq!(spec.user.as_deref(), Some("bob"));
+    let non_resource = spec.non_resource_attributes.expect("nonResourceAttributes for a non-API path");
+    assert_eq!((non_resource.verb.as_deref(), non_resource.path.as_deref()), (Some("get"), Some("/echo")));
+
+    // A certificate from a CA we don't trust is an invalid credential, not anonymity.
+    let mallory = Ca::new("client-ca").client("bob", &["system:masters"], true);
+    let (status, body) = get_json(http(&server, Some(&mallory)).get(server.url("/echo"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_status(&body, 401, "Unauthorized");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn system_masters_and_health_paths_skip_the_review() {
+    let f = fixture(Answer::Deny, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let admin = f.client_ca.client("admin", &["system:masters"], true);
+    let (status, body) = get_json(http(&server, Some(&admin)).get(server.url(METRIC_PATH))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = http(&server, None).get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap(), "ok");
+    assert_eq!(f.stand_in.calls(), (0, 0));
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tokens and SubjectAccessReview through the real kube client.
+
+#[tokio::test]
+async fn bearer_tokens_are_reviewed_and_the_credential_is_dropped() {
+    let f = fixture(Answer::Allow, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let client = http(&server, None);
+    let (status, body) = get_json(client.get(server.url("/echo")).bearer_auth("good-token")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], "carol");
+    assert_eq!(body["uid"], "uid-carol");
+    assert_eq!(body["groups"], json!(["readers", "system:authenticated"]));
+    assert_eq!(body["authorization"], false, "the Authorization header must not reach handlers");
+
+    let (status, body) = get_json(client.get(server.url("/echo")).bearer_auth("stolen-token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_status(&body, 401, "Unauthorized");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_credentials_is_anonymous_and_subject_to_review() {
+    let f = fixture(Answer::Allow, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let (status, body) = get_json(http(&server, None).get(server.url("/echo"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], "system:anonymous");
+    assert_eq!(body["groups"], json!(["system:unauthenticated"]));
+    assert_eq!(f.stand_in.last_access().user.as_deref(), Some("system:anonymous"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_denied_review_is_a_403_status_naming_group_and_resource_without_data() {
+    let f = fixture(Answer::Deny, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let bob = f.client_ca.client("bob", &[], true);
+    let (status, body) = get_json(http(&server, Some(&bob)).get(server.url(METRIC_PATH))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_status(&body, 403, "Forbidden");
+    assert_eq!(body["details"]["group"], "external.metrics.k8s.io");
+    assert_eq!(body["details"]["kind"], "prescale_replicas");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("\"bob\"") && message.contains("namespace \"shop\""), "{message}");
+    assert!(body.get("items").is_none() && body.get("user").is_none(), "a denial must carry no data: {body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn review_errors_and_timeouts_fail_closed() {
+    let f = fixture(Answer::Fail, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let bob = f.client_ca.client("bob", &[], true);
+    let client = http(&server, Some(&bob));
+    let (status, body) = get_json(client.get(server.url(METRIC_PATH))).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_status(&body, 500, "InternalError");
+    assert!(!body.to_string().contains("etcdserver"), "backend error text leaked: {body}");
+
+    f.stand_in.answer(Answer::Hang);
+    let started = std::time::Instant::now();
+    let (status, body) = get_json(client.get(server.url(METRIC_PATH))).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the review timeout was not applied");
+
+    // Errors are not cached: once the API server answers again, so do we.
+    f.stand_in.answer(Answer::Allow);
+    let (status, body) = get_json(client.get(server.url(METRIC_PATH))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn token_review_errors_fail_closed() {
+    tls::install_crypto_provider();
+    // A reviewer whose API server is gone: the port is closed by the time we ask.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let client = kube::Client::try_from(kube::Config::new(format!("http://{dead}").parse().unwrap())).unwrap();
+    let auth = Auth::new(settings(), AuthConfig::default(), Arc::new(KubeReviewer::new(client)));
+    let server = Server::start(echo_router(), &auth).await;
+    let (status, body) = get_json(http(&server, None).get(server.url("/echo")).bearer_auth("any")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_status(&body, 401, "Unauthorized");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn review_answers_are_cached_for_the_ttl() {
+    let f = fixture(Answer::Allow, AuthSettings { cache_ttl: Duration::from_millis(1500), ..settings() }).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let client = http(&server, None);
+    for _ in 0..5 {
+        let (status, body) = get_json(client.get(server.url(METRIC_PATH)).bearer_auth("good-token")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(f.stand_in.calls(), (1, 1), "five requests within the TTL, one review each");
+
+    // Denials are cached too.
+    f.stand_in.answer(Answer::Deny);
+    let other = "/apis/external.metrics.k8s.io/v1beta1/namespaces/other/prescale_replicas";
+    for _ in 0..3 {
+        let (status, _) = get_json(client.get(server.url(other)).bearer_auth("good-token")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(f.stand_in.calls(), (1, 2));
+
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let (status, _) = get_json(client.get(server.url(METRIC_PATH)).bearer_auth("good-token")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "after the TTL the new answer applies");
+    assert_eq!(f.stand_in.calls(), (2, 3));
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Configuration from the ConfigMap, via the real kube client.
+
+#[tokio::test]
+async fn the_config_map_is_read_and_applied() {
+    tls::install_crypto_provider();
+    let front_proxy_ca = Ca::new("front-proxy-ca");
+    let stand_in = StandIn::new(Answer::Allow);
+    let client = stand_in.client().await;
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), auth::CONFIG_MAP_NAMESPACE);
+
+    let error = auth::read_config_map(&api).await.unwrap_err();
+    assert!(error.to_string().contains("extension-apiserver-authentication-reader"), "{error}");
+
+    let data = [
+        ("requestheader-client-ca-file", front_proxy_ca.pem.as_str()),
+        ("requestheader-username-headers", r#"["X-Remote-User"]"#),
+        ("requestheader-group-headers", r#"["X-Remote-Group"]"#),
+        ("requestheader-extra-headers-prefix", r#"["X-Remote-Extra-"]"#),
+        ("requestheader-allowed-names", r#"["front-proxy-client"]"#),
+    ];
+    *stand_in.config_map.lock().unwrap() = Some(ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(auth::CONFIG_MAP_NAME.into()),
+            namespace: Some(auth::CONFIG_MAP_NAMESPACE.into()),
+            ..Default::default()
+        },
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        ..Default::default()
+    });
+    let config = auth::read_config_map(&api).await.unwrap();
+    let auth = Auth::new(settings(), config, Arc::new(KubeReviewer::new(client)));
+    let server = Server::start(echo_router(), &auth).await;
+    let proxy = front_proxy_ca.client("front-proxy-client", &[], true);
+    let (status, body) = get_json(with_identity_headers(http(&server, Some(&proxy)).get(server.url("/echo")))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], "system:serviceaccount:kube-system:horizontal-pod-autoscaler");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TLS: ALPN and certificate reload.
+
+#[tokio::test]
+async fn http2_and_http1_are_negotiated_by_alpn() {
+    let f = fixture(Answer::Allow, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let h2 = http(&server, None).get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(h2.version(), reqwest::Version::HTTP_2);
+    let h1 = reqwest::Client::builder()
+        .use_preconfigured_tls(client_config(&server.ca, None, &[b"http/1.1"]))
+        .http1_only()
+        .build()
+        .unwrap()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h1.version(), reqwest::Version::HTTP_11);
+    assert_eq!(h1.text().await.unwrap(), "ok");
+    server.stop().await;
+}
+
+/// The CN of the certificate the server presents in a fresh handshake.
+async fn served_cn(addr: SocketAddr, ca: &CertificateDer<'static>) -> String {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca, None, &[b"http/1.1"])));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("handshake");
+    let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_serving_certificate_is_reloaded_and_a_broken_one_is_ignored() {
+    tls::install_crypto_provider();
+    let ca = Ca::new("serving-ca");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.server("first").write(dir.path());
+    let auth = Auth::new(settings(), AuthConfig::default(), Arc::new(KubeReviewer::new(StandIn::new(Answer::Allow).client().await)));
+    let settings = TlsSettings {
+        certificate: CertSource::Files { cert: cert.clone(), key: key.clone() },
+        reload_interval: Duration::from_millis(100),
+        client_cas: auth.client_cas(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(tls::serve(listener, auth.layer(echo_router()), settings, async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(served_cn(addr, &ca.der()).await, "first");
+
+    ca.server("second").write(dir.path());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while served_cn(addr, &ca.der()).await != "second" {
+        assert!(tokio::time::Instant::now() < deadline, "the new certificate was not picked up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A half-written or mismatched pair is rejected and the last good certificate stays.
+    std::fs::write(&cert, ca.server("third").cert_pem).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(served_cn(addr, &ca.der()).await, "second");
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(served_cn(addr, &ca.der()).await, "second");
+
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_certificate_file_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.crt");
+    let settings = TlsSettings {
+        certificate: CertSource::Files { cert: missing.clone(), key: dir.path().join("absent.key") },
+        reload_interval: Duration::from_secs(1),
+        client_cas: Default::default(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = tls::serve(listener, Router::new(), settings, std::future::pending()).await.unwrap_err();
+    assert!(error.to_string().contains(&missing.display().to_string()), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Real clients: kubectl with a client-certificate kubeconfig, against the real external metrics router.
+
+fn kubectl() -> std::path::PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("kubectl"))
+        .find(|candidate| candidate.is_file());
+    found.expect("kubectl not found on PATH: install it (e.g. `apt-get install -y kubectl` from the Kubernetes apt repository, or the `kubernetes-client` package)")
+}
+
+#[tokio::test]
+async fn kubectl_reads_discovery_over_tls_with_a_client_certificate() {
+    let kubectl = kubectl();
+    let f = fixture(Answer::Allow, settings()).await;
+    let state = prescale::api::ApiState {
+        store: Arc::new(prescale::store::PlanStore::new()),
+        max_forecast_age: chrono::TimeDelta::minutes(5),
+        clock: prescale::clock::Clock::system(),
+    };
+    let server = Server::start(prescale::api::router(state), &f.auth).await;
+    let dir = tempfile::tempdir().unwrap();
+    let user = f.client_ca.client("dave", &["ops"], true);
+    std::fs::write(dir.path().join("ca.crt"), &server.ca_pem).unwrap();
+    std::fs::write(dir.path().join("user.crt"), &user.cert_pem).unwrap();
+    std::fs::write(dir.path().join("user.key"), &user.key_pem).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+             users:\n- name: dave\n  user:\n    client-certificate: {}\n    client-key: {}\n\
+             contexts:\n- name: test\n  context: {{cluster: test, user: dave}}\ncurrent-context: test\n",
+            server.url(""),
+            dir.path().join("ca.crt").display(),
+            dir.path().join("user.crt").display(),
+            dir.path().join("user.key").display(),
+        ),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "--raw", "/apis/external.metrics.k8s.io/v1beta1"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&output.stderr));
+    let discovery: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(discovery["kind"], "APIResourceList", "{discovery}");
+    assert_eq!(discovery["groupVersion"], "external.metrics.k8s.io/v1beta1");
+    let spec = f.stand_in.last_access();
+    assert_eq!(spec.user.as_deref(), Some("dave"), "kubectl's certificate identity was reviewed");
+    assert_eq!(spec.groups.unwrap(), ["ops", "system:authenticated"]);
+
+    // The same read by a user the cluster denies: kubectl shows our 403 Status message.
+    f.stand_in.answer(Answer::Deny);
+    let output = tokio::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "--raw", METRIC_PATH])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("forbidden") && stderr.contains("dave"), "{stderr}");
+    server.stop().await;
+}
