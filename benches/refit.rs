@@ -18,16 +18,25 @@ fn load(name: &str) -> Series {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"));
     let path = dir.join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; set PRESCALE_TRACES_DIR to the trace folder", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; set PRESCALE_TRACES_DIR to the trace folder",
+            path.display()
+        )
+    });
     let points: Vec<(DateTime<Utc>, f64)> = text
         .lines()
         .skip(1)
         .enumerate()
         .map(|(n, line)| {
-            let (t, v) = line.split_once(',').unwrap_or_else(|| panic!("{}:{}: expected t,v", path.display(), n + 2));
+            let (t, v) = line
+                .split_once(',')
+                .unwrap_or_else(|| panic!("{}:{}: expected t,v", path.display(), n + 2));
             let t = DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 2));
-            let v = v.trim().parse().unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 2));
+            let v = v
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 2));
             (t.with_timezone(&Utc), v)
         })
         .collect();
@@ -39,7 +48,10 @@ fn refit(c: &mut Criterion) {
     let start = trace.start() + TimeDelta::days(3); // past the first days so 14 full days precede `now`
     let now = start + TimeDelta::days(14);
     let history = trace.window(start, now);
-    let settings = ForecastSettings { seasonality: Seasonality::Auto, horizon: TimeDelta::minutes(66) };
+    let settings = ForecastSettings {
+        seasonality: Seasonality::Auto,
+        horizon: TimeDelta::minutes(66),
+    };
     let policy = Policy {
         capacity_per_replica: 0.1,
         lead: TimeDelta::minutes(5),

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod backtest;
 pub mod clock;

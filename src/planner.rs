@@ -136,7 +136,11 @@ pub fn plan_from(
         if let Some(prev) = previous.filter(|p| want < p.replicas) {
             let allowed = match observed {
                 Some(o) => {
-                    let headroom = if median > 0.0 { (planned_demand / median).max(1.0) } else { 1.0 };
+                    let headroom = if median > 0.0 {
+                        (planned_demand / median).max(1.0)
+                    } else {
+                        1.0
+                    };
                     replicas_for(o * headroom, capacity)
                 }
                 None => prev.replicas,
@@ -178,7 +182,11 @@ pub fn replicas_for(demand: f64, capacity: f64) -> u32 {
     }
     let x = demand / capacity;
     let r = x.round();
-    let n = if (x - r).abs() <= 1e-9 * r.max(1.0) { r } else { x.ceil() };
+    let n = if (x - r).abs() <= 1e-9 * r.max(1.0) {
+        r
+    } else {
+        x.ceil()
+    };
     if n >= u32::MAX as f64 {
         u32::MAX
     } else {

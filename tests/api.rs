@@ -273,7 +273,7 @@ async fn bad_selector_is_400_saying_what_and_where() {
     let reply = get(&format!("{DATA}/default/prescale_replicas?labelSelector=workload+in+%28a%2C")).await;
     let message = assert_status(&reply, 400, "BadRequest", "bad_selector");
     assert!(message.contains("workload in (a,") && message.contains("offset 15"), "{message}");
-    for selector in ["x%3Da%7C%7Cy%3Db", "%2Cx", "x+nott+in+%28y%29", "Bad_Key%3Dx", "x%3E1.5"] {
+    for selector in ["x%3Da%7C%7Cy%3Db", "%2Cx", "x+nott+in+%28y%29", "bad_key_%3Dx", "k%3D-v", "x%3E1.5"] {
         let reply = get(&format!("{DATA}/default/prescale_replicas?labelSelector={selector}")).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{selector}: {}", reply.text());
     }

@@ -158,7 +158,7 @@ async fn several_series_are_an_error_naming_the_query_and_series() {
     assert_eq!(
         err.to_string(),
         "history query returned unusable data: query `last_over_time(requests[59s])` returned 2 series \
-         ({pod=\"a\"}, {pod=\"b\"}); it must return one: aggregate it, e.g. sum(...), or set `combine: sum` or \
+         (requests{pod=\"a\"}, requests{pod=\"b\"}); it must return one: aggregate it, e.g. sum(...), or set `combine: sum` or \
          `combine: max`"
     );
 
@@ -288,6 +288,7 @@ async fn paused_prometheus_times_out_within_the_bound_then_recovers() {
     s.timeout = Duration::from_millis(300);
     s.retries = 1;
     s.retry_backoff = Duration::from_millis(100);
+    s.max_retry_backoff = Duration::from_millis(100);
     let (client, registry) = client(&s);
     let q = query(&client, PRIVATE_QUERY, MINUTE);
     let (from, to) = (expected.start(), expected.end());

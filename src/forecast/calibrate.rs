@@ -75,7 +75,11 @@ impl ErrorTable {
             let q = (k + 1) as f64 / 100.0;
             *r = normal_quantile(q) * 0.5 / 1.2816;
         }
-        Self { rows: vec![row], samples: 0, one_step_scale: 0.0 }
+        Self {
+            rows: vec![row],
+            samples: 0,
+            one_step_scale: 0.0,
+        }
     }
 
     /// Builds the table from relative errors per horizon (`errors[h − 1]`). `None` when horizon 1 lacks errors.
@@ -117,7 +121,11 @@ impl ErrorTable {
             }
             rows.push(row);
         }
-        (!rows.is_empty()).then_some(Self { rows, samples, one_step_scale })
+        (!rows.is_empty()).then_some(Self {
+            rows,
+            samples,
+            one_step_scale,
+        })
     }
 
     /// The relative error at quantile `q` for `h` steps ahead (h beyond the table uses its last row).
@@ -239,14 +247,40 @@ fn percentile(v: &[f64], q: f64) -> f64 {
 
 /// The standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9).
 fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] =
-        [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] =
-        [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.38357751867269e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let p = p.clamp(1e-12, 1.0 - 1e-12);
-    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
     if p < 0.02425 {
         tail((-2.0 * p.ln()).sqrt())
     } else if p > 1.0 - 0.02425 {
@@ -281,14 +315,21 @@ mod tests {
         assert_eq!(t.quantile(2, 0.9), t.quantile(1, 0.9));
         assert!(t.quantile(2, 0.5).abs() < 1e-9);
         assert_eq!(t.horizons(), 3);
-        assert_eq!(t.quantile(3, 0.9), t.quantile(2, 0.9), "a horizon with too few errors borrows the previous row");
+        assert_eq!(
+            t.quantile(3, 0.9),
+            t.quantile(2, 0.9),
+            "a horizon with too few errors borrows the previous row"
+        );
         assert_eq!(t.quantile(50, 0.9), t.quantile(3, 0.9));
         assert!(ErrorTable::from_errors(vec![vec![0.0; 5]]).is_none());
     }
 
     #[test]
     fn correction_level_weights_recent_residuals() {
-        let c = Correction { half_life: 1.0, damping: 0.5 };
+        let c = Correction {
+            half_life: 1.0,
+            damping: 0.5,
+        };
         let level = c.level([(0, 4.0), (1, 1.0)].into_iter());
         // weights 1 and 0.5
         assert!((level - 3.0).abs() < 1e-12);
@@ -301,11 +342,21 @@ mod tests {
         // Baseline misses a level shift of +10 in the last part; noise ±1 alternating.
         let n = 400;
         let base = vec![100.0; n];
-        let y: Vec<Option<f64>> =
-            (0..n).map(|i| Some(100.0 + if i >= 200 { 10.0 } else { 0.0 } + if i % 2 == 0 { 1.0 } else { -1.0 })).collect();
-        let replay = Replay { y: &y, base: &base, first_origin: 200, floor: 1.0, horizon: 3 };
+        let y: Vec<Option<f64>> = (0..n)
+            .map(|i| Some(100.0 + if i >= 200 { 10.0 } else { 0.0 } + if i % 2 == 0 { 1.0 } else { -1.0 }))
+            .collect();
+        let replay = Replay {
+            y: &y,
+            base: &base,
+            first_origin: 200,
+            floor: 1.0,
+            horizon: 3,
+        };
         let (c, table) = replay.calibrate().unwrap();
-        assert!(c.damping >= 0.97, "a persistent shift needs a persistent correction, got {c:?}");
+        assert!(
+            c.damping >= 0.97,
+            "a persistent shift needs a persistent correction, got {c:?}"
+        );
         // With the shift learnt, the remaining error is the ±1 noise, i.e. about ±1% of 110.
         assert!(table.quantile(1, 0.95) < 0.03, "{}", table.quantile(1, 0.95));
         assert!(table.quantile(1, 0.05) > -0.03);

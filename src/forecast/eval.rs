@@ -21,25 +21,47 @@ pub(crate) fn traces_dir() -> PathBuf {
 pub(crate) fn load_trace(name: &str) -> Series {
     let path = traces_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("cannot read trace {}: {e}; set PRESCALE_TRACES_DIR to the folder holding the trace CSVs", path.display())
+        panic!(
+            "cannot read trace {}: {e}; set PRESCALE_TRACES_DIR to the folder holding the trace CSVs",
+            path.display()
+        )
     });
     let mut points = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
-        let (t, v) = line.split_once(',').unwrap_or_else(|| panic!("{}:{}: expected `timestamp,value`", path.display(), n + 1));
+        let (t, v) = line
+            .split_once(',')
+            .unwrap_or_else(|| panic!("{}:{}: expected `timestamp,value`", path.display(), n + 1));
         let t = DateTime::parse_from_rfc3339(t.trim())
             .unwrap_or_else(|e| panic!("{}:{}: bad timestamp {t:?}: {e}", path.display(), n + 1))
             .with_timezone(&Utc);
-        let v: f64 = v.trim().parse().unwrap_or_else(|e| panic!("{}:{}: bad value {v:?}: {e}", path.display(), n + 1));
+        let v: f64 = v
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{}:{}: bad value {v:?}: {e}", path.display(), n + 1));
         points.push((t, v));
     }
-    let step = points.windows(2).map(|w| w[1].0 - w[0].0).filter(|d| *d > TimeDelta::zero()).min().expect("two rows");
+    let step = points
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|d| *d > TimeDelta::zero())
+        .min()
+        .expect("two rows");
     Series::from_points(points[0].0, step, points).0
 }
 
 /// Empirical coverage of the central 80% and 90% bands over rolling origins in `[from, to)`.
-pub(crate) fn coverage(series: &Series, from: usize, to: usize, refit_every: usize, horizon: usize) -> (f64, f64, usize) {
+pub(crate) fn coverage(
+    series: &Series,
+    from: usize,
+    to: usize,
+    refit_every: usize,
+    horizon: usize,
+) -> (f64, f64, usize) {
     let step = series.step();
-    let settings = ForecastSettings { seasonality: Seasonality::Auto, horizon: step * (refit_every + horizon) as i32 };
+    let settings = ForecastSettings {
+        seasonality: Seasonality::Auto,
+        horizon: step * (refit_every + horizon) as i32,
+    };
     let q = |p| Quantile::try_new(p).unwrap();
     let (mut in80, mut in90, mut n) = (0usize, 0usize, 0usize);
     let mut model = None;
@@ -104,7 +126,10 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
         max_replicas: 40,
         scale_in_on_observed_only: false,
     };
-    let settings = ForecastSettings { seasonality: Seasonality::Auto, horizon: TimeDelta::hours(1) + lead + tick * 2 };
+    let settings = ForecastSettings {
+        seasonality: Seasonality::Auto,
+        horizon: TimeDelta::hours(1) + lead + tick * 2,
+    };
     // Mean of the samples whose intervals end in (seen − 60 s, seen], else the latest visible sample.
     let observed = |t: DateTime<Utc>| {
         let seen = t - TimeDelta::seconds(30);
@@ -147,12 +172,22 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
                 let f = m.forecast(series, seen, lag + lead + tick * 2);
                 let p = plan(&f, observed(t), &policy, t);
                 let n = p.replicas as usize;
-                Some(if (n as f64 / cur as f64 - 1.0).abs() <= 0.1 { cur } else { n })
+                Some(if (n as f64 / cur as f64 - 1.0).abs() <= 0.1 {
+                    cur
+                } else {
+                    n
+                })
             }
         };
         if let Some(d) = raw {
             let cutoff = t - TimeDelta::seconds(300);
-            let stab = recs.iter().filter(|(_, at)| *at >= cutoff).map(|(r, _)| *r).max().unwrap_or(d).max(d);
+            let stab = recs
+                .iter()
+                .filter(|(_, at)| *at >= cutoff)
+                .map(|(r, _)| *r)
+                .max()
+                .unwrap_or(d)
+                .max(d);
             if let Some(slot) = recs.iter_mut().find(|(_, at)| *at < cutoff) {
                 *slot = (d, t);
             } else {
@@ -175,7 +210,10 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
         }
         t += tick;
     }
-    Score { unserved: unserved / total, replica_hours: pod_seconds / 3600.0 }
+    Score {
+        unserved: unserved / total,
+        replica_hours: pod_seconds / 3600.0,
+    }
 }
 
 /// Oracle replica-hours: pods for `ceil(demand / c)` created `lead` before they are needed.
@@ -186,13 +224,19 @@ pub(crate) fn oracle_replica_hours(series: &Series, warmup: usize, lead: TimeDel
     let c = v[((v.len() - 1) as f64 * 0.99).round() as usize] / 20.0;
     let tick = TimeDelta::seconds(15);
     let need = |t: DateTime<Utc>| {
-        series.slot_of(t).and_then(|i| values.get(i).copied().flatten()).map_or(0, |d| ((d / c).ceil() as usize).clamp(1, 40))
+        series
+            .slot_of(t)
+            .and_then(|i| values.get(i).copied().flatten())
+            .map_or(0, |d| ((d / c).ceil() as usize).clamp(1, 40))
     };
     let mut t = series.time_at(warmup);
     let mut pod_seconds = 0.0;
     while t < series.end() {
         // Held pods: everything needed now or within the cold start.
-        let held = (0..=lead.num_seconds() / 15).map(|k| need(t + tick * k as i32)).max().unwrap_or(0);
+        let held = (0..=lead.num_seconds() / 15)
+            .map(|k| need(t + tick * k as i32))
+            .max()
+            .unwrap_or(0);
         pod_seconds += held as f64 * 15.0;
         t += tick;
     }
@@ -209,8 +253,8 @@ mod tests {
         // Rolling origins over days 8–14, refit every 6 h, horizons up to an hour (6 slots).
         let (c80, c90, n) = coverage(&s, 7 * 144, s.len(), 36, 6);
         eprintln!("servegen coverage 80%: {c80:.3}, 90%: {c90:.3} over {n} forecasts");
-        assert!(c80 >= 0.75 && c80 <= 0.95, "80% band covered {c80:.3}");
-        assert!(c90 >= 0.85 && c90 <= 0.98, "90% band covered {c90:.3}");
+        assert!((0.75..=0.95).contains(&c80), "80% band covered {c80:.3}");
+        assert!((0.85..=0.98).contains(&c90), "90% band covered {c90:.3}");
     }
 
     #[test]
@@ -220,39 +264,45 @@ mod tests {
         let from = 14 * 1440;
         let (c80, c90, n) = coverage(&s, from, from + 2 * 1440, 180, 10);
         eprintln!("nasa coverage 80%: {c80:.3}, 90%: {c90:.3} over {n} forecasts");
-        assert!(c80 >= 0.75 && c80 <= 0.95, "80% band covered {c80:.3}");
-        assert!(c90 >= 0.85 && c90 <= 0.98, "90% band covered {c90:.3}");
+        assert!((0.75..=0.95).contains(&c80), "80% band covered {c80:.3}");
+        assert!((0.85..=0.98).contains(&c90), "90% band covered {c90:.3}");
     }
 }
 
 #[cfg(test)]
-mod report {
+mod quality {
     use super::*;
 
-    /// Prints predictive vs reactive-70 vs oracle on the first 14 days of each multi-day trace (7 days history).
+    /// Two scored days of NASA HTTP (1-min steps) after a week of history, 5-min cold start, planning at q0.9: the
+    /// predictive plan must leave no more demand unserved than reactive scaling at a 70% target, with fewer
+    /// replica-hours.
     #[test]
-    fn replay_report() {
-        let Ok(only) = std::env::var("PRESCALE_REPLAY") else { return };
+    fn predictive_beats_reactive_70_on_nasa() {
+        let full = load_trace("nasa_http_1995.csv");
+        let s = full.window(full.start(), full.start() + TimeDelta::days(9));
+        let warmup = s.count_ended_by(s.start() + TimeDelta::days(7));
         let lead = TimeDelta::minutes(5);
-        for name in ["servegen_lang_m_small.csv", "nasa_http_1995.csv", "twitter_mentions_aapl_2015.csv", "nyc_taxi_passengers_2014.csv"] {
-            if !only.is_empty() && !name.contains(only.as_str()) {
-                continue;
-            }
-            let full = load_trace(name);
-            let s = full.window(full.start(), full.start() + TimeDelta::days(14));
-            let warmup = s.count_ended_by(s.start() + TimeDelta::days(7));
-            let r70 = replay(&s, warmup, lead, Replay::Reactive { target: 0.7 });
-            let oracle = oracle_replica_hours(&s, warmup, lead);
-            for q in [0.5, 0.7, 0.8, 0.9] {
-                let p = replay(&s, warmup, lead, Replay::Predictive { quantile: q });
-                eprintln!(
-                    "{name} q{q}: predictive unserved {:.4} rh/oracle {:.3} | reactive-70 unserved {:.4} rh/oracle {:.3}",
-                    p.unserved,
-                    p.replica_hours / oracle,
-                    r70.unserved,
-                    r70.replica_hours / oracle
-                );
-            }
-        }
+        let r70 = replay(&s, warmup, lead, Replay::Reactive { target: 0.7 });
+        let p = replay(&s, warmup, lead, Replay::Predictive { quantile: 0.9 });
+        let oracle = oracle_replica_hours(&s, warmup, lead);
+        eprintln!(
+            "nasa 2 days: predictive unserved {:.4} rh/oracle {:.3} | reactive-70 unserved {:.4} rh/oracle {:.3}",
+            p.unserved,
+            p.replica_hours / oracle,
+            r70.unserved,
+            r70.replica_hours / oracle
+        );
+        assert!(
+            p.unserved <= r70.unserved,
+            "unserved {:.4} vs reactive-70 {:.4}",
+            p.unserved,
+            r70.unserved
+        );
+        assert!(
+            p.replica_hours < r70.replica_hours,
+            "{:.1} vs {:.1} replica-hours",
+            p.replica_hours,
+            r70.replica_hours
+        );
     }
 }

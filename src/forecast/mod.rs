@@ -222,12 +222,23 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
     let full = fit_baseline(&trimmed, &settings.seasonality, horizon);
 
     let present: Vec<f64> = trimmed.values.iter().flatten().copied().collect();
-    let mean = if present.is_empty() { 0.0 } else { present.iter().sum::<f64>() / present.len() as f64 };
+    let mean = if present.is_empty() {
+        0.0
+    } else {
+        present.iter().sum::<f64>() / present.len() as f64
+    };
     // Relative errors divide by max(point, floor): without a floor, near-zero points would make any error huge.
     let floor = (0.1 * mean).max(1e-9);
 
-    let (correction, table) = calibrate_holdout(&trimmed, &settings.seasonality, horizon, floor)
-        .unwrap_or_else(|| (Correction { half_life: 2.0, damping: 0.97 }, ErrorTable::uncalibrated()));
+    let (correction, table) = calibrate_holdout(&trimmed, &settings.seasonality, horizon, floor).unwrap_or_else(|| {
+        (
+            Correction {
+                half_life: 2.0,
+                damping: 0.97,
+            },
+            ErrorTable::uncalibrated(),
+        )
+    });
     Model {
         fitted_at: now,
         step,
@@ -251,15 +262,23 @@ fn calibrate_holdout(
         return None;
     }
     let step = native.step;
-    let window_slots =
-        ((CALIBRATION_WINDOW.num_milliseconds() / step.num_milliseconds()) as usize).min(n / 4).max(MIN_SAMPLES);
+    let window_slots = ((CALIBRATION_WINDOW.num_milliseconds() / step.num_milliseconds()) as usize)
+        .min(n / 4)
+        .max(MIN_SAMPLES);
     let first_origin = n.checked_sub(window_slots)?;
     let until = native.time_at(first_origin);
     let holdout = native.clone().until(until).trim_gaps();
     let fit = fit_baseline(&holdout, seasonality, horizon + step * window_slots as i32)?;
     let base: Vec<f64> = (0..n).map(|i| fit.baseline.at(native.time_at(i), step)).collect();
     let h = (horizon.num_milliseconds() / step.num_milliseconds()).max(1) as usize;
-    Replay { y: &native.values, base: &base, first_origin, floor, horizon: h }.calibrate()
+    Replay {
+        y: &native.values,
+        base: &base,
+        first_origin,
+        floor,
+        horizon: h,
+    }
+    .calibrate()
 }
 
 /// Fits the baseline for a gap-trimmed native grid, falling back as needed. `None` only without any sample.
@@ -267,7 +286,12 @@ fn fit_baseline(native: &Grid, seasonality: &Seasonality, horizon: TimeDelta) ->
     let last = native.values.iter().rev().find_map(|v| *v)?;
     let present = native.present();
     let last_value = |reason: ForecastError| BaselineFit {
-        baseline: Baseline { start: native.start, step: native.step, values: vec![last], wrap: None },
+        baseline: Baseline {
+            start: native.start,
+            step: native.step,
+            values: vec![last],
+            wrap: None,
+        },
         method: Method::LastValue,
         fallback: Some(reason.to_string()),
         periods: Vec::new(),
@@ -276,7 +300,12 @@ fn fit_baseline(native: &Grid, seasonality: &Seasonality, horizon: TimeDelta) ->
         return Some(last_value(ForecastError::TooShort { present }));
     }
     let first = native.values.iter().find_map(|v| *v).unwrap_or(last);
-    if native.values.iter().flatten().all(|v| (v - first).abs() <= 1e-12 * first.abs().max(1.0)) {
+    if native
+        .values
+        .iter()
+        .flatten()
+        .all(|v| (v - first).abs() <= 1e-12 * first.abs().max(1.0))
+    {
         return Some(last_value(ForecastError::Flat));
     }
 
@@ -310,7 +339,12 @@ fn fit_baseline(native: &Grid, seasonality: &Seasonality, horizon: TimeDelta) ->
     };
     match model {
         Ok((values, method)) => Some(BaselineFit {
-            baseline: Baseline { start: grid.start, step, values, wrap: periods.last().copied() },
+            baseline: Baseline {
+                start: grid.start,
+                step,
+                values,
+                wrap: periods.last().copied(),
+            },
             method,
             fallback: None,
             periods: periods.iter().map(to_delta).collect(),
@@ -319,7 +353,12 @@ fn fit_baseline(native: &Grid, seasonality: &Seasonality, horizon: TimeDelta) ->
             let season = periods.last().or(one_cycle.last()).copied();
             match season {
                 Some(p) if n >= p => Some(BaselineFit {
-                    baseline: Baseline { start: grid.start, step, values: seasonal_naive(&y, p), wrap: Some(p) },
+                    baseline: Baseline {
+                        start: grid.start,
+                        step,
+                        values: seasonal_naive(&y, p),
+                        wrap: Some(p),
+                    },
                     method: Method::SeasonalNaive,
                     fallback: Some(error.to_string()),
                     periods: vec![to_delta(&p)],
@@ -343,22 +382,31 @@ fn snap_factor(factor: usize, step: TimeDelta) -> usize {
 fn fit_mstl(y: &[f64], periods: &[usize], h: usize) -> Result<Vec<f64>, ForecastError> {
     let model = MSTLModel::new(periods.to_vec(), AutoETS::non_seasonal().into_trend_model());
     let fitted = model.fit(y).map_err(|e| ForecastError::Fit(e.to_string()))?;
-    let in_sample = fitted.predict_in_sample(None).map_err(|e| ForecastError::Fit(e.to_string()))?;
+    let in_sample = fitted
+        .predict_in_sample(None)
+        .map_err(|e| ForecastError::Fit(e.to_string()))?;
     let ahead = fitted.predict(h, None).map_err(|e| ForecastError::Fit(e.to_string()))?;
     join_finite(in_sample.point, ahead.point, y.len())
 }
 
 /// AutoETS alone: in-sample one-step fit plus `h` predicted slots.
 fn fit_ets(y: &[f64], h: usize) -> Result<Vec<f64>, ForecastError> {
-    let fitted = AutoETS::non_seasonal().fit(y).map_err(|e| ForecastError::Fit(e.to_string()))?;
-    let in_sample = fitted.predict_in_sample(None).map_err(|e| ForecastError::Fit(e.to_string()))?;
+    let fitted = AutoETS::non_seasonal()
+        .fit(y)
+        .map_err(|e| ForecastError::Fit(e.to_string()))?;
+    let in_sample = fitted
+        .predict_in_sample(None)
+        .map_err(|e| ForecastError::Fit(e.to_string()))?;
     let ahead = fitted.predict(h, None).map_err(|e| ForecastError::Fit(e.to_string()))?;
     join_finite(in_sample.point, ahead.point, y.len())
 }
 
 fn join_finite(mut in_sample: Vec<f64>, ahead: Vec<f64>, n: usize) -> Result<Vec<f64>, ForecastError> {
     if in_sample.len() != n {
-        return Err(ForecastError::Fit(format!("{} in-sample values for {n} samples", in_sample.len())));
+        return Err(ForecastError::Fit(format!(
+            "{} in-sample values for {n} samples",
+            in_sample.len()
+        )));
     }
     in_sample.extend(ahead);
     if in_sample.iter().all(|v| v.is_finite()) {
@@ -392,16 +440,17 @@ impl Model {
         let visible = history.visible_at(now);
         let step = self.step;
         let origin = visible.end();
-        let n = (horizon.num_milliseconds() as f64 / step.num_milliseconds() as f64).ceil().max(1.0) as usize;
+        let n = (horizon.num_milliseconds() as f64 / step.num_milliseconds() as f64)
+            .ceil()
+            .max(1.0) as usize;
         let (Some(fit), Some((last_t, _))) = (&self.fit, visible.last_present()) else {
             return Forecast::empty(origin, step, self.fitted_at, self.missing_fraction);
         };
         let values = visible.values();
         let o = values.len();
         let window = self.correction.window();
-        let residuals = (o.saturating_sub(window)..o).filter_map(|i| {
-            values[i].map(|y| (o - 1 - i, y - fit.baseline.at(visible.time_at(i), step)))
-        });
+        let residuals = (o.saturating_sub(window)..o)
+            .filter_map(|i| values[i].map(|y| (o - 1 - i, y - fit.baseline.at(visible.time_at(i), step))));
         let level = self.correction.level(residuals);
         // Steps since the last real sample: a trailing gap makes every forecast slot that much further ahead.
         let last_slot = visible.slot_of(last_t).unwrap_or(o.saturating_sub(1));
@@ -417,7 +466,13 @@ impl Model {
             horizons.push(h);
         }
         let spread = self.recent_spread(&visible, fit);
-        let bands = Bands { point, horizons, floor: self.floor, table: self.table.clone(), spread };
+        let bands = Bands {
+            point,
+            horizons,
+            floor: self.floor,
+            table: self.table.clone(),
+            spread,
+        };
         let median = (0..n).map(|i| bands.at(i, 0.5)).collect();
         Forecast {
             origin,
@@ -454,7 +509,9 @@ impl Model {
         let cut = decay.powi(window as i32);
         let (mut s, mut w) = (0.0, 0.0);
         let mut errors = Vec::new();
-        let base: Vec<f64> = (from..o).map(|i| fit.baseline.at(visible.time_at(i), self.step)).collect();
+        let base: Vec<f64> = (from..o)
+            .map(|i| fit.baseline.at(visible.time_at(i), self.step))
+            .collect();
         for i in from..o {
             let k = i - from;
             if let Some(y) = values[i] {
@@ -544,7 +601,10 @@ impl Forecast {
     /// A forecast with exactly these medians and no spread (every quantile is the median). For tests and
     /// callers that bring their own forecast.
     pub fn from_median(origin: DateTime<Utc>, step: TimeDelta, median: Vec<f64>, fitted_at: DateTime<Utc>) -> Self {
-        let median = median.into_iter().map(|v| if v.is_finite() { v.max(0.0) } else { 0.0 }).collect();
+        let median = median
+            .into_iter()
+            .map(|v| if v.is_finite() { v.max(0.0) } else { 0.0 })
+            .collect();
         Forecast {
             origin,
             step,

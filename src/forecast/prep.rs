@@ -23,7 +23,11 @@ pub(crate) struct Grid {
 impl Grid {
     /// The slots of `series` as a grid.
     pub fn of(series: &Series) -> Self {
-        Self { start: series.start(), step: series.step(), values: series.values().to_vec() }
+        Self {
+            start: series.start(),
+            step: series.step(),
+            values: series.values().to_vec(),
+        }
     }
 
     /// Start of slot `i`.
@@ -64,7 +68,11 @@ impl Grid {
     /// Keeps only slots that ended at or before `to`.
     pub fn until(mut self, to: DateTime<Utc>) -> Self {
         let offset = (to - self.start).num_milliseconds();
-        let n = if offset <= 0 { 0 } else { (offset / self.step.num_milliseconds()) as usize };
+        let n = if offset <= 0 {
+            0
+        } else {
+            (offset / self.step.num_milliseconds()) as usize
+        };
         self.values.truncate(n);
         self
     }
@@ -91,8 +99,15 @@ impl Grid {
                 sums[b].1 += 1;
             }
         }
-        let values = sums.into_iter().map(|(s, n)| (n * 2 >= factor).then(|| s / n as f64)).collect();
-        Grid { start: bucket_start, step, values }
+        let values = sums
+            .into_iter()
+            .map(|(s, n)| (n * 2 >= factor).then(|| s / n as f64))
+            .collect();
+        Grid {
+            start: bucket_start,
+            step,
+            values,
+        }
     }
 }
 
@@ -120,16 +135,22 @@ pub(crate) fn fill(values: &[Option<f64>], period: Option<usize>) -> Vec<f64> {
                 (Some(l), Some(r)) => (j - l) as f64 / (r - l) as f64,
                 _ => 0.5,
             };
-            let seasonal = period.filter(|&p| p > 0 && j >= p && left.is_some_and(|l| l >= p)).and_then(|p| {
-                let l = left?;
-                let r = right?;
-                // The right edge's earlier-cycle value may itself be a filled slot; it is already in `out`
-                // only when r - p < j, otherwise it is an original sample.
-                let r_prev = if r - p < out.len() { Some(out[r - p]) } else { values[r - p] }?;
-                let l_off = out[l] - out[l - p];
-                let r_off = values[r]? - r_prev;
-                Some(out[j - p] + l_off + (r_off - l_off) * frac)
-            });
+            let seasonal = period
+                .filter(|&p| p > 0 && j >= p && left.is_some_and(|l| l >= p))
+                .and_then(|p| {
+                    let l = left?;
+                    let r = right?;
+                    // The right edge's earlier-cycle value may itself be a filled slot; it is already in `out`
+                    // only when r - p < j, otherwise it is an original sample.
+                    let r_prev = if r - p < out.len() {
+                        Some(out[r - p])
+                    } else {
+                        values[r - p]
+                    }?;
+                    let l_off = out[l] - out[l - p];
+                    let r_off = values[r]? - r_prev;
+                    Some(out[j - p] + l_off + (r_off - l_off) * frac)
+                });
             let linear = match (lv, rv) {
                 (Some(a), Some(b)) => a + (b - a) * frac,
                 (Some(a), None) => a,
@@ -173,7 +194,17 @@ mod tests {
         let g = Grid {
             start,
             step: TimeDelta::minutes(1),
-            values: vec![Some(1.0), Some(2.0), Some(3.0), Some(6.0), None, None, None, None, Some(5.0)],
+            values: vec![
+                Some(1.0),
+                Some(2.0),
+                Some(3.0),
+                Some(6.0),
+                None,
+                None,
+                None,
+                None,
+                Some(5.0),
+            ],
         };
         let d = g.downsample(5);
         assert_eq!(d.start, t(0));
@@ -182,11 +213,19 @@ mod tests {
 
     #[test]
     fn trim_since_until() {
-        let g = Grid { start: t(0), step: TimeDelta::seconds(60), values: vec![None, Some(1.0), Some(2.0), None] };
+        let g = Grid {
+            start: t(0),
+            step: TimeDelta::seconds(60),
+            values: vec![None, Some(1.0), Some(2.0), None],
+        };
         let g = g.trim_gaps();
         assert_eq!(g.start, t(60));
         assert_eq!(g.values, vec![Some(1.0), Some(2.0)]);
-        let g = Grid { start: t(0), step: TimeDelta::seconds(60), values: vec![Some(0.0); 5] };
+        let g = Grid {
+            start: t(0),
+            step: TimeDelta::seconds(60),
+            values: vec![Some(0.0); 5],
+        };
         let g = g.since(t(30)).until(t(179));
         assert_eq!(g.start, t(60));
         assert_eq!(g.values.len(), 1);

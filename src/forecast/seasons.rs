@@ -50,7 +50,11 @@ pub(crate) fn detect(y: &[f64], step: TimeDelta) -> Vec<usize> {
         return Vec::new();
     }
     let peaks = periodogram_peaks(y, if n >= 2 * week { week } else { day });
-    let near = |p: usize| peaks.iter().any(|&q| (q as f64 - p as f64).abs() <= SNAP_TOLERANCE * p as f64);
+    let near = |p: usize| {
+        peaks
+            .iter()
+            .any(|&q| (q as f64 - p as f64).abs() <= SNAP_TOLERANCE * p as f64)
+    };
     let acf_day = acf(y, day);
     let mut out = Vec::new();
     // The periodogram alone is never enough (it always has a highest bin); near a calendar period it halves the
@@ -69,8 +73,14 @@ pub(crate) fn detect(y: &[f64], step: TimeDelta) -> Vec<usize> {
 }
 
 fn periodogram_peaks(y: &[f64], longest: usize) -> Vec<usize> {
-    let max_period = ((longest as f64 * (1.0 + SNAP_TOLERANCE)) as usize).min(y.len() / 2).max(5);
-    let detector = PeriodogramDetector::builder().min_period(4).max_period(max_period as u32).threshold(0.5).build();
+    let max_period = ((longest as f64 * (1.0 + SNAP_TOLERANCE)) as usize)
+        .min(y.len() / 2)
+        .max(5);
+    let detector = PeriodogramDetector::builder()
+        .min_period(4)
+        .max_period(max_period as u32)
+        .threshold(0.5)
+        .build();
     detector.detect(y).into_iter().map(|p| p as usize).collect()
 }
 
