@@ -198,10 +198,19 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, reason) = self.code_and_reason();
         match &self {
-            ApiError::Stale { workload, age_seconds, max_age_seconds } => {
+            ApiError::Stale {
+                workload,
+                age_seconds,
+                max_age_seconds,
+            } => {
                 warn!(%workload, age_seconds, max_age_seconds, "refusing to serve a stale forecast");
             }
-            ApiError::BadValue { workload, metric, value, source } => {
+            ApiError::BadValue {
+                workload,
+                metric,
+                value,
+                source,
+            } => {
                 warn!(%workload, %metric, value, error = %source, "refusing to serve a value that is not a quantity");
             }
             _ => debug!(error = %self, code = code.as_u16(), "request refused"),
@@ -215,7 +224,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = json(code, &status);
         if code == StatusCode::METHOD_NOT_ALLOWED {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         response
     }
@@ -224,10 +235,19 @@ impl IntoResponse for ApiError {
 /// A JSON response with `Content-Type: application/json`, whatever the request's `Accept` said.
 fn json<T: Serialize>(code: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response(),
+        Ok(bytes) => (
+            code,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            bytes,
+        )
+            .into_response(),
         Err(error) => {
             warn!(%error, "cannot encode a response");
-            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "application/json")], INTERNAL_ERROR_BODY)
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "application/json")],
+                INTERNAL_ERROR_BODY,
+            )
                 .into_response()
         }
     }
@@ -242,7 +262,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis", get(api_group_list))
         .route(&format!("/apis/{GROUP}"), get(api_group))
         .route(&base, get(discovery))
-        .route(&format!("{base}/namespaces/{{namespace}}/{{metric}}"), get(metric_values))
+        .route(
+            &format!("{base}/namespaces/{{namespace}}/{{metric}}"),
+            get(metric_values),
+        )
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(readyz))
@@ -253,7 +276,8 @@ pub fn router(state: ApiState) -> Router {
 
 /// A span per request; refuses anything but GET and HEAD before routing (the API is read-only).
 async fn per_request(request: Request, next: Next) -> Response {
-    let span = info_span!("api", method = %request.method(), path = %request.uri().path(), status = tracing::field::Empty);
+    let span =
+        info_span!("api", method = %request.method(), path = %request.uri().path(), status = tracing::field::Empty);
     async move {
         let response = if request.method() == Method::GET || request.method() == Method::HEAD {
             next.run(request).await
@@ -280,12 +304,19 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     if state.store.is_ready() {
         "ok".into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no forecast has been published yet").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no forecast has been published yet",
+        )
+            .into_response()
     }
 }
 
 fn our_group() -> APIGroup {
-    let version = GroupVersionForDiscovery { group_version: GROUP_VERSION.to_owned(), version: VERSION.to_owned() };
+    let version = GroupVersionForDiscovery {
+        group_version: GROUP_VERSION.to_owned(),
+        version: VERSION.to_owned(),
+    };
     APIGroup {
         name: GROUP.to_owned(),
         preferred_version: Some(version.clone()),
@@ -297,18 +328,32 @@ fn our_group() -> APIGroup {
 /// `GET /apis`: a plain `APIGroupList`, or 406 when only aggregated discovery (apidiscovery.k8s.io) is acceptable,
 /// which makes the aggregator fall back to the per-version discovery document.
 async fn api_group_list(headers: HeaderMap) -> Response {
-    let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
     if !plain_json_acceptable(&accept) {
         return ApiError::NotAcceptable.into_response();
     }
-    json(StatusCode::OK, &APIGroupList { groups: vec![our_group()] })
+    json(
+        StatusCode::OK,
+        &APIGroupList {
+            groups: vec![our_group()],
+        },
+    )
 }
 
 /// Whether a plain JSON document satisfies `accept`. Only an Accept made solely of typed JSON variants
 /// (`application/json;g=apidiscovery.k8s.io;...`) rules it out; protobuf-only clients still get JSON.
 fn plain_json_acceptable(accept: &str) -> bool {
     let ranges: Vec<&str> = accept.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
-    let typed = |r: &str| r.split(';').skip(1).any(|p| matches!(p.trim().split_once('='), Some(("g" | "as", _))));
+    let typed = |r: &str| {
+        r.split(';')
+            .skip(1)
+            .any(|p| matches!(p.trim().split_once('='), Some(("g" | "as", _))))
+    };
     if ranges.iter().any(|r| r.contains("apidiscovery.k8s.io")) {
         ranges.iter().any(|r| {
             let media = r.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -337,7 +382,13 @@ async fn discovery() -> Response {
             ..APIResource::default()
         })
         .collect();
-    json(StatusCode::OK, &APIResourceList { group_version: GROUP_VERSION.to_owned(), resources })
+    json(
+        StatusCode::OK,
+        &APIResourceList {
+            group_version: GROUP_VERSION.to_owned(),
+            resources,
+        },
+    )
 }
 
 /// The value of `metric` in a snapshot.
@@ -362,8 +413,10 @@ async fn metric_values(
         .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "labelSelector"))
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let selector =
-        Selector::parse(&raw_selector).map_err(|source| ApiError::BadSelector { selector: raw_selector.clone(), source })?;
+    let selector = Selector::parse(&raw_selector).map_err(|source| ApiError::BadSelector {
+        selector: raw_selector.clone(),
+        source,
+    })?;
     if !METRICS.contains(&metric.as_str()) {
         return Err(ApiError::UnknownMetric { metric });
     }
@@ -400,7 +453,11 @@ async fn metric_values(
         });
     }
     if items.is_empty() {
-        return Err(ApiError::NoMatch { namespace, metric, selector: selector.to_string() });
+        return Err(ApiError::NoMatch {
+            namespace,
+            metric,
+            selector: selector.to_string(),
+        });
     }
     debug!(%namespace, %metric, %selector, items = items.len(), "metric values served");
     Ok(json(StatusCode::OK, &ExternalMetricValueList::new(items)))
@@ -415,7 +472,9 @@ mod tests {
         assert!(plain_json_acceptable(""));
         assert!(plain_json_acceptable("application/json"));
         assert!(plain_json_acceptable("application/vnd.kubernetes.protobuf, */*"));
-        assert!(!plain_json_acceptable("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"));
+        assert!(!plain_json_acceptable(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+        ));
         assert!(!plain_json_acceptable(
             "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,\
              application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
@@ -424,7 +483,9 @@ mod tests {
         assert!(plain_json_acceptable(
             "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
         ));
-        assert!(plain_json_acceptable("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList, */*;q=0.1"));
+        assert!(plain_json_acceptable(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList, */*;q=0.1"
+        ));
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl Engine {
         let lag = (now - history.end()).max(TimeDelta::zero());
         let horizon = lag + self.policy.lead + self.policy.sync + self.policy.sync;
         let forecast = model.forecast(history, now, horizon);
-        let plan = planner::plan(&forecast, observed, &self.policy, now);
+        let plan = planner::plan_from(&forecast, observed, &self.policy, now, self.last_plan.as_ref());
         self.last_plan = Some(plan.clone());
         Some(Decision { forecast, plan })
     }

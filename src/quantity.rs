@@ -24,10 +24,14 @@ pub enum QuantityError {
     #[error("empty string is not a quantity (expected e.g. \"1500m\", \"12\", \"1Ki\")")]
     Empty,
     /// The string does not match `[+-]digits[.digits][suffix]`.
-    #[error("quantity {0:?} does not match the format [+-]<number>[suffix] (e.g. \"1500m\", \"1.5\", \"2Gi\", \"1e3\")")]
+    #[error(
+        "quantity {0:?} does not match the format [+-]<number>[suffix] (e.g. \"1500m\", \"1.5\", \"2Gi\", \"1e3\")"
+    )]
     Format(String),
     /// The suffix is not one of `n u m k M G T P E`, `Ki..Ei`, or an exponent `e<int>`/`E<int>`.
-    #[error("quantity {input:?} has the unknown suffix {suffix:?} (known: n u m k M G T P E, Ki Mi Gi Ti Pi Ei, e<int>)")]
+    #[error(
+        "quantity {input:?} has the unknown suffix {suffix:?} (known: n u m k M G T P E, Ki Mi Gi Ti Pi Ei, e<int>)"
+    )]
     Suffix {
         /// The whole input.
         input: String,
@@ -63,7 +67,9 @@ pub fn format(v: f64) -> Result<String, QuantityError> {
     let mantissa = mantissa.trim_start_matches('-');
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     // At most 17 significant digits: fits u128 with room for the scaling below.
-    let digits: u128 = format!("{int}{frac}").parse().map_err(|_| QuantityError::Format(sci.clone()))?;
+    let digits: u128 = format!("{int}{frac}")
+        .parse()
+        .map_err(|_| QuantityError::Format(sci.clone()))?;
     if digits == 0 {
         return Ok("0".to_owned());
     }
@@ -175,7 +181,12 @@ fn split(s: &str) -> Result<Parts<'_>, QuantityError> {
     if pos != end {
         return Err(QuantityError::Format(s.to_owned()));
     }
-    Ok(Parts { negative, num, denom, suffix: &s[suffix_start..] })
+    Ok(Parts {
+        negative,
+        num,
+        denom,
+        suffix: &s[suffix_start..],
+    })
 }
 
 /// Base and exponent of a suffix: `(10, e)` for decimal suffixes and exponents, `(2, e)` for binary ones.
@@ -222,13 +233,17 @@ pub fn parse_milli(s: &str) -> Result<i64, QuantityError> {
         return Err(QuantityError::Empty);
     }
     let parts = split(s)?;
-    let (base, exponent) =
-        interpret(parts.suffix).ok_or_else(|| QuantityError::Suffix { input: s.to_owned(), suffix: parts.suffix.to_owned() })?;
+    let (base, exponent) = interpret(parts.suffix).ok_or_else(|| QuantityError::Suffix {
+        input: s.to_owned(),
+        suffix: parts.suffix.to_owned(),
+    })?;
 
     // Exact decimal arithmetic on the digit string: value = digits * 10^k * 2^b, in milli units.
     let mut digits: Vec<u8> = parts.num.bytes().chain(parts.denom.bytes()).map(|c| c - b'0').collect();
     let first_nonzero = digits.iter().position(|&d| d != 0);
-    let Some(first_nonzero) = first_nonzero else { return Ok(0) };
+    let Some(first_nonzero) = first_nonzero else {
+        return Ok(0);
+    };
     digits.drain(..first_nonzero);
     let (k, doublings) = match base {
         10 => (exponent - parts.denom.len() as i64 + 3, 0),
@@ -406,13 +421,25 @@ mod tests {
     fn parse_rejects_bad_input_with_a_reason() {
         assert_eq!(parse_milli(""), Err(QuantityError::Empty));
         for s in ["abc", "1.5.5", "1 ", " 1", "1e3.5", "1KiB", "1,5"] {
-            assert!(matches!(parse_milli(s), Err(QuantityError::Format(_))), "{s:?} -> {:?}", parse_milli(s));
+            assert!(
+                matches!(parse_milli(s), Err(QuantityError::Format(_))),
+                "{s:?} -> {:?}",
+                parse_milli(s)
+            );
         }
         for s in ["1K", "1e", "1i", "1mm", "1Ki5", "1kM", "1e99999999999", "--1", "1-"] {
-            assert!(matches!(parse_milli(s), Err(QuantityError::Suffix { .. })), "{s:?} -> {:?}", parse_milli(s));
+            assert!(
+                matches!(parse_milli(s), Err(QuantityError::Suffix { .. })),
+                "{s:?} -> {:?}",
+                parse_milli(s)
+            );
         }
         for s in ["9223372036854775808m", "10P", "8Ei", "1e16", "99999999999999999999999"] {
-            assert!(matches!(parse_milli(s), Err(QuantityError::Overflow(_))), "{s:?} -> {:?}", parse_milli(s));
+            assert!(
+                matches!(parse_milli(s), Err(QuantityError::Overflow(_))),
+                "{s:?} -> {:?}",
+                parse_milli(s)
+            );
         }
         let msg = parse_milli("1K").unwrap_err().to_string();
         assert!(msg.contains("\"K\"") && msg.contains("Ki"), "{msg}");

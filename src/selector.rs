@@ -258,7 +258,11 @@ fn lex(s: &str) -> Vec<Token> {
         }
         let start = pos;
         if pos == b.len() {
-            tokens.push(Token { tok: Tok::End, text: String::new(), offset: pos });
+            tokens.push(Token {
+                tok: Tok::End,
+                text: String::new(),
+                offset: pos,
+            });
             return tokens;
         }
         let tok = if is_special(b[pos]) {
@@ -294,7 +298,11 @@ fn lex(s: &str) -> Vec<Token> {
             }
         };
         // Token boundaries are ASCII bytes, so slicing stays on char boundaries.
-        tokens.push(Token { tok, text: s[start..pos].to_owned(), offset: start });
+        tokens.push(Token {
+            tok,
+            text: s[start..pos].to_owned(),
+            offset: start,
+        });
     }
 }
 
@@ -330,8 +338,16 @@ impl Parser {
     }
 
     fn syntax(t: &Token, expected: &'static str) -> SelectorError {
-        let found = if t.tok == Tok::End { "end of string".to_owned() } else { format!("'{}'", t.text) };
-        SelectorError::Syntax { offset: t.offset, found, expected }
+        let found = if t.tok == Tok::End {
+            "end of string".to_owned()
+        } else {
+            format!("'{}'", t.text)
+        };
+        SelectorError::Syntax {
+            offset: t.offset,
+            found,
+            expected,
+        }
     }
 
     fn parse(&mut self) -> Result<Vec<Requirement>, SelectorError> {
@@ -379,7 +395,11 @@ impl Parser {
             op = Some(Operator::Exists);
         }
         if let Some(op) = op {
-            return Ok(Requirement { key: key.text, op, values: Vec::new() });
+            return Ok(Requirement {
+                key: key.text,
+                op,
+                values: Vec::new(),
+            });
         }
 
         let (tok, t) = self.next(Context::KeyAndOperator);
@@ -418,7 +438,11 @@ impl Parser {
         let mut values: Vec<String> = values.into_iter().map(|(v, _)| v).collect();
         values.sort();
         values.dedup();
-        Ok(Requirement { key: key.text, op, values })
+        Ok(Requirement {
+            key: key.text,
+            op,
+            values,
+        })
     }
 
     /// `(a,b,...)`; empty entries are the empty value, and `()` is the set holding only the empty value.
@@ -509,7 +533,8 @@ fn is_name(s: &str) -> bool {
         (Some(f), Some(l)) => {
             f.is_ascii_alphanumeric()
                 && l.is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -523,7 +548,8 @@ fn is_dns1123_subdomain(s: &str) -> bool {
             (Some(f), Some(l)) => {
                 (f.is_ascii_lowercase() || f.is_ascii_digit())
                     && (l.is_ascii_lowercase() || l.is_ascii_digit())
-                    && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
             }
             _ => false,
         }
@@ -543,17 +569,17 @@ fn validate_key(key: &str) -> Result<(), String> {
                 return Err("prefix part must be no more than 253 characters".into());
             }
             if !is_dns1123_subdomain(prefix) {
-                return Err("prefix part must be a lowercase RFC 1123 subdomain: lower case alphanumeric \
+                return Err(
+                    "prefix part must be a lowercase RFC 1123 subdomain: lower case alphanumeric \
                             characters, '-' or '.', starting and ending with an alphanumeric character"
-                    .into());
+                        .into(),
+                );
             }
             name
         }
-        _ => {
-            return Err(format!(
-                "a qualified name {NAME_CHARS}, with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-            ))
-        }
+        _ => return Err(format!(
+            "a qualified name {NAME_CHARS}, with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        )),
     };
     if name.is_empty() {
         return Err("name part must be non-empty".into());
@@ -591,13 +617,28 @@ mod tests {
         let mut values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
         values.sort();
         values.dedup();
-        Requirement { key: key.into(), op, values }
+        Requirement {
+            key: key.into(),
+            op,
+            values,
+        }
     }
 
     // apimachinery TestSelectorParse.
     #[test]
     fn good_strings_parse_and_print_back_without_spaces() {
-        for s in ["x=a,y=b,z=c", "", "x!=a,y=b", "x=", "x= ", "x=,z= ", "x= ,z= ", "!x", "x>1", "x>1,z<5"] {
+        for s in [
+            "x=a,y=b,z=c",
+            "",
+            "x!=a,y=b",
+            "x=",
+            "x= ",
+            "x=,z= ",
+            "x= ,z= ",
+            "!x",
+            "x>1",
+            "x>1,z<5",
+        ] {
             let sel = Selector::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
             assert_eq!(sel.to_string(), s.replace(' ', ""), "{s:?}");
         }
@@ -688,7 +729,10 @@ mod tests {
         let cases: Vec<(&str, Vec<Requirement>)> = vec![
             ("", vec![]),
             ("\rx", vec![req("x", Exists, &[])]),
-            ("this-is-a-dns.domain.com/key-with-dash", vec![req("this-is-a-dns.domain.com/key-with-dash", Exists, &[])]),
+            (
+                "this-is-a-dns.domain.com/key-with-dash",
+                vec![req("this-is-a-dns.domain.com/key-with-dash", Exists, &[])],
+            ),
             (
                 "this-is-another-dns.domain.com/key-with-dash in (so,what)",
                 vec![req("this-is-another-dns.domain.com/key-with-dash", In, &["so", "what"])],
@@ -705,7 +749,12 @@ mod tests {
             ("x in ()", vec![req("x", In, &[""])]),
             (
                 "x notin (abc,,def),bar,z in (),w",
-                vec![req("bar", Exists, &[]), req("w", Exists, &[]), req("x", NotIn, &["abc", "", "def"]), req("z", In, &[""])],
+                vec![
+                    req("bar", Exists, &[]),
+                    req("w", Exists, &[]),
+                    req("x", NotIn, &["abc", "", "def"]),
+                    req("z", In, &[""]),
+                ],
             ),
             ("x,y in (a)", vec![req("x", Exists, &[]), req("y", In, &["a"])]),
             ("x=a", vec![req("x", Equals, &["a"])]),
@@ -714,12 +763,19 @@ mod tests {
             ("x=a,y!=b", vec![req("x", Equals, &["a"]), req("y", NotEquals, &["b"])]),
             (
                 "x=a,y!=b,z in (h,i,j)",
-                vec![req("x", Equals, &["a"]), req("y", NotEquals, &["b"]), req("z", In, &["h", "i", "j"])],
+                vec![
+                    req("x", Equals, &["a"]),
+                    req("y", NotEquals, &["b"]),
+                    req("z", In, &["h", "i", "j"]),
+                ],
             ),
             ("x notin ( )", vec![req("x", NotIn, &[""])]),
             ("x notin (, a)", vec![req("x", NotIn, &["", "a"])]),
             ("a ", vec![req("a", Exists, &[])]),
-            ("a in (x,y,notin, z,in)", vec![req("a", In, &["in", "notin", "x", "y", "z"])]),
+            (
+                "a in (x,y,notin, z,in)",
+                vec![req("a", In, &["in", "notin", "x", "y", "z"])],
+            ),
             ("in in (in)", vec![req("in", In, &["in"])]),
             ("!notin", vec![req("notin", DoesNotExist, &[])]),
             ("x==a", vec![req("x", DoubleEquals, &["a"])]),
@@ -736,21 +792,45 @@ mod tests {
         assert!(Selector::parse("1foo in (bar)").is_ok());
         assert!(Selector::parse("1234 in (bar)").is_ok());
         assert!(Selector::parse(&"a".repeat(63)).is_ok());
-        assert!(matches!(Selector::parse(&"a".repeat(64)), Err(SelectorError::InvalidKey { .. })));
-        assert!(matches!(Selector::parse(&"a".repeat(254)), Err(SelectorError::InvalidKey { .. })));
+        assert!(matches!(
+            Selector::parse(&"a".repeat(64)),
+            Err(SelectorError::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            Selector::parse(&"a".repeat(254)),
+            Err(SelectorError::InvalidKey { .. })
+        ));
         let long_prefix = format!("{}/x", "a".repeat(254));
-        assert!(matches!(Selector::parse(&long_prefix), Err(SelectorError::InvalidKey { .. })));
+        assert!(matches!(
+            Selector::parse(&long_prefix),
+            Err(SelectorError::InvalidKey { .. })
+        ));
         for bad in ["/x", "a/", "a/b/c", "A.com/x", "-x", "x-", "x_", "a..b/c", "é"] {
-            assert!(matches!(Selector::parse(bad), Err(SelectorError::InvalidKey { .. })), "{bad:?}");
+            assert!(
+                matches!(Selector::parse(bad), Err(SelectorError::InvalidKey { .. })),
+                "{bad:?}"
+            );
         }
         assert!(Selector::parse("example.com/My_Name.2").is_ok());
         assert!(Selector::parse(&format!("x={}", "v".repeat(63))).is_ok());
-        assert!(matches!(Selector::parse(&format!("x={}", "v".repeat(64))), Err(SelectorError::InvalidValue { .. })));
+        assert!(matches!(
+            Selector::parse(&format!("x={}", "v".repeat(64))),
+            Err(SelectorError::InvalidValue { .. })
+        ));
         for bad in ["x=-a", "x=a-", "x=a/b", "x in (ok,_bad)", "x=é"] {
-            assert!(matches!(Selector::parse(bad), Err(SelectorError::InvalidValue { .. })), "{bad:?}");
+            assert!(
+                matches!(Selector::parse(bad), Err(SelectorError::InvalidValue { .. })),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(Selector::parse("x>a"), Err(SelectorError::NotAnInteger { .. })));
-        assert!(matches!(Selector::parse("x<99999999999999999999"), Err(SelectorError::NotAnInteger { .. })));
+        assert!(matches!(
+            Selector::parse("x>a"),
+            Err(SelectorError::NotAnInteger { .. })
+        ));
+        assert!(matches!(
+            Selector::parse("x<99999999999999999999"),
+            Err(SelectorError::NotAnInteger { .. })
+        ));
         assert!(Selector::parse("x<9223372036854775807").is_ok());
     }
 
@@ -758,19 +838,36 @@ mod tests {
     fn errors_say_what_and_where() {
         let e = Selector::parse("x=a||y=b").unwrap_err();
         assert!(matches!(e, SelectorError::InvalidValue { offset: 2, .. }), "{e:?}");
-        assert!(e.to_string().contains("offset 2") && e.to_string().contains("a||y"), "{e}");
+        assert!(
+            e.to_string().contains("offset 2") && e.to_string().contains("a||y"),
+            "{e}"
+        );
 
         let e = Selector::parse("x==a==b").unwrap_err();
         assert_eq!(
             e,
-            SelectorError::Syntax { offset: 4, found: "'=='".into(), expected: "',' or end of string" }
+            SelectorError::Syntax {
+                offset: 4,
+                found: "'=='".into(),
+                expected: "',' or end of string"
+            }
         );
         let e = Selector::parse("workload=a,").unwrap_err();
-        assert_eq!(e.to_string(), "at offset 11: found end of string, expected a label key or '!' after ','");
+        assert_eq!(
+            e.to_string(),
+            "at offset 11: found end of string, expected a label key or '!' after ','"
+        );
         let e = Selector::parse("app nott in (y)").unwrap_err();
-        assert!(e.to_string().starts_with("at offset 4: found 'nott', expected an operator"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("at offset 4: found 'nott', expected an operator"),
+            "{e}"
+        );
         let e = Selector::parse("workload=Bad_").unwrap_err();
-        assert!(e.to_string().contains("offset 9") && e.to_string().contains("\"Bad_\""), "{e}");
+        assert!(
+            e.to_string().contains("offset 9") && e.to_string().contains("\"Bad_\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -810,11 +907,17 @@ mod tests {
                 Operator::Equals | Operator::DoubleEquals | Operator::In => {
                     has.map(|v| self.values.iter().any(|x| x == v)).unwrap_or(false)
                 }
-                Operator::NotEquals | Operator::NotIn => !has.map(|v| self.values.iter().any(|x| x == v)).unwrap_or(false),
+                Operator::NotEquals | Operator::NotIn => {
+                    !has.map(|v| self.values.iter().any(|x| x == v)).unwrap_or(false)
+                }
                 Operator::Exists => has.is_some(),
                 Operator::DoesNotExist => has.is_none(),
-                Operator::GreaterThan => has.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > self.values[0].parse().unwrap()),
-                Operator::LessThan => has.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < self.values[0].parse().unwrap()),
+                Operator::GreaterThan => has
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v > self.values[0].parse().unwrap()),
+                Operator::LessThan => has
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v < self.values[0].parse().unwrap()),
             }
         }
     }

@@ -26,10 +26,20 @@ fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
-fn snapshot(namespace: &str, name: &str, published_at: DateTime<Utc>, replicas: u32, planned: f64, median: f64) -> Snapshot {
+fn snapshot(
+    namespace: &str,
+    name: &str,
+    published_at: DateTime<Utc>,
+    replicas: u32,
+    planned: f64,
+    median: f64,
+) -> Snapshot {
     let forecast = Forecast::from_median(published_at, TimeDelta::minutes(1), vec![median; 30], published_at);
     Snapshot {
-        id: WorkloadId { namespace: namespace.into(), name: name.into() },
+        id: WorkloadId {
+            namespace: namespace.into(),
+            name: name.into(),
+        },
         published_at,
         data_until: Some(published_at),
         // The planner fills the explanatory fields; the served numbers are set exactly.
@@ -75,7 +85,11 @@ fn filled_store() -> Arc<PlanStore> {
 }
 
 fn app(store: Arc<PlanStore>) -> axum::Router {
-    api::router(ApiState { store, max_forecast_age: TimeDelta::minutes(10), clock: Clock::fixed(at(NOW)) })
+    api::router(ApiState {
+        store,
+        max_forecast_age: TimeDelta::minutes(10),
+        clock: Clock::fixed(at(NOW)),
+    })
 }
 
 struct Reply {
@@ -109,10 +123,16 @@ async fn send(store: Arc<PlanStore>, method: Method, uri: &str, accept: Option<&
     }
     let response = app(store).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
     let status = response.status();
-    let content_type =
-        response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned());
     let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Reply { status, content_type, body }
+    Reply {
+        status,
+        content_type,
+        body,
+    }
 }
 
 async fn get(uri: &str) -> Reply {
@@ -121,14 +141,19 @@ async fn get(uri: &str) -> Reply {
 
 /// Compares `actual` with `tests/golden/<name>.json` as parsed JSON; `UPDATE_GOLDEN=1` rewrites the file.
 fn golden(name: &str, actual: &Value) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
     if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, serde_json::to_string_pretty(actual).unwrap() + "\n").unwrap();
         return;
     }
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("cannot read golden file {} ({e}); run `UPDATE_GOLDEN=1 cargo test --test api` to create it", path.display())
+        panic!(
+            "cannot read golden file {} ({e}); run `UPDATE_GOLDEN=1 cargo test --test api` to create it",
+            path.display()
+        )
     });
     let expected: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
     assert_eq!(
@@ -161,7 +186,12 @@ async fn discovery_lists_every_metric() {
     assert_eq!(reply.content_type.as_deref(), Some("application/json"));
     let body = reply.json();
     golden("discovery", &body);
-    let names: Vec<&str> = body["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, api::METRICS);
     for r in body["resources"].as_array().unwrap() {
         assert_eq!(r["singularName"], "");
@@ -174,7 +204,13 @@ async fn discovery_lists_every_metric() {
 #[tokio::test]
 async fn discovery_is_served_before_any_forecast() {
     // The aggregator's availability check must pass while the first fit is still running.
-    let reply = send(Arc::new(PlanStore::new()), Method::GET, "/apis/external.metrics.k8s.io/v1beta1", None).await;
+    let reply = send(
+        Arc::new(PlanStore::new()),
+        Method::GET,
+        "/apis/external.metrics.k8s.io/v1beta1",
+        None,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["resources"].as_array().unwrap().len(), 3);
 }
@@ -189,7 +225,10 @@ async fn replicas_without_selector_lists_the_namespace() {
 
 #[tokio::test]
 async fn one_workload_by_selector() {
-    let reply = get(&format!("{DATA}/default/prescale_replicas?labelSelector=workload%3Dllm-chat")).await;
+    let reply = get(&format!(
+        "{DATA}/default/prescale_replicas?labelSelector=workload%3Dllm-chat"
+    ))
+    .await;
     let body = reply.json();
     golden("replicas_llm_chat", &body);
     let item = &body["items"][0];
@@ -205,22 +244,34 @@ async fn one_workload_by_selector() {
 async fn demand_metrics_are_canonical_quantities() {
     let planned = get(&format!("{DATA}/default/prescale_demand_planned")).await;
     golden("demand_planned_default", &planned.json());
-    let values: Vec<String> =
-        planned.json()["items"].as_array().unwrap().iter().map(|i| i["value"].as_str().unwrap().to_owned()).collect();
+    let values: Vec<String> = planned.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["value"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(values, ["0", "412500m", "4350m"]);
 
     let median = get(&format!("{DATA}/default/prescale_demand_median")).await;
     golden("demand_median_default", &median.json());
-    let values: Vec<String> =
-        median.json()["items"].as_array().unwrap().iter().map(|i| i["value"].as_str().unwrap().to_owned()).collect();
+    let values: Vec<String> = median.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["value"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(values, ["0", "300250m", "100u"]);
     // What the HPA will read from each.
     let milli: Vec<i64> = values.iter().map(|v| quantity::parse_milli(v).unwrap()).collect();
     assert_eq!(milli, [0, 300_250, 1]);
 
     let batch = get(&format!("{DATA}/batch/prescale_demand_planned")).await;
-    let values: Vec<String> =
-        batch.json()["items"].as_array().unwrap().iter().map(|i| i["value"].as_str().unwrap().to_owned()).collect();
+    let values: Vec<String> = batch.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["value"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(values, ["120", "1500k"]);
 }
 
@@ -249,7 +300,10 @@ async fn every_selector_operator() {
     let reply = get(&format!("{DATA}/batch/prescale_replicas?labelSelector=workload%3C8")).await;
     assert_eq!(reply.workloads(), ["7"]);
     // Other query parameters do not disturb the selector.
-    let reply = get(&format!("{DATA}/default/prescale_replicas?limit=5&labelSelector=workload%3Dembeddings")).await;
+    let reply = get(&format!(
+        "{DATA}/default/prescale_replicas?limit=5&labelSelector=workload%3Dembeddings"
+    ))
+    .await;
     assert_eq!(reply.workloads(), ["embeddings"]);
 }
 
@@ -260,9 +314,15 @@ async fn selector_matching_nothing_is_not_found_never_an_empty_list() {
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{selector}: {}", reply.text());
         assert_eq!(reply.json()["reason"], "NotFound");
     }
-    let reply = get(&format!("{DATA}/default/prescale_replicas?labelSelector=workload%3Dnope")).await;
+    let reply = get(&format!(
+        "{DATA}/default/prescale_replicas?labelSelector=workload%3Dnope"
+    ))
+    .await;
     let message = assert_status(&reply, 404, "NotFound", "no_match");
-    assert!(message.contains("\"default\"") && message.contains("workload=nope"), "{message}");
+    assert!(
+        message.contains("\"default\"") && message.contains("workload=nope"),
+        "{message}"
+    );
     // A namespace without workloads.
     let reply = get(&format!("{DATA}/kube-system/prescale_replicas")).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
@@ -270,10 +330,23 @@ async fn selector_matching_nothing_is_not_found_never_an_empty_list() {
 
 #[tokio::test]
 async fn bad_selector_is_400_saying_what_and_where() {
-    let reply = get(&format!("{DATA}/default/prescale_replicas?labelSelector=workload+in+%28a%2C")).await;
+    let reply = get(&format!(
+        "{DATA}/default/prescale_replicas?labelSelector=workload+in+%28a%2C"
+    ))
+    .await;
     let message = assert_status(&reply, 400, "BadRequest", "bad_selector");
-    assert!(message.contains("workload in (a,") && message.contains("offset 15"), "{message}");
-    for selector in ["x%3Da%7C%7Cy%3Db", "%2Cx", "x+nott+in+%28y%29", "bad_key_%3Dx", "k%3D-v", "x%3E1.5"] {
+    assert!(
+        message.contains("workload in (a,") && message.contains("offset 15"),
+        "{message}"
+    );
+    for selector in [
+        "x%3Da%7C%7Cy%3Db",
+        "%2Cx",
+        "x+nott+in+%28y%29",
+        "bad_key_%3Dx",
+        "k%3D-v",
+        "x%3E1.5",
+    ] {
         let reply = get(&format!("{DATA}/default/prescale_replicas?labelSelector={selector}")).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{selector}: {}", reply.text());
     }
@@ -283,40 +356,75 @@ async fn bad_selector_is_400_saying_what_and_where() {
 async fn unknown_metric_is_404() {
     let reply = get(&format!("{DATA}/default/http_requests")).await;
     let message = assert_status(&reply, 404, "NotFound", "unknown_metric");
-    assert!(message.contains("http_requests") && message.contains("prescale_replicas"), "{message}");
+    assert!(
+        message.contains("http_requests") && message.contains("prescale_replicas"),
+        "{message}"
+    );
     // Names arrive lowercased from client-go; a differently cased name is a different (unknown) metric.
-    assert_eq!(get(&format!("{DATA}/default/Prescale_Replicas")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&format!("{DATA}/default/Prescale_Replicas")).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn stale_forecast_is_500_without_internals() {
     let reply = get(&format!("{DATA}/old/prescale_replicas")).await;
     let message = assert_status(&reply, 500, "InternalError", "stale");
-    assert!(message.contains("stale") && message.contains("old/reports"), "{message}");
+    assert!(
+        message.contains("stale") && message.contains("old/reports"),
+        "{message}"
+    );
     // One stale workload among fresh ones fails the answer: the HPA sums items, so dropping one would mislead it.
     let reply = get(&format!("{DATA}/mixed/prescale_replicas")).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     // A selector that leaves the stale workload out is served.
-    let reply = get(&format!("{DATA}/mixed/prescale_replicas?labelSelector=workload%3Dfresh")).await;
+    let reply = get(&format!(
+        "{DATA}/mixed/prescale_replicas?labelSelector=workload%3Dfresh"
+    ))
+    .await;
     assert_eq!(reply.workloads(), ["fresh"]);
 }
 
 #[tokio::test]
 async fn exactly_max_age_is_still_fresh() {
     let store = PlanStore::new();
-    store.publish(snapshot("default", "edge", at(NOW) - TimeDelta::minutes(10), 1, 1.0, 1.0));
-    let reply = send(Arc::new(store), Method::GET, &format!("{DATA}/default/prescale_replicas"), None).await;
+    store.publish(snapshot(
+        "default",
+        "edge",
+        at(NOW) - TimeDelta::minutes(10),
+        1,
+        1.0,
+        1.0,
+    ));
+    let reply = send(
+        Arc::new(store),
+        Method::GET,
+        &format!("{DATA}/default/prescale_replicas"),
+        None,
+    )
+    .await;
     assert_eq!(reply.workloads(), ["edge"]);
 }
 
 #[tokio::test]
 async fn values_that_are_not_quantities_are_500() {
-    let reply = get(&format!("{DATA}/broken/prescale_demand_planned?labelSelector=workload%3Dnan")).await;
+    let reply = get(&format!(
+        "{DATA}/broken/prescale_demand_planned?labelSelector=workload%3Dnan"
+    ))
+    .await;
     let message = assert_status(&reply, 500, "InternalError", "nan_value");
     assert!(!message.contains("NaN") && message.contains("broken/nan"), "{message}");
-    let reply = get(&format!("{DATA}/broken/prescale_demand_median?labelSelector=workload%3Dhuge")).await;
+    let reply = get(&format!(
+        "{DATA}/broken/prescale_demand_median?labelSelector=workload%3Dhuge"
+    ))
+    .await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(!reply.text().contains("e300") && !reply.text().contains("overflow"), "{}", reply.text());
+    assert!(
+        !reply.text().contains("e300") && !reply.text().contains("overflow"),
+        "{}",
+        reply.text()
+    );
     // The other metrics of the same workloads are fine.
     let reply = get(&format!("{DATA}/broken/prescale_replicas")).await;
     assert_eq!(reply.workloads(), ["huge", "nan"]);
@@ -345,21 +453,36 @@ async fn non_get_is_405() {
     let reply = send(filled_store(), Method::POST, &uri, None).await;
     assert_status(&reply, 405, "MethodNotAllowed", "method_not_allowed");
     for method in [Method::PUT, Method::DELETE, Method::PATCH] {
-        assert_eq!(send(filled_store(), method.clone(), &uri, None).await.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            send(filled_store(), method.clone(), &uri, None).await.status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
     }
-    assert_eq!(send(filled_store(), Method::HEAD, &uri, None).await.status, StatusCode::OK);
+    assert_eq!(
+        send(filled_store(), Method::HEAD, &uri, None).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn protobuf_accept_still_gets_json() {
     let accept = Some("application/vnd.kubernetes.protobuf, */*");
-    for uri in [format!("{DATA}/default/prescale_replicas"), "/apis/external.metrics.k8s.io/v1beta1".to_owned()] {
+    for uri in [
+        format!("{DATA}/default/prescale_replicas"),
+        "/apis/external.metrics.k8s.io/v1beta1".to_owned(),
+    ] {
         let reply = send(filled_store(), Method::GET, &uri, accept).await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.content_type.as_deref(), Some("application/json"));
         reply.json();
     }
-    let reply = send(filled_store(), Method::GET, "/apis/external.metrics.k8s.io/v1beta1/nope", accept).await;
+    let reply = send(
+        filled_store(),
+        Method::GET,
+        "/apis/external.metrics.k8s.io/v1beta1/nope",
+        accept,
+    )
+    .await;
     assert_eq!(reply.content_type.as_deref(), Some("application/json"));
 }
 
@@ -370,7 +493,11 @@ async fn apis_answers_406_to_aggregated_discovery_and_a_group_list_otherwise() {
     let reply = send(filled_store(), Method::GET, "/apis", Some(v2)).await;
     assert_status(&reply, 406, "NotAcceptable", "apis_v2_discovery");
 
-    for accept in [None, Some("application/json"), Some(&format!("{v2},application/json")[..])] {
+    for accept in [
+        None,
+        Some("application/json"),
+        Some(&format!("{v2},application/json")[..]),
+    ] {
         let reply = send(filled_store(), Method::GET, "/apis", accept).await;
         assert_eq!(reply.status, StatusCode::OK, "{accept:?}");
         assert_eq!(reply.content_type.as_deref(), Some("application/json"));
@@ -378,12 +505,19 @@ async fn apis_answers_406_to_aggregated_discovery_and_a_group_list_otherwise() {
     }
     let group = get("/apis/external.metrics.k8s.io").await;
     assert_eq!(group.status, StatusCode::OK);
-    assert_eq!(group.json()["preferredVersion"]["groupVersion"], "external.metrics.k8s.io/v1beta1");
+    assert_eq!(
+        group.json()["preferredVersion"]["groupVersion"],
+        "external.metrics.k8s.io/v1beta1"
+    );
 }
 
 #[tokio::test]
 async fn openapi_is_404() {
-    for path in ["/openapi/v2", "/openapi/v3", "/openapi/v3/apis/external.metrics.k8s.io/v1beta1"] {
+    for path in [
+        "/openapi/v2",
+        "/openapi/v3",
+        "/openapi/v3/apis/external.metrics.k8s.io/v1beta1",
+    ] {
         let reply = get(path).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(reply.content_type.as_deref(), Some("application/json"));

@@ -44,7 +44,12 @@ impl Demo {
                 let _ = tx.send(line);
             }
         });
-        let mut demo = Demo { child, api: String::new(), admin: String::new(), log };
+        let mut demo = Demo {
+            child,
+            api: String::new(),
+            admin: String::new(),
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while demo.api.is_empty() || demo.admin.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -64,7 +69,10 @@ impl Demo {
             }
         }
         for url in [&demo.api, &demo.admin] {
-            assert!(url.starts_with("http://") || url.starts_with("https://"), "not a URL: {url:?}");
+            assert!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "not a URL: {url:?}"
+            );
         }
         demo
     }
@@ -72,7 +80,10 @@ impl Demo {
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        format!("--- last lines of the prescale log ---\n{}", lines[lines.len().saturating_sub(40)..].join("\n"))
+        format!(
+            "--- last lines of the prescale log ---\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
     }
 }
 
@@ -110,7 +121,11 @@ impl Kubectl {
 }
 
 fn kubeconfig(dir: &Path, name: &str, server: &str) -> PathBuf {
-    let insecure = if server.starts_with("https://") { "\n    insecure-skip-tls-verify: true" } else { "" };
+    let insecure = if server.starts_with("https://") {
+        "\n    insecure-skip-tls-verify: true"
+    } else {
+        ""
+    };
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: prescale\n  cluster:\n    server: {server}{insecure}\n\
          users:\n- name: prescale\n  user: {{}}\ncontexts:\n- name: prescale\n  context:\n    cluster: prescale\n    \
@@ -170,7 +185,10 @@ fn wait_ready(demo: &mut Demo, kubectl: &Kubectl, admin: &Path) {
             return;
         }
         if let Ok(Some(status)) = demo.child.try_wait() {
-            panic!("`prescale demo` exited ({status}) before it was ready\n{}", demo.log_tail());
+            panic!(
+                "`prescale demo` exited ({status}) before it was ready\n{}",
+                demo.log_tail()
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -190,17 +208,30 @@ fn kubectl_reads_the_external_metrics_api() {
     let mut demo = Demo::start(dir.path());
     let api = kubeconfig(dir.path(), "api.yaml", &demo.api);
     let admin = kubeconfig(dir.path(), "admin.yaml", &demo.admin);
-    let clients: Vec<Kubectl> = releases.into_iter().map(|binary| Kubectl { binary, home: dir.path().into() }).collect();
+    let clients: Vec<Kubectl> = releases
+        .into_iter()
+        .map(|binary| Kubectl {
+            binary,
+            home: dir.path().into(),
+        })
+        .collect();
     wait_ready(&mut demo, &clients[clients.len() - 1], &admin);
 
     for kubectl in &clients {
         let who = kubectl.name();
 
-        let discovery = stdout_json(&kubectl.run(&api, &["get", "--raw", GROUP_VERSION]), &format!("{who} discovery"));
+        let discovery = stdout_json(
+            &kubectl.run(&api, &["get", "--raw", GROUP_VERSION]),
+            &format!("{who} discovery"),
+        );
         assert_eq!(discovery["kind"], "APIResourceList", "{who}: {discovery}");
         assert_eq!(discovery["groupVersion"], "external.metrics.k8s.io/v1beta1");
-        let names: Vec<&str> =
-            discovery["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+        let names: Vec<&str> = discovery["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
         for metric in ["prescale_replicas", "prescale_demand_planned", "prescale_demand_median"] {
             assert!(names.contains(&metric), "{who}: discovery lacks {metric}: {names:?}");
         }
@@ -215,34 +246,66 @@ fn kubectl_reads_the_external_metrics_api() {
         assert_eq!(item["metricLabels"]["workload"], "llm-chat");
         let value = item["value"].as_str().unwrap();
         let milli = quantity::parse_milli(value).unwrap_or_else(|e| panic!("{who}: value {value:?}: {e}"));
-        assert!(milli >= 1000 && milli % 1000 == 0, "{who}: replicas must be a whole count >= 1, got {value:?}");
-        assert_eq!(quantity::format(milli as f64 / 1000.0).unwrap(), value, "{who}: not canonical: {value:?}");
+        assert!(
+            milli >= 1000 && milli % 1000 == 0,
+            "{who}: replicas must be a whole count >= 1, got {value:?}"
+        );
+        assert_eq!(
+            quantity::format(milli as f64 / 1000.0).unwrap(),
+            value,
+            "{who}: not canonical: {value:?}"
+        );
         let stamp: DateTime<Utc> = item["timestamp"].as_str().unwrap().parse().unwrap();
         let age = Utc::now() - stamp;
-        assert!(age.num_seconds() >= -5 && age.num_minutes() < 10, "{who}: timestamp {stamp} is not recent");
+        assert!(
+            age.num_seconds() >= -5 && age.num_minutes() < 10,
+            "{who}: timestamp {stamp} is not recent"
+        );
 
         // Spaces in the selector travel `+`-encoded, as the aggregator re-encodes them.
         let path = format!("{GROUP_VERSION}/namespaces/default/prescale_demand_planned?labelSelector=workload+in+%28llm-chat%2Cweb-frontend%2Cembeddings%29");
         let list = stdout_json(&kubectl.run(&api, &["get", "--raw", &path]), &format!("{who} {path}"));
-        let mut seen: Vec<&str> =
-            list["items"].as_array().unwrap().iter().filter_map(|i| i["metricLabels"]["workload"].as_str()).collect();
+        let mut seen: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["metricLabels"]["workload"].as_str())
+            .collect();
         seen.sort();
         assert_eq!(seen, DEMO_WORKLOADS, "{who}: {list}");
         for item in list["items"].as_array().unwrap() {
             let v = item["value"].as_str().unwrap();
-            assert!(quantity::parse_milli(v).is_ok_and(|m| m >= 0), "{who}: bad demand quantity {v:?}");
+            assert!(
+                quantity::parse_milli(v).is_ok_and(|m| m >= 0),
+                "{who}: bad demand quantity {v:?}"
+            );
         }
 
-        let path = format!("{GROUP_VERSION}/namespaces/default/prescale_replicas?labelSelector=workload+in+%28llm-chat");
+        let path =
+            format!("{GROUP_VERSION}/namespaces/default/prescale_replicas?labelSelector=workload+in+%28llm-chat");
         let out = kubectl.run(&api, &["get", "--raw", &path]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{who}: a bad selector was accepted: {}", String::from_utf8_lossy(&out.stdout));
-        assert!(stderr.contains("BadRequest") && stderr.contains("invalid labelSelector"), "{who}: {stderr}");
+        assert!(
+            !out.status.success(),
+            "{who}: a bad selector was accepted: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            stderr.contains("BadRequest") && stderr.contains("invalid labelSelector"),
+            "{who}: {stderr}"
+        );
 
         let path = format!("{GROUP_VERSION}/namespaces/default/http_requests_total");
         let out = kubectl.run(&api, &["get", "--raw", &path]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{who}: an unknown metric was served: {}", String::from_utf8_lossy(&out.stdout));
-        assert!(stderr.contains("NotFound") && stderr.contains("could not find the metric"), "{who}: {stderr}");
+        assert!(
+            !out.status.success(),
+            "{who}: an unknown metric was served: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            stderr.contains("NotFound") && stderr.contains("could not find the metric"),
+            "{who}: {stderr}"
+        );
     }
 }

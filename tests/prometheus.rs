@@ -38,8 +38,20 @@ fn shared() -> &'static Shared {
         om.demand("requests", &[("pod", "a")], &ramp(recent, 120, |i| i as f64));
         om.demand("requests", &[("pod", "b")], &ramp(recent, 120, |i| 100.0 - i as f64));
         let glitches = [1.5, f64::NAN, 2.5, f64::INFINITY, 3.5, f64::NEG_INFINITY, 4.5];
-        om.gauge("glitchy", &[], glitches.iter().enumerate().map(|(i, v)| (recent + MINUTE * (i as i32 + 1), *v)));
-        Shared { prometheus: Prometheus::start(&om), nasa, servegen, recent }
+        om.gauge(
+            "glitchy",
+            &[],
+            glitches
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (recent + MINUTE * (i as i32 + 1), *v)),
+        );
+        Shared {
+            prometheus: Prometheus::start(&om),
+            nasa,
+            servegen,
+            recent,
+        }
     })
 }
 
@@ -125,7 +137,11 @@ async fn ranges_are_split_at_11000_points() {
 
         assert!(got == nasa.window(from, to), "{slots} slots differ from the CSV");
         assert_eq!(got.len(), slots as usize);
-        assert_eq!(requests(&registry, "ok"), expected_requests, "requests for {slots} slots");
+        assert_eq!(
+            requests(&registry, "ok"),
+            expected_requests,
+            "requests for {slots} slots"
+        );
     }
 }
 
@@ -152,7 +168,10 @@ async fn several_series_are_an_error_naming_the_query_and_series() {
     let promql = demand_query("requests", MINUTE);
     let (from, to) = (shared.recent, shared.recent + MINUTE * 120);
 
-    let err = query(&client, &promql, MINUTE).fetch(from, to).await.expect_err("two series");
+    let err = query(&client, &promql, MINUTE)
+        .fetch(from, to)
+        .await
+        .expect_err("two series");
 
     assert!(matches!(err, HistoryError::Unusable(_)), "{err:?}");
     assert_eq!(
@@ -162,9 +181,17 @@ async fn several_series_are_an_error_naming_the_query_and_series() {
          `combine: max`"
     );
 
-    let sum = query(&client, &promql, MINUTE).combine(Combine::Sum).fetch(from, to).await.expect("sum");
+    let sum = query(&client, &promql, MINUTE)
+        .combine(Combine::Sum)
+        .fetch(from, to)
+        .await
+        .expect("sum");
     assert!(sum == ramp(from, 120, |_| 100.0), "sum of i and 100 - i: {sum:?}");
-    let max = query(&client, &promql, MINUTE).combine(Combine::Max).fetch(from, to).await.expect("max");
+    let max = query(&client, &promql, MINUTE)
+        .combine(Combine::Max)
+        .fetch(from, to)
+        .await
+        .expect("max");
     assert!(max == ramp(from, 120, |i| (i as f64).max(100.0 - i as f64)), "{max:?}");
 }
 
@@ -175,7 +202,10 @@ async fn no_data_is_an_empty_series_not_zeros() {
     let q = query(&client, "demand{trace=\"absent\"}", MINUTE);
     let from = shared.recent + TimeDelta::seconds(1);
 
-    let got = q.fetch(from, from + TimeDelta::hours(1)).await.expect("an empty answer is not an error");
+    let got = q
+        .fetch(from, from + TimeDelta::hours(1))
+        .await
+        .expect("an empty answer is not an error");
 
     assert!(got.is_empty());
     assert_eq!(got.points().count(), 0);
@@ -189,9 +219,14 @@ async fn promql_syntax_errors_carry_prometheus_message_and_are_not_retried() {
     let (client, registry) = client(&settings(&shared.prometheus.url()));
     let q = query(&client, "sum(rate(demand[5m])", MINUTE);
 
-    let err = q.fetch(shared.recent, shared.recent + TimeDelta::hours(1)).await.expect_err("bad PromQL");
+    let err = q
+        .fetch(shared.recent, shared.recent + TimeDelta::hours(1))
+        .await
+        .expect_err("bad PromQL");
 
-    let HistoryError::Unavailable(message) = &err else { panic!("expected Unavailable, got {err:?}") };
+    let HistoryError::Unavailable(message) = &err else {
+        panic!("expected Unavailable, got {err:?}")
+    };
     assert!(message.contains("prometheus answered bad_data"), "{message}");
     assert!(message.contains("parse error"), "{message}");
     assert!(message.contains("unclosed left parenthesis"), "{message}");
@@ -205,11 +240,17 @@ async fn nan_and_infinite_samples_are_dropped_and_counted() {
     let (client, registry) = client(&settings(&shared.prometheus.url()));
     let q = query(&client, &demand_query("glitchy", MINUTE), MINUTE);
 
-    let got = q.fetch(shared.recent, shared.recent + TimeDelta::hours(1)).await.expect("fetch");
+    let got = q
+        .fetch(shared.recent, shared.recent + TimeDelta::hours(1))
+        .await
+        .expect("fetch");
 
     let expected = vec![Some(1.5), None, Some(2.5), None, Some(3.5), None, Some(4.5)];
     assert!(got == Series::from_values(shared.recent, MINUTE, expected), "{got:?}");
-    assert_eq!(metric(&registry, "prometheus_samples_dropped_total{reason=\"non_finite\"}"), 3.0);
+    assert_eq!(
+        metric(&registry, "prometheus_samples_dropped_total{reason=\"non_finite\"}"),
+        3.0
+    );
 }
 
 /// A private Prometheus with one hour of one-minute demand ending before now.
@@ -237,12 +278,17 @@ async fn prometheus_killed_then_restarted_fails_then_recovers() {
     let err = q.fetch(from, to).await.expect_err("Prometheus is down");
     let elapsed = began.elapsed();
 
-    let HistoryError::Unavailable(message) = &err else { panic!("expected Unavailable, got {err:?}") };
+    let HistoryError::Unavailable(message) = &err else {
+        panic!("expected Unavailable, got {err:?}")
+    };
     assert!(message.contains("Connection refused"), "{message}");
     assert!(message.contains("after 3 attempts"), "{message}");
     // A first attempt and two retries, 50 ms apart.
     assert_eq!(requests(&registry, "unreachable"), 3.0);
-    assert!(elapsed >= Duration::from_millis(100) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(100) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
 
     prometheus.launch();
     assert!(q.fetch(from, to).await.expect("after the restart") == expected);
@@ -256,7 +302,10 @@ async fn prometheus_started_late_is_picked_up_by_retries() {
     let mut no_retries = settings(&prometheus.url());
     no_retries.retries = 0;
     let (client_once, registry_once) = client(&no_retries);
-    let err = query(&client_once, PRIVATE_QUERY, MINUTE).fetch(from, to).await.expect_err("not started yet");
+    let err = query(&client_once, PRIVATE_QUERY, MINUTE)
+        .fetch(from, to)
+        .await
+        .expect_err("not started yet");
     assert!(matches!(err, HistoryError::Unavailable(_)), "{err:?}");
     assert_eq!(requests(&registry_once, "unreachable"), 1.0);
 
@@ -277,7 +326,11 @@ async fn prometheus_started_late_is_picked_up_by_retries() {
     assert!(got == expected);
     assert_eq!(requests(&registry, "ok"), 1.0);
     // At 50 ms between attempts, 300 ms of downtime takes several failed attempts.
-    assert!(requests(&registry, "unreachable") >= 3.0, "{}", requests(&registry, "unreachable"));
+    assert!(
+        requests(&registry, "unreachable") >= 3.0,
+        "{}",
+        requests(&registry, "unreachable")
+    );
 }
 
 #[tokio::test]
@@ -299,11 +352,19 @@ async fn paused_prometheus_times_out_within_the_bound_then_recovers() {
     let elapsed = began.elapsed();
     prometheus.resume();
 
-    let HistoryError::Unavailable(message) = &err else { panic!("expected Unavailable, got {err:?}") };
-    assert!(message.contains("no answer within the 300ms timeout (after 2 attempts)"), "{message}");
+    let HistoryError::Unavailable(message) = &err else {
+        panic!("expected Unavailable, got {err:?}")
+    };
+    assert!(
+        message.contains("no answer within the 300ms timeout (after 2 attempts)"),
+        "{message}"
+    );
     assert_eq!(requests(&registry, "timeout"), 2.0);
     // Two 300 ms attempts and one 100 ms wait.
-    assert!(elapsed >= Duration::from_millis(700) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_millis(1500),
+        "{elapsed:?}"
+    );
     assert!(q.fetch(from, to).await.expect("after SIGCONT") == expected);
 }
 

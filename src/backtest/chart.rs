@@ -87,7 +87,9 @@ pub(crate) fn svg(trace: &str, lead: &str, capacity: f64, runs: &[&PolicyRun]) -
     let caps: Vec<(PolicyName, Buckets)> = runs
         .iter()
         .map(|r| {
-            let v: Vec<Option<f64>> = r.ticks.iter().map(|t| Some(f64::from(t.ready_pods) * capacity)).collect();
+            // Unscored (gap) ticks are left out, as in the scores.
+            let v: Vec<Option<f64>> =
+                r.ticks.iter().map(|t| t.demand.map(|_| f64::from(t.ready_pods) * capacity)).collect();
             (r.policy, bucket(&times, &v, size))
         })
         .collect();

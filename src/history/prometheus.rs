@@ -200,7 +200,10 @@ mod duration {
 
     pub fn parse(s: &str) -> Result<Duration, String> {
         let s = s.trim();
-        if let Some(ms) = s.strip_suffix("ms").filter(|ms| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit())) {
+        if let Some(ms) = s
+            .strip_suffix("ms")
+            .filter(|ms| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()))
+        {
             let ms = ms.parse().map_err(|_| format!("`{s}` is too long"))?;
             return Ok(Duration::from_millis(ms));
         }
@@ -353,14 +356,31 @@ impl PrometheusClient {
                 read_secret("bearerTokenFile", path)?;
                 Auth::BearerFile(path.clone())
             }
-            (None, None, Some(BasicAuth { username, password, password_file })) => match (password, password_file) {
-                (Some(password), None) => Auth::Basic { username: username.clone(), password: password.clone() },
+            (
+                None,
+                None,
+                Some(BasicAuth {
+                    username,
+                    password,
+                    password_file,
+                }),
+            ) => match (password, password_file) {
+                (Some(password), None) => Auth::Basic {
+                    username: username.clone(),
+                    password: password.clone(),
+                },
                 (None, Some(path)) => {
                     read_secret("basicAuth.passwordFile", path)?;
-                    Auth::BasicFile { username: username.clone(), password_file: path.clone() }
+                    Auth::BasicFile {
+                        username: username.clone(),
+                        password_file: path.clone(),
+                    }
                 }
                 _ => {
-                    return Err(invalid("basicAuth", "set exactly one of password and passwordFile".into()));
+                    return Err(invalid(
+                        "basicAuth",
+                        "set exactly one of password and passwordFile".into(),
+                    ));
                 }
             },
             _ => {
@@ -381,10 +401,16 @@ impl PrometheusClient {
                 source,
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                invalid("caFile", format!("{} is not a PEM certificate bundle: {e}", path.display()))
+                invalid(
+                    "caFile",
+                    format!("{} is not a PEM certificate bundle: {e}", path.display()),
+                )
             })?;
             if certs.is_empty() {
-                return Err(invalid("caFile", format!("{} holds no PEM certificate", path.display())));
+                return Err(invalid(
+                    "caFile",
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
             }
             builder = builder.tls_certs_merge(certs);
         }
@@ -446,8 +472,15 @@ impl PrometheusClient {
                 Err(error) => error,
             };
             if !error.retryable || attempt >= inner.retries {
-                let tries = if attempt == 0 { String::new() } else { format!(" (after {} attempts)", attempt + 1) };
-                return Err(HistoryError::Unavailable(format!("{}: {}{tries}", inner.url, error.message)));
+                let tries = if attempt == 0 {
+                    String::new()
+                } else {
+                    format!(" (after {} attempts)", attempt + 1)
+                };
+                return Err(HistoryError::Unavailable(format!(
+                    "{}: {}{tries}",
+                    inner.url, error.message
+                )));
             }
             attempt += 1;
             warn!(url = %inner.url, %query, error = %error.message, attempt, ?backoff, "prometheus query failed; retrying");
@@ -460,7 +493,15 @@ impl PrometheusClient {
         let inner = &self.inner;
         let header = match self.auth_header().await {
             Ok(header) => header,
-            Err(message) => return (Outcome::unreachable, Err(AttemptError { message, retryable: false })),
+            Err(message) => {
+                return (
+                    Outcome::unreachable,
+                    Err(AttemptError {
+                        message,
+                        retryable: false,
+                    }),
+                )
+            }
         };
         // The limit covers only the request itself, not retry waits, so a failing workload does not hold a slot.
         let Ok(_permit) = inner.permits.acquire().await else {
@@ -488,9 +529,10 @@ impl PrometheusClient {
             Auth::Bearer(token) => ("Bearer", token.expose().to_owned()),
             Auth::BearerFile(path) => ("Bearer", read_secret_async(path).await?),
             Auth::Basic { username, password } => ("Basic", basic(username, password.expose())),
-            Auth::BasicFile { username, password_file } => {
-                ("Basic", basic(username, &read_secret_async(password_file).await?))
-            }
+            Auth::BasicFile {
+                username,
+                password_file,
+            } => ("Basic", basic(username, &read_secret_async(password_file).await?)),
         };
         let mut value = HeaderValue::try_from(format!("{scheme} {credential}"))
             .map_err(|_| "the credential holds characters not allowed in an HTTP header".to_owned())?;
@@ -504,10 +546,16 @@ fn basic(username: &str, password: &str) -> String {
 }
 
 fn read_secret(field: &'static str, path: &Path) -> Result<String, PrometheusError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| PrometheusError::ReadFile { field, path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PrometheusError::ReadFile {
+        field,
+        path: path.into(),
+        source,
+    })?;
     if text.trim().is_empty() {
-        return Err(PrometheusError::Invalid { field, problem: format!("{} is empty", path.display()) });
+        return Err(PrometheusError::Invalid {
+            field,
+            problem: format!("{} is empty", path.display()),
+        });
     }
     Ok(text.trim().to_owned())
 }
@@ -531,12 +579,18 @@ fn classify(error: prometheus_http_query::Error, timeout: Duration) -> (Outcome,
     let (outcome, message, retryable) = match &error {
         prometheus_http_query::Error::Prometheus(e) => {
             let retryable = matches!(e.error_type(), T::Timeout | T::Unavailable | T::Internal | T::Canceled);
-            (Outcome::query_error, format!("prometheus answered {}: {}", e.error_type(), e.message()), retryable)
+            (
+                Outcome::query_error,
+                format!("prometheus answered {}: {}", e.error_type(), e.message()),
+                retryable,
+            )
         }
         prometheus_http_query::Error::Client(e) => match e.inner() {
-            Some(source) if source.is_timeout() => {
-                (Outcome::timeout, format!("no answer within the {timeout:?} timeout"), true)
-            }
+            Some(source) if source.is_timeout() => (
+                Outcome::timeout,
+                format!("no answer within the {timeout:?} timeout"),
+                true,
+            ),
             Some(source) if source.status().is_some() => {
                 let status = source.status().unwrap_or_default();
                 let retryable = status.is_server_error() || status.as_u16() == 429;
@@ -579,7 +633,10 @@ impl PromQuery {
     pub fn new(client: &PrometheusClient, query: impl Into<String>, step: TimeDelta) -> Result<Self, PrometheusError> {
         let query = query.into();
         if query.trim().is_empty() {
-            return Err(PrometheusError::Invalid { field: "query", problem: "the PromQL query is empty".into() });
+            return Err(PrometheusError::Invalid {
+                field: "query",
+                problem: "the PromQL query is empty".into(),
+            });
         }
         if step < TimeDelta::seconds(1) || step.subsec_nanos() != 0 {
             return Err(PrometheusError::Invalid {
@@ -587,7 +644,12 @@ impl PromQuery {
                 problem: format!("{step} is not a whole number of seconds ≥ 1s; use e.g. 1m"),
             });
         }
-        Ok(Self { client: client.clone(), query, step, combine: Combine::Error })
+        Ok(Self {
+            client: client.clone(),
+            query,
+            step,
+            combine: Combine::Error,
+        })
     }
 
     /// How several returned series are reduced to one (default: they are an error).
@@ -616,7 +678,10 @@ impl PromQuery {
             match data {
                 Data::Matrix(series) => matrix.extend(series.into_iter().map(|s| {
                     let (labels, samples) = s.into_inner();
-                    (labels.into_iter().collect(), samples.iter().map(|s| (s.timestamp(), s.value())).collect())
+                    (
+                        labels.into_iter().collect(),
+                        samples.iter().map(|s| (s.timestamp(), s.value())).collect(),
+                    )
                 })),
                 other => {
                     return Err(HistoryError::Unusable(format!(
@@ -637,7 +702,9 @@ impl PromQuery {
                 .inner
                 .metrics
                 .dropped
-                .get_or_create(&DroppedLabels { reason: DropReason::non_finite })
+                .get_or_create(&DroppedLabels {
+                    reason: DropReason::non_finite,
+                })
                 .inc_by(assembled.dropped as u64);
             warn!(query = %self.query, dropped = assembled.dropped, "dropped NaN/infinite samples from prometheus");
         }
@@ -709,9 +776,13 @@ fn assemble(
     }
     if by_labels.len() > 1 && combine == Combine::Error {
         const SHOWN: usize = 5;
-        let names: Vec<String> = by_labels.keys().take(SHOWN).map(|l| format_labels(l)).collect();
+        let names: Vec<String> = by_labels.keys().take(SHOWN).map(format_labels).collect();
         let more = by_labels.len().saturating_sub(SHOWN);
-        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
         return Err(HistoryError::Unusable(format!(
             "query `{query}` returned {} series ({}{more}); it must return one: aggregate it, e.g. sum(...), \
              or set `combine: sum` or `combine: max`",
@@ -744,11 +815,17 @@ fn assemble(
         }
     }
     points.extend(
-        combined.into_iter().filter_map(|(ms, v)| DateTime::from_timestamp_millis(ms).map(|end| (end - step, v))),
+        combined
+            .into_iter()
+            .filter_map(|(ms, v)| DateTime::from_timestamp_millis(ms).map(|end| (end - step, v))),
     );
     let (series, ingest) = Series::from_points(first_slot, step, points);
     if ingest.out_of_range > 0 {
-        debug!(query, out_of_range = ingest.out_of_range, "ignored samples before the requested range");
+        debug!(
+            query,
+            out_of_range = ingest.out_of_range,
+            "ignored samples before the requested range"
+        );
     }
     Ok(Assembled { series, dropped })
 }
@@ -756,8 +833,11 @@ fn assemble(
 /// `{a="1", b="2"}` as Prometheus prints a label set.
 fn format_labels(labels: &BTreeMap<String, String>) -> String {
     let name = labels.get("__name__").map(String::as_str).unwrap_or("");
-    let rest: Vec<String> =
-        labels.iter().filter(|(k, _)| *k != "__name__").map(|(k, v)| format!("{k}={v:?}")).collect();
+    let rest: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| *k != "__name__")
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
     format!("{name}{{{}}}", rest.join(", "))
 }
 
@@ -787,14 +867,19 @@ mod tests {
             (labels(&[("job", "a")]), vec![(secs(120), 2.0), (secs(60), 1.5)]),
         ];
         let a = assemble("q", t(0), STEP, matrix, Combine::Error).unwrap();
-        assert_eq!(a.series, Series::from_values(t(0), STEP, vec![Some(1.5), Some(2.0), None, Some(4.0)]));
+        assert_eq!(
+            a.series,
+            Series::from_values(t(0), STEP, vec![Some(1.5), Some(2.0), None, Some(4.0)])
+        );
         assert_eq!(a.dropped, 0);
     }
 
     #[test]
     fn non_finite_samples_are_dropped_and_counted() {
-        let matrix =
-            vec![(labels(&[]), vec![(secs(60), f64::NAN), (secs(120), f64::INFINITY), (secs(180), 3.0)])];
+        let matrix = vec![(
+            labels(&[]),
+            vec![(secs(60), f64::NAN), (secs(120), f64::INFINITY), (secs(180), 3.0)],
+        )];
         let a = assemble("q", t(0), STEP, matrix, Combine::Error).unwrap();
         assert_eq!(a.series, Series::from_values(t(0), STEP, vec![None, None, Some(3.0)]));
         assert_eq!(a.dropped, 2);
@@ -804,8 +889,14 @@ mod tests {
     fn several_series_are_an_error_naming_them_unless_combined() {
         let matrix = || {
             vec![
-                (labels(&[("__name__", "up"), ("pod", "a")]), vec![(secs(60), 1.0), (secs(120), 5.0)]),
-                (labels(&[("__name__", "up"), ("pod", "b")]), vec![(secs(60), 3.0), (secs(180), f64::NAN)]),
+                (
+                    labels(&[("__name__", "up"), ("pod", "a")]),
+                    vec![(secs(60), 1.0), (secs(120), 5.0)],
+                ),
+                (
+                    labels(&[("__name__", "up"), ("pod", "b")]),
+                    vec![(secs(60), 3.0), (secs(180), f64::NAN)],
+                ),
             ]
         };
         let err = assemble("up", t(0), STEP, matrix(), Combine::Error).unwrap_err();
@@ -864,14 +955,27 @@ mod tests {
     #[test]
     fn bad_settings_name_the_field() {
         let check = |s: PrometheusSettings, expected: &str| {
-            let err = PrometheusClient::new(&s).err().expect("settings must be rejected").to_string();
+            let err = PrometheusClient::new(&s)
+                .err()
+                .expect("settings must be rejected")
+                .to_string();
             assert!(err.starts_with(expected), "{err}");
         };
-        check(PrometheusSettings::new("prom:9090"), "prometheus.url: `prom:9090` must start with http://");
+        check(
+            PrometheusSettings::new("prom:9090"),
+            "prometheus.url: `prom:9090` must start with http://",
+        );
         let mut s = PrometheusSettings::new("http://p");
         s.bearer_token = Some(Secret::new("x"));
-        s.basic_auth = Some(BasicAuth { username: "u".into(), password: Some(Secret::new("p")), password_file: None });
-        check(s, "prometheus.bearerToken: bearerToken, bearerTokenFile and basicAuth are exclusive");
+        s.basic_auth = Some(BasicAuth {
+            username: "u".into(),
+            password: Some(Secret::new("p")),
+            password_file: None,
+        });
+        check(
+            s,
+            "prometheus.bearerToken: bearerToken, bearerTokenFile and basicAuth are exclusive",
+        );
         let mut s = PrometheusSettings::new("http://p");
         s.bearer_token_file = Some("/nonexistent/token".into());
         check(s, "prometheus.bearerTokenFile: cannot read /nonexistent/token");
@@ -883,8 +987,11 @@ mod tests {
     #[tokio::test]
     async fn auth_headers_carry_the_credentials() {
         let mut s = PrometheusSettings::new("http://p");
-        s.basic_auth =
-            Some(BasicAuth { username: "alice".into(), password: Some(Secret::new("s3cret")), password_file: None });
+        s.basic_auth = Some(BasicAuth {
+            username: "alice".into(),
+            password: Some(Secret::new("s3cret")),
+            password_file: None,
+        });
         let header = PrometheusClient::new(&s).unwrap().auth_header().await.unwrap().unwrap();
         assert_eq!(header, "Basic YWxpY2U6czNjcmV0");
         assert!(header.is_sensitive());

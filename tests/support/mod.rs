@@ -40,7 +40,11 @@ pub fn load_trace(name: &str) -> Series {
 /// Whole days keep every step that divides a day aligned, and the data looks recent to Prometheus.
 pub fn shift_to_end_before(series: &Series, now: DateTime<Utc>) -> Series {
     let days = (now - series.end()).num_days();
-    Series::from_values(series.start() + TimeDelta::days(days), series.step(), series.values().to_vec())
+    Series::from_values(
+        series.start() + TimeDelta::days(days),
+        series.step(),
+        series.values().to_vec(),
+    )
 }
 
 /// Samples to load into Prometheus, written as an OpenMetrics text file.
@@ -57,7 +61,12 @@ impl OpenMetrics {
     }
 
     /// Adds one gauge series: each sample `(t, v)` is written at timestamp `t` (milliseconds are kept).
-    pub fn gauge(&mut self, name: &str, labels: &[(&str, &str)], samples: impl IntoIterator<Item = (DateTime<Utc>, f64)>) {
+    pub fn gauge(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        samples: impl IntoIterator<Item = (DateTime<Utc>, f64)>,
+    ) {
         let lines = self.families.entry(name.to_owned()).or_default();
         let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
         let labels = labels.join(",");
@@ -71,8 +80,13 @@ impl OpenMetrics {
                 format!("{v}")
             };
             let ms = t.timestamp_millis();
-            writeln!(lines, "{name}{{{labels}}} {value} {}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-                .expect("writing to a String");
+            writeln!(
+                lines,
+                "{name}{{{labels}}} {value} {}.{:03}",
+                ms.div_euclid(1000),
+                ms.rem_euclid(1000)
+            )
+            .expect("writing to a String");
         }
     }
 
@@ -131,12 +145,21 @@ impl Prometheus {
         std::fs::create_dir_all(dir.join("data")).expect("creating the Prometheus directory");
         let om = dir.join("data.om");
         std::fs::write(&om, data.text()).expect("writing the OpenMetrics file");
-        std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 1m\nscrape_configs: []\n")
-            .expect("writing prometheus.yml");
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
+        )
+        .expect("writing prometheus.yml");
         // One block per ~83 days instead of promtool's default of one per 2 hours: hundreds of small blocks take
         // a minute to write and slow every start.
         let out = Command::new("promtool")
-            .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet", "--max-block-duration=2000h"])
+            .args([
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                "--quiet",
+                "--max-block-duration=2000h",
+            ])
             .arg(&om)
             .arg(dir.join("data"))
             .output()
@@ -179,17 +202,32 @@ rm -rf "$dir"
             .expect("starting sh");
         let commands = supervisor.stdin.take();
         let replies = BufReader::new(supervisor.stdout.take().expect("piped stdout"));
-        Self { supervisor, commands, replies, pid: None, port, dir }
+        Self {
+            supervisor,
+            commands,
+            replies,
+            pid: None,
+            port,
+            dir,
+        }
     }
 
     /// Starts (or restarts) Prometheus on this instance's port and data; returns once it is ready.
     pub fn launch(&mut self) {
         assert!(self.pid.is_none(), "Prometheus is already running");
         let reply = self.command("start");
-        self.pid = Some(reply.parse().unwrap_or_else(|_| panic!("supervisor answered {reply:?}")));
+        self.pid = Some(
+            reply
+                .parse()
+                .unwrap_or_else(|_| panic!("supervisor answered {reply:?}")),
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.ready() {
-            assert!(Instant::now() < deadline, "Prometheus not ready after 30 s; its log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus not ready after 30 s; its log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }
@@ -224,7 +262,9 @@ rm -rf "$dir"
 
     fn command(&mut self, command: &str) -> String {
         let stdin = self.commands.as_mut().expect("supervisor stdin");
-        writeln!(stdin, "{command}").and_then(|_| stdin.flush()).expect("talking to the supervisor");
+        writeln!(stdin, "{command}")
+            .and_then(|_| stdin.flush())
+            .expect("talking to the supervisor");
         let mut reply = String::new();
         self.replies.read_line(&mut reply).expect("reading from the supervisor");
         reply.trim().to_owned()
@@ -236,7 +276,10 @@ rm -rf "$dir"
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        if stream.write_all(b"GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        if stream
+            .write_all(b"GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_err()
+        {
             return false;
         }
         let mut response = String::new();
@@ -259,7 +302,11 @@ fn free_port() -> u16 {
 }
 
 fn require_tool(tool: &str) {
-    let found = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     assert!(
         matches!(found, Ok(status) if status.success()),
         "`{tool}` is not installed or not on PATH: these tests run a real Prometheus; install the Debian package \

@@ -1,0 +1,533 @@
+//! The shipped manifests: every kustomization renders with kubectl, validates strictly against the Kubernetes
+//! schemas (kubernetes-validate), and agrees with the code it deploys.
+//!
+//! CRD kinds (ServiceMonitor, PrometheusRule, cert-manager Certificate/Issuer) have no schema in
+//! kubernetes-validate and their CRDs can't be fetched here, so they are checked structurally: deserialized into
+//! typed structs that mirror the subset of each CRD's schema we use, with unknown fields rejected, plus `promtool
+//! check rules` for the alert expressions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Parser;
+use serde::Deserialize;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kustomizations we ship, relative to the repository root.
+const KUSTOMIZATIONS: [&str; 5] =
+    ["apiservice", "deploy/base", "deploy/overlays/dev", "deploy/overlays/production", "deploy/examples/gpu-inference"];
+
+fn tool(name: &str, install: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} not found on PATH: {install}"))
+}
+
+fn kubectl() -> PathBuf {
+    tool("kubectl", "install kubectl (Debian: `apt-get install -y kubectl`, or the Kubernetes apt repository)")
+}
+
+fn kubernetes_validate() -> PathBuf {
+    tool("kubernetes-validate", "install it with `pip install kubernetes-validate` (see .ci/requirements.txt)")
+}
+
+fn promtool() -> PathBuf {
+    tool("promtool", "install Prometheus's promtool (Debian: `apt-get install -y prometheus`)")
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{command:?} failed ({}):\n{stdout}\n{stderr}", output.status);
+    stdout + &stderr
+}
+
+/// `kubectl kustomize <dir>` as YAML text.
+fn render_yaml(dir: &str) -> String {
+    let output = Command::new(kubectl()).arg("kustomize").arg(repo().join(dir)).output().expect("running kubectl");
+    assert!(output.status.success(), "kubectl kustomize {dir} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The rendered objects of a kustomization.
+fn render(dir: &str) -> Vec<Value> {
+    let yaml = render_yaml(dir);
+    serde_saphyr::from_multiple::<Value>(&yaml).unwrap_or_else(|e| panic!("{dir}: rendered YAML does not parse: {e}"))
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the rendered manifests"))
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    objects.iter().filter(move |o| o["kind"] == kind)
+}
+
+fn api_group(object: &Value) -> &str {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    api_version.split_once('/').map_or("", |(group, _)| group)
+}
+
+/// The API groups served by CRDs rather than by Kubernetes itself.
+const CRD_GROUPS: [&str; 2] = ["monitoring.coreos.com", "cert-manager.io"];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Schema validation.
+
+/// Runs kubernetes-validate strictly; returns its report.
+fn validate_strict(name: &str, yaml: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("{}.yaml", name.replace('/', "_")));
+    std::fs::write(&file, yaml).unwrap();
+    let output = Command::new(kubernetes_validate())
+        .args(["--strict", "--kubernetes-version", "1.33.0"])
+        .arg(&file)
+        .output()
+        .expect("running kubernetes-validate");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    if output.status.success() && !report.contains("ERROR") && !report.contains("failed") {
+        Ok(report)
+    } else {
+        Err(report)
+    }
+}
+
+#[test]
+fn every_kustomization_passes_strict_schema_validation() {
+    for dir in KUSTOMIZATIONS {
+        let objects = render(dir);
+        assert!(!objects.is_empty(), "{dir} renders nothing");
+        let report = validate_strict(dir, &render_yaml(dir)).unwrap_or_else(|report| panic!("{dir}:\n{report}"));
+        let built_in = objects.iter().filter(|o| !CRD_GROUPS.contains(&api_group(o))).count();
+        let passed = report.matches("passed for resource").count();
+        assert_eq!(passed, built_in, "{dir}: every built-in object must be schema-checked:\n{report}");
+        for line in report.lines().filter(|l| l.contains("Couldn't find schema")) {
+            assert!(CRD_GROUPS.iter().any(|g| line.contains(g)), "{dir}: object without a schema: {line}");
+        }
+        for object in objects.iter().filter(|o| CRD_GROUPS.contains(&api_group(o))) {
+            check_custom_resource(object).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn strict_validation_rejects_what_a_cluster_would_reject() {
+    let typo = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: 443, targetPortt: 6443}]\n";
+    let report = validate_strict("typo", typo).expect_err("an unknown field must fail validation");
+    assert!(report.contains("targetPortt"), "{report}");
+    let bad_type = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicas: two\n  \
+                    selector: {}\n  template: {spec: {containers: []}}\n";
+    validate_strict("bad_type", bad_type).expect_err("a string replica count must fail validation");
+
+    let servicemonitor: Value = serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"},
+        "spec": {"selector": {}, "endpoints": [{"port": "admin", "intervall": "30s"}]}
+    });
+    let error = check_custom_resource(&servicemonitor).expect_err("a typo in a CRD field must fail");
+    assert!(error.contains("intervall"), "{error}");
+}
+
+// Typed mirrors of the CRD schema subsets we use. Unknown fields are errors, as the API server's structural
+// pruning would silently drop them (or reject them with kubectl --validate=strict).
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Object<Spec> {
+    api_version: String,
+    kind: String,
+    metadata: Metadata,
+    spec: Spec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Metadata {
+    name: String,
+    namespace: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct LabelSelector {
+    match_labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ServiceMonitorSpec {
+    selector: LabelSelector,
+    namespace_selector: Option<NamespaceSelector>,
+    endpoints: Vec<Endpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct NamespaceSelector {
+    match_names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Endpoint {
+    port: String,
+    path: Option<String>,
+    interval: Option<String>,
+    scrape_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrometheusRuleSpec {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RuleGroup {
+    name: String,
+    rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Rule {
+    alert: String,
+    expr: String,
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct CertificateSpec {
+    secret_name: String,
+    common_name: Option<String>,
+    dns_names: Option<Vec<String>>,
+    duration: Option<String>,
+    renew_before: Option<String>,
+    usages: Option<Vec<String>>,
+    #[serde(rename = "isCA")]
+    is_ca: Option<bool>,
+    private_key: Option<PrivateKey>,
+    issuer_ref: IssuerRef,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct PrivateKey {
+    algorithm: String,
+    size: u32,
+    rotation_policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct IssuerRef {
+    kind: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct IssuerSpec {
+    self_signed: Option<BTreeMap<String, Value>>,
+    ca: Option<CaIssuer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct CaIssuer {
+    secret_name: String,
+}
+
+/// Go duration strings as the CRDs expect them (e.g. `30s`, `2160h`, `1h30m`).
+fn check_duration(field: &str, value: &Option<String>) -> Result<(), String> {
+    let Some(value) = value else { return Ok(()) };
+    let valid = !value.is_empty()
+        && value
+            .split_inclusive(|c: char| c.is_ascii_alphabetic())
+            .all(|part| part.len() > 1 && part[..part.len() - 1].parse::<u64>().is_ok() && part.ends_with(['h', 'm', 's']));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{field}: {value:?} is not a duration like 30s or 2160h"))
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(object: &Value) -> Result<Object<T>, String> {
+    let name = format!("{} {}", object["kind"], object["metadata"]["name"]);
+    serde_json::from_value(object.clone()).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Structural validation of the custom resources we ship.
+fn check_custom_resource(object: &Value) -> Result<(), String> {
+    match (object["apiVersion"].as_str().unwrap_or_default(), object["kind"].as_str().unwrap_or_default()) {
+        ("monitoring.coreos.com/v1", "ServiceMonitor") => {
+            let monitor = parse::<ServiceMonitorSpec>(object)?;
+            for endpoint in &monitor.spec.endpoints {
+                check_duration("interval", &endpoint.interval)?;
+                check_duration("scrapeTimeout", &endpoint.scrape_timeout)?;
+                if let Some(path) = &endpoint.path {
+                    assert!(path.starts_with('/'), "endpoint {} path {path}", endpoint.port);
+                }
+            }
+            Ok(())
+        }
+        ("monitoring.coreos.com/v1", "PrometheusRule") => {
+            let rule = parse::<PrometheusRuleSpec>(object)?;
+            rule.spec.groups.iter().flat_map(|g| &g.rules).try_for_each(|r| check_duration("for", &r.for_))
+        }
+        ("cert-manager.io/v1", "Certificate") => {
+            let certificate = parse::<CertificateSpec>(object)?;
+            check_duration("duration", &certificate.spec.duration)?;
+            check_duration("renewBefore", &certificate.spec.renew_before)
+        }
+        ("cert-manager.io/v1", "Issuer") => {
+            let issuer = parse::<IssuerSpec>(object)?;
+            match (&issuer.spec.self_signed, &issuer.spec.ca) {
+                (Some(_), None) | (None, Some(_)) => Ok(()),
+                _ => Err(format!("Issuer {}: exactly one of selfSigned and ca", issuer.metadata.name)),
+            }
+        }
+        (api_version, kind) => Err(format!("{kind} {api_version}: no structural check for this custom resource")),
+    }
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let objects = render("deploy/base");
+    let rule = find(&objects, "PrometheusRule", "prescale");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    // JSON is YAML: promtool reads the spec as a rule file.
+    std::fs::write(&file, serde_json::to_string(&rule["spec"]).unwrap()).unwrap();
+    let report = run(Command::new(promtool()).args(["check", "rules"]).arg(&file));
+    assert!(report.contains("SUCCESS: 5 rules found"), "{report}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Agreement with the code.
+
+/// Every string literal `"..."` in the crate's sources, for checking that names in the manifests exist in code.
+fn source_literals() -> BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.extend(text.split('"').skip(1).step_by(2).map(str::to_owned));
+            }
+        }
+    }
+    let mut literals = BTreeSet::new();
+    walk(&repo().join("src"), &mut literals);
+    literals
+}
+
+#[test]
+fn the_apiservice_registers_the_group_version_the_api_serves() {
+    use prescale::api::{GROUP, VERSION};
+    for dir in ["deploy/overlays/dev", "deploy/overlays/production"] {
+        let objects = render(dir);
+        let apiservices: Vec<_> = of_kind(&objects, "APIService").collect();
+        assert_eq!(apiservices.len(), 1, "{dir}: exactly one APIService");
+        let apiservice = apiservices[0];
+        assert_eq!(apiservice["metadata"]["name"], format!("{VERSION}.{GROUP}"), "{dir}");
+        let spec = &apiservice["spec"];
+        assert_eq!((spec["group"].as_str(), spec["version"].as_str()), (Some(GROUP), Some(VERSION)), "{dir}");
+        let (namespace, name) = (spec["service"]["namespace"].as_str().unwrap(), spec["service"]["name"].as_str().unwrap());
+        let service = find(&objects, "Service", name);
+        assert_eq!(service["metadata"]["namespace"], namespace, "{dir}: APIService points at another namespace");
+        let port = service["spec"]["ports"].as_array().unwrap().iter().find(|p| p["port"] == spec["service"]["port"]);
+        let port = port.unwrap_or_else(|| panic!("{dir}: the Service has no port {}", spec["service"]["port"]));
+        let deployment = find(&objects, "Deployment", "prescale");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let target = container["ports"].as_array().unwrap().iter().find(|p| p["name"] == port["targetPort"]);
+        assert_eq!(target.unwrap_or_else(|| panic!("{dir}: no container port {}", port["targetPort"]))["containerPort"], 6443);
+
+        // The name kube-aggregator verifies must be in the serving certificate.
+        let dns_name = format!("{name}.{namespace}.svc");
+        if dir.ends_with("production") {
+            assert!(spec.get("insecureSkipTLSVerify").is_none(), "production must verify the serving certificate");
+            let inject = apiservice["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str().unwrap();
+            let (cert_namespace, cert_name) = inject.split_once('/').unwrap();
+            let certificate = find(&objects, "Certificate", cert_name);
+            assert_eq!(certificate["metadata"]["namespace"], cert_namespace);
+            let dns_names: Vec<&str> =
+                certificate["spec"]["dnsNames"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+            assert!(dns_names.contains(&dns_name.as_str()), "{dns_names:?} lacks {dns_name}");
+            let secret = certificate["spec"]["secretName"].as_str().unwrap();
+            let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+            assert!(volumes.iter().any(|v| v["secret"]["secretName"] == secret), "{secret} is not mounted");
+        } else {
+            assert_eq!(spec["insecureSkipTLSVerify"], true, "{dir}: the self-signed certificate can't be verified");
+            #[derive(Parser)]
+            struct Cli {
+                #[command(flatten)]
+                tls: prescale::tls::TlsArgs,
+            }
+            let defaults = Cli::try_parse_from(["prescale"]).unwrap().tls.tls_self_signed_names;
+            assert!(defaults.contains(&dns_name), "self-signed SAN defaults {defaults:?} lack {dns_name}");
+        }
+    }
+}
+
+#[test]
+fn rbac_grants_what_delegated_authentication_needs() {
+    let objects = render("deploy/overlays/production");
+    let deployment = find(&objects, "Deployment", "prescale");
+    let account = deployment["spec"]["template"]["spec"]["serviceAccountName"].as_str().unwrap();
+    let namespace = deployment["metadata"]["namespace"].as_str().unwrap();
+    find(&objects, "ServiceAccount", account);
+    let subject = serde_json::json!({"kind": "ServiceAccount", "name": account, "namespace": namespace});
+    let bound = |kind: &str, role: &str| {
+        of_kind(&objects, kind).any(|b| {
+            b["roleRef"]["name"] == role && b["subjects"].as_array().is_some_and(|s| s.contains(&subject))
+        })
+    };
+    assert!(bound("ClusterRoleBinding", "system:auth-delegator"), "TokenReview/SubjectAccessReview need auth-delegator");
+    let reader = of_kind(&objects, "RoleBinding")
+        .find(|b| b["roleRef"]["name"] == "extension-apiserver-authentication-reader")
+        .expect("a RoleBinding to extension-apiserver-authentication-reader");
+    assert_eq!(reader["metadata"]["namespace"], prescale::auth::CONFIG_MAP_NAMESPACE);
+    assert_eq!(reader["roleRef"]["kind"], "Role");
+    assert!(reader["subjects"].as_array().unwrap().contains(&subject));
+
+    let hpa = serde_json::json!({"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"});
+    let reader_role = of_kind(&objects, "ClusterRoleBinding")
+        .find(|b| b["subjects"].as_array().is_some_and(|s| s.contains(&hpa)))
+        .expect("the HPA controller is bound to an external metrics reader role");
+    let role = find(&objects, "ClusterRole", reader_role["roleRef"]["name"].as_str().unwrap());
+    let rule = &role["rules"][0];
+    assert_eq!(rule["apiGroups"], serde_json::json!([prescale::api::GROUP]));
+    assert_eq!(rule["verbs"], serde_json::json!(["get", "list"]));
+}
+
+#[test]
+fn the_deployment_is_hardened_and_highly_available() {
+    for (dir, min_replicas) in [("deploy/overlays/dev", 1), ("deploy/overlays/production", 2)] {
+        let objects = render(dir);
+        let deployment = find(&objects, "Deployment", "prescale");
+        let replicas = deployment["spec"]["replicas"].as_u64().unwrap();
+        assert!(replicas >= min_replicas, "{dir}: {replicas} replicas");
+        let pod = &deployment["spec"]["template"]["spec"];
+        let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{dir}");
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{dir}");
+        assert!(pod["affinity"]["podAntiAffinity"].is_object() && pod["topologySpreadConstraints"].is_array(), "{dir}");
+        for container in pod["containers"].as_array().unwrap() {
+            let security = &container["securityContext"];
+            assert_eq!(security["readOnlyRootFilesystem"], true, "{dir}");
+            assert_eq!(security["allowPrivilegeEscalation"], false, "{dir}");
+            assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]), "{dir}");
+            for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                assert!(container[probe]["httpGet"]["path"].is_string(), "{dir}: {probe}");
+            }
+            for kind in ["requests", "limits"] {
+                assert!(container["resources"][kind]["memory"].is_string(), "{dir}: memory {kind}");
+            }
+        }
+        let pdb = find(&objects, "PodDisruptionBudget", "prescale");
+        for (key, value) in pdb["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+            assert_eq!(&labels[key], value, "{dir}: the PDB does not select the pods");
+        }
+        if replicas > 1 {
+            assert!(pdb["spec"]["maxUnavailable"].as_u64().is_some_and(|m| m < replicas), "{dir}");
+        }
+        let policy = find(&objects, "NetworkPolicy", "prescale");
+        assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]), "{dir}");
+        let ingress_ports: BTreeSet<u64> = policy["spec"]["ingress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["ports"].as_array().unwrap().iter().map(|p| p["port"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(ingress_ports, BTreeSet::from([6443, 8080]), "{dir}: ingress only to the API and admin ports");
+    }
+}
+
+#[test]
+fn the_workload_config_and_environment_match_the_code() {
+    let objects = render("deploy/overlays/production");
+    let literals = source_literals();
+    let deployment = find(&objects, "Deployment", "prescale");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    for env in container["env"].as_array().unwrap() {
+        let name = env["name"].as_str().unwrap();
+        assert!(literals.contains(name), "env {name} is not read by any flag (`env = \"{name}\"`) in src/");
+    }
+
+    let config_map = of_kind(&objects, "ConfigMap")
+        .find(|c| c["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("prescale-config")))
+        .expect("the prescale-config ConfigMap");
+    let text = config_map["data"]["config.yaml"].as_str().unwrap();
+    let config = prescale::config::parse(text, Path::new("deploy/base/config.yaml"))
+        .unwrap_or_else(|e| panic!("the shipped workload config is rejected by the code:\n{e}"));
+    let ports: BTreeSet<u64> = container["ports"].as_array().unwrap().iter().map(|p| p["containerPort"].as_u64().unwrap()).collect();
+    assert!(ports.contains(&u64::from(config.api_addr.port())), "apiAddr port not exposed");
+    assert!(ports.contains(&u64::from(config.admin_addr.port())), "adminAddr port not exposed");
+
+    // The example HPA reads a metric and workload that the config serves, in the workload's namespace.
+    let example = render("deploy/examples/gpu-inference");
+    let hpa = of_kind(&example, "HorizontalPodAutoscaler").next().expect("an example HPA");
+    let external = &hpa["spec"]["metrics"][0]["external"];
+    assert_eq!(external["metric"]["name"], prescale::api::METRIC_REPLICAS);
+    assert_eq!(external["target"], serde_json::json!({"type": "AverageValue", "averageValue": "1"}));
+    let workload = external["metric"]["selector"]["matchLabels"][prescale::api::WORKLOAD_LABEL].as_str().unwrap();
+    let served = config.workloads.iter().find(|w| w.id.to_string().ends_with(workload));
+    let served = served.unwrap_or_else(|| panic!("no workload {workload} in the shipped config"));
+    let hpa_namespace = hpa["metadata"]["namespace"].as_str().unwrap();
+    assert!(served.id.to_string().contains(hpa_namespace), "workload {} is not in namespace {hpa_namespace}", served.id);
+    assert!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"].as_u64().unwrap() <= 3600);
+}
+
+#[test]
+fn alerts_use_metrics_the_code_exports() {
+    let objects = render("deploy/base");
+    let rule = find(&objects, "PrometheusRule", "prescale");
+    let literals = source_literals();
+    let mut checked = 0;
+    for expr in rule["spec"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()) {
+        let expr = expr["expr"].as_str().unwrap();
+        for metric in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|t| t.starts_with("prescale_")) {
+            // prometheus-client appends `_total` to counters, so the registered name lacks it.
+            let registered = metric.strip_suffix("_total").unwrap_or(metric);
+            assert!(
+                literals.contains(metric) || literals.contains(registered),
+                "alert metric {metric} is not exported by the code (no \"{registered}\" literal in src/)"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "expected the alerts to use prescale's own metrics");
+}

@@ -1,0 +1,107 @@
+//! The live cycle through public entry points: history in, a plan in the store out; failures publish nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use prescale::history::synthetic::{Generator, Profile};
+use prescale::history::{Fetch, History, HistoryError};
+use prescale::pipeline::{Cycle, Workload};
+use prescale::series::Series;
+use prescale::store::PlanStore;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn workload(history: Arc<dyn History>) -> Workload {
+    let yaml = "workloads:\n  - name: llm\n    demand: {generator: {profile: llm-chat}}\n    capacityPerReplica: 10\n    maxReplicas: 40\n    history: 3d\n";
+    let config = prescale::config::parse(yaml, Path::new("t.yaml")).unwrap();
+    Workload { config: config.workloads.into_iter().next().unwrap(), history }
+}
+
+/// A source that fails or returns nothing on demand: faults a real source cannot produce at will.
+struct Faulty {
+    inner: Generator,
+    mode: std::sync::Mutex<&'static str>,
+}
+
+impl History for Faulty {
+    fn step(&self) -> TimeDelta {
+        self.inner.step()
+    }
+    fn fetch(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fetch<'_> {
+        match *self.mode.lock().unwrap() {
+            "down" => Box::pin(async { Err(HistoryError::Unavailable("connection refused".into())) }),
+            "empty" => Box::pin(async move {
+                let mut s = Series::empty(from, TimeDelta::minutes(1));
+                s.pad_to(to);
+                Ok(s)
+            }),
+            _ => self.inner.fetch(from, to),
+        }
+    }
+    fn describe(&self) -> String {
+        "faulty".into()
+    }
+}
+
+#[tokio::test]
+async fn a_cycle_publishes_a_plan_that_covers_observed_demand() {
+    let store = PlanStore::new();
+    let generator = Generator::new(Profile::LlmChat, 1);
+    let mut cycle = Cycle::new(workload(Arc::new(generator)));
+    let now = at("2026-03-04T19:00:30Z");
+    assert!(!store.is_ready());
+    let snap = cycle.run_once(&store, now).await.expect("a plan");
+    assert!(store.is_ready());
+    assert_eq!(snap.published_at, now);
+    let plan = &snap.plan;
+    let observed = plan.observed_demand.expect("observed demand at the evening peak");
+    assert!(observed > 80.0, "{observed}");
+    assert!(plan.replicas as f64 >= (observed / 10.0).ceil(), "never below observed: {plan:?}");
+    assert!(plan.replicas <= 40);
+    assert!(plan.planned_demand.is_finite() && plan.planned_demand >= plan.median_demand * 0.999);
+    assert_eq!(snap.data_until, Some(at("2026-03-04T19:00:00Z")));
+    let status = store.status(&snap.id).unwrap();
+    assert_eq!(status.fits, 1);
+    assert_eq!(status.slots, 3 * 1440 - 1, "whole slots inside the 3-day window");
+    assert!(status.missing > 0, "the generator's gaps stay gaps");
+
+    // The next cycle a minute later reuses the model and fetches only the tail.
+    let later = cycle.run_once(&store, now + TimeDelta::minutes(1)).await.unwrap();
+    assert_eq!(store.status(&later.id).unwrap().fits, 1);
+    assert_eq!(later.data_until, Some(at("2026-03-04T19:01:00Z")));
+}
+
+#[tokio::test]
+async fn failures_and_missing_data_publish_nothing_new() {
+    let store = PlanStore::new();
+    let faulty = Arc::new(Faulty { inner: Generator::new(Profile::WebFrontend, 2), mode: "ok".into() });
+    let mut cycle = Cycle::new(workload(faulty.clone()));
+    let now = at("2026-03-04T12:00:30Z");
+    let first = cycle.run_once(&store, now).await.expect("a plan");
+
+    *faulty.mode.lock().unwrap() = "down";
+    assert!(cycle.run_once(&store, now + TimeDelta::minutes(1)).await.is_none());
+    let kept = store.get(&first.id).unwrap();
+    assert_eq!(kept.published_at, now, "the last good plan stays; its age decides whether it is served");
+    let status = store.status(&first.id).unwrap();
+    assert!(status.error.as_deref().unwrap().contains("connection refused"), "{status:?}");
+
+    *faulty.mode.lock().unwrap() = "ok";
+    let back = cycle.run_once(&store, now + TimeDelta::minutes(2)).await.expect("recovers");
+    assert_eq!(back.published_at, now + TimeDelta::minutes(2));
+    assert!(store.status(&first.id).unwrap().error.is_none());
+}
+
+#[tokio::test]
+async fn a_source_with_no_samples_is_never_read_as_zero() {
+    let store = PlanStore::new();
+    let faulty = Arc::new(Faulty { inner: Generator::new(Profile::Embeddings, 3), mode: "empty".into() });
+    let mut cycle = Cycle::new(workload(faulty));
+    assert!(cycle.run_once(&store, at("2026-03-04T12:00:30Z")).await.is_none());
+    assert!(!store.is_ready());
+    let (_, status) = store.statuses().pop().unwrap();
+    assert!(status.error.unwrap().starts_with("no data"));
+}
