@@ -37,8 +37,13 @@ fn store_with(workloads: usize, now: DateTime<Utc>, rt: &tokio::runtime::Runtime
 }
 
 fn get(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let now = DateTime::parse_from_rfc3339("2026-03-04T12:00:30Z").unwrap().with_timezone(&Utc);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = DateTime::parse_from_rfc3339("2026-03-04T12:00:30Z")
+        .unwrap()
+        .with_timezone(&Utc);
     for workloads in [4, 64] {
         let store = store_with(workloads, now, &rt);
         let router = api::router(ApiState {
@@ -52,7 +57,10 @@ fn get(c: &mut Criterion) {
             move || {
                 let router = router.clone();
                 async move {
-                    let response = router.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+                    let response = router
+                        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                        .await
+                        .unwrap();
                     assert!(response.status().is_success(), "{uri}: {}", response.status());
                     axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap()
                 }
@@ -67,7 +75,9 @@ fn get(c: &mut Criterion) {
             ))
         });
         group.bench_function("metric, whole namespace", |b| {
-            b.to_async(&rt).iter(call("/apis/external.metrics.k8s.io/v1beta1/namespaces/ns0/prescale_demand_planned"))
+            b.to_async(&rt).iter(call(
+                "/apis/external.metrics.k8s.io/v1beta1/namespaces/ns0/prescale_demand_planned",
+            ))
         });
         group.finish();
     }

@@ -14,6 +14,7 @@ use crate::api::{self, ApiState};
 use crate::clock::Clock;
 use crate::config::{self, Config, DemandSource, WorkloadConfig};
 use crate::forecast::{Quantile, Seasonality};
+use crate::history::prometheus::{PromQuery, PrometheusClient};
 use crate::history::synthetic::{Generator, Profile};
 use crate::history::trace::{self, Replay};
 use crate::history::History;
@@ -37,10 +38,19 @@ pub async fn serve(config_path: &Path, listen: ListenArgs) -> anyhow::Result<()>
     let mut config = config::load(config_path)?;
     apply_listen(&mut config, &listen);
     let now = Utc::now();
+    let prometheus = match &config.prometheus {
+        Some(settings) => Some(PrometheusClient::new(settings).context("building the Prometheus client")?),
+        None => None,
+    };
     let workloads = config
         .workloads
         .iter()
-        .map(|w| Ok(Workload { config: w.clone(), history: history_for(w, now)? }))
+        .map(|w| {
+            Ok(Workload {
+                config: w.clone(),
+                history: history_for(w, prometheus.as_ref(), now)?,
+            })
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     run(config, workloads, Clock::system()).await
 }
@@ -50,22 +60,36 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
     let now = Utc::now();
     let mut workloads = Vec::new();
     if traces.is_empty() {
-        for (profile, capacity, seed) in [(Profile::LlmChat, 10.0, 1), (Profile::WebFrontend, 25.0, 2), (Profile::Embeddings, 20.0, 3)] {
+        for (profile, capacity, seed) in [
+            (Profile::LlmChat, 10.0, 1),
+            (Profile::WebFrontend, 25.0, 2),
+            (Profile::Embeddings, 20.0, 3),
+        ] {
             let generator = Generator::new(profile, seed);
             let config = demo_workload(profile.name(), DemandSource::Generator(generator.clone()), capacity);
-            workloads.push(Workload { config, history: Arc::new(generator) });
+            workloads.push(Workload {
+                config,
+                history: Arc::new(generator),
+            });
         }
     } else {
         for path in traces {
             let series = trace::load(path)?;
             let name = workload_name(path);
             let capacity = p99(series.points().map(|p| p.1).collect()) / 20.0;
-            anyhow::ensure!(capacity > 0.0, "{}: the trace's p99 demand is zero; nothing to scale", path.display());
+            anyhow::ensure!(
+                capacity > 0.0,
+                "{}: the trace's p99 demand is zero; nothing to scale",
+                path.display()
+            );
             let mut config = demo_workload(&name, DemandSource::Trace { path: path.clone() }, capacity);
             config.history = config.history.min(TimeDelta::days(14));
             config.demand = DemandSource::Trace { path: path.clone() };
             let replay = Replay::at_warmup_end(series, path.clone(), now);
-            workloads.push(Workload { config, history: Arc::new(replay) });
+            workloads.push(Workload {
+                config,
+                history: Arc::new(replay),
+            });
         }
     }
     let mut config = Config {
@@ -74,6 +98,7 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
         max_forecast_age: TimeDelta::minutes(5),
         interval: TimeDelta::seconds(15),
         workloads: workloads.iter().map(|w| w.config.clone()).collect(),
+        prometheus: None,
     };
     apply_listen(&mut config, &listen);
     run(config, workloads, Clock::system()).await
@@ -81,7 +106,10 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
 
 fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadConfig {
     WorkloadConfig {
-        id: WorkloadId { namespace: "default".into(), name: name.into() },
+        id: WorkloadId {
+            namespace: "default".into(),
+            name: name.into(),
+        },
         demand,
         unit: "requests/s".into(),
         policy: Policy {
@@ -101,8 +129,15 @@ fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadCon
 
 /// A DNS-label workload name from a trace file name (`nasa_http_1995.csv` → `nasa-http-1995`).
 fn workload_name(path: &Path) -> String {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("trace").to_ascii_lowercase();
-    let name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("trace")
+        .to_ascii_lowercase();
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let name = name.trim_matches('-');
     let name: String = name.chars().take(63).collect();
     if name.is_empty() {
@@ -131,23 +166,38 @@ fn apply_listen(config: &mut Config, listen: &ListenArgs) {
     }
 }
 
-fn history_for(w: &WorkloadConfig, now: chrono::DateTime<Utc>) -> anyhow::Result<Arc<dyn History>> {
+fn history_for(
+    w: &WorkloadConfig,
+    prometheus: Option<&PrometheusClient>,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<Arc<dyn History>> {
     Ok(match &w.demand {
         DemandSource::Generator(g) => Arc::new(g.clone()),
         DemandSource::Trace { path } => {
             let series = trace::load(path).with_context(|| format!("workload {}", w.id))?;
             Arc::new(Replay::at_warmup_end(series, path.clone(), now))
         }
-        DemandSource::Promql { .. } => {
-            anyhow::bail!("workload {}: PromQL sources need the `prometheus:` section of the config", w.id)
+        DemandSource::Promql { query, step, combine } => {
+            let client = prometheus.with_context(|| {
+                format!(
+                    "workload {}: PromQL sources need the `prometheus:` section of the config",
+                    w.id
+                )
+            })?;
+            Arc::new(
+                PromQuery::new(client, query.clone(), *step)
+                    .with_context(|| format!("workload {}", w.id))?
+                    .combine(*combine),
+            )
         }
     })
 }
 
 async fn run(config: Config, workloads: Vec<Workload>, clock: Clock) -> anyhow::Result<()> {
     let store = Arc::new(PlanStore::new());
-    let api_listener =
-        TcpListener::bind(config.api_addr).await.with_context(|| format!("binding the API to {}", config.api_addr))?;
+    let api_listener = TcpListener::bind(config.api_addr)
+        .await
+        .with_context(|| format!("binding the API to {}", config.api_addr))?;
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("binding the admin server to {}", config.admin_addr))?;
@@ -160,12 +210,22 @@ async fn run(config: Config, workloads: Vec<Workload>, clock: Clock) -> anyhow::
         max_forecast_age: config.max_forecast_age,
         clock: clock.clone(),
     });
-    let admin_router = admin::router(AdminState { store: store.clone(), clock: clock.clone() });
+    let admin_router = admin::router(AdminState {
+        store: store.clone(),
+        clock: clock.clone(),
+    });
     let tasks = pipeline::spawn(workloads, store.clone(), clock, config.interval);
 
-    let api = tokio::spawn(async move { axum::serve(api_listener, api_router).with_graceful_shutdown(shutdown()).await });
-    let admin =
-        tokio::spawn(async move { axum::serve(admin_listener, admin_router).with_graceful_shutdown(shutdown()).await });
+    let api = tokio::spawn(async move {
+        axum::serve(api_listener, api_router)
+            .with_graceful_shutdown(shutdown())
+            .await
+    });
+    let admin = tokio::spawn(async move {
+        axum::serve(admin_listener, admin_router)
+            .with_graceful_shutdown(shutdown())
+            .await
+    });
     let (api, admin) = tokio::join!(api, admin);
     for t in tasks {
         t.abort();
@@ -194,7 +254,11 @@ fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
         );
     }
     if let Some(w) = config.workloads.first() {
-        let insecure = if api_url.starts_with("https") { " --insecure-skip-tls-verify" } else { "" };
+        let insecure = if api_url.starts_with("https") {
+            " --insecure-skip-tls-verify"
+        } else {
+            ""
+        };
         println!();
         println!("Ready to paste once the first forecast is published ({admin_url}/readyz says ok):");
         println!(

@@ -121,7 +121,11 @@ pub struct User {
 
 impl User {
     fn anonymous() -> Self {
-        Self { name: ANONYMOUS.into(), groups: vec![UNAUTHENTICATED.into()], ..Self::default() }
+        Self {
+            name: ANONYMOUS.into(),
+            groups: vec![UNAUTHENTICATED.into()],
+            ..Self::default()
+        }
     }
 
     fn authenticated(mut self) -> Self {
@@ -164,7 +168,10 @@ pub enum Attributes {
 impl Attributes {
     /// Classifies a request the way kube-apiserver's RequestInfo does for the paths we serve.
     pub fn of(method: &Method, path: &str, query: Option<&str>) -> Self {
-        let non_resource = || Self::NonResource { verb: method.as_str().to_ascii_lowercase(), path: path.to_owned() };
+        let non_resource = || Self::NonResource {
+            verb: method.as_str().to_ascii_lowercase(),
+            path: path.to_owned(),
+        };
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let (group, version, rest) = match parts.as_slice() {
             ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),
@@ -218,7 +225,15 @@ impl Attributes {
         };
         let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
         match self {
-            Self::Resource { verb, group, version, resource, subresource, namespace, name } => {
+            Self::Resource {
+                verb,
+                group,
+                version,
+                resource,
+                subresource,
+                namespace,
+                name,
+            } => {
                 spec.resource_attributes = Some(ResourceAttributes {
                     verb: Some(verb.clone()),
                     group: Some(group.clone()),
@@ -231,8 +246,10 @@ impl Attributes {
                 })
             }
             Self::NonResource { verb, path } => {
-                spec.non_resource_attributes =
-                    Some(NonResourceAttributes { verb: Some(verb.clone()), path: Some(path.clone()) })
+                spec.non_resource_attributes = Some(NonResourceAttributes {
+                    verb: Some(verb.clone()),
+                    path: Some(path.clone()),
+                })
             }
         }
         spec
@@ -240,14 +257,26 @@ impl Attributes {
 
     fn forbidden_message(&self, user: &User) -> String {
         match self {
-            Self::Resource { verb, group, resource, namespace, .. } => {
-                let scope = if namespace.is_empty() { "at the cluster scope".to_owned() } else { format!("in the namespace \"{namespace}\"") };
+            Self::Resource {
+                verb,
+                group,
+                resource,
+                namespace,
+                ..
+            } => {
+                let scope = if namespace.is_empty() {
+                    "at the cluster scope".to_owned()
+                } else {
+                    format!("in the namespace \"{namespace}\"")
+                };
                 format!(
                     "{resource}.{group} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}",
                     user.name
                 )
             }
-            Self::NonResource { verb, path } => format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", user.name),
+            Self::NonResource { verb, path } => {
+                format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", user.name)
+            }
         }
     }
 }
@@ -305,7 +334,9 @@ impl Auth {
 
     /// Wraps `router` so every request is authenticated and authorized first.
     pub fn layer(&self, router: Router) -> Router {
-        Router::new().fallback_service(router).layer(axum::middleware::from_fn_with_state(self.clone(), middleware))
+        Router::new()
+            .fallback_service(router)
+            .layer(axum::middleware::from_fn_with_state(self.clone(), middleware))
     }
 
     fn request_header(&self) -> Arc<RequestHeaderConfig> {
@@ -334,8 +365,10 @@ impl Auth {
                     return Ok(user.authenticated());
                 }
             }
-            // A verified front-proxy certificate without identity headers is not a failed credential.
-            bad_certificate = !peer.requestheader_ca_verified;
+            // A certificate that is neither a client certificate nor the trusted front proxy's is an invalid
+            // credential (kube-apiserver's x509 authenticator errors too); the front proxy without a user header
+            // is simply anonymous.
+            bad_certificate = !proxy_trusted;
         }
 
         if let Some(token) = bearer_token(headers) {
@@ -365,7 +398,10 @@ impl Auth {
         let after = self.0.settings.review_timeout;
         let status = tokio::time::timeout(after, self.0.reviewer.review_token(spec))
             .await
-            .map_err(|_| ReviewError::Timeout { kind: "TokenReview", after })??;
+            .map_err(|_| ReviewError::Timeout {
+                kind: "TokenReview",
+                after,
+            })??;
         let outcome = match (status.authenticated, status.user) {
             (Some(true), Some(info)) if info.username.as_deref().is_some_and(|n| !n.is_empty()) => {
                 TokenOutcome::Authenticated(User {
@@ -386,7 +422,11 @@ impl Auth {
 
     /// Decides whether `user` may do `attributes`.
     async fn authorize(&self, user: &User, attributes: &Attributes) -> Result<bool, ReviewError> {
-        if user.groups.iter().any(|g| self.0.settings.always_allow_groups.contains(g)) {
+        if user
+            .groups
+            .iter()
+            .any(|g| self.0.settings.always_allow_groups.contains(g))
+        {
             return Ok(true);
         }
         let key = (user.clone(), attributes.clone());
@@ -396,7 +436,10 @@ impl Auth {
         let after = self.0.settings.review_timeout;
         let status = tokio::time::timeout(after, self.0.reviewer.review_access(attributes.review_spec(user)))
             .await
-            .map_err(|_| ReviewError::Timeout { kind: "SubjectAccessReview", after })??;
+            .map_err(|_| ReviewError::Timeout {
+                kind: "SubjectAccessReview",
+                after,
+            })??;
         let allowed = status.allowed && !status.denied.unwrap_or(false);
         self.0.decisions.insert(key, allowed);
         Ok(allowed)
@@ -424,7 +467,7 @@ pub async fn from_args(
 
 async fn middleware(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    if auth.0.settings.always_allow_paths.iter().any(|p| *p == path) {
+    if auth.0.settings.always_allow_paths.contains(&path) {
         return next.run(request).await;
     }
     let peer = request.extensions().get::<PeerIdentity>().cloned();
@@ -446,17 +489,26 @@ async fn middleware(State(auth): State<Auth>, mut request: Request, next: Next) 
         Ok(false) => {
             debug!(user = %user.name, ?attributes, "access denied");
             let details = match &attributes {
-                Attributes::Resource { group, resource, name, .. } => StatusDetails {
+                Attributes::Resource {
+                    group, resource, name, ..
+                } => StatusDetails {
                     group: Some(group.clone()),
                     kind: Some(resource.clone()),
                     name: (!name.is_empty()).then(|| name.clone()),
                     ..Default::default()
                 },
-                Attributes::NonResource { .. } => {
-                    StatusDetails { group: Some(String::new()), kind: Some(String::new()), ..Default::default() }
-                }
+                Attributes::NonResource { .. } => StatusDetails {
+                    group: Some(String::new()),
+                    kind: Some(String::new()),
+                    ..Default::default()
+                },
             };
-            status_response(StatusCode::FORBIDDEN, "Forbidden", &attributes.forbidden_message(&user), Some(details))
+            status_response(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &attributes.forbidden_message(&user),
+                Some(details),
+            )
         }
         Err(error) => {
             warn!(%error, user = %user.name, "authorization review failed; denying the request");
@@ -485,15 +537,28 @@ fn status_response(code: StatusCode, reason: &str, message: &str, details: Optio
         object.insert("kind".into(), "Status".into());
         object.insert("apiVersion".into(), "v1".into());
     }
-    (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Names of the identity headers present in `headers`.
 fn identity_header_names(headers: &HeaderMap, config: &RequestHeaderConfig) -> Vec<header::HeaderName> {
     let listed = |name: &str| {
         let lower = name.to_ascii_lowercase();
-        config.username_headers.iter().chain(&config.uid_headers).chain(&config.group_headers).any(|h| h.eq_ignore_ascii_case(&lower))
-            || config.extra_headers_prefix.iter().any(|p| lower.starts_with(&p.to_ascii_lowercase()))
+        config
+            .username_headers
+            .iter()
+            .chain(&config.uid_headers)
+            .chain(&config.group_headers)
+            .any(|h| h.eq_ignore_ascii_case(&lower))
+            || config
+                .extra_headers_prefix
+                .iter()
+                .any(|p| lower.starts_with(&p.to_ascii_lowercase()))
     };
     let mut names: Vec<_> = headers.keys().filter(|name| listed(name.as_str())).cloned().collect();
     names.dedup();
@@ -509,7 +574,9 @@ fn strip(headers: &mut HeaderMap, names: &[header::HeaderName]) {
 /// The front-proxy certificate has the clientAuth EKU and, when names are configured, an allowed CN.
 fn front_proxy_allowed(peer: &PeerIdentity, config: &RequestHeaderConfig) -> bool {
     let Some(leaf) = peer.chain.first() else { return false };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else { return false };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
+        return false;
+    };
     let client_auth = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth);
     if !client_auth {
         warn!(remote = %peer.remote_addr, "front-proxy certificate lacks the clientAuth extended key usage; not trusting its headers");
@@ -518,7 +585,12 @@ fn front_proxy_allowed(peer: &PeerIdentity, config: &RequestHeaderConfig) -> boo
     if config.allowed_names.is_empty() {
         return true;
     }
-    let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default();
     let allowed = config.allowed_names.iter().any(|n| n == cn);
     if !allowed {
         warn!(remote = %peer.remote_addr, cn, "front-proxy certificate CN is not in requestheader-allowed-names; not trusting its headers");
@@ -528,7 +600,11 @@ fn front_proxy_allowed(peer: &PeerIdentity, config: &RequestHeaderConfig) -> boo
 
 fn header_values<'a>(headers: &'a HeaderMap, names: &'a [String]) -> impl Iterator<Item = String> + 'a {
     names.iter().flat_map(move |name| {
-        headers.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned)
+        headers
+            .get_all(name.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
     })
 }
 
@@ -540,16 +616,26 @@ fn user_from_headers(headers: &HeaderMap, config: &RequestHeaderConfig) -> Optio
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (header_name, value) in headers {
         let lower = header_name.as_str();
-        let Some(prefix) = config.extra_headers_prefix.iter().find(|p| lower.starts_with(&p.to_ascii_lowercase()))
+        let Some(prefix) = config
+            .extra_headers_prefix
+            .iter()
+            .find(|p| lower.starts_with(&p.to_ascii_lowercase()))
         else {
             continue;
         };
-        let key = percent_encoding::percent_decode_str(&lower[prefix.len()..]).decode_utf8_lossy().to_lowercase();
+        let key = percent_encoding::percent_decode_str(&lower[prefix.len()..])
+            .decode_utf8_lossy()
+            .to_lowercase();
         if let Ok(value) = value.to_str() {
             extra.entry(key).or_default().push(value.to_owned());
         }
     }
-    Some(User { name, uid, groups, extra })
+    Some(User {
+        name,
+        uid,
+        groups,
+        extra,
+    })
 }
 
 fn user_from_certificate(peer: &PeerIdentity) -> Option<User> {
@@ -559,8 +645,17 @@ fn user_from_certificate(peer: &PeerIdentity) -> Option<User> {
     if name.is_empty() {
         return None;
     }
-    let groups = cert.subject().iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_owned).collect();
-    Some(User { name, groups, ..User::default() })
+    let groups = cert
+        .subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_owned)
+        .collect();
+    Some(User {
+        name,
+        groups,
+        ..User::default()
+    })
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
@@ -600,9 +695,15 @@ mod tests {
         let attributes = Attributes::of(&Method::GET, "/apis/external.metrics.k8s.io/v1beta1", None);
         assert_eq!(
             attributes,
-            Attributes::NonResource { verb: "get".into(), path: "/apis/external.metrics.k8s.io/v1beta1".into() }
+            Attributes::NonResource {
+                verb: "get".into(),
+                path: "/apis/external.metrics.k8s.io/v1beta1".into()
+            }
         );
-        assert!(matches!(Attributes::of(&Method::GET, "/openapi/v2", None), Attributes::NonResource { .. }));
+        assert!(matches!(
+            Attributes::of(&Method::GET, "/openapi/v2", None),
+            Attributes::NonResource { .. }
+        ));
     }
 
     #[test]

@@ -122,8 +122,12 @@ pub enum PolicyName {
 
 impl PolicyName {
     /// Every policy, in report order.
-    pub const ALL: [PolicyName; 4] =
-        [PolicyName::Reactive, PolicyName::Reactive70, PolicyName::Predictive, PolicyName::Oracle];
+    pub const ALL: [PolicyName; 4] = [
+        PolicyName::Reactive,
+        PolicyName::Reactive70,
+        PolicyName::Predictive,
+        PolicyName::Oracle,
+    ];
 
     /// The name used in reports and file names.
     pub fn as_str(self) -> &'static str {

@@ -13,9 +13,12 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+use crate::engine::Mode;
 use crate::forecast::{Quantile, Seasonality};
+use crate::history::prometheus::{Combine, PrometheusSettings};
 use crate::history::synthetic::{Generator, Profile};
 use crate::planner::Policy;
+use crate::quality;
 use crate::store::WorkloadId;
 
 /// A validated configuration.
@@ -31,6 +34,8 @@ pub struct Config {
     pub interval: TimeDelta,
     /// The workloads to plan for.
     pub workloads: Vec<WorkloadConfig>,
+    /// The Prometheus-compatible query API for `promql` demand sources.
+    pub prometheus: Option<PrometheusSettings>,
 }
 
 /// One validated workload.
@@ -62,6 +67,8 @@ pub enum DemandSource {
         query: String,
         /// Query resolution.
         step: TimeDelta,
+        /// What to do when the query returns several series.
+        combine: Combine,
     },
     /// A recorded trace CSV replayed on a clock aligned to now.
     Trace {
@@ -103,6 +110,7 @@ struct RawTop {
     admin_addr: Option<Spanned<String>>,
     max_forecast_age: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
+    prometheus: Option<Spanned<PrometheusSettings>>,
     #[serde(deserialize_with = "count_workloads")]
     workloads: Spanned<usize>,
 }
@@ -126,12 +134,61 @@ struct RawWorkload {
     history: Option<Spanned<String>>,
     hpa_sync: Option<Spanned<String>>,
     scale_in: Option<Spanned<ScaleIn>>,
+    mode: Option<Spanned<Mode>>,
+    quality: Option<Spanned<RawQuality>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawQuality {
+    auto_demote: Option<bool>,
+    window: Option<u32>,
+    min_samples: Option<u32>,
+    demote: Option<RawLimits>,
+    promote: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawLimits {
+    min_coverage: Option<f64>,
+    max_under_prediction: Option<f64>,
+    max_shortfall: Option<f64>,
+}
+
+impl RawLimits {
+    fn over(&self, d: quality::Limits) -> quality::Limits {
+        quality::Limits {
+            min_coverage: self.min_coverage.unwrap_or(d.min_coverage),
+            max_under_rate: self.max_under_prediction.unwrap_or(d.max_under_rate),
+            max_shortfall: self.max_shortfall.unwrap_or(d.max_shortfall),
+        }
+    }
+}
+
+/// How one workload's forecast is used and judged (`mode:` and `quality:` in the workload file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ServingConfig {
+    /// `serve` (default) or `forecastOnly`.
+    pub mode: Mode,
+    /// When forecast quality demotes the workload to reactive scaling, and when it is promoted back.
+    pub quality: quality::Bounds,
+}
+
+/// A validated configuration with each workload's [`ServingConfig`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Mode and quality bounds per workload (every configured workload has an entry).
+    pub serving: std::collections::BTreeMap<WorkloadId, ServingConfig>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawDemand {
     promql: Option<String>,
+    combine: Option<Combine>,
     step: Option<Spanned<String>>,
     trace: Option<String>,
     generator: Option<RawGenerator>,
@@ -216,14 +273,31 @@ pub enum ConfigError {
 
 /// Reads and validates a config file.
 pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    load_with_serving(path).map(|l| l.config)
+}
+
+/// Reads and validates a config file, keeping each workload's mode and quality bounds.
+pub fn load_with_serving(path: impl AsRef<Path>) -> Result<Loaded, ConfigError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
-    parse(&text, path)
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.into(),
+        source,
+    })?;
+    parse_with_serving(&text, path)
 }
 
 /// Parses and validates config text; `path` names the file in problems and anchors relative trace paths.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let mut v = Validator { file: path.to_path_buf(), problems: Vec::new() };
+    parse_with_serving(text, path).map(|l| l.config)
+}
+
+/// [`parse`], keeping each workload's mode and quality bounds.
+pub fn parse_with_serving(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+    let mut v = Validator {
+        file: path.to_path_buf(),
+        problems: Vec::new(),
+        serving: Default::default(),
+    };
     let top: Option<RawTop> = match serde_saphyr::from_str(text) {
         Ok(top) => Some(top),
         Err(e) => {
@@ -232,7 +306,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     };
     let mut workloads = Vec::new();
-    let count = top.as_ref().map(|t| t.workloads.value).unwrap_or_else(|| count_leniently(text));
+    let count = top
+        .as_ref()
+        .map(|t| t.workloads.value)
+        .unwrap_or_else(|| count_leniently(text));
     for i in 0..count {
         let field = format!("workloads[{i}]");
         match pick_workload(text, i) {
@@ -248,7 +325,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError::Invalid(v.problems));
     };
     if count == 0 {
-        v.at(&top.workloads, "workloads", "is empty; list at least one workload (see the README's config reference)");
+        v.at(
+            &top.workloads,
+            "workloads",
+            "is empty; list at least one workload (see the README's config reference)",
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     for w in &workloads {
@@ -258,16 +339,51 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 line: 0,
                 column: 0,
                 field: "workloads".into(),
-                message: format!("workload {} is listed twice; names must be unique within a namespace", w.id),
+                message: format!(
+                    "workload {} is listed twice; names must be unique within a namespace",
+                    w.id
+                ),
             });
         }
     }
     let api_addr = v.addr(top.api_addr.as_ref(), "apiAddr", defaults::API_ADDR);
     let admin_addr = v.addr(top.admin_addr.as_ref(), "adminAddr", defaults::ADMIN_ADDR);
-    let max_forecast_age = v.duration(top.max_forecast_age.as_ref(), "maxForecastAge", defaults::MAX_FORECAST_AGE);
+    let max_forecast_age = v.duration(
+        top.max_forecast_age.as_ref(),
+        "maxForecastAge",
+        defaults::MAX_FORECAST_AGE,
+    );
     let interval = v.duration(top.interval.as_ref(), "interval", defaults::INTERVAL);
+    let prometheus = top.prometheus.map(|p| p.value);
+    if prometheus.is_none() {
+        for w in &workloads {
+            if matches!(w.demand, DemandSource::Promql { .. }) {
+                v.problems.push(Problem {
+                    file: path.into(),
+                    line: 0,
+                    column: 0,
+                    field: "prometheus".into(),
+                    message: format!(
+                        "workload {} has a `promql` demand source; add `prometheus: {{url: http://prometheus:9090}}`",
+                        w.id
+                    ),
+                });
+            }
+        }
+    }
     if v.problems.is_empty() {
-        Ok(Config { api_addr, admin_addr, max_forecast_age, interval, workloads })
+        let serving = std::mem::take(&mut v.serving);
+        Ok(Loaded {
+            config: Config {
+                api_addr,
+                admin_addr,
+                max_forecast_age,
+                interval,
+                workloads,
+                prometheus,
+            },
+            serving,
+        })
     } else {
         Err(ConfigError::Invalid(v.problems))
     }
@@ -276,6 +392,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 struct Validator {
     file: PathBuf,
     problems: Vec<Problem>,
+    serving: std::collections::BTreeMap<WorkloadId, ServingConfig>,
 }
 
 impl Validator {
@@ -297,14 +414,24 @@ impl Validator {
         if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
         }
-        self.problems.push(Problem { file: self.file.clone(), line, column, field: field.into(), message });
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line,
+            column,
+            field: field.into(),
+            message,
+        });
     }
 
     fn addr(&mut self, raw: Option<&Spanned<String>>, field: &str, default: &str) -> SocketAddr {
         let fallback: SocketAddr = default.parse().expect("default address parses");
         let Some(raw) = raw else { return fallback };
         raw.value.parse().unwrap_or_else(|_| {
-            self.at(raw, field, format!("`{}` is not an address; write host:port, e.g. {default}", raw.value));
+            self.at(
+                raw,
+                field,
+                format!("`{}` is not an address; write host:port, e.g. {default}", raw.value),
+            );
             fallback
         })
     }
@@ -332,30 +459,62 @@ impl Validator {
         if !is_dns_label(&name) {
             self.at(&raw.name, &f("name"), format!("`{name}` must be a DNS label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit"));
         }
-        let namespace = raw.namespace.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| "default".into());
+        let namespace = raw
+            .namespace
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or_else(|| "default".into());
         if let Some(ns) = &raw.namespace {
             if !is_dns_label(&ns.value) {
-                self.at(ns, &f("namespace"), format!("`{}` is not a valid namespace name (DNS label)", ns.value));
+                self.at(
+                    ns,
+                    &f("namespace"),
+                    format!("`{}` is not a valid namespace name (DNS label)", ns.value),
+                );
             }
         }
         let step = self.duration(raw.demand.value.step.as_ref(), &f("demand.step"), defaults::STEP);
         let d = &raw.demand.value;
-        let sources = [d.promql.is_some(), d.trace.is_some(), d.generator.is_some()].iter().filter(|x| **x).count();
+        let sources = [d.promql.is_some(), d.trace.is_some(), d.generator.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
         let demand = if sources != 1 {
-            self.at(&raw.demand, &f("demand"), "set exactly one of `promql`, `trace` or `generator`");
+            self.at(
+                &raw.demand,
+                &f("demand"),
+                "set exactly one of `promql`, `trace` or `generator`",
+            );
             None
         } else if let Some(q) = &d.promql {
             if q.trim().is_empty() {
-                self.at(&raw.demand, &f("demand.promql"), "is empty; write a PromQL query returning one series");
+                self.at(
+                    &raw.demand,
+                    &f("demand.promql"),
+                    "is empty; write a PromQL query returning one series",
+                );
             }
-            Some(DemandSource::Promql { query: q.clone(), step })
+            Some(DemandSource::Promql {
+                query: q.clone(),
+                step,
+                combine: d.combine.unwrap_or_default(),
+            })
         } else if let Some(t) = &d.trace {
             let p = PathBuf::from(t);
-            let p = if p.is_relative() { config_path.parent().unwrap_or(Path::new(".")).join(p) } else { p };
+            let p = if p.is_relative() {
+                config_path.parent().unwrap_or(Path::new(".")).join(p)
+            } else {
+                p
+            };
             Some(DemandSource::Trace { path: p })
         } else {
             d.generator.as_ref().map(|g| {
-                DemandSource::Generator(Generator { profile: g.profile, seed: g.seed, scale: g.scale, step })
+                DemandSource::Generator(Generator {
+                    profile: g.profile,
+                    seed: g.seed,
+                    scale: g.scale,
+                    step,
+                })
             })
         };
         if let Some(g) = &d.generator {
@@ -365,14 +524,22 @@ impl Validator {
         }
         let cap = raw.capacity_per_replica.value;
         if !(cap.is_finite() && cap > 0.0) {
-            self.at(&raw.capacity_per_replica, &f("capacityPerReplica"), format!("must be a positive number of demand units one replica serves, got {cap}"));
+            self.at(
+                &raw.capacity_per_replica,
+                &f("capacityPerReplica"),
+                format!("must be a positive number of demand units one replica serves, got {cap}"),
+            );
         }
         let lead = self.duration(raw.lead_time.as_ref(), &f("leadTime"), defaults::LEAD_TIME);
         let sync = self.duration(raw.hpa_sync.as_ref(), &f("hpaSync"), defaults::HPA_SYNC);
         let quantile = match &raw.quantile {
             None => Quantile::try_new(defaults::QUANTILE).expect("default quantile is valid"),
             Some(q) => Quantile::try_new(q.value).unwrap_or_else(|e| {
-                self.at(q, &f("quantile"), format!("{e}; e.g. 0.9 to be ready for the 90th percentile"));
+                self.at(
+                    q,
+                    &f("quantile"),
+                    format!("{e}; e.g. 0.9 to be ready for the 90th percentile"),
+                );
                 Quantile::MEDIAN
             }),
         };
@@ -386,7 +553,11 @@ impl Validator {
         if !(1..=i64::from(i32::MAX)).contains(&max) {
             self.at(&raw.max_replicas, &f("maxReplicas"), "must be between 1 and 2147483647");
         } else if max < min {
-            self.at(&raw.max_replicas, &f("maxReplicas"), format!("({max}) is below minReplicas ({min})"));
+            self.at(
+                &raw.max_replicas,
+                &f("maxReplicas"),
+                format!("({max}) is below minReplicas ({min})"),
+            );
         }
         let seasonality = match &raw.seasonality {
             None => Seasonality::Auto,
@@ -394,7 +565,11 @@ impl Validator {
                 RawSeasonality::Word(w) if w == "auto" => Seasonality::Auto,
                 RawSeasonality::Word(w) if w == "none" => Seasonality::None,
                 RawSeasonality::Word(w) => {
-                    self.at(s, &f("seasonality"), format!("`{w}` is not allowed; write `auto`, `none`, or a list of periods like [1d, 1w]"));
+                    self.at(
+                        s,
+                        &f("seasonality"),
+                        format!("`{w}` is not allowed; write `auto`, `none`, or a list of periods like [1d, 1w]"),
+                    );
                     Seasonality::Auto
                 }
                 RawSeasonality::Periods(ps) => {
@@ -402,7 +577,11 @@ impl Validator {
                     for p in ps {
                         match parse_duration(p) {
                             Ok(d) if d > step => out.push(d),
-                            Ok(_) => self.at(s, &f("seasonality"), format!("period {p} must be longer than the demand step")),
+                            Ok(_) => self.at(
+                                s,
+                                &f("seasonality"),
+                                format!("period {p} must be longer than the demand step"),
+                            ),
                             Err(e) => self.at(s, &f("seasonality"), e),
                         }
                     }
@@ -410,7 +589,11 @@ impl Validator {
                 }
             },
         };
-        let refit_interval = self.duration(raw.refit_interval.as_ref(), &f("refitInterval"), defaults::REFIT_INTERVAL);
+        let refit_interval = self.duration(
+            raw.refit_interval.as_ref(),
+            &f("refitInterval"),
+            defaults::REFIT_INTERVAL,
+        );
         let history = self.duration(raw.history.as_ref(), &f("history"), defaults::HISTORY);
         if let Some(h) = &raw.history {
             if history < step * 20 {
@@ -418,11 +601,29 @@ impl Validator {
             }
         }
         let scale_in = raw.scale_in.as_ref().map(|s| s.value).unwrap_or(ScaleIn::Forecast);
+        let mode = raw.mode.as_ref().map(|m| m.value).unwrap_or_default();
+        let bounds = raw.quality.as_ref().map_or_else(quality::Bounds::default, |q| {
+            let d = quality::Bounds::default();
+            let r = &q.value;
+            let bounds = quality::Bounds {
+                auto_demote: r.auto_demote.unwrap_or(d.auto_demote),
+                window: r.window.map_or(d.window, |w| w as usize),
+                min_samples: r.min_samples.map_or(d.min_samples, |m| m as usize),
+                demote: r.demote.as_ref().map_or(d.demote, |l| l.over(d.demote)),
+                promote: r.promote.as_ref().map_or(d.promote, |l| l.over(d.promote)),
+            };
+            if let Err(e) = bounds.validate() {
+                self.at(q, &f("quality"), format!("{e} (defaults: {})", describe_bounds(&d)));
+            }
+            bounds
+        });
         if self.problems.len() > before {
             return None;
         }
+        let id = WorkloadId { namespace, name };
+        self.serving.insert(id.clone(), ServingConfig { mode, quality: bounds });
         Some(WorkloadConfig {
-            id: WorkloadId { namespace, name },
+            id,
             demand: demand?,
             unit: raw.unit.unwrap_or_else(|| "requests/s".into()),
             policy: Policy {
@@ -441,12 +642,29 @@ impl Validator {
     }
 }
 
+/// The bounds as they are written in the file.
+fn describe_bounds(b: &quality::Bounds) -> String {
+    format!(
+        "window {}, minSamples {}, demote {{minCoverage {}, maxUnderPrediction {}, maxShortfall {}}}, promote {{minCoverage {}, maxUnderPrediction {}, maxShortfall {}}}",
+        b.window,
+        b.min_samples,
+        b.demote.min_coverage,
+        b.demote.max_under_rate,
+        b.demote.max_shortfall,
+        b.promote.min_coverage,
+        b.promote.max_under_rate,
+        b.promote.max_shortfall
+    )
+}
+
 /// True for a Kubernetes DNS label (RFC 1123).
 fn is_dns_label(s: &str) -> bool {
     let bytes = s.as_bytes();
     !s.is_empty()
         && s.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -523,7 +741,11 @@ fn count_workloads<'de, D: de::Deserializer<'de>>(d: D) -> Result<Spanned<usize>
     }
     let spanned = Spanned::<Count>::deserialize(d)?;
     let n = COUNTED.with(|c| c.get());
-    Ok(Spanned { value: n, referenced: spanned.referenced, defined: spanned.defined })
+    Ok(Spanned {
+        value: n,
+        referenced: spanned.referenced,
+        defined: spanned.defined,
+    })
 }
 
 thread_local! {
@@ -539,7 +761,9 @@ fn count_leniently(text: &str) -> usize {
         #[serde(default)]
         workloads: Vec<IgnoredAny>,
     }
-    serde_saphyr::from_str::<Loose>(text).map(|l| l.workloads.len()).unwrap_or(0)
+    serde_saphyr::from_str::<Loose>(text)
+        .map(|l| l.workloads.len())
+        .unwrap_or(0)
 }
 
 /// Deserializes only `workloads[index]` from the whole document, so its errors carry exact positions.
@@ -607,7 +831,9 @@ fn pick_workload(text: &str, index: usize) -> Result<RawWorkload, serde_saphyr::
     PICK.with(|c| c.set(index));
     let picked: PickedDoc = serde_saphyr::from_str(text)?;
     // The top-level pass counted this many entries, so the index exists; stay total anyway.
-    picked.0.ok_or_else(|| <serde_saphyr::Error as de::Error>::custom(format!("workloads[{index}] is missing")))
+    picked
+        .0
+        .ok_or_else(|| <serde_saphyr::Error as de::Error>::custom(format!("workloads[{index}] is missing")))
 }
 
 #[cfg(test)]
@@ -632,7 +858,10 @@ mod tests {
         assert_eq!(w.policy.quantile.get(), 0.9);
         assert_eq!((w.policy.min_replicas, w.policy.max_replicas), (2, 40));
         assert!(matches!(&w.demand, DemandSource::Promql { step, .. } if *step == TimeDelta::minutes(1)));
-        assert_eq!(c.workloads[1].seasonality, Seasonality::Periods(vec![TimeDelta::days(1)]));
+        assert_eq!(
+            c.workloads[1].seasonality,
+            Seasonality::Periods(vec![TimeDelta::days(1)])
+        );
         assert_eq!(c.workloads[1].policy.min_replicas, 1, "default");
         assert_eq!(c.max_forecast_age, TimeDelta::minutes(5));
     }
@@ -661,22 +890,48 @@ maxForecastAge: soon
 ";
         let ps = problems(text);
         let joined = ps.join("\n");
-        assert!(joined.contains("p.yaml:2:11: workloads[0].name: `Web_1` must be a DNS label"), "{joined}");
-        assert!(joined.contains("p.yaml:4:25: workloads[0].capacityPerReplica: must be a positive number"), "{joined}");
-        assert!(joined.contains("p.yaml:5:15: workloads[0].quantile: quantile must be strictly between 0 and 1, got 1.5"), "{joined}");
-        assert!(joined.contains("workloads[0].maxReplicas: (4) is below minReplicas (9)"), "{joined}");
+        assert!(
+            joined.contains("p.yaml:2:11: workloads[0].name: `Web_1` must be a DNS label"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("p.yaml:4:25: workloads[0].capacityPerReplica: must be a positive number"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("p.yaml:5:15: workloads[0].quantile: quantile must be strictly between 0 and 1, got 1.5"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("workloads[0].maxReplicas: (4) is below minReplicas (9)"),
+            "{joined}"
+        );
         assert!(joined.contains("workloads[1]: unknown field `capcity`"), "{joined}");
-        assert!(joined.contains("workloads[2].demand: set exactly one of `promql`, `trace` or `generator`"), "{joined}");
-        assert!(joined.contains("workloads[2].leadTime: `5 minutes` has unknown unit ` `"), "{joined}");
-        assert!(joined.contains("p.yaml:18:17: maxForecastAge: `soon` is not a duration"), "{joined}");
-        assert!(joined.contains("p.yaml:12:5: workloads[1]: unknown field `capcity`, expected one of name,"), "{joined}");
+        assert!(
+            joined.contains("workloads[2].demand: set exactly one of `promql`, `trace` or `generator`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("workloads[2].leadTime: `5 minutes` has unknown unit ` `"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("p.yaml:18:17: maxForecastAge: `soon` is not a duration"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("p.yaml:12:5: workloads[1]: unknown field `capcity`, expected one of name,"),
+            "{joined}"
+        );
         assert!(!joined.contains("at line 12"), "position is not repeated: {joined}");
         assert_eq!(ps.len(), 8, "{joined}");
     }
 
     #[test]
     fn structural_errors_are_located() {
-        let ps = problems("workloads:\n  - name: a\n    demand: {promql: up}\n    capacityPerReplica: lots\n    maxReplicas: 3\n");
+        let ps = problems(
+            "workloads:\n  - name: a\n    demand: {promql: up}\n    capacityPerReplica: lots\n    maxReplicas: 3\n",
+        );
         assert_eq!(ps.len(), 1, "{ps:?}");
         assert!(ps[0].starts_with("p.yaml:4:25: workloads[0]:"), "{ps:?}");
         let ps = problems("listen: 1\nworkloads: []\n");
@@ -686,8 +941,51 @@ maxForecastAge: soon
     }
 
     #[test]
+    fn mode_and_quality_bounds_default_and_parse() {
+        let base = "workloads:\n  - name: a\n    demand: {promql: up}\n    capacityPerReplica: 3\n    maxReplicas: 4\n";
+        let l = parse_with_serving(base, Path::new("p.yaml")).unwrap();
+        let id = &l.config.workloads[0].id;
+        assert_eq!(l.serving[id], ServingConfig::default());
+        assert_eq!(l.serving[id].mode, Mode::Serve);
+        let text = format!("{base}    mode: forecastOnly\n    quality: {{window: 30, minSamples: 10, demote: {{maxUnderPrediction: 0.5}}}}\n");
+        let l = parse_with_serving(&text, Path::new("p.yaml")).unwrap();
+        let s = l.serving[&l.config.workloads[0].id];
+        assert_eq!(s.mode, Mode::ForecastOnly);
+        assert_eq!(
+            (s.quality.window, s.quality.min_samples, s.quality.demote.max_under_rate),
+            (30, 10, 0.5)
+        );
+        assert_eq!(
+            s.quality.promote,
+            quality::Bounds::default().promote,
+            "unset limits keep their defaults"
+        );
+
+        let ps = problems(&format!("{base}    mode: forecast\n"));
+        assert!(
+            ps[0].contains("workloads[0]") && ps[0].contains("unknown variant `forecast`"),
+            "{ps:?}"
+        );
+        let ps = problems(&format!(
+            "{base}    quality: {{promote: {{maxUnderPrediction: 0.9}}}}\n"
+        ));
+        assert!(
+            ps[0].starts_with("p.yaml:6:14: workloads[0].quality: `promote.maxUnderPrediction` (0.9)"),
+            "{ps:?}"
+        );
+        let ps = problems(&format!("{base}    quality: {{demote: {{maxUnder: 0.9}}}}\n"));
+        assert!(ps[0].contains("unknown field `maxUnder`"), "{ps:?}");
+    }
+
+    #[test]
     fn durations_round_trip() {
-        for (s, d) in [("30s", 30), ("5m", 300), ("1h30m", 5400), ("14d", 14 * 86_400), ("1w", 7 * 86_400)] {
+        for (s, d) in [
+            ("30s", 30),
+            ("5m", 300),
+            ("1h30m", 5400),
+            ("14d", 14 * 86_400),
+            ("1w", 7 * 86_400),
+        ] {
             assert_eq!(parse_duration(s).unwrap(), TimeDelta::seconds(d), "{s}");
         }
         assert_eq!(format_duration(TimeDelta::seconds(5400)), "1h30m");

@@ -1,13 +1,92 @@
-//! One workload's decision step, shared by production and the backtest: refit when due, forecast, plan.
+//! One workload's decision step, shared by production and the backtest: refit when due, forecast, plan, score.
 //!
 //! Pure: no I/O, no clock. The pipeline runs it on live history; the backtest runs the very same code on the
 //! samples visible at each simulated tick.
+//!
+//! Every decision makes both plans: the forecast plan and the reactive one (`ceil(observed / capacity)`, clamped).
+//! The forecast plan is served unless the workload runs in [`Mode::ForecastOnly`] or its forecast quality has been
+//! demoted (see [`crate::quality`]); the forecast is computed, shown and scored either way.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::forecast::{self, Forecast, ForecastSettings, Model};
-use crate::planner::{self, Policy, ReplicaPlan};
+use crate::planner::{self, Bound, Policy, ReplicaPlan};
+use crate::quality::{self, Tracker};
 use crate::series::Series;
+
+/// How far ahead every decision forecasts, beyond the lead window the plan needs, so people can see where demand
+/// is heading and how the plan will follow it.
+pub const DISPLAY_HORIZON: TimeDelta = TimeDelta::hours(1);
+
+/// How a workload's forecast is used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// Serve the forecast plan (the default).
+    #[default]
+    Serve,
+    /// Forecast, show and score, but serve the reactive target: a trial run before trusting the forecast.
+    ForecastOnly,
+}
+
+/// What the served target follows at this moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Serving {
+    /// The forecast plan.
+    Forecast,
+    /// The reactive target, because the workload is configured forecast-only.
+    ForecastOnly,
+    /// The reactive target, because forecast quality fell below its bounds.
+    Demoted,
+}
+
+impl Serving {
+    /// True when the served target is the reactive one.
+    pub fn is_reactive(self) -> bool {
+        self != Serving::Forecast
+    }
+}
+
+/// The reactive target: `ceil(observed / capacity)` clamped to the policy's bounds.
+///
+/// With nothing observed, the previous target is held (missing data is not zero demand); with no previous target
+/// either, the minimum. `planned_demand` and `median_demand` are the observed demand, so the served demand metrics
+/// say what the target was sized for.
+pub fn reactive_plan(
+    observed: Option<f64>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    previous: Option<&ReplicaPlan>,
+) -> ReplicaPlan {
+    let observed = observed.filter(|v| v.is_finite() && *v >= 0.0);
+    let floor = observed.map_or(0, |o| planner::replicas_for(o, policy.capacity_per_replica));
+    let (want, mut bound) = match (observed, previous) {
+        (None, Some(prev)) => (prev.replicas, Bound::Hold),
+        _ => (floor, Bound::ReactiveFloor),
+    };
+    let replicas = want.clamp(policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
+    if replicas > want {
+        bound = Bound::Min;
+    } else if replicas < want {
+        bound = Bound::Max;
+    }
+    let demand = observed.unwrap_or(0.0);
+    ReplicaPlan {
+        at: now,
+        replicas,
+        planned_demand: demand,
+        median_demand: demand,
+        observed_demand: observed,
+        peak_at: None,
+        window_end: now + policy.lead + policy.sync,
+        quantile: policy.quantile.get(),
+        forecast_replicas: floor,
+        reactive_floor: floor,
+        bound,
+    }
+}
 
 /// Demand observed "now": the mean of samples whose intervals end in `(at − 60 s, at]`, or else the latest sample.
 ///
@@ -26,6 +105,8 @@ pub struct Engine {
     refit_interval: TimeDelta,
     model: Option<Model>,
     last_plan: Option<ReplicaPlan>,
+    mode: Mode,
+    quality: Tracker,
 }
 
 /// The result of one decision.
@@ -33,14 +114,53 @@ pub struct Engine {
 pub struct Decision {
     /// The forecast the plan was made from.
     pub forecast: Forecast,
-    /// The plan.
+    /// The plan served: [`Decision::forecast_plan`] or [`Decision::reactive_plan`], as [`Decision::serving`] says.
     pub plan: ReplicaPlan,
+    /// What the forecast asks for.
+    pub forecast_plan: ReplicaPlan,
+    /// What observed demand alone asks for.
+    pub reactive_plan: ReplicaPlan,
+    /// Which of the two is served, and why.
+    pub serving: Serving,
+    /// A change of forecast health this decision caused, if any.
+    pub transition: Option<quality::Transition>,
 }
 
 impl Engine {
-    /// A new engine with no model yet.
+    /// A new engine with no model yet, serving its forecast, with the default quality bounds.
     pub fn new(settings: ForecastSettings, policy: Policy, refit_interval: TimeDelta) -> Self {
-        Self { settings, policy, refit_interval, model: None, last_plan: None }
+        let quality = Tracker::new(quality::Bounds::default(), policy.quantile);
+        Self {
+            settings,
+            policy,
+            refit_interval,
+            model: None,
+            last_plan: None,
+            mode: Mode::Serve,
+            quality,
+        }
+    }
+
+    /// The same engine with this mode and these quality bounds.
+    pub fn with_serving(mut self, mode: Mode, bounds: quality::Bounds) -> Self {
+        self.mode = mode;
+        self.quality = Tracker::new(bounds, self.policy.quantile);
+        self
+    }
+
+    /// The configured mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Forecast quality so far.
+    pub fn quality(&self) -> &Tracker {
+        &self.quality
+    }
+
+    /// The fitted model, if any.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
     }
 
     /// The policy.
@@ -55,7 +175,9 @@ impl Engine {
 
     /// True when there is no model or the model is older than the refit interval.
     pub fn needs_refit(&self, now: DateTime<Utc>) -> bool {
-        self.model.as_ref().is_none_or(|m| now - m.fitted_at() >= self.refit_interval)
+        self.model
+            .as_ref()
+            .is_none_or(|m| now - m.fitted_at() >= self.refit_interval)
     }
 
     /// Installs a model fitted elsewhere (e.g. on a blocking thread).
@@ -70,7 +192,8 @@ impl Engine {
         }
     }
 
-    /// Forecasts from `history` and plans for `now`. `None` when there is no model or no sample to plan from.
+    /// Forecasts from `history`, scores earlier forecasts against it, and plans for `now`. `None` when there is no
+    /// model or no sample to plan from.
     ///
     /// `observed_at` is the instant whose recent samples count as observed demand (now, less any scrape lag).
     pub fn decide(&mut self, history: &Series, now: DateTime<Utc>, observed_at: DateTime<Utc>) -> Option<Decision> {
@@ -78,15 +201,187 @@ impl Engine {
         let observed = observed_demand(history, observed_at);
         history.last_present()?;
         let lag = (now - history.end()).max(TimeDelta::zero());
-        let horizon = lag + self.policy.lead + self.policy.sync + self.policy.sync;
+        // The plan reads only the lead window; the rest of the horizon is for people (and costs little).
+        let horizon = lag + (self.policy.lead + self.policy.sync + self.policy.sync).max(DISPLAY_HORIZON);
         let forecast = model.forecast(history, now, horizon);
-        let plan = planner::plan_from(&forecast, observed, &self.policy, now, self.last_plan.as_ref());
+        let previous = self.last_plan.as_ref();
+        let forecast_plan = planner::plan_from(&forecast, observed, &self.policy, now, previous);
+        let reactive = reactive_plan(observed, &self.policy, now, previous);
+        let transition = self.quality.observe(history, now);
+        self.quality.record(&forecast, self.policy.lead, now);
+        let serving = match (self.mode, self.quality.is_demoted()) {
+            (Mode::ForecastOnly, _) => Serving::ForecastOnly,
+            (Mode::Serve, true) => Serving::Demoted,
+            (Mode::Serve, false) => Serving::Forecast,
+        };
+        let plan = if serving.is_reactive() {
+            reactive.clone()
+        } else {
+            forecast_plan.clone()
+        };
         self.last_plan = Some(plan.clone());
-        Some(Decision { forecast, plan })
+        Some(Decision {
+            forecast,
+            plan,
+            forecast_plan,
+            reactive_plan: reactive,
+            serving,
+            transition,
+        })
     }
 
     /// The most recent plan.
     pub fn last_plan(&self) -> Option<&ReplicaPlan> {
         self.last_plan.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::{Quantile, Seasonality};
+    use crate::quality::Health;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 86_400, 0).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            capacity_per_replica: 20.0,
+            lead: TimeDelta::minutes(5),
+            sync: TimeDelta::seconds(15),
+            quantile: Quantile::try_new(0.9).unwrap(),
+            min_replicas: 1,
+            max_replicas: 100,
+            scale_in_on_observed_only: false,
+        }
+    }
+
+    fn engine(mode: Mode) -> Engine {
+        let settings = ForecastSettings {
+            seasonality: Seasonality::Periods(vec![TimeDelta::days(1)]),
+            horizon: TimeDelta::hours(1),
+        };
+        Engine::new(settings, policy(), TimeDelta::hours(1)).with_serving(mode, quality::Bounds::default())
+    }
+
+    /// A daily cycle with a little deterministic noise; between `chaos.0` and `chaos.1` (minutes) demand turns
+    /// bursty: every other minute, pseudo-randomly, it jumps to 2–3.5 times the usual level.
+    fn regime_change(days: i64, chaos: (usize, usize)) -> Series {
+        let mut seed = 42u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as f64 / (1u64 << 31) as f64
+        };
+        let n = (days * 1440) as usize;
+        let values = (0..n)
+            .map(|i| {
+                let day = (i % 1440) as f64 / 1440.0;
+                let base = 200.0 + 120.0 * (std::f64::consts::TAU * (day - 0.3)).sin();
+                let noise = 1.0 + 0.03 * (next() - 0.5);
+                let burst = if (chaos.0..chaos.1).contains(&i) && next() < 0.5 {
+                    2.0 + 1.5 * next()
+                } else {
+                    1.0
+                };
+                Some(base * noise * burst)
+            })
+            .collect();
+        Series::from_values(t0(), TimeDelta::minutes(1), values)
+    }
+
+    #[test]
+    fn reactive_plan_is_observed_demand_clamped() {
+        let p = reactive_plan(Some(41.0), &policy(), t0(), None);
+        assert_eq!(
+            (p.replicas, p.bound, p.reactive_floor, p.planned_demand),
+            (3, Bound::ReactiveFloor, 3, 41.0)
+        );
+        let p = reactive_plan(Some(0.0), &policy(), t0(), None);
+        assert_eq!((p.replicas, p.bound), (1, Bound::Min));
+        let p = reactive_plan(Some(1e9), &policy(), t0(), None);
+        assert_eq!((p.replicas, p.bound), (100, Bound::Max));
+        let held = reactive_plan(None, &policy(), t0(), Some(&p));
+        assert_eq!(
+            (held.replicas, held.bound),
+            (100, Bound::Hold),
+            "nothing observed is not zero demand"
+        );
+    }
+
+    #[test]
+    fn forecast_only_serves_the_reactive_target_and_still_forecasts() {
+        let series = regime_change(3, (0, 0));
+        let now = t0() + TimeDelta::days(2) + TimeDelta::hours(7);
+        let mut e = engine(Mode::ForecastOnly);
+        let visible = series.visible_at(now);
+        e.refit_if_due(&visible, now);
+        let d = e.decide(&visible, now, now).unwrap();
+        assert_eq!(d.serving, Serving::ForecastOnly);
+        assert_eq!(d.plan, d.reactive_plan);
+        let observed = observed_demand(&visible, now).unwrap();
+        assert_eq!(d.plan.replicas, planner::replicas_for(observed, 20.0));
+        assert!(
+            d.forecast.len() >= 60,
+            "the forecast covers the display horizon: {}",
+            d.forecast.len()
+        );
+        assert!(d.forecast_plan.planned_demand > 0.0);
+        assert_eq!(e.quality().report().pending, 1, "the forecast is scored too");
+    }
+
+    #[test]
+    fn a_regime_change_demotes_to_reactive_and_recovery_promotes_back() {
+        let chaos = (2 * 1440 + 8 * 60, 2 * 1440 + 11 * 60); // day 2, 08:00 to 11:00
+        let series = regime_change(3, chaos);
+        let mut e = engine(Mode::Serve);
+        let start = t0() + TimeDelta::days(2) + TimeDelta::hours(6);
+        let mut transitions = Vec::new();
+        let mut served_reactive_while_demoted = 0;
+        for minute in 0..(10 * 60) {
+            let now = start + TimeDelta::minutes(minute);
+            let visible = series.visible_at(now);
+            e.refit_if_due(&visible, now);
+            let d = e.decide(&visible, now, now).unwrap();
+            if let Some(t) = d.transition.clone() {
+                transitions.push((minute, t));
+            }
+            match d.serving {
+                Serving::Demoted => {
+                    assert_eq!(d.plan, d.reactive_plan, "a demoted workload serves the reactive target");
+                    assert!(!d.forecast.is_empty(), "and keeps forecasting");
+                    served_reactive_while_demoted += 1;
+                }
+                Serving::Forecast => assert_eq!(d.plan, d.forecast_plan),
+                Serving::ForecastOnly => unreachable!(),
+            }
+            if minute < 120 {
+                assert_eq!(
+                    d.serving,
+                    Serving::Forecast,
+                    "the smooth regime is trusted (minute {minute}): {:?}",
+                    e.quality().report()
+                );
+            }
+        }
+        let summary: Vec<_> = transitions.iter().map(|(m, t)| (m, t.to, t.reason.clone())).collect();
+        assert!(transitions.len() >= 2, "{summary:#?}");
+        let (demoted_at, first) = &transitions[0];
+        assert_eq!(first.to, Health::Demoted, "{summary:#?}");
+        assert!(
+            (120..240).contains(demoted_at),
+            "demoted within the first hour of bursts: {summary:#?}"
+        );
+        let (promoted_at, last) = transitions.last().unwrap();
+        assert_eq!(last.to, Health::Trusted, "{summary:#?}");
+        assert!(
+            *promoted_at > 300,
+            "promoted only after the bursts end (minute 300): {summary:#?}"
+        );
+        assert!(served_reactive_while_demoted > 30);
+        let r = e.quality().report();
+        assert_eq!(r.health, Health::Trusted);
+        assert!(r.demotions >= 1 && r.promotions == r.demotions, "{r:?}");
     }
 }

@@ -242,7 +242,10 @@ impl Hpa {
     /// Validates `spec` like the API server would and starts with no recorded history.
     pub fn new(spec: HpaSpec) -> Result<Self, HpaError> {
         if spec.min_replicas < 0 || spec.max_replicas < 1 || spec.min_replicas > spec.max_replicas {
-            return Err(HpaError::Bounds { min: spec.min_replicas, max: spec.max_replicas });
+            return Err(HpaError::Bounds {
+                min: spec.min_replicas,
+                max: spec.max_replicas,
+            });
         }
         if spec.metrics.is_empty() {
             return Err(HpaError::NoMetrics);
@@ -253,9 +256,19 @@ impl Hpa {
                 return Err(HpaError::Target { milli });
             }
         }
-        let tol_ok = |t: f64| if t.is_finite() && t >= 0.0 { Ok(t) } else { Err(HpaError::Tolerance(t)) };
+        let tol_ok = |t: f64| {
+            if t.is_finite() && t >= 0.0 {
+                Ok(t)
+            } else {
+                Err(HpaError::Tolerance(t))
+            }
+        };
         tol_ok(spec.tolerance)?;
-        let rules = spec.behavior.iter().flat_map(|b| [b.scale_up.as_ref(), b.scale_down.as_ref()]).flatten();
+        let rules = spec
+            .behavior
+            .iter()
+            .flat_map(|b| [b.scale_up.as_ref(), b.scale_down.as_ref()])
+            .flatten();
         for r in rules {
             if let Some(w) = r.stabilization_window_seconds {
                 if !(0..=3600).contains(&w) {
@@ -271,13 +284,15 @@ impl Hpa {
                 }
                 for p in ps {
                     if !(1..=1800).contains(&p.period_seconds) || p.value <= 0 {
-                        return Err(HpaError::Policy { period: p.period_seconds, value: p.value });
+                        return Err(HpaError::Policy {
+                            period: p.period_seconds,
+                            value: p.value,
+                        });
                     }
                 }
             }
         }
-        let direction_tol =
-            |r: Option<&ScalingRules>| r.and_then(|r| r.tolerance).unwrap_or(spec.tolerance);
+        let direction_tol = |r: Option<&ScalingRules>| r.and_then(|r| r.tolerance).unwrap_or(spec.tolerance);
         let behavior = spec.behavior.as_ref();
         let tolerances = Tolerances {
             down: direction_tol(behavior.and_then(|b| b.scale_down.as_ref())),
@@ -285,14 +300,26 @@ impl Hpa {
         };
         let up = behavior.map(|b| {
             let defaults = vec![
-                ScalingPolicy { kind: PolicyKind::Pods, value: 4, period_seconds: 15 },
-                ScalingPolicy { kind: PolicyKind::Percent, value: 100, period_seconds: 15 },
+                ScalingPolicy {
+                    kind: PolicyKind::Pods,
+                    value: 4,
+                    period_seconds: 15,
+                },
+                ScalingPolicy {
+                    kind: PolicyKind::Percent,
+                    value: 100,
+                    period_seconds: 15,
+                },
             ];
             resolve(b.scale_up.as_ref(), 0, defaults)
         });
         let window = i32::try_from(spec.downscale_stabilization.num_seconds()).unwrap_or(i32::MAX);
         let down = behavior.map(|b| {
-            let defaults = vec![ScalingPolicy { kind: PolicyKind::Percent, value: 100, period_seconds: 15 }];
+            let defaults = vec![ScalingPolicy {
+                kind: PolicyKind::Percent,
+                value: 100,
+                period_seconds: 15,
+            }];
             resolve(b.scale_down.as_ref(), window, defaults)
         });
         Ok(Self {
@@ -326,12 +353,20 @@ impl Hpa {
     /// # Panics
     /// If `metrics` does not have one entry per configured metric (a programming error).
     pub fn reconcile(&mut self, now: DateTime<Utc>, scale: ScaleStatus, metrics: &[Option<i64>]) -> Reconcile {
-        assert_eq!(metrics.len(), self.spec.metrics.len(), "one metric value per configured metric");
+        assert_eq!(
+            metrics.len(),
+            self.spec.metrics.len(),
+            "one metric value per configured metric"
+        );
         let cur = scale.spec_replicas;
         self.record_initial(cur, now);
         let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
         if cur == 0 && min != 0 {
-            return Reconcile { desired_replicas: cur, metric_replicas: None, condition: Condition::ScalingDisabled };
+            return Reconcile {
+                desired_replicas: cur,
+                metric_replicas: None,
+                condition: Condition::ScalingDisabled,
+            };
         }
         let (desired, metric_replicas, condition) = if cur > max {
             (max, None, Condition::OutOfRange)
@@ -352,7 +387,11 @@ impl Hpa {
                 }
             }
             if bad == metrics.len() || (bad > 0 && best < cur) {
-                return Reconcile { desired_replicas: cur, metric_replicas: None, condition: Condition::MetricInvalid };
+                return Reconcile {
+                    desired_replicas: cur,
+                    metric_replicas: None,
+                    condition: Condition::MetricInvalid,
+                };
             }
             // horizontal.go starts from desiredReplicas = 0 and only takes the metric proposal when larger.
             let proposal = best.max(0);
@@ -366,7 +405,11 @@ impl Hpa {
         if desired != cur && self.up.is_some() {
             self.store_event(now, cur, desired);
         }
-        Reconcile { desired_replicas: desired, metric_replicas, condition }
+        Reconcile {
+            desired_replicas: desired,
+            metric_replicas,
+            condition,
+        }
     }
 
     fn metric_replicas(&self, target: MetricTarget, usage: i64, scale: ScaleStatus) -> i32 {
@@ -466,7 +509,8 @@ impl Hpa {
 
     fn period_start(&self, now: DateTime<Utc>, cur: i32, period_seconds: i32) -> i32 {
         let cutoff = now - TimeDelta::seconds(period_seconds.into());
-        let sum = |events: &[(i32, DateTime<Utc>)]| events.iter().filter(|(_, t)| *t > cutoff).map(|(r, _)| r).sum::<i32>();
+        let sum =
+            |events: &[(i32, DateTime<Utc>)]| events.iter().filter(|(_, t)| *t > cutoff).map(|(r, _)| r).sum::<i32>();
         cur - sum(&self.up_events) + sum(&self.down_events)
     }
 
@@ -483,7 +527,11 @@ impl Hpa {
                 PolicyKind::Pods => start + p.value,
                 PolicyKind::Percent => (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32,
             };
-            acc = if min_change { acc.min(proposed) } else { acc.max(proposed) };
+            acc = if min_change {
+                acc.min(proposed)
+            } else {
+                acc.max(proposed)
+            };
         }
         acc
     }
@@ -502,7 +550,11 @@ impl Hpa {
                 // Go's int32(float64) conversion truncates toward zero.
                 PolicyKind::Percent => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
             };
-            acc = if min_change { acc.max(proposed) } else { acc.min(proposed) };
+            acc = if min_change {
+                acc.max(proposed)
+            } else {
+                acc.min(proposed)
+            };
         }
         acc
     }
@@ -544,7 +596,10 @@ pub struct Pods {
 impl Pods {
     /// `n` pods that are all ready at `now`.
     pub fn ready_at(n: usize, lead: TimeDelta, now: DateTime<Utc>) -> Self {
-        Self { lead, created: vec![now - lead; n] }
+        Self {
+            lead,
+            created: vec![now - lead; n],
+        }
     }
 
     /// Cold start: time from creation to ready.
@@ -594,7 +649,11 @@ mod tests {
     }
 
     fn status(n: i32) -> ScaleStatus {
-        ScaleStatus { spec_replicas: n, status_replicas: n, ready_pods: n }
+        ScaleStatus {
+            spec_replicas: n,
+            status_replicas: n,
+            ready_pods: n,
+        }
     }
 
     fn avg(target_milli: i64) -> Hpa {
@@ -606,7 +665,10 @@ mod tests {
         let mut h = avg(1000);
         // 7.5 units against 1 per pod from 4 pods: ratio 1.875, outside tolerance → ceil(7.5) = 8 (within 2·4).
         let r = h.reconcile(t(0), status(4), &[Some(7500)]);
-        assert_eq!((r.desired_replicas, r.metric_replicas, r.condition), (8, Some(8), Condition::Computed));
+        assert_eq!(
+            (r.desired_replicas, r.metric_replicas, r.condition),
+            (8, Some(8), Condition::Computed)
+        );
     }
 
     #[test]
@@ -622,21 +684,34 @@ mod tests {
         assert_eq!(h.reconcile(t(0), status(10), &[Some(9_000)]).metric_replicas, Some(10));
         // Within tolerance returns status.replicas even when spec differs.
         let mut h = avg(1000);
-        let s = ScaleStatus { spec_replicas: 10, status_replicas: 9, ready_pods: 9 };
+        let s = ScaleStatus {
+            spec_replicas: 10,
+            status_replicas: 9,
+            ready_pods: 9,
+        };
         assert_eq!(h.reconcile(t(0), s, &[Some(9_500)]).metric_replicas, Some(9));
     }
 
     #[test]
     fn per_direction_tolerance() {
-        let rules = |tol| ScalingRules { tolerance: Some(tol), ..Default::default() };
+        let rules = |tol| ScalingRules {
+            tolerance: Some(tol),
+            ..Default::default()
+        };
         let mut spec = HpaSpec::external(MetricTarget::AverageValue(1000), 1, 40);
-        spec.behavior = Some(Behavior { scale_up: Some(rules(0.0)), scale_down: Some(rules(0.5)) });
+        spec.behavior = Some(Behavior {
+            scale_up: Some(rules(0.0)),
+            scale_down: Some(rules(0.5)),
+        });
         let mut h = Hpa::new(spec).unwrap();
         // Up tolerance 0: ratio 1.05 scales up to ceil(10.5) = 11.
         assert_eq!(h.reconcile(t(0), status(10), &[Some(10_500)]).metric_replicas, Some(11));
         // Down tolerance 0.5: ratio 0.5 still within → 10.
         let mut h2 = h.clone();
-        assert_eq!(h2.reconcile(t(15), status(10), &[Some(5_000)]).metric_replicas, Some(10));
+        assert_eq!(
+            h2.reconcile(t(15), status(10), &[Some(5_000)]).metric_replicas,
+            Some(10)
+        );
         assert_eq!(h.reconcile(t(15), status(10), &[Some(4_999)]).metric_replicas, Some(5));
     }
 
@@ -648,17 +723,29 @@ mod tests {
         assert_eq!(h.reconcile(t(0), status(5), &[Some(3300)]).metric_replicas, Some(5));
         // ratio 1.5 × 2 ready pods (not spec.replicas 5) = 3.
         let mut h = Hpa::new(spec.clone()).unwrap();
-        let s = ScaleStatus { spec_replicas: 5, status_replicas: 5, ready_pods: 2 };
+        let s = ScaleStatus {
+            spec_replicas: 5,
+            status_replicas: 5,
+            ready_pods: 2,
+        };
         assert_eq!(h.reconcile(t(0), s, &[Some(4500)]).metric_replicas, Some(3));
         // 2900/700 × 7 is 29 exactly, but (2900/700)·7 in f64 is 29.000000000000004 → ceil 30, as in Go.
         assert_eq!(2900.0_f64 / 700.0 * 7.0, 29.000000000000004);
         let mut h = Hpa::new(HpaSpec::external(MetricTarget::Value(700), 1, 40)).unwrap();
-        let s = ScaleStatus { spec_replicas: 20, status_replicas: 20, ready_pods: 7 };
+        let s = ScaleStatus {
+            spec_replicas: 20,
+            status_replicas: 20,
+            ready_pods: 7,
+        };
         let r = h.reconcile(t(0), s, &[Some(2900)]);
         assert_eq!((r.metric_replicas, r.desired_replicas), (Some(30), 30));
         // cur == 0 with min 0: ceil(ratio).
         let mut h = Hpa::new(HpaSpec::external(MetricTarget::Value(1000), 0, 40)).unwrap();
-        let s = ScaleStatus { spec_replicas: 0, status_replicas: 0, ready_pods: 0 };
+        let s = ScaleStatus {
+            spec_replicas: 0,
+            status_replicas: 0,
+            ready_pods: 0,
+        };
         assert_eq!(h.reconcile(t(0), s, &[Some(2500)]).metric_replicas, Some(3));
     }
 
@@ -714,7 +801,10 @@ mod tests {
     #[test]
     fn clamps_and_disabled_and_invalid_metrics() {
         let mut h = avg(1000);
-        assert_eq!(h.reconcile(t(0), status(45), &[Some(1)]).condition, Condition::OutOfRange);
+        assert_eq!(
+            h.reconcile(t(0), status(45), &[Some(1)]).condition,
+            Condition::OutOfRange
+        );
         let mut h = avg(1000);
         assert_eq!(h.reconcile(t(0), status(45), &[Some(1)]).desired_replicas, 40);
         let mut h = avg(1000);
@@ -736,7 +826,10 @@ mod tests {
         let mut spec = HpaSpec::external(MetricTarget::AverageValue(1000), 1, 40);
         spec.metrics.push(MetricTarget::AverageValue(1000));
         let mut h = Hpa::new(spec.clone()).unwrap();
-        assert_eq!(h.reconcile(t(0), status(4), &[Some(2000), Some(6000)]).desired_replicas, 6);
+        assert_eq!(
+            h.reconcile(t(0), status(4), &[Some(2000), Some(6000)]).desired_replicas,
+            6
+        );
         let mut h = Hpa::new(spec.clone()).unwrap();
         let r = h.reconcile(t(0), status(4), &[Some(2000), None]);
         assert_eq!(r.condition, Condition::MetricInvalid);
@@ -746,7 +839,10 @@ mod tests {
 
     fn behavior_hpa(up: ScalingRules, down: ScalingRules) -> Hpa {
         let mut spec = HpaSpec::external(MetricTarget::AverageValue(1000), 1, 100);
-        spec.behavior = Some(Behavior { scale_up: Some(up), scale_down: Some(down) });
+        spec.behavior = Some(Behavior {
+            scale_up: Some(up),
+            scale_down: Some(down),
+        });
         Hpa::new(spec).unwrap()
     }
 
@@ -765,9 +861,19 @@ mod tests {
 
     #[test]
     fn behavior_policies_count_events_within_their_period() {
-        let pods = |v, p| ScalingPolicy { kind: PolicyKind::Pods, value: v, period_seconds: p };
-        let up = ScalingRules { policies: Some(vec![pods(2, 60)]), ..Default::default() };
-        let down = ScalingRules { stabilization_window_seconds: Some(0), ..Default::default() };
+        let pods = |v, p| ScalingPolicy {
+            kind: PolicyKind::Pods,
+            value: v,
+            period_seconds: p,
+        };
+        let up = ScalingRules {
+            policies: Some(vec![pods(2, 60)]),
+            ..Default::default()
+        };
+        let down = ScalingRules {
+            stabilization_window_seconds: Some(0),
+            ..Default::default()
+        };
         let mut h = behavior_hpa(up, down);
         assert_eq!(h.reconcile(t(0), status(2), &[Some(20_000)]).desired_replicas, 4);
         // Within 60 s, 2 pods were already added: periodStart = 4 - 2 = 2 → limit 4; stays.
@@ -781,7 +887,11 @@ mod tests {
 
     #[test]
     fn behavior_select_min_and_percent_rounding() {
-        let pol = |kind, v| ScalingPolicy { kind, value: v, period_seconds: 15 };
+        let pol = |kind, v| ScalingPolicy {
+            kind,
+            value: v,
+            period_seconds: 15,
+        };
         let up = ScalingRules {
             select_policy: Some(SelectPolicy::Min),
             policies: Some(vec![pol(PolicyKind::Pods, 10), pol(PolicyKind::Percent, 50)]),
@@ -809,7 +919,10 @@ mod tests {
             select_policy: Some(SelectPolicy::Max),
             ..Default::default()
         };
-        let down = ScalingRules { select_policy: Some(SelectPolicy::Disabled), ..Default::default() };
+        let down = ScalingRules {
+            select_policy: Some(SelectPolicy::Disabled),
+            ..Default::default()
+        };
         let mut h = behavior_hpa(up, down);
         h.record_initial(2, t(0));
         // Up window 30 s: the minimum over recommendations after now-30 s (2 at t=0) caps the scale-up.
@@ -823,16 +936,48 @@ mod tests {
     #[test]
     fn validation_rejects_bad_specs() {
         let base = HpaSpec::external(MetricTarget::AverageValue(1000), 1, 40);
-        assert!(matches!(Hpa::new(HpaSpec { min_replicas: 5, max_replicas: 2, ..base.clone() }), Err(HpaError::Bounds { .. })));
-        assert!(matches!(Hpa::new(HpaSpec { metrics: vec![MetricTarget::Value(0)], ..base.clone() }), Err(HpaError::Target { .. })));
-        let bad = ScalingRules { stabilization_window_seconds: Some(3601), ..Default::default() };
-        let spec = HpaSpec { behavior: Some(Behavior { scale_up: Some(bad), scale_down: None }), ..base.clone() };
-        assert_eq!(Hpa::new(spec).unwrap_err(), HpaError::Window(3601));
+        assert!(matches!(
+            Hpa::new(HpaSpec {
+                min_replicas: 5,
+                max_replicas: 2,
+                ..base.clone()
+            }),
+            Err(HpaError::Bounds { .. })
+        ));
+        assert!(matches!(
+            Hpa::new(HpaSpec {
+                metrics: vec![MetricTarget::Value(0)],
+                ..base.clone()
+            }),
+            Err(HpaError::Target { .. })
+        ));
         let bad = ScalingRules {
-            policies: Some(vec![ScalingPolicy { kind: PolicyKind::Pods, value: 1, period_seconds: 1801 }]),
+            stabilization_window_seconds: Some(3601),
             ..Default::default()
         };
-        let spec = HpaSpec { behavior: Some(Behavior { scale_up: None, scale_down: Some(bad) }), ..base };
+        let spec = HpaSpec {
+            behavior: Some(Behavior {
+                scale_up: Some(bad),
+                scale_down: None,
+            }),
+            ..base.clone()
+        };
+        assert_eq!(Hpa::new(spec).unwrap_err(), HpaError::Window(3601));
+        let bad = ScalingRules {
+            policies: Some(vec![ScalingPolicy {
+                kind: PolicyKind::Pods,
+                value: 1,
+                period_seconds: 1801,
+            }]),
+            ..Default::default()
+        };
+        let spec = HpaSpec {
+            behavior: Some(Behavior {
+                scale_up: None,
+                scale_down: Some(bad),
+            }),
+            ..base
+        };
         assert!(matches!(Hpa::new(spec), Err(HpaError::Policy { period: 1801, .. })));
     }
 

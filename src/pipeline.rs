@@ -11,12 +11,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::clock::Clock;
-use crate::config::WorkloadConfig;
+use crate::config::{ServingConfig, WorkloadConfig};
 use crate::engine::Engine;
 use crate::forecast::{self, ForecastSettings};
 use crate::history::History;
+use crate::quality::Health;
 use crate::series::Series;
-use crate::store::{PlanStore, Snapshot, WorkloadStatus};
+use crate::store::{Insight, PlanStore, Snapshot, WorkloadId, WorkloadStatus, RECENT_HISTORY};
+use crate::telemetry::PipelineMetrics;
 
 /// A configured workload wired to its history source.
 pub struct Workload {
@@ -34,18 +36,41 @@ pub fn forecast_settings(config: &WorkloadConfig) -> ForecastSettings {
     }
 }
 
-/// Runs every workload until the returned handles are aborted.
+/// What the pipeline needs beyond the workloads: per-workload mode and quality bounds, and where to record metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Mode and quality bounds per workload (from `config::load_with_serving`); a workload not listed serves its
+    /// forecast with the default bounds.
+    pub serving: std::collections::BTreeMap<WorkloadId, ServingConfig>,
+    /// Where fit durations go (`telemetry::Registry::pipeline`).
+    pub metrics: PipelineMetrics,
+}
+
+/// Runs every workload until the returned handles are aborted, serving forecasts with the default quality bounds.
 pub fn spawn(
     workloads: Vec<Workload>,
     store: Arc<PlanStore>,
     clock: Clock,
     interval: TimeDelta,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    spawn_with(workloads, store, clock, interval, Options::default())
+}
+
+/// Runs every workload until the returned handles are aborted.
+pub fn spawn_with(
+    workloads: Vec<Workload>,
+    store: Arc<PlanStore>,
+    clock: Clock,
+    interval: TimeDelta,
+    options: Options,
+) -> Vec<tokio::task::JoinHandle<()>> {
     workloads
         .into_iter()
         .map(|w| {
             let span = info_span!("workload", workload = %w.config.id);
-            tokio::spawn(run_workload(w, store.clone(), clock.clone(), interval).instrument(span))
+            let serving = options.serving.get(&w.config.id).copied().unwrap_or_default();
+            let cycle = Cycle::with_options(w, serving, options.metrics.clone());
+            tokio::spawn(run_workload(cycle, store.clone(), clock.clone(), interval).instrument(span))
         })
         .collect()
 }
@@ -56,18 +81,41 @@ pub struct Cycle {
     engine: Engine,
     history: Option<Series>,
     status: WorkloadStatus,
+    metrics: PipelineMetrics,
+    targets: std::collections::VecDeque<(DateTime<Utc>, u32)>,
 }
 
 impl Cycle {
-    /// A workload that has fetched nothing yet.
+    /// A workload that has fetched nothing yet, serving its forecast with the default quality bounds.
     pub fn new(workload: Workload) -> Self {
+        Self::with_options(workload, ServingConfig::default(), PipelineMetrics::default())
+    }
+
+    /// A workload that has fetched nothing yet, with its mode, quality bounds and metrics.
+    pub fn with_options(workload: Workload, serving: ServingConfig, metrics: PipelineMetrics) -> Self {
         let engine = Engine::new(
             forecast_settings(&workload.config),
             workload.config.policy.clone(),
             workload.config.refit_interval,
-        );
-        let status = WorkloadStatus { source: workload.history.describe(), ..Default::default() };
-        Self { workload, engine, history: None, status }
+        )
+        .with_serving(serving.mode, serving.quality);
+        let status = WorkloadStatus {
+            source: workload.history.describe(),
+            ..Default::default()
+        };
+        Self {
+            workload,
+            engine,
+            history: None,
+            status,
+            metrics,
+            targets: Default::default(),
+        }
+    }
+
+    /// The decision engine (model, policy, forecast quality).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// One cycle at `now`: fetch, refit if due, plan, publish. Returns the published snapshot, if any.
@@ -92,6 +140,7 @@ impl Cycle {
             }
             Err(error) => {
                 warn!(%error, "history fetch failed; serving the last plan until it is too old");
+                self.status.query_errors += 1;
                 self.status.error = Some(error.to_string());
                 store.set_status(&config.id, self.status.clone());
                 return None;
@@ -112,12 +161,38 @@ impl Cycle {
                     self.status.fits += 1;
                     self.status.last_fit_seconds = started.elapsed().as_secs_f64();
                     info!(seconds = self.status.last_fit_seconds, "model refitted");
+                    self.metrics.fit(&config.id, self.status.last_fit_seconds);
                     self.engine.install(model);
                 }
                 Err(error) => warn!(%error, "model fit panicked; keeping the previous model"),
             }
         }
         let decision = self.engine.decide(history, now, now)?;
+        if let Some(t) = &decision.transition {
+            match t.to {
+                Health::Demoted => {
+                    warn!(reason = %t.reason, "forecast quality fell below its bounds; serving the reactive target")
+                }
+                Health::Trusted => info!(reason = %t.reason, "forecast quality recovered; serving the forecast again"),
+            }
+        }
+        self.targets.push_back((now, decision.plan.replicas));
+        while self.targets.front().is_some_and(|(t, _)| *t < now - RECENT_HISTORY) {
+            self.targets.pop_front();
+        }
+        let quality = self.engine.quality();
+        let insight = Insight {
+            policy: config.policy.clone(),
+            unit: config.unit.clone(),
+            mode: self.engine.mode(),
+            serving: decision.serving,
+            forecast_plan: decision.forecast_plan,
+            reactive_plan: decision.reactive_plan,
+            history: history.window(now - RECENT_HISTORY, now),
+            targets: self.targets.iter().copied().collect(),
+            quality: quality.report(),
+            scored: quality.recent().copied().collect(),
+        };
         let snapshot = Snapshot {
             id: config.id.clone(),
             published_at: now,
@@ -125,6 +200,8 @@ impl Cycle {
             forecast: Arc::new(decision.forecast),
             plan: decision.plan,
         };
+        // The insight first: a reader that sees the new snapshot finds its insight too.
+        store.set_insight(&config.id, insight);
         store.publish(snapshot);
         self.status.last_success = Some(now);
         self.status.error = None;
@@ -133,11 +210,10 @@ impl Cycle {
     }
 }
 
-async fn run_workload(workload: Workload, store: Arc<PlanStore>, clock: Clock, interval: TimeDelta) {
+async fn run_workload(mut cycle: Cycle, store: Arc<PlanStore>, clock: Clock, interval: TimeDelta) {
     let period = interval.to_std().unwrap_or(std::time::Duration::from_secs(30));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut cycle = Cycle::new(workload);
     loop {
         ticker.tick().await;
         cycle.run_once(&store, clock.now()).await;

@@ -577,9 +577,11 @@ fn validate_key(key: &str) -> Result<(), String> {
             }
             name
         }
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "a qualified name {NAME_CHARS}, with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        )),
+        ))
+        }
     };
     if name.is_empty() {
         return Err("name part must be non-empty".into());

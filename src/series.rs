@@ -22,7 +22,11 @@ impl Series {
     /// If `step` is not positive (a programming error: steps are validated at the edge).
     pub fn empty(start: DateTime<Utc>, step: TimeDelta) -> Self {
         assert!(step > TimeDelta::zero(), "series step must be positive");
-        Self { start, step, values: Vec::new() }
+        Self {
+            start,
+            step,
+            values: Vec::new(),
+        }
     }
 
     /// A series from slot values; non-finite values become gaps.
@@ -122,18 +126,29 @@ impl Series {
 
     /// The present samples as `(slot start, value)`.
     pub fn points(&self) -> impl Iterator<Item = (DateTime<Utc>, f64)> + '_ {
-        self.values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (self.time_at(i), v)))
+        self.values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (self.time_at(i), v)))
     }
 
     /// The latest present sample, if any.
     pub fn last_present(&self) -> Option<(DateTime<Utc>, f64)> {
-        self.values.iter().enumerate().rev().find_map(|(i, v)| v.map(|v| (self.time_at(i), v)))
+        self.values
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, v)| v.map(|v| (self.time_at(i), v)))
     }
 
     /// The prefix of slots whose interval ended at or before `t` (what a policy may see at `t`).
     pub fn visible_at(&self, t: DateTime<Utc>) -> Series {
         let n = self.count_ended_by(t);
-        Series { start: self.start, step: self.step, values: self.values[..n].to_vec() }
+        Series {
+            start: self.start,
+            step: self.step,
+            values: self.values[..n].to_vec(),
+        }
     }
 
     /// How many slots ended at or before `t`.
@@ -152,7 +167,11 @@ impl Series {
         let first = ((from - self.start).num_milliseconds().max(0) + step_ms - 1) / step_ms;
         let first = (first as usize).min(self.values.len());
         let last = self.count_starting_before(to).max(first);
-        Series { start: self.time_at(first), step: self.step, values: self.values[first..last].to_vec() }
+        Series {
+            start: self.time_at(first),
+            step: self.step,
+            values: self.values[first..last].to_vec(),
+        }
     }
 
     fn count_starting_before(&self, t: DateTime<Utc>) -> usize {
@@ -243,10 +262,25 @@ mod tests {
         let (s, ingest) = Series::from_points(
             t(0),
             TimeDelta::seconds(60),
-            [(t(0), 1.0), (t(185), 3.0), (t(61), 2.0), (t(70), 2.5), (t(200), f64::NAN), (t(-5), 9.0)],
+            [
+                (t(0), 1.0),
+                (t(185), 3.0),
+                (t(61), 2.0),
+                (t(70), 2.5),
+                (t(200), f64::NAN),
+                (t(-5), 9.0),
+            ],
         );
         assert_eq!(s.values(), &[Some(1.0), Some(2.5), None, Some(3.0)]);
-        assert_eq!(ingest, Ingest { accepted: 4, duplicates: 1, non_finite: 1, out_of_range: 1 });
+        assert_eq!(
+            ingest,
+            Ingest {
+                accepted: 4,
+                duplicates: 1,
+                non_finite: 1,
+                out_of_range: 1
+            }
+        );
         assert_eq!(s.missing(), 1);
         assert_eq!(s.end(), t(240));
     }
@@ -273,7 +307,11 @@ mod tests {
 
     #[test]
     fn mean_over_window_ignores_gaps() {
-        let s = Series::from_values(t(0), TimeDelta::seconds(30), vec![Some(1.0), None, Some(3.0), Some(5.0)]);
+        let s = Series::from_values(
+            t(0),
+            TimeDelta::seconds(30),
+            vec![Some(1.0), None, Some(3.0), Some(5.0)],
+        );
         // intervals end at 30, 60(gap), 90, 120
         assert_eq!(s.mean_ending_in(t(30), t(120)), Some(4.0));
         assert_eq!(s.mean_ending_in(t(30), t(60)), None);

@@ -6,8 +6,14 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::engine::{Mode, Serving};
 use crate::forecast::Forecast;
-use crate::planner::ReplicaPlan;
+use crate::planner::{Policy, ReplicaPlan};
+use crate::quality;
+use crate::series::Series;
+
+/// How much recent demand the store keeps per workload, for the SRE page and API.
+pub const RECENT_HISTORY: chrono::TimeDelta = chrono::TimeDelta::hours(6);
 
 /// Identifies a workload: namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -44,6 +50,7 @@ pub struct Snapshot {
 pub struct PlanStore {
     snapshots: RwLock<BTreeMap<WorkloadId, Arc<Snapshot>>>,
     statuses: RwLock<BTreeMap<WorkloadId, WorkloadStatus>>,
+    insights: RwLock<BTreeMap<WorkloadId, Arc<Insight>>>,
 }
 
 impl PlanStore {
@@ -60,7 +67,12 @@ impl PlanStore {
 
     /// The latest snapshot of every workload, ordered by namespace then name.
     pub fn all(&self) -> Vec<Arc<Snapshot>> {
-        self.snapshots.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.snapshots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The latest snapshots of the workloads in `namespace`.
@@ -71,7 +83,11 @@ impl PlanStore {
 
     /// The latest snapshot of one workload.
     pub fn get(&self, id: &WorkloadId) -> Option<Arc<Snapshot>> {
-        self.snapshots.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.snapshots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// True once at least one snapshot exists.
@@ -101,6 +117,46 @@ pub struct WorkloadStatus {
     pub fits: u64,
     /// Duration of the latest fit, in seconds.
     pub last_fit_seconds: f64,
+    /// History fetches that failed, since start.
+    pub query_errors: u64,
+}
+
+/// What people need to understand one workload's plan: published next to each [`Snapshot`].
+#[derive(Debug, Clone)]
+pub struct Insight {
+    /// The scaling policy.
+    pub policy: Policy,
+    /// The unit demand is measured in.
+    pub unit: String,
+    /// The configured mode.
+    pub mode: Mode,
+    /// What the served target follows now.
+    pub serving: Serving,
+    /// What the forecast asks for (served unless `serving` is reactive).
+    pub forecast_plan: ReplicaPlan,
+    /// What observed demand alone asks for.
+    pub reactive_plan: ReplicaPlan,
+    /// Recent demand, at most [`RECENT_HISTORY`].
+    pub history: Series,
+    /// Served targets over the same window, oldest first.
+    pub targets: Vec<(DateTime<Utc>, u32)>,
+    /// Forecast quality and demotion state.
+    pub quality: quality::Report,
+    /// Recent forecasts scored against what happened, oldest first.
+    pub scored: Vec<quality::Score>,
+}
+
+impl PlanStore {
+    /// Replaces the insight of `id`.
+    pub fn set_insight(&self, id: &WorkloadId, insight: Insight) {
+        let mut map = self.insights.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(id.clone(), Arc::new(insight));
+    }
+
+    /// The latest insight of `id`.
+    pub fn insight(&self, id: &WorkloadId) -> Option<Arc<Insight>> {
+        self.insights.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
 }
 
 impl PlanStore {

@@ -116,13 +116,24 @@ pub struct TlsArgs {
 impl TlsArgs {
     /// Turns the flags into [`TlsSettings`]; `client_cas` is the handle the auth configuration keeps current.
     pub fn into_settings(self, client_cas: ClientCas) -> TlsSettings {
-        let Self { tls_cert_file, tls_key_file, tls_reload_seconds, tls_self_signed_names } = self;
+        let Self {
+            tls_cert_file,
+            tls_key_file,
+            tls_reload_seconds,
+            tls_self_signed_names,
+        } = self;
         let certificate = match (tls_cert_file, tls_key_file) {
             (Some(cert), Some(key)) => CertSource::Files { cert, key },
             // clap's `requires` makes a lone file impossible; without both we fall back to development mode.
-            _ => CertSource::SelfSigned { names: tls_self_signed_names },
+            _ => CertSource::SelfSigned {
+                names: tls_self_signed_names,
+            },
         };
-        TlsSettings { certificate, reload_interval: Duration::from_secs(tls_reload_seconds), client_cas }
+        TlsSettings {
+            certificate,
+            reload_interval: Duration::from_secs(tls_reload_seconds),
+            client_cas,
+        }
     }
 }
 
@@ -174,7 +185,9 @@ pub struct CaPool {
 
 impl std::fmt::Debug for CaPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaPool").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("CaPool")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -187,11 +200,16 @@ impl PartialEq for CaPool {
 impl CaPool {
     /// Parses a PEM bundle; `name` (a file path or ConfigMap key) appears in errors and logs.
     pub fn from_pem(name: &str, pem: &str) -> Result<Self, TlsError> {
-        let ca_error = |message: String| TlsError::CaBundle { name: name.to_owned(), message };
+        let ca_error = |message: String| TlsError::CaBundle {
+            name: name.to_owned(),
+            message,
+        };
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
             let cert = cert.map_err(|e| ca_error(format!("not valid PEM: {e}")))?;
-            roots.add(cert).map_err(|e| ca_error(format!("not a usable CA certificate: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ca_error(format!("not a usable CA certificate: {e}")))?;
         }
         if roots.is_empty() {
             return Err(ca_error("no CERTIFICATE block found".into()));
@@ -199,7 +217,11 @@ impl CaPool {
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| ca_error(e.to_string()))?;
-        Ok(Self { name: name.to_owned(), verifier, pem: pem.to_owned() })
+        Ok(Self {
+            name: name.to_owned(),
+            verifier,
+            pem: pem.to_owned(),
+        })
     }
 
     /// Reads a PEM bundle from a file.
@@ -283,7 +305,12 @@ impl PeerIdentity {
         let check = |pool: &Option<CaPool>| pool.as_ref().is_some_and(|p| p.verifies(&chain));
         let client_ca_verified = check(&pools.client_ca);
         let requestheader_ca_verified = check(&pools.requestheader_ca);
-        Self { remote_addr, chain: Arc::new(chain), client_ca_verified, requestheader_ca_verified }
+        Self {
+            remote_addr,
+            chain: Arc::new(chain),
+            client_ca_verified,
+            requestheader_ca_verified,
+        }
     }
 
     /// The client presented a certificate.
@@ -365,12 +392,19 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
         path: cert.to_owned(),
         source,
     })?;
-    let key_pem = std::fs::read(key).map_err(|source| TlsError::Read { what: "key", path: key.to_owned(), source })?;
+    let key_pem = std::fs::read(key).map_err(|source| TlsError::Read {
+        what: "key",
+        path: key.to_owned(),
+        source,
+    })?;
     certified_key_from_pem(cert, &cert_pem, key, &key_pem)
 }
 
 fn certified_key_from_pem(cert: &Path, cert_pem: &[u8], key: &Path, key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
-    let pem_error = |path: &Path, message: String| TlsError::Pem { path: path.display().to_string(), message };
+    let pem_error = |path: &Path, message: String| TlsError::Pem {
+        path: path.display().to_string(),
+        message,
+    };
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(cert, format!("not valid PEM: {e}")))?;
@@ -399,7 +433,9 @@ pub fn self_signed(names: &[String]) -> Result<CertifiedKey, TlsError> {
 /// Builds the rustls server configuration around a certificate resolver.
 fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, TlsError> {
     let provider = provider();
-    let verifier = Arc::new(RequestClientCertificate { provider: provider.clone() });
+    let verifier = Arc::new(RequestClientCertificate {
+        provider: provider.clone(),
+    });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Config)?
@@ -453,7 +489,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), TlsError> {
     install_crypto_provider();
-    let TlsSettings { certificate, reload_interval, client_cas } = tls;
+    let TlsSettings {
+        certificate,
+        reload_interval,
+        client_cas,
+    } = tls;
     let (initial, reload) = match certificate {
         CertSource::Files { cert, key } => (load_certified_key(&cert, &key)?, Some((cert, key))),
         CertSource::SelfSigned { names } => {
@@ -497,8 +537,12 @@ pub async fn serve(
                 Ok(Err(error)) => return debug!(%error, %remote_addr, "TLS handshake failed"),
                 Err(_) => return debug!(%remote_addr, "TLS handshake timed out"),
             };
-            let chain: Vec<CertificateDer<'static>> =
-                stream.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+            let chain: Vec<CertificateDer<'static>> = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default();
             let peer = PeerIdentity::verify(remote_addr, chain, &client_cas.current());
             let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(peer.clone());
@@ -522,7 +566,10 @@ pub async fn serve(
 
 fn is_transient(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(error.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock) || error.raw_os_error() == Some(24)
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || error.raw_os_error() == Some(24)
 }
 
 #[cfg(test)]
@@ -531,13 +578,24 @@ mod tests {
 
     #[test]
     fn self_signed_has_the_requested_names() {
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "prescale.prescale.svc".to_owned()];
+        let names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "prescale.prescale.svc".to_owned(),
+        ];
         let key = self_signed(&names).expect("self-signed certificate");
         let (_, cert) = x509_parser::parse_x509_certificate(&key.cert[0]).expect("parses");
         let san = cert.subject_alternative_name().expect("valid").expect("SAN present");
         let rendered: Vec<String> = san.value.general_names.iter().map(|n| n.to_string()).collect();
-        assert!(rendered.iter().any(|n| n.contains("prescale.prescale.svc")), "{rendered:?}");
-        assert!(rendered.iter().any(|n| n.contains("127.0.0.1")), "{rendered:?}");
+        assert!(
+            rendered.iter().any(|n| n.contains("prescale.prescale.svc")),
+            "{rendered:?}"
+        );
+        let ip = x509_parser::extensions::GeneralName::IPAddress(&[127, 0, 0, 1]);
+        assert!(
+            san.value.general_names.contains(&ip),
+            "127.0.0.1 must be an IP SAN: {rendered:?}"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ fn load(name: &str) -> Series {
 }
 
 fn settings(leads: &[i64]) -> Settings {
-    Settings { leads: leads.iter().map(|m| TimeDelta::minutes(*m)).collect(), ..Settings::default() }
+    Settings {
+        leads: leads.iter().map(|m| TimeDelta::minutes(*m)).collect(),
+        ..Settings::default()
+    }
 }
 
 #[test]
@@ -40,7 +43,12 @@ fn short_backtest_keeps_protocol_invariants_and_writes_outputs() {
         let window = (lead / 15) as usize;
         for p in PolicyName::ALL {
             let sc = get(p);
-            for v in [sc.unserved_fraction, sc.violation_minutes, sc.violation_minutes_per_day, sc.replica_hours] {
+            for v in [
+                sc.unserved_fraction,
+                sc.violation_minutes,
+                sc.violation_minutes_per_day,
+                sc.replica_hours,
+            ] {
                 assert!(v.is_finite() && v >= 0.0, "{p} L={lead}: {sc:?}");
             }
             assert!(sc.unserved_fraction <= 1.0);
@@ -54,16 +62,31 @@ fn short_backtest_keeps_protocol_invariants_and_writes_outputs() {
                 }
                 let held = ticks[k].ready_pods + ticks[k].starting_pods;
                 let floor = oracle_ticks[k].ready_pods + oracle_ticks[k].starting_pods;
-                assert!(held >= floor, "{p} L={lead} tick {k}: holds {held} pods, below the oracle's {floor}");
+                assert!(
+                    held >= floor,
+                    "{p} L={lead} tick {k}: holds {held} pods, below the oracle's {floor}"
+                );
             }
             if sc.violation_minutes == 0.0 {
-                assert!(oracle.replica_hours <= sc.replica_hours, "{p} L={lead} never short yet beats the oracle");
+                assert!(
+                    oracle.replica_hours <= sc.replica_hours,
+                    "{p} L={lead} never short yet beats the oracle"
+                );
             }
         }
         assert!(get(PolicyName::Reactive70).replica_hours >= get(PolicyName::Reactive).replica_hours);
-        assert_eq!(oracle.unserved_fraction, 0.0, "the oracle is never short below maxReplicas");
+        assert_eq!(
+            oracle.unserved_fraction, 0.0,
+            "the oracle is never short below maxReplicas"
+        );
         // Every run saw the same ticks and demand.
-        let demand: Vec<_> = report.get(PolicyName::Oracle, lead).unwrap().ticks.iter().map(|r| r.demand).collect();
+        let demand: Vec<_> = report
+            .get(PolicyName::Oracle, lead)
+            .unwrap()
+            .ticks
+            .iter()
+            .map(|r| r.demand)
+            .collect();
         for p in PolicyName::ALL {
             let run = report.get(p, lead).unwrap();
             assert_eq!(run.ticks.iter().map(|r| r.demand).collect::<Vec<_>>(), demand);
@@ -81,7 +104,10 @@ fn short_backtest_keeps_protocol_invariants_and_writes_outputs() {
     assert_eq!(json["runs"].as_array().unwrap().len(), 8);
     assert!(json["runs"][0]["scores"]["replica_hours"].is_f64());
     let csv = std::fs::read_to_string(dir.path().join("ticks/predictive_L5m.csv")).unwrap();
-    assert_eq!(csv.lines().next(), Some("t,demand,served_value,desired_replicas,ready_pods,starting_pods"));
+    assert_eq!(
+        csv.lines().next(),
+        Some("t,demand,served_value,desired_replicas,ready_pods,starting_pods")
+    );
     assert_eq!(csv.lines().count(), 176);
     let svg = std::fs::read_to_string(dir.path().join("chart_L5m.svg")).unwrap();
     assert!(svg.contains("predictive capacity") && svg.contains("reactive-70 capacity"));
@@ -105,7 +131,13 @@ fn a_future_sample_cannot_change_a_past_decision() {
         .values()
         .iter()
         .enumerate()
-        .map(|(i, v)| if trace.time_at(i) + step > cut { v.map(|x| 3.0 * x + 1.0) } else { *v })
+        .map(|(i, v)| {
+            if trace.time_at(i) + step > cut {
+                v.map(|x| 3.0 * x + 1.0)
+            } else {
+                *v
+            }
+        })
         .collect();
     let mutated = Series::from_values(trace.start(), step, values);
     let changed = backtest::run(&mutated, "conv", &s).unwrap();
@@ -121,7 +153,12 @@ fn a_future_sample_cannot_change_a_past_decision() {
             );
         }
         // The mutation is visible later, so the replays do differ afterwards.
-        assert_ne!(a.ticks[k + 8..], b.ticks[k + 8..], "{}: the mutation had no effect at all", a.policy);
+        assert_ne!(
+            a.ticks[k + 8..],
+            b.ticks[k + 8..],
+            "{}: the mutation had no effect at all",
+            a.policy
+        );
     }
 }
 

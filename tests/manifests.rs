@@ -19,8 +19,13 @@ fn repo() -> PathBuf {
 }
 
 /// The kustomizations we ship, relative to the repository root.
-const KUSTOMIZATIONS: [&str; 5] =
-    ["apiservice", "deploy/base", "deploy/overlays/dev", "deploy/overlays/production", "deploy/examples/gpu-inference"];
+const KUSTOMIZATIONS: [&str; 5] = [
+    "apiservice",
+    "deploy/base",
+    "deploy/overlays/dev",
+    "deploy/overlays/production",
+    "deploy/examples/gpu-inference",
+];
 
 fn tool(name: &str, install: &str) -> PathBuf {
     std::env::var_os("PATH")
@@ -32,29 +37,50 @@ fn tool(name: &str, install: &str) -> PathBuf {
 }
 
 fn kubectl() -> PathBuf {
-    tool("kubectl", "install kubectl (Debian: `apt-get install -y kubectl`, or the Kubernetes apt repository)")
+    tool(
+        "kubectl",
+        "install kubectl (Debian: `apt-get install -y kubectl`, or the Kubernetes apt repository)",
+    )
 }
 
 fn kubernetes_validate() -> PathBuf {
-    tool("kubernetes-validate", "install it with `pip install kubernetes-validate` (see .ci/requirements.txt)")
+    tool(
+        "kubernetes-validate",
+        "install it with `pip install kubernetes-validate` (see .ci/requirements.txt)",
+    )
 }
 
 fn promtool() -> PathBuf {
-    tool("promtool", "install Prometheus's promtool (Debian: `apt-get install -y prometheus`)")
+    tool(
+        "promtool",
+        "install Prometheus's promtool (Debian: `apt-get install -y prometheus`)",
+    )
 }
 
 fn run(command: &mut Command) -> String {
     let output = command.output().unwrap_or_else(|e| panic!("running {command:?}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{command:?} failed ({}):\n{stdout}\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
     stdout + &stderr
 }
 
 /// `kubectl kustomize <dir>` as YAML text.
 fn render_yaml(dir: &str) -> String {
-    let output = Command::new(kubectl()).arg("kustomize").arg(repo().join(dir)).output().expect("running kubectl");
-    assert!(output.status.success(), "kubectl kustomize {dir} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(kubectl())
+        .arg("kustomize")
+        .arg(repo().join(dir))
+        .output()
+        .expect("running kubectl");
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {dir} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -112,9 +138,15 @@ fn every_kustomization_passes_strict_schema_validation() {
         let report = validate_strict(dir, &render_yaml(dir)).unwrap_or_else(|report| panic!("{dir}:\n{report}"));
         let built_in = objects.iter().filter(|o| !CRD_GROUPS.contains(&api_group(o))).count();
         let passed = report.matches("passed for resource").count();
-        assert_eq!(passed, built_in, "{dir}: every built-in object must be schema-checked:\n{report}");
+        assert_eq!(
+            passed, built_in,
+            "{dir}: every built-in object must be schema-checked:\n{report}"
+        );
         for line in report.lines().filter(|l| l.contains("Couldn't find schema")) {
-            assert!(CRD_GROUPS.iter().any(|g| line.contains(g)), "{dir}: object without a schema: {line}");
+            assert!(
+                CRD_GROUPS.iter().any(|g| line.contains(g)),
+                "{dir}: object without a schema: {line}"
+            );
         }
         for object in objects.iter().filter(|o| CRD_GROUPS.contains(&api_group(o))) {
             check_custom_resource(object).unwrap_or_else(|e| panic!("{dir}: {e}"));
@@ -272,9 +304,9 @@ struct CaIssuer {
 fn check_duration(field: &str, value: &Option<String>) -> Result<(), String> {
     let Some(value) = value else { return Ok(()) };
     let valid = !value.is_empty()
-        && value
-            .split_inclusive(|c: char| c.is_ascii_alphabetic())
-            .all(|part| part.len() > 1 && part[..part.len() - 1].parse::<u64>().is_ok() && part.ends_with(['h', 'm', 's']));
+        && value.split_inclusive(|c: char| c.is_ascii_alphabetic()).all(|part| {
+            part.len() > 1 && part[..part.len() - 1].parse::<u64>().is_ok() && part.ends_with(['h', 'm', 's'])
+        });
     if valid {
         Ok(())
     } else {
@@ -289,7 +321,10 @@ fn parse<T: serde::de::DeserializeOwned>(object: &Value) -> Result<Object<T>, St
 
 /// Structural validation of the custom resources we ship.
 fn check_custom_resource(object: &Value) -> Result<(), String> {
-    match (object["apiVersion"].as_str().unwrap_or_default(), object["kind"].as_str().unwrap_or_default()) {
+    match (
+        object["apiVersion"].as_str().unwrap_or_default(),
+        object["kind"].as_str().unwrap_or_default(),
+    ) {
         ("monitoring.coreos.com/v1", "ServiceMonitor") => {
             let monitor = parse::<ServiceMonitorSpec>(object)?;
             for endpoint in &monitor.spec.endpoints {
@@ -303,7 +338,11 @@ fn check_custom_resource(object: &Value) -> Result<(), String> {
         }
         ("monitoring.coreos.com/v1", "PrometheusRule") => {
             let rule = parse::<PrometheusRuleSpec>(object)?;
-            rule.spec.groups.iter().flat_map(|g| &g.rules).try_for_each(|r| check_duration("for", &r.for_))
+            rule.spec
+                .groups
+                .iter()
+                .flat_map(|g| &g.rules)
+                .try_for_each(|r| check_duration("for", &r.for_))
         }
         ("cert-manager.io/v1", "Certificate") => {
             let certificate = parse::<CertificateSpec>(object)?;
@@ -314,10 +353,15 @@ fn check_custom_resource(object: &Value) -> Result<(), String> {
             let issuer = parse::<IssuerSpec>(object)?;
             match (&issuer.spec.self_signed, &issuer.spec.ca) {
                 (Some(_), None) | (None, Some(_)) => Ok(()),
-                _ => Err(format!("Issuer {}: exactly one of selfSigned and ca", issuer.metadata.name)),
+                _ => Err(format!(
+                    "Issuer {}: exactly one of selfSigned and ca",
+                    issuer.metadata.name
+                )),
             }
         }
-        (api_version, kind) => Err(format!("{kind} {api_version}: no structural check for this custom resource")),
+        (api_version, kind) => Err(format!(
+            "{kind} {api_version}: no structural check for this custom resource"
+        )),
     }
 }
 
@@ -364,40 +408,79 @@ fn the_apiservice_registers_the_group_version_the_api_serves() {
         let apiservice = apiservices[0];
         assert_eq!(apiservice["metadata"]["name"], format!("{VERSION}.{GROUP}"), "{dir}");
         let spec = &apiservice["spec"];
-        assert_eq!((spec["group"].as_str(), spec["version"].as_str()), (Some(GROUP), Some(VERSION)), "{dir}");
-        let (namespace, name) = (spec["service"]["namespace"].as_str().unwrap(), spec["service"]["name"].as_str().unwrap());
+        assert_eq!(
+            (spec["group"].as_str(), spec["version"].as_str()),
+            (Some(GROUP), Some(VERSION)),
+            "{dir}"
+        );
+        let (namespace, name) = (
+            spec["service"]["namespace"].as_str().unwrap(),
+            spec["service"]["name"].as_str().unwrap(),
+        );
         let service = find(&objects, "Service", name);
-        assert_eq!(service["metadata"]["namespace"], namespace, "{dir}: APIService points at another namespace");
-        let port = service["spec"]["ports"].as_array().unwrap().iter().find(|p| p["port"] == spec["service"]["port"]);
+        assert_eq!(
+            service["metadata"]["namespace"], namespace,
+            "{dir}: APIService points at another namespace"
+        );
+        let port = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"] == spec["service"]["port"]);
         let port = port.unwrap_or_else(|| panic!("{dir}: the Service has no port {}", spec["service"]["port"]));
         let deployment = find(&objects, "Deployment", "prescale");
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-        let target = container["ports"].as_array().unwrap().iter().find(|p| p["name"] == port["targetPort"]);
-        assert_eq!(target.unwrap_or_else(|| panic!("{dir}: no container port {}", port["targetPort"]))["containerPort"], 6443);
+        let target = container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == port["targetPort"]);
+        assert_eq!(
+            target.unwrap_or_else(|| panic!("{dir}: no container port {}", port["targetPort"]))["containerPort"],
+            6443
+        );
 
         // The name kube-aggregator verifies must be in the serving certificate.
         let dns_name = format!("{name}.{namespace}.svc");
         if dir.ends_with("production") {
-            assert!(spec.get("insecureSkipTLSVerify").is_none(), "production must verify the serving certificate");
-            let inject = apiservice["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str().unwrap();
+            assert!(
+                spec.get("insecureSkipTLSVerify").is_none(),
+                "production must verify the serving certificate"
+            );
+            let inject = apiservice["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+                .as_str()
+                .unwrap();
             let (cert_namespace, cert_name) = inject.split_once('/').unwrap();
             let certificate = find(&objects, "Certificate", cert_name);
             assert_eq!(certificate["metadata"]["namespace"], cert_namespace);
-            let dns_names: Vec<&str> =
-                certificate["spec"]["dnsNames"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+            let dns_names: Vec<&str> = certificate["spec"]["dnsNames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
             assert!(dns_names.contains(&dns_name.as_str()), "{dns_names:?} lacks {dns_name}");
             let secret = certificate["spec"]["secretName"].as_str().unwrap();
             let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
-            assert!(volumes.iter().any(|v| v["secret"]["secretName"] == secret), "{secret} is not mounted");
+            assert!(
+                volumes.iter().any(|v| v["secret"]["secretName"] == secret),
+                "{secret} is not mounted"
+            );
         } else {
-            assert_eq!(spec["insecureSkipTLSVerify"], true, "{dir}: the self-signed certificate can't be verified");
+            assert_eq!(
+                spec["insecureSkipTLSVerify"], true,
+                "{dir}: the self-signed certificate can't be verified"
+            );
             #[derive(Parser)]
             struct Cli {
                 #[command(flatten)]
                 tls: prescale::tls::TlsArgs,
             }
             let defaults = Cli::try_parse_from(["prescale"]).unwrap().tls.tls_self_signed_names;
-            assert!(defaults.contains(&dns_name), "self-signed SAN defaults {defaults:?} lack {dns_name}");
+            assert!(
+                defaults.contains(&dns_name),
+                "self-signed SAN defaults {defaults:?} lack {dns_name}"
+            );
         }
     }
 }
@@ -406,16 +489,20 @@ fn the_apiservice_registers_the_group_version_the_api_serves() {
 fn rbac_grants_what_delegated_authentication_needs() {
     let objects = render("deploy/overlays/production");
     let deployment = find(&objects, "Deployment", "prescale");
-    let account = deployment["spec"]["template"]["spec"]["serviceAccountName"].as_str().unwrap();
+    let account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap();
     let namespace = deployment["metadata"]["namespace"].as_str().unwrap();
     find(&objects, "ServiceAccount", account);
     let subject = serde_json::json!({"kind": "ServiceAccount", "name": account, "namespace": namespace});
     let bound = |kind: &str, role: &str| {
-        of_kind(&objects, kind).any(|b| {
-            b["roleRef"]["name"] == role && b["subjects"].as_array().is_some_and(|s| s.contains(&subject))
-        })
+        of_kind(&objects, kind)
+            .any(|b| b["roleRef"]["name"] == role && b["subjects"].as_array().is_some_and(|s| s.contains(&subject)))
     };
-    assert!(bound("ClusterRoleBinding", "system:auth-delegator"), "TokenReview/SubjectAccessReview need auth-delegator");
+    assert!(
+        bound("ClusterRoleBinding", "system:auth-delegator"),
+        "TokenReview/SubjectAccessReview need auth-delegator"
+    );
     let reader = of_kind(&objects, "RoleBinding")
         .find(|b| b["roleRef"]["name"] == "extension-apiserver-authentication-reader")
         .expect("a RoleBinding to extension-apiserver-authentication-reader");
@@ -423,11 +510,16 @@ fn rbac_grants_what_delegated_authentication_needs() {
     assert_eq!(reader["roleRef"]["kind"], "Role");
     assert!(reader["subjects"].as_array().unwrap().contains(&subject));
 
-    let hpa = serde_json::json!({"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"});
+    let hpa =
+        serde_json::json!({"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"});
     let reader_role = of_kind(&objects, "ClusterRoleBinding")
         .find(|b| b["subjects"].as_array().is_some_and(|s| s.contains(&hpa)))
         .expect("the HPA controller is bound to an external metrics reader role");
-    let role = find(&objects, "ClusterRole", reader_role["roleRef"]["name"].as_str().unwrap());
+    let role = find(
+        &objects,
+        "ClusterRole",
+        reader_role["roleRef"]["name"].as_str().unwrap(),
+    );
     let rule = &role["rules"][0];
     assert_eq!(rule["apiGroups"], serde_json::json!([prescale::api::GROUP]));
     assert_eq!(rule["verbs"], serde_json::json!(["get", "list"]));
@@ -443,8 +535,14 @@ fn the_deployment_is_hardened_and_highly_available() {
         let pod = &deployment["spec"]["template"]["spec"];
         let labels = &deployment["spec"]["template"]["metadata"]["labels"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{dir}");
-        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{dir}");
-        assert!(pod["affinity"]["podAntiAffinity"].is_object() && pod["topologySpreadConstraints"].is_array(), "{dir}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{dir}"
+        );
+        assert!(
+            pod["affinity"]["podAntiAffinity"].is_object() && pod["topologySpreadConstraints"].is_array(),
+            "{dir}"
+        );
         for container in pod["containers"].as_array().unwrap() {
             let security = &container["securityContext"];
             assert_eq!(security["readOnlyRootFilesystem"], true, "{dir}");
@@ -454,7 +552,10 @@ fn the_deployment_is_hardened_and_highly_available() {
                 assert!(container[probe]["httpGet"]["path"].is_string(), "{dir}: {probe}");
             }
             for kind in ["requests", "limits"] {
-                assert!(container["resources"][kind]["memory"].is_string(), "{dir}: memory {kind}");
+                assert!(
+                    container["resources"][kind]["memory"].is_string(),
+                    "{dir}: memory {kind}"
+                );
             }
         }
         let pdb = find(&objects, "PodDisruptionBudget", "prescale");
@@ -462,17 +563,34 @@ fn the_deployment_is_hardened_and_highly_available() {
             assert_eq!(&labels[key], value, "{dir}: the PDB does not select the pods");
         }
         if replicas > 1 {
-            assert!(pdb["spec"]["maxUnavailable"].as_u64().is_some_and(|m| m < replicas), "{dir}");
+            assert!(
+                pdb["spec"]["maxUnavailable"].as_u64().is_some_and(|m| m < replicas),
+                "{dir}"
+            );
         }
         let policy = find(&objects, "NetworkPolicy", "prescale");
-        assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]), "{dir}");
+        assert_eq!(
+            policy["spec"]["policyTypes"],
+            serde_json::json!(["Ingress", "Egress"]),
+            "{dir}"
+        );
         let ingress_ports: BTreeSet<u64> = policy["spec"]["ingress"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|r| r["ports"].as_array().unwrap().iter().map(|p| p["port"].as_u64().unwrap()))
+            .flat_map(|r| {
+                r["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["port"].as_u64().unwrap())
+            })
             .collect();
-        assert_eq!(ingress_ports, BTreeSet::from([6443, 8080]), "{dir}: ingress only to the API and admin ports");
+        assert_eq!(
+            ingress_ports,
+            BTreeSet::from([6443, 8080]),
+            "{dir}: ingress only to the API and admin ports"
+        );
     }
 }
 
@@ -484,31 +602,65 @@ fn the_workload_config_and_environment_match_the_code() {
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     for env in container["env"].as_array().unwrap() {
         let name = env["name"].as_str().unwrap();
-        assert!(literals.contains(name), "env {name} is not read by any flag (`env = \"{name}\"`) in src/");
+        assert!(
+            literals.contains(name),
+            "env {name} is not read by any flag (`env = \"{name}\"`) in src/"
+        );
     }
 
     let config_map = of_kind(&objects, "ConfigMap")
-        .find(|c| c["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("prescale-config")))
+        .find(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("prescale-config"))
+        })
         .expect("the prescale-config ConfigMap");
     let text = config_map["data"]["config.yaml"].as_str().unwrap();
     let config = prescale::config::parse(text, Path::new("deploy/base/config.yaml"))
         .unwrap_or_else(|e| panic!("the shipped workload config is rejected by the code:\n{e}"));
-    let ports: BTreeSet<u64> = container["ports"].as_array().unwrap().iter().map(|p| p["containerPort"].as_u64().unwrap()).collect();
-    assert!(ports.contains(&u64::from(config.api_addr.port())), "apiAddr port not exposed");
-    assert!(ports.contains(&u64::from(config.admin_addr.port())), "adminAddr port not exposed");
+    let ports: BTreeSet<u64> = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ports.contains(&u64::from(config.api_addr.port())),
+        "apiAddr port not exposed"
+    );
+    assert!(
+        ports.contains(&u64::from(config.admin_addr.port())),
+        "adminAddr port not exposed"
+    );
 
     // The example HPA reads a metric and workload that the config serves, in the workload's namespace.
     let example = render("deploy/examples/gpu-inference");
-    let hpa = of_kind(&example, "HorizontalPodAutoscaler").next().expect("an example HPA");
+    let hpa = of_kind(&example, "HorizontalPodAutoscaler")
+        .next()
+        .expect("an example HPA");
     let external = &hpa["spec"]["metrics"][0]["external"];
     assert_eq!(external["metric"]["name"], prescale::api::METRIC_REPLICAS);
-    assert_eq!(external["target"], serde_json::json!({"type": "AverageValue", "averageValue": "1"}));
-    let workload = external["metric"]["selector"]["matchLabels"][prescale::api::WORKLOAD_LABEL].as_str().unwrap();
+    assert_eq!(
+        external["target"],
+        serde_json::json!({"type": "AverageValue", "averageValue": "1"})
+    );
+    let workload = external["metric"]["selector"]["matchLabels"][prescale::api::WORKLOAD_LABEL]
+        .as_str()
+        .unwrap();
     let served = config.workloads.iter().find(|w| w.id.to_string().ends_with(workload));
     let served = served.unwrap_or_else(|| panic!("no workload {workload} in the shipped config"));
     let hpa_namespace = hpa["metadata"]["namespace"].as_str().unwrap();
-    assert!(served.id.to_string().contains(hpa_namespace), "workload {} is not in namespace {hpa_namespace}", served.id);
-    assert!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"].as_u64().unwrap() <= 3600);
+    assert!(
+        served.id.to_string().contains(hpa_namespace),
+        "workload {} is not in namespace {hpa_namespace}",
+        served.id
+    );
+    assert!(
+        hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
+            .as_u64()
+            .unwrap()
+            <= 3600
+    );
 }
 
 #[test]
@@ -517,9 +669,17 @@ fn alerts_use_metrics_the_code_exports() {
     let rule = find(&objects, "PrometheusRule", "prescale");
     let literals = source_literals();
     let mut checked = 0;
-    for expr in rule["spec"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()) {
+    for expr in rule["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+    {
         let expr = expr["expr"].as_str().unwrap();
-        for metric in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|t| t.starts_with("prescale_")) {
+        for metric in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|t| t.starts_with("prescale_"))
+        {
             // prometheus-client appends `_total` to counters, so the registered name lacks it.
             let registered = metric.strip_suffix("_total").unwrap_or(metric);
             assert!(

@@ -17,7 +17,10 @@ fn at(s: &str) -> DateTime<Utc> {
 fn workload(history: Arc<dyn History>) -> Workload {
     let yaml = "workloads:\n  - name: llm\n    demand: {generator: {profile: llm-chat}}\n    capacityPerReplica: 10\n    maxReplicas: 40\n    history: 3d\n";
     let config = prescale::config::parse(yaml, Path::new("t.yaml")).unwrap();
-    Workload { config: config.workloads.into_iter().next().unwrap(), history }
+    Workload {
+        config: config.workloads.into_iter().next().unwrap(),
+        history,
+    }
 }
 
 /// A source that fails or returns nothing on demand: faults a real source cannot produce at will.
@@ -59,7 +62,10 @@ async fn a_cycle_publishes_a_plan_that_covers_observed_demand() {
     let plan = &snap.plan;
     let observed = plan.observed_demand.expect("observed demand at the evening peak");
     assert!(observed > 80.0, "{observed}");
-    assert!(plan.replicas as f64 >= (observed / 10.0).ceil(), "never below observed: {plan:?}");
+    assert!(
+        plan.replicas as f64 >= (observed / 10.0).ceil(),
+        "never below observed: {plan:?}"
+    );
     assert!(plan.replicas <= 40);
     assert!(plan.planned_demand.is_finite() && plan.planned_demand >= plan.median_demand * 0.999);
     assert_eq!(snap.data_until, Some(at("2026-03-04T19:00:00Z")));
@@ -77,7 +83,10 @@ async fn a_cycle_publishes_a_plan_that_covers_observed_demand() {
 #[tokio::test]
 async fn failures_and_missing_data_publish_nothing_new() {
     let store = PlanStore::new();
-    let faulty = Arc::new(Faulty { inner: Generator::new(Profile::WebFrontend, 2), mode: "ok".into() });
+    let faulty = Arc::new(Faulty {
+        inner: Generator::new(Profile::WebFrontend, 2),
+        mode: "ok".into(),
+    });
     let mut cycle = Cycle::new(workload(faulty.clone()));
     let now = at("2026-03-04T12:00:30Z");
     let first = cycle.run_once(&store, now).await.expect("a plan");
@@ -85,12 +94,21 @@ async fn failures_and_missing_data_publish_nothing_new() {
     *faulty.mode.lock().unwrap() = "down";
     assert!(cycle.run_once(&store, now + TimeDelta::minutes(1)).await.is_none());
     let kept = store.get(&first.id).unwrap();
-    assert_eq!(kept.published_at, now, "the last good plan stays; its age decides whether it is served");
+    assert_eq!(
+        kept.published_at, now,
+        "the last good plan stays; its age decides whether it is served"
+    );
     let status = store.status(&first.id).unwrap();
-    assert!(status.error.as_deref().unwrap().contains("connection refused"), "{status:?}");
+    assert!(
+        status.error.as_deref().unwrap().contains("connection refused"),
+        "{status:?}"
+    );
 
     *faulty.mode.lock().unwrap() = "ok";
-    let back = cycle.run_once(&store, now + TimeDelta::minutes(2)).await.expect("recovers");
+    let back = cycle
+        .run_once(&store, now + TimeDelta::minutes(2))
+        .await
+        .expect("recovers");
     assert_eq!(back.published_at, now + TimeDelta::minutes(2));
     assert!(store.status(&first.id).unwrap().error.is_none());
 }
@@ -98,7 +116,10 @@ async fn failures_and_missing_data_publish_nothing_new() {
 #[tokio::test]
 async fn a_source_with_no_samples_is_never_read_as_zero() {
     let store = PlanStore::new();
-    let faulty = Arc::new(Faulty { inner: Generator::new(Profile::Embeddings, 3), mode: "empty".into() });
+    let faulty = Arc::new(Faulty {
+        inner: Generator::new(Profile::Embeddings, 3),
+        mode: "empty".into(),
+    });
     let mut cycle = Cycle::new(workload(faulty));
     assert!(cycle.run_once(&store, at("2026-03-04T12:00:30Z")).await.is_none());
     assert!(!store.is_ready());

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use prescale::history::prometheus::{Combine, PromQuery, PrometheusClient, PrometheusSettings};
+use prescale::history::prometheus::{BasicAuth, Combine, PromQuery, PrometheusClient, PrometheusSettings, Secret};
 use prescale::history::{align_down, History, HistoryError};
 use prescale::series::Series;
 use prometheus_client::registry::Registry;
@@ -397,4 +397,53 @@ async fn concurrent_queries_are_limited_across_workloads() {
 async fn futures_join3(w: &[PromQuery], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Result<Series, HistoryError>> {
     let (a, b, c) = tokio::join!(w[0].fetch(from, to), w[1].fetch(from, to), w[2].fetch(from, to));
     vec![a, b, c]
+}
+
+/// Prometheus's web config with one basic-auth user, `prescale`, password `s3cret` (bcrypt at cost 4, so the
+/// check stays fast).
+const WEB_CONFIG: &str =
+    "basic_auth_users:\n  prescale: '$2b$04$ubkFG0CWAoxPss/XWzfFUe3RwA0diwievGU2KzAEFliq9qgr9ILae'\n";
+
+#[tokio::test]
+async fn basic_auth_is_sent_and_a_refusal_is_not_retried() {
+    let start = align_down(Utc::now(), MINUTE) - TimeDelta::hours(2);
+    let expected = ramp(start, 30, |i| i as f64 * 0.5);
+    let mut om = OpenMetrics::new();
+    om.demand("demand", &[], &expected);
+    let prometheus = Prometheus::start_with_web_config(&om, WEB_CONFIG, "Basic cHJlc2NhbGU6czNjcmV0");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "s3cret\n").expect("writing the password file");
+    let (from, to) = (expected.start(), expected.end());
+
+    let mut s = settings(&prometheus.url());
+    s.basic_auth = Some(BasicAuth {
+        username: "prescale".into(),
+        password: None,
+        password_file: Some(password_file),
+    });
+    let (client_ok, registry_ok) = client(&s);
+    let got = query(&client_ok, PRIVATE_QUERY, MINUTE)
+        .fetch(from, to)
+        .await
+        .expect("authorised");
+    assert!(got == expected);
+    assert_eq!(requests(&registry_ok, "ok"), 1.0);
+
+    let mut s = settings(&prometheus.url());
+    s.basic_auth = Some(BasicAuth {
+        username: "prescale".into(),
+        password: Some(Secret::new("wrong")),
+        password_file: None,
+    });
+    let (client_bad, registry_bad) = client(&s);
+    let err = query(&client_bad, PRIVATE_QUERY, MINUTE)
+        .fetch(from, to)
+        .await
+        .expect_err("refused");
+    let HistoryError::Unavailable(message) = &err else {
+        panic!("expected Unavailable, got {err:?}")
+    };
+    assert!(message.contains("HTTP 401 Unauthorized"), "{message}");
+    assert_eq!(requests(&registry_bad, "http_error"), 1.0);
 }

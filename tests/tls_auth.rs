@@ -48,10 +48,17 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        Self { pem: cert.pem(), issuer: Issuer::new(params, key) }
+        Self {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
     }
 
     fn pool(&self, name: &str) -> CaPool {
@@ -88,7 +95,10 @@ impl Ca {
     fn sign(&self, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
     }
 }
 
@@ -101,7 +111,9 @@ impl Leaf {
     }
 
     fn identity(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
         (chain, PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap())
     }
 }
@@ -126,6 +138,10 @@ struct StandIn {
     access_calls: AtomicUsize,
     last_access: Mutex<Option<SubjectAccessReviewSpec>>,
     config_map: Mutex<Option<ConfigMap>>,
+    /// Wakes open watches of the ConfigMap after [`StandIn::update_config_map`].
+    config_map_changed: tokio::sync::Notify,
+    /// Watch requests received.
+    watches: AtomicUsize,
 }
 
 impl StandIn {
@@ -137,6 +153,8 @@ impl StandIn {
             access_calls: AtomicUsize::new(0),
             last_access: Mutex::new(None),
             config_map: Mutex::new(None),
+            config_map_changed: tokio::sync::Notify::new(),
+            watches: AtomicUsize::new(0),
         })
     }
 
@@ -156,19 +174,36 @@ impl StandIn {
     }
 
     fn calls(&self) -> (usize, usize) {
-        (self.token_calls.load(Ordering::SeqCst), self.access_calls.load(Ordering::SeqCst))
+        (
+            self.token_calls.load(Ordering::SeqCst),
+            self.access_calls.load(Ordering::SeqCst),
+        )
     }
 
     fn last_access(&self) -> SubjectAccessReviewSpec {
-        self.last_access.lock().unwrap().clone().expect("a SubjectAccessReview was made")
+        self.last_access
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a SubjectAccessReview was made")
     }
 
     /// Serves the stand-in on loopback; returns a real kube client pointed at it.
     async fn client(self: &Arc<Self>) -> kube::Client {
         let router = Router::new()
             .route("/apis/authentication.k8s.io/v1/tokenreviews", post(token_review))
-            .route("/apis/authorization.k8s.io/v1/subjectaccessreviews", post(access_review))
-            .route("/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication", get(config_map))
+            .route(
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                post(access_review),
+            )
+            .route(
+                "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
+                get(config_map),
+            )
+            .route(
+                "/api/v1/namespaces/kube-system/configmaps",
+                get(config_map_list_or_watch),
+            )
             .with_state(self.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -179,7 +214,8 @@ impl StandIn {
 }
 
 fn failure(code: u16, message: &str) -> (StatusCode, Json<Value>) {
-    let body = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":message,"code":code});
+    let body =
+        json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":message,"code":code});
     (StatusCode::from_u16(code).unwrap(), Json(body))
 }
 
@@ -193,7 +229,10 @@ async fn token_review(State(s): State<Arc<StandIn>>, Json(review): Json<TokenRev
         user,
         ..Default::default()
     };
-    Json(TokenReview { status: Some(status), ..review })
+    Json(TokenReview {
+        status: Some(status),
+        ..review
+    })
 }
 
 async fn access_review(
@@ -212,12 +251,74 @@ async fn access_review(
             true
         }
     };
-    let status = SubjectAccessReviewStatus { allowed, denied: Some(!allowed), ..Default::default() };
-    Ok(Json(SubjectAccessReview { status: Some(status), ..review }))
+    let status = SubjectAccessReviewStatus {
+        allowed,
+        denied: Some(!allowed),
+        ..Default::default()
+    };
+    Ok(Json(SubjectAccessReview {
+        status: Some(status),
+        ..review
+    }))
+}
+
+impl StandIn {
+    fn set_config_map(&self, resource_version: &str, data: &[(&str, &str)]) {
+        *self.config_map.lock().unwrap() = Some(ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(auth::CONFIG_MAP_NAME.into()),
+                namespace: Some(auth::CONFIG_MAP_NAMESPACE.into()),
+                resource_version: Some(resource_version.into()),
+                ..Default::default()
+            },
+            data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        });
+    }
+
+    /// Replaces the ConfigMap and sends a MODIFIED event to open watches.
+    fn update_config_map(&self, resource_version: &str, data: &[(&str, &str)]) {
+        self.set_config_map(resource_version, data);
+        self.config_map_changed.notify_waiters();
+    }
+}
+
+/// The list and watch kube's watcher makes (`?fieldSelector=metadata.name=...`, then `?watch=true`).
+async fn config_map_list_or_watch(
+    State(s): State<Arc<StandIn>>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        s.watches.fetch_add(1, Ordering::SeqCst);
+        let events = futures::stream::unfold(s, |s| async move {
+            s.config_map_changed.notified().await;
+            let object = s.config_map.lock().unwrap().clone();
+            let line = json!({"type": "MODIFIED", "object": object}).to_string() + "\n";
+            Some((Ok::<_, std::convert::Infallible>(line), s))
+        });
+        return (
+            [("content-type", "application/json")],
+            axum::body::Body::from_stream(events),
+        )
+            .into_response();
+    }
+    let object = s.config_map.lock().unwrap().clone();
+    let rv = object
+        .as_ref()
+        .and_then(|o| o.metadata.resource_version.clone())
+        .unwrap_or_else(|| "1".into());
+    Json(json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {"resourceVersion": rv}, "items": object.into_iter().collect::<Vec<_>>()}))
+        .into_response()
 }
 
 async fn config_map(State(s): State<Arc<StandIn>>) -> Result<Json<ConfigMap>, (StatusCode, Json<Value>)> {
-    s.config_map.lock().unwrap().clone().map(Json).ok_or_else(|| failure(403, "configmaps is forbidden"))
+    s.config_map
+        .lock()
+        .unwrap()
+        .clone()
+        .map(Json)
+        .ok_or_else(|| failure(403, "configmaps is forbidden"))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -225,7 +326,11 @@ async fn config_map(State(s): State<Arc<StandIn>>) -> Result<Json<ConfigMap>, (S
 
 /// Echoes the authenticated user and what is left of the identity headers.
 async fn echo(Extension(user): Extension<User>, headers: HeaderMap) -> Json<Value> {
-    let remote: Vec<&str> = headers.keys().map(|k| k.as_str()).filter(|k| k.starts_with("x-remote-")).collect();
+    let remote: Vec<&str> = headers
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with("x-remote-"))
+        .collect();
     Json(json!({
         "user": user.name,
         "uid": user.uid,
@@ -269,7 +374,14 @@ impl Server {
         let task = tokio::spawn(tls::serve(listener, auth.layer(router), settings, async {
             let _ = stopped.await;
         }));
-        Self { addr, ca: serving.der(), ca_pem: serving.pem.clone(), _dir: dir, stop: Some(stop), task }
+        Self {
+            addr,
+            ca: serving.der(),
+            ca_pem: serving.pem.clone(),
+            _dir: dir,
+            stop: Some(stop),
+            task,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -278,15 +390,15 @@ impl Server {
 
     async fn stop(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(15), &mut self.task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
-fn client_config(
-    ca: &CertificateDer<'static>,
-    identity: Option<&Leaf>,
-    alpn: &[&[u8]],
-) -> rustls::ClientConfig {
+fn client_config(ca: &CertificateDer<'static>, identity: Option<&Leaf>, alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -319,7 +431,10 @@ async fn get_json(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
 }
 
 fn settings() -> AuthSettings {
-    AuthSettings { review_timeout: Duration::from_millis(500), ..AuthSettings::default() }
+    AuthSettings {
+        review_timeout: Duration::from_millis(500),
+        ..AuthSettings::default()
+    }
 }
 
 struct Fixture {
@@ -348,12 +463,20 @@ async fn fixture(access: Answer, settings: AuthSettings) -> Fixture {
         },
     };
     let auth = Auth::new(settings, config, reviewer);
-    Fixture { front_proxy_ca, client_ca, stand_in, auth }
+    Fixture {
+        front_proxy_ca,
+        client_ca,
+        stand_in,
+        auth,
+    }
 }
 
 fn with_identity_headers(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     request
-        .header("X-Remote-User", "system:serviceaccount:kube-system:horizontal-pod-autoscaler")
+        .header(
+            "X-Remote-User",
+            "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+        )
         .header("X-Remote-Uid", "1234")
         .header("X-Remote-Group", "system:serviceaccounts")
         .header("X-Remote-Group", "system:serviceaccounts:kube-system")
@@ -376,20 +499,40 @@ async fn front_proxy_identity_is_trusted_behind_its_certificate_and_headers_are_
     let f = fixture(Answer::Allow, settings()).await;
     let server = Server::start(echo_router(), &f.auth).await;
     let proxy = f.front_proxy_ca.client("front-proxy-client", &[], true);
-    let (status, body) = get_json(with_identity_headers(http(&server, Some(&proxy)).get(server.url(METRIC_PATH)))).await;
+    let (status, body) = get_json(with_identity_headers(
+        http(&server, Some(&proxy)).get(server.url(METRIC_PATH)),
+    ))
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["user"], "system:serviceaccount:kube-system:horizontal-pod-autoscaler");
+    assert_eq!(
+        body["user"],
+        "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+    );
     assert_eq!(body["uid"], "1234");
     assert_eq!(
         body["groups"],
-        json!(["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"])
+        json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:kube-system",
+            "system:authenticated"
+        ])
     );
-    assert_eq!(body["extra"], json!({"authentication.kubernetes.io/pod-name": ["hpa-0"]}));
-    assert_eq!(body["remoteHeaders"], json!([]), "identity headers must not reach handlers");
+    assert_eq!(
+        body["extra"],
+        json!({"authentication.kubernetes.io/pod-name": ["hpa-0"]})
+    );
+    assert_eq!(
+        body["remoteHeaders"],
+        json!([]),
+        "identity headers must not reach handlers"
+    );
 
     // The HPA's read is authorized as a namespaced list of the metric resource.
     let spec = f.stand_in.last_access();
-    assert_eq!(spec.user.as_deref(), Some("system:serviceaccount:kube-system:horizontal-pod-autoscaler"));
+    assert_eq!(
+        spec.user.as_deref(),
+        Some("system:serviceaccount:kube-system:horizontal-pod-autoscaler")
+    );
     assert!(spec.groups.unwrap().contains(&"system:authenticated".to_owned()));
     let attributes = spec.resource_attributes.expect("resourceAttributes");
     assert_eq!(attributes.verb.as_deref(), Some("list"));
@@ -408,20 +551,46 @@ async fn identity_headers_without_a_trusted_front_proxy_certificate_are_rejected
     let other_ca = Ca::new("front-proxy-ca");
     let cases = [
         ("no certificate", None),
-        ("certificate from another CA with the same name", Some(other_ca.client("front-proxy-client", &[], true))),
-        ("CN not in allowed names", Some(f.front_proxy_ca.client("someone-else", &[], true))),
-        ("no clientAuth EKU", Some(f.front_proxy_ca.client("front-proxy-client", &[], false))),
+        (
+            "certificate from another CA with the same name",
+            Some(other_ca.client("front-proxy-client", &[], true)),
+        ),
+        (
+            "CN not in allowed names",
+            Some(f.front_proxy_ca.client("someone-else", &[], true)),
+        ),
+        (
+            "no clientAuth EKU",
+            Some(f.front_proxy_ca.client("front-proxy-client", &[], false)),
+        ),
         // A valid client-CA certificate authenticates its holder, but not the identities it claims in headers.
-        ("client CA certificate", Some(f.client_ca.client("bob", &["system:masters"], true))),
+        (
+            "client CA certificate",
+            Some(f.client_ca.client("bob", &["system:masters"], true)),
+        ),
     ];
     for (case, identity) in &cases {
-        let (status, body) =
-            get_json(with_identity_headers(http(&server, identity.as_ref()).get(server.url("/echo")))).await;
+        let (status, body) = get_json(with_identity_headers(
+            http(&server, identity.as_ref()).get(server.url("/echo")),
+        ))
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
         assert_status(&body, 401, "Unauthorized");
-        assert!(!body.to_string().contains("horizontal-pod-autoscaler"), "{case}: the claimed user leaked: {body}");
+        assert!(
+            !body.to_string().contains("horizontal-pod-autoscaler"),
+            "{case}: the claimed user leaked: {body}"
+        );
     }
-    assert_eq!(f.stand_in.calls(), (0, 0), "an untrusted identity must never reach authorization");
+    assert_eq!(
+        f.stand_in.calls(),
+        (0, 0),
+        "an untrusted identity must never reach authorization"
+    );
+
+    // Without headers, a front-proxy CA certificate with a CN not allowed authenticates nobody: still 401.
+    let stranger = f.front_proxy_ca.client("someone-else", &[], true);
+    let (status, body) = get_json(http(&server, Some(&stranger)).get(server.url("/echo"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     server.stop().await;
 }
 
@@ -440,8 +609,13 @@ async fn client_certificates_authenticate_as_cn_with_o_as_groups() {
     assert_eq!(body["groups"], json!(["team-a", "system:authenticated"]));
     let spec = f.stand_in.last_access();
     assert_eq!(spec.user.as_deref(), Some("bob"));
-    let non_resource = spec.non_resource_attributes.expect("nonResourceAttributes for a non-API path");
-    assert_eq!((non_resource.verb.as_deref(), non_resource.path.as_deref()), (Some("get"), Some("/echo")));
+    let non_resource = spec
+        .non_resource_attributes
+        .expect("nonResourceAttributes for a non-API path");
+    assert_eq!(
+        (non_resource.verb.as_deref(), non_resource.path.as_deref()),
+        (Some("get"), Some("/echo"))
+    );
 
     // A certificate from a CA we don't trust is an invalid credential, not anonymity.
     let mallory = Ca::new("client-ca").client("bob", &["system:masters"], true);
@@ -478,7 +652,10 @@ async fn bearer_tokens_are_reviewed_and_the_credential_is_dropped() {
     assert_eq!(body["user"], "carol");
     assert_eq!(body["uid"], "uid-carol");
     assert_eq!(body["groups"], json!(["readers", "system:authenticated"]));
-    assert_eq!(body["authorization"], false, "the Authorization header must not reach handlers");
+    assert_eq!(
+        body["authorization"], false,
+        "the Authorization header must not reach handlers"
+    );
 
     let (status, body) = get_json(client.get(server.url("/echo")).bearer_auth("stolen-token")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
@@ -509,8 +686,14 @@ async fn a_denied_review_is_a_403_status_naming_group_and_resource_without_data(
     assert_eq!(body["details"]["group"], "external.metrics.k8s.io");
     assert_eq!(body["details"]["kind"], "prescale_replicas");
     let message = body["message"].as_str().unwrap();
-    assert!(message.contains("\"bob\"") && message.contains("namespace \"shop\""), "{message}");
-    assert!(body.get("items").is_none() && body.get("user").is_none(), "a denial must carry no data: {body}");
+    assert!(
+        message.contains("\"bob\"") && message.contains("namespace \"shop\""),
+        "{message}"
+    );
+    assert!(
+        body.get("items").is_none() && body.get("user").is_none(),
+        "a denial must carry no data: {body}"
+    );
     server.stop().await;
 }
 
@@ -523,13 +706,19 @@ async fn review_errors_and_timeouts_fail_closed() {
     let (status, body) = get_json(client.get(server.url(METRIC_PATH))).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_status(&body, 500, "InternalError");
-    assert!(!body.to_string().contains("etcdserver"), "backend error text leaked: {body}");
+    assert!(
+        !body.to_string().contains("etcdserver"),
+        "backend error text leaked: {body}"
+    );
 
     f.stand_in.answer(Answer::Hang);
     let started = std::time::Instant::now();
     let (status, body) = get_json(client.get(server.url(METRIC_PATH))).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-    assert!(started.elapsed() < Duration::from_secs(5), "the review timeout was not applied");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the review timeout was not applied"
+    );
 
     // Errors are not cached: once the API server answers again, so do we.
     f.stand_in.answer(Answer::Allow);
@@ -554,14 +743,25 @@ async fn token_review_errors_fail_closed() {
 
 #[tokio::test]
 async fn review_answers_are_cached_for_the_ttl() {
-    let f = fixture(Answer::Allow, AuthSettings { cache_ttl: Duration::from_millis(1500), ..settings() }).await;
+    let f = fixture(
+        Answer::Allow,
+        AuthSettings {
+            cache_ttl: Duration::from_millis(1500),
+            ..settings()
+        },
+    )
+    .await;
     let server = Server::start(echo_router(), &f.auth).await;
     let client = http(&server, None);
     for _ in 0..5 {
         let (status, body) = get_json(client.get(server.url(METRIC_PATH)).bearer_auth("good-token")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    assert_eq!(f.stand_in.calls(), (1, 1), "five requests within the TTL, one review each");
+    assert_eq!(
+        f.stand_in.calls(),
+        (1, 1),
+        "five requests within the TTL, one review each"
+    );
 
     // Denials are cached too.
     f.stand_in.answer(Answer::Deny);
@@ -591,7 +791,10 @@ async fn the_config_map_is_read_and_applied() {
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), auth::CONFIG_MAP_NAMESPACE);
 
     let error = auth::read_config_map(&api).await.unwrap_err();
-    assert!(error.to_string().contains("extension-apiserver-authentication-reader"), "{error}");
+    assert!(
+        error.to_string().contains("extension-apiserver-authentication-reader"),
+        "{error}"
+    );
 
     let data = [
         ("requestheader-client-ca-file", front_proxy_ca.pem.as_str()),
@@ -600,22 +803,64 @@ async fn the_config_map_is_read_and_applied() {
         ("requestheader-extra-headers-prefix", r#"["X-Remote-Extra-"]"#),
         ("requestheader-allowed-names", r#"["front-proxy-client"]"#),
     ];
-    *stand_in.config_map.lock().unwrap() = Some(ConfigMap {
-        metadata: kube::api::ObjectMeta {
-            name: Some(auth::CONFIG_MAP_NAME.into()),
-            namespace: Some(auth::CONFIG_MAP_NAMESPACE.into()),
-            ..Default::default()
-        },
-        data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-        ..Default::default()
-    });
+    stand_in.set_config_map("1", &data);
     let config = auth::read_config_map(&api).await.unwrap();
     let auth = Auth::new(settings(), config, Arc::new(KubeReviewer::new(client)));
     let server = Server::start(echo_router(), &auth).await;
     let proxy = front_proxy_ca.client("front-proxy-client", &[], true);
-    let (status, body) = get_json(with_identity_headers(http(&server, Some(&proxy)).get(server.url("/echo")))).await;
+    let (status, body) = get_json(with_identity_headers(
+        http(&server, Some(&proxy)).get(server.url("/echo")),
+    ))
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["user"], "system:serviceaccount:kube-system:horizontal-pod-autoscaler");
+    assert_eq!(
+        body["user"],
+        "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+    );
+
+    // The ConfigMap is watched: a rotated front-proxy CA applies without a restart, and the old one stops working.
+    let watch = tokio::spawn(auth::watch_config_map(
+        api,
+        auth.clone(),
+        auth::ConfigOverrides::default(),
+    ));
+    let rotated_ca = Ca::new("front-proxy-ca-2");
+    let rotated_proxy = rotated_ca.client("front-proxy-client", &[], true);
+    let mut rotated = data;
+    rotated[0].1 = rotated_ca.pem.as_str();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // Change the ConfigMap only once the watcher has listed it and opened its watch, so the MODIFIED event is
+    // what carries the change.
+    while stand_in.watches.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher never opened a watch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loop {
+        // Repeat the update until the watch (started concurrently) has seen one.
+        stand_in.update_config_map("2", &rotated);
+        let request = with_identity_headers(http(&server, Some(&rotated_proxy)).get(server.url("/echo")));
+        if get_json(request).await.0 == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rotated CA was not applied from the watch"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = get_json(with_identity_headers(
+        http(&server, Some(&proxy)).get(server.url("/echo")),
+    ))
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the replaced CA must no longer be trusted"
+    );
+    watch.abort();
     server.stop().await;
 }
 
@@ -646,10 +891,20 @@ async fn http2_and_http1_are_negotiated_by_alpn() {
 async fn served_cn(addr: SocketAddr, ca: &CertificateDer<'static>) -> String {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca, None, &[b"http/1.1"])));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("handshake");
+    let stream = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("handshake");
     let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
-    let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_owned();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
     cn
 }
 
@@ -659,9 +914,16 @@ async fn the_serving_certificate_is_reloaded_and_a_broken_one_is_ignored() {
     let ca = Ca::new("serving-ca");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.server("first").write(dir.path());
-    let auth = Auth::new(settings(), AuthConfig::default(), Arc::new(KubeReviewer::new(StandIn::new(Answer::Allow).client().await)));
+    let auth = Auth::new(
+        settings(),
+        AuthConfig::default(),
+        Arc::new(KubeReviewer::new(StandIn::new(Answer::Allow).client().await)),
+    );
     let settings = TlsSettings {
-        certificate: CertSource::Files { cert: cert.clone(), key: key.clone() },
+        certificate: CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
         reload_interval: Duration::from_millis(100),
         client_cas: auth.client_cas(),
     };
@@ -676,7 +938,10 @@ async fn the_serving_certificate_is_reloaded_and_a_broken_one_is_ignored() {
     ca.server("second").write(dir.path());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while served_cn(addr, &ca.der()).await != "second" {
-        assert!(tokio::time::Instant::now() < deadline, "the new certificate was not picked up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate was not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -684,7 +949,11 @@ async fn the_serving_certificate_is_reloaded_and_a_broken_one_is_ignored() {
     std::fs::write(&cert, ca.server("third").cert_pem).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(served_cn(addr, &ca.der()).await, "second");
-    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(served_cn(addr, &ca.der()).await, "second");
 
@@ -697,12 +966,17 @@ async fn a_missing_certificate_file_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent.crt");
     let settings = TlsSettings {
-        certificate: CertSource::Files { cert: missing.clone(), key: dir.path().join("absent.key") },
+        certificate: CertSource::Files {
+            cert: missing.clone(),
+            key: dir.path().join("absent.key"),
+        },
         reload_interval: Duration::from_secs(1),
         client_cas: Default::default(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let error = tls::serve(listener, Router::new(), settings, std::future::pending()).await.unwrap_err();
+    let error = tls::serve(listener, Router::new(), settings, std::future::pending())
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains(&missing.display().to_string()), "{error}");
 }
 
@@ -755,12 +1029,20 @@ async fn kubectl_reads_discovery_over_tls_with_a_client_certificate() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "kubectl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let discovery: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(discovery["kind"], "APIResourceList", "{discovery}");
     assert_eq!(discovery["groupVersion"], "external.metrics.k8s.io/v1beta1");
     let spec = f.stand_in.last_access();
-    assert_eq!(spec.user.as_deref(), Some("dave"), "kubectl's certificate identity was reviewed");
+    assert_eq!(
+        spec.user.as_deref(),
+        Some("dave"),
+        "kubectl's certificate identity was reviewed"
+    );
     assert_eq!(spec.groups.unwrap(), ["ops", "system:authenticated"]);
 
     // The same read by a user the cluster denies: kubectl shows our 403 Status message.

@@ -65,7 +65,12 @@ pub struct AuthArgs {
     )]
     pub authorization_always_allow_paths: Vec<String>,
     /// Groups authorized without a SubjectAccessReview.
-    #[arg(long, env = "PRESCALE_AUTHORIZATION_ALWAYS_ALLOW_GROUPS", value_delimiter = ',', default_value = "system:masters")]
+    #[arg(
+        long,
+        env = "PRESCALE_AUTHORIZATION_ALWAYS_ALLOW_GROUPS",
+        value_delimiter = ',',
+        default_value = "system:masters"
+    )]
     pub authorization_always_allow_groups: Vec<String>,
 }
 
@@ -98,7 +103,12 @@ impl AuthArgs {
             authorization_always_allow_paths: _,
             authorization_always_allow_groups: _,
         } = self;
-        let read = |path: &Option<PathBuf>| path.as_deref().map(CaPool::from_file).transpose().map_err(AuthError::Ca);
+        let read = |path: &Option<PathBuf>| {
+            path.as_deref()
+                .map(CaPool::from_file)
+                .transpose()
+                .map_err(AuthError::Ca)
+        };
         Ok(ConfigOverrides {
             client_ca: read(client_ca_file)?,
             requestheader_ca: read(requestheader_client_ca_file)?,
@@ -170,7 +180,10 @@ pub struct ConfigOverrides {
 impl ConfigOverrides {
     /// `base` with every item given on the command line replaced.
     pub fn apply(&self, base: AuthConfig) -> AuthConfig {
-        let AuthConfig { cas, request_header: rh } = base;
+        let AuthConfig {
+            cas,
+            request_header: rh,
+        } = base;
         let pick = |flag: &Option<Vec<String>>, base: Vec<String>| flag.clone().unwrap_or(base);
         AuthConfig {
             cas: CaPools {
@@ -200,11 +213,17 @@ pub fn parse_config_map(data: &BTreeMap<String, String>) -> Result<AuthConfig, A
     let list = |key: &str| -> Result<Vec<String>, AuthError> {
         match data.get(key).map(|raw| raw.trim()).filter(|raw| !raw.is_empty()) {
             None => Ok(vec![]),
-            Some(raw) => serde_json::from_str(raw).map_err(|source| AuthError::ConfigMapList { key: key.to_owned(), source }),
+            Some(raw) => serde_json::from_str(raw).map_err(|source| AuthError::ConfigMapList {
+                key: key.to_owned(),
+                source,
+            }),
         }
     };
     Ok(AuthConfig {
-        cas: CaPools { client_ca: ca("client-ca-file")?, requestheader_ca: ca("requestheader-client-ca-file")? },
+        cas: CaPools {
+            client_ca: ca("client-ca-file")?,
+            requestheader_ca: ca("requestheader-client-ca-file")?,
+        },
         request_header: RequestHeaderConfig {
             username_headers: list("requestheader-username-headers")?,
             uid_headers: list("requestheader-uid-headers")?,
@@ -217,7 +236,10 @@ pub fn parse_config_map(data: &BTreeMap<String, String>) -> Result<AuthConfig, A
 
 /// Reads the ConfigMap once; an error names the RBAC that grants access.
 pub async fn read_config_map(api: &Api<ConfigMap>) -> Result<AuthConfig, AuthError> {
-    let config_map = api.get(CONFIG_MAP_NAME).await.map_err(|source| AuthError::ConfigMapRead { source })?;
+    let config_map = api
+        .get(CONFIG_MAP_NAME)
+        .await
+        .map_err(|source| AuthError::ConfigMapRead { source })?;
     parse_config_map(&config_map.data.unwrap_or_default())
 }
 
@@ -282,7 +304,10 @@ mod tests {
             ("requestheader-allowed-names", r#"["front-proxy-client"]"#),
         ]))
         .unwrap();
-        let overrides = ConfigOverrides { allowed_names: Some(vec!["aggregator".into()]), ..Default::default() };
+        let overrides = ConfigOverrides {
+            allowed_names: Some(vec!["aggregator".into()]),
+            ..Default::default()
+        };
         let config = overrides.apply(base);
         assert_eq!(config.request_header.allowed_names, ["aggregator"]);
         assert_eq!(config.request_header.username_headers, ["X-Remote-User"]);

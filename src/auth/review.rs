@@ -66,19 +66,28 @@ pub struct KubeReviewer {
 impl KubeReviewer {
     /// A reviewer using `client`.
     pub fn new(client: kube::Client) -> Self {
-        Self { tokens: Api::all(client.clone()), access: Api::all(client) }
+        Self {
+            tokens: Api::all(client.clone()),
+            access: Api::all(client),
+        }
     }
 }
 
 impl Reviewer for KubeReviewer {
     fn review_token(&self, spec: TokenReviewSpec) -> BoxFuture<'_, Result<TokenReviewStatus, ReviewError>> {
         Box::pin(async move {
-            let review = TokenReview { spec, ..Default::default() };
+            let review = TokenReview {
+                spec,
+                ..Default::default()
+            };
             let answer = self
                 .tokens
                 .create(&PostParams::default(), &review)
                 .await
-                .map_err(|source| ReviewError::Api { kind: "TokenReview", source })?;
+                .map_err(|source| ReviewError::Api {
+                    kind: "TokenReview",
+                    source,
+                })?;
             answer.status.ok_or(ReviewError::NoStatus { kind: "TokenReview" })
         })
     }
@@ -88,13 +97,21 @@ impl Reviewer for KubeReviewer {
         spec: SubjectAccessReviewSpec,
     ) -> BoxFuture<'_, Result<SubjectAccessReviewStatus, ReviewError>> {
         Box::pin(async move {
-            let review = SubjectAccessReview { spec, ..Default::default() };
+            let review = SubjectAccessReview {
+                spec,
+                ..Default::default()
+            };
             let answer = self
                 .access
                 .create(&PostParams::default(), &review)
                 .await
-                .map_err(|source| ReviewError::Api { kind: "SubjectAccessReview", source })?;
-            answer.status.ok_or(ReviewError::NoStatus { kind: "SubjectAccessReview" })
+                .map_err(|source| ReviewError::Api {
+                    kind: "SubjectAccessReview",
+                    source,
+                })?;
+            answer.status.ok_or(ReviewError::NoStatus {
+                kind: "SubjectAccessReview",
+            })
         })
     }
 }
@@ -111,12 +128,18 @@ pub(crate) struct TtlCache<K, V> {
 
 impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
     pub(crate) fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     pub(crate) fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|(expires, _)| *expires > Instant::now()).map(|(_, v)| v.clone())
+        entries
+            .get(key)
+            .filter(|(expires, _)| *expires > Instant::now())
+            .map(|(_, v)| v.clone())
     }
 
     pub(crate) fn insert(&self, key: K, value: V) {

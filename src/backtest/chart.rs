@@ -38,7 +38,12 @@ struct Buckets {
 }
 
 fn bucket(times: &[DateTime<Utc>], values: &[Option<f64>], size: usize) -> Buckets {
-    let mut b = Buckets { start: Vec::new(), mean: Vec::new(), min: Vec::new(), max: Vec::new() };
+    let mut b = Buckets {
+        start: Vec::new(),
+        mean: Vec::new(),
+        min: Vec::new(),
+        max: Vec::new(),
+    };
     for (ts, vs) in times.chunks(size).zip(values.chunks(size)) {
         let present: Vec<f64> = vs.iter().flatten().copied().collect();
         b.start.push(ts[0]);
@@ -88,8 +93,11 @@ pub(crate) fn svg(trace: &str, lead: &str, capacity: f64, runs: &[&PolicyRun]) -
         .iter()
         .map(|r| {
             // Unscored (gap) ticks are left out, as in the scores.
-            let v: Vec<Option<f64>> =
-                r.ticks.iter().map(|t| t.demand.map(|_| f64::from(t.ready_pods) * capacity)).collect();
+            let v: Vec<Option<f64>> = r
+                .ticks
+                .iter()
+                .map(|t| t.demand.map(|_| f64::from(t.ready_pods) * capacity))
+                .collect();
             (r.policy, bucket(&times, &v, size))
         })
         .collect();
@@ -171,7 +179,11 @@ pub(crate) fn svg(trace: &str, lead: &str, capacity: f64, runs: &[&PolicyRun]) -
         .copied()
         .find(|s| (t1 - t0).num_milliseconds() / s.num_milliseconds() <= 10)
         .unwrap_or(TimeDelta::days(56));
-    let fmt = if spacing >= TimeDelta::days(1) { "%Y-%m-%d" } else { "%m-%d %H:%M" };
+    let fmt = if spacing >= TimeDelta::days(1) {
+        "%Y-%m-%d"
+    } else {
+        "%m-%d %H:%M"
+    };
     let mut tick = crate::history::align_down(t0, spacing);
     if tick < t0 {
         tick += spacing;
@@ -202,7 +214,13 @@ pub(crate) fn svg(trace: &str, lead: &str, capacity: f64, runs: &[&PolicyRun]) -
     for (lo, hi) in segments(&d.min).into_iter().zip(segments(&d.max)) {
         let mut path = String::new();
         for &i in &hi {
-            let _ = write!(path, "{}{:.1},{:.1} ", if path.is_empty() { "M" } else { "L" }, x(d.start[i]), y(d.max[i].unwrap_or(0.0)));
+            let _ = write!(
+                path,
+                "{}{:.1},{:.1} ",
+                if path.is_empty() { "M" } else { "L" },
+                x(d.start[i]),
+                y(d.max[i].unwrap_or(0.0))
+            );
         }
         for &i in lo.iter().rev() {
             let _ = write!(path, "L{:.1},{:.1} ", x(d.start[i]), y(d.min[i].unwrap_or(0.0)));
@@ -210,12 +228,20 @@ pub(crate) fn svg(trace: &str, lead: &str, capacity: f64, runs: &[&PolicyRun]) -
         let _ = writeln!(out, r##"<path d="{path}Z" fill="#d0d0d0" stroke="none"/>"##);
     }
     for seg in segments(&d.mean) {
-        let _ = writeln!(out, r##"<path d="{}" fill="none" stroke="#333" stroke-width="1.2"/>"##, polyline(&seg, &d, &x, &y));
+        let _ = writeln!(
+            out,
+            r##"<path d="{}" fill="none" stroke="#333" stroke-width="1.2"/>"##,
+            polyline(&seg, &d, &x, &y)
+        );
     }
     for (policy, b) in &caps {
         let (c, dash) = colour(*policy);
         for seg in segments(&b.mean) {
-            let _ = writeln!(out, r#"<path d="{}" fill="none" stroke="{c}" stroke-width="1.4"{dash}/>"#, polyline(&seg, b, &x, &y));
+            let _ = writeln!(
+                out,
+                r#"<path d="{}" fill="none" stroke="{c}" stroke-width="1.4"{dash}/>"#,
+                polyline(&seg, b, &x, &y)
+            );
         }
     }
 
@@ -262,15 +288,16 @@ fn segments(values: &[Option<f64>]) -> Vec<Vec<usize>> {
     out
 }
 
-fn polyline(
-    seg: &[usize],
-    b: &Buckets,
-    x: &impl Fn(DateTime<Utc>) -> f64,
-    y: &impl Fn(f64) -> f64,
-) -> String {
+fn polyline(seg: &[usize], b: &Buckets, x: &impl Fn(DateTime<Utc>) -> f64, y: &impl Fn(f64) -> f64) -> String {
     let mut path = String::new();
     for &i in seg {
-        let _ = write!(path, "{}{:.1},{:.1} ", if path.is_empty() { "M" } else { "L" }, x(b.start[i]), y(b.mean[i].unwrap_or(0.0)));
+        let _ = write!(
+            path,
+            "{}{:.1},{:.1} ",
+            if path.is_empty() { "M" } else { "L" },
+            x(b.start[i]),
+            y(b.mean[i].unwrap_or(0.0))
+        );
     }
     path
 }
@@ -307,7 +334,13 @@ mod tests {
             .collect();
         let scores = super::super::report::score(&ticks, 1.0, 3);
         let _: &Scores = &scores;
-        let run = PolicyRun { policy: PolicyName::Oracle, lead_seconds: 300, lead: "5m".into(), scores, ticks };
+        let run = PolicyRun {
+            policy: PolicyName::Oracle,
+            lead_seconds: 300,
+            lead: "5m".into(),
+            scores,
+            ticks,
+        };
         let svg = svg("t<1>", "5m", 1.0, &[&run]);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("t&lt;1&gt;"));

@@ -27,7 +27,12 @@ pub struct BacktestArgs {
     #[arg(long, env = "PRESCALE_BACKTEST_REFIT", default_value = "1h", value_parser = parse_positive)]
     pub refit: TimeDelta,
     /// Policies to run.
-    #[arg(long, env = "PRESCALE_BACKTEST_POLICIES", value_delimiter = ',', default_value = "reactive,reactive-70,predictive,oracle")]
+    #[arg(
+        long,
+        env = "PRESCALE_BACKTEST_POLICIES",
+        value_delimiter = ',',
+        default_value = "reactive,reactive-70,predictive,oracle"
+    )]
     pub policies: Vec<PolicyName>,
     /// The predictive planner scales in only when observed demand allows it too.
     #[arg(long, env = "PRESCALE_BACKTEST_SCALE_IN_ON_OBSERVED_ONLY")]
@@ -50,7 +55,10 @@ fn parse_positive(s: &str) -> Result<TimeDelta, String> {
 }
 
 fn parse_quantile(s: &str) -> Result<Quantile, String> {
-    let q: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number; write e.g. 0.9"))?;
+    let q: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number; write e.g. 0.9"))?;
     Quantile::try_new(q)
 }
 
@@ -59,9 +67,21 @@ fn parse_quantile(s: &str) -> Result<Quantile, String> {
 /// Loads the trace, runs every policy at every lead time, writes the outputs into `--out`, and prints the summary
 /// table and the list of files to stdout.
 pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
-    let BacktestArgs { trace, leads, out, quantile, refit, policies, scale_in_on_observed_only, quiet } = args;
+    let BacktestArgs {
+        trace,
+        leads,
+        out,
+        quantile,
+        refit,
+        policies,
+        scale_in_on_observed_only,
+        quiet,
+    } = args;
     let series = crate::history::trace::load(&trace)?;
-    let name = trace.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "trace".into());
+    let name = trace
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trace".into());
     let mut policies = policies;
     policies.sort();
     policies.dedup();
@@ -78,6 +98,11 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
     let report = super::run(&series, &name, &settings).with_context(|| format!("backtest of {}", trace.display()))?;
     let files = write_outputs(&report, &out)?;
     print!("{}", report.summary());
-    println!("wrote {} files to {} in {:.1} s", files.len(), out.display(), started.elapsed().as_secs_f64());
+    println!(
+        "wrote {} files to {} in {:.1} s",
+        files.len(),
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

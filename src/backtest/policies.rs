@@ -44,7 +44,10 @@ impl<'a> Visible<'a> {
         let from_ms = (t - LAG - OBSERVED_WINDOW - self.trace.start()).num_milliseconds();
         let first = usize::try_from(from_ms.div_euclid(step_ms)).unwrap_or(0).min(n);
         let values = self.trace.values();
-        let (sum, k) = values[first..n].iter().flatten().fold((0.0, 0usize), |(s, k), v| (s + v, k + 1));
+        let (sum, k) = values[first..n]
+            .iter()
+            .flatten()
+            .fold((0.0, 0usize), |(s, k), v| (s + v, k + 1));
         if k > 0 {
             return Some(sum / k as f64);
         }
@@ -55,7 +58,11 @@ impl<'a> Visible<'a> {
     fn tail(&self, t: DateTime<Utc>, from: usize) -> Series {
         let n = self.count(t);
         let from = from.min(n);
-        Series::from_values(self.trace.time_at(from), self.trace.step(), self.trace.values()[from..n].to_vec())
+        Series::from_values(
+            self.trace.time_at(from),
+            self.trace.step(),
+            self.trace.values()[from..n].to_vec(),
+        )
     }
 
     /// Index of the latest present visible slot at `t`.
@@ -164,7 +171,11 @@ mod tests {
     #[test]
     fn observed_averages_the_last_minute_of_visible_samples() {
         // 30 s slots: ends at 30, 60, 90(gap), 120, 150.
-        let s = Series::from_values(t(0), TimeDelta::seconds(30), vec![Some(1.0), Some(2.0), None, Some(4.0), Some(8.0)]);
+        let s = Series::from_values(
+            t(0),
+            TimeDelta::seconds(30),
+            vec![Some(1.0), Some(2.0), None, Some(4.0), Some(8.0)],
+        );
         let v = Visible::new(&s);
         // At t=150: visible ends ≤ 120 → slots ending 30,60,120 visible; window (60, 120] → only the 120 one.
         assert_eq!(v.observed(t(150)), Some(4.0));

@@ -216,9 +216,11 @@ impl Report {
         let mut bar = Vec::new();
         for &lead in &settings.leads_seconds {
             let find = |p| runs.iter().find(|r| r.lead_seconds == lead && r.policy == p);
-            if let (Some(pr), Some(r70), Some(or)) =
-                (find(PolicyName::Predictive), find(PolicyName::Reactive70), find(PolicyName::Oracle))
-            {
+            if let (Some(pr), Some(r70), Some(or)) = (
+                find(PolicyName::Predictive),
+                find(PolicyName::Reactive70),
+                find(PolicyName::Oracle),
+            ) {
                 let ratio = pr.scores.replica_hours / or.scores.replica_hours;
                 bar.push(Verdict {
                     lead_seconds: lead,
@@ -231,12 +233,20 @@ impl Report {
                 });
             }
         }
-        Self { trace, settings, runs, predictive, bar }
+        Self {
+            trace,
+            settings,
+            runs,
+            predictive,
+            bar,
+        }
     }
 
     /// The run of `policy` at `lead_seconds`, if it was run.
     pub fn get(&self, policy: PolicyName, lead_seconds: i64) -> Option<&PolicyRun> {
-        self.runs.iter().find(|r| r.policy == policy && r.lead_seconds == lead_seconds)
+        self.runs
+            .iter()
+            .find(|r| r.policy == policy && r.lead_seconds == lead_seconds)
     }
 
     /// A plain-text table of every score, one row per (lead, policy), and the bar.
@@ -379,7 +389,10 @@ mod tests {
         r.served_value = None;
         let csv = ticks_csv(&[r, row(15, Some(4.35), 2, 1, 1)]);
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "t,demand,served_value,desired_replicas,ready_pods,starting_pods");
+        assert_eq!(
+            lines[0],
+            "t,demand,served_value,desired_replicas,ready_pods,starting_pods"
+        );
         assert_eq!(lines[1], "2023-11-14T22:13:20Z,,,1,1,0");
         assert_eq!(lines[2], "2023-11-14T22:13:35Z,4.35,1,2,1,1");
     }

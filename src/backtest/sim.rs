@@ -24,27 +24,42 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
     validate(settings)?;
     let (history, scored_start) = scored_window(trace, name)?;
     let end = trace.end();
-    let ticks: Vec<DateTime<Utc>> =
-        (0..).map(|k| scored_start + TICK * k).take_while(|t| *t < end).collect();
-    let demand: Vec<Option<f64>> =
-        ticks.iter().map(|&t| trace.slot_of(t).and_then(|i| trace.values().get(i).copied().flatten())).collect();
+    let ticks: Vec<DateTime<Utc>> = (0..)
+        .map(|k| scored_start + TICK * k)
+        .take_while(|t| *t < end)
+        .collect();
+    let demand: Vec<Option<f64>> = ticks
+        .iter()
+        .map(|&t| trace.slot_of(t).and_then(|i| trace.values().get(i).copied().flatten()))
+        .collect();
     let mut present: Vec<f64> = demand.iter().flatten().copied().collect();
     if present.is_empty() {
         let detail = "the scored window holds no samples".to_owned();
-        return Err(BacktestError::NoDemand { trace: name.into(), detail });
+        return Err(BacktestError::NoDemand {
+            trace: name.into(),
+            detail,
+        });
     }
     let p99 = percentile(&mut present, 0.99);
     let capacity = settings.capacity.unwrap_or(p99 / P99_REPLICAS);
     if !(capacity.is_finite() && capacity > 0.0) {
         let detail = format!("p99 of scored demand is {p99}, so capacity per replica would be {capacity}");
-        return Err(BacktestError::NoDemand { trace: name.into(), detail });
+        return Err(BacktestError::NoDemand {
+            trace: name.into(),
+            detail,
+        });
     }
 
     let visible = Visible::new(trace);
     let wants = |p| settings.policies.contains(&p);
-    let bar = progress_bar(settings.progress, ticks.len(), settings.leads.len(), wants(PolicyName::Predictive));
-    let reactive = (wants(PolicyName::Reactive) || wants(PolicyName::Reactive70))
-        .then(|| policies::reactive(&visible, &ticks));
+    let bar = progress_bar(
+        settings.progress,
+        ticks.len(),
+        settings.leads.len(),
+        wants(PolicyName::Predictive),
+    );
+    let reactive =
+        (wants(PolicyName::Reactive) || wants(PolicyName::Reactive70)).then(|| policies::reactive(&visible, &ticks));
     let planner_policies: Vec<Policy> = settings
         .leads
         .iter()
@@ -77,8 +92,14 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             let (rows, initial) = match policy {
                 PolicyName::Oracle => oracle(&ticks, &demand, capacity, lead),
                 PolicyName::Reactive | PolicyName::Reactive70 => {
-                    let target = if policy == PolicyName::Reactive { reactive_target } else { reactive70_target };
-                    let served = reactive.as_deref().expect("computed when a reactive policy is selected");
+                    let target = if policy == PolicyName::Reactive {
+                        reactive_target
+                    } else {
+                        reactive70_target
+                    };
+                    let served = reactive
+                        .as_deref()
+                        .expect("computed when a reactive policy is selected");
                     simulate_hpa(&ticks, &demand, served, target, lead)?
                 }
                 PolicyName::Predictive => {
@@ -87,7 +108,13 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
                 }
             };
             let scores = report::score(&rows, capacity, initial);
-            runs.push(PolicyRun { policy, lead_seconds: lead.num_seconds(), lead: super::lead_label(lead), scores, ticks: rows });
+            runs.push(PolicyRun {
+                policy,
+                lead_seconds: lead.num_seconds(),
+                lead: super::lead_label(lead),
+                scores,
+                ticks: rows,
+            });
             bar.inc(ticks.len() as u64);
         }
     }
@@ -119,7 +146,10 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         policies: PolicyName::ALL.into_iter().filter(|p| wants(*p)).collect(),
         scale_in_on_observed_only: settings.scale_in_on_observed_only,
     };
-    let predictive = predictive.map(|p| PredictiveInfo { fits: p.fits, forecast_methods: p.methods });
+    let predictive = predictive.map(|p| PredictiveInfo {
+        fits: p.fits,
+        forecast_methods: p.methods,
+    });
     Ok(Report::new(name.to_owned(), settings_out, runs, predictive))
 }
 
@@ -130,7 +160,10 @@ fn validate(settings: &Settings) -> Result<(), BacktestError> {
     }
     for lead in &settings.leads {
         if *lead < TimeDelta::zero() || lead.num_milliseconds() % TICK.num_milliseconds() != 0 {
-            let problem = format!("{} is not a non-negative multiple of the 15 s tick; use e.g. 2m, 5m, 10m", lead);
+            let problem = format!(
+                "{} is not a non-negative multiple of the 15 s tick; use e.g. 2m, 5m, 10m",
+                lead
+            );
             return err("--lead", problem);
         }
     }
@@ -138,11 +171,17 @@ fn validate(settings: &Settings) -> Result<(), BacktestError> {
         return err("--refit", "the refit interval must be positive, e.g. 1h".into());
     }
     if settings.policies.is_empty() {
-        return err("--policies", "select at least one of reactive, reactive-70, predictive, oracle".into());
+        return err(
+            "--policies",
+            "select at least one of reactive, reactive-70, predictive, oracle".into(),
+        );
     }
     if let Some(c) = settings.capacity {
         if !(c.is_finite() && c > 0.0) {
-            return err("--capacity", format!("capacity per replica must be a positive number, got {c}"));
+            return err(
+                "--capacity",
+                format!("capacity per replica must be a positive number, got {c}"),
+            );
         }
     }
     Ok(())
@@ -152,7 +191,11 @@ fn validate(settings: &Settings) -> Result<(), BacktestError> {
 /// 25% of the trace and at least 10 minutes.
 pub(crate) fn scored_window(trace: &Series, name: &str) -> Result<(TimeDelta, DateTime<Utc>), BacktestError> {
     let duration = trace.end() - trace.start();
-    let history = if duration >= LONG_TRACE { LONG_TRACE } else { (duration / 4).max(MIN_WARM_UP) };
+    let history = if duration >= LONG_TRACE {
+        LONG_TRACE
+    } else {
+        (duration / 4).max(MIN_WARM_UP)
+    };
     let start = trace.start() + history;
     if start >= trace.end() {
         let detail = format!(
@@ -160,7 +203,10 @@ pub(crate) fn scored_window(trace: &Series, name: &str) -> Result<(TimeDelta, Da
             duration.num_seconds(),
             history.num_seconds()
         );
-        return Err(BacktestError::TooShort { trace: name.into(), detail });
+        return Err(BacktestError::TooShort {
+            trace: name.into(),
+            detail,
+        });
     }
     Ok((history, start))
 }
@@ -182,7 +228,10 @@ pub(crate) fn served_milli(v: f64) -> Option<i64> {
 fn milli_of(v: f64, what: &'static str) -> Result<i64, BacktestError> {
     match served_milli(v) {
         Some(m) if m > 0 => Ok(m),
-        _ => Err(BacktestError::Setting { field: "--capacity", problem: format!("{what} {v} is not a usable target") }),
+        _ => Err(BacktestError::Setting {
+            field: "--capacity",
+            problem: format!("{what} {v} is not a usable target"),
+        }),
     }
 }
 
@@ -200,7 +249,9 @@ fn simulate_hpa(
     let mut hpa = Hpa::new(HpaSpec::external(MetricTarget::AverageValue(target_milli), min, max))?;
     let t0 = ticks[0];
     let initial = match served[0].and_then(served_milli) {
-        Some(u) => (u as f64 / target_milli as f64).ceil().clamp(f64::from(min), f64::from(max)) as i32,
+        Some(u) => (u as f64 / target_milli as f64)
+            .ceil()
+            .clamp(f64::from(min), f64::from(max)) as i32,
         None => min,
     };
     hpa.record_initial(initial, t0);
@@ -208,7 +259,11 @@ fn simulate_hpa(
     let mut rows = Vec::with_capacity(ticks.len());
     for (k, &t) in ticks.iter().enumerate() {
         let n = pods.len() as i32;
-        let status = ScaleStatus { spec_replicas: n, status_replicas: n, ready_pods: pods.ready(t) as i32 };
+        let status = ScaleStatus {
+            spec_replicas: n,
+            status_replicas: n,
+            ready_pods: pods.ready(t) as i32,
+        };
         let decision = hpa.reconcile(t, status, &[served[k].and_then(served_milli)]);
         let desired = decision.desired_replicas.max(0);
         pods.scale_to(desired as usize, t);
@@ -228,12 +283,21 @@ fn simulate_hpa(
 /// go as soon as no tick within the next `L` needs them. Pods alive at the first tick are ready.
 fn oracle(ticks: &[DateTime<Utc>], demand: &[Option<f64>], capacity: f64, lead: TimeDelta) -> (Vec<TickRow>, u32) {
     let (min, max) = (f64::from(MIN_REPLICAS), f64::from(MAX_REPLICAS));
-    let need: Vec<u32> = demand.iter().map(|d| d.map_or(min, |d| (d / capacity).ceil().clamp(min, max)) as u32).collect();
+    let need: Vec<u32> = demand
+        .iter()
+        .map(|d| d.map_or(min, |d| (d / capacity).ceil().clamp(min, max)) as u32)
+        .collect();
     let j = (lead.num_milliseconds() / TICK.num_milliseconds()) as usize;
     let n = ticks.len();
     // Pods alive at tick k: everything needed at ticks k..=k+j (a pod for tick k+j is created at its tick − L).
-    let alive: Vec<u32> =
-        (0..n).map(|k| (k..=k + j).map(|i| need.get(i).copied().unwrap_or(MIN_REPLICAS)).max().unwrap_or(0)).collect();
+    let alive: Vec<u32> = (0..n)
+        .map(|k| {
+            (k..=k + j)
+                .map(|i| need.get(i).copied().unwrap_or(MIN_REPLICAS))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let rows = (0..n)
         .map(|k| {
             // Ready = pods alive continuously since t − L.
@@ -287,7 +351,10 @@ mod tests {
         let hour = Series::from_values(t(0), TimeDelta::seconds(10), vec![Some(1.0); 360]);
         assert_eq!(scored_window(&hour, "h").unwrap(), (TimeDelta::seconds(900), t(900)));
         let short = Series::from_values(t(0), TimeDelta::seconds(10), vec![Some(1.0); 60]);
-        assert!(matches!(scored_window(&short, "s"), Err(BacktestError::TooShort { .. })));
+        assert!(matches!(
+            scored_window(&short, "s"),
+            Err(BacktestError::TooShort { .. })
+        ));
     }
 
     #[test]
@@ -315,7 +382,9 @@ mod tests {
         let ready: Vec<u32> = rows.iter().map(|r| r.ready_pods).collect();
         assert_eq!(alive, vec![1, 4, 4, 4, 1, 1]);
         assert_eq!(ready, vec![1, 1, 1, 4, 1, 1]);
-        assert!(rows.iter().all(|r| r.demand.is_none_or(|d| f64::from(r.ready_pods) >= d)));
+        assert!(rows
+            .iter()
+            .all(|r| r.demand.is_none_or(|d| f64::from(r.ready_pods) >= d)));
     }
 
     #[test]
@@ -328,8 +397,14 @@ mod tests {
         assert_eq!(initial, 2);
         assert_eq!((rows[1].desired_replicas, rows[1].ready_pods), (2, 2));
         // At tick 2 the HPA asks for 6 but may only go to max(2·2, 4) = 4; pods created at 30 s are ready at 90 s.
-        assert_eq!((rows[2].desired_replicas, rows[2].ready_pods, rows[2].starting_pods), (4, 2, 2));
-        assert_eq!((rows[3].desired_replicas, rows[3].ready_pods, rows[3].starting_pods), (6, 2, 4));
+        assert_eq!(
+            (rows[2].desired_replicas, rows[2].ready_pods, rows[2].starting_pods),
+            (4, 2, 2)
+        );
+        assert_eq!(
+            (rows[3].desired_replicas, rows[3].ready_pods, rows[3].starting_pods),
+            (6, 2, 4)
+        );
         assert_eq!((rows[6].ready_pods, rows[6].starting_pods), (4, 2));
         assert_eq!((rows[7].ready_pods, rows[7].starting_pods), (6, 0));
     }

@@ -466,7 +466,9 @@ impl PrometheusClient {
         let mut attempt = 0;
         loop {
             let (outcome, result) = self.attempt(query, start, end, step).await;
-            inner.metrics.requests.get_or_create(&OutcomeLabels { outcome }).inc();
+            if let Some(outcome) = outcome {
+                inner.metrics.requests.get_or_create(&OutcomeLabels { outcome }).inc();
+            }
             let error = match result {
                 Ok(data) => return Ok(data),
                 Err(error) => error,
@@ -489,13 +491,20 @@ impl PrometheusClient {
         }
     }
 
-    async fn attempt(&self, query: &str, start: i64, end: i64, step: i64) -> (Outcome, Result<Data, AttemptError>) {
+    /// One request; the outcome is `None` when no request was sent (an unreadable credential file).
+    async fn attempt(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> (Option<Outcome>, Result<Data, AttemptError>) {
         let inner = &self.inner;
         let header = match self.auth_header().await {
             Ok(header) => header,
             Err(message) => {
                 return (
-                    Outcome::unreachable,
+                    None,
                     Err(AttemptError {
                         message,
                         retryable: false,
@@ -518,8 +527,11 @@ impl PrometheusClient {
         let result = request.get().await;
         inner.metrics.duration.observe(began.elapsed().as_secs_f64());
         match result {
-            Ok(answer) => (Outcome::ok, Ok(answer.into_inner().0)),
-            Err(error) => classify(error, inner.timeout),
+            Ok(answer) => (Some(Outcome::ok), Ok(answer.into_inner().0)),
+            Err(error) => {
+                let (outcome, error) = classify(error, inner.timeout);
+                (Some(outcome), Err(error))
+            }
         }
     }
 
@@ -574,7 +586,7 @@ struct AttemptError {
 }
 
 /// Sorts a failed request into an outcome, a message for logs and whether trying again can help.
-fn classify(error: prometheus_http_query::Error, timeout: Duration) -> (Outcome, Result<Data, AttemptError>) {
+fn classify(error: prometheus_http_query::Error, timeout: Duration) -> (Outcome, AttemptError) {
     use prometheus_http_query::error::PrometheusErrorType as T;
     let (outcome, message, retryable) = match &error {
         prometheus_http_query::Error::Prometheus(e) => {
@@ -601,7 +613,7 @@ fn classify(error: prometheus_http_query::Error, timeout: Duration) -> (Outcome,
         },
         other => (Outcome::unreachable, other.to_string(), false),
     };
-    (outcome, Err(AttemptError { message, retryable }))
+    (outcome, AttemptError { message, retryable })
 }
 
 /// An error with its causes, `a: b: c` (reqwest hides "connection refused" two levels down).

@@ -50,7 +50,11 @@ impl Profile {
                 base + spike
             }
             Profile::WebFrontend => {
-                let ramp = if weekend { 0.0 } else { smoothstep(7.5, 9.5, hour) * (1.0 - smoothstep(17.0, 19.0, hour)) };
+                let ramp = if weekend {
+                    0.0
+                } else {
+                    smoothstep(7.5, 9.5, hour) * (1.0 - smoothstep(17.0, 19.0, hour))
+                };
                 let lunch = 1.0 - 0.25 * bump(hour, 12.0, 13.0, 0.25);
                 (40.0 + 360.0 * ramp * lunch) * daily(15.0, 0.3)
             }
@@ -106,7 +110,12 @@ fn default_step() -> TimeDelta {
 impl Generator {
     /// A generator with unit scale and 1-minute steps.
     pub fn new(profile: Profile, seed: u64) -> Self {
-        Self { profile, seed, scale: 1.0, step: default_step() }
+        Self {
+            profile,
+            seed,
+            scale: 1.0,
+            step: default_step(),
+        }
     }
 
     /// Demand for the slot starting at `t`, or `None` when the slot falls in a collection gap.
@@ -123,7 +132,10 @@ impl Generator {
             return None;
         }
         // Noise: a sum of uniforms is close enough to normal, and stays bounded.
-        let n: f64 = (0..4).map(|k| unit(mix(salt ^ slot.wrapping_mul(4).wrapping_add(k)))).sum::<f64>() - 2.0;
+        let n: f64 = (0..4)
+            .map(|k| unit(mix(salt ^ slot.wrapping_mul(4).wrapping_add(k))))
+            .sum::<f64>()
+            - 2.0;
         let mean = self.profile.mean_at(t) * self.scale;
         Some((mean * (1.0 + 0.08 * n)).max(0.0))
     }
@@ -166,18 +178,33 @@ mod tests {
     #[tokio::test]
     async fn deterministic_by_seed_and_time() {
         let g = Generator::new(Profile::LlmChat, 7);
-        let a = g.fetch(at("2026-03-02T00:00:00Z"), at("2026-03-03T00:00:00Z")).await.unwrap();
-        let b = g.fetch(at("2026-03-02T00:00:00Z"), at("2026-03-03T00:00:00Z")).await.unwrap();
+        let a = g
+            .fetch(at("2026-03-02T00:00:00Z"), at("2026-03-03T00:00:00Z"))
+            .await
+            .unwrap();
+        let b = g
+            .fetch(at("2026-03-02T00:00:00Z"), at("2026-03-03T00:00:00Z"))
+            .await
+            .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 1440);
         let other = Generator::new(Profile::LlmChat, 8);
-        assert_ne!(a, other.fetch(at("2026-03-02T00:00:00Z"), at("2026-03-03T00:00:00Z")).await.unwrap());
+        assert_ne!(
+            a,
+            other
+                .fetch(at("2026-03-02T00:00:00Z"), at("2026-03-03T00:00:00Z"))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
     async fn shapes_have_cycles_spikes_and_gaps() {
         let g = Generator::new(Profile::LlmChat, 1);
-        let week = g.fetch(at("2026-03-02T00:00:00Z"), at("2026-03-09T00:00:00Z")).await.unwrap();
+        let week = g
+            .fetch(at("2026-03-02T00:00:00Z"), at("2026-03-09T00:00:00Z"))
+            .await
+            .unwrap();
         let missing = week.missing();
         assert!(missing > 0 && missing < week.len() / 50, "some but few gaps: {missing}");
         let mean = |from: &str, to: &str| week.window(at(from), at(to)).points().map(|p| p.1).sum::<f64>() / 60.0;
@@ -185,7 +212,10 @@ mod tests {
         let night = mean("2026-03-03T07:00:00Z", "2026-03-03T08:00:00Z");
         assert!(evening > 2.5 * night, "daily cycle: evening {evening} vs night {night}");
         let spike = mean("2026-03-03T14:00:00Z", "2026-03-03T14:30:00Z") * 2.0;
-        assert!(spike > mean("2026-03-03T13:00:00Z", "2026-03-03T14:00:00Z") * 1.5, "scheduled spike");
+        assert!(
+            spike > mean("2026-03-03T13:00:00Z", "2026-03-03T14:00:00Z") * 1.5,
+            "scheduled spike"
+        );
         let weekday = mean("2026-03-04T19:00:00Z", "2026-03-04T20:00:00Z");
         let saturday = mean("2026-03-07T19:00:00Z", "2026-03-07T20:00:00Z");
         assert!(saturday < 0.8 * weekday, "weekly cycle: {saturday} vs {weekday}");

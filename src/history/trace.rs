@@ -45,14 +45,24 @@ pub enum TraceError {
 /// Reads a trace file into a [`Series`] (gaps preserved).
 pub fn load(path: impl AsRef<Path>) -> Result<Series, TraceError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+        path: path.into(),
+        source,
+    })?;
     parse(&text, path)
 }
 
 /// Parses trace text; `path` is only used in error messages.
 pub fn parse(text: &str, path: &Path) -> Result<Series, TraceError> {
-    let line_err = |line: usize, problem: String| TraceError::Line { path: path.into(), line, problem };
-    let file_err = |problem: String| TraceError::File { path: path.into(), problem };
+    let line_err = |line: usize, problem: String| TraceError::Line {
+        path: path.into(),
+        line,
+        problem,
+    };
+    let file_err = |problem: String| TraceError::File {
+        path: path.into(),
+        problem,
+    };
     let mut rows: Vec<(usize, DateTime<Utc>, f64)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -64,21 +74,32 @@ pub fn parse(text: &str, path: &Path) -> Result<Series, TraceError> {
             if raw.eq_ignore_ascii_case("timestamp,value") {
                 continue;
             }
-            return Err(line_err(line, format!("expected the header `timestamp,value`, found `{raw}`")));
+            return Err(line_err(
+                line,
+                format!("expected the header `timestamp,value`, found `{raw}`"),
+            ));
         }
         let mut fields = raw.split(',');
         let (Some(ts), Some(value), None) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(line_err(line, format!("expected two fields `timestamp,value`, found `{raw}`")));
+            return Err(line_err(
+                line,
+                format!("expected two fields `timestamp,value`, found `{raw}`"),
+            ));
         };
         let t = DateTime::parse_from_rfc3339(ts.trim())
             .map_err(|e| {
-                line_err(line, format!("timestamp `{ts}` is not RFC3339 ({e}); write e.g. 2024-05-01T12:00:00Z"))
+                line_err(
+                    line,
+                    format!("timestamp `{ts}` is not RFC3339 ({e}); write e.g. 2024-05-01T12:00:00Z"),
+                )
             })?
             .with_timezone(&Utc);
-        let v: f64 = value
-            .trim()
-            .parse()
-            .map_err(|_| line_err(line, format!("value `{value}` is not a number; write demand in units/s")))?;
+        let v: f64 = value.trim().parse().map_err(|_| {
+            line_err(
+                line,
+                format!("value `{value}` is not a number; write demand in units/s"),
+            )
+        })?;
         if !v.is_finite() || v < 0.0 {
             return Err(line_err(
                 line,
@@ -96,9 +117,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Series, TraceError> {
         rows.push((line, t, v));
     }
     if rows.len() < 2 {
-        return Err(file_err("needs at least two rows of `timestamp,value` to know its step".into()));
+        return Err(file_err(
+            "needs at least two rows of `timestamp,value` to know its step".into(),
+        ));
     }
-    let step = modal_step(&rows).ok_or_else(|| file_err("no two rows share a spacing; cannot infer the step".into()))?;
+    let step =
+        modal_step(&rows).ok_or_else(|| file_err("no two rows share a spacing; cannot infer the step".into()))?;
     let start = rows[0].1;
     let mut series = Series::empty(start, step);
     for &(line, t, v) in &rows {
@@ -106,7 +130,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Series, TraceError> {
         if offset % step.num_milliseconds() != 0 {
             return Err(line_err(
                 line,
-                format!("timestamp is off the {}s grid that starts at {start}; resample the trace", step.num_seconds()),
+                format!(
+                    "timestamp is off the {}s grid that starts at {start}; resample the trace",
+                    step.num_seconds()
+                ),
             ));
         }
         series.insert(t, v);
@@ -148,14 +175,20 @@ impl Replay {
     /// The default demo alignment: the end of the warm-up (7 days, or 25% of a shorter trace) happens now.
     pub fn at_warmup_end(series: Series, source: PathBuf, now: DateTime<Utc>) -> Self {
         let span = series.end() - series.start();
-        let warmup = if span >= TimeDelta::days(7) { TimeDelta::days(7) } else { span / 4 };
+        let warmup = if span >= TimeDelta::days(7) {
+            TimeDelta::days(7)
+        } else {
+            span / 4
+        };
         let origin = series.start() + warmup;
         Self::new(series, source, origin, now)
     }
 
     fn value_at(&self, wall: DateTime<Utc>) -> Option<f64> {
         let span_ms = (self.series.end() - self.series.start()).num_milliseconds();
-        let offset = (wall - self.shift - self.series.start()).num_milliseconds().rem_euclid(span_ms);
+        let offset = (wall - self.shift - self.series.start())
+            .num_milliseconds()
+            .rem_euclid(span_ms);
         let i = (offset / self.series.step().num_milliseconds()) as usize;
         self.series.values().get(i).copied().flatten()
     }
@@ -209,11 +242,22 @@ mod tests {
     #[test]
     fn errors_name_the_line_and_the_fix() {
         let e = parse_str("timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00Z,abc\n").unwrap_err();
-        assert_eq!(e.to_string(), "t.csv:3: value `abc` is not a number; write demand in units/s");
+        assert_eq!(
+            e.to_string(),
+            "t.csv:3: value `abc` is not a number; write demand in units/s"
+        );
         let e = parse_str("timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01 00:01,2\n").unwrap_err();
-        assert!(e.to_string().starts_with("t.csv:3: timestamp `2024-01-01 00:01` is not RFC3339"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("t.csv:3: timestamp `2024-01-01 00:01` is not RFC3339"),
+            "{e}"
+        );
         let e = parse_str("timestamp,value\n2024-01-01T00:01:00Z,1\n2024-01-01T00:00:00Z,2\n").unwrap_err();
-        assert!(e.to_string().contains("t.csv:3: timestamp 2024-01-01T00:00:00Z is not after line 2's"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("t.csv:3: timestamp 2024-01-01T00:00:00Z is not after line 2's"),
+            "{e}"
+        );
         let e = parse_str("timestamp,value\n2024-01-01T00:00:00Z,NaN\n2024-01-01T00:01:00Z,2\n").unwrap_err();
         assert!(e.to_string().contains("t.csv:2: value `NaN` must be a finite"), "{e}");
         let e = parse_str("time,v\n").unwrap_err();
@@ -226,14 +270,24 @@ mod tests {
             "timestamp,value\n2000-01-01T00:00:00Z,1\n2000-01-01T00:01:00Z,2\n2000-01-01T00:02:00Z,3\n2000-01-01T00:03:00Z,4\n",
         )
         .unwrap();
-        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:30Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:30Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let origin = s.start() + TimeDelta::minutes(2);
         let r = Replay::new(s, "t.csv".into(), origin, now);
         // 12:00 on the wall is trace minute 2 (value 3); the slot in progress is not returned.
         let got = r.fetch(now - TimeDelta::minutes(3), now).await.unwrap();
-        assert_eq!(got.start(), DateTime::parse_from_rfc3339("2026-01-01T11:58:00Z").unwrap().with_timezone(&Utc));
+        assert_eq!(
+            got.start(),
+            DateTime::parse_from_rfc3339("2026-01-01T11:58:00Z")
+                .unwrap()
+                .with_timezone(&Utc)
+        );
         assert_eq!(got.values(), &[Some(1.0), Some(2.0)]);
-        let later = r.fetch(now + TimeDelta::minutes(2), now + TimeDelta::minutes(5)).await.unwrap();
+        let later = r
+            .fetch(now + TimeDelta::minutes(2), now + TimeDelta::minutes(5))
+            .await
+            .unwrap();
         assert_eq!(later.values(), &[Some(2.0), Some(3.0)], "loops back to the start");
     }
 }

@@ -125,6 +125,7 @@ pub struct Prometheus {
     pid: Option<u32>,
     port: u16,
     dir: PathBuf,
+    authorization: Option<String>,
 }
 
 impl Prometheus {
@@ -135,8 +136,21 @@ impl Prometheus {
         prometheus
     }
 
+    /// Like [`Prometheus::start`], with a `--web.config.file` holding `web_config` (TLS, basic auth);
+    /// `authorization` is the `Authorization` header value the readiness check sends.
+    pub fn start_with_web_config(data: &OpenMetrics, web_config: &str, authorization: &str) -> Self {
+        let mut prometheus = Self::prepare_with(data, Some(web_config));
+        prometheus.authorization = Some(authorization.to_owned());
+        prometheus.launch();
+        prometheus
+    }
+
     /// Loads `data` and reserves a port, without starting Prometheus (see [`Prometheus::launch`]).
     pub fn prepare(data: &OpenMetrics) -> Self {
+        Self::prepare_with(data, None)
+    }
+
+    fn prepare_with(data: &OpenMetrics, web_config: Option<&str>) -> Self {
         require_tool("promtool");
         require_tool("prometheus");
         let n = INSTANCES.fetch_add(1, Ordering::SeqCst);
@@ -170,7 +184,17 @@ impl Prometheus {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut args = vec![
+            "--config.file=prometheus.yml".to_owned(),
+            "--storage.tsdb.path=data".to_owned(),
+            "--storage.tsdb.retention.time=3650d".to_owned(),
+        ];
+        if let Some(web_config) = web_config {
+            std::fs::write(dir.join("web.yml"), web_config).expect("writing web.yml");
+            args.push("--web.config.file=web.yml".to_owned());
+        }
         let port = free_port();
+        args.push(format!("--web.listen-address=127.0.0.1:{port}"));
         let script = r#"
 dir=$1; shift
 pid=
@@ -191,10 +215,7 @@ rm -rf "$dir"
             .arg(script)
             .arg("sh")
             .arg(&dir)
-            .arg("--config.file=prometheus.yml")
-            .arg("--storage.tsdb.path=data")
-            .arg("--storage.tsdb.retention.time=3650d")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(&args)
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -209,6 +230,7 @@ rm -rf "$dir"
             pid: None,
             port,
             dir,
+            authorization: None,
         }
     }
 
@@ -276,15 +298,17 @@ rm -rf "$dir"
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        if stream
-            .write_all(b"GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .is_err()
-        {
+        let authorization = match &self.authorization {
+            Some(value) => format!("Authorization: {value}\r\n"),
+            None => String::new(),
+        };
+        let request = format!("GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n{authorization}\r\n");
+        if stream.write_all(request.as_bytes()).is_err() {
             return false;
         }
         let mut response = String::new();
         let _ = stream.read_to_string(&mut response);
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+        response.get(9..12) == Some("200")
     }
 }
 

@@ -1,0 +1,513 @@
+//! prescale's own metrics: one Prometheus registry, a sub-registry per component, served at `/metrics`.
+//!
+//! | component | metrics (all prefixed `prescale_`) | source |
+//! |---|---|---|
+//! | forecast | `forecast_demand{quantile}`, `forecast_replicas`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
+//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only` | the plan store |
+//! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
+//! | history | `history_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
+//! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` | [`instrument`] middleware |
+//!
+//! Per-workload metrics carry `namespace` and `workload` labels. A value that is not known (no observation, no
+//! score yet) is absent rather than zero.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+use crate::clock::Clock;
+use crate::engine::{Mode, Serving};
+use crate::quality::Health;
+use crate::store::{PlanStore, WorkloadId};
+
+/// The content type of the exposition (OpenMetrics text, which Prometheus negotiates and `promtool` reads).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of every per-workload metric.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkloadLabels {
+    /// Kubernetes namespace.
+    pub namespace: String,
+    /// Workload name.
+    pub workload: String,
+}
+
+impl From<&WorkloadId> for WorkloadLabels {
+    fn from(id: &WorkloadId) -> Self {
+        Self {
+            namespace: id.namespace.clone(),
+            workload: id.name.clone(),
+        }
+    }
+}
+
+/// Labels of HTTP request metrics. `route` is the matched route template, so paths with names in them do not
+/// make a series per name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
+    /// Route template, or `unmatched`.
+    pub route: String,
+    /// Status code.
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    method: String,
+    route: String,
+}
+
+/// Metrics the pipeline pushes (what cannot be read from the store afterwards).
+#[derive(Debug, Clone)]
+pub struct PipelineMetrics {
+    fit_duration: Family<WorkloadLabels, Histogram>,
+}
+
+impl Default for PipelineMetrics {
+    /// Metrics not attached to any registry: recorded, never exported.
+    fn default() -> Self {
+        // 10 ms .. ~80 s: a short daily model fits in tens of ms, two weeks of 1-min data in about a second.
+        Self {
+            fit_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.01, 2.0, 14))),
+        }
+    }
+}
+
+impl PipelineMetrics {
+    /// Records one model fit.
+    pub fn fit(&self, id: &WorkloadId, seconds: f64) {
+        self.fit_duration.get_or_create(&id.into()).observe(seconds);
+    }
+}
+
+/// Request metrics of one HTTP server; apply them with [`instrument`].
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<LatencyLabels, Histogram>,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        // 0.5 ms .. ~4 s: the API answers from memory; anything near a second is a problem worth seeing.
+        Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 14))),
+        }
+    }
+}
+
+/// Adds request counting and latency to every route of `router` (apply after the routes are added).
+pub fn instrument<S: Clone + Send + Sync + 'static>(router: Router<S>, metrics: HttpMetrics) -> Router<S> {
+    router.layer(axum::middleware::from_fn_with_state(metrics, track))
+}
+
+/// The middleware behind [`instrument`], for callers that compose their own layers.
+pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let code = response.status().as_u16().to_string();
+    metrics
+        .duration
+        .get_or_create(&LatencyLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels { method, route, code })
+        .inc();
+    response
+}
+
+/// The one Prometheus registry of a prescale process. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<RwLock<prometheus_client::registry::Registry>>,
+    pipeline: PipelineMetrics,
+    http: Arc<Mutex<BTreeMap<String, HttpMetrics>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("telemetry::Registry")
+    }
+}
+
+impl Registry {
+    /// A registry exporting the store's workloads (read at scrape time, ages against `clock`) and the pipeline's
+    /// fit durations.
+    pub fn new(store: Arc<PlanStore>, clock: Clock) -> Self {
+        let mut root = prometheus_client::registry::Registry::with_prefix("prescale");
+        let pipeline = PipelineMetrics::default();
+        root.register_collector(Box::new(StoreCollector { store, clock }));
+        root.sub_registry_with_prefix("forecast").register(
+            "fit_duration_seconds",
+            "Duration of model fits",
+            pipeline.fit_duration.clone(),
+        );
+        Self {
+            inner: Arc::new(RwLock::new(root)),
+            pipeline,
+            http: Arc::default(),
+        }
+    }
+
+    /// The metrics the pipeline records into (pass to `pipeline::Options`).
+    pub fn pipeline(&self) -> PipelineMetrics {
+        self.pipeline.clone()
+    }
+
+    /// Request metrics for the HTTP server `server` (`api`, `admin`), registered on first use as
+    /// `prescale_{server}_requests_total` and `prescale_{server}_request_duration_seconds`.
+    pub fn http(&self, server: &str) -> HttpMetrics {
+        let mut map = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = map.get(server) {
+            return m.clone();
+        }
+        let metrics = HttpMetrics::default();
+        let mut root = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let sub = root.sub_registry_with_prefix(server);
+        sub.register(
+            "requests",
+            "HTTP requests answered, by route and status code",
+            metrics.requests.clone(),
+        );
+        sub.register(
+            "request_duration_seconds",
+            "Time to answer HTTP requests, by route",
+            metrics.duration.clone(),
+        );
+        map.insert(server.to_owned(), metrics.clone());
+        metrics
+    }
+
+    /// Lets another component register its own metrics (e.g. the Prometheus history client's
+    /// `register_metrics`), under the `prescale_` prefix.
+    pub fn register_with(&self, f: impl FnOnce(&mut prometheus_client::registry::Registry)) {
+        f(&mut self.inner.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// The exposition, in OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        // Writing to a String only fails if an encoder reports an error, which ours do not.
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::warn!(%error, "encoding metrics failed");
+        }
+        out
+    }
+
+    /// A router serving `GET /metrics`; merge it into the admin router.
+    pub fn router(&self) -> Router {
+        let registry = self.clone();
+        Router::new().route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], registry.encode()).into_response() }
+            }),
+        )
+    }
+}
+
+/// Reads every workload's latest snapshot, insight and status at scrape time.
+#[derive(Debug)]
+struct StoreCollector {
+    store: Arc<PlanStore>,
+    clock: Clock,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuantileLabels {
+    namespace: String,
+    workload: String,
+    quantile: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    namespace: String,
+    workload: String,
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    namespace: String,
+    workload: String,
+    method: String,
+    periods: String,
+}
+
+type F64Gauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// One family filled at scrape time.
+struct Emit<'a, L> {
+    name: &'a str,
+    help: &'a str,
+    family: Family<L, F64Gauge>,
+}
+
+impl<'a, L: Clone + Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static> Emit<'a, L> {
+    fn new(name: &'a str, help: &'a str) -> Self {
+        Self {
+            name,
+            help,
+            family: Family::default(),
+        }
+    }
+
+    fn set(&self, labels: L, value: f64) {
+        // Never export NaN: a value that is not a number is not known.
+        if value.is_finite() {
+            self.family.get_or_create(&labels).set(value);
+        }
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metric = encoder.encode_descriptor(self.name, self.help, None, self.family.metric_type())?;
+        self.family.encode(metric)
+    }
+}
+
+/// Counters read from the store: encoded as counters so `rate()` works.
+struct EmitCounter<'a> {
+    name: &'a str,
+    help: &'a str,
+    family: Family<WorkloadLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl<'a> EmitCounter<'a> {
+    fn new(name: &'a str, help: &'a str) -> Self {
+        Self {
+            name,
+            help,
+            family: Family::default(),
+        }
+    }
+
+    fn set(&self, labels: WorkloadLabels, value: f64) {
+        if value.is_finite() && value >= 0.0 {
+            self.family.get_or_create(&labels).inc_by(value);
+        }
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metric = encoder.encode_descriptor(self.name, self.help, None, self.family.metric_type())?;
+        self.family.encode(metric)
+    }
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = self.clock.now();
+        let demand = Emit::<QuantileLabels>::new(
+            "forecast_demand",
+            "Peak forecast demand over the lead window, by quantile (0.5 = median, and the planned quantile)",
+        );
+        let forecast_replicas = Emit::<WorkloadLabels>::new("forecast_replicas", "Replicas the forecast asks for now");
+        let forecast_age =
+            Emit::<WorkloadLabels>::new("forecast_age_seconds", "Seconds since the served plan was published");
+        let fallback =
+            Emit::<WorkloadLabels>::new("fallback_active", "1 when the forecast comes from a fallback model");
+        let model = Emit::<ModelLabels>::new(
+            "forecast_model_info",
+            "The model family and seasonal periods in use (value 1)",
+        );
+        let served = Emit::<WorkloadLabels>::new("served_replicas", "Replica target served to the HPA");
+        let served_demand = Emit::<WorkloadLabels>::new("served_demand", "Demand the served target is sized for");
+        let reactive = Emit::<WorkloadLabels>::new("reactive_replicas", "ceil(observed demand / capacity), clamped");
+        let observed = Emit::<WorkloadLabels>::new("observed_demand", "Demand observed now");
+        let serving = Emit::<StateLabels>::new(
+            "serving",
+            "What the served target follows: state forecast, forecast_only or demoted (1 for the current state)",
+        );
+        let forecast_only =
+            Emit::<WorkloadLabels>::new("forecast_only", "1 when the workload is configured forecastOnly");
+        let coverage = Emit::<WorkloadLabels>::new(
+            "quality_coverage_ratio",
+            "Share of recent actuals inside the forecast interval",
+        );
+        let nominal = Emit::<WorkloadLabels>::new(
+            "quality_nominal_coverage_ratio",
+            "Coverage a calibrated forecast would have",
+        );
+        let under = Emit::<WorkloadLabels>::new(
+            "quality_under_prediction_ratio",
+            "Share of recent slots whose demand exceeded the planned quantile",
+        );
+        let under_size = Emit::<WorkloadLabels>::new(
+            "quality_under_prediction_size_ratio",
+            "Mean fraction of demand above the plan, over the under-predicted slots",
+        );
+        let shortfall = Emit::<WorkloadLabels>::new(
+            "quality_shortfall_ratio",
+            "Mean fraction of demand above the plan, over all recent slots",
+        );
+        let samples = Emit::<WorkloadLabels>::new("quality_window_samples", "Scored slots in the quality window");
+        let demoted =
+            Emit::<WorkloadLabels>::new("quality_demoted", "1 while forecast quality has demoted the workload");
+        let scored = EmitCounter::new("quality_scored", "Forecast slots scored against observed demand");
+        let demotions = EmitCounter::new("quality_demotions", "Demotions to reactive scaling");
+        let promotions = EmitCounter::new("quality_promotions", "Promotions back to forecast scaling");
+        let data_age = Emit::<WorkloadLabels>::new(
+            "history_data_age_seconds",
+            "Seconds since the end of the latest demand sample",
+        );
+        let last_success = Emit::<WorkloadLabels>::new(
+            "history_last_success_timestamp_seconds",
+            "Unix time of the latest cycle that published a plan",
+        );
+        let missing =
+            Emit::<WorkloadLabels>::new("history_missing_ratio", "Share of missing slots in the history window");
+        let query_errors = EmitCounter::new("history_query_errors", "History fetches that failed");
+        let fits = EmitCounter::new("forecast_fits", "Models fitted");
+
+        for (id, status) in self.store.statuses() {
+            let l = WorkloadLabels::from(&id);
+            if let Some(t) = status.last_success {
+                last_success.set(l.clone(), t.timestamp_millis() as f64 / 1000.0);
+            }
+            if status.slots > 0 {
+                missing.set(l.clone(), status.missing as f64 / status.slots as f64);
+            }
+            query_errors.set(l.clone(), status.query_errors as f64);
+            fits.set(l.clone(), status.fits as f64);
+        }
+        for snap in self.store.all() {
+            let l = WorkloadLabels::from(&snap.id);
+            let plan = &snap.plan;
+            let q = |quantile: String| QuantileLabels {
+                namespace: snap.id.namespace.clone(),
+                workload: snap.id.name.clone(),
+                quantile,
+            };
+            forecast_age.set(l.clone(), seconds(now - snap.published_at));
+            if let Some(t) = snap.data_until {
+                data_age.set(l.clone(), seconds(now - t));
+            }
+            let f = &snap.forecast;
+            fallback.set(l.clone(), if f.fallback.is_some() { 1.0 } else { 0.0 });
+            model.set(
+                ModelLabels {
+                    namespace: snap.id.namespace.clone(),
+                    workload: snap.id.name.clone(),
+                    method: serde_json::to_value(f.method)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    periods: f
+                        .periods
+                        .iter()
+                        .map(|p| crate::config::format_duration(*p))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                },
+                1.0,
+            );
+            served.set(l.clone(), f64::from(plan.replicas));
+            served_demand.set(l.clone(), plan.planned_demand);
+            let insight = self.store.insight(&snap.id);
+            let forecast_plan = insight.as_ref().map_or(plan, |i| &i.forecast_plan);
+            forecast_replicas.set(l.clone(), f64::from(forecast_plan.forecast_replicas));
+            demand.set(q("0.5".into()), forecast_plan.median_demand);
+            demand.set(q(format!("{}", forecast_plan.quantile)), forecast_plan.planned_demand);
+            if let Some(o) = plan.observed_demand {
+                observed.set(l.clone(), o);
+            }
+            let Some(insight) = insight else { continue };
+            reactive.set(l.clone(), f64::from(insight.reactive_plan.replicas));
+            for state in [Serving::Forecast, Serving::ForecastOnly, Serving::Demoted] {
+                let name = match state {
+                    Serving::Forecast => "forecast",
+                    Serving::ForecastOnly => "forecast_only",
+                    Serving::Demoted => "demoted",
+                };
+                serving.set(
+                    StateLabels {
+                        namespace: l.namespace.clone(),
+                        workload: l.workload.clone(),
+                        state: name.into(),
+                    },
+                    if insight.serving == state { 1.0 } else { 0.0 },
+                );
+            }
+            forecast_only.set(l.clone(), if insight.mode == Mode::ForecastOnly { 1.0 } else { 0.0 });
+            let r = &insight.quality;
+            demoted.set(l.clone(), if r.health == Health::Demoted { 1.0 } else { 0.0 });
+            nominal.set(l.clone(), r.scores.nominal_coverage);
+            samples.set(l.clone(), r.scores.samples as f64);
+            for (emit, value) in [
+                (&coverage, r.scores.coverage),
+                (&under, r.scores.under_rate),
+                (&under_size, r.scores.under_size),
+                (&shortfall, r.scores.shortfall),
+            ] {
+                if let Some(v) = value {
+                    emit.set(l.clone(), v);
+                }
+            }
+            scored.set(l.clone(), r.scored_total as f64);
+            demotions.set(l.clone(), r.demotions as f64);
+            promotions.set(l.clone(), r.promotions as f64);
+        }
+        for e in [
+            &forecast_replicas,
+            &forecast_age,
+            &fallback,
+            &served,
+            &served_demand,
+            &reactive,
+            &observed,
+            &forecast_only,
+            &coverage,
+            &nominal,
+            &under,
+            &under_size,
+            &shortfall,
+            &samples,
+            &demoted,
+            &data_age,
+            &last_success,
+            &missing,
+        ] {
+            e.encode(&mut encoder)?;
+        }
+        demand.encode(&mut encoder)?;
+        model.encode(&mut encoder)?;
+        serving.encode(&mut encoder)?;
+        for c in [&scored, &demotions, &promotions, &query_errors, &fits] {
+            c.encode(&mut encoder)?;
+        }
+        Ok(())
+    }
+}
+
+fn seconds(d: chrono::TimeDelta) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
