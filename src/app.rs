@@ -21,6 +21,7 @@ use crate::history::History;
 use crate::pipeline::{self, Workload};
 use crate::planner::Policy;
 use crate::store::{PlanStore, WorkloadId};
+use crate::{auth, tls};
 
 /// Listener overrides from the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -33,8 +34,20 @@ pub struct ListenArgs {
     pub admin_addr: Option<SocketAddr>,
 }
 
+/// How the external metrics API is secured.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecurityArgs {
+    #[command(flatten)]
+    tls: tls::TlsArgs,
+    #[command(flatten)]
+    auth: auth::AuthArgs,
+    /// Serve the API over TLS without authentication or authorization (local trials only; never in a cluster).
+    #[arg(long, env = "PRESCALE_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+}
+
 /// `prescale serve`: run from a config file.
-pub async fn serve(config_path: &Path, listen: ListenArgs) -> anyhow::Result<()> {
+pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArgs) -> anyhow::Result<()> {
     let mut config = config::load(config_path)?;
     apply_listen(&mut config, &listen);
     let now = Utc::now();
@@ -52,7 +65,53 @@ pub async fn serve(config_path: &Path, listen: ListenArgs) -> anyhow::Result<()>
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    run(config, workloads, Clock::system()).await
+    let SecurityArgs {
+        tls: tls_args,
+        auth: auth_args,
+        insecure_no_auth,
+    } = security;
+    tls::install_crypto_provider();
+    let (secure, watch) = if insecure_no_auth {
+        warn!(
+            "--insecure-no-auth: the external metrics API answers anyone who can reach it; never use this in a cluster"
+        );
+        (
+            ApiSecurity::Tls {
+                settings: tls_args.into_settings(Default::default()),
+                auth: None,
+            },
+            None,
+        )
+    } else {
+        let client = kube::Client::try_default()
+            .await
+            .context("building the Kubernetes client for delegated authentication (or pass --insecure-no-auth)")?;
+        let (auth, watch) = auth::from_args(&auth_args, client).await?;
+        let settings = tls_args.into_settings(auth.client_cas());
+        (
+            ApiSecurity::Tls {
+                settings,
+                auth: Some(auth),
+            },
+            watch,
+        )
+    };
+    let result = run(config, workloads, Clock::system(), secure).await;
+    if let Some(w) = watch {
+        w.abort();
+    }
+    result
+}
+
+/// Transport and access control of the API listener.
+enum ApiSecurity {
+    /// Plain HTTP, no authentication: the demo only.
+    PlainHttp,
+    /// TLS, with delegated authentication and authorization unless explicitly disabled.
+    Tls {
+        settings: tls::TlsSettings,
+        auth: Option<auth::Auth>,
+    },
 }
 
 /// `prescale demo`: the built-in generator (or recorded traces) with no Prometheus and no cluster.
@@ -101,7 +160,7 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
         prometheus: None,
     };
     apply_listen(&mut config, &listen);
-    run(config, workloads, Clock::system()).await
+    run(config, workloads, Clock::system(), ApiSecurity::PlainHttp).await
 }
 
 fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadConfig {
@@ -193,7 +252,7 @@ fn history_for(
     })
 }
 
-async fn run(config: Config, workloads: Vec<Workload>, clock: Clock) -> anyhow::Result<()> {
+async fn run(config: Config, workloads: Vec<Workload>, clock: Clock, security: ApiSecurity) -> anyhow::Result<()> {
     let store = Arc::new(PlanStore::new());
     let api_listener = TcpListener::bind(config.api_addr)
         .await
@@ -201,7 +260,12 @@ async fn run(config: Config, workloads: Vec<Workload>, clock: Clock) -> anyhow::
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("binding the admin server to {}", config.admin_addr))?;
-    let api_url = format!("http://{}", api_listener.local_addr()?);
+    let scheme = if matches!(security, ApiSecurity::PlainHttp) {
+        "http"
+    } else {
+        "https"
+    };
+    let api_url = format!("{scheme}://{}", api_listener.local_addr()?);
     let admin_url = format!("http://{}", admin_listener.local_addr()?);
     print_banner(&config, &api_url, &admin_url);
 
@@ -217,9 +281,21 @@ async fn run(config: Config, workloads: Vec<Workload>, clock: Clock) -> anyhow::
     let tasks = pipeline::spawn(workloads, store.clone(), clock, config.interval);
 
     let api = tokio::spawn(async move {
-        axum::serve(api_listener, api_router)
-            .with_graceful_shutdown(shutdown())
-            .await
+        match security {
+            ApiSecurity::PlainHttp => axum::serve(api_listener, api_router)
+                .with_graceful_shutdown(shutdown())
+                .await
+                .map_err(anyhow::Error::from),
+            ApiSecurity::Tls { settings, auth } => {
+                let router = match auth {
+                    Some(auth) => auth.layer(api_router),
+                    None => api_router,
+                };
+                tls::serve(api_listener, router, settings, shutdown())
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        }
     });
     let admin = tokio::spawn(async move {
         axum::serve(admin_listener, admin_router)

@@ -267,7 +267,7 @@ mod tests {
     }
 
     /// A daily cycle with a little deterministic noise; between `chaos.0` and `chaos.1` (minutes) demand turns
-    /// bursty: every other minute, pseudo-randomly, it jumps to 2–3.5 times the usual level.
+    /// bursty: every other minute, pseudo-randomly, it jumps to 3–5 times the usual level.
     fn regime_change(days: i64, chaos: (usize, usize)) -> Series {
         let mut seed = 42u64;
         let mut next = move || {

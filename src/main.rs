@@ -33,6 +33,8 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         listen: prescale::app::ListenArgs,
+        #[command(flatten)]
+        security: prescale::app::SecurityArgs,
     },
     /// Validate a config file; lists every problem and exits non-zero when there is one.
     CheckConfig {
@@ -57,7 +59,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { traces, listen } => runtime().block_on(prescale::app::demo(&traces, listen)),
-        Command::Serve { config, listen } => runtime().block_on(prescale::app::serve(&config, listen)),
+        Command::Serve {
+            config,
+            listen,
+            security,
+        } => runtime().block_on(prescale::app::serve(&config, listen, security)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

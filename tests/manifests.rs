@@ -680,14 +680,29 @@ fn alerts_use_metrics_the_code_exports() {
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .filter(|t| t.starts_with("prescale_"))
         {
-            // prometheus-client appends `_total` to counters, so the registered name lacks it.
-            let registered = metric.strip_suffix("_total").unwrap_or(metric);
             assert!(
-                literals.contains(metric) || literals.contains(registered),
-                "alert metric {metric} is not exported by the code (no \"{registered}\" literal in src/)"
+                exported(metric, &literals),
+                "alert metric {metric} is not exported by the code (src/ registers no such name)"
             );
             checked += 1;
         }
     }
     assert!(checked >= 4, "expected the alerts to use prescale's own metrics");
+    assert!(
+        !exported("prescale_no_such_metric_total", &literals),
+        "the lookup must be able to fail"
+    );
+}
+
+/// Whether the sources register `metric`. prometheus-client builds exposed names from the registry prefix
+/// (`prescale`), sub-registry prefixes (e.g. `api`) and the registered name, and appends `_total` to counters, so
+/// the name is looked for whole, without those, and split into a sub-registry prefix and a name.
+fn exported(metric: &str, literals: &BTreeSet<String>) -> bool {
+    let bare = metric.strip_prefix("prescale_").unwrap_or(metric);
+    let bare = bare.strip_suffix("_total").unwrap_or(bare);
+    if [metric, bare].iter().any(|name| literals.contains(*name)) {
+        return true;
+    }
+    bare.match_indices('_')
+        .any(|(at, _)| literals.contains(&bare[..at]) && literals.contains(&bare[at + 1..]))
 }

@@ -1,0 +1,611 @@
+//! "Why N replicas now?": the numbers behind a workload's served target, as JSON (admin API), as text (the
+//! `prescale explain` command) and on the SRE page.
+//!
+//! An [`Explanation`] is computed from the published snapshot and insight only, so the page, the API and the
+//! command always tell the same story the HPA was served.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::format_duration;
+use crate::engine::{Mode, Serving};
+use crate::planner::{Bound, ReplicaPlan};
+use crate::quality::{Health, Report};
+use crate::store::{Insight, Snapshot};
+
+/// prescale's version, reported with every explanation.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The forecast's side of the decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastPart {
+    /// The quantile planned at (e.g. 0.9).
+    pub quantile: f64,
+    /// Peak forecast demand at that quantile over the lead window.
+    pub peak_demand: f64,
+    /// Peak median forecast demand over the lead window.
+    pub median_demand: f64,
+    /// Start of the slot where the planned demand peaks.
+    pub peak_at: Option<DateTime<Utc>>,
+    /// The window planned for: now → now + lead + sync.
+    pub window_end: DateTime<Utc>,
+    /// Lead (cold start) plus HPA sync, in seconds.
+    pub window_seconds: i64,
+    /// `ceil(peak_demand / capacity)`.
+    pub replicas: u32,
+    /// What the forecast plan alone would serve, after clamps and scale-in rules.
+    pub plan_replicas: u32,
+    /// The rule that decided the forecast plan.
+    pub plan_bound: String,
+}
+
+/// Observed demand's side of the decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReactivePart {
+    /// Demand observed now (mean of the last minute), if any.
+    pub observed_demand: Option<f64>,
+    /// `ceil(observed / capacity)`.
+    pub floor: u32,
+    /// The reactive target after clamps.
+    pub replicas: u32,
+}
+
+/// The replica bounds and whether one decided the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clamps {
+    /// `minReplicas`.
+    pub min: u32,
+    /// `maxReplicas`.
+    pub max: u32,
+    /// `min` or `max` when a bound decided the served target.
+    pub applied: Option<String>,
+}
+
+/// The model behind the forecast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPart {
+    /// Model family (`mstl`, `ets`, `seasonal_naive`, `last_value`).
+    pub method: String,
+    /// Seasonal periods in use, e.g. `["1d"]`.
+    pub periods: Vec<String>,
+    /// Why a fallback is in use, if one is.
+    pub fallback: Option<String>,
+    /// When the model was fitted.
+    pub fitted_at: DateTime<Utc>,
+    /// Out-of-sample errors the intervals were calibrated on (0: uncalibrated default band).
+    pub calibration_samples: usize,
+    /// Share of missing slots in the fitted history.
+    pub missing_fraction: f64,
+}
+
+/// Why a workload is served the replicas it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// Namespace.
+    pub namespace: String,
+    /// Workload name.
+    pub workload: String,
+    /// The replica target served to the HPA.
+    pub replicas: u32,
+    /// What the served target follows.
+    pub serving: Serving,
+    /// The configured mode.
+    pub mode: Mode,
+    /// The rule that decided the served target (`forecast`, `reactive_floor`, `min`, `max`, `hold`).
+    pub bound: String,
+    /// Demand unit.
+    pub unit: String,
+    /// Demand one replica serves.
+    pub capacity_per_replica: f64,
+    /// The forecast's side.
+    pub forecast: ForecastPart,
+    /// Observed demand's side.
+    pub reactive: ReactivePart,
+    /// Replica bounds.
+    pub clamps: Clamps,
+    /// Forecast quality and demotion state.
+    pub quality: Report,
+    /// The model.
+    pub model: ModelPart,
+    /// When the served plan was computed.
+    pub published_at: DateTime<Utc>,
+    /// Seconds since the end of the latest demand sample.
+    pub data_age_seconds: Option<i64>,
+    /// Seconds since the served plan was computed.
+    pub forecast_age_seconds: i64,
+    /// prescale's version.
+    pub version: String,
+    /// One sentence: the answer.
+    pub summary: String,
+}
+
+fn bound_name(b: Bound) -> String {
+    match b {
+        Bound::Forecast => "forecast",
+        Bound::ReactiveFloor => "reactive_floor",
+        Bound::Min => "min",
+        Bound::Max => "max",
+        Bound::Hold => "hold",
+    }
+    .into()
+}
+
+/// A number for people: up to three significant decimals, no trailing zeros.
+pub fn num(x: f64) -> String {
+    let s = if x.abs() >= 100.0 {
+        format!("{x:.1}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+/// A percentage for people.
+pub fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".into(), |v| format!("{:.0}%", v * 100.0))
+}
+
+/// A duration in seconds for people (`45s`, `12m`, `3h5m`).
+pub fn age(seconds: i64) -> String {
+    if seconds < 0 {
+        return "in the future".into();
+    }
+    let d = chrono::TimeDelta::seconds(if seconds >= 3600 { seconds / 60 * 60 } else { seconds });
+    format_duration(d)
+}
+
+/// Explains `snapshot` (with its `insight`, when the pipeline published one) as of `now`.
+pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc>) -> Explanation {
+    let served = &snapshot.plan;
+    let forecast_plan = insight.map_or(served, |i| &i.forecast_plan);
+    let reactive = insight.map_or_else(
+        || ReactivePart {
+            observed_demand: served.observed_demand,
+            floor: served.reactive_floor,
+            replicas: served.reactive_floor,
+        },
+        |i| ReactivePart {
+            observed_demand: i.reactive_plan.observed_demand,
+            floor: i.reactive_plan.reactive_floor,
+            replicas: i.reactive_plan.replicas,
+        },
+    );
+    let (min, max, capacity, lead_sync, unit) = match insight {
+        Some(i) => (
+            i.policy.min_replicas,
+            i.policy.max_replicas,
+            i.policy.capacity_per_replica,
+            (i.policy.lead + i.policy.sync).num_seconds(),
+            i.unit.clone(),
+        ),
+        None => (0, 0, 0.0, (served.window_end - served.at).num_seconds(), String::new()),
+    };
+    let f = &snapshot.forecast;
+    let quality = insight.map_or_else(
+        || crate::quality::Tracker::new(Default::default(), crate::forecast::Quantile::MEDIAN).report(),
+        |i| i.quality.clone(),
+    );
+    let mut e = Explanation {
+        namespace: snapshot.id.namespace.clone(),
+        workload: snapshot.id.name.clone(),
+        replicas: served.replicas,
+        serving: insight.map_or(Serving::Forecast, |i| i.serving),
+        mode: insight.map_or(Mode::Serve, |i| i.mode),
+        bound: bound_name(served.bound),
+        unit,
+        capacity_per_replica: capacity,
+        forecast: ForecastPart {
+            quantile: forecast_plan.quantile,
+            peak_demand: forecast_plan.planned_demand,
+            median_demand: forecast_plan.median_demand,
+            peak_at: forecast_plan.peak_at,
+            window_end: forecast_plan.window_end,
+            window_seconds: lead_sync,
+            replicas: forecast_plan.forecast_replicas,
+            plan_replicas: forecast_plan.replicas,
+            plan_bound: bound_name(forecast_plan.bound),
+        },
+        reactive,
+        clamps: Clamps {
+            min,
+            max,
+            applied: match served.bound {
+                Bound::Min => Some("min".into()),
+                Bound::Max => Some("max".into()),
+                _ => None,
+            },
+        },
+        quality,
+        model: ModelPart {
+            method: serde_json::to_value(f.method)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            periods: f.periods.iter().map(|p| format_duration(*p)).collect(),
+            fallback: f.fallback.clone(),
+            fitted_at: f.fitted_at,
+            calibration_samples: f.calibration_samples,
+            missing_fraction: f.missing_fraction,
+        },
+        published_at: snapshot.published_at,
+        data_age_seconds: snapshot.data_until.map(|t| (now - t).num_seconds()),
+        forecast_age_seconds: (now - snapshot.published_at).num_seconds(),
+        version: VERSION.into(),
+        summary: String::new(),
+    };
+    e.summary = summary(&e, served, forecast_plan);
+    e
+}
+
+fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -> String {
+    let u = &e.unit;
+    let n = e.replicas;
+    let q = format!("p{}", num(e.forecast.quantile * 100.0));
+    let window = age(e.forecast.window_seconds);
+    let observed = e
+        .reactive
+        .observed_demand
+        .map_or("no recent demand".into(), |o| format!("{} {u}", num(o)));
+    let why = match served.bound {
+        Bound::Forecast => format!(
+            "the {q} forecast peaks at {} {u} within the next {window} (lead + sync); at {} {u} per replica that needs {}",
+            num(e.forecast.peak_demand),
+            num(e.capacity_per_replica),
+            e.forecast.replicas
+        ),
+        Bound::ReactiveFloor if e.serving.is_reactive() => {
+            format!("observed demand of {observed} needs {} at {} {u} per replica", e.reactive.floor, num(e.capacity_per_replica))
+        }
+        Bound::ReactiveFloor => format!(
+            "observed demand of {observed} needs {}, more than the {q} forecast's {}",
+            e.reactive.floor, e.forecast.replicas
+        ),
+        Bound::Min => format!(
+            "raised to minReplicas {} (the forecast asks for {}, observed demand for {})",
+            e.clamps.min, forecast_plan.forecast_replicas, e.reactive.floor
+        ),
+        Bound::Max => format!(
+            "capped at maxReplicas {} (the forecast asks for {}, observed demand for {})",
+            e.clamps.max, forecast_plan.forecast_replicas, e.reactive.floor
+        ),
+        Bound::Hold => format!(
+            "scale-in held at {n} until observed demand ({observed}) confirms the drop the forecast expects (to {})",
+            forecast_plan.forecast_replicas
+        ),
+    };
+    let prefix = match e.serving {
+        Serving::Forecast => String::new(),
+        Serving::ForecastOnly => format!(
+            "Forecast-only mode: serving the reactive target (the forecast plan would be {}). ",
+            e.forecast.plan_replicas
+        ),
+        Serving::Demoted => format!(
+            "Demoted to reactive scaling: {} (the forecast plan would be {}). ",
+            e.quality
+                .reason
+                .as_deref()
+                .unwrap_or("forecast quality fell below its bounds"),
+            e.forecast.plan_replicas
+        ),
+    };
+    format!("{prefix}{n} replica{}: {why}.", if n == 1 { "" } else { "s" })
+}
+
+impl Explanation {
+    /// The explanation as labelled lines `(label, text)`, in the order people read them; the page and the command
+    /// both print these.
+    pub fn lines(&self) -> Vec<(&'static str, String)> {
+        let u = &self.unit;
+        let f = &self.forecast;
+        let q = format!("p{}", num(f.quantile * 100.0));
+        let mut out = Vec::new();
+        let peak_at = f
+            .peak_at
+            .map_or(String::new(), |t| format!(" at {}", t.format("%H:%M UTC")));
+        out.push((
+            "forecast",
+            format!(
+                "{q} peak {} {u}{peak_at} within {} (median {}) → {} / {} per replica → {} replicas",
+                num(f.peak_demand),
+                age(f.window_seconds),
+                num(f.median_demand),
+                num(f.peak_demand),
+                num(self.capacity_per_replica),
+                f.replicas
+            ),
+        ));
+        out.push((
+            "reactive",
+            match self.reactive.observed_demand {
+                Some(o) => format!("observed {} {u} now → floor {} replicas", num(o), self.reactive.floor),
+                None => "no demand observed in the last minute".into(),
+            },
+        ));
+        out.push((
+            "clamps",
+            format!(
+                "min {}, max {}: {}",
+                self.clamps.min,
+                self.clamps.max,
+                match self.clamps.applied.as_deref() {
+                    Some("min") => "raised to the minimum",
+                    Some("max") => "capped at the maximum",
+                    _ => "not binding",
+                }
+            ),
+        ));
+        out.push((
+            "served",
+            format!(
+                "{} replicas, decided by {} ({})",
+                self.replicas,
+                self.bound.replace('_', " "),
+                match self.serving {
+                    Serving::Forecast => "serving the forecast".to_string(),
+                    Serving::ForecastOnly =>
+                        format!("forecast-only mode; the forecast plan would be {}", f.plan_replicas),
+                    Serving::Demoted => format!("demoted to reactive; the forecast plan would be {}", f.plan_replicas),
+                }
+            ),
+        ));
+        let s = &self.quality.scores;
+        let health = match self.quality.health {
+            Health::Trusted => "trusted".to_string(),
+            Health::Demoted => format!(
+                "DEMOTED since {}: {}",
+                self.quality
+                    .since
+                    .map_or("-".into(), |t| t.format("%H:%M UTC").to_string()),
+                self.quality.reason.as_deref().unwrap_or("quality below bounds")
+            ),
+        };
+        out.push((
+            "quality",
+            if s.samples == 0 {
+                format!(
+                    "no forecast scored yet ({} waiting for data): {health}",
+                    self.quality.pending
+                )
+            } else {
+                format!(
+                    "coverage {} (nominal {}), under-prediction {} (nominal {}), shortfall {} over {} slots: {health}",
+                    pct(s.coverage),
+                    pct(Some(s.nominal_coverage)),
+                    pct(s.under_rate),
+                    pct(Some(s.nominal_under_rate)),
+                    pct(s.shortfall),
+                    s.samples
+                )
+            },
+        ));
+        let m = &self.model;
+        let periods = if m.periods.is_empty() {
+            "no seasonal period".to_string()
+        } else {
+            format!("periods {}", m.periods.join(", "))
+        };
+        out.push((
+            "model",
+            format!(
+                "{}, {periods}, fitted {} ago, intervals calibrated on {} errors{}",
+                m.method,
+                age((self.published_at - m.fitted_at).num_seconds() + self.forecast_age_seconds),
+                m.calibration_samples,
+                m.fallback
+                    .as_ref()
+                    .map_or(String::new(), |r| format!("; FALLBACK: {r}"))
+            ),
+        ));
+        out.push((
+            "freshness",
+            format!(
+                "data {} old, forecast {} old",
+                self.data_age_seconds.map_or("–".into(), age),
+                age(self.forecast_age_seconds)
+            ),
+        ));
+        out.push((
+            "version",
+            format!(
+                "prescale {} (published {})",
+                self.version,
+                self.published_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+        ));
+        out
+    }
+
+    /// The explanation as text for a terminal.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}/{}: {} replicas", self.namespace, self.workload, self.replicas);
+        let _ = writeln!(out, "{}", self.summary);
+        let _ = writeln!(out);
+        for (label, text) in self.lines() {
+            let _ = writeln!(out, "  {label:<10} {text}");
+        }
+        out
+    }
+}
+
+/// Why an explanation could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The admin server could not be reached.
+    #[error("cannot reach the prescale admin server at {url}: {message} (pass --admin URL or set PRESCALE_ADMIN_URL)")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The workload is unknown or has no plan yet.
+    #[error("{namespace}/{workload}: {message} (list workloads with: curl -s {admin}/api/v1/workloads)")]
+    NotFound {
+        /// Namespace asked for.
+        namespace: String,
+        /// Workload asked for.
+        workload: String,
+        /// The server's message.
+        message: String,
+        /// The admin URL.
+        admin: String,
+    },
+    /// The server answered something that is not an explanation.
+    #[error("unexpected answer from {url}: {message}")]
+    Invalid {
+        /// The URL asked.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// `prescale explain WORKLOAD`: asks a running prescale why the workload has the replicas it has.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExplainArgs {
+    /// The workload's name.
+    pub workload: String,
+    /// The workload's namespace.
+    #[arg(long, short = 'n', env = "PRESCALE_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// The admin server of the running prescale.
+    #[arg(long, env = "PRESCALE_ADMIN_URL", default_value = "http://127.0.0.1:8080")]
+    pub admin: String,
+    /// Print the JSON the admin API answers instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The URL of a workload's explanation on the admin server at `admin`.
+pub fn url(admin: &str, namespace: &str, workload: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'/')
+        .add(b'?')
+        .add(b'#')
+        .add(b'%');
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string();
+    format!(
+        "{}/api/v1/workloads/{}/{}/explain",
+        admin.trim_end_matches('/'),
+        enc(namespace),
+        enc(workload)
+    )
+}
+
+/// Fetches a workload's explanation from the admin server at `admin`.
+pub async fn fetch(admin: &str, namespace: &str, workload: &str) -> Result<Explanation, ExplainError> {
+    let url = url(admin, namespace, workload);
+    // reqwest is built without a default crypto provider; installing ring again is a harmless no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| ExplainError::Unreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+    let response = client.get(&url).send().await.map_err(|e| ExplainError::Unreachable {
+        url: admin.to_owned(),
+        message: error_chain(&e),
+    })?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| ExplainError::Invalid {
+        url: url.clone(),
+        message: e.to_string(),
+    })?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| "not found".into());
+        return Err(ExplainError::NotFound {
+            namespace: namespace.into(),
+            workload: workload.into(),
+            message,
+            admin: admin.trim_end_matches('/').into(),
+        });
+    }
+    if !status.is_success() {
+        return Err(ExplainError::Invalid {
+            url,
+            message: format!("HTTP {status}: {}", body.trim()),
+        });
+    }
+    serde_json::from_str(&body).map_err(|e| ExplainError::Invalid {
+        url,
+        message: e.to_string(),
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Runs `prescale explain`: prints the explanation (text, or JSON with `--json`).
+pub async fn run_cli(args: ExplainArgs) -> anyhow::Result<()> {
+    let ExplainArgs {
+        workload,
+        namespace,
+        admin,
+        json,
+    } = args;
+    let e = fetch(&admin, &namespace, &workload).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        print!("{}", e.to_text());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(num(61.2345), "61.23");
+        assert_eq!(num(1234.56), "1234.6");
+        assert_eq!(num(10.0), "10");
+        assert_eq!(num(0.0001), "0");
+        assert_eq!(num(0.25), "0.25");
+        assert_eq!(pct(Some(0.786)), "79%");
+        assert_eq!(pct(None), "–");
+        assert_eq!(age(45), "45s");
+        assert_eq!(age(3725), "1h2m");
+    }
+
+    #[test]
+    fn urls_escape_names() {
+        assert_eq!(
+            url("http://a:1/", "a b", "x/y"),
+            "http://a:1/api/v1/workloads/a%20b/x%2Fy/explain"
+        );
+        assert_eq!(
+            url("http://a:1/", "default", "llm-chat"),
+            "http://a:1/api/v1/workloads/default/llm-chat/explain"
+        );
+    }
+}

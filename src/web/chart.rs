@@ -1,0 +1,302 @@
+//! One workload's chart as inline SVG, drawn on the server: recent demand, the forecast band and median, past
+//! forecasts made one lead time ahead, and capacity (served and planned replicas × capacity per replica) on the
+//! same demand axis, with replicas on the right axis.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
+
+use crate::admin::WorkloadDetail;
+use crate::explain::num;
+
+const W: f64 = 900.0;
+const H: f64 = 300.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 48.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 26.0;
+/// How much past the chart shows.
+const PAST: TimeDelta = TimeDelta::hours(3);
+
+struct Scale {
+    t0: DateTime<Utc>,
+    t1: DateTime<Utc>,
+    ymax: f64,
+}
+
+impl Scale {
+    fn x(&self, t: DateTime<Utc>) -> f64 {
+        let span = (self.t1 - self.t0).num_milliseconds().max(1) as f64;
+        LEFT + (W - LEFT - RIGHT) * ((t - self.t0).num_milliseconds() as f64 / span).clamp(0.0, 1.0)
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        TOP + (H - TOP - BOTTOM) * (1.0 - (v / self.ymax).clamp(0.0, 1.0))
+    }
+}
+
+/// A "nice" step (1, 2 or 5 × 10^k) giving about `n` intervals over `span`.
+fn nice_step(span: f64, n: f64) -> f64 {
+    let raw = (span / n).max(f64::MIN_POSITIVE);
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    mag * if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
+}
+
+/// A path through `points`, broken where a point is `None` (a gap is not zero).
+fn line(points: impl Iterator<Item = (f64, Option<f64>)>) -> (String, usize) {
+    let mut d = String::new();
+    let mut pen_down = false;
+    let mut n = 0;
+    for (x, y) in points {
+        match y {
+            Some(y) => {
+                let _ = write!(d, "{}{x:.1},{y:.1}", if pen_down { "L" } else { "M" });
+                pen_down = true;
+                n += 1;
+            }
+            None => pen_down = false,
+        }
+    }
+    (d, n)
+}
+
+/// A step path: each value holds until the next time.
+fn steps(points: &[(f64, f64)], end_x: f64) -> String {
+    let mut d = String::new();
+    for (i, (x, y)) in points.iter().enumerate() {
+        if i == 0 {
+            let _ = write!(d, "M{x:.1},{y:.1}");
+        } else {
+            let _ = write!(d, "H{x:.1}V{y:.1}");
+        }
+    }
+    if !points.is_empty() {
+        let _ = write!(d, "H{end_x:.1}");
+    }
+    d
+}
+
+/// The chart of `d` as an `<svg>` element.
+pub fn render(d: &WorkloadDetail) -> String {
+    let cap = d.capacity_per_replica;
+    let origin = d.forecast.origin;
+    let step = TimeDelta::seconds(d.forecast.step_seconds.max(1));
+    let t1 = d
+        .forecast
+        .points
+        .last()
+        .map_or(origin + TimeDelta::hours(1), |p| p.t + step);
+    let first = d.history.first().map_or(origin, |p| p.t);
+    let t0 = first.max(origin - PAST);
+    let in_range = |t: DateTime<Utc>| t >= t0 && t <= t1;
+
+    let mut ymax: f64 = 0.0;
+    for p in d.history.iter().filter(|p| in_range(p.t)) {
+        ymax = ymax.max(p.v.unwrap_or(0.0));
+    }
+    for p in &d.forecast.points {
+        ymax = ymax.max(p.upper);
+    }
+    for s in d.scored.iter().filter(|s| in_range(s.t)) {
+        ymax = ymax.max(s.planned);
+    }
+    for r in d.served.iter().filter(|r| in_range(r.t)).chain(&d.plan) {
+        ymax = ymax.max(f64::from(r.replicas) * cap);
+    }
+    if !(ymax.is_finite() && ymax > 0.0) {
+        ymax = 1.0;
+    }
+    let ystep = nice_step(ymax * 1.08, 5.0);
+    let ymax = (ymax * 1.08 / ystep).ceil() * ystep;
+    let s = Scale { t0, t1, ymax };
+
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg viewBox="0 0 {W} {H}" role="img" aria-label="demand, forecast and capacity of {}" data-workload="{}">"#,
+        d.id, d.id
+    );
+    // Grid and the demand axis.
+    let mut v = 0.0;
+    while v <= ymax + ystep * 0.01 {
+        let y = s.y(v);
+        let _ = write!(
+            out,
+            r#"<line class="gridline" x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            W - RIGHT,
+            LEFT - 6.0,
+            y + 3.5,
+            num(v)
+        );
+        v += ystep;
+    }
+    // The replica axis: whole replicas at a readable spacing.
+    if cap > 0.0 {
+        let rmax = ymax / cap;
+        let rstep = nice_step(rmax, 5.0).max(1.0);
+        let mut r = 0.0;
+        while r <= rmax + 1e-9 {
+            let _ = write!(
+                out,
+                r#"<text class="replica-tick" x="{:.1}" y="{:.1}">{}</text>"#,
+                W - RIGHT + 6.0,
+                s.y(r * cap) + 3.5,
+                num(r)
+            );
+            r += rstep;
+        }
+        let _ = write!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">replicas</text>"#,
+            W - 2.0,
+            TOP - 2.0 + 8.0
+        );
+    }
+    // Time axis: ticks on round times.
+    let span_min = (t1 - t0).num_minutes().max(1);
+    let tick = [10, 15, 30, 60, 120, 240, 480]
+        .into_iter()
+        .find(|m| span_min / m <= 9)
+        .unwrap_or(1440);
+    let mut t = t0 - TimeDelta::seconds(t0.timestamp() % (tick * 60));
+    while t <= t1 {
+        if t >= t0 {
+            let x = s.x(t);
+            let _ = write!(
+                out,
+                r#"<line class="axis" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{:02}:{:02}</text>"#,
+                H - BOTTOM,
+                H - BOTTOM + 4.0,
+                H - BOTTOM + 16.0,
+                t.hour(),
+                t.minute()
+            );
+        }
+        t += TimeDelta::minutes(tick);
+    }
+    let _ = write!(
+        out,
+        r#"<line class="axis" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/>"#,
+        W - RIGHT,
+        H - BOTTOM,
+        H - BOTTOM
+    );
+
+    // Forecast band, then median.
+    let fp = &d.forecast.points;
+    if !fp.is_empty() {
+        let mut band = String::new();
+        for (i, p) in fp.iter().enumerate() {
+            let _ = write!(
+                band,
+                "{}{:.1},{:.1}",
+                if i == 0 { "M" } else { "L" },
+                s.x(p.t),
+                s.y(p.upper)
+            );
+        }
+        for p in fp.iter().rev() {
+            let _ = write!(band, "L{:.1},{:.1}", s.x(p.t), s.y(p.lower));
+        }
+        band.push('Z');
+        let _ = write!(out, r#"<path class="band" d="{band}" data-points="{}"/>"#, fp.len());
+        let (median, _) = line(fp.iter().map(|p| (s.x(p.t), Some(s.y(p.median)))));
+        let _ = write!(out, r#"<path class="median" d="{median}"/>"#);
+    }
+    // Past forecasts, made one lead time ahead.
+    let (scored, n_scored) = line(
+        d.scored
+            .iter()
+            .filter(|p| in_range(p.t))
+            .map(|p| (s.x(p.t), Some(s.y(p.planned)))),
+    );
+    let _ = write!(out, r#"<path class="scored" d="{scored}" data-points="{n_scored}"/>"#);
+    // Demand.
+    let half = step / 2;
+    let (history, n_history) = line(
+        d.history
+            .iter()
+            .filter(|p| in_range(p.t))
+            .map(|p| (s.x(p.t + half), p.v.map(|v| s.y(v)))),
+    );
+    let _ = write!(
+        out,
+        r#"<path class="history" d="{history}" data-points="{n_history}"/>"#
+    );
+    if let Some(p) = d.history.iter().rev().find(|p| p.v.is_some()) {
+        let _ = write!(
+            out,
+            r#"<circle class="latest" cx="{:.1}" cy="{:.1}" r="3.5"><title>{} {}</title></circle>"#,
+            s.x(p.t + half),
+            s.y(p.v.unwrap_or(0.0)),
+            num(p.v.unwrap_or(0.0)),
+            d.unit
+        );
+    }
+    // Capacity: served so far, planned ahead.
+    if cap > 0.0 {
+        let served: Vec<(f64, f64)> = d
+            .served
+            .iter()
+            .filter(|r| in_range(r.t))
+            .map(|r| (s.x(r.t), s.y(f64::from(r.replicas) * cap)))
+            .collect();
+        let end = d.served.last().map_or(s.x(origin), |r| s.x(r.t));
+        let _ = write!(
+            out,
+            r#"<path class="served" d="{}" data-points="{}"/>"#,
+            steps(&served, end),
+            served.len()
+        );
+        let plan: Vec<(f64, f64)> = d
+            .plan
+            .iter()
+            .map(|r| (s.x(r.t), s.y(f64::from(r.replicas) * cap)))
+            .collect();
+        let _ = write!(
+            out,
+            r#"<path class="plan" d="{}" data-points="{}"/>"#,
+            steps(&plan, s.x(t1)),
+            plan.len()
+        );
+    }
+    // Now: where the data ends and the forecast begins.
+    let x = s.x(origin);
+    let _ = write!(
+        out,
+        r#"<line class="now" x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{:.1}"/><text x="{:.1}" y="{:.1}">now</text>"#,
+        H - BOTTOM,
+        x + 4.0,
+        TOP + 10.0
+    );
+    out.push_str("</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_steps() {
+        assert_eq!(nice_step(100.0, 5.0), 20.0);
+        assert_eq!(nice_step(7.0, 5.0), 2.0);
+        assert_eq!(nice_step(0.3, 5.0), 0.1);
+    }
+
+    #[test]
+    fn gaps_break_lines() {
+        let (d, n) = line([(0.0, Some(1.0)), (1.0, None), (2.0, Some(2.0)), (3.0, Some(3.0))].into_iter());
+        assert_eq!(d, "M0.0,1.0M2.0,2.0L3.0,3.0");
+        assert_eq!(n, 3);
+    }
+}

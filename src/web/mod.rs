@@ -1,0 +1,206 @@
+//! The SRE page: one self-contained HTML document (inline CSS and server-drawn SVG; no script, no CDN).
+//!
+//! Workloads at a glance in a table, then per workload its chart and the explanation of its current target. The
+//! page reloads itself every 30 seconds.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::admin::{WorkloadDetail, WorkloadView};
+use crate::engine::Serving;
+use crate::explain::{age, num, pct, VERSION};
+use crate::quality::Health;
+
+pub mod chart;
+
+const STYLE: &str = include_str!("style.css");
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn anchor(id: &crate::store::WorkloadId) -> String {
+    format!("w-{}-{}", id.namespace, id.name)
+}
+
+fn serving_badge(s: Option<Serving>) -> &'static str {
+    match s {
+        Some(Serving::Forecast) => r#"<span class="badge forecast">forecast</span>"#,
+        Some(Serving::ForecastOnly) => r#"<span class="badge forecast_only">forecast-only</span>"#,
+        Some(Serving::Demoted) => r#"<span class="badge demoted">demoted</span>"#,
+        None => r#"<span class="muted">–</span>"#,
+    }
+}
+
+fn opt_num(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), num)
+}
+
+fn opt_age(v: Option<i64>) -> String {
+    v.map_or_else(|| "–".into(), age)
+}
+
+/// The whole page.
+pub fn page(views: &[WorkloadView], details: &[WorkloadDetail], now: DateTime<Utc>) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    let _ = write!(
+        out,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta http-equiv="refresh" content="30"><title>prescale · {} workload(s)</title><style>{STYLE}</style></head><body>"#,
+        views.len()
+    );
+    let _ = write!(
+        out,
+        r#"<header><h1>prescale</h1><span class="meta">predictive autoscaling · v{VERSION}</span><span class="meta" data-now="{}">as of {} UTC · refreshes every 30 s</span></header><main>"#,
+        now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        now.format("%Y-%m-%d %H:%M:%S")
+    );
+    if views.is_empty() {
+        out.push_str(r#"<p class="empty">No workloads configured.</p></main></body></html>"#);
+        return out;
+    }
+    overview(&mut out, views);
+    for d in details {
+        card(&mut out, d);
+    }
+    out.push_str("</main></body></html>");
+    out
+}
+
+fn overview(out: &mut String, views: &[WorkloadView]) {
+    out.push_str(r#"<table class="overview"><thead><tr><th>Workload</th><th>Served</th><th>Forecast</th><th>Reactive</th><th>Observed</th><th>Planned demand</th><th class="text">Serving</th><th class="text">Model</th><th>Coverage</th><th>Under</th><th>Data age</th><th>Forecast age</th></tr></thead><tbody>"#);
+    for v in views {
+        let unit = v.unit.as_deref().unwrap_or("");
+        let model = match &v.model {
+            Some(m) if m.fallback.is_some() => {
+                format!(
+                    r#"{} <span class="badge fallback" title="{}">fallback</span>"#,
+                    esc(&m.method),
+                    esc(m.fallback.as_deref().unwrap_or(""))
+                )
+            }
+            Some(m) if m.periods.is_empty() => esc(&m.method),
+            Some(m) => format!("{} · {}", esc(&m.method), esc(&m.periods.join(", "))),
+            None => "–".into(),
+        };
+        let error = v.status.error.as_ref().map_or(String::new(), |e| {
+            format!(r#" <span class="badge error" title="{}">error</span>"#, esc(e))
+        });
+        let stale = |s: Option<i64>, limit: i64| match s {
+            Some(x) if x > limit => format!(r#"<span class="stale">{}</span>"#, age(x)),
+            other => opt_age(other),
+        };
+        let (coverage, under) = v
+            .quality
+            .as_ref()
+            .map_or(("–".into(), "–".into()), |q| (pct(q.coverage), pct(q.under_rate)));
+        let serving =
+            if v.quality.as_ref().is_some_and(|q| q.health == Health::Demoted) && v.serving != Some(Serving::Demoted) {
+                // Forecast-only workloads are scored too; show that the forecast would have been demoted.
+                format!(
+                    r#"{} <span class="badge demoted">quality low</span>"#,
+                    serving_badge(v.serving)
+                )
+            } else {
+                serving_badge(v.serving).to_string()
+            };
+        let _ = write!(
+            out,
+            r##"<tr data-workload="{id}"><td><a href="#{a}">{id}</a>{error}</td><td class="big">{}</td><td>{}</td><td>{}</td><td>{} <span class="muted">{}</span></td><td>{}</td><td class="text">{serving}</td><td class="text">{model}</td><td>{coverage}</td><td>{under}</td><td>{}</td><td>{}</td></tr>"##,
+            v.replicas.map_or("–".into(), |r| r.to_string()),
+            v.forecast_replicas.map_or("–".into(), |r| r.to_string()),
+            v.reactive_replicas.map_or("–".into(), |r| r.to_string()),
+            opt_num(v.observed_demand),
+            esc(unit),
+            opt_num(v.planned_demand),
+            stale(v.data_age_seconds, 600),
+            stale(v.forecast_age_seconds, 300),
+            id = esc(&v.id.to_string()),
+            a = anchor(&v.id),
+        );
+    }
+    out.push_str("</tbody></table>");
+}
+
+fn card(out: &mut String, d: &WorkloadDetail) {
+    let e = &d.explanation;
+    let u = esc(&d.unit);
+    let q = format!("p{}", num(e.forecast.quantile * 100.0));
+    let _ = write!(
+        out,
+        r#"<section class="workload" id="{}" data-workload="{}" data-published-at="{}"><div class="card-head"><h2>{}</h2>{}</div><p class="summary" data-field="summary">{}</p><div class="card-body"><figure class="chart">{}"#,
+        anchor(&d.id),
+        esc(&d.id.to_string()),
+        e.published_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        esc(&d.id.to_string()),
+        serving_badge(Some(e.serving)),
+        esc(&e.summary),
+        chart::render(d)
+    );
+    let _ = write!(
+        out,
+        r#"<figcaption class="legend"><span><i class="l-demand"></i>demand ({u})</span><span><i class="l-band"></i>forecast {}–{} band</span><span><i class="l-median"></i>median</span><span><i class="l-scored"></i>{q} as forecast one lead time ahead</span><span><i class="l-served"></i>served capacity</span><span><i class="l-plan"></i>planned capacity</span></figcaption></figure>"#,
+        format_args!("p{}", num(d.forecast.lower_quantile * 100.0)),
+        q
+    );
+    let f = &e.forecast;
+    let figure = |label: &str, field: &str, value: String, note: String| {
+        format!(r#"<div><span>{label}</span><b data-field="{field}">{value}</b>{note}</div>"#)
+    };
+    let _ = write!(
+        out,
+        r#"<aside class="explain"><div class="headline"><span class="replicas" data-field="replicas">{}</span><span class="why">replicas · by <span data-field="bound">{}</span></span></div><div class="figures">{}{}{}{}</div><dl>"#,
+        e.replicas,
+        esc(&e.bound.replace('_', " ")),
+        figure(
+            &format!("{q} peak, {u}"),
+            "forecast-peak",
+            num(f.peak_demand),
+            String::new()
+        ),
+        figure(
+            "forecast asks",
+            "forecast-replicas",
+            f.replicas.to_string(),
+            String::new()
+        ),
+        figure(
+            &format!("observed, {u}"),
+            "observed",
+            opt_num(e.reactive.observed_demand),
+            String::new()
+        ),
+        figure(
+            "reactive floor",
+            "reactive-floor",
+            e.reactive.floor.to_string(),
+            String::new()
+        ),
+    );
+    for (label, text) in e.lines() {
+        let _ = write!(out, r#"<dt>{label}</dt><dd data-line="{label}">{}</dd>"#, esc(&text));
+    }
+    out.push_str("</dl></aside></div></section>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+}
