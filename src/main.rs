@@ -34,8 +34,10 @@ enum Command {
         #[command(flatten)]
         listen: prescale::app::ListenArgs,
         #[command(flatten)]
-        security: prescale::app::SecurityArgs,
+        security: Box<prescale::app::SecurityArgs>,
     },
+    /// Replay a recorded trace through every policy and the HPA's arithmetic, and score them.
+    Backtest(Box<prescale::backtest::BacktestArgs>),
     /// Validate a config file; lists every problem and exits non-zero when there is one.
     CheckConfig {
         /// The workload config (YAML).
@@ -58,12 +60,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         },
+        Command::Backtest(args) => prescale::backtest::run_cli(*args),
         Command::Demo { traces, listen } => runtime().block_on(prescale::app::demo(&traces, listen)),
         Command::Serve {
             config,
             listen,
             security,
-        } => runtime().block_on(prescale::app::serve(&config, listen, security)),
+        } => runtime().block_on(prescale::app::serve(&config, listen, *security)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -234,8 +234,10 @@ pub struct Scores {
 impl Scores {
     fn of<'a>(scores: impl ExactSizeIterator<Item = &'a Score> + Clone, p: f64) -> Self {
         let n = scores.len();
-        let nominal_coverage = (2.0 * p - 1.0).abs();
-        let nominal_under_rate = 1.0 - p;
+        // Rounded so that 1 − 0.9 reads 0.1, not 0.09999999999999998.
+        let round = |x: f64| (x * 1e9).round() / 1e9;
+        let nominal_coverage = round((2.0 * p - 1.0).abs());
+        let nominal_under_rate = round(1.0 - p);
         if n == 0 {
             return Self {
                 samples: 0,

@@ -2,7 +2,7 @@
 //!
 //! | component | metrics (all prefixed `prescale_`) | source |
 //! |---|---|---|
-//! | forecast | `forecast_demand{quantile}`, `forecast_replicas`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
+//! | forecast | `forecast_demand{level}`, `forecast_replicas`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
 //! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only` | the plan store |
 //! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
 //! | history | `history_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
@@ -34,8 +34,9 @@ use crate::engine::{Mode, Serving};
 use crate::quality::Health;
 use crate::store::{PlanStore, WorkloadId};
 
-/// The content type of the exposition (OpenMetrics text, which Prometheus negotiates and `promtool` reads).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the exposition: the Prometheus text format, which every Prometheus scrapes and
+/// `promtool check metrics` lints.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Labels of every per-workload metric.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -211,7 +212,7 @@ impl Registry {
         f(&mut self.inner.write().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// The exposition, in OpenMetrics text.
+    /// The exposition, in the Prometheus text format (see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let registry = self.inner.read().unwrap_or_else(|e| e.into_inner());
@@ -219,7 +220,7 @@ impl Registry {
         if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
             tracing::warn!(%error, "encoding metrics failed");
         }
-        out
+        openmetrics_to_prometheus(&out)
     }
 
     /// A router serving `GET /metrics`; merge it into the admin router.
@@ -243,10 +244,11 @@ struct StoreCollector {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QuantileLabels {
+struct LevelLabels {
     namespace: String,
     workload: String,
-    quantile: String,
+    // Not `quantile`: that label is reserved for summaries.
+    level: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -326,7 +328,7 @@ impl<'a> EmitCounter<'a> {
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now = self.clock.now();
-        let demand = Emit::<QuantileLabels>::new(
+        let demand = Emit::<LevelLabels>::new(
             "forecast_demand",
             "Peak forecast demand over the lead window, by quantile (0.5 = median, and the planned quantile)",
         );
@@ -402,10 +404,10 @@ impl Collector for StoreCollector {
         for snap in self.store.all() {
             let l = WorkloadLabels::from(&snap.id);
             let plan = &snap.plan;
-            let q = |quantile: String| QuantileLabels {
+            let q = |level: String| LevelLabels {
                 namespace: snap.id.namespace.clone(),
                 workload: snap.id.name.clone(),
-                quantile,
+                level,
             };
             forecast_age.set(l.clone(), seconds(now - snap.published_at));
             if let Some(t) = snap.data_until {
@@ -506,6 +508,29 @@ impl Collector for StoreCollector {
         }
         Ok(())
     }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as the Prometheus text format (0.0.4): a counter family is named
+/// with its `_total` suffix in HELP and TYPE, and `# UNIT` and `# EOF` lines go. Samples are the same in both.
+pub fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 fn seconds(d: chrono::TimeDelta) -> f64 {

@@ -13,7 +13,7 @@ const W: f64 = 900.0;
 const H: f64 = 300.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 48.0;
-const TOP: f64 = 12.0;
+const TOP: f64 = 28.0;
 const BOTTOM: f64 = 26.0;
 /// How much past the chart shows.
 const PAST: TimeDelta = TimeDelta::hours(3);
@@ -139,6 +139,7 @@ pub fn render(d: &WorkloadDetail) -> String {
         );
         v += ystep;
     }
+    let _ = write!(out, r#"<text x="4" y="11">{}</text>"#, crate::web::esc(&d.unit));
     // The replica axis: whole replicas at a readable spacing.
     if cap > 0.0 {
         let rmax = ymax / cap;
@@ -156,9 +157,8 @@ pub fn render(d: &WorkloadDetail) -> String {
         }
         let _ = write!(
             out,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">replicas</text>"#,
-            W - 2.0,
-            TOP - 2.0 + 8.0
+            r#"<text x="{:.1}" y="12" text-anchor="end">replicas</text>"#,
+            W - 4.0
         );
     }
     // Time axis: ticks on round times.

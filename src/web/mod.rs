@@ -80,7 +80,7 @@ pub fn page(views: &[WorkloadView], details: &[WorkloadDetail], now: DateTime<Ut
 }
 
 fn overview(out: &mut String, views: &[WorkloadView]) {
-    out.push_str(r#"<table class="overview"><thead><tr><th>Workload</th><th>Served</th><th>Forecast</th><th>Reactive</th><th>Observed</th><th>Planned demand</th><th class="text">Serving</th><th class="text">Model</th><th>Coverage</th><th>Under</th><th>Data age</th><th>Forecast age</th></tr></thead><tbody>"#);
+    out.push_str(r#"<div class="table-wrap"><table class="overview"><thead><tr><th>Workload</th><th>Served</th><th>Forecast</th><th>Reactive</th><th>Observed</th><th>Planned demand</th><th class="text">Serving</th><th class="text">Model</th><th>Coverage</th><th>Under</th><th>Data age</th><th>Forecast age</th></tr></thead><tbody>"#);
     for v in views {
         let unit = v.unit.as_deref().unwrap_or("");
         let model = match &v.model {
@@ -131,7 +131,7 @@ fn overview(out: &mut String, views: &[WorkloadView]) {
             a = anchor(&v.id),
         );
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
 }
 
 fn card(out: &mut String, d: &WorkloadDetail) {
@@ -157,7 +157,7 @@ fn card(out: &mut String, d: &WorkloadDetail) {
     );
     let f = &e.forecast;
     let figure = |label: &str, field: &str, value: String, note: String| {
-        format!(r#"<div><span>{label}</span><b data-field="{field}">{value}</b>{note}</div>"#)
+        format!(r#"<div><span>{label}</span><b><em data-field="{field}">{value}</em> {note}</b></div>"#)
     };
     let _ = write!(
         out,
@@ -165,28 +165,28 @@ fn card(out: &mut String, d: &WorkloadDetail) {
         e.replicas,
         esc(&e.bound.replace('_', " ")),
         figure(
-            &format!("{q} peak, {u}"),
+            &format!("{q} peak ahead"),
             "forecast-peak",
             num(f.peak_demand),
-            String::new()
+            format!("<small>{u}</small>")
         ),
         figure(
             "forecast asks",
             "forecast-replicas",
             f.replicas.to_string(),
-            String::new()
+            "<small>replicas</small>".into()
         ),
         figure(
-            &format!("observed, {u}"),
+            "observed now",
             "observed",
             opt_num(e.reactive.observed_demand),
-            String::new()
+            format!("<small>{u}</small>")
         ),
         figure(
             "reactive floor",
             "reactive-floor",
             e.reactive.floor.to_string(),
-            String::new()
+            "<small>replicas</small>".into()
         ),
     );
     for (label, text) in e.lines() {

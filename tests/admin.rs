@@ -1,0 +1,564 @@
+//! The admin/SRE server: its JSON API against golden files (router `oneshot`), `/metrics` checked by a real
+//! `promtool`, the explain client against a real listener, and the real pipeline feeding the API.
+//!
+//! `UPDATE_GOLDEN=1 cargo test --test admin` rewrites the golden files from the current output.
+//! `promtool` comes from the Debian package `prometheus` (`apt-get install -y prometheus`).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use chrono::{DateTime, TimeDelta, Utc};
+use http_body_util::BodyExt;
+use prescale::admin::{self, AdminState};
+use prescale::clock::Clock;
+use prescale::config::{DemandSource, ServingConfig, WorkloadConfig};
+use prescale::engine::{self, Mode, Serving};
+use prescale::explain::{self, Explanation};
+use prescale::forecast::{Forecast, Quantile, Seasonality};
+use prescale::history::synthetic::{Generator, Profile};
+use prescale::pipeline::{Cycle, Workload};
+use prescale::planner::{self, Policy};
+use prescale::quality::{self, Tracker};
+use prescale::series::Series;
+use prescale::store::{Insight, PlanStore, Snapshot, WorkloadId, WorkloadStatus};
+use prescale::telemetry;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const NOW: &str = "2026-03-02T12:00:00Z";
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn policy(capacity: f64) -> Policy {
+    Policy {
+        capacity_per_replica: capacity,
+        lead: TimeDelta::minutes(5),
+        sync: TimeDelta::seconds(15),
+        quantile: Quantile::try_new(0.9).unwrap(),
+        min_replicas: 2,
+        max_replicas: 20,
+        scale_in_on_observed_only: false,
+    }
+}
+
+/// A workload published the way the pipeline does, from hand-made numbers: twelve minutes of history, a forecast
+/// rising from `level`, and a quality tracker fed forecasts of `level` against the history (so `actual_boost`
+/// above 1 makes it under-predict).
+fn publish(store: &PlanStore, name: &str, mode: Mode, level: f64, actual_boost: f64, observed: f64) {
+    let id = WorkloadId {
+        namespace: "default".into(),
+        name: name.into(),
+    };
+    let now = at(NOW);
+    let published_at = now - TimeDelta::seconds(20);
+    let step = TimeDelta::minutes(1);
+    let start = now - TimeDelta::minutes(40);
+    // Minute 30 is missing: a gap, never zero. A boosted workload also wobbles, so its misses differ in size.
+    let wobble = |i: usize| {
+        if actual_boost == 1.0 {
+            1.0
+        } else {
+            1.0 + 0.01 * (i % 5) as f64
+        }
+    };
+    let values: Vec<Option<f64>> = (0..40)
+        .map(|i| (i != 30).then(|| level * actual_boost * wobble(i)))
+        .collect();
+    let history = Series::from_values(start, step, values);
+    let policy = policy(10.0);
+    let bounds = quality::Bounds {
+        window: 20,
+        min_samples: 10,
+        ..Default::default()
+    };
+    let mut tracker = Tracker::new(bounds, policy.quantile);
+    for m in 0..=40 {
+        let t = start + step * m;
+        tracker.observe(&history.visible_at(t), t);
+        let f = Forecast::from_median(t, step, vec![level; 10], t);
+        tracker.record(&f, policy.lead, t);
+    }
+    let forecast = Forecast::from_median(
+        now,
+        step,
+        (0..10).map(|i| level + 2.0 * i as f64).collect(),
+        now - TimeDelta::minutes(7),
+    );
+    let forecast_plan = planner::plan(&forecast, Some(observed), &policy, published_at);
+    let reactive_plan = engine::reactive_plan(Some(observed), &policy, published_at, None);
+    let serving = match (mode, tracker.is_demoted()) {
+        (Mode::ForecastOnly, _) => Serving::ForecastOnly,
+        (_, true) => Serving::Demoted,
+        _ => Serving::Forecast,
+    };
+    let plan = if serving.is_reactive() {
+        reactive_plan.clone()
+    } else {
+        forecast_plan.clone()
+    };
+    let insight = Insight {
+        policy,
+        unit: "requests/s".into(),
+        mode,
+        serving,
+        forecast_plan,
+        reactive_plan,
+        history,
+        targets: vec![
+            (published_at - TimeDelta::seconds(15), plan.replicas),
+            (published_at, plan.replicas),
+        ],
+        quality: tracker.report(),
+        scored: tracker.recent().copied().collect(),
+    };
+    store.set_insight(&id, insight);
+    store.publish(Snapshot {
+        id: id.clone(),
+        published_at,
+        data_until: Some(now - TimeDelta::seconds(60)),
+        forecast: Arc::new(forecast),
+        plan,
+    });
+    store.set_status(
+        &id,
+        WorkloadStatus {
+            source: format!("trace {name}.csv"),
+            last_attempt: Some(published_at),
+            last_success: Some(published_at),
+            slots: 40,
+            missing: 1,
+            fits: 3,
+            last_fit_seconds: 0.25,
+            ..Default::default()
+        },
+    );
+}
+
+/// Three workloads: one trusted, one forecast-only, one demoted; plus one configured but not yet planned.
+fn filled_store() -> Arc<PlanStore> {
+    let store = PlanStore::new();
+    publish(&store, "llm-chat", Mode::Serve, 40.0, 1.0, 38.0);
+    publish(&store, "batch", Mode::ForecastOnly, 40.0, 1.0, 61.0);
+    publish(&store, "web", Mode::Serve, 40.0, 1.5, 62.5);
+    store.set_status(
+        &WorkloadId {
+            namespace: "default".into(),
+            name: "waiting".into(),
+        },
+        WorkloadStatus {
+            source: "promql up".into(),
+            error: Some("no data: the source returned no samples".into()),
+            ..Default::default()
+        },
+    );
+    Arc::new(store)
+}
+
+fn app(store: Arc<PlanStore>) -> Router {
+    admin::router(AdminState {
+        store,
+        clock: Clock::fixed(at(NOW)),
+    })
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    body: String,
+}
+
+async fn send(router: Router, uri: &str) -> Reply {
+    let response = router
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}
+
+async fn get_json(uri: &str) -> (StatusCode, Value) {
+    let r = send(app(filled_store()), uri).await;
+    let v = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {}", r.body));
+    (r.status, v)
+}
+
+/// Compares `actual` with `tests/golden/<name>.json` as parsed JSON; `UPDATE_GOLDEN=1` rewrites the file.
+fn golden(name: &str, actual: &Value) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::write(&path, serde_json::to_string_pretty(actual).unwrap() + "\n").unwrap();
+        return;
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} ({e}); run `UPDATE_GOLDEN=1 cargo test --test admin` to create it",
+            path.display()
+        )
+    });
+    let expected: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        actual,
+        &expected,
+        "response differs from {}; if the change is intended, run `UPDATE_GOLDEN=1 cargo test --test admin`",
+        path.display()
+    );
+}
+
+#[tokio::test]
+async fn workload_list_matches_golden() {
+    let (status, v) = get_json("/api/v1/workloads").await;
+    assert_eq!(status, StatusCode::OK);
+    golden("admin_workloads", &v);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["batch", "llm-chat", "waiting", "web"]);
+    let web = &v[3];
+    assert_eq!(web["serving"], "demoted");
+    assert_eq!(web["quality"]["health"], "demoted");
+    assert_eq!(web["replicas"], 7, "ceil(62.5 / 10): the reactive target");
+    assert_eq!(web["forecast_age_seconds"], 20);
+    assert_eq!(web["data_age_seconds"], 60);
+    assert_eq!(v[0]["serving"], "forecast_only");
+    assert_eq!(v[0]["replicas"], 7, "forecast-only serves ceil(61 / 10)");
+    assert_eq!(
+        v[0]["forecast_replicas"], 5,
+        "the forecast peaks at 48 within the lead window: ceil(48 / 10)"
+    );
+    assert_eq!(
+        v[2]["replicas"],
+        Value::Null,
+        "not planned yet: no number is better than a made-up one"
+    );
+}
+
+#[tokio::test]
+async fn workload_detail_matches_golden() {
+    let (status, v) = get_json("/api/v1/workloads/default/llm-chat").await;
+    assert_eq!(status, StatusCode::OK);
+    golden("admin_workload_detail", &v);
+    let history = v["history"].as_array().unwrap();
+    assert_eq!(history.len(), 40);
+    assert_eq!(history[30]["v"], Value::Null, "a gap stays a gap");
+    let points = v["forecast"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 10);
+    assert_eq!(
+        v["plan"].as_array().unwrap().len(),
+        10,
+        "a replica count for every forecast slot"
+    );
+    assert_eq!(v["explanation"]["replicas"], 5);
+    assert_eq!(v["explanation"]["serving"], "forecast");
+}
+
+#[tokio::test]
+async fn explanations_match_golden() {
+    for name in ["llm-chat", "batch", "web"] {
+        let (status, v) = get_json(&format!("/api/v1/workloads/default/{name}/explain")).await;
+        assert_eq!(status, StatusCode::OK);
+        golden(&format!("admin_explain_{name}"), &v);
+        let e: Explanation = serde_json::from_value(v).expect("the JSON reads back as an Explanation");
+        assert_eq!(e.version, env!("CARGO_PKG_VERSION"));
+    }
+    let (_, v) = get_json("/api/v1/workloads/default/web/explain").await;
+    let summary = v["summary"].as_str().unwrap();
+    assert!(summary.starts_with("Demoted to reactive scaling: "), "{summary}");
+    assert!(
+        summary.contains("7 replicas: observed demand of 62.5 requests/s needs 7"),
+        "{summary}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_workloads_are_404_with_a_reason() {
+    let (status, v) = get_json("/api/v1/workloads/default/nope/explain").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    golden("admin_not_found", &v);
+    let (status, v) = get_json("/api/v1/workloads/default/waiting").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["message"], "workload default/waiting has no forecast published yet");
+}
+
+#[tokio::test]
+async fn the_page_is_self_contained_and_tells_the_same_numbers() {
+    let r = send(app(filled_store()), "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.content_type.starts_with("text/html"), "{}", r.content_type);
+    let html = &r.body;
+    for forbidden in ["<script", "http://", "https://", "<link"] {
+        assert!(
+            !html.contains(forbidden),
+            "the page loads nothing from elsewhere, found {forbidden}"
+        );
+    }
+    assert_eq!(html.matches("<svg").count(), 3, "one chart per planned workload");
+    assert!(html.contains(r#"<path class="history""#));
+    assert!(
+        html.contains(r#"data-points="39""#),
+        "39 present history points (one gap)"
+    );
+    assert!(html.contains(r#"<span class="replicas" data-field="replicas">5</span>"#));
+    assert!(html.contains("DEMOTED since"));
+}
+
+/// Runs `promtool check metrics` on `text`; returns its output. Fails when promtool is missing.
+fn promtool_check(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run promtool ({e}): install it with `apt-get install -y prometheus`"));
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{report}\n--- exposition ---\n{text}"
+    );
+    report
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_carry_the_served_numbers() {
+    let store = filled_store();
+    let clock = Clock::fixed(at(NOW));
+    let registry = telemetry::Registry::new(store.clone(), clock.clone());
+    registry.pipeline().fit(
+        &WorkloadId {
+            namespace: "default".into(),
+            name: "llm-chat".into(),
+        },
+        0.25,
+    );
+    let router = telemetry::instrument(admin::router(AdminState { store, clock }), registry.http("admin"))
+        .merge(registry.router());
+    for uri in [
+        "/api/v1/workloads",
+        "/api/v1/workloads",
+        "/api/v1/workloads/default/nope",
+    ] {
+        send(router.clone(), uri).await;
+    }
+    let r = send(router, "/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.content_type, telemetry::CONTENT_TYPE);
+    let report = promtool_check(&r.body);
+    assert!(!report.contains("error"), "{report}");
+    let text = &r.body;
+    for line in [
+        r#"prescale_served_replicas{namespace="default",workload="llm-chat"} 5.0"#,
+        r#"prescale_served_replicas{namespace="default",workload="web"} 7.0"#,
+        r#"prescale_reactive_replicas{namespace="default",workload="batch"} 7.0"#,
+        r#"prescale_forecast_replicas{namespace="default",workload="batch"} 5.0"#,
+        r#"prescale_forecast_age_seconds{namespace="default",workload="web"} 20.0"#,
+        r#"prescale_history_data_age_seconds{namespace="default",workload="web"} 60.0"#,
+        r#"prescale_quality_demoted{namespace="default",workload="web"} 1.0"#,
+        r#"prescale_quality_demoted{namespace="default",workload="llm-chat"} 0.0"#,
+        r#"prescale_serving{namespace="default",workload="batch",state="forecast_only"} 1.0"#,
+        r#"prescale_forecast_only{namespace="default",workload="batch"} 1.0"#,
+        r#"prescale_quality_demotions_total{namespace="default",workload="web"} 1"#,
+        r#"prescale_forecast_demand{namespace="default",workload="llm-chat",level="0.9"}"#,
+        r#"prescale_forecast_fit_duration_seconds_count{namespace="default",workload="llm-chat"} 1"#,
+        r#"prescale_admin_requests_total{method="GET",route="/api/v1/workloads",code="200"} 2"#,
+        r#"prescale_admin_requests_total{method="GET",route="/api/v1/workloads/{namespace}/{name}",code="404"} 1"#,
+        r#"prescale_admin_request_duration_seconds_count{method="GET",route="/api/v1/workloads"} 2"#,
+        "# TYPE prescale_history_query_errors_total counter",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert!(!text.contains("NaN"), "never export NaN:\n{text}");
+    assert!(
+        !text.contains(r#"workload="waiting",state"#),
+        "no serving state for an unplanned workload"
+    );
+}
+
+/// The real pipeline (generator history, real model fits) feeds the same API: the explanation's numbers are the
+/// served plan's, and a forecast-only workload serves the reactive target.
+#[tokio::test]
+async fn the_pipeline_publishes_what_the_api_explains() {
+    let store = Arc::new(PlanStore::new());
+    let now = at(NOW);
+    let registry = telemetry::Registry::new(store.clone(), Clock::fixed(now));
+    let generator = Generator::new(Profile::WebFrontend, 7);
+    let config = WorkloadConfig {
+        id: WorkloadId {
+            namespace: "shop".into(),
+            name: "web".into(),
+        },
+        demand: DemandSource::Generator(generator.clone()),
+        unit: "requests/s".into(),
+        policy: policy(25.0),
+        seasonality: Seasonality::Auto,
+        refit_interval: TimeDelta::hours(1),
+        history: TimeDelta::days(3),
+    };
+    let serving = ServingConfig {
+        mode: Mode::ForecastOnly,
+        ..Default::default()
+    };
+    let mut cycle = Cycle::with_options(
+        Workload {
+            config,
+            history: Arc::new(generator),
+        },
+        serving,
+        registry.pipeline(),
+    );
+    for k in 0..8 {
+        cycle
+            .run_once(&store, now + TimeDelta::minutes(k))
+            .await
+            .expect("a plan is published");
+    }
+    let later = now + TimeDelta::minutes(7);
+    let app = admin::router(AdminState {
+        store: store.clone(),
+        clock: Clock::fixed(later),
+    });
+    let r = send(app.clone(), "/api/v1/workloads/shop/web").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    let e: Explanation = serde_json::from_value(v["explanation"].clone()).unwrap();
+    let snap = store
+        .get(&WorkloadId {
+            namespace: "shop".into(),
+            name: "web".into(),
+        })
+        .unwrap();
+    assert_eq!(e.replicas, snap.plan.replicas);
+    assert_eq!(e.serving, Serving::ForecastOnly);
+    assert_eq!(
+        e.replicas, e.reactive.replicas,
+        "forecast-only serves the reactive target"
+    );
+    assert_eq!(e.forecast.quantile, 0.9);
+    assert!(e.forecast.peak_demand > 0.0);
+    assert!(
+        e.quality.scored_total >= 1,
+        "forecasts are scored in forecast-only mode too: {:?}",
+        e.quality
+    );
+    assert!(
+        v["forecast"]["points"].as_array().unwrap().len() >= 60,
+        "an hour of forecast to show"
+    );
+    assert!(v["history"].as_array().unwrap().len() >= 300, "hours of recent history");
+    let metrics = registry.encode();
+    promtool_check(&metrics);
+    assert!(
+        metrics.contains(r#"prescale_forecast_fit_duration_seconds_count{namespace="shop",workload="web"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// `prescale explain`'s client against a real listener: the text carries the JSON's numbers.
+#[tokio::test]
+async fn the_explain_client_reads_a_running_server() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app(filled_store())).await });
+    let e = explain::fetch(&url, "default", "web").await.unwrap();
+    assert_eq!((e.replicas, e.serving), (7, Serving::Demoted));
+    let text = e.to_text();
+    assert!(text.starts_with("default/web: 7 replicas\n"), "{text}");
+    assert!(
+        text.contains("observed 62.5 requests/s now → floor 7 replicas"),
+        "{text}"
+    );
+    assert!(text.contains("DEMOTED since"), "{text}");
+    assert!(
+        text.contains(&format!("prescale {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let missing = explain::fetch(&url, "default", "nope").await.unwrap_err().to_string();
+    assert!(
+        missing.contains("no workload default/nope is configured") && missing.contains("/api/v1/workloads"),
+        "{missing}"
+    );
+    server.abort();
+    let down = explain::fetch("http://127.0.0.1:9", "default", "web")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        down.contains("cannot reach the prescale admin server") && down.contains("--admin"),
+        "{down}"
+    );
+}
+
+/// Every `prescale_*` metric the Grafana dashboard queries is one prescale exports.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_exported_metrics() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/prescale.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    let store = filled_store();
+    let registry = telemetry::Registry::new(store.clone(), Clock::fixed(at(NOW)));
+    registry.pipeline().fit(
+        &WorkloadId {
+            namespace: "default".into(),
+            name: "web".into(),
+        },
+        0.1,
+    );
+    let api = telemetry::instrument(
+        admin::router(AdminState {
+            store,
+            clock: Clock::fixed(at(NOW)),
+        }),
+        registry.http("api"),
+    );
+    send(api, "/api/v1/workloads").await;
+    let exposition = registry.encode();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("prescale_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+                assert!(
+                    exposition.contains(&format!("# TYPE {family} ")),
+                    "panel `{}` queries {name}, which prescale does not export",
+                    panel["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 15, "{checked} metric references checked");
+}
