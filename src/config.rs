@@ -942,7 +942,8 @@ maxForecastAge: soon
 
     #[test]
     fn mode_and_quality_bounds_default_and_parse() {
-        let base = "workloads:\n  - name: a\n    demand: {promql: up}\n    capacityPerReplica: 3\n    maxReplicas: 4\n";
+        let base =
+            "workloads:\n  - name: a\n    demand: {trace: a.csv}\n    capacityPerReplica: 3\n    maxReplicas: 4\n";
         let l = parse_with_serving(base, Path::new("p.yaml")).unwrap();
         let id = &l.config.workloads[0].id;
         assert_eq!(l.serving[id], ServingConfig::default());
