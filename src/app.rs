@@ -21,7 +21,7 @@ use crate::history::History;
 use crate::pipeline::{self, Workload};
 use crate::planner::Policy;
 use crate::store::{PlanStore, WorkloadId};
-use crate::{auth, tls};
+use crate::{auth, telemetry, tls};
 
 /// Listener overrides from the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -48,7 +48,8 @@ pub struct SecurityArgs {
 
 /// `prescale serve`: run from a config file.
 pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArgs) -> anyhow::Result<()> {
-    let mut config = config::load(config_path)?;
+    let loaded = config::load_with_serving(config_path)?;
+    let (mut config, serving) = (loaded.config, loaded.serving);
     apply_listen(&mut config, &listen);
     let now = Utc::now();
     let prometheus = match &config.prometheus {
@@ -96,7 +97,14 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
             watch,
         )
     };
-    let result = run(config, workloads, Clock::system(), secure).await;
+    let result = run(
+        config,
+        workloads,
+        Clock::system(),
+        secure,
+        Extras { serving, prometheus },
+    )
+    .await;
     if let Some(w) = watch {
         w.abort();
     }
@@ -160,7 +168,14 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
         prometheus: None,
     };
     apply_listen(&mut config, &listen);
-    run(config, workloads, Clock::system(), ApiSecurity::PlainHttp).await
+    run(
+        config,
+        workloads,
+        Clock::system(),
+        ApiSecurity::PlainHttp,
+        Extras::default(),
+    )
+    .await
 }
 
 fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadConfig {
@@ -252,7 +267,22 @@ fn history_for(
     })
 }
 
-async fn run(config: Config, workloads: Vec<Workload>, clock: Clock, security: ApiSecurity) -> anyhow::Result<()> {
+/// What `serve` adds to a run beyond the config itself.
+#[derive(Default)]
+struct Extras {
+    /// Mode and quality bounds per workload.
+    serving: std::collections::BTreeMap<WorkloadId, config::ServingConfig>,
+    /// The shared Prometheus client, whose query metrics join `/metrics`.
+    prometheus: Option<PrometheusClient>,
+}
+
+async fn run(
+    config: Config,
+    workloads: Vec<Workload>,
+    clock: Clock,
+    security: ApiSecurity,
+    extras: Extras,
+) -> anyhow::Result<()> {
     let store = Arc::new(PlanStore::new());
     let api_listener = TcpListener::bind(config.api_addr)
         .await
@@ -269,20 +299,34 @@ async fn run(config: Config, workloads: Vec<Workload>, clock: Clock, security: A
     let admin_url = format!("http://{}", admin_listener.local_addr()?);
     print_banner(&config, &api_url, &admin_url);
 
+    let telemetry = telemetry::Registry::new(store.clone(), clock.clone());
+    if let Some(client) = &extras.prometheus {
+        telemetry.register_with(|r| client.register_metrics(r));
+    }
     let api_router = api::router(ApiState {
         store: store.clone(),
         max_forecast_age: config.max_forecast_age,
         clock: clock.clone(),
     });
-    let admin_router = admin::router(AdminState {
-        store: store.clone(),
-        clock: clock.clone(),
-    });
-    let tasks = pipeline::spawn(workloads, store.clone(), clock, config.interval);
+    // Instrumentation goes outside the auth layer, so 401 and 403 answers are counted too.
+    let api_metrics = telemetry.http("api");
+    let admin_router = telemetry::instrument(
+        admin::router(AdminState {
+            store: store.clone(),
+            clock: clock.clone(),
+        }),
+        telemetry.http("admin"),
+    )
+    .merge(telemetry.router());
+    let options = pipeline::Options {
+        serving: extras.serving,
+        metrics: telemetry.pipeline(),
+    };
+    let tasks = pipeline::spawn_with(workloads, store.clone(), clock, config.interval, options);
 
     let api = tokio::spawn(async move {
         match security {
-            ApiSecurity::PlainHttp => axum::serve(api_listener, api_router)
+            ApiSecurity::PlainHttp => axum::serve(api_listener, telemetry::instrument(api_router, api_metrics))
                 .with_graceful_shutdown(shutdown())
                 .await
                 .map_err(anyhow::Error::from),
@@ -291,9 +335,14 @@ async fn run(config: Config, workloads: Vec<Workload>, clock: Clock, security: A
                     Some(auth) => auth.layer(api_router),
                     None => api_router,
                 };
-                tls::serve(api_listener, router, settings, shutdown())
-                    .await
-                    .map_err(anyhow::Error::from)
+                tls::serve(
+                    api_listener,
+                    telemetry::instrument(router, api_metrics),
+                    settings,
+                    shutdown(),
+                )
+                .await
+                .map_err(anyhow::Error::from)
             }
         }
     });
@@ -344,6 +393,11 @@ fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
             w.id.name
         );
         println!("  curl -s {admin_url}/api/v1/workloads");
+        println!(
+            "  prescale explain {} --namespace {} --admin {admin_url}",
+            w.id.name, w.id.namespace
+        );
+        println!("  open {admin_url}/ for charts, {admin_url}/metrics for Prometheus");
     }
 }
 

@@ -38,6 +38,8 @@ enum Command {
     },
     /// Replay a recorded trace through every policy and the HPA's arithmetic, and score them.
     Backtest(Box<prescale::backtest::BacktestArgs>),
+    /// Explain a running server's replica target for one workload: why N replicas now?
+    Explain(prescale::explain::ExplainArgs),
     /// Validate a config file; lists every problem and exits non-zero when there is one.
     CheckConfig {
         /// The workload config (YAML).
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         },
+        Command::Explain(args) => runtime().block_on(prescale::explain::run_cli(args)),
         Command::Backtest(args) => prescale::backtest::run_cli(*args),
         Command::Demo { traces, listen } => runtime().block_on(prescale::app::demo(&traces, listen)),
         Command::Serve {

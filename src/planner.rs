@@ -100,7 +100,7 @@ pub fn plan_from(
     previous: Option<&ReplicaPlan>,
 ) -> ReplicaPlan {
     let capacity = policy.capacity_per_replica;
-    let window_end = now + policy.lead + policy.sync;
+    let (window_start, window_end) = cover_window(policy, now);
     let observed = observed.filter(|v| v.is_finite() && *v >= 0.0);
 
     let mut planned: Option<(f64, usize)> = None;
@@ -108,7 +108,7 @@ pub fn plan_from(
     for i in 0..forecast.len() {
         let start = forecast.time_at(i);
         let end = start + forecast.step;
-        if end <= now || start > window_end {
+        if end <= window_start || start > window_end {
             continue;
         }
         let v = forecast.quantile_at(i, policy.quantile);
@@ -170,6 +170,23 @@ pub fn plan_from(
         reactive_floor,
         bound,
     }
+}
+
+/// The HPA's downscale stabilization window on the legacy path (`behavior` unset): it scales in only to the highest
+/// recommendation of this long. The planner relies on it to hold capacity after a served value has passed.
+pub const DOWNSCALE_STABILIZATION: TimeDelta = crate::hpa::DEFAULT_DOWNSCALE_STABILIZATION;
+
+/// The stretch of time a target served at `now` must cover: `[now + min(lead, W), now + lead + sync]`, with `W` the
+/// HPA's [`DOWNSCALE_STABILIZATION`].
+///
+/// Pods asked for at `now` serve from `now + lead`. Demand at any `τ` before that was the job of the values served
+/// at `τ − lead` and later: the HPA keeps the highest recommendation of the last `W`, so what was served at
+/// `τ − lead` stays in force until `τ − lead + W ≥ τ` when `lead ≤ W`. Covering `[now, now + lead]` again would
+/// only hold capacity longer on every decline. With `lead > W` the hold ends before the pods it kept would have been
+/// replaced, so the window starts at `now + W`.
+pub fn cover_window(policy: &Policy, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let lead = policy.lead.max(TimeDelta::zero());
+    (now + lead.min(DOWNSCALE_STABILIZATION), now + lead + policy.sync)
 }
 
 /// `ceil(demand / capacity)`, where a quotient within 1e-9 (relative) of an integer counts as that integer.

@@ -20,9 +20,16 @@ fn backtest_notebook_executes_on_a_fresh_run() {
         .arg(out.path())
         .output()
         .unwrap();
-    assert!(run.status.success(), "backtest failed: {}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "backtest failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let summary = String::from_utf8_lossy(&run.stdout);
-    assert!(summary.contains("predictive") && summary.contains("reactive-70"), "{summary}");
+    assert!(
+        summary.contains("predictive") && summary.contains("reactive-70"),
+        "{summary}"
+    );
     assert!(out.path().join("report.json").is_file());
 
     let executed = out.path().join("executed.ipynb");
@@ -55,6 +62,15 @@ print(f"images={images} errors={len(errors)}")
         String::from_utf8_lossy(&result.stderr)
     );
     assert!(stdout.contains("errors=0"), "{stdout}");
-    let images: usize = stdout.trim().rsplit("images=").next().unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let images: usize = stdout
+        .trim()
+        .rsplit("images=")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(images >= 1, "the notebook draws demand vs capacity: {stdout}");
 }

@@ -7,8 +7,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use indicatif::ProgressBar;
 
 use super::{LAG, OBSERVED_WINDOW, TICK};
-use crate::forecast::{self, ForecastSettings, Model, Seasonality};
-use crate::planner::{self, Policy};
+use crate::engine::{Engine, Serving};
+use crate::forecast::{self, ForecastSettings, Seasonality};
+use crate::planner::Policy;
 use crate::series::Series;
 
 /// A trace as policies may see it: prefix views by tick time.
@@ -92,16 +93,21 @@ pub(crate) struct PredictiveRun {
     pub served: Vec<Vec<Option<f64>>>,
     /// Number of model fits.
     pub fits: usize,
-    /// Ticks at which each forecast method was in use (`method name` → count).
+    /// Decisions per forecast method served (`method name` → count, summed over leads); decisions that served the
+    /// reactive target instead are counted as `reactive (demoted)`.
     pub methods: std::collections::BTreeMap<String, usize>,
 }
 
-/// Runs the production forecast + planner at every tick on visible history only.
+/// Runs the production decision step ([`Engine`]) at every tick on visible history only, one engine per lead.
 ///
-/// The model is refitted every `refit_interval` (the first fit at the first tick) on the visible history, and
-/// `Model::forecast` is called at every tick with the samples that became visible since. The history handed to the
-/// model is a tail of the visible trace long enough for everything the model reads (at most
-/// [`forecast::MAX_HISTORY`] for a fit; a day, and at least 400 slots, before the latest sample for a forecast) so a
+/// Each engine is exactly what production runs for one workload: `needs_refit`, then `decide` on the history it
+/// would have scraped by `t` (samples that ended by `t − LAG`; observed demand over the minute before that). The
+/// fit itself does not depend on the lead, so one [`forecast::fit`] per refit is installed into every engine, as
+/// production installs a model fitted on a blocking thread. What is served is the engine's plan: the forecast plan
+/// or, while forecast quality is demoted, the reactive one.
+///
+/// The history handed over is a tail of the visible trace long enough for everything the engine reads (at most
+/// [`forecast::MAX_HISTORY`] for a fit; a day, and at least 400 slots, before the latest sample for a decision) so a
 /// long backtest does not copy the whole trace at every tick.
 pub(crate) fn predictive(
     visible: &Visible<'_>,
@@ -119,37 +125,41 @@ pub(crate) fn predictive(
     let fit_slots = slots(forecast::MAX_HISTORY) + 1;
     let tail_slots = slots(TimeDelta::days(1)).max(400);
 
+    let mut engines: Vec<Engine> = setup
+        .policies
+        .iter()
+        .map(|p| Engine::new(settings.clone(), p.clone(), setup.refit_interval))
+        .collect();
     let mut served = vec![Vec::with_capacity(ticks.len()); setup.policies.len()];
     let mut methods = std::collections::BTreeMap::new();
-    let mut model: Option<Model> = None;
-    let mut next_refit = ticks.first().copied().unwrap_or_default();
     let mut fits = 0;
     for (k, &t) in ticks.iter().enumerate() {
         let n = visible.count(t);
-        if model.is_none() || t >= next_refit {
+        if engines.iter().any(|e| e.needs_refit(t)) {
             let history = visible.tail(t, n.saturating_sub(fit_slots));
-            model = Some(forecast::fit(&history, &settings, t));
+            let model = forecast::fit(&history, &settings, t);
             fits += 1;
-            while next_refit <= t {
-                next_refit += setup.refit_interval;
+            for e in &mut engines {
+                e.install(model.clone());
             }
         }
-        let model = model.as_ref().expect("fitted above");
         let from = match visible.latest_present(t) {
             Some(i) => n.saturating_sub(tail_slots).min(i.saturating_sub(tail_slots)),
             None => n,
         };
         let history = visible.tail(t, from);
-        let horizon = (t - history.end()).max(TimeDelta::zero()) + max_lead + TICK * 2;
-        let fc = model.forecast(&history, t, horizon);
-        if fc.is_empty() {
-            served.iter_mut().for_each(|s| s.push(None));
-        } else {
-            *methods.entry(format!("{:?}", fc.method)).or_insert(0) += 1;
-            let observed = visible.observed(t);
-            for (policy, out) in setup.policies.iter().zip(served.iter_mut()) {
-                let plan = planner::plan(&fc, observed, policy, t);
-                out.push(Some(f64::from(plan.replicas)));
+        for (engine, out) in engines.iter_mut().zip(served.iter_mut()) {
+            match engine.decide(&history, t, t - LAG) {
+                Some(d) => {
+                    let key = match d.serving {
+                        Serving::Forecast => format!("{:?}", d.forecast.method),
+                        Serving::Demoted => "reactive (demoted)".to_owned(),
+                        Serving::ForecastOnly => "reactive (forecast only)".to_owned(),
+                    };
+                    *methods.entry(key).or_insert(0) += 1;
+                    out.push(Some(f64::from(d.plan.replicas)));
+                }
+                None => out.push(None),
             }
         }
         if k % 256 == 0 {
