@@ -11,10 +11,14 @@
 //! - [`history`]: the [`history::History`] seam and its sources (trace, generator, Prometheus).
 //! - [`forecast`]: seasonal models, calibrated quantiles, fallbacks.
 //! - [`planner`]: forecast + policy + now → replica target.
+//! - [`engine`]: one workload's refit → forecast → plan step, shared by production and the backtest.
+//! - [`quality`]: live scoring of forecasts against what happened; demotion to reactive and back.
 //! - [`store`]: latest published snapshot per workload.
+//! - [`clock`]: time as an argument.
 //! - [`quantity`], [`selector`]: Kubernetes wire formats.
 //! - [`api`]: the `external.metrics.k8s.io/v1beta1` router.
 //! - [`tls`], [`auth`]: serving as an aggregated API server.
+//! - [`admin`], [`web`], [`explain`], [`telemetry`]: the SRE view: JSON API, page with charts, "why N?", `/metrics`.
 //! - [`hpa`]: the HPA controller's arithmetic and a pod model, for simulation.
 //! - [`backtest`]: replay a trace through policies and score them.
 //! - [`config`]: the YAML workload file.
