@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
+use crate::backtest::publish::{ConfigMapRef, PublishedBacktests};
 use crate::clock::Clock;
 use crate::config::{self, Config, DemandSource, WorkloadConfig};
 use crate::forecast::{Quantile, Seasonality};
@@ -44,6 +45,9 @@ pub struct SecurityArgs {
     /// Serve the API over TLS without authentication or authorization (local trials only; never in a cluster).
     #[arg(long, env = "PRESCALE_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
+    /// Serve the nightly backtests published in this ConfigMap (NAMESPACE/NAME) at /api/v1/backtests and as metrics.
+    #[arg(long, env = "PRESCALE_BACKTEST_CONFIGMAP")]
+    backtest_configmap: Option<ConfigMapRef>,
 }
 
 /// `prescale serve`: run from a config file.
@@ -70,6 +74,7 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
         tls: tls_args,
         auth: auth_args,
         insecure_no_auth,
+        backtest_configmap,
     } = security;
     tls::install_crypto_provider();
     let (secure, watch) = if insecure_no_auth {
@@ -102,7 +107,11 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
         workloads,
         Clock::system(),
         secure,
-        Extras { serving, prometheus },
+        Extras {
+            serving,
+            prometheus,
+            backtest_configmap,
+        },
     )
     .await;
     if let Some(w) = watch {
@@ -274,6 +283,8 @@ struct Extras {
     serving: std::collections::BTreeMap<WorkloadId, config::ServingConfig>,
     /// The shared Prometheus client, whose query metrics join `/metrics`.
     prometheus: Option<PrometheusClient>,
+    /// Where the scheduled backtests publish their results.
+    backtest_configmap: Option<ConfigMapRef>,
 }
 
 async fn run(
@@ -318,6 +329,26 @@ async fn run(
         telemetry.http("admin"),
     )
     .merge(telemetry.router());
+    let mut background = Vec::new();
+    let admin_router = match extras.backtest_configmap {
+        Some(target) => {
+            let client = kube::Client::try_default()
+                .await
+                .context("Kubernetes client for --backtest-configmap")?;
+            let published = PublishedBacktests::new();
+            telemetry.register_with(|r| published.register_metrics(r));
+            // Re-read every minute: the nightly job writes once a day, and the page should show it soon after.
+            let poll = published.clone().poll(
+                client,
+                target.namespace,
+                target.name,
+                std::time::Duration::from_secs(60),
+            );
+            background.push(tokio::spawn(poll));
+            admin_router.merge(published.router())
+        }
+        None => admin_router,
+    };
     let options = pipeline::Options {
         serving: extras.serving,
         metrics: telemetry.pipeline(),
@@ -352,7 +383,7 @@ async fn run(
             .await
     });
     let (api, admin) = tokio::join!(api, admin);
-    for t in tasks {
+    for t in tasks.into_iter().chain(background) {
         t.abort();
     }
     api??;

@@ -35,6 +35,7 @@ use crate::forecast::Quantile;
 mod chart;
 mod cli;
 mod policies;
+pub mod publish;
 mod report;
 mod sim;
 

@@ -36,7 +36,7 @@ enum Command {
         #[command(flatten)]
         security: Box<prescale::app::SecurityArgs>,
     },
-    /// Replay a recorded trace through every policy and the HPA's arithmetic, and score them.
+    /// Backtest a recorded trace, or the configured workloads' history, through every policy and the HPA's arithmetic.
     Backtest(Box<prescale::backtest::BacktestArgs>),
     /// Explain a running server's replica target for one workload: why N replicas now?
     Explain(prescale::explain::ExplainArgs),

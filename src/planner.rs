@@ -176,17 +176,19 @@ pub fn plan_from(
 /// recommendation of this long. The planner relies on it to hold capacity after a served value has passed.
 pub const DOWNSCALE_STABILIZATION: TimeDelta = crate::hpa::DEFAULT_DOWNSCALE_STABILIZATION;
 
-/// The stretch of time a target served at `now` must cover: `[now + min(lead, W), now + lead + sync]`, with `W` the
-/// HPA's [`DOWNSCALE_STABILIZATION`].
+/// The stretch of time a target served at `now` must cover: `[now + min(lead, W − sync), now + lead + sync]`, with
+/// `W` the HPA's [`DOWNSCALE_STABILIZATION`].
 ///
-/// Pods asked for at `now` serve from `now + lead`. Demand at any `τ` before that was the job of the values served
-/// at `τ − lead` and later: the HPA keeps the highest recommendation of the last `W`, so what was served at
-/// `τ − lead` stays in force until `τ − lead + W ≥ τ` when `lead ≤ W`. Covering `[now, now + lead]` again would
-/// only hold capacity longer on every decline. With `lead > W` the hold ends before the pods it kept would have been
-/// replaced, so the window starts at `now + W`.
+/// Pods asked for at `now` serve from `now + lead`, and the HPA keeps the highest recommendation whose age is below
+/// `W` (at sync granularity: at most `W − sync` old). Demand at `τ` is served by pods asked for by `τ − lead` that
+/// are still wanted at every sync up to `τ`; a value served at `v ≥ τ − lead` with `v > τ − W` is still in the
+/// HPA's window at `τ`. So a value only needs to cover `τ` from `v + min(lead, W − sync)` on: with `lead < W` that
+/// is just `now + lead` (the hold keeps what was served for `now + lead` in force until then), and covering
+/// `[now, now + lead]` again would only hold capacity longer on every decline.
 pub fn cover_window(policy: &Policy, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     let lead = policy.lead.max(TimeDelta::zero());
-    (now + lead.min(DOWNSCALE_STABILIZATION), now + lead + policy.sync)
+    let held = (DOWNSCALE_STABILIZATION - policy.sync).max(TimeDelta::zero());
+    (now + lead.min(held), now + lead + policy.sync)
 }
 
 /// `ceil(demand / capacity)`, where a quotient within 1e-9 (relative) of an integer counts as that integer.

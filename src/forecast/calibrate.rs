@@ -19,6 +19,33 @@ const DAMPINGS: [f64; 5] = [0.0, 0.9, 0.97, 0.99, 1.0];
 /// How many half-lives of residuals the correction reads (older weights are below 0.1%).
 const WINDOW_HALF_LIVES: f64 = 10.0;
 
+/// The yardstick forecast errors are measured in: `max(point, floor)^power × reference^(1 − power)`.
+///
+/// `power = 1` makes errors relative to the point forecast; `power = 0.5` makes them grow with the square root of
+/// the level, as counting noise does (a request rate's errors are relatively larger at the trough than at the peak).
+/// Dividing by this scale lets one error table serve the trough and the peak of a daily cycle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Scale {
+    /// Lowest level the scale is taken at: without it, near-zero points would make any error huge.
+    pub floor: f64,
+    /// Typical level of the series (its mean over the fit window).
+    pub reference: f64,
+    /// How errors grow with the level, in [0, 1].
+    pub power: f64,
+}
+
+impl Scale {
+    /// The error scale at point forecast `point`; always > 0 for a positive floor.
+    pub fn of(&self, point: f64) -> f64 {
+        let p = point.max(self.floor);
+        if self.power >= 1.0 {
+            p
+        } else {
+            p.powf(self.power) * self.reference.max(self.floor).powf(1.0 - self.power)
+        }
+    }
+}
+
 /// How residuals of the recent past shift the forecast: an exponentially weighted level, damped with horizon.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Correction {
@@ -156,8 +183,8 @@ pub(crate) struct Replay<'a> {
     pub base: &'a [f64],
     /// First origin: the index of the first slot the holdout model did not see.
     pub first_origin: usize,
-    /// Floor of the error scale (relative errors divide by `max(point, floor)`).
-    pub floor: f64,
+    /// The error scale (errors are divided by `scale.of(point)`).
+    pub scale: Scale,
     /// Longest horizon to calibrate, in steps.
     pub horizon: usize,
 }
@@ -184,7 +211,7 @@ impl Replay<'_> {
         let (_, correction) = best?;
         let mut errors = vec![Vec::new(); horizon];
         self.each_error(correction, horizon, |h, y, point| {
-            errors[h - 1].push((y - point) / point.max(self.floor));
+            errors[h - 1].push((y - point) / self.scale.of(point));
         });
         ErrorTable::from_errors(errors).map(|t| (correction, t))
     }
@@ -349,7 +376,11 @@ mod tests {
             y: &y,
             base: &base,
             first_origin: 200,
-            floor: 1.0,
+            scale: Scale {
+                floor: 1.0,
+                reference: 1.0,
+                power: 1.0,
+            },
             horizon: 3,
         };
         let (c, table) = replay.calibrate().unwrap();

@@ -45,7 +45,7 @@ mod eval;
 mod prep;
 mod seasons;
 
-use calibrate::{Correction, ErrorTable, Replay};
+use calibrate::{Correction, ErrorTable, Replay, Scale};
 use prep::Grid;
 
 /// Longest history a fit reads: two weekly cycles plus a day for the calibration holdout.
@@ -202,7 +202,7 @@ pub struct Model {
     fit: Option<BaselineFit>,
     correction: Correction,
     table: Arc<ErrorTable>,
-    floor: f64,
+    floor: Scale,
     missing_fraction: f64,
 }
 
@@ -228,7 +228,13 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
         present.iter().sum::<f64>() / present.len() as f64
     };
     // Relative errors divide by max(point, floor): without a floor, near-zero points would make any error huge.
-    let floor = (0.1 * mean).max(1e-9);
+    let ff: f64 = std::env::var("FLOORF").ok().and_then(|v| v.parse().ok()).unwrap_or(0.1);
+    let pw: f64 = std::env::var("POWER").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    let floor = Scale {
+        floor: (ff * mean).max(1e-9),
+        reference: mean.max(1e-9),
+        power: pw,
+    };
 
     let (correction, table) = calibrate_holdout(&trimmed, &settings.seasonality, horizon, floor).unwrap_or_else(|| {
         (
@@ -239,6 +245,20 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
             ErrorTable::uncalibrated(),
         )
     });
+    if std::env::var("DBGCAL").is_ok() {
+        eprintln!(
+            "CAL {} {:?} q90 h1..4 {:?} q50 {:?} n {}",
+            now,
+            correction,
+            (1..=4)
+                .map(|h| (table.quantile(h, 0.9) * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>(),
+            (1..=4)
+                .map(|h| (table.quantile(h, 0.5) * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>(),
+            table.samples
+        );
+    }
     Model {
         fitted_at: now,
         step,
@@ -255,7 +275,7 @@ fn calibrate_holdout(
     native: &Grid,
     seasonality: &Seasonality,
     horizon: TimeDelta,
-    floor: f64,
+    floor: Scale,
 ) -> Option<(Correction, ErrorTable)> {
     let n = native.values.len();
     if native.present() < 2 * MIN_SAMPLES {
@@ -275,7 +295,7 @@ fn calibrate_holdout(
         y: &native.values,
         base: &base,
         first_origin,
-        floor,
+        scale: floor,
         horizon: h,
     }
     .calibrate()
@@ -517,7 +537,7 @@ impl Model {
             if let Some(y) = values[i] {
                 if i >= o - recent.min(o) && w > 1e-9 {
                     let point = (base[k] + self.correction.shift(s / w, 1)).max(0.0);
-                    errors.push(((y - point) / point.max(self.floor)).abs());
+                    errors.push(((y - point) / self.floor.of(point)).abs());
                 }
             }
             s *= decay;
@@ -547,7 +567,7 @@ impl Model {
 struct Bands {
     point: Vec<f64>,
     horizons: Vec<usize>,
-    floor: f64,
+    floor: Scale,
     table: Arc<ErrorTable>,
     /// Multiplier on the calibrated spread around the median, from recent one-step errors.
     spread: f64,
@@ -559,7 +579,7 @@ impl Bands {
         let h = self.horizons[i];
         let mid = self.table.quantile(h, 0.5);
         let rel = mid + (self.table.quantile(h, q) - mid) * self.spread;
-        let v = p + p.max(self.floor) * rel;
+        let v = p + self.floor.of(p) * rel;
         if v.is_finite() {
             v.max(0.0)
         } else {
