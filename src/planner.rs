@@ -151,6 +151,11 @@ pub fn plan_from(
             }
         }
     }
+    if std::env::var("NOBUMP").is_err() {
+        if let Some(prev) = previous.filter(|p| want > p.replicas) {
+            want = want.max(past_tolerance(prev.replicas));
+        }
+    }
     let replicas = want.clamp(policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
     if replicas > want {
         bound = Bound::Min;
@@ -189,6 +194,17 @@ pub fn cover_window(policy: &Policy, now: DateTime<Utc>) -> (DateTime<Utc>, Date
     let lead = policy.lead.max(TimeDelta::zero());
     let held = (DOWNSCALE_STABILIZATION - policy.sync).max(TimeDelta::zero());
     (now + lead.min(held), now + lead + policy.sync)
+}
+
+/// The HPA's tolerance: it keeps the current replica count while the served value is within this fraction of it.
+pub const TOLERANCE: f64 = crate::hpa::DEFAULT_TOLERANCE;
+
+/// The fewest replicas above `current` that the HPA will actually scale to: a target within [`TOLERANCE`] of the
+/// current count is ignored (10 → 11 stays at 10), so a scale-up too small to register is raised to the first count
+/// past the tolerance (10 → 12) rather than left short.
+pub fn past_tolerance(current: u32) -> u32 {
+    let edge = (f64::from(current) * (1.0 + TOLERANCE)).floor();
+    (edge as u32).saturating_add(1).max(current.saturating_add(1))
 }
 
 /// `ceil(demand / capacity)`, where a quotient within 1e-9 (relative) of an integer counts as that integer.

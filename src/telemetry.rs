@@ -268,15 +268,15 @@ struct ModelLabels {
 
 type F64Gauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
-/// One family filled at scrape time.
-struct Emit<'a, L> {
+/// One gauge family filled at scrape time; non-finite values are left out (never exported as NaN).
+pub(crate) struct Emit<'a, L> {
     name: &'a str,
     help: &'a str,
     family: Family<L, F64Gauge>,
 }
 
 impl<'a, L: Clone + Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static> Emit<'a, L> {
-    fn new(name: &'a str, help: &'a str) -> Self {
+    pub(crate) fn new(name: &'a str, help: &'a str) -> Self {
         Self {
             name,
             help,
@@ -284,14 +284,14 @@ impl<'a, L: Clone + Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync +
         }
     }
 
-    fn set(&self, labels: L, value: f64) {
+    pub(crate) fn set(&self, labels: L, value: f64) {
         // Never export NaN: a value that is not a number is not known.
         if value.is_finite() {
             self.family.get_or_create(&labels).set(value);
         }
     }
 
-    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    pub(crate) fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let metric = encoder.encode_descriptor(self.name, self.help, None, self.family.metric_type())?;
         self.family.encode(metric)
     }

@@ -19,14 +19,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::Api;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use super::{PolicyName, Report};
 use crate::store::WorkloadId;
+use crate::telemetry::Emit;
 
 /// The field manager of the writer's server-side apply.
 pub const FIELD_MANAGER: &str = "prescale-backtest";
@@ -413,36 +412,6 @@ struct LeadLabels {
 struct WorkloadLabels {
     namespace: String,
     workload: String,
-}
-
-type F64Gauge = Gauge<f64, std::sync::atomic::AtomicU64>;
-
-/// One gauge family filled at scrape time; non-finite values are left out (never exported as NaN).
-struct Emit<L> {
-    name: &'static str,
-    help: &'static str,
-    family: Family<L, F64Gauge>,
-}
-
-impl<L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static> Emit<L> {
-    fn new(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            help,
-            family: Family::default(),
-        }
-    }
-
-    fn set(&self, labels: L, value: f64) {
-        if value.is_finite() {
-            self.family.get_or_create(&labels).set(value);
-        }
-    }
-
-    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let metric = encoder.encode_descriptor(self.name, self.help, None, self.family.metric_type())?;
-        self.family.encode(metric)
-    }
 }
 
 impl Collector for Metrics {
