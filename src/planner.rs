@@ -1,7 +1,10 @@
 //! Replica planning: from a forecast and a policy to the replica count to be ready for.
 //!
-//! A pod asked for now serves only after the cold start (`lead`), and the HPA acts on the next sync, so the target
-//! must cover the whole window `[now, now + lead + sync]`:
+//! A pod asked for now serves only after the cold start (`lead`), and the HPA acts on the next sync. What was served
+//! earlier stays in force for a while: on the legacy path the HPA scales in only to the highest recommendation of its
+//! downscale stabilization window `W` (300 s). So the target served now must cover the window
+//! `[now + min(lead, W − sync), now + lead + sync]` (see [`cover_window`]); the stretch before it is already held
+//! by earlier targets, and planning for it again would only keep capacity longer on every decline:
 //!
 //! ```text
 //! forecast replicas = ceil( max over the window of forecast(quantile) / capacity )
@@ -9,10 +12,14 @@
 //! target            = clamp( max(forecast replicas, reactive floor), min, max )
 //! ```
 //!
-//! The reactive floor means a forecast that runs low never takes capacity below what demand needs right now. With
-//! `scale_in_on_observed_only`, a target below the previous plan is only followed as far as observed demand allows
-//! (see [`plan_from`]). Every [`ReplicaPlan`] carries the numbers behind it and which bound decided it, so "why N?"
-//! has an answer. Pure functions: time is an argument.
+//! The reactive floor means a forecast that runs low never takes capacity below what demand needs right now. A
+//! scale-up the HPA would ignore (within its 10% tolerance of the previous target) is raised to the first count past
+//! the tolerance (see [`past_tolerance`]). With `scale_in_on_observed_only`, a target below the previous plan is only
+//! followed as far as observed demand allows (see [`plan_from`]). Every [`ReplicaPlan`] carries the numbers behind
+//! it and which bound decided it, so "why N?" has an answer. Pure functions: time is an argument.
+//!
+//! The window and the tolerance assume the HPA's legacy behaviour (`behavior` unset), which is what the served
+//! metric is designed for; an HPA with a shorter scale-down stabilization would need the window to start earlier.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -42,9 +49,9 @@ pub struct Policy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bound {
-    /// The forecast peak over the lead window.
+    /// The forecast peak over the cover window (possibly raised past the HPA's tolerance).
     Forecast,
-    /// Observed demand now needs more than the forecast asks for.
+    /// Observed demand now needs more than the forecast asks for (possibly raised past the HPA's tolerance).
     ReactiveFloor,
     /// Raised to `min_replicas`.
     Min,
@@ -61,15 +68,16 @@ pub struct ReplicaPlan {
     pub at: DateTime<Utc>,
     /// Target replicas.
     pub replicas: u32,
-    /// Peak forecast demand at the policy quantile over the lead window (0 when the forecast is empty).
+    /// Peak forecast demand at the policy quantile over the cover window (0 when the forecast is empty).
     pub planned_demand: f64,
-    /// Peak median forecast demand over the lead window (0 when the forecast is empty).
+    /// Peak median forecast demand over the cover window (0 when the forecast is empty).
     pub median_demand: f64,
     /// Demand observed now, if known.
     pub observed_demand: Option<f64>,
     /// Start of the slot where the planned demand peaks (`None` when the forecast is empty).
     pub peak_at: Option<DateTime<Utc>>,
-    /// End of the window planned for: now + lead + sync.
+    /// End of the window planned for: now + lead + sync (it starts at now + min(lead, W − sync), see
+    /// [`cover_window`]).
     pub window_end: DateTime<Utc>,
     /// The quantile planned at.
     pub quantile: f64,
@@ -151,10 +159,9 @@ pub fn plan_from(
             }
         }
     }
-    if std::env::var("NOBUMP").is_err() {
-        if let Some(prev) = previous.filter(|p| want > p.replicas) {
-            want = want.max(past_tolerance(prev.replicas));
-        }
+    // A scale-up within the HPA's tolerance of the previous target would be ignored: ask for the first count past it.
+    if let Some(prev) = previous.filter(|p| want > p.replicas) {
+        want = want.max(past_tolerance(prev.replicas));
     }
     let replicas = want.clamp(policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
     if replicas > want {
@@ -270,20 +277,119 @@ mod tests {
     }
 
     #[test]
-    fn plans_for_the_peak_of_the_lead_window() {
-        // Window [t(30), t(30) + 5 min 15 s]: slots starting at 0..=5 min overlap it; the 100 at minute 6 does not.
-        let f = forecast(&[10.0, 12.0, 20.0, 35.0, 14.0, 13.0, 100.0]);
+    fn covers_from_the_lead_or_the_stabilization_window_to_lead_plus_sync() {
+        let mut pol = policy(1.0);
+        for (lead, from, to) in [
+            (0, 0, 15),
+            (120, 120, 135),
+            (285, 285, 300),
+            (300, 285, 315),
+            (600, 285, 615),
+        ] {
+            pol.lead = TimeDelta::seconds(lead);
+            assert_eq!(cover_window(&pol, t(7)), (t(7 + from), t(7 + to)), "lead {lead} s");
+        }
+    }
+
+    #[test]
+    fn plans_for_the_peak_of_the_cover_window() {
+        let f = forecast(&[10.0, 12.0, 20.0, 35.0, 14.0, 13.0, 100.0, 8.0, 8.0, 8.0, 8.0, 50.0]);
+        // Lead 5 min at t(30): window [t(315), t(345)], only the minute-5 slot. The 35 at minute 3 comes before
+        // new pods could serve; what was served for it earlier is still held by the HPA.
         let p = plan(&f, Some(9.0), &policy(10.0), t(30));
-        assert_eq!(p.replicas, 4);
-        assert_eq!(p.planned_demand, 35.0);
-        assert_eq!(p.median_demand, 35.0);
-        assert_eq!(p.peak_at, Some(t(180)));
-        assert_eq!(p.forecast_replicas, 4);
-        assert_eq!(p.reactive_floor, 1);
+        assert_eq!(p.planned_demand, 13.0);
+        assert_eq!(p.median_demand, 13.0);
+        assert_eq!(p.peak_at, Some(t(300)));
+        assert_eq!((p.replicas, p.forecast_replicas, p.reactive_floor), (2, 2, 1));
         assert_eq!(p.bound, Bound::Forecast);
         assert_eq!(p.window_end, t(30 + 315));
-        // At t(61) the minute-6 slot (starting t(360)) is inside the window.
+        // At t(61) the window [t(346), t(376)] reaches the minute-6 slot.
         assert_eq!(plan(&f, Some(9.0), &policy(10.0), t(61)).replicas, 10);
+        // Lead 2 min at t(30): window [t(150), t(165)], the minute-2 slot.
+        let mut pol = policy(10.0);
+        pol.lead = TimeDelta::minutes(2);
+        assert_eq!(plan(&f, Some(9.0), &pol, t(30)).planned_demand, 20.0);
+        // Lead 10 min at t(0): window [t(285), t(615)], minutes 4 to 10; the 50 at minute 11 is outside.
+        pol.lead = TimeDelta::minutes(10);
+        let p = plan(&f, Some(9.0), &pol, t(0));
+        assert_eq!((p.planned_demand, p.peak_at), (100.0, Some(t(360))));
+        // Once the minute-6 slot ends by the window's start (t(135) + 285 s = t(420)), the 50 is the peak.
+        assert_eq!(plan(&f, Some(9.0), &pol, t(134)).planned_demand, 100.0);
+        assert_eq!(plan(&f, Some(9.0), &pol, t(135)).planned_demand, 50.0);
+    }
+
+    #[test]
+    fn a_scale_up_within_the_tolerance_is_raised_past_it() {
+        assert_eq!(past_tolerance(0), 1);
+        assert_eq!(past_tolerance(1), 2);
+        assert_eq!(past_tolerance(9), 10);
+        assert_eq!(past_tolerance(10), 12); // 11 / 10 = 1.1 is inside the tolerance
+        assert_eq!(past_tolerance(20), 23);
+        assert_eq!(past_tolerance(40), 45);
+        let prev = plan(&forecast(&[100.0; 10]), None, &policy(10.0), t(0));
+        assert_eq!(prev.replicas, 10);
+        let p = plan_from(&forecast(&[105.0; 10]), None, &policy(10.0), t(15), Some(&prev));
+        assert_eq!((p.replicas, p.forecast_replicas, p.bound), (12, 11, Bound::Forecast));
+        // Larger steps and scale-in are left alone.
+        let p = plan_from(&forecast(&[125.0; 10]), None, &policy(10.0), t(15), Some(&prev));
+        assert_eq!(p.replicas, 13);
+        let p = plan_from(&forecast(&[85.0; 10]), None, &policy(10.0), t(15), Some(&prev));
+        assert_eq!(p.replicas, 9);
+        // The bound still applies.
+        let mut pol = policy(10.0);
+        pol.max_replicas = 11;
+        let p = plan_from(&forecast(&[105.0; 10]), None, &pol, t(15), Some(&prev));
+        assert_eq!((p.replicas, p.bound), (11, Bound::Max));
+    }
+
+    /// With a perfect forecast, the values served through the HPA's legacy arithmetic (300 s stabilization) leave
+    /// no tick short, at every lead, although each value covers only its own window: the hold covers the rest.
+    /// Demand stays below 10 replicas so that every change is past the 10% tolerance.
+    #[test]
+    fn the_hpa_hold_covers_what_the_window_leaves_out() {
+        use crate::hpa::{Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
+        let mut seed = 7u64;
+        let demand: Vec<f64> = (0..240)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                1.0 + ((seed >> 33) % 9) as f64
+            })
+            .collect();
+        let truth = Forecast::from_median(t(0), TimeDelta::minutes(1), demand.clone(), t(0));
+        for lead in [120, 300, 600] {
+            let mut pol = policy(1.0);
+            pol.lead = TimeDelta::seconds(lead);
+            let mut hpa = Hpa::new(HpaSpec::external(MetricTarget::AverageValue(1000), 1, 40)).unwrap();
+            hpa.record_initial(40, t(0));
+            let mut pods = Pods::ready_at(40, pol.lead, t(0));
+            let mut previous: Option<ReplicaPlan> = None;
+            let mut checked = 0;
+            for k in 0..(200 * 4) {
+                let now = t(15 * k);
+                let p = plan_from(&truth, None, &pol, now, previous.as_ref());
+                let n = pods.len() as i32;
+                let status = ScaleStatus {
+                    spec_replicas: n,
+                    status_replicas: n,
+                    ready_pods: pods.ready(now) as i32,
+                };
+                let d = hpa.reconcile(now, status, &[Some(i64::from(p.replicas) * 1000)]);
+                pods.scale_to(d.desired_replicas as usize, now);
+                let need = demand[(k / 4) as usize];
+                // From one lead plus one stabilization window on, the start-up capacity is gone.
+                if 15 * k >= lead + 300 {
+                    assert!(
+                        pods.ready(now) as f64 >= need,
+                        "lead {lead} s, t = {} s: {} ready for {need}",
+                        15 * k,
+                        pods.ready(now)
+                    );
+                    checked += 1;
+                }
+                previous = Some(p);
+            }
+            assert!(checked > 600, "lead {lead} s: only {checked} ticks checked");
+        }
     }
 
     #[test]

@@ -109,11 +109,6 @@ pub(crate) struct PredictiveRun {
 /// The history handed over is a tail of the visible trace long enough for everything the engine reads (at most
 /// [`forecast::MAX_HISTORY`] for a fit; a day, and at least 400 slots, before the latest sample for a decision) so a
 /// long backtest does not copy the whole trace at every tick.
-static DUMP: std::sync::LazyLock<Option<std::sync::Mutex<std::fs::File>>> = std::sync::LazyLock::new(|| {
-    std::env::var("DUMP")
-        .ok()
-        .map(|p| std::sync::Mutex::new(std::fs::File::create(p).unwrap()))
-});
 pub(crate) fn predictive(
     visible: &Visible<'_>,
     ticks: &[DateTime<Utc>],
@@ -162,21 +157,6 @@ pub(crate) fn predictive(
                         Serving::ForecastOnly => "reactive (forecast only)".to_owned(),
                     };
                     *methods.entry(key).or_insert(0) += 1;
-                    if let Some(f) = DUMP.as_ref() {
-                        use std::io::Write;
-                        let fp = &d.forecast_plan;
-                        writeln!(
-                            f.lock().unwrap(),
-                            "{},{},{},{},{},{}",
-                            engine.policy().lead.num_seconds(),
-                            t.timestamp(),
-                            fp.planned_demand,
-                            fp.median_demand,
-                            fp.observed_demand.unwrap_or(-1.0),
-                            d.plan.replicas
-                        )
-                        .ok();
-                    }
                     out.push(Some(f64::from(d.plan.replicas)));
                 }
                 None => out.push(None),

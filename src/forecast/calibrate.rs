@@ -3,8 +3,8 @@
 //! A model is fitted on history up to `now − C` (the holdout fit), then replayed as production would use it: at
 //! every origin in `(now − C, now]` it forecasts with the level correction from the residuals before that origin.
 //! The realised errors give (1) the correction's half-life and damping, chosen by mean absolute error from a small
-//! grid, and (2) the empirical percentiles of the relative error per horizon. Errors are relative to
-//! `max(point, floor)` so that one table serves the trough and the peak of a daily cycle.
+//! grid, and (2) the empirical percentiles of the scaled error per horizon. Errors are divided by a [`Scale`] of the
+//! point forecast so that one table serves the trough and the peak of a daily cycle.
 
 use super::MAX_CALIBRATION_HORIZON;
 
@@ -19,23 +19,29 @@ const DAMPINGS: [f64; 5] = [0.0, 0.9, 0.97, 0.99, 1.0];
 /// How many half-lives of residuals the correction reads (older weights are below 0.1%).
 const WINDOW_HALF_LIVES: f64 = 10.0;
 
+/// Exponents the error scale may grow with the level (see [`Scale`]): 1 is relative error, 0 absolute error.
+const POWERS: [f64; 5] = [1.0, 0.75, 0.5, 0.25, 0.0];
+
 /// The yardstick forecast errors are measured in: `max(point, floor)^power × reference^(1 − power)`.
 ///
-/// `power = 1` makes errors relative to the point forecast; `power = 0.5` makes them grow with the square root of
-/// the level, as counting noise does (a request rate's errors are relatively larger at the trough than at the peak).
-/// Dividing by this scale lets one error table serve the trough and the peak of a daily cycle.
+/// Dividing errors by this scale lets one error table serve the trough and the peak of a daily cycle, provided the
+/// scale grows with the level as the errors do. Multiplicative noise is relative (`power = 1`); counting noise grows
+/// with the square root of the level (`0.5`); noise that does not grow with the level is absolute (`0`). A wrong
+/// power is costly: with relative errors pooled over a cycle whose trough is relatively noisier, the band at the
+/// peak comes out several times too wide, and costs replicas exactly when there are most of them. So the power is
+/// chosen by the calibration from the errors themselves (see [`Replay::calibrate`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Scale {
     /// Lowest level the scale is taken at: without it, near-zero points would make any error huge.
     pub floor: f64,
-    /// Typical level of the series (its mean over the fit window).
+    /// Typical level of the series (the mean over the fit window); keeps scaled errors dimensionless.
     pub reference: f64,
     /// How errors grow with the level, in [0, 1].
     pub power: f64,
 }
 
 impl Scale {
-    /// The error scale at point forecast `point`; always > 0 for a positive floor.
+    /// The error scale at point forecast `point`; > 0 for a positive floor and reference.
     pub fn of(&self, point: f64) -> f64 {
         let p = point.max(self.floor);
         if self.power >= 1.0 {
@@ -43,6 +49,11 @@ impl Scale {
         } else {
             p.powf(self.power) * self.reference.max(self.floor).powf(1.0 - self.power)
         }
+    }
+
+    /// The same scale with another power.
+    fn with_power(self, power: f64) -> Self {
+        Self { power, ..self }
     }
 }
 
@@ -89,14 +100,16 @@ pub(crate) struct ErrorTable {
     rows: Vec<[f64; LEVELS]>,
     /// Number of out-of-sample errors behind the table (0 for the uncalibrated default).
     pub samples: usize,
-    /// Median absolute one-step relative error: the yardstick recent errors are compared with.
+    /// Median absolute one-step scaled error: the yardstick recent errors are compared with.
     pub one_step_scale: f64,
+    /// What errors are divided by: quantiles of demand are `point + scale.of(point) × table quantile`.
+    pub scale: Scale,
 }
 
 impl ErrorTable {
     /// A wide, uncalibrated band for when there is no out-of-sample history: ±50% at the 10/90th percentiles,
     /// from a normal shape. It keeps the planner cautious until real errors exist.
-    pub fn uncalibrated() -> Self {
+    pub fn uncalibrated(scale: Scale) -> Self {
         let mut row = [0.0; LEVELS];
         for (k, r) in row.iter_mut().enumerate() {
             let q = (k + 1) as f64 / 100.0;
@@ -106,6 +119,7 @@ impl ErrorTable {
             rows: vec![row],
             samples: 0,
             one_step_scale: 0.0,
+            scale,
         }
     }
 
@@ -113,7 +127,7 @@ impl ErrorTable {
     ///
     /// Upper percentiles never shrink and lower ones never grow with horizon: uncertainty does not fall with
     /// distance, and a non-monotone band would make the planner's peak depend on sampling noise.
-    pub fn from_errors(mut errors: Vec<Vec<f64>>) -> Option<Self> {
+    pub fn from_errors(mut errors: Vec<Vec<f64>>, scale: Scale) -> Option<Self> {
         let samples = errors.iter().map(Vec::len).sum();
         let one_step_scale = errors.first().map_or(0.0, |e| {
             let mut abs: Vec<f64> = e.iter().filter(|v| v.is_finite()).map(|v| v.abs()).collect();
@@ -152,6 +166,7 @@ impl ErrorTable {
             rows,
             samples,
             one_step_scale,
+            scale,
         })
     }
 
@@ -209,11 +224,43 @@ impl Replay<'_> {
             }
         }
         let (_, correction) = best?;
-        let mut errors = vec![Vec::new(); horizon];
-        self.each_error(correction, horizon, |h, y, point| {
-            errors[h - 1].push((y - point) / self.scale.of(point));
-        });
-        ErrorTable::from_errors(errors).map(|t| (correction, t))
+        let mut raw = vec![Vec::new(); horizon];
+        self.each_error(correction, horizon, |h, y, point| raw[h - 1].push((y - point, point)));
+        let scale = self.scale.with_power(self.power(&raw));
+        let errors = raw
+            .iter()
+            .map(|row| row.iter().map(|&(e, point)| e / scale.of(point)).collect())
+            .collect();
+        ErrorTable::from_errors(errors, scale).map(|t| (correction, t))
+    }
+
+    /// The power of the error scale under which errors below and above the reference level are most alike (median
+    /// absolute scaled error, compared as a ratio); relative error (1) when either side has too few errors.
+    fn power(&self, raw: &[Vec<(f64, f64)>]) -> f64 {
+        let reference = self.scale.reference;
+        let (low, high): (Vec<&(f64, f64)>, Vec<_>) = raw.iter().flatten().partition(|(_, p)| *p < reference);
+        if low.len() < MIN_ERRORS || high.len() < MIN_ERRORS {
+            return 1.0;
+        }
+        let median = |side: &[&(f64, f64)], scale: Scale| {
+            let mut v: Vec<f64> = side.iter().map(|&&(e, p)| (e / scale.of(p)).abs()).collect();
+            v.sort_by(f64::total_cmp);
+            percentile(&v, 0.5)
+        };
+        let mut best = (f64::INFINITY, 1.0);
+        for power in POWERS {
+            let scale = self.scale.with_power(power);
+            let (a, b) = (median(&low, scale), median(&high, scale));
+            if !(a > 0.0 && b > 0.0) {
+                return 1.0;
+            }
+            let mismatch = (a / b).ln().abs();
+            // Earlier powers win ties: relative error unless the data says otherwise.
+            if mismatch < best.0 - 1e-9 {
+                best = (mismatch, power);
+            }
+        }
+        best.1
     }
 
     fn absolute_error(&self, c: Correction, horizon: usize) -> (f64, usize) {
@@ -324,6 +371,14 @@ fn normal_quantile(p: f64) -> f64 {
 mod tests {
     use super::*;
 
+    fn relative() -> Scale {
+        Scale {
+            floor: 1.0,
+            reference: 100.0,
+            power: 1.0,
+        }
+    }
+
     #[test]
     fn normal_quantile_matches_tables() {
         assert!((normal_quantile(0.9) - 1.281_551_6).abs() < 1e-6);
@@ -335,7 +390,7 @@ mod tests {
     fn table_interpolates_and_widens_with_horizon() {
         let h1: Vec<f64> = (0..=100).map(|i| (i as f64 - 50.0) / 100.0).collect(); // uniform −0.5..0.5
         let h2: Vec<f64> = (0..=100).map(|i| (i as f64 - 50.0) / 200.0).collect(); // narrower: must not shrink
-        let t = ErrorTable::from_errors(vec![h1, h2, vec![1.0]]).unwrap();
+        let t = ErrorTable::from_errors(vec![h1, h2, vec![1.0]], relative()).unwrap();
         assert!((t.quantile(1, 0.9) - 0.4).abs() < 1e-9);
         assert!((t.quantile(1, 0.5)).abs() < 1e-9);
         assert!((t.quantile(1, 0.105) + 0.395).abs() < 1e-9);
@@ -348,7 +403,7 @@ mod tests {
             "a horizon with too few errors borrows the previous row"
         );
         assert_eq!(t.quantile(50, 0.9), t.quantile(3, 0.9));
-        assert!(ErrorTable::from_errors(vec![vec![0.0; 5]]).is_none());
+        assert!(ErrorTable::from_errors(vec![vec![0.0; 5]], relative()).is_none());
     }
 
     #[test]
@@ -376,11 +431,7 @@ mod tests {
             y: &y,
             base: &base,
             first_origin: 200,
-            scale: Scale {
-                floor: 1.0,
-                reference: 1.0,
-                power: 1.0,
-            },
+            scale: relative(),
             horizon: 3,
         };
         let (c, table) = replay.calibrate().unwrap();
@@ -391,5 +442,61 @@ mod tests {
         // With the shift learnt, the remaining error is the ±1 noise, i.e. about ±1% of 110.
         assert!(table.quantile(1, 0.95) < 0.03, "{}", table.quantile(1, 0.95));
         assert!(table.quantile(1, 0.05) > -0.03);
+    }
+    /// Demand alternating between a trough of 10 and a peak of 100 (mean 55) around a perfect baseline, with noise
+    /// of `size(level)` in a fixed ±pattern; the calibration's chosen power and its q90 band at both levels.
+    fn calibrated(size: impl Fn(f64) -> f64) -> (f64, f64, f64) {
+        let n = 800;
+        let base: Vec<f64> = (0..n).map(|i| if (i / 20) % 2 == 0 { 10.0 } else { 100.0 }).collect();
+        let y: Vec<Option<f64>> = (0..n)
+            .map(|i| Some(base[i] + size(base[i]) * if (i * 7) % 5 < 2 { 1.0 } else { -0.75 }))
+            .collect();
+        let replay = Replay {
+            y: &y,
+            base: &base,
+            first_origin: 400,
+            scale: Scale {
+                floor: 5.5,
+                reference: 55.0,
+                power: 1.0,
+            },
+            horizon: 1,
+        };
+        let (_, table) = replay.calibrate().unwrap();
+        let band = |level: f64| table.scale.of(level) * table.quantile(1, 0.9);
+        (table.scale.power, band(10.0), band(100.0))
+    }
+
+    #[test]
+    fn the_error_scale_grows_with_the_level_as_the_errors_do() {
+        // Multiplicative noise (±5%): relative errors.
+        let (power, trough, peak) = calibrated(|level| 0.05 * level);
+        assert_eq!(power, 1.0);
+        assert!(
+            (trough - 0.5).abs() < 0.05 && (peak - 5.0).abs() < 0.5,
+            "{trough} {peak}"
+        );
+        // Counting noise (±0.5·sqrt(level): 16% at the trough, 5% at the peak). Relative errors pooled over both
+        // would give the peak a band of ±16; the square-root scale gives each level its own.
+        let (power, trough, peak) = calibrated(|level| 0.5 * level.sqrt());
+        assert_eq!(power, 0.5);
+        assert!(
+            (trough - 1.58).abs() < 0.15 && (peak - 5.0).abs() < 0.5,
+            "{trough} {peak}"
+        );
+        // The same noise at every level: absolute errors.
+        let (power, trough, peak) = calibrated(|_| 2.0);
+        assert_eq!(power, 0.0);
+        assert!(
+            (trough - 2.0).abs() < 0.2 && (peak - 2.0).abs() < 0.2,
+            "{trough} {peak}"
+        );
+        let s = Scale {
+            floor: 5.5,
+            reference: 55.0,
+            power: 0.5,
+        };
+        assert!((s.of(100.0) - 5500f64.sqrt()).abs() < 1e-12);
+        assert!((s.of(0.0) - (5.5f64 * 55.0).sqrt()).abs() < 1e-12, "the floor applies");
     }
 }

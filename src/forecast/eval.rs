@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{fit, ForecastSettings, Quantile, Seasonality};
-use crate::planner::{plan, Policy};
+use crate::planner::{plan_from, Policy, ReplicaPlan};
 use crate::series::Series;
 
 pub(crate) fn traces_dir() -> PathBuf {
@@ -149,6 +149,8 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
     pods.extend(std::iter::repeat_n(start, n0));
     let mut recs: Vec<(usize, DateTime<Utc>)> = vec![(n0, start)];
     let mut model: Option<super::Model> = None;
+    // The previous plan, as the production decision step keeps it.
+    let mut previous: Option<ReplicaPlan> = None;
     let (mut unserved, mut total, mut pod_seconds) = (0.0, 0.0, 0.0);
     let mut t = start;
     while t < end {
@@ -170,8 +172,9 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
                 let m = model.as_ref().unwrap();
                 let lag = (t - series.time_at(series.count_ended_by(seen))).max(TimeDelta::zero());
                 let f = m.forecast(series, seen, lag + lead + tick * 2);
-                let p = plan(&f, observed(t), &policy, t);
+                let p = plan_from(&f, observed(t), &policy, t, previous.as_ref());
                 let n = p.replicas as usize;
+                previous = Some(p);
                 Some(if (n as f64 / cur as f64 - 1.0).abs() <= 0.1 {
                     cur
                 } else {

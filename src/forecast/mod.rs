@@ -26,8 +26,13 @@
 //!   reflect the ETS trend alone and covered 47–60% for a nominal 80% here). A holdout model fitted on history up
 //!   to `now − C` (C = one day, less on short histories) is replayed as production would use it at every origin in
 //!   `(now − C, now]`; the correction's half-life and damping are chosen on those errors, and the empirical
-//!   percentiles of the relative error per horizon become the quantiles (see `calibrate`). The replay starts where
+//!   percentiles of the scaled error per horizon become the quantiles (see `calibrate`). The replay starts where
 //!   the holdout's data ends, so calibration errors are genuinely out of sample.
+//! - **Error scale**: errors are divided by `max(point, floor)^power × mean^(1 − power)`, with the power (relative
+//!   1, square-root 0.5, … absolute 0) chosen so that errors below and above the mean level look alike. Relative
+//!   errors pooled over a daily cycle whose trough is relatively noisier (counting noise) made the band at the peak
+//!   several times too wide: a backtest of 30-minute taxi demand planned +24% over the median where +7% covered
+//!   90% of outcomes.
 
 use std::sync::Arc;
 
@@ -60,6 +65,8 @@ const MIN_SAMPLES: usize = 12;
 const RECENT_ERRORS: TimeDelta = TimeDelta::hours(3);
 /// Bounds on the recent-error multiplier of the band.
 const SPREAD_RANGE: (f64, f64) = (0.8, 3.0);
+/// Floor of the error scale, as a fraction of the mean level of the fit window (see `calibrate::Scale`).
+const SCALE_FLOOR: f64 = 0.1;
 /// Longest horizon (in native steps) with its own calibration row; longer horizons reuse the last row.
 pub(crate) const MAX_CALIBRATION_HORIZON: usize = 240;
 
@@ -202,7 +209,6 @@ pub struct Model {
     fit: Option<BaselineFit>,
     correction: Correction,
     table: Arc<ErrorTable>,
-    floor: Scale,
     missing_fraction: f64,
 }
 
@@ -227,45 +233,28 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
     } else {
         present.iter().sum::<f64>() / present.len() as f64
     };
-    // Relative errors divide by max(point, floor): without a floor, near-zero points would make any error huge.
-    let ff: f64 = std::env::var("FLOORF").ok().and_then(|v| v.parse().ok()).unwrap_or(0.1);
-    let pw: f64 = std::env::var("POWER").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
-    let floor = Scale {
-        floor: (ff * mean).max(1e-9),
+    // The calibration chooses how errors grow with the level; without it, errors are relative.
+    let scale = Scale {
+        floor: (SCALE_FLOOR * mean).max(1e-9),
         reference: mean.max(1e-9),
-        power: pw,
+        power: 1.0,
     };
 
-    let (correction, table) = calibrate_holdout(&trimmed, &settings.seasonality, horizon, floor).unwrap_or_else(|| {
+    let (correction, table) = calibrate_holdout(&trimmed, &settings.seasonality, horizon, scale).unwrap_or_else(|| {
         (
             Correction {
                 half_life: 2.0,
                 damping: 0.97,
             },
-            ErrorTable::uncalibrated(),
+            ErrorTable::uncalibrated(scale),
         )
     });
-    if std::env::var("DBGCAL").is_ok() {
-        eprintln!(
-            "CAL {} {:?} q90 h1..4 {:?} q50 {:?} n {}",
-            now,
-            correction,
-            (1..=4)
-                .map(|h| (table.quantile(h, 0.9) * 1000.0).round() / 1000.0)
-                .collect::<Vec<_>>(),
-            (1..=4)
-                .map(|h| (table.quantile(h, 0.5) * 1000.0).round() / 1000.0)
-                .collect::<Vec<_>>(),
-            table.samples
-        );
-    }
     Model {
         fitted_at: now,
         step,
         fit: full,
         correction,
         table: Arc::new(table),
-        floor,
         missing_fraction,
     }
 }
@@ -275,7 +264,7 @@ fn calibrate_holdout(
     native: &Grid,
     seasonality: &Seasonality,
     horizon: TimeDelta,
-    floor: Scale,
+    scale: Scale,
 ) -> Option<(Correction, ErrorTable)> {
     let n = native.values.len();
     if native.present() < 2 * MIN_SAMPLES {
@@ -295,7 +284,7 @@ fn calibrate_holdout(
         y: &native.values,
         base: &base,
         first_origin,
-        scale: floor,
+        scale,
         horizon: h,
     }
     .calibrate()
@@ -489,7 +478,7 @@ impl Model {
         let bands = Bands {
             point,
             horizons,
-            floor: self.floor,
+            scale: self.table.scale,
             table: self.table.clone(),
             spread,
         };
@@ -537,7 +526,7 @@ impl Model {
             if let Some(y) = values[i] {
                 if i >= o - recent.min(o) && w > 1e-9 {
                     let point = (base[k] + self.correction.shift(s / w, 1)).max(0.0);
-                    errors.push(((y - point) / self.floor.of(point)).abs());
+                    errors.push(((y - point) / self.table.scale.of(point)).abs());
                 }
             }
             s *= decay;
@@ -567,7 +556,7 @@ impl Model {
 struct Bands {
     point: Vec<f64>,
     horizons: Vec<usize>,
-    floor: Scale,
+    scale: Scale,
     table: Arc<ErrorTable>,
     /// Multiplier on the calibrated spread around the median, from recent one-step errors.
     spread: f64,
@@ -579,7 +568,7 @@ impl Bands {
         let h = self.horizons[i];
         let mid = self.table.quantile(h, 0.5);
         let rel = mid + (self.table.quantile(h, q) - mid) * self.spread;
-        let v = p + self.floor.of(p) * rel;
+        let v = p + self.scale.of(p) * rel;
         if v.is_finite() {
             v.max(0.0)
         } else {
