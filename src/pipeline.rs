@@ -68,6 +68,7 @@ pub fn spawn_with(
         .into_iter()
         .map(|w| {
             let span = info_span!("workload", workload = %w.config.id);
+            store.expect(w.config.id.clone());
             let serving = options.serving.get(&w.config.id).copied().unwrap_or_default();
             let cycle = Cycle::with_options(w, serving, options.metrics.clone());
             tokio::spawn(run_workload(cycle, store.clone(), clock.clone(), interval).instrument(span))

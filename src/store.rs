@@ -51,6 +51,7 @@ pub struct PlanStore {
     snapshots: RwLock<BTreeMap<WorkloadId, Arc<Snapshot>>>,
     statuses: RwLock<BTreeMap<WorkloadId, WorkloadStatus>>,
     insights: RwLock<BTreeMap<WorkloadId, Arc<Insight>>>,
+    expected: RwLock<std::collections::BTreeSet<WorkloadId>>,
 }
 
 impl PlanStore {
@@ -90,9 +91,23 @@ impl PlanStore {
             .cloned()
     }
 
-    /// True once at least one snapshot exists.
+    /// Registers a workload whose first cycle readiness waits for.
+    pub fn expect(&self, id: WorkloadId) {
+        self.expected.write().unwrap_or_else(|e| e.into_inner()).insert(id);
+    }
+
+    /// True once at least one plan is published and every expected workload has finished its first cycle (with a
+    /// plan, or with a reported problem), so a new replica never answers for part of its workloads only.
     pub fn is_ready(&self) -> bool {
-        !self.snapshots.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+        let snapshots = self.snapshots.read().unwrap_or_else(|e| e.into_inner());
+        if snapshots.is_empty() {
+            return false;
+        }
+        let statuses = self.statuses.read().unwrap_or_else(|e| e.into_inner());
+        let expected = self.expected.read().unwrap_or_else(|e| e.into_inner());
+        expected
+            .iter()
+            .all(|id| snapshots.contains_key(id) || statuses.contains_key(id))
     }
 }
 

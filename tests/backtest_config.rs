@@ -368,14 +368,17 @@ async fn config_workloads_are_backtested_published_and_served() {
     published.register_metrics(&mut registry);
     let mut metrics = String::new();
     prometheus_client::encoding::text::encode(&mut metrics, &registry).unwrap();
-    let line = format!(
-        "prescale_backtest_unserved_fraction{{namespace=\"llm\",workload=\"servegen\",policy=\"predictive\",lead=\"5m\"}} {unserved}"
-    );
-    assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
-    let line = format!(
-        "prescale_backtest_replica_hours_ratio_to_oracle{{namespace=\"llm\",workload=\"servegen\",policy=\"predictive\",lead=\"5m\"}} {ratio}"
-    );
-    assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+    // Compare numbers, not text: two shortest round-trip spellings of one f64 can differ in the last digit.
+    let sample = |series: &str| -> f64 {
+        let prefix = format!("{series}{{namespace=\"llm\",workload=\"servegen\",policy=\"predictive\",lead=\"5m\"}} ");
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing from:\n{metrics}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert_eq!(sample("prescale_backtest_unserved_fraction"), unserved);
+    assert_eq!(sample("prescale_backtest_replica_hours_ratio_to_oracle"), ratio);
     assert!(
         metrics.contains("prescale_backtest_generated_timestamp_seconds{namespace=\"llm\",workload=\"servegen-csv\"}")
     );

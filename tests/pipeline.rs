@@ -126,3 +126,20 @@ async fn a_source_with_no_samples_is_never_read_as_zero() {
     let (_, status) = store.statuses().pop().unwrap();
     assert!(status.error.unwrap().starts_with("no data"));
 }
+
+#[tokio::test]
+async fn readiness_waits_for_every_workload_s_first_cycle() {
+    let store = PlanStore::new();
+    let mut llm = Cycle::new(workload(Arc::new(Generator::new(Profile::LlmChat, 1))));
+    let id = |name: &str| prescale::store::WorkloadId {
+        namespace: "default".into(),
+        name: name.into(),
+    };
+    store.expect(id("llm"));
+    store.expect(id("other"));
+    llm.run_once(&store, at("2026-03-04T12:00:30Z")).await.expect("a plan");
+    assert!(!store.is_ready(), "`other` has not finished a cycle yet");
+    // A first cycle that ends in a reported problem (no data, source down) counts as finished.
+    store.set_status(&id("other"), Default::default());
+    assert!(store.is_ready());
+}
