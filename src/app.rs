@@ -160,7 +160,6 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
             );
             let mut config = demo_workload(&name, DemandSource::Trace { path: path.clone() }, capacity);
             config.history = config.history.min(TimeDelta::days(14));
-            config.demand = DemandSource::Trace { path: path.clone() };
             let replay = Replay::at_warmup_end(series, path.clone(), now);
             workloads.push(Workload {
                 config,
