@@ -60,6 +60,7 @@ fn refit(c: &mut Criterion) {
         min_replicas: 1,
         max_replicas: 40,
         scale_in_on_observed_only: false,
+        fallback_utilization: prescale::planner::DEFAULT_FALLBACK_UTILIZATION,
     };
     let horizon = TimeDelta::minutes(6);
     let mut group = c.benchmark_group("nasa_14d_1min");

@@ -202,6 +202,7 @@ fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadCon
             min_replicas: 1,
             max_replicas: 40,
             scale_in_on_observed_only: false,
+            fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
         },
         seasonality: Seasonality::Auto,
         refit_interval: TimeDelta::hours(1),

@@ -14,6 +14,10 @@
 //!   `refit_interval`, serving `plan.replicas` against target `1`;
 //! - `oracle`: perfect foresight bypassing the HPA, pods for `ceil(demand / c)` created exactly `L` before they are
 //!   needed and removed as soon as they are not. Its replica-hours are a floor.
+//! - `hpa-oracle` (on request): perfect foresight served through the same HPA, planned as the predictive policy
+//!   plans (the peak of actual demand over the [`crate::planner::cover_window`], raised past the tolerance). It
+//!   splits the predictive policy's distance from the oracle into what the HPA's hold, tolerance and whole replicas
+//!   cost (hpa-oracle vs oracle) and what forecast error costs (predictive vs hpa-oracle).
 //!
 //! Scores: `unserved_fraction`, `violation_minutes` (also per day), `replica_hours` (ready + starting pods) and
 //! `scale_events`. Ticks inside a gap of the trace are simulated but not scored.
@@ -119,11 +123,24 @@ pub enum PolicyName {
     #[serde(rename = "oracle")]
     #[value(name = "oracle")]
     Oracle,
+    /// Perfect foresight served through the same HPA: the best any served metric can do with a plain HPA.
+    #[serde(rename = "hpa-oracle")]
+    #[value(name = "hpa-oracle")]
+    HpaOracle,
 }
 
 impl PolicyName {
     /// Every policy, in report order.
-    pub const ALL: [PolicyName; 4] = [
+    pub const ALL: [PolicyName; 5] = [
+        PolicyName::Reactive,
+        PolicyName::Reactive70,
+        PolicyName::Predictive,
+        PolicyName::Oracle,
+        PolicyName::HpaOracle,
+    ];
+
+    /// The policies the protocol compares, run by default; `hpa-oracle` is a diagnostic on request.
+    pub const DEFAULT: [PolicyName; 4] = [
         PolicyName::Reactive,
         PolicyName::Reactive70,
         PolicyName::Predictive,
@@ -137,6 +154,7 @@ impl PolicyName {
             PolicyName::Reactive70 => "reactive-70",
             PolicyName::Predictive => "predictive",
             PolicyName::Oracle => "oracle",
+            PolicyName::HpaOracle => "hpa-oracle",
         }
     }
 }
@@ -162,6 +180,8 @@ pub struct Settings {
     pub capacity: Option<f64>,
     /// The predictive planner's `scale_in_on_observed_only`.
     pub scale_in_on_observed_only: bool,
+    /// The planner's `fallback_utilization`: the reactive target served while forecasts are demoted.
+    pub fallback_utilization: f64,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
 }
@@ -172,9 +192,10 @@ impl Default for Settings {
             leads: vec![TimeDelta::minutes(2), TimeDelta::minutes(5), TimeDelta::minutes(10)],
             quantile: Quantile::try_new(0.9).expect("0.9 is a valid quantile"),
             refit_interval: TimeDelta::hours(1),
-            policies: PolicyName::ALL.to_vec(),
+            policies: PolicyName::DEFAULT.to_vec(),
             capacity: None,
             scale_in_on_observed_only: false,
+            fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
             progress: false,
         }
     }

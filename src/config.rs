@@ -95,8 +95,8 @@ pub mod defaults {
     pub const QUANTILE: f64 = 0.9;
     /// Refit interval.
     pub const REFIT_INTERVAL: &str = "1h";
-    /// History window.
-    pub const HISTORY: &str = "14d";
+    /// History window for fine steps (coarser steps default to more, see `forecast::history_span`).
+    pub const HISTORY: &str = "15d";
     /// Query step.
     pub const STEP: &str = "1m";
     /// HPA sync period.
@@ -134,6 +134,7 @@ struct RawWorkload {
     history: Option<Spanned<String>>,
     hpa_sync: Option<Spanned<String>>,
     scale_in: Option<Spanned<ScaleIn>>,
+    fallback_utilization: Option<Spanned<f64>>,
     mode: Option<Spanned<Mode>>,
     quality: Option<Spanned<RawQuality>>,
 }
@@ -543,6 +544,22 @@ impl Validator {
                 Quantile::MEDIAN
             }),
         };
+        let fallback_utilization = match &raw.fallback_utilization {
+            None => crate::planner::DEFAULT_FALLBACK_UTILIZATION,
+            Some(u) => {
+                if !(u.value.is_finite() && u.value > 0.0 && u.value <= 1.0) {
+                    self.at(
+                        u,
+                        &f("fallbackUtilization"),
+                        format!(
+                            "must be in (0, 1], got {}; e.g. 0.7 to size the reactive fallback like an HPA at 70%",
+                            u.value
+                        ),
+                    );
+                }
+                u.value
+            }
+        };
         let min = raw.min_replicas.as_ref().map(|m| m.value).unwrap_or(1);
         if let Some(m) = &raw.min_replicas {
             if !(0..=i64::from(i32::MAX)).contains(&m.value) {
@@ -594,7 +611,11 @@ impl Validator {
             &f("refitInterval"),
             defaults::REFIT_INTERVAL,
         );
-        let history = self.duration(raw.history.as_ref(), &f("history"), defaults::HISTORY);
+        // By default, all the history a fit reads: 15 days, more for coarse steps (see `forecast::history_span`).
+        let history = match &raw.history {
+            Some(_) => self.duration(raw.history.as_ref(), &f("history"), defaults::HISTORY),
+            None => crate::forecast::history_span(step),
+        };
         if let Some(h) = &raw.history {
             if history < step * 20 {
                 self.at(h, &f("history"), "must cover at least 20 demand steps");
@@ -634,6 +655,7 @@ impl Validator {
                 min_replicas: min as u32,
                 max_replicas: max as u32,
                 scale_in_on_observed_only: scale_in == ScaleIn::Observed,
+                fallback_utilization,
             },
             seasonality,
             refit_interval,
@@ -864,6 +886,45 @@ mod tests {
         );
         assert_eq!(c.workloads[1].policy.min_replicas, 1, "default");
         assert_eq!(c.max_forecast_age, TimeDelta::minutes(5));
+        assert_eq!(w.policy.fallback_utilization, 0.7);
+        assert_eq!(w.history, TimeDelta::days(15));
+    }
+
+    #[test]
+    fn fallback_utilization_and_history_default_and_are_checked() {
+        let text = "\
+prometheus: {url: 'http://prometheus:9090'}
+workloads:
+  - name: a
+    demand: {promql: 'up', step: 30m}
+    capacityPerReplica: 3
+    maxReplicas: 4
+  - name: b
+    demand: {promql: 'up'}
+    capacityPerReplica: 3
+    maxReplicas: 4
+    fallbackUtilization: 1
+";
+        let c = parse(text, Path::new("p.yaml")).unwrap();
+        let (a, b) = (&c.workloads[0], &c.workloads[1]);
+        assert_eq!(
+            a.policy.fallback_utilization,
+            crate::planner::DEFAULT_FALLBACK_UTILIZATION
+        );
+        assert_eq!(b.policy.fallback_utilization, 1.0);
+        // Coarse steps read more history by default (what a fit reads), fine ones 15 days.
+        assert_eq!(a.history, TimeDelta::days(35));
+        assert_eq!(b.history, TimeDelta::days(15));
+        let ps = problems(&text.replace("fallbackUtilization: 1", "fallbackUtilization: .nan"));
+        assert!(ps.iter().any(|p| p.starts_with("p.yaml:11:26:")), "{ps:?}");
+        for bad in ["0", "1.5", "-0.7"] {
+            let ps = problems(&text.replace("fallbackUtilization: 1", &format!("fallbackUtilization: {bad}")));
+            let joined = ps.join("\n");
+            assert!(
+                joined.contains("p.yaml:11:26: workloads[1].fallbackUtilization: must be in (0, 1]"),
+                "{bad}: {joined}"
+            );
+        }
     }
 
     #[test]

@@ -49,11 +49,12 @@ impl Serving {
     }
 }
 
-/// The reactive target: `ceil(observed / capacity)` clamped to the policy's bounds.
+/// The reactive target: `ceil(observed / (capacity × fallback utilization))` clamped to the policy's bounds, i.e. what
+/// an HPA with that utilization target would ask for (`reactive_floor` stays `ceil(observed / capacity)`).
 ///
 /// With nothing observed, the previous target is held (missing data is not zero demand); with no previous target
-/// either, the minimum. `planned_demand` and `median_demand` are the observed demand, so the served demand metrics
-/// say what the target was sized for.
+/// either, the minimum. `planned_demand` is the observed demand over the utilization and `median_demand` the
+/// observed demand, so the served demand metrics say what the target was sized for.
 pub fn reactive_plan(
     observed: Option<f64>,
     policy: &Policy,
@@ -62,9 +63,18 @@ pub fn reactive_plan(
 ) -> ReplicaPlan {
     let observed = observed.filter(|v| v.is_finite() && *v >= 0.0);
     let floor = observed.map_or(0, |o| planner::replicas_for(o, policy.capacity_per_replica));
+    let utilization = policy.fallback_utilization;
+    let utilization = if utilization.is_finite() && utilization > 0.0 && utilization <= 1.0 {
+        utilization
+    } else {
+        1.0
+    };
+    let target = observed.map_or(0, |o| {
+        planner::replicas_for(o, policy.capacity_per_replica * utilization)
+    });
     let (want, mut bound) = match (observed, previous) {
         (None, Some(prev)) => (prev.replicas, Bound::Hold),
-        _ => (floor, Bound::ReactiveFloor),
+        _ => (target, Bound::ReactiveFloor),
     };
     let replicas = want.clamp(policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
     if replicas > want {
@@ -76,13 +86,13 @@ pub fn reactive_plan(
     ReplicaPlan {
         at: now,
         replicas,
-        planned_demand: demand,
+        planned_demand: demand / utilization,
         median_demand: demand,
         observed_demand: observed,
         peak_at: None,
         window_end: now + policy.lead + policy.sync,
         quantile: policy.quantile.get(),
-        forecast_replicas: floor,
+        forecast_replicas: target,
         reactive_floor: floor,
         bound,
     }
@@ -255,6 +265,7 @@ mod tests {
             min_replicas: 1,
             max_replicas: 100,
             scale_in_on_observed_only: false,
+            fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
         }
     }
 
@@ -293,11 +304,18 @@ mod tests {
 
     #[test]
     fn reactive_plan_is_observed_demand_clamped() {
-        let p = reactive_plan(Some(41.0), &policy(), t0(), None);
+        // 45 units at 20 per replica fill 3 replicas; at 70% utilization the target is 45 / 14 → 4.
+        let p = reactive_plan(Some(45.0), &policy(), t0(), None);
         assert_eq!(
-            (p.replicas, p.bound, p.reactive_floor, p.planned_demand),
-            (3, Bound::ReactiveFloor, 3, 41.0)
+            (p.replicas, p.bound, p.reactive_floor, p.median_demand),
+            (4, Bound::ReactiveFloor, 3, 45.0)
         );
+        assert!((p.planned_demand - 45.0 / 0.7).abs() < 1e-9);
+        let full = Policy {
+            fallback_utilization: 1.0,
+            ..policy()
+        };
+        assert_eq!(reactive_plan(Some(45.0), &full, t0(), None).replicas, 3);
         let p = reactive_plan(Some(0.0), &policy(), t0(), None);
         assert_eq!((p.replicas, p.bound), (1, Bound::Min));
         let p = reactive_plan(Some(1e9), &policy(), t0(), None);
@@ -321,7 +339,8 @@ mod tests {
         assert_eq!(d.serving, Serving::ForecastOnly);
         assert_eq!(d.plan, d.reactive_plan);
         let observed = observed_demand(&visible, now).unwrap();
-        assert_eq!(d.plan.replicas, planner::replicas_for(observed, 20.0));
+        assert_eq!(d.plan.replicas, planner::replicas_for(observed, 20.0 * 0.7));
+        assert_eq!(d.plan.reactive_floor, planner::replicas_for(observed, 20.0));
         assert!(
             d.forecast.len() >= 60,
             "the forecast covers the display horizon: {}",

@@ -48,8 +48,10 @@ pub struct ReactivePart {
     pub observed_demand: Option<f64>,
     /// `ceil(observed / capacity)`.
     pub floor: u32,
-    /// The reactive target after clamps.
+    /// The reactive target after clamps: `ceil(observed / (capacity × utilization))`, served while the forecast is not.
     pub replicas: u32,
+    /// Target utilization the reactive target is sized at (the workload's `fallbackUtilization`).
+    pub utilization: f64,
 }
 
 /// The replica bounds and whether one decided the target.
@@ -176,11 +178,13 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
             observed_demand: served.observed_demand,
             floor: served.reactive_floor,
             replicas: served.reactive_floor,
+            utilization: 1.0,
         },
         |i| ReactivePart {
             observed_demand: i.reactive_plan.observed_demand,
             floor: i.reactive_plan.reactive_floor,
             replicas: i.reactive_plan.replicas,
+            utilization: i.policy.fallback_utilization,
         },
     );
     let (min, max, capacity, lead_sync, unit) = match insight {
@@ -266,9 +270,12 @@ fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -
             num(e.capacity_per_replica),
             e.forecast.replicas
         ),
-        Bound::ReactiveFloor if e.serving.is_reactive() => {
-            format!("observed demand of {observed} needs {} at {} {u} per replica", e.reactive.floor, num(e.capacity_per_replica))
-        }
+        Bound::ReactiveFloor if e.serving.is_reactive() => format!(
+            "observed demand of {observed} needs {} at {}% of {} {u} per replica",
+            e.reactive.replicas,
+            num(e.reactive.utilization * 100.0),
+            num(e.capacity_per_replica)
+        ),
         Bound::ReactiveFloor => format!(
             "observed demand of {observed} needs {}, more than the {q} forecast's {}",
             e.reactive.floor, e.forecast.replicas
@@ -330,7 +337,13 @@ impl Explanation {
         out.push((
             "reactive",
             match self.reactive.observed_demand {
-                Some(o) => format!("observed {} {u} now → floor {} replicas", num(o), self.reactive.floor),
+                Some(o) => format!(
+                    "observed {} {u} now → floor {} replicas; fallback target {} at {}% utilization",
+                    num(o),
+                    self.reactive.floor,
+                    self.reactive.replicas,
+                    num(self.reactive.utilization * 100.0)
+                ),
                 None => "no demand observed in the last minute".into(),
             },
         ));

@@ -43,7 +43,13 @@ pub struct Policy {
     pub max_replicas: u32,
     /// Scale in only when observed demand allows it too.
     pub scale_in_on_observed_only: bool,
+    /// Target utilization of the reactive target served while the forecast is not (forecast-only mode, or
+    /// demoted for poor quality), in (0, 1]: 0.7 sizes replicas for observed demand / 0.7, as a typical HPA would.
+    pub fallback_utilization: f64,
 }
+
+/// Default [`Policy::fallback_utilization`]: the common production HPA setting.
+pub const DEFAULT_FALLBACK_UTILIZATION: f64 = 0.7;
 
 /// Which rule decided a plan's replica count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -203,6 +209,13 @@ pub fn cover_window(policy: &Policy, now: DateTime<Utc>) -> (DateTime<Utc>, Date
     (now + lead.min(held), now + lead + policy.sync)
 }
 
+/// How far ahead of a decision the plan reads: the [`cover_window`] relative to `now`.
+pub fn lookahead(policy: &Policy) -> (TimeDelta, TimeDelta) {
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    let (from, to) = cover_window(policy, epoch);
+    (from - epoch, to - epoch)
+}
+
 /// The HPA's tolerance: it keeps the current replica count while the served value is within this fraction of it.
 pub const TOLERANCE: f64 = crate::hpa::DEFAULT_TOLERANCE;
 
@@ -253,6 +266,7 @@ mod tests {
             min_replicas: 1,
             max_replicas: 40,
             scale_in_on_observed_only: false,
+            fallback_utilization: DEFAULT_FALLBACK_UTILIZATION,
         }
     }
 

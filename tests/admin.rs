@@ -45,6 +45,7 @@ fn policy(capacity: f64) -> Policy {
         min_replicas: 2,
         max_replicas: 20,
         scale_in_on_observed_only: false,
+        fallback_utilization: prescale::planner::DEFAULT_FALLBACK_UTILIZATION,
     }
 }
 
@@ -238,11 +239,11 @@ async fn workload_list_matches_golden() {
     let web = &v[3];
     assert_eq!(web["serving"], "demoted");
     assert_eq!(web["quality"]["health"], "demoted");
-    assert_eq!(web["replicas"], 7, "ceil(62.5 / 10): the reactive target");
+    assert_eq!(web["replicas"], 9, "ceil(62.5 / (10 × 0.7)): the reactive target at 70% utilization");
     assert_eq!(web["forecast_age_seconds"], 20);
     assert_eq!(web["data_age_seconds"], 60);
     assert_eq!(v[0]["serving"], "forecast_only");
-    assert_eq!(v[0]["replicas"], 7, "forecast-only serves ceil(61 / 10)");
+    assert_eq!(v[0]["replicas"], 9, "forecast-only serves ceil(61 / (10 × 0.7))");
     assert_eq!(
         v[0]["forecast_replicas"], 5,
         "the forecast peaks at 48 within the lead window: ceil(48 / 10)"
@@ -286,7 +287,7 @@ async fn explanations_match_golden() {
     let summary = v["summary"].as_str().unwrap();
     assert!(summary.starts_with("Demoted to reactive scaling: "), "{summary}");
     assert!(
-        summary.contains("7 replicas: observed demand of 62.5 requests/s needs 7"),
+        summary.contains("9 replicas: observed demand of 62.5 requests/s needs 9 at 70% of 10 requests/s per replica"),
         "{summary}"
     );
 }
@@ -375,8 +376,8 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
     let text = &r.body;
     for line in [
         r#"prescale_served_replicas{namespace="default",workload="llm-chat"} 5.0"#,
-        r#"prescale_served_replicas{namespace="default",workload="web"} 7.0"#,
-        r#"prescale_reactive_replicas{namespace="default",workload="batch"} 7.0"#,
+        r#"prescale_served_replicas{namespace="default",workload="web"} 9.0"#,
+        r#"prescale_reactive_replicas{namespace="default",workload="batch"} 9.0"#,
         r#"prescale_forecast_replicas{namespace="default",workload="batch"} 5.0"#,
         r#"prescale_forecast_age_seconds{namespace="default",workload="web"} 20.0"#,
         r#"prescale_history_data_age_seconds{namespace="default",workload="web"} 60.0"#,
@@ -487,11 +488,11 @@ async fn the_explain_client_reads_a_running_server() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app(filled_store())).await });
     let e = explain::fetch(&url, "default", "web").await.unwrap();
-    assert_eq!((e.replicas, e.serving), (7, Serving::Demoted));
+    assert_eq!((e.replicas, e.serving), (9, Serving::Demoted));
     let text = e.to_text();
-    assert!(text.starts_with("default/web: 7 replicas\n"), "{text}");
+    assert!(text.starts_with("default/web: 9 replicas\n"), "{text}");
     assert!(
-        text.contains("observed 62.5 requests/s now → floor 7 replicas"),
+        text.contains("observed 62.5 requests/s now → floor 7 replicas; fallback target 9 at 70% utilization"),
         "{text}"
     );
     assert!(text.contains("DEMOTED since"), "{text}");

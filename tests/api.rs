@@ -62,6 +62,7 @@ fn policy() -> Policy {
         min_replicas: 1,
         max_replicas: 100,
         scale_in_on_observed_only: false,
+        fallback_utilization: prescale::planner::DEFAULT_FALLBACK_UTILIZATION,
     }
 }
 

@@ -26,6 +26,7 @@ fn colour(p: PolicyName) -> (&'static str, &'static str) {
         PolicyName::Reactive70 => ("#ff7f0e", ""),
         PolicyName::Predictive => ("#2ca02c", ""),
         PolicyName::Oracle => ("#9467bd", " stroke-dasharray=\"6 4\""),
+        PolicyName::HpaOracle => ("#8c564b", " stroke-dasharray=\"2 3\""),
     }
 }
 

@@ -74,6 +74,10 @@ pub struct BacktestArgs {
     /// workload sets `scaleIn: observed`).
     #[arg(long, env = "PRESCALE_BACKTEST_SCALE_IN_ON_OBSERVED_ONLY")]
     pub scale_in_on_observed_only: bool,
+    /// Target utilization of the reactive target the predictive policy serves while its forecast is demoted, in
+    /// (0, 1]. Default: 0.7 with `--trace`; each workload's fallbackUtilization with `--config`.
+    #[arg(long, env = "PRESCALE_BACKTEST_FALLBACK_UTILIZATION", value_parser = parse_utilization)]
+    pub fallback_utilization: Option<f64>,
     /// Hide the progress bar (it is only drawn when stderr is a terminal anyway).
     #[arg(long, env = "PRESCALE_BACKTEST_QUIET")]
     pub quiet: bool,
@@ -130,6 +134,14 @@ fn parse_positive(s: &str) -> Result<TimeDelta, String> {
     Ok(d)
 }
 
+fn parse_utilization(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(u) if u.is_finite() && u > 0.0 && u <= 1.0 => Ok(u),
+        Ok(u) => Err(format!("{u} is not in (0, 1]; write e.g. 0.7")),
+        Err(_) => Err(format!("`{s}` is not a number; write e.g. 0.7")),
+    }
+}
+
 fn parse_quantile(s: &str) -> Result<Quantile, String> {
     let q: f64 = s
         .trim()
@@ -161,6 +173,7 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
         refit,
         policies,
         scale_in_on_observed_only,
+        fallback_utilization,
         quiet,
     } = args;
     let trace = trace.context("give --trace FILE.csv, or --config FILE with --from and --to")?;
@@ -181,6 +194,7 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
         policies: sorted(policies),
         capacity: None,
         scale_in_on_observed_only,
+        fallback_utilization: fallback_utilization.unwrap_or(defaults.fallback_utilization),
         progress: !quiet,
     };
     let started = std::time::Instant::now();
@@ -217,6 +231,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
         refit,
         policies,
         scale_in_on_observed_only,
+        fallback_utilization,
         quiet,
     } = args;
     let now = Utc::now();
@@ -254,6 +269,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
             policies: policies.clone(),
             capacity: Some(w.policy.capacity_per_replica),
             scale_in_on_observed_only: scale_in_on_observed_only || w.policy.scale_in_on_observed_only,
+            fallback_utilization: fallback_utilization.unwrap_or(w.policy.fallback_utilization),
             progress: !quiet,
         };
         let dir = out.join(format!("{}.{}", w.id.namespace, w.id.name));

@@ -107,7 +107,7 @@ pub(crate) struct PredictiveRun {
 /// or, while forecast quality is demoted, the reactive one.
 ///
 /// The history handed over is a tail of the visible trace long enough for everything the engine reads (at most
-/// [`forecast::MAX_HISTORY`] for a fit; a day, and at least 400 slots, before the latest sample for a decision) so a
+/// [`forecast::history_span`] for a fit; a day, and at least 400 slots, before the latest sample for a decision) so a
 /// long backtest does not copy the whole trace at every tick.
 pub(crate) fn predictive(
     visible: &Visible<'_>,
@@ -122,7 +122,7 @@ pub(crate) fn predictive(
         horizon: max_lead + TICK + setup.refit_interval,
     };
     let slots = |d: TimeDelta| (d.num_milliseconds() as f64 / step.num_milliseconds() as f64).ceil() as usize;
-    let fit_slots = slots(forecast::MAX_HISTORY) + 1;
+    let fit_slots = slots(forecast::history_span(step)) + 1;
     let tail_slots = slots(TimeDelta::days(1)).max(400);
 
     let mut engines: Vec<Engine> = setup

@@ -161,6 +161,8 @@ pub struct ReportSettings {
     pub policies: Vec<PolicyName>,
     /// The planner's `scale_in_on_observed_only`.
     pub scale_in_on_observed_only: bool,
+    /// Target utilization of the reactive target the predictive policy serves while its forecast is demoted.
+    pub fallback_utilization: f64,
 }
 
 /// What the predictive policy's model did over the run.

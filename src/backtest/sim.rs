@@ -55,7 +55,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
     let bar = progress_bar(
         settings.progress,
         ticks.len(),
-        settings.leads.len(),
+        settings.leads.len() * settings.policies.len(),
         wants(PolicyName::Predictive),
     );
     let reactive =
@@ -71,6 +71,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             min_replicas: MIN_REPLICAS,
             max_replicas: MAX_REPLICAS,
             scale_in_on_observed_only: settings.scale_in_on_observed_only,
+            fallback_utilization: settings.fallback_utilization,
         })
         .collect();
     let predictive = wants(PolicyName::Predictive).then(|| {
@@ -91,6 +92,10 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             bar.set_message(format!("{policy} L={}", super::lead_label(lead)));
             let (rows, initial) = match policy {
                 PolicyName::Oracle => oracle(&ticks, &demand, capacity, lead),
+                PolicyName::HpaOracle => {
+                    let served = hpa_oracle(&demand, &planner_policies[l]);
+                    simulate_hpa(&ticks, &demand, &served, 1000, lead)?
+                }
                 PolicyName::Reactive | PolicyName::Reactive70 => {
                     let target = if policy == PolicyName::Reactive {
                         reactive_target
@@ -145,6 +150,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         leads_seconds: settings.leads.iter().map(|l| l.num_seconds()).collect(),
         policies: PolicyName::ALL.into_iter().filter(|p| wants(*p)).collect(),
         scale_in_on_observed_only: settings.scale_in_on_observed_only,
+        fallback_utilization: settings.fallback_utilization,
     };
     let predictive = predictive.map(|p| PredictiveInfo {
         fits: p.fits,
@@ -315,8 +321,33 @@ fn oracle(ticks: &[DateTime<Utc>], demand: &[Option<f64>], capacity: f64, lead: 
     (rows, alive.first().copied().unwrap_or(MIN_REPLICAS))
 }
 
-fn progress_bar(enabled: bool, ticks: usize, leads: usize, predictive: bool) -> ProgressBar {
-    let total = ticks * (leads * 4 + usize::from(predictive));
+/// Perfect foresight through the HPA: at each tick, the replicas for the peak of actual demand over the planner's
+/// [`cover_window`](crate::planner::cover_window), a scale-up raised past the HPA's tolerance of the previous
+/// target, in `[1, 40]`. Ticks in gaps count as no demand; the window reaches past the trace as `minReplicas`.
+fn hpa_oracle(demand: &[Option<f64>], policy: &Policy) -> Vec<Option<f64>> {
+    let ticks = |d: TimeDelta| (d.num_milliseconds() / TICK.num_milliseconds()).max(0) as usize;
+    let (from, to) = crate::planner::lookahead(policy);
+    let (from, to) = (ticks(from), ticks(to));
+    let c = policy.capacity_per_replica;
+    let mut previous: Option<u32> = None;
+    (0..demand.len())
+        .map(|k| {
+            let peak = (k + from..=k + to)
+                .filter_map(|i| demand.get(i).copied().flatten())
+                .fold(0.0f64, f64::max);
+            let mut want = crate::planner::replicas_for(peak, c).clamp(MIN_REPLICAS, MAX_REPLICAS);
+            if let Some(p) = previous.filter(|p| want > *p) {
+                want = want.max(crate::planner::past_tolerance(p)).min(MAX_REPLICAS);
+            }
+            previous = Some(want);
+            Some(f64::from(want))
+        })
+        .collect()
+}
+
+/// A bar over `runs` simulated runs of `ticks` ticks, plus one pass for the predictive forecasts.
+fn progress_bar(enabled: bool, ticks: usize, runs: usize, predictive: bool) -> ProgressBar {
+    let total = ticks * (runs + usize::from(predictive));
     let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
     if !enabled || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -385,6 +416,39 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.demand.is_none_or(|d| f64::from(r.ready_pods) >= d)));
+    }
+
+    #[test]
+    fn hpa_oracle_serves_the_peak_of_the_cover_window_past_the_tolerance() {
+        let policy = Policy {
+            capacity_per_replica: 1.0,
+            lead: TimeDelta::seconds(30),
+            sync: TICK,
+            quantile: crate::forecast::Quantile::try_new(0.9).unwrap(),
+            min_replicas: MIN_REPLICAS,
+            max_replicas: MAX_REPLICAS,
+            scale_in_on_observed_only: false,
+            fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
+        };
+        // Lead 2 ticks: tick k covers ticks k+2 ..= k+3.
+        let demand = vec![
+            Some(2.0),
+            Some(2.0),
+            Some(2.0),
+            None,
+            Some(5.0),
+            Some(10.5),
+            Some(11.0),
+            Some(0.5),
+        ];
+        let served: Vec<u32> = hpa_oracle(&demand, &policy).iter().map(|v| v.unwrap() as u32).collect();
+        // k=0: max(2, gap) = 2; k=1: 5; k=2: 10.5 → 11; k=3, 4: 11; k=5: 0.5 → 1; k=6, 7: past the end →
+        // minReplicas.
+        assert_eq!(served, vec![2, 5, 11, 11, 11, 1, 1, 1]);
+        // A rise within the tolerance of the previous target is raised past it: 10 → 11 would be ignored.
+        let demand = vec![Some(10.0), Some(10.0), Some(10.0), Some(10.0), Some(10.5), Some(10.5)];
+        let served: Vec<u32> = hpa_oracle(&demand, &policy).iter().map(|v| v.unwrap() as u32).collect();
+        assert_eq!(served, vec![10, 12, 11, 11, 1, 1]);
     }
 
     #[test]

@@ -190,14 +190,22 @@ impl ErrorTable {
     }
 }
 
+/// One holdout model and the origins it is replayed from.
+pub(crate) struct Fold<'a> {
+    /// The holdout model's baseline at every native slot.
+    pub base: &'a [f64],
+    /// Origins replayed: from the first slot the holdout model did not see, up to (not including) `end`.
+    pub first_origin: usize,
+    /// End of the origins (the next fold's first origin, or the number of slots).
+    pub end: usize,
+}
+
 /// The out-of-sample replay the calibration runs on.
 pub(crate) struct Replay<'a> {
     /// Native samples, `None` for gaps.
     pub y: &'a [Option<f64>],
-    /// Baseline (holdout model) at every native slot.
-    pub base: &'a [f64],
-    /// First origin: the index of the first slot the holdout model did not see.
-    pub first_origin: usize,
+    /// Holdout models, each replayed over its own stretch of origins.
+    pub folds: &'a [Fold<'a>],
     /// The error scale (errors are divided by `scale.of(point)`).
     pub scale: Scale,
     /// Longest horizon to calibrate, in steps.
@@ -279,28 +287,32 @@ impl Replay<'_> {
         let decay = 0.5f64.powf(1.0 / c.half_life);
         // Running weighted sums equal `Correction::level` over the trailing window up to rounding; the window
         // cut-off is applied by subtracting the slot that leaves it.
-        let (mut s, mut w) = (0.0, 0.0);
         let cut = decay.powi(window as i32);
-        for o in 0..n {
-            if o >= self.first_origin {
-                let level = if w > 1e-9 { s / w } else { 0.0 };
-                for h in 1..=horizon.min(n - o) {
-                    if let Some(y) = self.y[o + h - 1] {
-                        let point = (self.base[o + h - 1] + c.shift(level, h)).max(0.0);
-                        f(h, y, point);
+        for fold in self.folds {
+            let base = fold.base;
+            let from = fold.first_origin.saturating_sub(window);
+            let (mut s, mut w) = (0.0, 0.0);
+            for o in from..fold.end.min(n) {
+                if o >= fold.first_origin {
+                    let level = if w > 1e-9 { s / w } else { 0.0 };
+                    for h in 1..=horizon.min(n - o) {
+                        if let Some(y) = self.y[o + h - 1] {
+                            let point = (base[o + h - 1] + c.shift(level, h)).max(0.0);
+                            f(h, y, point);
+                        }
                     }
                 }
-            }
-            s *= decay;
-            w *= decay;
-            if let Some(y) = self.y[o] {
-                s += y - self.base[o];
-                w += 1.0;
-            }
-            if o >= window {
-                if let Some(y) = self.y[o - window] {
-                    s -= cut * (y - self.base[o - window]);
-                    w -= cut;
+                s *= decay;
+                w *= decay;
+                if let Some(y) = self.y[o] {
+                    s += y - base[o];
+                    w += 1.0;
+                }
+                if o >= from + window {
+                    if let Some(y) = self.y[o - window] {
+                        s -= cut * (y - base[o - window]);
+                        w -= cut;
+                    }
                 }
             }
         }
@@ -429,8 +441,11 @@ mod tests {
             .collect();
         let replay = Replay {
             y: &y,
-            base: &base,
-            first_origin: 200,
+            folds: &[Fold {
+                base: &base,
+                first_origin: 200,
+                end: n,
+            }],
             scale: relative(),
             horizon: 3,
         };
@@ -453,8 +468,11 @@ mod tests {
             .collect();
         let replay = Replay {
             y: &y,
-            base: &base,
-            first_origin: 400,
+            folds: &[Fold {
+                base: &base,
+                first_origin: 400,
+                end: n,
+            }],
             scale: Scale {
                 floor: 5.5,
                 reference: 55.0,

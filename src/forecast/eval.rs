@@ -125,6 +125,7 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
         min_replicas: 1,
         max_replicas: 40,
         scale_in_on_observed_only: false,
+        fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
     };
     let settings = ForecastSettings {
         seasonality: Seasonality::Auto,

@@ -5,7 +5,9 @@
 //! folding in the samples that arrived since the fit.
 //!
 //! # Model choices
-//! - **Fit window and grid.** At most [`MAX_HISTORY`] (two weekly cycles and a day) is used. When that is more than
+//! - **Fit window and grid.** At most [`MAX_HISTORY`] (two weekly cycles and a day) is used, more for coarse steps
+//!   (2,000 slots, at most 35 days: see [`history_span`]) so that the calibration's holdout models keep two weekly
+//!   cycles. When that is more than
 //!   [`MAX_FIT_POINTS`] slots, the fit runs on a coarser grid (means over whole native steps, e.g. 5 min for 1-min
 //!   data) and the result is interpolated back: MSTL+AutoETS on 14 days of 1-min data costs ~0.7 s, on 5-min data
 //!   ~0.09 s, and the short-horizon detail comes from the level correction, which works on the native grid.
@@ -25,9 +27,11 @@
 //! - **Calibration**: intervals come from the model's own out-of-sample errors, not from augurs (whose intervals
 //!   reflect the ETS trend alone and covered 47–60% for a nominal 80% here). A holdout model fitted on history up
 //!   to `now − C` (C = one day, less on short histories) is replayed as production would use it at every origin in
-//!   `(now − C, now]`; the correction's half-life and damping are chosen on those errors, and the empirical
-//!   percentiles of the scaled error per horizon become the quantiles (see `calibrate`). The replay starts where
-//!   the holdout's data ends, so calibration errors are genuinely out of sample.
+//!   `(now − C, now]`; coarse series, whose day holds few origins, add earlier one-day folds, each with its own
+//!   holdout model, until 300 origins are replayed (a day of 30-minute data is 48, and a q90 band calibrated on
+//!   them covered 95% of outcomes). The correction's half-life and damping are chosen on those errors, and the
+//!   empirical percentiles of the scaled error per horizon become the quantiles (see `calibrate`). Each replay
+//!   starts where its holdout's data ends, so calibration errors are genuinely out of sample.
 //! - **Error scale**: errors are divided by `max(point, floor)^power × mean^(1 − power)`, with the power (relative
 //!   1, square-root 0.5, … absolute 0) chosen so that errors below and above the mean level look alike. Relative
 //!   errors pooled over a daily cycle whose trough is relatively noisier (counting noise) made the band at the peak
@@ -50,15 +54,25 @@ mod eval;
 mod prep;
 mod seasons;
 
-use calibrate::{Correction, ErrorTable, Replay, Scale};
+use calibrate::{Correction, ErrorTable, Fold, Replay, Scale};
 use prep::Grid;
 
 /// Longest history a fit reads: two weekly cycles plus a day for the calibration holdout.
 pub const MAX_HISTORY: TimeDelta = TimeDelta::days(15);
 /// Most slots a fit runs on; longer windows are fitted on a coarser grid.
 pub const MAX_FIT_POINTS: usize = 4_500;
-/// Calibration window: the most recent stretch replayed out of sample.
+/// Longest history a fit of a coarse series reads (see [`history_span`]).
+const LONG_HISTORY: TimeDelta = TimeDelta::days(35);
+/// A fit reads up to this many slots beyond [`MAX_HISTORY`], within [`LONG_HISTORY`].
+const SPAN_SLOTS: i32 = 2_000;
+/// Calibration fold: a stretch replayed out of sample by a model fitted on the history before it.
 const CALIBRATION_WINDOW: TimeDelta = TimeDelta::days(1);
+/// The calibration replays at least this many origins, in as many folds as it takes (see `calibrate_holdout`), so
+/// that tail percentiles rest on enough errors: a day of 30-minute data is 48 origins, and its q90 band covered 95%
+/// of outcomes.
+const CALIBRATION_ORIGINS: usize = 300;
+/// Most calibration folds (holdout fits) per fit.
+const MAX_FOLDS: usize = 7;
 /// Fewest present samples for anything but the last value.
 const MIN_SAMPLES: usize = 12;
 /// How far back recent one-step errors are compared with the calibration's.
@@ -212,12 +226,19 @@ pub struct Model {
     missing_fraction: f64,
 }
 
+/// How much history a fit on `step` slots reads: [`MAX_HISTORY`], or for coarse series up to [`SPAN_SLOTS`] slots
+/// within [`LONG_HISTORY`], so that the calibration holdout still holds two weekly cycles and the calibration
+/// window enough errors (30-minute data: 35 days, a week of it replayed out of sample).
+pub fn history_span(step: TimeDelta) -> TimeDelta {
+    (step * SPAN_SLOTS).clamp(MAX_HISTORY, LONG_HISTORY)
+}
+
 /// Fits a model to `history` as of `now`. Never fails: falls back and records the reason.
 ///
-/// Only slots that ended by `now` are read, and at most [`MAX_HISTORY`] of them.
+/// Only slots that ended by `now` are read, and at most [`history_span`] of them.
 pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) -> Model {
     let step = history.step();
-    let native = Grid::of(&history.visible_at(now)).since(now - MAX_HISTORY);
+    let native = Grid::of(&history.visible_at(now)).since(now - history_span(step));
     let trimmed = native.clone().trim_gaps();
     let missing_fraction = if trimmed.values.is_empty() {
         1.0
@@ -259,7 +280,13 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
     }
 }
 
-/// Fits a holdout model on all but the last calibration window of `native`, replays it over that window.
+/// Fits holdout models on history up to the start of each calibration fold and replays each over its fold.
+///
+/// A fold is the calibration window (a day, or a quarter of shorter histories); a day of a coarse series holds few
+/// origins, so there are as many folds, back to back and each with its own holdout model, as it takes to replay
+/// [`CALIBRATION_ORIGINS`] origins (at most [`MAX_FOLDS`], all within the last quarter of the history). Each holdout
+/// model is at most a fold older than the origins it is replayed from, as a production model is at most a refit
+/// interval old: replaying one model over a longer stretch would measure a staler model than production runs.
 fn calibrate_holdout(
     native: &Grid,
     seasonality: &Seasonality,
@@ -271,19 +298,34 @@ fn calibrate_holdout(
         return None;
     }
     let step = native.step;
-    let window_slots = ((CALIBRATION_WINDOW.num_milliseconds() / step.num_milliseconds()) as usize)
+    let fold_slots = ((CALIBRATION_WINDOW.num_milliseconds() / step.num_milliseconds()) as usize)
         .min(n / 4)
         .max(MIN_SAMPLES);
-    let first_origin = n.checked_sub(window_slots)?;
-    let until = native.time_at(first_origin);
-    let holdout = native.clone().until(until).trim_gaps();
-    let fit = fit_baseline(&holdout, seasonality, horizon + step * window_slots as i32)?;
-    let base: Vec<f64> = (0..n).map(|i| fit.baseline.at(native.time_at(i), step)).collect();
+    let folds = CALIBRATION_ORIGINS
+        .div_ceil(fold_slots)
+        .min((n / 4) / fold_slots)
+        .clamp(1, MAX_FOLDS);
+    let first = n.checked_sub(folds * fold_slots)?;
     let h = (horizon.num_milliseconds() / step.num_milliseconds()).max(1) as usize;
+    let mut bases = Vec::with_capacity(folds);
+    for k in 0..folds {
+        let first_origin = first + k * fold_slots;
+        let holdout = native.clone().until(native.time_at(first_origin)).trim_gaps();
+        let fit = fit_baseline(&holdout, seasonality, horizon + step * fold_slots as i32)?;
+        let base: Vec<f64> = (0..n).map(|i| fit.baseline.at(native.time_at(i), step)).collect();
+        bases.push((base, first_origin));
+    }
+    let folds: Vec<Fold<'_>> = bases
+        .iter()
+        .map(|(base, first_origin)| Fold {
+            base,
+            first_origin: *first_origin,
+            end: first_origin + fold_slots,
+        })
+        .collect();
     Replay {
         y: &native.values,
-        base: &base,
-        first_origin,
+        folds: &folds,
         scale,
         horizon: h,
     }
@@ -660,5 +702,44 @@ impl Forecast {
             Some(b) if q != Quantile::MEDIAN => b.at(i, q.get()),
             _ => self.median[i],
         }
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    #[test]
+    fn coarse_series_read_more_history_and_calibrate_on_enough_errors() {
+        assert_eq!(history_span(TimeDelta::minutes(1)), MAX_HISTORY);
+        assert_eq!(history_span(TimeDelta::minutes(10)), MAX_HISTORY);
+        assert_eq!(history_span(TimeDelta::minutes(30)), LONG_HISTORY);
+        assert_eq!(history_span(TimeDelta::hours(1)), LONG_HISTORY);
+
+        // 40 days of 30-minute demand with a daily cycle and deterministic noise.
+        let step = TimeDelta::minutes(30);
+        let start = DateTime::from_timestamp(1_699_920_000, 0).unwrap();
+        let values = (0..40 * 48)
+            .map(|i| {
+                let day = (i % 48) as f64 / 48.0 * std::f64::consts::TAU;
+                let noise = ((i * 7919) % 13) as f64 - 6.0;
+                Some(100.0 + 40.0 * day.sin() + noise)
+            })
+            .collect();
+        let history = Series::from_values(start, step, values);
+        let now = history.end();
+        let settings = ForecastSettings {
+            seasonality: Seasonality::Auto,
+            horizon: step,
+        };
+        let model = fit(&history, &settings, now);
+        let forecast = model.forecast(&history, now, step);
+        // A day of 30-minute slots is only 48 origins; the calibration replays at least 300.
+        assert!(
+            forecast.calibration_samples >= CALIBRATION_ORIGINS - 2,
+            "{} calibration errors",
+            forecast.calibration_samples
+        );
+        assert_eq!(forecast.method, Method::Mstl);
     }
 }
