@@ -239,7 +239,10 @@ async fn workload_list_matches_golden() {
     let web = &v[3];
     assert_eq!(web["serving"], "demoted");
     assert_eq!(web["quality"]["health"], "demoted");
-    assert_eq!(web["replicas"], 9, "ceil(62.5 / (10 × 0.7)): the reactive target at 70% utilization");
+    assert_eq!(
+        web["replicas"], 9,
+        "ceil(62.5 / (10 × 0.7)): the reactive target at 70% utilization"
+    );
     assert_eq!(web["forecast_age_seconds"], 20);
     assert_eq!(web["data_age_seconds"], 60);
     assert_eq!(v[0]["serving"], "forecast_only");
