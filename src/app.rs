@@ -52,8 +52,7 @@ pub struct SecurityArgs {
 
 /// `prescale serve`: run from a config file.
 pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArgs) -> anyhow::Result<()> {
-    let loaded = config::load_with_serving(config_path)?;
-    let (mut config, serving) = (loaded.config, loaded.serving);
+    let mut config = config::load(config_path)?;
     apply_listen(&mut config, &listen);
     let now = Utc::now();
     let prometheus = match &config.prometheus {
@@ -108,7 +107,6 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
         Clock::system(),
         secure,
         Extras {
-            serving,
             prometheus,
             backtest_configmap,
         },
@@ -207,6 +205,7 @@ fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadCon
         seasonality: Seasonality::Auto,
         refit_interval: TimeDelta::hours(1),
         history: TimeDelta::days(14),
+        serving: Default::default(),
     }
 }
 
@@ -279,8 +278,6 @@ fn history_for(
 /// What `serve` adds to a run beyond the config itself.
 #[derive(Default)]
 struct Extras {
-    /// Mode and quality bounds per workload.
-    serving: std::collections::BTreeMap<WorkloadId, config::ServingConfig>,
     /// The shared Prometheus client, whose query metrics join `/metrics`.
     prometheus: Option<PrometheusClient>,
     /// Where the scheduled backtests publish their results.
@@ -350,7 +347,6 @@ async fn run(
         None => admin_router,
     };
     let options = pipeline::Options {
-        serving: extras.serving,
         metrics: telemetry.pipeline(),
     };
     let tasks = pipeline::spawn_with(workloads, store.clone(), clock, config.interval, options);

@@ -182,6 +182,8 @@ pub struct Settings {
     pub scale_in_on_observed_only: bool,
     /// The planner's `fallback_utilization`: the reactive target served while forecasts are demoted.
     pub fallback_utilization: f64,
+    /// When the predictive policy's forecasts are demoted to the reactive target, and promoted back.
+    pub quality: crate::quality::Bounds,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
 }
@@ -196,6 +198,7 @@ impl Default for Settings {
             capacity: None,
             scale_in_on_observed_only: false,
             fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
+            quality: crate::quality::Bounds::default(),
             progress: false,
         }
     }

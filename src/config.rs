@@ -55,6 +55,8 @@ pub struct WorkloadConfig {
     pub refit_interval: TimeDelta,
     /// How much history the model sees.
     pub history: TimeDelta,
+    /// How the forecast is used (`mode`) and judged (`quality`).
+    pub serving: ServingConfig,
 }
 
 /// Where a workload's demand history comes from.
@@ -176,15 +178,6 @@ pub struct ServingConfig {
     pub quality: quality::Bounds,
 }
 
-/// A validated configuration with each workload's [`ServingConfig`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Loaded {
-    /// The configuration.
-    pub config: Config,
-    /// Mode and quality bounds per workload (every configured workload has an entry).
-    pub serving: std::collections::BTreeMap<WorkloadId, ServingConfig>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawDemand {
@@ -274,30 +267,19 @@ pub enum ConfigError {
 
 /// Reads and validates a config file.
 pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
-    load_with_serving(path).map(|l| l.config)
-}
-
-/// Reads and validates a config file, keeping each workload's mode and quality bounds.
-pub fn load_with_serving(path: impl AsRef<Path>) -> Result<Loaded, ConfigError> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: path.into(),
         source,
     })?;
-    parse_with_serving(&text, path)
+    parse(&text, path)
 }
 
 /// Parses and validates config text; `path` names the file in problems and anchors relative trace paths.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    parse_with_serving(text, path).map(|l| l.config)
-}
-
-/// [`parse`], keeping each workload's mode and quality bounds.
-pub fn parse_with_serving(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
     let mut v = Validator {
         file: path.to_path_buf(),
         problems: Vec::new(),
-        serving: Default::default(),
     };
     let top: Option<RawTop> = match serde_saphyr::from_str(text) {
         Ok(top) => Some(top),
@@ -373,17 +355,13 @@ pub fn parse_with_serving(text: &str, path: &Path) -> Result<Loaded, ConfigError
         }
     }
     if v.problems.is_empty() {
-        let serving = std::mem::take(&mut v.serving);
-        Ok(Loaded {
-            config: Config {
-                api_addr,
-                admin_addr,
-                max_forecast_age,
-                interval,
-                workloads,
-                prometheus,
-            },
-            serving,
+        Ok(Config {
+            api_addr,
+            admin_addr,
+            max_forecast_age,
+            interval,
+            workloads,
+            prometheus,
         })
     } else {
         Err(ConfigError::Invalid(v.problems))
@@ -393,7 +371,6 @@ pub fn parse_with_serving(text: &str, path: &Path) -> Result<Loaded, ConfigError
 struct Validator {
     file: PathBuf,
     problems: Vec<Problem>,
-    serving: std::collections::BTreeMap<WorkloadId, ServingConfig>,
 }
 
 impl Validator {
@@ -642,7 +619,6 @@ impl Validator {
             return None;
         }
         let id = WorkloadId { namespace, name };
-        self.serving.insert(id.clone(), ServingConfig { mode, quality: bounds });
         Some(WorkloadConfig {
             id,
             demand: demand?,
@@ -660,6 +636,7 @@ impl Validator {
             seasonality,
             refit_interval,
             history,
+            serving: ServingConfig { mode, quality: bounds },
         })
     }
 }
@@ -1005,13 +982,12 @@ maxForecastAge: soon
     fn mode_and_quality_bounds_default_and_parse() {
         let base =
             "workloads:\n  - name: a\n    demand: {trace: a.csv}\n    capacityPerReplica: 3\n    maxReplicas: 4\n";
-        let l = parse_with_serving(base, Path::new("p.yaml")).unwrap();
-        let id = &l.config.workloads[0].id;
-        assert_eq!(l.serving[id], ServingConfig::default());
-        assert_eq!(l.serving[id].mode, Mode::Serve);
+        let c = parse(base, Path::new("p.yaml")).unwrap();
+        assert_eq!(c.workloads[0].serving, ServingConfig::default());
+        assert_eq!(c.workloads[0].serving.mode, Mode::Serve);
         let text = format!("{base}    mode: forecastOnly\n    quality: {{window: 30, minSamples: 10, demote: {{maxUnderPrediction: 0.5}}}}\n");
-        let l = parse_with_serving(&text, Path::new("p.yaml")).unwrap();
-        let s = l.serving[&l.config.workloads[0].id];
+        let c = parse(&text, Path::new("p.yaml")).unwrap();
+        let s = c.workloads[0].serving;
         assert_eq!(s.mode, Mode::ForecastOnly);
         assert_eq!(
             (s.quality.window, s.quality.min_samples, s.quality.demote.max_under_rate),

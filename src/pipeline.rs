@@ -11,13 +11,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::clock::Clock;
-use crate::config::{ServingConfig, WorkloadConfig};
+use crate::config::WorkloadConfig;
 use crate::engine::Engine;
 use crate::forecast::{self, ForecastSettings};
 use crate::history::History;
 use crate::quality::Health;
 use crate::series::Series;
-use crate::store::{Insight, PlanStore, Snapshot, WorkloadId, WorkloadStatus, RECENT_HISTORY};
+use crate::store::{Insight, PlanStore, Snapshot, WorkloadStatus, RECENT_HISTORY};
 use crate::telemetry::PipelineMetrics;
 
 /// A configured workload wired to its history source.
@@ -36,17 +36,14 @@ pub fn forecast_settings(config: &WorkloadConfig) -> ForecastSettings {
     }
 }
 
-/// What the pipeline needs beyond the workloads: per-workload mode and quality bounds, and where to record metrics.
+/// What the pipeline needs beyond the workloads: where to record metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Mode and quality bounds per workload (from `config::load_with_serving`); a workload not listed serves its
-    /// forecast with the default bounds.
-    pub serving: std::collections::BTreeMap<WorkloadId, ServingConfig>,
     /// Where fit durations go (`telemetry::Registry::pipeline`).
     pub metrics: PipelineMetrics,
 }
 
-/// Runs every workload until the returned handles are aborted, serving forecasts with the default quality bounds.
+/// Runs every workload until the returned handles are aborted, each with its configured mode and quality bounds.
 pub fn spawn(
     workloads: Vec<Workload>,
     store: Arc<PlanStore>,
@@ -69,8 +66,7 @@ pub fn spawn_with(
         .map(|w| {
             let span = info_span!("workload", workload = %w.config.id);
             store.expect(w.config.id.clone());
-            let serving = options.serving.get(&w.config.id).copied().unwrap_or_default();
-            let cycle = Cycle::with_options(w, serving, options.metrics.clone());
+            let cycle = Cycle::with_metrics(w, options.metrics.clone());
             tokio::spawn(run_workload(cycle, store.clone(), clock.clone(), interval).instrument(span))
         })
         .collect()
@@ -87,13 +83,14 @@ pub struct Cycle {
 }
 
 impl Cycle {
-    /// A workload that has fetched nothing yet, serving its forecast with the default quality bounds.
+    /// A workload that has fetched nothing yet, with its configured mode and quality bounds.
     pub fn new(workload: Workload) -> Self {
-        Self::with_options(workload, ServingConfig::default(), PipelineMetrics::default())
+        Self::with_metrics(workload, PipelineMetrics::default())
     }
 
-    /// A workload that has fetched nothing yet, with its mode, quality bounds and metrics.
-    pub fn with_options(workload: Workload, serving: ServingConfig, metrics: PipelineMetrics) -> Self {
+    /// [`Cycle::new`], recording into `metrics`.
+    pub fn with_metrics(workload: Workload, metrics: PipelineMetrics) -> Self {
+        let serving = workload.config.serving;
         let engine = Engine::new(
             forecast_settings(&workload.config),
             workload.config.policy.clone(),

@@ -424,17 +424,16 @@ async fn the_pipeline_publishes_what_the_api_explains() {
         seasonality: Seasonality::Auto,
         refit_interval: TimeDelta::hours(1),
         history: TimeDelta::days(3),
+        serving: ServingConfig {
+            mode: Mode::ForecastOnly,
+            ..Default::default()
+        },
     };
-    let serving = ServingConfig {
-        mode: Mode::ForecastOnly,
-        ..Default::default()
-    };
-    let mut cycle = Cycle::with_options(
+    let mut cycle = Cycle::with_metrics(
         Workload {
             config,
             history: Arc::new(generator),
         },
-        serving,
         registry.pipeline(),
     );
     for k in 0..8 {

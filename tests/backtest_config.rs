@@ -492,7 +492,8 @@ async fn generator_workloads_run_over_relative_windows_and_can_be_selected() {
     let workload = |name: &str| {
         format!(
             "  - name: {name}\n    namespace: shop\n    demand: {{generator: {{profile: web-frontend, seed: 3}}}}\n    \
-             capacityPerReplica: 7\n    leadTime: 2m\n    maxReplicas: 10\n"
+             capacityPerReplica: 7\n    leadTime: 2m\n    maxReplicas: 10\n    fallbackUtilization: 0.8\n    \
+             quality: {{autoDemote: false, window: 30, minSamples: 10}}\n"
         )
     };
     std::fs::write(&config, format!("workloads:\n{}{}", workload("web"), workload("api"))).unwrap();
@@ -521,6 +522,13 @@ async fn generator_workloads_run_over_relative_windows_and_can_be_selected() {
     assert_eq!(s["capacity_per_replica"], 7.0);
     assert_eq!(s["leads_seconds"], serde_json::json!([120]));
     assert_eq!(s["history_seconds"], 7.0 * 86_400.0, "a week of warm-up before --from");
+    // The predictive policy is judged and falls back as the workload would in production.
+    assert_eq!(s["fallback_utilization"], 0.8);
+    assert_eq!(s["quality"]["autoDemote"], false);
+    assert_eq!(
+        (s["quality"]["window"].as_u64(), s["quality"]["minSamples"].as_u64()),
+        (Some(30), Some(10))
+    );
     let scored = s["ticks"].as_u64().unwrap();
     // Six hours of 15 s ticks, less the part of the last minute that has not ended yet.
     assert!((1436..=1440).contains(&scored), "{scored} ticks");

@@ -195,6 +195,7 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
         capacity: None,
         scale_in_on_observed_only,
         fallback_utilization: fallback_utilization.unwrap_or(defaults.fallback_utilization),
+        quality: defaults.quality,
         progress: !quiet,
     };
     let started = std::time::Instant::now();
@@ -270,6 +271,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
             capacity: Some(w.policy.capacity_per_replica),
             scale_in_on_observed_only: scale_in_on_observed_only || w.policy.scale_in_on_observed_only,
             fallback_utilization: fallback_utilization.unwrap_or(w.policy.fallback_utilization),
+            quality: w.serving.quality,
             progress: !quiet,
         };
         let dir = out.join(format!("{}.{}", w.id.namespace, w.id.name));

@@ -85,6 +85,8 @@ pub(crate) struct PredictiveSetup<'p> {
     pub seasonality: Seasonality,
     /// Refit cadence.
     pub refit_interval: TimeDelta,
+    /// Forecast-quality bounds (the workload's `quality:`): when decisions fall back to the reactive target.
+    pub quality: crate::quality::Bounds,
 }
 
 /// What the predictive policy served at each tick for each lead (`served[lead][tick]`), plus the fits it made.
@@ -128,7 +130,10 @@ pub(crate) fn predictive(
     let mut engines: Vec<Engine> = setup
         .policies
         .iter()
-        .map(|p| Engine::new(settings.clone(), p.clone(), setup.refit_interval))
+        .map(|p| {
+            Engine::new(settings.clone(), p.clone(), setup.refit_interval)
+                .with_serving(crate::engine::Mode::Serve, setup.quality)
+        })
         .collect();
     let mut served = vec![Vec::with_capacity(ticks.len()); setup.policies.len()];
     let mut methods = std::collections::BTreeMap::new();

@@ -163,6 +163,8 @@ pub struct ReportSettings {
     pub scale_in_on_observed_only: bool,
     /// Target utilization of the reactive target the predictive policy serves while its forecast is demoted.
     pub fallback_utilization: f64,
+    /// The forecast-quality bounds that demote and promote the predictive policy's forecasts.
+    pub quality: crate::quality::Bounds,
 }
 
 /// What the predictive policy's model did over the run.

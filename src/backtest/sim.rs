@@ -80,6 +80,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             policies: &planner_policies,
             seasonality: Seasonality::Auto,
             refit_interval: settings.refit_interval,
+            quality: settings.quality,
         };
         policies::predictive(&visible, &ticks, &setup, &bar)
     });
@@ -151,6 +152,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         policies: PolicyName::ALL.into_iter().filter(|p| wants(*p)).collect(),
         scale_in_on_observed_only: settings.scale_in_on_observed_only,
         fallback_utilization: settings.fallback_utilization,
+        quality: settings.quality,
     };
     let predictive = predictive.map(|p| PredictiveInfo {
         fits: p.fits,
