@@ -1,5 +1,6 @@
 //! Refit + plan cost for one workload on 14 days of a recorded trace (1-minute NASA HTTP, ~20k slots), plus the
-//! cheap path between refits (forecast from the fitted model + plan).
+//! cheap path between refits (forecast from the fitted model + plan); and a refit of a coarse series (30-minute NYC
+//! taxi, 35 days: 1,680 slots), whose calibration fits seven one-day holdout folds instead of one.
 //!
 //! Traces are read from `PRESCALE_TRACES_DIR`, or `../shared/traces` next to the crate.
 
@@ -12,8 +13,9 @@ use prescale::planner::{plan, Policy};
 use prescale::series::Series;
 
 const TRACE: &str = "nasa_http_1995.csv";
+const COARSE_TRACE: &str = "nyc_taxi_passengers_2014.csv";
 
-fn load(name: &str) -> Series {
+fn load(name: &str, step: TimeDelta) -> Series {
     let dir = std::env::var_os("PRESCALE_TRACES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"));
@@ -40,11 +42,11 @@ fn load(name: &str) -> Series {
             (t.with_timezone(&Utc), v)
         })
         .collect();
-    Series::from_points(points[0].0, TimeDelta::minutes(1), points).0
+    Series::from_points(points[0].0, step, points).0
 }
 
 fn refit(c: &mut Criterion) {
-    let trace = load(TRACE);
+    let trace = load(TRACE, TimeDelta::minutes(1));
     let start = trace.start() + TimeDelta::days(3); // past the first days so 14 full days precede `now`
     let now = start + TimeDelta::days(14);
     let history = trace.window(start, now);
@@ -52,6 +54,9 @@ fn refit(c: &mut Criterion) {
         seasonality: Seasonality::Auto,
         horizon: TimeDelta::minutes(66),
     };
+    let coarse = load(COARSE_TRACE, TimeDelta::minutes(30));
+    let coarse_now = coarse.start() + TimeDelta::days(40);
+    let coarse_history = coarse.window(coarse_now - TimeDelta::days(35), coarse_now);
     let policy = Policy {
         capacity_per_replica: 0.1,
         lead: TimeDelta::minutes(5),
@@ -77,6 +82,16 @@ fn refit(c: &mut Criterion) {
         b.iter(|| {
             let forecast = model.forecast(&history, now, horizon);
             plan(&forecast, Some(1.0), &policy, now)
+        })
+    });
+    group.finish();
+    let mut group = c.benchmark_group("nyc_taxi_35d_30min");
+    group.sample_size(10);
+    group.bench_function("refit_and_plan", |b| {
+        b.iter(|| {
+            let model = fit(&coarse_history, &settings, coarse_now);
+            let forecast = model.forecast(&coarse_history, coarse_now, horizon);
+            plan(&forecast, Some(1.0), &policy, coarse_now)
         })
     });
     group.finish();
