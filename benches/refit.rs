@@ -66,6 +66,7 @@ fn refit(c: &mut Criterion) {
         max_replicas: 40,
         scale_in_on_observed_only: false,
         fallback_utilization: prescale::planner::DEFAULT_FALLBACK_UTILIZATION,
+        downscale_stabilization: prescale::planner::DOWNSCALE_STABILIZATION,
     };
     let horizon = TimeDelta::minutes(6);
     let mut group = c.benchmark_group("nasa_14d_1min");

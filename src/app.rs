@@ -201,6 +201,7 @@ fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadCon
             max_replicas: 40,
             scale_in_on_observed_only: false,
             fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
+            downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
         },
         seasonality: Seasonality::Auto,
         refit_interval: TimeDelta::hours(1),

@@ -137,6 +137,7 @@ struct RawWorkload {
     hpa_sync: Option<Spanned<String>>,
     scale_in: Option<Spanned<ScaleIn>>,
     fallback_utilization: Option<Spanned<f64>>,
+    hpa_scale_down_stabilization: Option<Spanned<String>>,
     mode: Option<Spanned<Mode>>,
     quality: Option<Spanned<RawQuality>>,
 }
@@ -510,6 +511,24 @@ impl Validator {
         }
         let lead = self.duration(raw.lead_time.as_ref(), &f("leadTime"), defaults::LEAD_TIME);
         let sync = self.duration(raw.hpa_sync.as_ref(), &f("hpaSync"), defaults::HPA_SYNC);
+        let downscale_stabilization = match &raw.hpa_scale_down_stabilization {
+            None => crate::planner::DOWNSCALE_STABILIZATION,
+            Some(raw) => match parse_duration(&raw.value) {
+                Ok(d) if d <= TimeDelta::hours(1) => d,
+                Ok(_) => {
+                    self.at(
+                        raw,
+                        &f("hpaScaleDownStabilization"),
+                        "must be at most 1h, the HPA's own limit on stabilizationWindowSeconds",
+                    );
+                    crate::planner::DOWNSCALE_STABILIZATION
+                }
+                Err(e) => {
+                    self.at(raw, &f("hpaScaleDownStabilization"), e);
+                    crate::planner::DOWNSCALE_STABILIZATION
+                }
+            },
+        };
         let quantile = match &raw.quantile {
             None => Quantile::try_new(defaults::QUANTILE).expect("default quantile is valid"),
             Some(q) => Quantile::try_new(q.value).unwrap_or_else(|e| {
@@ -632,6 +651,7 @@ impl Validator {
                 max_replicas: max as u32,
                 scale_in_on_observed_only: scale_in == ScaleIn::Observed,
                 fallback_utilization,
+                downscale_stabilization,
             },
             seasonality,
             refit_interval,
@@ -881,6 +901,7 @@ workloads:
     capacityPerReplica: 3
     maxReplicas: 4
     fallbackUtilization: 1
+    hpaScaleDownStabilization: 1m
 ";
         let c = parse(text, Path::new("p.yaml")).unwrap();
         let (a, b) = (&c.workloads[0], &c.workloads[1]);
@@ -889,6 +910,18 @@ workloads:
             crate::planner::DEFAULT_FALLBACK_UTILIZATION
         );
         assert_eq!(b.policy.fallback_utilization, 1.0);
+        assert_eq!(
+            a.policy.downscale_stabilization,
+            TimeDelta::minutes(5),
+            "the HPA's legacy default"
+        );
+        assert_eq!(b.policy.downscale_stabilization, TimeDelta::minutes(1));
+        let ps = problems(&text.replace("hpaScaleDownStabilization: 1m", "hpaScaleDownStabilization: 2h"));
+        assert!(
+            ps.iter()
+                .any(|p| p.starts_with("p.yaml:12:32: workloads[1].hpaScaleDownStabilization: must be at most 1h")),
+            "{ps:?}"
+        );
         // Coarse steps read more history by default (what a fit reads), fine ones 15 days.
         assert_eq!(a.history, TimeDelta::days(35));
         assert_eq!(b.history, TimeDelta::days(15));

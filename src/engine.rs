@@ -266,6 +266,7 @@ mod tests {
             max_replicas: 100,
             scale_in_on_observed_only: false,
             fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
+            downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
         }
     }
 

@@ -18,8 +18,10 @@
 //! followed as far as observed demand allows (see [`plan_from`]). Every [`ReplicaPlan`] carries the numbers behind
 //! it and which bound decided it, so "why N?" has an answer. Pure functions: time is an argument.
 //!
-//! The window and the tolerance assume the HPA's legacy behaviour (`behavior` unset), which is what the served
-//! metric is designed for; an HPA with a shorter scale-down stabilization would need the window to start earlier.
+//! `W` is the policy's [`Policy::downscale_stabilization`]: 300 s on the HPA's legacy path (`behavior` unset), or the
+//! HPA's `behavior.scaleDown.stabilizationWindowSeconds`, which the workload config states as
+//! `hpaScaleDownStabilization`. A shorter hold makes the window start earlier. The tolerance is the HPA's default
+//! 10%.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -46,6 +48,9 @@ pub struct Policy {
     /// Target utilization of the reactive target served while the forecast is not (forecast-only mode, or
     /// demoted for poor quality), in (0, 1]: 0.7 sizes replicas for observed demand / 0.7, as a typical HPA would.
     pub fallback_utilization: f64,
+    /// The HPA's scale-down stabilization window `W`: it scales in only to the highest recommendation of this long
+    /// ([`DOWNSCALE_STABILIZATION`] on the legacy path; `behavior.scaleDown.stabilizationWindowSeconds` otherwise).
+    pub downscale_stabilization: TimeDelta,
 }
 
 /// Default [`Policy::fallback_utilization`]: the common production HPA setting.
@@ -195,7 +200,8 @@ pub fn plan_from(
 pub const DOWNSCALE_STABILIZATION: TimeDelta = crate::hpa::DEFAULT_DOWNSCALE_STABILIZATION;
 
 /// The stretch of time a target served at `now` must cover: `[now + min(lead, W − sync), now + lead + sync]`, with
-/// `W` the HPA's [`DOWNSCALE_STABILIZATION`].
+/// `W` the HPA's scale-down stabilization ([`Policy::downscale_stabilization`], [`DOWNSCALE_STABILIZATION`] unless
+/// the HPA's `behavior` sets another).
 ///
 /// Pods asked for at `now` serve from `now + lead`, and the HPA keeps the highest recommendation whose age is below
 /// `W` (at sync granularity: at most `W − sync` old). Demand at `τ` is served by pods asked for by `τ − lead` that
@@ -205,7 +211,7 @@ pub const DOWNSCALE_STABILIZATION: TimeDelta = crate::hpa::DEFAULT_DOWNSCALE_STA
 /// `[now, now + lead]` again would only hold capacity longer on every decline.
 pub fn cover_window(policy: &Policy, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     let lead = policy.lead.max(TimeDelta::zero());
-    let held = (DOWNSCALE_STABILIZATION - policy.sync).max(TimeDelta::zero());
+    let held = (policy.downscale_stabilization - policy.sync).max(TimeDelta::zero());
     (now + lead.min(held), now + lead + policy.sync)
 }
 
@@ -267,6 +273,7 @@ mod tests {
             max_replicas: 40,
             scale_in_on_observed_only: false,
             fallback_utilization: DEFAULT_FALLBACK_UTILIZATION,
+            downscale_stabilization: DOWNSCALE_STABILIZATION,
         }
     }
 
@@ -303,6 +310,12 @@ mod tests {
             pol.lead = TimeDelta::seconds(lead);
             assert_eq!(cover_window(&pol, t(7)), (t(7 + from), t(7 + to)), "lead {lead} s");
         }
+        // An HPA whose behavior holds only 60 s: everything from 45 s on is the served value's to cover.
+        pol.downscale_stabilization = TimeDelta::seconds(60);
+        pol.lead = TimeDelta::seconds(120);
+        assert_eq!(cover_window(&pol, t(7)), (t(7 + 45), t(7 + 135)));
+        pol.downscale_stabilization = TimeDelta::zero();
+        assert_eq!(cover_window(&pol, t(7)), (t(7), t(7 + 135)));
     }
 
     #[test]
@@ -356,12 +369,13 @@ mod tests {
         assert_eq!((p.replicas, p.bound), (11, Bound::Max));
     }
 
-    /// With a perfect forecast, the values served through the HPA's legacy arithmetic (300 s stabilization) leave
-    /// no tick short, at every lead, although each value covers only its own window: the hold covers the rest.
+    /// With a perfect forecast, the values served through the HPA leave no tick short, at every lead, although each
+    /// value covers only its own window: the HPA's scale-down hold covers the rest. On the legacy path (300 s), and
+    /// with a `behavior` whose 60 s window the policy is told about; told 300 s instead, the plan leaves ticks short.
     /// Demand stays below 10 replicas so that every change is past the 10% tolerance.
     #[test]
     fn the_hpa_hold_covers_what_the_window_leaves_out() {
-        use crate::hpa::{Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
+        use crate::hpa::{Behavior, ScalingRules};
         let mut seed = 7u64;
         let demand: Vec<f64> = (0..240)
             .map(|_| {
@@ -369,41 +383,67 @@ mod tests {
                 1.0 + ((seed >> 33) % 9) as f64
             })
             .collect();
-        let truth = Forecast::from_median(t(0), TimeDelta::minutes(1), demand.clone(), t(0));
+        let short_window = Behavior {
+            scale_up: None,
+            scale_down: Some(ScalingRules {
+                stabilization_window_seconds: Some(60),
+                ..Default::default()
+            }),
+        };
         for lead in [120, 300, 600] {
-            let mut pol = policy(1.0);
-            pol.lead = TimeDelta::seconds(lead);
-            let mut hpa = Hpa::new(HpaSpec::external(MetricTarget::AverageValue(1000), 1, 40)).unwrap();
-            hpa.record_initial(40, t(0));
-            let mut pods = Pods::ready_at(40, pol.lead, t(0));
-            let mut previous: Option<ReplicaPlan> = None;
-            let mut checked = 0;
-            for k in 0..(200 * 4) {
-                let now = t(15 * k);
-                let p = plan_from(&truth, None, &pol, now, previous.as_ref());
-                let n = pods.len() as i32;
-                let status = ScaleStatus {
-                    spec_replicas: n,
-                    status_replicas: n,
-                    ready_pods: pods.ready(now) as i32,
-                };
-                let d = hpa.reconcile(now, status, &[Some(i64::from(p.replicas) * 1000)]);
-                pods.scale_to(d.desired_replicas as usize, now);
-                let need = demand[(k / 4) as usize];
-                // From one lead plus one stabilization window on, the start-up capacity is gone.
-                if 15 * k >= lead + 300 {
-                    assert!(
-                        pods.ready(now) as f64 >= need,
-                        "lead {lead} s, t = {} s: {} ready for {need}",
-                        15 * k,
-                        pods.ready(now)
-                    );
-                    checked += 1;
-                }
-                previous = Some(p);
-            }
-            assert!(checked > 600, "lead {lead} s: only {checked} ticks checked");
+            assert_eq!(
+                short_ticks(&demand, lead, DOWNSCALE_STABILIZATION, None),
+                0,
+                "legacy, lead {lead} s"
+            );
+            let w = TimeDelta::seconds(60);
+            assert_eq!(
+                short_ticks(&demand, lead, w, Some(short_window.clone())),
+                0,
+                "60 s window, lead {lead} s"
+            );
+            assert!(
+                short_ticks(&demand, lead, DOWNSCALE_STABILIZATION, Some(short_window.clone())) > 50,
+                "planning for a 300 s hold against a 60 s one, lead {lead} s"
+            );
         }
+    }
+
+    /// Replays a perfect forecast of `demand` (one value a minute) through an HPA with `behavior`, the policy told
+    /// the HPA's scale-down window is `w`; counts the ticks short of ready capacity once start-up capacity is gone.
+    fn short_ticks(demand: &[f64], lead: i64, w: TimeDelta, behavior: Option<crate::hpa::Behavior>) -> usize {
+        use crate::hpa::{Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
+        let truth = Forecast::from_median(t(0), TimeDelta::minutes(1), demand.to_vec(), t(0));
+        let mut pol = policy(1.0);
+        pol.lead = TimeDelta::seconds(lead);
+        pol.downscale_stabilization = w;
+        let mut spec = HpaSpec::external(MetricTarget::AverageValue(1000), 1, 40);
+        spec.behavior = behavior;
+        let mut hpa = Hpa::new(spec).unwrap();
+        hpa.record_initial(40, t(0));
+        let mut pods = Pods::ready_at(40, pol.lead, t(0));
+        let mut previous: Option<ReplicaPlan> = None;
+        let (mut checked, mut short) = (0, 0);
+        for k in 0..(200 * 4) {
+            let now = t(15 * k);
+            let p = plan_from(&truth, None, &pol, now, previous.as_ref());
+            let n = pods.len() as i32;
+            let status = ScaleStatus {
+                spec_replicas: n,
+                status_replicas: n,
+                ready_pods: pods.ready(now) as i32,
+            };
+            let d = hpa.reconcile(now, status, &[Some(i64::from(p.replicas) * 1000)]);
+            pods.scale_to(d.desired_replicas as usize, now);
+            // From one lead plus one stabilization window on, the start-up capacity is gone.
+            if 15 * k >= lead + 300 {
+                checked += 1;
+                short += usize::from((pods.ready(now) as f64) < demand[(k / 4) as usize]);
+            }
+            previous = Some(p);
+        }
+        assert!(checked > 600, "lead {lead} s: only {checked} ticks checked");
+        short
     }
 
     #[test]

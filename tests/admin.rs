@@ -46,6 +46,7 @@ fn policy(capacity: f64) -> Policy {
         max_replicas: 20,
         scale_in_on_observed_only: false,
         fallback_utilization: prescale::planner::DEFAULT_FALLBACK_UTILIZATION,
+        downscale_stabilization: prescale::planner::DOWNSCALE_STABILIZATION,
     }
 }
 

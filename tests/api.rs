@@ -63,6 +63,7 @@ fn policy() -> Policy {
         max_replicas: 100,
         scale_in_on_observed_only: false,
         fallback_utilization: prescale::planner::DEFAULT_FALLBACK_UTILIZATION,
+        downscale_stabilization: prescale::planner::DOWNSCALE_STABILIZATION,
     }
 }
 

@@ -72,6 +72,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             max_replicas: MAX_REPLICAS,
             scale_in_on_observed_only: settings.scale_in_on_observed_only,
             fallback_utilization: settings.fallback_utilization,
+            downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
         })
         .collect();
     let predictive = wants(PolicyName::Predictive).then(|| {
@@ -431,6 +432,7 @@ mod tests {
             max_replicas: MAX_REPLICAS,
             scale_in_on_observed_only: false,
             fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
+            downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
         };
         // Lead 2 ticks: tick k covers ticks k+2 ..= k+3.
         let demand = vec![

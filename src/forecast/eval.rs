@@ -126,6 +126,7 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
         max_replicas: 40,
         scale_in_on_observed_only: false,
         fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
+        downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
     };
     let settings = ForecastSettings {
         seasonality: Seasonality::Auto,
