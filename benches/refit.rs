@@ -69,15 +69,14 @@ fn refit(c: &mut Criterion) {
         downscale_stabilization: prescale::planner::DOWNSCALE_STABILIZATION,
     };
     let horizon = TimeDelta::minutes(6);
+    let refit_and_plan = |history: &Series, now| {
+        let model = fit(history, &settings, now);
+        let forecast = model.forecast(history, now, horizon);
+        plan(&forecast, Some(1.0), &policy, now)
+    };
     let mut group = c.benchmark_group("nasa_14d_1min");
     group.sample_size(10);
-    group.bench_function("refit_and_plan", |b| {
-        b.iter(|| {
-            let model = fit(&history, &settings, now);
-            let forecast = model.forecast(&history, now, horizon);
-            plan(&forecast, Some(1.0), &policy, now)
-        })
-    });
+    group.bench_function("refit_and_plan", |b| b.iter(|| refit_and_plan(&history, now)));
     let model = fit(&history, &settings, now);
     group.bench_function("forecast_and_plan", |b| {
         b.iter(|| {
@@ -89,11 +88,7 @@ fn refit(c: &mut Criterion) {
     let mut group = c.benchmark_group("nyc_taxi_35d_30min");
     group.sample_size(10);
     group.bench_function("refit_and_plan", |b| {
-        b.iter(|| {
-            let model = fit(&coarse_history, &settings, coarse_now);
-            let forecast = model.forecast(&coarse_history, coarse_now, horizon);
-            plan(&forecast, Some(1.0), &policy, coarse_now)
-        })
+        b.iter(|| refit_and_plan(&coarse_history, coarse_now))
     });
     group.finish();
 }
