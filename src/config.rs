@@ -59,6 +59,56 @@ pub struct WorkloadConfig {
     pub serving: ServingConfig,
 }
 
+impl WorkloadConfig {
+    /// The workload's effective settings, defaults included, as `check-config` prints them: one line per concern.
+    pub fn describe(&self) -> String {
+        let p = &self.policy;
+        let source = match &self.demand {
+            DemandSource::Promql { step, .. } => format!("promql at a {} step", format_duration(*step)),
+            DemandSource::Trace { path } => format!("trace {}", path.display()),
+            DemandSource::Generator(g) => format!("generator {} (seed {})", g.profile.name(), g.seed),
+        };
+        let seasonality = match &self.seasonality {
+            Seasonality::Auto => "auto".to_owned(),
+            Seasonality::None => "none".to_owned(),
+            Seasonality::Periods(ps) => ps.iter().map(|d| format_duration(*d)).collect::<Vec<_>>().join(", "),
+        };
+        let mode = match self.serving.mode {
+            Mode::Serve => "serve",
+            Mode::ForecastOnly => "forecastOnly",
+        };
+        let demotion = if self.serving.quality.auto_demote {
+            "demoted to reactive when forecast quality breaks its bounds"
+        } else {
+            "quality scored and reported only"
+        };
+        let scale_in = if p.scale_in_on_observed_only {
+            "observed demand"
+        } else {
+            "the forecast"
+        };
+        format!(
+            "{id}: {source}, history {history}, seasonality {seasonality}, refit every {refit}\n  \
+             plan: p{q} of demand over lead {lead} at {cap} {unit} per replica, replicas {min}..{max}, \
+             scale-in on {scale_in}\n  \
+             serving: {mode}, {demotion}; fallback at {fallback}% utilization\n  \
+             HPA: sync {sync}, scale-down hold {hold}",
+            id = self.id,
+            history = format_duration(self.history),
+            refit = format_duration(self.refit_interval),
+            q = p.quantile.get() * 100.0,
+            lead = format_duration(p.lead),
+            cap = p.capacity_per_replica,
+            unit = self.unit,
+            min = p.min_replicas,
+            max = p.max_replicas,
+            fallback = p.fallback_utilization * 100.0,
+            sync = format_duration(p.sync),
+            hold = format_duration(p.downscale_stabilization),
+        )
+    }
+}
+
 /// Where a workload's demand history comes from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -915,6 +965,19 @@ workloads:
             TimeDelta::minutes(5),
             "the HPA's legacy default"
         );
+        assert_eq!(
+            a.describe(),
+            "default/a: promql at a 30m step, history 35d, seasonality auto, refit every 1h\n  \
+             plan: p90 of demand over lead 5m at 3 requests/s per replica, replicas 1..4, scale-in on the forecast\n  \
+             serving: serve, demoted to reactive when forecast quality breaks its bounds; fallback at 70% utilization\n  \
+             HPA: sync 15s, scale-down hold 5m"
+        );
+        assert!(
+            b.describe().contains("fallback at 100% utilization"),
+            "{}",
+            b.describe()
+        );
+        assert!(b.describe().contains("scale-down hold 1m"), "{}", b.describe());
         assert_eq!(b.policy.downscale_stabilization, TimeDelta::minutes(1));
         let ps = problems(&text.replace("hpaScaleDownStabilization: 1m", "hpaScaleDownStabilization: 2h"));
         assert!(

@@ -55,6 +55,9 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => match prescale::config::load(&file) {
             Ok(config) => {
                 println!("{}: ok ({} workload(s))", file.display(), config.workloads.len());
+                for w in &config.workloads {
+                    println!("{}", w.describe());
+                }
                 Ok(())
             }
             Err(e) => {
