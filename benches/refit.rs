@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
-use prescale::forecast::{fit, ForecastSettings, Quantile, Seasonality};
+use prescale::forecast::{fit, ForecastSettings, Seasonality};
 use prescale::planner::{plan, Policy};
 use prescale::series::Series;
 
@@ -57,17 +57,7 @@ fn refit(c: &mut Criterion) {
     let coarse = load(COARSE_TRACE, TimeDelta::minutes(30));
     let coarse_now = coarse.start() + TimeDelta::days(40);
     let coarse_history = coarse.window(coarse_now - TimeDelta::days(35), coarse_now);
-    let policy = Policy {
-        capacity_per_replica: 0.1,
-        lead: TimeDelta::minutes(5),
-        sync: TimeDelta::seconds(15),
-        quantile: Quantile::try_new(0.9).expect("valid quantile"),
-        min_replicas: 1,
-        max_replicas: 40,
-        scale_in_on_observed_only: false,
-        fallback_utilization: prescale::planner::DEFAULT_FALLBACK_UTILIZATION,
-        downscale_stabilization: prescale::planner::DOWNSCALE_STABILIZATION,
-    };
+    let policy = Policy::new(0.1, 40);
     let horizon = TimeDelta::minutes(6);
     let refit_and_plan = |history: &Series, now| {
         let model = fit(history, &settings, now);

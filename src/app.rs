@@ -14,7 +14,7 @@ use crate::api::{self, ApiState};
 use crate::backtest::publish::{ConfigMapRef, PublishedBacktests};
 use crate::clock::Clock;
 use crate::config::{self, Config, DemandSource, WorkloadConfig};
-use crate::forecast::{Quantile, Seasonality};
+use crate::forecast::Seasonality;
 use crate::history::prometheus::{PromQuery, PrometheusClient};
 use crate::history::synthetic::{Generator, Profile};
 use crate::history::trace::{self, Replay};
@@ -192,17 +192,7 @@ fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadCon
         },
         demand,
         unit: "requests/s".into(),
-        policy: Policy {
-            capacity_per_replica: capacity,
-            lead: TimeDelta::minutes(5),
-            sync: TimeDelta::seconds(15),
-            quantile: Quantile::try_new(0.9).expect("0.9 is a valid quantile"),
-            min_replicas: 1,
-            max_replicas: 40,
-            scale_in_on_observed_only: false,
-            fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
-            downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
-        },
+        policy: Policy::new(capacity, 40),
         seasonality: Seasonality::Auto,
         refit_interval: TimeDelta::hours(1),
         history: TimeDelta::days(14),

@@ -249,7 +249,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forecast::{Quantile, Seasonality};
+    use crate::forecast::Seasonality;
     use crate::quality::Health;
 
     fn t0() -> DateTime<Utc> {
@@ -257,17 +257,7 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        Policy {
-            capacity_per_replica: 20.0,
-            lead: TimeDelta::minutes(5),
-            sync: TimeDelta::seconds(15),
-            quantile: Quantile::try_new(0.9).unwrap(),
-            min_replicas: 1,
-            max_replicas: 100,
-            scale_in_on_observed_only: false,
-            fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
-            downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
-        }
+        Policy::new(20.0, 100)
     }
 
     fn engine(mode: Mode) -> Engine {

@@ -53,6 +53,24 @@ pub struct Policy {
     pub downscale_stabilization: TimeDelta,
 }
 
+impl Policy {
+    /// A policy with the workload file's defaults: lead 5 min, sync 15 s, plan at p90, at least 1 replica, scale in on
+    /// the forecast, fallback at [`DEFAULT_FALLBACK_UTILIZATION`], the HPA's legacy [`DOWNSCALE_STABILIZATION`].
+    pub fn new(capacity_per_replica: f64, max_replicas: u32) -> Self {
+        Self {
+            capacity_per_replica,
+            lead: TimeDelta::minutes(5),
+            sync: TimeDelta::seconds(15),
+            quantile: Quantile::try_new(0.9).expect("0.9 is a valid quantile"),
+            min_replicas: 1,
+            max_replicas,
+            scale_in_on_observed_only: false,
+            fallback_utilization: DEFAULT_FALLBACK_UTILIZATION,
+            downscale_stabilization: DOWNSCALE_STABILIZATION,
+        }
+    }
+}
+
 /// Default [`Policy::fallback_utilization`]: the common production HPA setting.
 pub const DEFAULT_FALLBACK_UTILIZATION: f64 = 0.7;
 
@@ -264,17 +282,7 @@ mod tests {
     }
 
     fn policy(capacity: f64) -> Policy {
-        Policy {
-            capacity_per_replica: capacity,
-            lead: TimeDelta::minutes(5),
-            sync: TimeDelta::seconds(15),
-            quantile: Quantile::try_new(0.9).unwrap(),
-            min_replicas: 1,
-            max_replicas: 40,
-            scale_in_on_observed_only: false,
-            fallback_utilization: DEFAULT_FALLBACK_UTILIZATION,
-            downscale_stabilization: DOWNSCALE_STABILIZATION,
-        }
+        Policy::new(capacity, 40)
     }
 
     /// One-minute slots from t(0), no spread.

@@ -19,7 +19,7 @@ use prescale::clock::Clock;
 use prescale::config::{DemandSource, ServingConfig, WorkloadConfig};
 use prescale::engine::{self, Mode, Serving};
 use prescale::explain::{self, Explanation};
-use prescale::forecast::{Forecast, Quantile, Seasonality};
+use prescale::forecast::{Forecast, Seasonality};
 use prescale::history::synthetic::{Generator, Profile};
 use prescale::pipeline::{Cycle, Workload};
 use prescale::planner::{self, Policy};
@@ -38,15 +38,8 @@ fn at(s: &str) -> DateTime<Utc> {
 
 fn policy(capacity: f64) -> Policy {
     Policy {
-        capacity_per_replica: capacity,
-        lead: TimeDelta::minutes(5),
-        sync: TimeDelta::seconds(15),
-        quantile: Quantile::try_new(0.9).unwrap(),
         min_replicas: 2,
-        max_replicas: 20,
-        scale_in_on_observed_only: false,
-        fallback_utilization: prescale::planner::DEFAULT_FALLBACK_UTILIZATION,
-        downscale_stabilization: prescale::planner::DOWNSCALE_STABILIZATION,
+        ..Policy::new(capacity, 20)
     }
 }
 

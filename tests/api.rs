@@ -12,7 +12,6 @@ use http_body_util::BodyExt;
 use prescale::api::{self, ApiState, ExternalMetricValueList};
 use prescale::clock::Clock;
 use prescale::forecast::Forecast;
-use prescale::forecast::Quantile;
 use prescale::planner::{self, Policy, ReplicaPlan};
 use prescale::quantity;
 use prescale::store::{PlanStore, Snapshot, WorkloadId};
@@ -54,17 +53,7 @@ fn snapshot(
 }
 
 fn policy() -> Policy {
-    Policy {
-        capacity_per_replica: 1.0,
-        lead: TimeDelta::minutes(5),
-        sync: TimeDelta::seconds(15),
-        quantile: Quantile::try_new(0.9).unwrap(),
-        min_replicas: 1,
-        max_replicas: 100,
-        scale_in_on_observed_only: false,
-        fallback_utilization: prescale::planner::DEFAULT_FALLBACK_UTILIZATION,
-        downscale_stabilization: prescale::planner::DOWNSCALE_STABILIZATION,
-    }
+    Policy::new(1.0, 100)
 }
 
 /// Workloads used throughout: three in `default`, two numerically named in `batch` (for `>`/`<`), one stale in

@@ -424,15 +424,9 @@ mod tests {
     #[test]
     fn hpa_oracle_serves_the_peak_of_the_cover_window_past_the_tolerance() {
         let policy = Policy {
-            capacity_per_replica: 1.0,
             lead: TimeDelta::seconds(30),
-            sync: TICK,
-            quantile: crate::forecast::Quantile::try_new(0.9).unwrap(),
             min_replicas: MIN_REPLICAS,
-            max_replicas: MAX_REPLICAS,
-            scale_in_on_observed_only: false,
-            fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
-            downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
+            ..Policy::new(1.0, MAX_REPLICAS)
         };
         // Lead 2 ticks: tick k covers ticks k+2 ..= k+3.
         let demand = vec![

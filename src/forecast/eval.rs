@@ -114,7 +114,6 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
     let start = series.time_at(warmup);
     let end = series.end();
     let policy = Policy {
-        capacity_per_replica: c,
         lead,
         sync: tick,
         quantile: Quantile::try_new(match policy_kind {
@@ -122,11 +121,7 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
             Replay::Reactive { .. } => 0.5,
         })
         .unwrap(),
-        min_replicas: 1,
-        max_replicas: 40,
-        scale_in_on_observed_only: false,
-        fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
-        downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
+        ..Policy::new(c, 40)
     };
     let settings = ForecastSettings {
         seasonality: Seasonality::Auto,
