@@ -63,7 +63,7 @@ pub const MAX_HISTORY: TimeDelta = TimeDelta::days(15);
 pub const MAX_FIT_POINTS: usize = 4_500;
 /// Longest history a fit of a coarse series reads (see [`history_span`]).
 const LONG_HISTORY: TimeDelta = TimeDelta::days(35);
-/// A fit reads up to this many slots beyond [`MAX_HISTORY`], within [`LONG_HISTORY`].
+/// A fit of a coarse series reads up to this many slots, when that is more than [`MAX_HISTORY`] (within [`LONG_HISTORY`]).
 const SPAN_SLOTS: i32 = 2_000;
 /// Calibration fold: a stretch replayed out of sample by a model fitted on the history before it.
 const CALIBRATION_WINDOW: TimeDelta = TimeDelta::days(1);
