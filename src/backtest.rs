@@ -184,6 +184,8 @@ pub struct Settings {
     pub fallback_utilization: f64,
     /// When the predictive policy's forecasts are demoted to the reactive target, and promoted back.
     pub quality: crate::quality::Bounds,
+    /// The predictive policy's adaptive quantile (off: it plans at `quantile` throughout).
+    pub adaptive: crate::service_level::Adaptive,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
 }
@@ -199,6 +201,7 @@ impl Default for Settings {
             scale_in_on_observed_only: false,
             fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
             quality: crate::quality::Bounds::default(),
+            adaptive: crate::service_level::Adaptive::default(),
             progress: false,
         }
     }

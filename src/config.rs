@@ -19,6 +19,7 @@ use crate::history::prometheus::{Combine, PrometheusSettings};
 use crate::history::synthetic::{Generator, Profile};
 use crate::planner::Policy;
 use crate::quality;
+use crate::service_level::Adaptive;
 use crate::store::WorkloadId;
 
 /// A validated configuration.
@@ -87,16 +88,25 @@ impl WorkloadConfig {
         } else {
             "the forecast"
         };
+        let quantile = if p.adaptive.enabled {
+            format!(
+                "the quantile adapted to the workload (p{q} until {warmup} scored, half-life {half_life})",
+                q = p.quantile.get() * 100.0,
+                warmup = format_duration(p.adaptive.warmup),
+                half_life = format_duration(p.adaptive.half_life),
+            )
+        } else {
+            format!("p{}", p.quantile.get() * 100.0)
+        };
         format!(
             "{id}: {source}, history {history}, seasonality {seasonality}, refit every {refit}\n  \
-             plan: p{q} of demand over lead {lead} at {cap} {unit} per replica, replicas {min}..{max}, \
+             plan: {quantile} of demand over lead {lead} at {cap} {unit} per replica, replicas {min}..{max}, \
              scale-in on {scale_in}\n  \
              serving: {mode}, {demotion}; fallback at {fallback}% utilization\n  \
              HPA: sync {sync}, scale-down hold {hold}",
             id = self.id,
             history = format_duration(self.history),
             refit = format_duration(self.refit_interval),
-            q = p.quantile.get() * 100.0,
             lead = format_duration(p.lead),
             cap = p.capacity_per_replica,
             unit = self.unit,
@@ -190,6 +200,15 @@ struct RawWorkload {
     hpa_scale_down_stabilization: Option<Spanned<String>>,
     mode: Option<Spanned<Mode>>,
     quality: Option<Spanned<RawQuality>>,
+    adaptive_quantile: Option<Spanned<RawAdaptive>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawAdaptive {
+    enabled: Option<bool>,
+    half_life: Option<String>,
+    warmup: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -684,6 +703,36 @@ impl Validator {
             }
             bounds
         });
+        let adaptive = raw.adaptive_quantile.as_ref().map_or_else(Adaptive::default, |a| {
+            let d = Adaptive::default();
+            let mut duration = |value: &Option<String>, name: &str, default: TimeDelta, least: TimeDelta| {
+                let Some(v) = value else { return default };
+                match parse_duration(v) {
+                    Ok(x) if x >= least && x <= TimeDelta::days(60) => x,
+                    Ok(_) => {
+                        self.at(
+                            a,
+                            &f(&format!("adaptiveQuantile.{name}")),
+                            format!(
+                                "{v} must be between {} and 60d (default {})",
+                                format_duration(least),
+                                format_duration(default)
+                            ),
+                        );
+                        default
+                    }
+                    Err(e) => {
+                        self.at(a, &f(&format!("adaptiveQuantile.{name}")), e);
+                        default
+                    }
+                }
+            };
+            Adaptive {
+                enabled: a.value.enabled.unwrap_or(d.enabled),
+                half_life: duration(&a.value.half_life, "halfLife", d.half_life, TimeDelta::hours(1)),
+                warmup: duration(&a.value.warmup, "warmup", d.warmup, TimeDelta::zero()),
+            }
+        });
         if self.problems.len() > before {
             return None;
         }
@@ -702,6 +751,7 @@ impl Validator {
                 scale_in_on_observed_only: scale_in == ScaleIn::Observed,
                 fallback_utilization,
                 downscale_stabilization,
+                adaptive,
             },
             seasonality,
             refit_interval,
@@ -938,6 +988,33 @@ mod tests {
     }
 
     #[test]
+    fn adaptive_quantile_settings_are_read_and_checked() {
+        let text = |block: &str| {
+            format!(
+                "workloads:\n  - name: a\n    demand: {{generator: {{profile: embeddings}}}}\n    capacityPerReplica: 3\n    \
+                 maxReplicas: 4\n    adaptiveQuantile: {block}\n"
+            )
+        };
+        let c = parse(&text("{halfLife: 12h, warmup: 6h}"), Path::new("p.yaml")).unwrap();
+        let a = c.workloads[0].policy.adaptive;
+        assert_eq!(
+            (a.enabled, a.half_life, a.warmup),
+            (true, TimeDelta::hours(12), TimeDelta::hours(6))
+        );
+        for (block, expect) in [
+            (
+                "{halfLife: 10m}",
+                "p.yaml:6:23: workloads[0].adaptiveQuantile.halfLife: 10m must be between 1h and 60d (default 3d)",
+            ),
+            ("{warmup: soon}", "workloads[0].adaptiveQuantile.warmup:"),
+            ("{enable: true}", "unknown field `enable`"),
+        ] {
+            let err = parse(&text(block), Path::new("p.yaml")).unwrap_err().to_string();
+            assert!(err.contains(expect), "{block}: {err}");
+        }
+    }
+
+    #[test]
     fn fallback_utilization_and_history_default_and_are_checked() {
         let text = "\
 prometheus: {url: 'http://prometheus:9090'}
@@ -952,9 +1029,17 @@ workloads:
     maxReplicas: 4
     fallbackUtilization: 1
     hpaScaleDownStabilization: 1m
+    adaptiveQuantile: {enabled: false}
 ";
         let c = parse(text, Path::new("p.yaml")).unwrap();
         let (a, b) = (&c.workloads[0], &c.workloads[1]);
+        assert_eq!(a.policy.adaptive, Adaptive::default());
+        assert!(!b.policy.adaptive.enabled);
+        assert!(
+            b.describe().contains("plan: p90 of demand over lead 5m"),
+            "{}",
+            b.describe()
+        );
         assert_eq!(
             a.policy.fallback_utilization,
             crate::planner::DEFAULT_FALLBACK_UTILIZATION
@@ -968,7 +1053,8 @@ workloads:
         assert_eq!(
             a.describe(),
             "default/a: promql at a 30m step, history 35d, seasonality auto, refit every 1h\n  \
-             plan: p90 of demand over lead 5m at 3 requests/s per replica, replicas 1..4, scale-in on the forecast\n  \
+             plan: the quantile adapted to the workload (p90 until 1d scored, half-life 3d) of demand over lead 5m \
+             at 3 requests/s per replica, replicas 1..4, scale-in on the forecast\n  \
              serving: serve, demoted to reactive when forecast quality breaks its bounds; fallback at 70% utilization\n  \
              HPA: sync 15s, scale-down hold 5m"
         );

@@ -14,6 +14,7 @@ use crate::forecast::{self, Forecast, ForecastSettings, Model};
 use crate::planner::{self, Bound, Policy, ReplicaPlan};
 use crate::quality::{self, Tracker};
 use crate::series::Series;
+use crate::service_level::{self, Choice, Controller};
 
 /// How far ahead every decision forecasts, beyond the lead window the plan needs, so people can see where demand
 /// is heading and how the plan will follow it.
@@ -40,6 +41,9 @@ pub enum Serving {
     ForecastOnly,
     /// The reactive target, because forecast quality fell below its bounds.
     Demoted,
+    /// The reactive target, because the adaptive quantile found that no forecast quantile recently served demand
+    /// as well for fewer pods (see [`crate::service_level`]).
+    Reactive,
 }
 
 impl Serving {
@@ -117,6 +121,7 @@ pub struct Engine {
     last_plan: Option<ReplicaPlan>,
     mode: Mode,
     quality: Tracker,
+    adaptive: Option<Controller>,
 }
 
 /// The result of one decision.
@@ -140,6 +145,7 @@ impl Engine {
     /// A new engine with no model yet, serving its forecast, with the default quality bounds.
     pub fn new(settings: ForecastSettings, policy: Policy, refit_interval: TimeDelta) -> Self {
         let quality = Tracker::new(quality::Bounds::default(), policy.quantile);
+        let adaptive = policy.adaptive.enabled.then(|| Controller::new(policy.adaptive));
         Self {
             settings,
             policy,
@@ -148,6 +154,7 @@ impl Engine {
             last_plan: None,
             mode: Mode::Serve,
             quality,
+            adaptive,
         }
     }
 
@@ -166,6 +173,11 @@ impl Engine {
     /// Forecast quality so far.
     pub fn quality(&self) -> &Tracker {
         &self.quality
+    }
+
+    /// The adaptive quantile's scores and choice; `None` when adaptation is off.
+    pub fn service_level(&self) -> Option<service_level::Report> {
+        self.adaptive.as_ref().map(Controller::report)
     }
 
     /// The fitted model, if any.
@@ -215,14 +227,27 @@ impl Engine {
         let horizon = lag + (self.policy.lead + self.policy.sync + self.policy.sync).max(DISPLAY_HORIZON);
         let forecast = model.forecast(history, now, horizon);
         let previous = self.last_plan.as_ref();
-        let forecast_plan = planner::plan_from(&forecast, observed, &self.policy, now, previous);
         let reactive = reactive_plan(observed, &self.policy, now, previous);
+        // The adaptive quantile: score the candidates on what has since been observed, run their HPAs for `now`,
+        // and plan at the one chosen (before warm-up, at the configured quantile).
+        let mut policy = self.policy.clone();
+        let mut choice = None;
+        if let Some(adaptive) = self.adaptive.as_mut() {
+            adaptive.observe(history, self.policy.capacity_per_replica);
+            adaptive.record(&forecast, observed, &self.policy, now);
+            choice = adaptive.choose();
+            if let Some(Choice::Level(q)) = choice {
+                policy.quantile = q;
+            }
+        }
+        let forecast_plan = planner::plan_from(&forecast, observed, &policy, now, previous);
         let transition = self.quality.observe(history, now);
         self.quality.record(&forecast, self.policy.lead, now);
-        let serving = match (self.mode, self.quality.is_demoted()) {
-            (Mode::ForecastOnly, _) => Serving::ForecastOnly,
-            (Mode::Serve, true) => Serving::Demoted,
-            (Mode::Serve, false) => Serving::Forecast,
+        let serving = match (self.mode, self.quality.is_demoted(), choice) {
+            (Mode::ForecastOnly, _, _) => Serving::ForecastOnly,
+            (Mode::Serve, true, _) => Serving::Demoted,
+            (Mode::Serve, false, Some(Choice::Reactive)) => Serving::Reactive,
+            (Mode::Serve, false, _) => Serving::Forecast,
         };
         let plan = if serving.is_reactive() {
             reactive.clone()
@@ -364,7 +389,7 @@ mod tests {
                     served_reactive_while_demoted += 1;
                 }
                 Serving::Forecast => assert_eq!(d.plan, d.forecast_plan),
-                Serving::ForecastOnly => unreachable!(),
+                Serving::ForecastOnly | Serving::Reactive => unreachable!(),
             }
             if minute < 120 {
                 assert_eq!(

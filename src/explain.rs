@@ -109,6 +109,9 @@ pub struct Explanation {
     pub clamps: Clamps,
     /// Forecast quality and demotion state.
     pub quality: Report,
+    /// The adaptive quantile: every candidate's recent scores and the choice (`None` when adaptation is off).
+    #[serde(default)]
+    pub adaptive: Option<crate::service_level::Report>,
     /// The model.
     pub model: ModelPart,
     /// When the served plan was computed.
@@ -233,6 +236,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
             },
         },
         quality,
+        adaptive: insight.and_then(|i| i.adaptive.clone()),
         model: ModelPart {
             method: serde_json::to_value(f.method)
                 .ok()
@@ -307,6 +311,11 @@ fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -
                 .unwrap_or("forecast quality fell below its bounds"),
             e.forecast.plan_replicas
         ),
+        Serving::Reactive => format!(
+            "Serving the reactive target: recently no forecast quantile served demand as well for fewer pods (the \
+             forecast plan would be {}). ",
+            e.forecast.plan_replicas
+        ),
     };
     format!("{prefix}{n} replica{}: {why}.", if n == 1 { "" } else { "s" })
 }
@@ -371,9 +380,16 @@ impl Explanation {
                     Serving::ForecastOnly =>
                         format!("forecast-only mode; the forecast plan would be {}", f.plan_replicas),
                     Serving::Demoted => format!("demoted to reactive; the forecast plan would be {}", f.plan_replicas),
+                    Serving::Reactive => format!(
+                        "reactive, the adaptive quantile's choice; the forecast plan would be {}",
+                        f.plan_replicas
+                    ),
                 }
             ),
         ));
+        if let Some(a) = &self.adaptive {
+            out.push(("quantile", adaptive_line(a, f.quantile)));
+        }
         let s = &self.quality.scores;
         let health = match self.quality.health {
             Health::Trusted => "trusted".to_string(),
@@ -451,6 +467,53 @@ impl Explanation {
             let _ = writeln!(out, "  {label:<10} {text}");
         }
         out
+    }
+}
+
+/// The adaptive quantile in one line: what it chose and the scores it chose on.
+fn adaptive_line(a: &crate::service_level::Report, configured: f64) -> String {
+    let level = |q: f64| format!("p{}", num(q * 100.0));
+    if !a.warmed_up {
+        return format!(
+            "adaptive; planning at {} until a day of decisions is scored ({} so far)",
+            level(configured),
+            age(a.scored_seconds as i64)
+        );
+    }
+    let reactive = a.candidates.iter().find(|c| c.quantile.is_none());
+    let base = reactive.map_or(0.0, |c| c.unserved_fraction);
+    let pct2 = |x: f64| format!("{}%", num(x * 100.0));
+    match a
+        .candidates
+        .iter()
+        .find(|c| c.quantile == a.chosen_quantile && c.quantile.is_some())
+    {
+        Some(c) => format!(
+            "adaptive; {}: the fewest pods ({}× the reactive target's) of the quantiles that left no more demand \
+             unserved than it recently ({} vs {})",
+            level(c.quantile.unwrap_or(configured)),
+            num(c.pods_vs_reactive),
+            pct2(c.unserved_fraction),
+            pct2(base)
+        ),
+        None => {
+            let cheapest_ok = a
+                .candidates
+                .iter()
+                .filter(|c| c.quantile.is_some() && c.qualifies)
+                .map(|c| c.pods_vs_reactive)
+                .fold(f64::INFINITY, f64::min);
+            format!(
+                "adaptive; the reactive target: {} of demand unserved recently, and every quantile that did as well \
+                 held more pods{}",
+                pct2(base),
+                if cheapest_ok.is_finite() {
+                    format!(" (the cheapest {}×)", num(cheapest_ok))
+                } else {
+                    String::new()
+                }
+            )
+        }
     }
 }
 

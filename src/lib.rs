@@ -43,6 +43,7 @@ pub mod quality;
 pub mod quantity;
 pub mod selector;
 pub mod series;
+pub mod service_level;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -190,6 +190,7 @@ impl Cycle {
             targets: self.targets.iter().copied().collect(),
             quality: quality.report(),
             scored: quality.recent().copied().collect(),
+            adaptive: self.engine.service_level(),
         };
         let snapshot = Snapshot {
             id: config.id.clone(),

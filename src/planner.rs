@@ -27,6 +27,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::forecast::{Forecast, Quantile};
+use crate::service_level::Adaptive;
 
 /// How a workload is scaled.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,11 +52,15 @@ pub struct Policy {
     /// The HPA's scale-down stabilization window `W`: it scales in only to the highest recommendation of this long
     /// ([`DOWNSCALE_STABILIZATION`] on the legacy path; `behavior.scaleDown.stabilizationWindowSeconds` otherwise).
     pub downscale_stabilization: TimeDelta,
+    /// Adapting the planning quantile to the workload (see [`crate::service_level`]); `quantile` is used before
+    /// the adaptation has enough scores, and always when it is off.
+    pub adaptive: Adaptive,
 }
 
 impl Policy {
     /// A policy with the workload file's defaults: lead 5 min, sync 15 s, plan at p90, at least 1 replica, scale in on
-    /// the forecast, fallback at [`DEFAULT_FALLBACK_UTILIZATION`], the HPA's legacy [`DOWNSCALE_STABILIZATION`].
+    /// the forecast, fallback at [`DEFAULT_FALLBACK_UTILIZATION`], the HPA's legacy [`DOWNSCALE_STABILIZATION`], the
+    /// quantile adapted to the workload ([`Adaptive::default`]).
     pub fn new(capacity_per_replica: f64, max_replicas: u32) -> Self {
         Self {
             capacity_per_replica,
@@ -67,6 +72,7 @@ impl Policy {
             scale_in_on_observed_only: false,
             fallback_utilization: DEFAULT_FALLBACK_UTILIZATION,
             downscale_stabilization: DOWNSCALE_STABILIZATION,
+            adaptive: Adaptive::default(),
         }
     }
 }

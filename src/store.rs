@@ -159,6 +159,8 @@ pub struct Insight {
     pub quality: quality::Report,
     /// Recent forecasts scored against what happened, oldest first.
     pub scored: Vec<quality::Score>,
+    /// The adaptive quantile's scores and choice (`None` when adaptation is off).
+    pub adaptive: Option<crate::service_level::Report>,
 }
 
 impl PlanStore {

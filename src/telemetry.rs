@@ -444,11 +444,17 @@ impl Collector for StoreCollector {
             }
             let Some(insight) = insight else { continue };
             reactive.set(l.clone(), f64::from(insight.reactive_plan.replicas));
-            for state in [Serving::Forecast, Serving::ForecastOnly, Serving::Demoted] {
+            for state in [
+                Serving::Forecast,
+                Serving::ForecastOnly,
+                Serving::Demoted,
+                Serving::Reactive,
+            ] {
                 let name = match state {
                     Serving::Forecast => "forecast",
                     Serving::ForecastOnly => "forecast_only",
                     Serving::Demoted => "demoted",
+                    Serving::Reactive => "reactive",
                 };
                 serving.set(
                     StateLabels {

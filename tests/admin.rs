@@ -43,6 +43,40 @@ fn policy(capacity: f64) -> Policy {
     }
 }
 
+/// The adaptive quantile after a week: p80 is the cheapest level that left no more demand unserved than the
+/// reactive target.
+fn adaptive_report() -> prescale::service_level::Report {
+    use prescale::service_level::{CandidateScore, Report, LEVELS};
+    let mut candidates: Vec<CandidateScore> = LEVELS
+        .iter()
+        .enumerate()
+        .map(|(k, &q)| {
+            let unserved = 0.012 - 0.001 * k as f64;
+            CandidateScore {
+                quantile: Some(q),
+                unserved_fraction: unserved,
+                unserved_fraction_total: unserved,
+                pods_vs_reactive: 0.7 + 0.03 * k as f64,
+                qualifies: unserved <= 0.0041,
+            }
+        })
+        .collect();
+    candidates.push(CandidateScore {
+        quantile: None,
+        unserved_fraction: 0.0041,
+        unserved_fraction_total: 0.0041,
+        pods_vs_reactive: 1.0,
+        qualifies: true,
+    });
+    Report {
+        warmed_up: true,
+        scored_seconds: 7.0 * 86_400.0,
+        chosen_quantile: Some(LEVELS[8]),
+        reactive_chosen: false,
+        candidates,
+    }
+}
+
 /// A workload published the way the pipeline does, from hand-made numbers: twelve minutes of history, a forecast
 /// rising from `level`, and a quality tracker fed forecasts of `level` against the history (so `actual_boost`
 /// above 1 makes it under-predict).
@@ -112,6 +146,7 @@ fn publish(store: &PlanStore, name: &str, mode: Mode, level: f64, actual_boost: 
         ],
         quality: tracker.report(),
         scored: tracker.recent().copied().collect(),
+        adaptive: (name == "llm-chat").then(adaptive_report),
     };
     store.set_insight(&id, insight);
     store.publish(Snapshot {
@@ -495,6 +530,15 @@ async fn the_explain_client_reads_a_running_server() {
     assert!(
         text.contains(&format!("prescale {}", env!("CARGO_PKG_VERSION"))),
         "{text}"
+    );
+    assert!(!text.contains("adaptive"), "no adaptive report, no line: {text}");
+    let chat = explain::fetch(&url, "default", "llm-chat").await.unwrap().to_text();
+    assert!(
+        chat.contains(
+            "quantile   adaptive; p80: the fewest pods (0.94× the reactive target's) of the quantiles that left no \
+             more demand unserved than it recently (0.4% vs 0.41%)"
+        ),
+        "{chat}"
     );
     let missing = explain::fetch(&url, "default", "nope").await.unwrap_err().to_string();
     assert!(

@@ -207,3 +207,54 @@ fn hpa_oracle_on_request_sits_between_the_oracle_and_the_forecast() {
             .is_some_and(|v| v.fract() == 0.0 && (1.0..=40.0).contains(&v))));
     }
 }
+
+/// The adaptive quantile's reactive shadow replays the HPA path exactly as the backtest's reactive-70 policy does,
+/// so what it reports as the reactive target's unserved demand is what reactive-70 scores; with `--fixed-quantile`
+/// nothing adapts.
+#[test]
+fn the_adaptive_quantile_scores_the_reactive_target_as_the_backtest_does() {
+    let trace = load("servegen_lang_m_small");
+    let mut s = settings(&[5]);
+    s.policies = vec![PolicyName::Reactive70, PolicyName::Predictive];
+    let report = backtest::run(&trace, "servegen_lang_m_small", &s).unwrap();
+    assert!(report.settings.adaptive_quantile);
+    let info = report.predictive.as_ref().unwrap();
+    let shadows = &info.adaptive["5m"];
+    let reactive = shadows.last().unwrap();
+    assert_eq!(reactive.quantile, None);
+    let r70 = report
+        .get(PolicyName::Reactive70, 300)
+        .unwrap()
+        .scores
+        .unserved_fraction;
+    // The shadow is scored up to the last observed slot, the backtest to the end of the trace.
+    assert!(
+        (reactive.unserved_fraction_total - r70).abs() <= 0.02 * r70,
+        "shadow {} vs reactive-70 {r70}",
+        reactive.unserved_fraction_total
+    );
+    // Higher quantiles leave less demand unserved.
+    let levels: Vec<f64> = shadows[..shadows.len() - 1]
+        .iter()
+        .map(|c| c.unserved_fraction_total)
+        .collect();
+    assert!(levels.windows(2).all(|w| w[1] <= w[0] * 1.05), "{levels:?}");
+    assert!(levels[0] > 2.0 * levels[levels.len() - 1], "{levels:?}");
+    let served = &info.served_by["5m"];
+    assert!(
+        served.keys().any(|k| k != "p90"),
+        "adapted away from the configured p90: {served:?}"
+    );
+    assert_eq!(served.values().sum::<usize>(), report.settings.ticks);
+
+    s.adaptive.enabled = false;
+    let fixed = backtest::run(&trace, "servegen_lang_m_small", &s).unwrap();
+    assert!(!fixed.settings.adaptive_quantile);
+    let info = fixed.predictive.as_ref().unwrap();
+    assert!(info.adaptive.is_empty());
+    assert!(
+        info.served_by["5m"].keys().all(|k| k == "p90" || k == "demoted"),
+        "{:?}",
+        info.served_by
+    );
+}

@@ -78,6 +78,10 @@ pub struct BacktestArgs {
     /// (0, 1]. Default: 0.7 with `--trace`; each workload's fallbackUtilization with `--config`.
     #[arg(long, env = "PRESCALE_BACKTEST_FALLBACK_UTILIZATION", value_parser = parse_utilization)]
     pub fallback_utilization: Option<f64>,
+    /// Plan at `--quantile` throughout instead of adapting the quantile to the trace (with `--config`, also when
+    /// the workload sets `adaptiveQuantile.enabled: false`).
+    #[arg(long, env = "PRESCALE_BACKTEST_FIXED_QUANTILE")]
+    pub fixed_quantile: bool,
     /// Hide the progress bar (it is only drawn when stderr is a terminal anyway).
     #[arg(long, env = "PRESCALE_BACKTEST_QUIET")]
     pub quiet: bool,
@@ -174,6 +178,7 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
         policies,
         scale_in_on_observed_only,
         fallback_utilization,
+        fixed_quantile,
         quiet,
     } = args;
     let trace = trace.context("give --trace FILE.csv, or --config FILE with --from and --to")?;
@@ -196,6 +201,10 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
         scale_in_on_observed_only,
         fallback_utilization: fallback_utilization.unwrap_or(defaults.fallback_utilization),
         quality: defaults.quality,
+        adaptive: crate::service_level::Adaptive {
+            enabled: defaults.adaptive.enabled && !fixed_quantile,
+            ..defaults.adaptive
+        },
         progress: !quiet,
     };
     let started = std::time::Instant::now();
@@ -233,6 +242,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
         policies,
         scale_in_on_observed_only,
         fallback_utilization,
+        fixed_quantile,
         quiet,
     } = args;
     let now = Utc::now();
@@ -272,6 +282,10 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
             scale_in_on_observed_only: scale_in_on_observed_only || w.policy.scale_in_on_observed_only,
             fallback_utilization: fallback_utilization.unwrap_or(w.policy.fallback_utilization),
             quality: w.serving.quality,
+            adaptive: crate::service_level::Adaptive {
+                enabled: w.policy.adaptive.enabled && !fixed_quantile,
+                ..w.policy.adaptive
+            },
             progress: !quiet,
         };
         let dir = out.join(format!("{}.{}", w.id.namespace, w.id.name));

@@ -98,6 +98,10 @@ pub(crate) struct PredictiveRun {
     /// Decisions per forecast method served (`method name` → count, summed over leads); decisions that served the
     /// reactive target instead are counted as `reactive (demoted)`.
     pub methods: std::collections::BTreeMap<String, usize>,
+    /// Per engine (lead), ticks by what was served (see [`super::report::PredictiveInfo::served_by`]).
+    pub served_by: Vec<std::collections::BTreeMap<String, usize>>,
+    /// Per engine (lead), the adaptive quantile's final state (`None` when off).
+    pub adaptive: Vec<Option<crate::service_level::Report>>,
 }
 
 /// Runs the production decision step ([`Engine`]) at every tick on visible history only, one engine per lead.
@@ -137,6 +141,7 @@ pub(crate) fn predictive(
         .collect();
     let mut served = vec![Vec::with_capacity(ticks.len()); setup.policies.len()];
     let mut methods = std::collections::BTreeMap::new();
+    let mut served_by = vec![std::collections::BTreeMap::new(); engines.len()];
     let mut fits = 0;
     for (k, &t) in ticks.iter().enumerate() {
         let n = visible.count(t);
@@ -153,18 +158,29 @@ pub(crate) fn predictive(
             None => n,
         };
         let history = visible.tail(t, from);
-        for (engine, out) in engines.iter_mut().zip(served.iter_mut()) {
+        for ((engine, out), by) in engines.iter_mut().zip(served.iter_mut()).zip(served_by.iter_mut()) {
             match engine.decide(&history, t, t - LAG) {
                 Some(d) => {
+                    let what = match d.serving {
+                        Serving::Forecast => format!("p{}", (d.plan.quantile * 100.0).round()),
+                        Serving::Demoted => "demoted".to_owned(),
+                        Serving::ForecastOnly => "forecast only".to_owned(),
+                        Serving::Reactive => "reactive".to_owned(),
+                    };
+                    *by.entry(what).or_insert(0) += 1;
                     let key = match d.serving {
                         Serving::Forecast => format!("{:?}", d.forecast.method),
                         Serving::Demoted => "reactive (demoted)".to_owned(),
                         Serving::ForecastOnly => "reactive (forecast only)".to_owned(),
+                        Serving::Reactive => "reactive (adaptive choice)".to_owned(),
                     };
                     *methods.entry(key).or_insert(0) += 1;
                     out.push(Some(f64::from(d.plan.replicas)));
                 }
-                None => out.push(None),
+                None => {
+                    *by.entry("none".to_owned()).or_insert(0) += 1;
+                    out.push(None);
+                }
             }
         }
         if k % 256 == 0 {
@@ -172,7 +188,13 @@ pub(crate) fn predictive(
         }
     }
     progress.set_position(ticks.len() as u64);
-    PredictiveRun { served, fits, methods }
+    PredictiveRun {
+        served,
+        fits,
+        methods,
+        served_by,
+        adaptive: engines.iter().map(Engine::service_level).collect(),
+    }
 }
 
 #[cfg(test)]

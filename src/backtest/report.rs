@@ -165,6 +165,12 @@ pub struct ReportSettings {
     pub fallback_utilization: f64,
     /// The forecast-quality bounds that demote and promote the predictive policy's forecasts.
     pub quality: crate::quality::Bounds,
+    /// The predictive policy adapts its quantile (`quantile` is then where it starts).
+    pub adaptive_quantile: bool,
+    /// Half-life of the adaptive quantile's scores, in seconds.
+    pub adaptive_half_life_seconds: i64,
+    /// Scored time before the adaptive quantile takes over, in seconds.
+    pub adaptive_warmup_seconds: i64,
 }
 
 /// What the predictive policy's model did over the run.
@@ -172,8 +178,15 @@ pub struct ReportSettings {
 pub struct PredictiveInfo {
     /// Number of fits.
     pub fits: usize,
-    /// Ticks served by each forecast method.
+    /// Ticks served by each forecast method, summed over the leads.
     pub forecast_methods: BTreeMap<String, usize>,
+    /// Per lead, ticks by what was served: `p90` etc. (the forecast at that quantile), `reactive` (the adaptive
+    /// choice), `demoted`, or `none` (nothing to plan from).
+    pub served_by: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Per lead, the adaptive quantile's shadows at the end of the run: every candidate quantile (and the reactive
+    /// target, `quantile` null) with the share of demand it left unserved over the run, through the same HPA
+    /// arithmetic and cold start. Empty with `--fixed-quantile`.
+    pub adaptive: BTreeMap<String, Vec<crate::service_level::CandidateScore>>,
 }
 
 /// The project's bar at one lead time: predictive unserved ≤ reactive-70's, replica-hours ≤ 1.10 × oracle.

@@ -73,6 +73,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             scale_in_on_observed_only: settings.scale_in_on_observed_only,
             fallback_utilization: settings.fallback_utilization,
             downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
+            adaptive: settings.adaptive,
         })
         .collect();
     let predictive = wants(PolicyName::Predictive).then(|| {
@@ -154,10 +155,25 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         scale_in_on_observed_only: settings.scale_in_on_observed_only,
         fallback_utilization: settings.fallback_utilization,
         quality: settings.quality,
+        adaptive_quantile: settings.adaptive.enabled,
+        adaptive_half_life_seconds: settings.adaptive.half_life.num_seconds(),
+        adaptive_warmup_seconds: settings.adaptive.warmup.num_seconds(),
     };
     let predictive = predictive.map(|p| PredictiveInfo {
         fits: p.fits,
         forecast_methods: p.methods,
+        served_by: settings
+            .leads
+            .iter()
+            .map(|l| super::lead_label(*l))
+            .zip(p.served_by)
+            .collect(),
+        adaptive: settings
+            .leads
+            .iter()
+            .zip(p.adaptive)
+            .filter_map(|(l, a)| Some((super::lead_label(*l), a?.candidates)))
+            .collect(),
     });
     Ok(Report::new(name.to_owned(), settings_out, runs, predictive))
 }

@@ -41,6 +41,7 @@ fn serving_badge(s: Option<Serving>) -> &'static str {
         Some(Serving::Forecast) => r#"<span class="badge forecast">forecast</span>"#,
         Some(Serving::ForecastOnly) => r#"<span class="badge forecast_only">forecast-only</span>"#,
         Some(Serving::Demoted) => r#"<span class="badge demoted">demoted</span>"#,
+        Some(Serving::Reactive) => r#"<span class="badge reactive">reactive (cheaper)</span>"#,
         None => r#"<span class="muted">–</span>"#,
     }
 }

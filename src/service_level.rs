@@ -1,0 +1,498 @@
+//! The adaptive planning quantile: plan at the cheapest quantile that has recently served demand at least as well as
+//! the reactive HPA the workload would otherwise run, or serve that reactive target when no quantile is cheaper.
+//!
+//! A fixed quantile is a guess at a trade-off nobody can see in advance: 0.9 is too cautious for a smooth daily
+//! cycle and too bold for bursty traffic, and the guess is wrong by different amounts on every workload. So every
+//! decision also drives *shadows*: for each candidate quantile in [`LEVELS`], the replicas the plan would ask for at
+//! that quantile, and for the baseline, what an HPA at the fallback utilization asks for from the same observed
+//! demand. Each shadow runs through its own copy of the HPA's arithmetic ([`crate::hpa::Hpa`]: tolerance, the
+//! scale-down hold, the scale-up limit) and its own Deployment ([`crate::hpa::Pods`]: cold start of one lead time).
+//! When the demand of a decision's moment has been observed, each shadow is scored as a backtest scores a policy:
+//! demand its ready pods could not serve, and pods it held. Scores are exponentially weighted (half-life
+//! [`Adaptive::half_life`]) so that the choice follows the workload as it changes.
+//!
+//! The choice: among the candidates whose weighted unserved demand is no more than the baseline's, the one that held
+//! the fewest pods; the baseline itself always qualifies. Before [`Adaptive::warmup`] of decisions has been scored,
+//! the configured quantile is used.
+//!
+//! Pure: no clock, no I/O; time is an argument.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::forecast::{Forecast, Quantile};
+use crate::hpa::{Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
+use crate::planner::{self, Policy};
+use crate::series::Series;
+
+/// Quantile levels the planner may adapt to.
+pub const LEVELS: [f64; 14] = [
+    0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.96, 0.98,
+];
+/// Candidates: the levels, then the reactive baseline.
+const CANDIDATES: usize = LEVELS.len() + 1;
+const BASELINE: usize = LEVELS.len();
+
+/// Settings of the adaptive quantile (workload config `adaptiveQuantile`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Adaptive {
+    /// Adapt the planning quantile (false: always plan at the configured quantile).
+    pub enabled: bool,
+    /// Half-life of the scores: how quickly old decisions stop counting.
+    pub half_life: TimeDelta,
+    /// How much scored time the choice waits for; the configured quantile is used until then.
+    pub warmup: TimeDelta,
+}
+
+impl Default for Adaptive {
+    /// On, with a three-day half-life (a weekday's pattern still counts on the next), after one day of scores.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            half_life: TimeDelta::days(3),
+            warmup: TimeDelta::days(1),
+        }
+    }
+}
+
+/// What the planner should do now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Choice {
+    /// Plan at this quantile.
+    Level(Quantile),
+    /// Serve the reactive target: no quantile served demand as well for fewer pods.
+    Reactive,
+}
+
+/// One candidate's scores, for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateScore {
+    /// The quantile planned at; `None` for the reactive baseline.
+    pub quantile: Option<f64>,
+    /// Weighted share of demand its ready pods could not serve.
+    pub unserved_fraction: f64,
+    /// The same, unweighted, since the start.
+    pub unserved_fraction_total: f64,
+    /// Weighted pods held, relative to the reactive baseline's (1 for the baseline).
+    pub pods_vs_reactive: f64,
+    /// True when its unserved share is within the baseline's.
+    pub qualifies: bool,
+}
+
+/// The controller's state, for the API, the page and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// True once [`Adaptive::warmup`] of decisions has been scored.
+    pub warmed_up: bool,
+    /// Scored time so far, in seconds.
+    pub scored_seconds: f64,
+    /// The quantile chosen, `None` while the reactive target is chosen or before warm-up.
+    pub chosen_quantile: Option<f64>,
+    /// True while the reactive target is chosen.
+    pub reactive_chosen: bool,
+    /// Every candidate, levels ascending, then the reactive baseline.
+    pub candidates: Vec<CandidateScore>,
+}
+
+/// One candidate replayed through an HPA and a Deployment.
+#[derive(Debug, Clone)]
+struct Shadow {
+    hpa: Hpa,
+    pods: Option<Pods>,
+    lead: TimeDelta,
+    target_milli: i64,
+    served: Option<u32>,
+}
+
+impl Shadow {
+    fn new(target_milli: i64, policy: &Policy) -> Option<Self> {
+        let mut spec = HpaSpec::external(
+            MetricTarget::AverageValue(target_milli),
+            i32::try_from(policy.min_replicas).ok()?,
+            i32::try_from(policy.max_replicas.max(policy.min_replicas)).ok()?,
+        );
+        spec.downscale_stabilization = policy.downscale_stabilization;
+        Some(Self {
+            hpa: Hpa::new(spec).ok()?,
+            pods: None,
+            lead: policy.lead,
+            target_milli,
+            served: None,
+        })
+    }
+
+    /// One HPA sync serving `milli` (`None`: the metric is unavailable); returns the ready and all pods after it.
+    /// The first sync starts the Deployment with what the served value asks for, all ready, as the backtest does.
+    fn sync(&mut self, milli: Option<i64>, now: DateTime<Utc>) -> (u32, u32) {
+        let pods = self.pods.get_or_insert_with(|| {
+            let initial = milli.map_or(1, |m| ((m as f64) / (self.target_milli as f64)).ceil().max(1.0) as i32);
+            let (min, max) = (self.hpa.spec().min_replicas, self.hpa.spec().max_replicas);
+            let initial = initial.clamp(min, max.max(min));
+            self.hpa.record_initial(initial, now);
+            Pods::ready_at(initial as usize, self.lead, now)
+        });
+        let n = pods.len() as i32;
+        let status = ScaleStatus {
+            spec_replicas: n,
+            status_replicas: n,
+            ready_pods: pods.ready(now) as i32,
+        };
+        let d = self.hpa.reconcile(now, status, &[milli]);
+        pods.scale_to(d.desired_replicas.max(0) as usize, now);
+        (pods.ready(now) as u32, pods.len() as u32)
+    }
+}
+
+/// Ready and all pods of every candidate after one sync.
+type CandidatePods = [(u32, u32); CANDIDATES];
+
+/// Weighted and total sums over scored moments.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Sums {
+    unserved: [f64; CANDIDATES],
+    pods: [f64; CANDIDATES],
+    demand: f64,
+}
+
+impl Sums {
+    fn add(&mut self, decay: f64, actual: f64, ready: &CandidatePods, capacity: f64) {
+        for (k, &(r, n)) in ready.iter().enumerate() {
+            self.unserved[k] = self.unserved[k] * decay + (actual - f64::from(r) * capacity).max(0.0);
+            self.pods[k] = self.pods[k] * decay + f64::from(n);
+        }
+        self.demand = self.demand * decay + actual;
+    }
+
+    fn unserved_fraction(&self, k: usize) -> f64 {
+        if self.demand > 0.0 {
+            self.unserved[k] / self.demand
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Chooses the planning quantile from how each candidate would have served the workload's recent demand.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    settings: Adaptive,
+    shadows: Vec<Shadow>,
+    pending: VecDeque<(DateTime<Utc>, CandidatePods)>,
+    weighted: Sums,
+    total: Sums,
+    scored: TimeDelta,
+    last_scored: Option<DateTime<Utc>>,
+}
+
+impl Controller {
+    /// A controller with nothing scored yet.
+    pub fn new(settings: Adaptive) -> Self {
+        Self {
+            settings,
+            shadows: Vec::new(),
+            pending: VecDeque::new(),
+            weighted: Sums::default(),
+            total: Sums::default(),
+            scored: TimeDelta::zero(),
+            last_scored: None,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Adaptive {
+        &self.settings
+    }
+
+    /// Runs one HPA sync of every shadow at `now`: each level serves what the plan would ask for at that level (the
+    /// forecast's peak over the cover window, never below observed demand, a scale-up raised past the tolerance),
+    /// the baseline serves observed demand against `capacity × fallback utilization`.
+    pub fn record(&mut self, forecast: &Forecast, observed: Option<f64>, policy: &Policy, now: DateTime<Utc>) {
+        if self.pending.back().is_some_and(|p| p.0 >= now) {
+            return;
+        }
+        let c = policy.capacity_per_replica;
+        if self.shadows.is_empty() {
+            let u = policy.fallback_utilization;
+            let u = if u.is_finite() && u > 0.0 && u <= 1.0 { u } else { 1.0 };
+            let Some(base) = served_milli(c * u).filter(|m| *m > 0) else {
+                return;
+            };
+            let mut shadows: Vec<Shadow> = LEVELS.iter().filter_map(|_| Shadow::new(1000, policy)).collect();
+            shadows.extend(Shadow::new(base, policy));
+            if shadows.len() != CANDIDATES {
+                return;
+            }
+            self.shadows = shadows;
+        }
+        let (from, to) = planner::cover_window(policy, now);
+        let floor = observed.map_or(0, |o| planner::replicas_for(o, c));
+        let mut peak: Option<[f64; LEVELS.len()]> = None;
+        for i in 0..forecast.len() {
+            let start = forecast.time_at(i);
+            if start + forecast.step <= from || start > to {
+                continue;
+            }
+            let p = peak.get_or_insert([0.0; LEVELS.len()]);
+            for (p, level) in p.iter_mut().zip(LEVELS) {
+                *p = p.max(forecast.quantile_at(i, Quantile::try_new(level).expect("levels are in (0, 1)")));
+            }
+        }
+        let hi = policy.max_replicas.max(policy.min_replicas);
+        let mut ready = [(0u32, 0u32); CANDIDATES];
+        for (k, shadow) in self.shadows.iter_mut().enumerate().take(LEVELS.len()) {
+            let want = peak.map(|p| planner::replicas_for(p[k], c).max(floor));
+            let want = match (want, shadow.served) {
+                (Some(w), Some(prev)) if w > prev => Some(w.max(planner::past_tolerance(prev))),
+                (None, prev) => prev,
+                (w, _) => w,
+            }
+            .map(|w| w.clamp(policy.min_replicas, hi));
+            shadow.served = want.or(shadow.served);
+            ready[k] = shadow.sync(want.map(|w| i64::from(w) * 1000), now);
+        }
+        ready[BASELINE] = self.shadows[BASELINE].sync(observed.and_then(served_milli), now);
+        self.pending.push_back((now, ready));
+    }
+
+    /// Scores the recorded moments whose demand `history` now holds (a moment in a gap is dropped, not scored).
+    pub fn observe(&mut self, history: &Series, capacity: f64) {
+        let step = history.step();
+        while let Some(&(at, ready)) = self.pending.front() {
+            let slot = history.slot_of(at);
+            if slot.is_none_or(|i| history.time_at(i) + step > history.end()) && at >= history.start() {
+                break;
+            }
+            self.pending.pop_front();
+            let Some(actual) = slot.and_then(|i| history.values()[i]) else {
+                continue;
+            };
+            let decay = match self.last_scored {
+                Some(last) => {
+                    self.scored += at - last;
+                    0.5f64.powf((at - last).as_seconds_f64() / self.settings.half_life.as_seconds_f64().max(1.0))
+                }
+                None => 1.0,
+            };
+            self.last_scored = Some(at);
+            self.weighted.add(decay, actual, &ready, capacity);
+            self.total.add(1.0, actual, &ready, capacity);
+        }
+    }
+
+    /// The candidate to follow now; `None` before warm-up.
+    pub fn choose(&self) -> Option<Choice> {
+        if self.scored < self.settings.warmup || self.weighted.demand <= 0.0 {
+            return None;
+        }
+        Some(match self.best() {
+            BASELINE => Choice::Reactive,
+            k => Choice::Level(Quantile::try_new(LEVELS[k]).expect("levels are in (0, 1)")),
+        })
+    }
+
+    fn qualifies(&self, k: usize) -> bool {
+        let w = &self.weighted;
+        // Relative slack so that float noise does not disqualify a candidate as good as the baseline.
+        w.unserved[k] <= w.unserved[BASELINE] * (1.0 + 1e-9) + 1e-12
+    }
+
+    fn best(&self) -> usize {
+        (0..CANDIDATES)
+            .filter(|&k| self.qualifies(k))
+            .min_by(|&a, &b| self.weighted.pods[a].total_cmp(&self.weighted.pods[b]).then(a.cmp(&b)))
+            .unwrap_or(BASELINE)
+    }
+
+    /// The scores and the choice, for people.
+    pub fn report(&self) -> Report {
+        let choice = self.choose();
+        let base_pods = self.weighted.pods[BASELINE];
+        Report {
+            warmed_up: choice.is_some(),
+            scored_seconds: self.scored.as_seconds_f64(),
+            chosen_quantile: match choice {
+                Some(Choice::Level(q)) => Some(q.get()),
+                _ => None,
+            },
+            reactive_chosen: choice == Some(Choice::Reactive),
+            candidates: (0..CANDIDATES)
+                .map(|k| CandidateScore {
+                    quantile: LEVELS.get(k).copied(),
+                    unserved_fraction: self.weighted.unserved_fraction(k),
+                    unserved_fraction_total: self.total.unserved_fraction(k),
+                    pods_vs_reactive: if base_pods > 0.0 {
+                        self.weighted.pods[k] / base_pods
+                    } else {
+                        1.0
+                    },
+                    qualifies: self.qualifies(k),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `MilliValue()` of the Quantity a value is served as (shortest round-trip decimal, rounded up).
+fn served_milli(v: f64) -> Option<i64> {
+    crate::quantity::format(v)
+        .ok()
+        .and_then(|s| crate::quantity::parse_milli(&s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 86_400 + s, 0).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            adaptive: Adaptive {
+                warmup: TimeDelta::hours(1),
+                ..Adaptive::default()
+            },
+            ..Policy::new(20.0, 40)
+        }
+    }
+
+    /// Demand per minute: a slow wave between 50 and 350 with a sharp step every two hours.
+    fn demand(minute: i64) -> f64 {
+        let wave = 200.0 + 150.0 * (minute as f64 / 90.0).sin();
+        if minute % 120 >= 60 && minute % 120 < 75 {
+            wave * 1.5
+        } else {
+            wave
+        }
+    }
+
+    /// Runs a controller every 15 s for `hours`, forecasting demand as `forecast(minute)` per 1-min slot.
+    fn run(hours: i64, forecast: impl Fn(i64) -> f64) -> Controller {
+        let p = policy();
+        let mut c = Controller::new(p.adaptive);
+        let values: Vec<Option<f64>> = (0..hours * 60 + 30).map(|m| Some(demand(m))).collect();
+        let series = Series::from_values(t(0), TimeDelta::minutes(1), values);
+        for k in 0..hours * 240 {
+            let now = t(k * 15);
+            let visible = series.visible_at(now - TimeDelta::seconds(30));
+            let observed = crate::engine::observed_demand(&visible, now - TimeDelta::seconds(30));
+            c.observe(&visible, p.capacity_per_replica);
+            // A forecast made at `now` for the next 20 one-minute slots.
+            let first = k * 15 / 60;
+            let f = Forecast::from_median(
+                t(first * 60),
+                TimeDelta::minutes(1),
+                (first..first + 20).map(&forecast).collect(),
+                now,
+            );
+            c.record(&f, observed, &p, now);
+        }
+        c
+    }
+
+    #[test]
+    fn a_perfect_forecast_is_chosen_over_the_reactive_target() {
+        let c = run(6, demand);
+        let r = c.report();
+        assert!(r.warmed_up, "{r:?}");
+        let reactive = r.candidates.last().unwrap();
+        assert_eq!(reactive.quantile, None);
+        assert!(
+            reactive.unserved_fraction > 0.0,
+            "the steps catch the reactive HPA out: {r:?}"
+        );
+        // With no band every level plans the same peak: all serve everything, the first is chosen.
+        for cand in &r.candidates[..LEVELS.len()] {
+            assert_eq!(cand.unserved_fraction, 0.0, "{cand:?}");
+            assert!(cand.qualifies && cand.pods_vs_reactive < 1.0, "{cand:?}");
+        }
+        assert_eq!(c.choose(), Some(Choice::Level(Quantile::try_new(LEVELS[0]).unwrap())));
+        assert_eq!(r.chosen_quantile, Some(LEVELS[0]));
+        assert!(!r.reactive_chosen);
+    }
+
+    #[test]
+    fn a_forecast_that_misses_every_step_loses_to_the_reactive_target() {
+        // The forecast never sees the steps and runs 20% low: planned from it (with observed demand as the floor),
+        // every level is short more often than an HPA at 70%.
+        let c = run(6, |m| demand(m - 30).min(demand(m)) * 0.8);
+        let r = c.report();
+        let reactive = r.candidates.last().unwrap().unserved_fraction;
+        for cand in &r.candidates[..LEVELS.len()] {
+            assert!(cand.unserved_fraction > reactive, "{cand:?} vs {reactive}");
+            assert!(!cand.qualifies);
+        }
+        assert_eq!(c.choose(), Some(Choice::Reactive));
+        assert!(r.reactive_chosen && r.chosen_quantile.is_none());
+    }
+
+    #[test]
+    fn the_configured_quantile_holds_until_warm_up() {
+        let c = run(1, demand);
+        let r = c.report();
+        assert!(r.scored_seconds < 3600.0, "{r:?}");
+        assert_eq!(c.choose(), None);
+        assert!(!r.warmed_up && r.chosen_quantile.is_none() && !r.reactive_chosen);
+    }
+
+    #[test]
+    fn the_cheapest_qualifying_candidate_wins_and_old_scores_fade() {
+        let mut c = Controller::new(Adaptive::default());
+        c.scored = TimeDelta::days(2);
+        c.weighted.demand = 100.0;
+        c.weighted.unserved[BASELINE] = 1.0;
+        c.weighted.pods[BASELINE] = 10.0;
+        for k in 0..LEVELS.len() {
+            // Higher levels: less unserved, more pods.
+            c.weighted.unserved[k] = 3.0 - 0.25 * k as f64;
+            c.weighted.pods[k] = 8.0 + 0.5 * k as f64;
+        }
+        // Levels from index 8 (unserved 1.0) qualify; index 8 holds 12 pods, more than the baseline's 10.
+        assert_eq!(c.choose(), Some(Choice::Reactive));
+        c.weighted.pods[BASELINE] = 13.0;
+        assert_eq!(c.choose(), Some(Choice::Level(Quantile::try_new(LEVELS[8]).unwrap())));
+        let r = c.report();
+        assert_eq!(
+            r.candidates.iter().filter(|c| c.qualifies).count(),
+            LEVELS.len() - 8 + 1
+        );
+        assert!((r.candidates[8].pods_vs_reactive - 12.0 / 13.0).abs() < 1e-12);
+
+        // Decay: a half-life later, an old score weighs half.
+        let mut s = Sums::default();
+        let ready = [(0, 1); CANDIDATES];
+        s.add(1.0, 10.0, &ready, 1.0);
+        s.add(0.5, 0.0, &ready, 1.0);
+        assert_eq!((s.unserved[0], s.demand, s.pods[0]), (5.0, 5.0, 1.5));
+    }
+
+    #[test]
+    fn shadows_follow_the_hpa_hold_and_the_cold_start() {
+        // One level shadow: served 4 replicas at t0, 8 from t0 + 60 s, 2 from t0 + 120 s. Lead 5 min, hold 5 min.
+        let p = policy();
+        let mut s = Shadow::new(1000, &p).unwrap();
+        assert_eq!(
+            s.sync(Some(4000), t(0)),
+            (4, 4),
+            "the Deployment starts ready with what is served"
+        );
+        assert_eq!(
+            s.sync(Some(8000), t(60)),
+            (4, 8),
+            "new pods start now, ready after the lead"
+        );
+        assert_eq!(s.sync(Some(2000), t(120)), (4, 8), "the hold keeps the 8");
+        assert_eq!(s.sync(Some(2000), t(360)), (8, 8), "ready a lead time after creation");
+        assert_eq!(
+            s.sync(Some(2000), t(420)),
+            (2, 2),
+            "released when 8 leaves the hold window"
+        );
+        // The baseline reads demand against capacity × utilization: 90 units at 20 × 0.7 → 7 pods.
+        let mut b = Shadow::new(served_milli(14.0).unwrap(), &p).unwrap();
+        assert_eq!(b.sync(served_milli(90.0), t(0)), (7, 7));
+    }
+}
