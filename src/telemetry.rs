@@ -2,7 +2,7 @@
 //!
 //! | component | metrics (all prefixed `prescale_`) | source |
 //! |---|---|---|
-//! | forecast | `forecast_demand{level}`, `forecast_replicas`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
+//! | forecast | `forecast_demand{level}`, `forecast_replicas`, `planning_quantile`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
 //! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only` | the plan store |
 //! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
 //! | history | `history_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
@@ -333,6 +333,10 @@ impl Collector for StoreCollector {
             "Peak forecast demand over the lead window, by quantile (0.5 = median, and the planned quantile)",
         );
         let forecast_replicas = Emit::<WorkloadLabels>::new("forecast_replicas", "Replicas the forecast asks for now");
+        let planning_quantile = Emit::<WorkloadLabels>::new(
+            "planning_quantile",
+            "Quantile the forecast plan is made at now (adapted to the workload unless adaptiveQuantile is off)",
+        );
         let forecast_age =
             Emit::<WorkloadLabels>::new("forecast_age_seconds", "Seconds since the served plan was published");
         let fallback =
@@ -347,7 +351,7 @@ impl Collector for StoreCollector {
         let observed = Emit::<WorkloadLabels>::new("observed_demand", "Demand observed now");
         let serving = Emit::<StateLabels>::new(
             "serving",
-            "What the served target follows: state forecast, forecast_only or demoted (1 for the current state)",
+            "What the served target follows: state forecast, forecast_only, demoted or reactive (the adaptive choice); 1 for the current state",
         );
         let forecast_only =
             Emit::<WorkloadLabels>::new("forecast_only", "1 when the workload is configured forecastOnly");
@@ -437,6 +441,7 @@ impl Collector for StoreCollector {
             let insight = self.store.insight(&snap.id);
             let forecast_plan = insight.as_ref().map_or(plan, |i| &i.forecast_plan);
             forecast_replicas.set(l.clone(), f64::from(forecast_plan.forecast_replicas));
+            planning_quantile.set(l.clone(), forecast_plan.quantile);
             demand.set(q("0.5".into()), forecast_plan.median_demand);
             demand.set(q(format!("{}", forecast_plan.quantile)), forecast_plan.planned_demand);
             if let Some(o) = plan.observed_demand {
@@ -486,6 +491,7 @@ impl Collector for StoreCollector {
         }
         for e in [
             &forecast_replicas,
+            &planning_quantile,
             &forecast_age,
             &fallback,
             &served,

@@ -246,6 +246,8 @@ fn the_adaptive_quantile_scores_the_reactive_target_as_the_backtest_does() {
         "adapted away from the configured p90: {served:?}"
     );
     assert_eq!(served.values().sum::<usize>(), report.settings.ticks);
+    let summary = report.summary();
+    assert!(summary.contains("predictive L=5m served: "), "{summary}");
 
     s.adaptive.enabled = false;
     let fixed = backtest::run(&trace, "servegen_lang_m_small", &s).unwrap();

@@ -310,6 +310,18 @@ impl Report {
                 if v.replica_hours_ok { "ok" } else { "MISS" }
             );
         }
+        if let Some(p) = &self.predictive {
+            for (lead, by) in &p.served_by {
+                let total: usize = by.values().sum();
+                let mut parts: Vec<(&String, &usize)> = by.iter().collect();
+                parts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                let parts: Vec<String> = parts
+                    .into_iter()
+                    .map(|(k, n)| format!("{k} {:.0}%", 100.0 * *n as f64 / total.max(1) as f64))
+                    .collect();
+                let _ = writeln!(out, "predictive L={lead} served: {}", parts.join(", "));
+            }
+        }
         out
     }
 }
