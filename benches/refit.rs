@@ -1,13 +1,15 @@
 //! Refit + plan cost for one workload on 14 days of a recorded trace (1-minute NASA HTTP, ~20k slots), plus the
 //! cheap path between refits (forecast from the fitted model + plan); and a refit of a coarse series (30-minute NYC
-//! taxi, 35 days: 1,680 slots), whose calibration fits seven one-day holdout folds instead of one.
+//! taxi, 35 days: 1,680 slots), whose calibration fits seven one-day holdout folds instead of one; and one decision
+//! of the production step (`Engine::decide`) with the adaptive quantile's shadows against one without.
 //!
 //! Traces are read from `PRESCALE_TRACES_DIR`, or `../shared/traces` next to the crate.
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use prescale::engine::Engine;
 use prescale::forecast::{fit, ForecastSettings, Seasonality};
 use prescale::planner::{plan, Policy};
 use prescale::series::Series;
@@ -74,6 +76,29 @@ fn refit(c: &mut Criterion) {
             plan(&forecast, Some(1.0), &policy, now)
         })
     });
+    // One decision at the next sync, from an engine that has decided every 15 s for the hour before (so the
+    // adaptive quantile has shadows running and scores to add).
+    let engine = |adaptive: bool| {
+        let mut p = policy.clone();
+        p.adaptive.enabled = adaptive;
+        let mut e = Engine::new(settings.clone(), p, TimeDelta::hours(1));
+        e.install(model.clone());
+        for k in (1..=240).rev() {
+            let t = now - TimeDelta::seconds(15 * k);
+            e.decide(&history.visible_at(t), t, t);
+        }
+        e
+    };
+    for (name, adaptive) in [("decide_fixed_quantile", false), ("decide_adaptive_quantile", true)] {
+        let warmed = engine(adaptive);
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || warmed.clone(),
+                |mut e| e.decide(&history, now, now).map(|d| d.plan.replicas),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
     let mut group = c.benchmark_group("nyc_taxi_35d_30min");
     group.sample_size(10);
