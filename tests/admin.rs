@@ -43,6 +43,8 @@ fn policy(capacity: f64) -> Policy {
     }
 }
 
+const LEVELS_AND_REACTIVE: usize = prescale::service_level::LEVELS.len() + 1;
+
 /// The adaptive quantile after a week: p80 is the cheapest level that left no more demand unserved than the
 /// reactive target.
 fn adaptive_report() -> prescale::service_level::Report {
@@ -346,7 +348,20 @@ async fn the_page_is_self_contained_and_tells_the_same_numbers() {
             "the page loads nothing from elsewhere, found {forbidden}"
         );
     }
-    assert_eq!(html.matches("<svg").count(), 3, "one chart per planned workload");
+    assert_eq!(
+        html.matches("<svg").count(),
+        4,
+        "one chart per planned workload, and llm-chat's adaptive quantile"
+    );
+    assert_eq!(html.matches(r#"<svg class="frontier""#).count(), 1);
+    assert_eq!(html.matches(r#"class="cand "#).count(), LEVELS_AND_REACTIVE);
+    assert!(html.contains(r#"data-chosen="p80""#), "the chosen quantile is ringed");
+    assert_eq!(
+        html.matches(r#"class="cand ok""#).count(),
+        6,
+        "p80 … p98 are under the reactive line"
+    );
+    assert!(html.contains(r#"<dd data-line="quantile">adaptive; p80"#));
     assert!(html.contains(r#"<path class="history""#));
     assert!(
         html.contains(r#"data-points="39""#),

@@ -282,6 +282,116 @@ pub fn render(d: &WorkloadDetail) -> String {
     out
 }
 
+/// The adaptive quantile's choice as an inline SVG scatter: each candidate's recent unserved demand against the
+/// pods it held (relative to the reactive target), the reactive target's unserved share as the line a quantile must
+/// stay under, and the chosen candidate ringed. `None` before the adaptation has warmed up.
+pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
+    if !a.warmed_up || a.candidates.is_empty() {
+        return None;
+    }
+    const FW: f64 = 420.0;
+    const FH: f64 = 220.0;
+    let (left, right, top, bottom) = (56.0, 16.0, 24.0, 34.0);
+    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+    let xs: Vec<f64> = a.candidates.iter().map(|c| finite(c.pods_vs_reactive)).collect();
+    let ys: Vec<f64> = a
+        .candidates
+        .iter()
+        .map(|c| finite(c.unserved_fraction) * 100.0)
+        .collect();
+    let (xmin, xmax) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+        (lo.min(x), hi.max(x))
+    });
+    let pad = ((xmax - xmin) * 0.08).max(0.02);
+    let (xmin, xmax) = (xmin - pad, xmax + pad);
+    let ymax = ys.iter().copied().fold(0.0f64, f64::max);
+    let ystep = nice_step(if ymax > 0.0 { ymax * 1.1 } else { 1.0 }, 4.0);
+    let ytop = ((if ymax > 0.0 { ymax * 1.1 } else { 1.0 }) / ystep).ceil() * ystep;
+    let x = |v: f64| left + (FW - left - right) * ((v - xmin) / (xmax - xmin)).clamp(0.0, 1.0);
+    let y = |v: f64| top + (FH - top - bottom) * (1.0 - (v / ytop).clamp(0.0, 1.0));
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg class="frontier" viewBox="0 0 {FW} {FH}" role="img" aria-label="adaptive quantile: recent unserved demand against pods held, per candidate">"#
+    );
+    let mut v = 0.0;
+    while v <= ytop + 1e-9 {
+        let _ = write!(
+            out,
+            r#"<line class="gridline" x1="{left}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}%</text>"#,
+            FW - right,
+            left - 6.0,
+            y(v) + 4.0,
+            num(v),
+            y = y(v)
+        );
+        v += ystep;
+    }
+    let _ = write!(
+        out,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">pods held ÷ reactive target's</text><text x="{left}" y="14">unserved demand (recent)</text>"#,
+        (left + FW - right) / 2.0,
+        FH - 6.0
+    );
+    for (label, at) in [(num(xmin + pad), xmin + pad), (num(xmax - pad), xmax - pad)] {
+        let _ = write!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{label}×</text>"#,
+            x(at),
+            FH - bottom + 14.0
+        );
+    }
+    if let Some(base) = a.candidates.iter().find(|c| c.quantile.is_none()) {
+        let by = y(finite(base.unserved_fraction) * 100.0);
+        let _ = write!(
+            out,
+            r#"<line class="budget" x1="{left}" x2="{:.1}" y1="{by:.1}" y2="{by:.1}"/>"#,
+            FW - right
+        );
+    }
+    let chosen = |c: &crate::service_level::CandidateScore| match c.quantile {
+        Some(q) => a.chosen_quantile == Some(q),
+        None => a.reactive_chosen,
+    };
+    let mut levels = String::new();
+    for (c, (&px, &py)) in a.candidates.iter().zip(xs.iter().zip(&ys)) {
+        let (cx, cy) = (x(px), y(py));
+        if c.quantile.is_some() {
+            let _ = write!(levels, "{}{cx:.1},{cy:.1}", if levels.is_empty() { "M" } else { "L" });
+        }
+    }
+    let _ = write!(out, r#"<path class="levels" d="{levels}"/>"#);
+    for (c, (&px, &py)) in a.candidates.iter().zip(xs.iter().zip(&ys)) {
+        let (cx, cy) = (x(px), y(py));
+        let label = c
+            .quantile
+            .map_or("reactive".to_owned(), |q| format!("p{}", num(q * 100.0)));
+        let class = match (c.quantile.is_some(), c.qualifies) {
+            (false, _) => "cand reactive",
+            (true, true) => "cand ok",
+            (true, false) => "cand over",
+        };
+        let _ = write!(
+            out,
+            r#"<circle class="{class}" cx="{cx:.1}" cy="{cy:.1}" r="3.5" data-candidate="{label}"><title>{label}: {}% unserved, {}× the reactive target's pods</title></circle>"#,
+            num(py),
+            num(px)
+        );
+        if chosen(c) {
+            let _ = write!(
+                out,
+                r#"<circle class="chosen" cx="{cx:.1}" cy="{cy:.1}" r="7.5" data-chosen="{label}"/><text x="{:.1}" y="{:.1}">{label}</text>"#,
+                cx + 9.0,
+                cy - 8.0
+            );
+        } else if c.quantile.is_none() {
+            let _ = write!(out, r#"<text x="{:.1}" y="{:.1}">reactive</text>"#, cx + 6.0, cy - 6.0);
+        }
+    }
+    out.push_str("</svg>");
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +408,32 @@ mod tests {
         let (d, n) = line([(0.0, Some(1.0)), (1.0, None), (2.0, Some(2.0)), (3.0, Some(3.0))].into_iter());
         assert_eq!(d, "M0.0,1.0M2.0,2.0L3.0,3.0");
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn the_frontier_waits_for_warm_up_and_never_draws_nan() {
+        use crate::service_level::{CandidateScore, Report};
+        let cand = |q: Option<f64>, u: f64, pods: f64| CandidateScore {
+            quantile: q,
+            unserved_fraction: u,
+            unserved_fraction_total: u,
+            pods_vs_reactive: pods,
+            qualifies: true,
+        };
+        let mut r = Report {
+            warmed_up: false,
+            scored_seconds: 600.0,
+            chosen_quantile: None,
+            reactive_chosen: false,
+            candidates: vec![cand(Some(0.5), 0.02, 0.8), cand(None, 0.01, 1.0)],
+        };
+        assert_eq!(super::frontier(&r), None);
+        r.warmed_up = true;
+        r.reactive_chosen = true;
+        r.candidates.insert(1, cand(Some(0.9), f64::NAN, f64::INFINITY));
+        let svg = super::frontier(&r).unwrap();
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        assert!(svg.contains(r#"data-chosen="reactive""#), "{svg}");
+        assert_eq!(svg.matches("<circle class=\"cand").count(), 3);
     }
 }

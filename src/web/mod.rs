@@ -193,7 +193,14 @@ fn card(out: &mut String, d: &WorkloadDetail) {
     for (label, text) in e.lines() {
         let _ = write!(out, r#"<dt>{label}</dt><dd data-line="{label}">{}</dd>"#, esc(&text));
     }
-    out.push_str("</dl></aside></div></section>");
+    out.push_str("</dl>");
+    if let Some(svg) = e.adaptive.as_ref().and_then(chart::frontier) {
+        let _ = write!(
+            out,
+            r#"<figure class="frontier">{svg}<figcaption>Adaptive quantile: each candidate's recent unserved demand against the pods it held. Quantiles under the dashed line (the reactive target's) qualify; the ringed one is planned at.</figcaption></figure>"#
+        );
+    }
+    out.push_str("</aside></div></section>");
 }
 
 #[cfg(test)]
