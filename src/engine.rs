@@ -4,8 +4,10 @@
 //! samples visible at each simulated tick.
 //!
 //! Every decision makes both plans: the forecast plan and the reactive one (`ceil(observed / capacity)`, clamped).
-//! The forecast plan is served unless the workload runs in [`Mode::ForecastOnly`] or its forecast quality has been
-//! demoted (see [`crate::quality`]); the forecast is computed, shown and scored either way.
+//! The forecast plan is served unless the workload runs in [`Mode::ForecastOnly`], its forecast quality has been
+//! demoted (see [`crate::quality`]), or the adaptive quantile found the reactive target cheaper at the same service
+//! (see [`crate::service_level`]); the forecast is computed, shown and scored either way. The adaptive quantile also
+//! sets the quantile the forecast plan is made at.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -418,5 +420,62 @@ mod tests {
         let r = e.quality().report();
         assert_eq!(r.health, Health::Trusted);
         assert!(r.demotions >= 1 && r.promotions == r.demotions, "{r:?}");
+    }
+
+    #[test]
+    fn the_adaptive_quantile_takes_over_after_warm_up() {
+        let series = regime_change(3, (0, 0));
+        let start = t0() + TimeDelta::days(2);
+        let policy = Policy {
+            adaptive: crate::service_level::Adaptive {
+                warmup: TimeDelta::hours(2),
+                ..Default::default()
+            },
+            ..policy()
+        };
+        let settings = ForecastSettings {
+            seasonality: Seasonality::Periods(vec![TimeDelta::days(1)]),
+            horizon: TimeDelta::hours(1),
+        };
+        let mut adaptive = Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1));
+        let fixed_policy = Policy {
+            adaptive: crate::service_level::Adaptive {
+                enabled: false,
+                ..policy.adaptive
+            },
+            ..policy
+        };
+        let mut fixed = Engine::new(settings, fixed_policy, TimeDelta::hours(1));
+        assert!(fixed.service_level().is_none());
+        let mut last = None;
+        for k in 0..(3 * 60 * 4) {
+            let now = start + TimeDelta::seconds(15 * k);
+            let visible = series.visible_at(now - TimeDelta::seconds(30));
+            adaptive.refit_if_due(&visible, now);
+            fixed.refit_if_due(&visible, now);
+            let d = adaptive.decide(&visible, now, now - TimeDelta::seconds(30)).unwrap();
+            let f = fixed.decide(&visible, now, now - TimeDelta::seconds(30)).unwrap();
+            assert_eq!(f.forecast_plan.quantile, 0.9, "a fixed quantile never moves");
+            let report = adaptive.service_level().unwrap();
+            if k < 2 * 60 * 4 - 8 {
+                assert!(!report.warmed_up, "minute {}: {report:?}", k / 4);
+                assert_eq!(d.forecast_plan.quantile, 0.9, "the configured quantile until warm-up");
+            }
+            last = Some((d, report));
+        }
+        let (d, report) = last.unwrap();
+        assert!(report.warmed_up, "{report:?}");
+        assert_eq!(report.candidates.len(), crate::service_level::LEVELS.len() + 1);
+        match d.serving {
+            Serving::Reactive => assert!(report.reactive_chosen && d.plan == d.reactive_plan),
+            Serving::Forecast => {
+                assert_eq!(Some(d.forecast_plan.quantile), report.chosen_quantile, "{report:?}");
+                assert_eq!(d.plan, d.forecast_plan);
+            }
+            other => panic!("a smooth cycle is served the forecast or the cheaper reactive target, not {other:?}"),
+        }
+        // A smooth cycle with 3% noise: the forecast beats a 70% HPA, and plans below the configured p90.
+        assert_eq!(d.serving, Serving::Forecast, "{report:?}");
+        assert!(d.forecast_plan.quantile < 0.9, "{report:?}");
     }
 }

@@ -207,7 +207,8 @@ impl Controller {
 
     /// Runs one HPA sync of every shadow at `now`: each level serves what the plan would ask for at that level (the
     /// forecast's peak over the cover window, never below observed demand, a scale-up raised past the tolerance),
-    /// the baseline serves observed demand against `capacity × fallback utilization`.
+    /// the baseline serves observed demand against `capacity × fallback utilization`. The `scaleIn: observed` hold is
+    /// not replayed: with it, the shadows plan scale-ins a little earlier than the real plan does.
     pub fn record(&mut self, forecast: &Forecast, observed: Option<f64>, policy: &Policy, now: DateTime<Utc>) {
         if self.pending.back().is_some_and(|p| p.0 >= now) {
             return;
