@@ -69,12 +69,7 @@ pub fn reactive_plan(
 ) -> ReplicaPlan {
     let observed = observed.filter(|v| v.is_finite() && *v >= 0.0);
     let floor = observed.map_or(0, |o| planner::replicas_for(o, policy.capacity_per_replica));
-    let utilization = policy.fallback_utilization;
-    let utilization = if utilization.is_finite() && utilization > 0.0 && utilization <= 1.0 {
-        utilization
-    } else {
-        1.0
-    };
+    let utilization = policy.fallback_utilization();
     let target = observed.map_or(0, |o| {
         planner::replicas_for(o, policy.capacity_per_replica * utilization)
     });

@@ -75,6 +75,16 @@ impl Policy {
             adaptive: Adaptive::default(),
         }
     }
+
+    /// [`Policy::fallback_utilization`] when it is usable, in (0, 1]; otherwise 1 (size for observed demand).
+    pub fn fallback_utilization(&self) -> f64 {
+        let u = self.fallback_utilization;
+        if u.is_finite() && u > 0.0 && u <= 1.0 {
+            u
+        } else {
+            1.0
+        }
+    }
 }
 
 /// Default [`Policy::fallback_utilization`]: the common production HPA setting.

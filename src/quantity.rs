@@ -280,6 +280,12 @@ pub fn parse_milli(s: &str) -> Result<i64, QuantityError> {
     Ok(if parts.negative { -magnitude } else { magnitude })
 }
 
+/// `MilliValue()` of the Quantity `v` is served as (its shortest round-trip decimal, rounded up to a milli-unit):
+/// what the HPA reads. `None` when it cannot be served (the HPA sees an error).
+pub fn served_milli(v: f64) -> Option<i64> {
+    format(v).ok().and_then(|s| parse_milli(&s).ok())
+}
+
 fn double(digits: &mut Vec<u8>) {
     let mut carry = 0;
     for d in digits.iter_mut().rev() {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::forecast::{Forecast, Quantile};
 use crate::hpa::{Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
 use crate::planner::{self, Policy};
+use crate::quantity::served_milli;
 use crate::series::Series;
 
 /// Quantile levels the planner may adapt to.
@@ -200,11 +201,6 @@ impl Controller {
         }
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &Adaptive {
-        &self.settings
-    }
-
     /// Runs one HPA sync of every shadow at `now`: each level serves what the plan would ask for at that level (the
     /// forecast's peak over the cover window, never below observed demand, a scale-up raised past the tolerance),
     /// the baseline serves observed demand against `capacity × fallback utilization`. The `scaleIn: observed` hold is
@@ -215,9 +211,7 @@ impl Controller {
         }
         let c = policy.capacity_per_replica;
         if self.shadows.is_empty() {
-            let u = policy.fallback_utilization;
-            let u = if u.is_finite() && u > 0.0 && u <= 1.0 { u } else { 1.0 };
-            let Some(base) = served_milli(c * u).filter(|m| *m > 0) else {
+            let Some(base) = served_milli(c * policy.fallback_utilization()).filter(|m| *m > 0) else {
                 return;
             };
             let mut shadows: Vec<Shadow> = LEVELS.iter().filter_map(|_| Shadow::new(1000, policy)).collect();
@@ -333,13 +327,6 @@ impl Controller {
                 .collect(),
         }
     }
-}
-
-/// `MilliValue()` of the Quantity a value is served as (shortest round-trip decimal, rounded up).
-fn served_milli(v: f64) -> Option<i64> {
-    crate::quantity::format(v)
-        .ok()
-        .and_then(|s| crate::quantity::parse_milli(&s).ok())
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use super::{BacktestError, PolicyName, Settings, LAG, MAX_REPLICAS, MIN_REPLICAS
 use crate::forecast::Seasonality;
 use crate::hpa::{self, Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
 use crate::planner::Policy;
-use crate::quantity;
 use crate::series::Series;
 
 /// Traces at least this long use a fixed warm-up of the same length.
@@ -245,10 +244,7 @@ pub(crate) fn percentile(values: &mut [f64], q: f64) -> f64 {
     values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
 }
 
-/// `MilliValue()` of the Quantity the value is served as; `None` when it cannot be served (the HPA sees an error).
-pub(crate) fn served_milli(v: f64) -> Option<i64> {
-    quantity::format(v).ok().and_then(|s| quantity::parse_milli(&s).ok())
-}
+pub(crate) use crate::quantity::served_milli;
 
 fn milli_of(v: f64, what: &'static str) -> Result<i64, BacktestError> {
     match served_milli(v) {
