@@ -94,6 +94,9 @@ pub struct WorkloadView {
     pub status: WorkloadStatus,
     /// Replica target served to the HPA.
     pub replicas: Option<u32>,
+    /// The value `prescale_replicas` serves: its ceiling is `replicas`, and it is placed so that the HPA's tolerance
+    /// lets a scale-in through. What an HPA reading the plan from here (e.g. through KEDA) should target at 1.
+    pub metric_value: Option<f64>,
     /// Demand the served target is sized for.
     pub planned_demand: Option<f64>,
     /// Median forecast demand over the lead window.
@@ -137,6 +140,7 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
             let insight = store.insight(&id);
             WorkloadView {
                 replicas: snap.as_ref().map(|s| s.plan.replicas),
+                metric_value: snap.as_ref().map(|s| s.plan.served),
                 planned_demand: snap.as_ref().map(|s| s.plan.planned_demand),
                 median_demand: snap.as_ref().map(|s| s.plan.median_demand),
                 observed_demand: snap.as_ref().and_then(|s| s.plan.observed_demand),

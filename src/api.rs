@@ -5,7 +5,7 @@
 //!
 //! | metric | value | HPA target |
 //! |---|---|---|
-//! | [`METRIC_REPLICAS`] | planned replica count | `AverageValue: "1"` (the HPA lands on exactly the value) |
+//! | [`METRIC_REPLICAS`] | planned replica count (`ceil` of the value, see [`crate::planner::served_value`]) | `AverageValue: "1"` (the HPA lands on exactly the plan) |
 //! | [`METRIC_DEMAND_PLANNED`] | planned demand (forecast quantile over the lead window) | `AverageValue`: capacity per replica |
 //! | [`METRIC_DEMAND_MEDIAN`] | median forecast demand over the lead window | informational |
 //!
@@ -394,7 +394,7 @@ async fn discovery() -> Response {
 /// The value of `metric` in a snapshot.
 fn value_of(metric: &str, snapshot: &Snapshot) -> Option<f64> {
     match metric {
-        METRIC_REPLICAS => Some(f64::from(snapshot.plan.replicas)),
+        METRIC_REPLICAS => Some(snapshot.plan.served),
         METRIC_DEMAND_PLANNED => Some(snapshot.plan.planned_demand),
         METRIC_DEMAND_MEDIAN => Some(snapshot.plan.median_demand),
         _ => None,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::forecast::{self, Forecast, ForecastSettings, Model};
 use crate::planner::{self, Bound, Policy, ReplicaPlan};
 use crate::quality::{self, Tracker};
+use crate::quantity;
 use crate::series::Series;
 use crate::service_level::{self, Choice, Controller};
 
@@ -84,9 +85,17 @@ pub fn reactive_plan(
         bound = Bound::Max;
     }
     let demand = observed.unwrap_or(0.0);
+    // Served as an HPA at that utilization would read observed demand, so that its tolerance acts exactly as on a
+    // reactive HPA; when the bounds or a hold decided the count, as the forecast plan serves one.
+    let exact = observed
+        .map(|o| o / (policy.capacity_per_replica * utilization))
+        .filter(|x| {
+            quantity::served_milli(*x).is_some_and(|m| m > 0 && (m + 999).div_euclid(1000) == i64::from(replicas))
+        });
     ReplicaPlan {
         at: now,
         replicas,
+        served: exact.unwrap_or_else(|| planner::served_value(replicas, previous.map(|p| p.replicas))),
         planned_demand: demand / utilization,
         median_demand: demand,
         observed_demand: observed,

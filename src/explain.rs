@@ -91,6 +91,10 @@ pub struct Explanation {
     pub workload: String,
     /// The replica target served to the HPA.
     pub replicas: u32,
+    /// The value served on `prescale_replicas`: the HPA scales to its ceiling, `replicas` (a scale-in is served at
+    /// the bottom of that count's range so that the HPA's tolerance lets it through; a reactive target as an HPA at
+    /// the fallback utilization would read observed demand).
+    pub metric_value: f64,
     /// What the served target follows.
     pub serving: Serving,
     /// The configured mode.
@@ -209,6 +213,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
         namespace: snapshot.id.namespace.clone(),
         workload: snapshot.id.name.clone(),
         replicas: served.replicas,
+        metric_value: served.served,
         serving: insight.map_or(Serving::Forecast, |i| i.serving),
         mode: insight.map_or(Mode::Serve, |i| i.mode),
         bound: bound_name(served.bound),
@@ -369,10 +374,17 @@ impl Explanation {
                 }
             ),
         ));
+        let value = if self.metric_value == f64::from(self.replicas) {
+            String::new()
+        } else {
+            let v = format!("{:.3}", self.metric_value);
+            let v = v.trim_end_matches('0').trim_end_matches('.');
+            format!(", metric value {v} (the HPA scales to its ceiling)")
+        };
         out.push((
             "served",
             format!(
-                "{} replicas, decided by {} ({})",
+                "{} replicas{value}, decided by {} ({})",
                 self.replicas,
                 self.bound.replace('_', " "),
                 match self.serving {

@@ -132,6 +132,10 @@ pub struct ReplicaPlan {
     pub reactive_floor: u32,
     /// Which rule decided `replicas`.
     pub bound: Bound,
+    /// The value served on the replicas metric (target `AverageValue: 1`): its ceiling is `replicas`, and it is
+    /// placed in `(replicas − 1, replicas]` so that the HPA's tolerance lets the change through (see
+    /// [`served_value`]).
+    pub served: f64,
 }
 
 /// Plans replicas for `now` with no memory of earlier plans (see [`plan_from`]).
@@ -217,6 +221,7 @@ pub fn plan_from(
     ReplicaPlan {
         at: now,
         replicas,
+        served: served_value(replicas, previous.map(|p| p.replicas)),
         planned_demand,
         median_demand: median,
         observed_demand: observed,
@@ -265,6 +270,30 @@ pub const TOLERANCE: f64 = crate::hpa::DEFAULT_TOLERANCE;
 pub fn past_tolerance(current: u32) -> u32 {
     let edge = (f64::from(current) * (1.0 + TOLERANCE)).floor();
     (edge as u32).saturating_add(1).max(current.saturating_add(1))
+}
+
+/// The resolution of a served value: the HPA reads a metric in thousandths (`MilliValue`).
+pub const SERVED_RESOLUTION: f64 = 0.001;
+
+/// The value to serve on the replicas metric (target `AverageValue: 1`) so that the HPA lands on `replicas`, given
+/// the count planned before (`None`: nothing was).
+///
+/// The HPA scales to `ceil(value)`, unless `value / current` is within its [`TOLERANCE`] of 1, when it keeps the
+/// current count. Every value in `(replicas − 1, replicas]` has the same ceiling, but not the same ratio:
+///
+/// - a rise serves `replicas` itself, the top of the range, so that it clears the tolerance as far as
+///   [`past_tolerance`] raised it;
+/// - otherwise the bottom, `replicas − 1 + 0.001`. Serving `n − 1` to scale in from `n ≥ 10` replicas would be
+///   inside the tolerance (`(n − 1) / n ≥ 0.9`) and ignored: the HPA would hold a replica the plan no longer wants
+///   until the plan fell by two. From the bottom of the range a scale-in by one gets through from up to 19 replicas
+///   (and by two from up to 29). A steady count is unaffected: the HPA already runs `ceil(value)`, or holds within
+///   its tolerance.
+pub fn served_value(replicas: u32, previous: Option<u32>) -> f64 {
+    if replicas == 0 || previous.is_none_or(|p| replicas > p) {
+        f64::from(replicas)
+    } else {
+        f64::from(replicas - 1) + SERVED_RESOLUTION
+    }
 }
 
 /// `ceil(demand / capacity)`, where a quotient within 1e-9 (relative) of an integer counts as that integer.
@@ -367,6 +396,60 @@ mod tests {
         // Once the minute-6 slot ends by the window's start (t(135) + 285 s = t(420)), the 50 is the peak.
         assert_eq!(plan(&f, Some(9.0), &pol, t(134)).planned_demand, 100.0);
         assert_eq!(plan(&f, Some(9.0), &pol, t(135)).planned_demand, 50.0);
+    }
+
+    #[test]
+    fn the_served_value_gets_a_scale_in_by_one_past_the_tolerance() {
+        use crate::hpa::{Hpa, HpaSpec, MetricTarget, ScaleStatus};
+        // One HPA sync from `current` replicas serving `value` (target AverageValue 1), ignoring the hold.
+        let sync = |current: i32, value: f64| {
+            let mut hpa = Hpa::new(HpaSpec::external(MetricTarget::AverageValue(1000), 1, 100)).unwrap();
+            let status = ScaleStatus {
+                spec_replicas: current,
+                status_replicas: current,
+                ready_pods: current,
+            };
+            let milli = crate::quantity::served_milli(value).unwrap();
+            hpa.reconcile(t(0), status, &[Some(milli)]).metric_replicas.unwrap()
+        };
+        // Serving the count itself: 11 from 12 is inside the tolerance (11 / 12 ≥ 0.9), so the HPA keeps 12.
+        assert_eq!(sync(12, 11.0), 12);
+        assert_eq!(
+            (served_value(11, Some(12)), sync(12, served_value(11, Some(12)))),
+            (10.001, 11)
+        );
+        // Every scale-in by one from up to 19 replicas lands, and a steady count stays where it is.
+        for n in 2..=19 {
+            assert_eq!(
+                sync(n as i32, served_value(n - 1, Some(n))),
+                n as i32 - 1,
+                "{n} → {}",
+                n - 1
+            );
+            assert_eq!(sync(n as i32, served_value(n, Some(n))), n as i32, "steady at {n}");
+            if n < 19 {
+                assert_eq!(
+                    sync(n as i32 + 1, served_value(n, Some(n))),
+                    n as i32,
+                    "held at {} for {n}",
+                    n + 1
+                );
+            }
+        }
+        // From 20 a scale-in by one stays inside the tolerance whatever is served (18.001 / 20 ≥ 0.9).
+        assert_eq!(sync(20, served_value(19, Some(20))), 20);
+        // A rise serves the count, the top of its range, so a count past the tolerance clears it.
+        for n in 1..=40 {
+            let up = past_tolerance(n);
+            assert_eq!(served_value(up, Some(n)), f64::from(up));
+            assert_eq!(sync(n as i32, served_value(up, Some(n))), up as i32, "{n} → {up}");
+        }
+        assert_eq!((served_value(7, None), served_value(0, Some(3))), (7.0, 0.0));
+        // Plans carry it.
+        let prev = plan(&forecast(&[120.0; 10]), None, &policy(10.0), t(0));
+        assert_eq!((prev.replicas, prev.served), (12, 12.0));
+        let p = plan_from(&forecast(&[110.0; 10]), None, &policy(10.0), t(15), Some(&prev));
+        assert_eq!((p.replicas, p.served), (11, 10.001));
     }
 
     #[test]

@@ -202,7 +202,8 @@ impl Controller {
     }
 
     /// Runs one HPA sync of every shadow at `now`: each level serves what the plan would ask for at that level (the
-    /// forecast's peak over the cover window, never below observed demand, a scale-up raised past the tolerance),
+    /// forecast's peak over the cover window, never below observed demand, a scale-up raised past the tolerance,
+    /// served as the plan serves it: [`planner::served_value`]),
     /// the baseline serves observed demand against `capacity × fallback utilization`. The `scaleIn: observed` hold is
     /// not replayed: with it, the shadows plan scale-ins a little earlier than the real plan does.
     pub fn record(&mut self, forecast: &Forecast, observed: Option<f64>, policy: &Policy, now: DateTime<Utc>) {
@@ -244,8 +245,9 @@ impl Controller {
                 (w, _) => w,
             }
             .map(|w| w.clamp(policy.min_replicas, hi));
+            let value = want.and_then(|w| served_milli(planner::served_value(w, shadow.served)));
             shadow.served = want.or(shadow.served);
-            ready[k] = shadow.sync(want.map(|w| i64::from(w) * 1000), now);
+            ready[k] = shadow.sync(value, now);
         }
         ready[BASELINE] = self.shadows[BASELINE].sync(observed.and_then(served_milli), now);
         self.pending.push_back((now, ready));

@@ -44,11 +44,21 @@ fn snapshot(
         // The planner fills the explanatory fields; the served numbers are set exactly.
         plan: ReplicaPlan {
             replicas,
+            served: served_value(name, replicas),
             planned_demand: planned,
             median_demand: median,
             ..planner::plan(&forecast, Some(1.0), &policy(), published_at)
         },
         forecast: Arc::new(forecast),
+    }
+}
+
+/// What the replicas metric serves: the count, except for `web-frontend`, caught scaling in from 4 to 3, which is
+/// served at the bottom of 3's range (see [`planner::served_value`]).
+fn served_value(name: &str, replicas: u32) -> f64 {
+    match name {
+        "web-frontend" => planner::served_value(replicas, Some(replicas + 1)),
+        _ => f64::from(replicas),
     }
 }
 
@@ -212,6 +222,19 @@ async fn replicas_without_selector_lists_the_namespace() {
     assert_eq!(reply.content_type.as_deref(), Some("application/json"));
     assert_eq!(reply.workloads(), ["embeddings", "llm-chat", "web-frontend"]);
     golden("replicas_default", &reply.json());
+    let values: Vec<String> = reply.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(values, ["1", "7", "2001m"]);
+    // What the HPA scales to: the ceiling of each (2001m: 3 replicas, below 0.9 × 4 so that the scale-in lands).
+    let replicas: Vec<i64> = values
+        .iter()
+        .map(|v| (quantity::parse_milli(v).unwrap() + 999).div_euclid(1000))
+        .collect();
+    assert_eq!(replicas, [1, 7, 3]);
 }
 
 #[tokio::test]

@@ -201,10 +201,20 @@ fn hpa_oracle_on_request_sits_between_the_oracle_and_the_forecast() {
         );
         // ... and is short only where the HPA's scale-up limit or tolerance holds it back: rarely.
         assert!(hpa.scores.unserved_fraction < 0.005, "L={lead}: {:?}", hpa.scores);
-        // It serves whole replica counts against target 1, like the predictive policy.
-        assert!(hpa.ticks.iter().all(|r| r
-            .served_value
-            .is_some_and(|v| v.fract() == 0.0 && (1.0..=40.0).contains(&v))));
+        // It serves replica counts against target 1 as the predictive policy does: the count on a rise, otherwise
+        // the bottom of the count's range (see `planner::served_value`).
+        let mut previous: Option<u32> = None;
+        for r in &hpa.ticks {
+            let v = r.served_value.unwrap();
+            let count = v.ceil() as u32;
+            assert!((1..=40).contains(&count), "L={lead}: {r:?}");
+            assert_eq!(v, prescale::planner::served_value(count, previous), "L={lead}: {r:?}");
+            previous = Some(count);
+        }
+        assert!(
+            hpa.ticks.iter().any(|r| r.served_value.unwrap().fract() != 0.0),
+            "some scale-in"
+        );
     }
 }
 

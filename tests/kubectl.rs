@@ -246,10 +246,8 @@ fn kubectl_reads_the_external_metrics_api() {
         assert_eq!(item["metricLabels"]["workload"], "llm-chat");
         let value = item["value"].as_str().unwrap();
         let milli = quantity::parse_milli(value).unwrap_or_else(|e| panic!("{who}: value {value:?}: {e}"));
-        assert!(
-            milli >= 1000 && milli % 1000 == 0,
-            "{who}: replicas must be a whole count >= 1, got {value:?}"
-        );
+        // The HPA scales to the ceiling: a count of at least 1, served within (count − 1, count].
+        assert!(milli >= 1, "{who}: replicas must ask for at least 1, got {value:?}");
         assert_eq!(
             quantity::format(milli as f64 / 1000.0).unwrap(),
             value,

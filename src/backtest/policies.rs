@@ -175,7 +175,7 @@ pub(crate) fn predictive(
                         Serving::Reactive => "reactive (adaptive choice)".to_owned(),
                     };
                     *methods.entry(key).or_insert(0) += 1;
-                    out.push(Some(f64::from(d.plan.replicas)));
+                    out.push(Some(d.plan.served));
                 }
                 None => {
                     *by.entry("none".to_owned()).or_insert(0) += 1;

@@ -354,8 +354,9 @@ fn hpa_oracle(demand: &[Option<f64>], policy: &Policy) -> Vec<Option<f64>> {
             if let Some(p) = previous.filter(|p| want > *p) {
                 want = want.max(crate::planner::past_tolerance(p)).min(MAX_REPLICAS);
             }
+            let served = crate::planner::served_value(want, previous);
             previous = Some(want);
-            Some(f64::from(want))
+            Some(served)
         })
         .collect()
 }
@@ -451,14 +452,24 @@ mod tests {
             Some(11.0),
             Some(0.5),
         ];
-        let served: Vec<u32> = hpa_oracle(&demand, &policy).iter().map(|v| v.unwrap() as u32).collect();
+        let served = hpa_oracle(&demand, &policy);
+        let replicas: Vec<u32> = served.iter().map(|v| v.unwrap().ceil() as u32).collect();
         // k=0: max(2, gap) = 2; k=1: 5; k=2: 10.5 → 11; k=3, 4: 11; k=5: 0.5 → 1; k=6, 7: past the end →
         // minReplicas.
-        assert_eq!(served, vec![2, 5, 11, 11, 11, 1, 1, 1]);
+        assert_eq!(replicas, vec![2, 5, 11, 11, 11, 1, 1, 1]);
+        // Served as the planner serves: a rise at its count, anything else at the bottom of the count's range.
+        assert_eq!(served[..3], [Some(2.0), Some(5.0), Some(11.0)]);
+        assert_eq!(
+            served[3..],
+            [Some(10.001), Some(10.001), Some(0.001), Some(0.001), Some(0.001)]
+        );
         // A rise within the tolerance of the previous target is raised past it: 10 → 11 would be ignored.
         let demand = vec![Some(10.0), Some(10.0), Some(10.0), Some(10.0), Some(10.5), Some(10.5)];
-        let served: Vec<u32> = hpa_oracle(&demand, &policy).iter().map(|v| v.unwrap() as u32).collect();
-        assert_eq!(served, vec![10, 12, 11, 11, 1, 1]);
+        let replicas: Vec<u32> = hpa_oracle(&demand, &policy)
+            .iter()
+            .map(|v| v.unwrap().ceil() as u32)
+            .collect();
+        assert_eq!(replicas, vec![10, 12, 11, 11, 1, 1]);
     }
 
     #[test]
