@@ -90,10 +90,23 @@ impl WorkloadConfig {
         };
         let quantile = if p.adaptive.enabled {
             format!(
-                "the quantile adapted to the workload (p{q} until {warmup} scored, half-life {half_life})",
+                "the quantile adapted to the workload (p{q} until {warmup} scored, half-life {half_life}, {replay})",
                 q = p.quantile.get() * 100.0,
                 warmup = format_duration(p.adaptive.warmup),
                 half_life = format_duration(p.adaptive.half_life),
+                replay = if p.adaptive.replay > TimeDelta::zero() && self.history > crate::service_level::REPLAY_LEAD_IN
+                {
+                    format!(
+                        "{} of history replayed at startup",
+                        format_duration(
+                            p.adaptive
+                                .replay
+                                .min(self.history - crate::service_level::REPLAY_LEAD_IN)
+                        )
+                    )
+                } else {
+                    "no replay at startup".to_owned()
+                },
             )
         } else {
             format!("p{}", p.quantile.get() * 100.0)
@@ -209,6 +222,7 @@ struct RawAdaptive {
     enabled: Option<bool>,
     half_life: Option<String>,
     warmup: Option<String>,
+    replay: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -731,6 +745,7 @@ impl Validator {
                 enabled: a.value.enabled.unwrap_or(d.enabled),
                 half_life: duration(&a.value.half_life, "halfLife", d.half_life, TimeDelta::hours(1)),
                 warmup: duration(&a.value.warmup, "warmup", d.warmup, TimeDelta::zero()),
+                replay: duration(&a.value.replay, "replay", d.replay, TimeDelta::zero()),
             }
         });
         if self.problems.len() > before {
@@ -995,18 +1010,30 @@ mod tests {
                  maxReplicas: 4\n    adaptiveQuantile: {block}\n"
             )
         };
-        let c = parse(&text("{halfLife: 12h, warmup: 6h}"), Path::new("p.yaml")).unwrap();
+        let c = parse(&text("{halfLife: 12h, warmup: 6h, replay: 2d}"), Path::new("p.yaml")).unwrap();
         let a = c.workloads[0].policy.adaptive;
         assert_eq!(
-            (a.enabled, a.half_life, a.warmup),
-            (true, TimeDelta::hours(12), TimeDelta::hours(6))
+            (a.enabled, a.half_life, a.warmup, a.replay),
+            (true, TimeDelta::hours(12), TimeDelta::hours(6), TimeDelta::days(2))
         );
+        assert!(
+            c.workloads[0].describe().contains("2d of history replayed at startup"),
+            "{}",
+            c.workloads[0].describe()
+        );
+        let c = parse(&text("{replay: 0s}"), Path::new("p.yaml")).unwrap();
+        assert_eq!(c.workloads[0].policy.adaptive.replay, TimeDelta::zero());
+        assert!(c.workloads[0].describe().contains("no replay at startup"));
         for (block, expect) in [
             (
                 "{halfLife: 10m}",
                 "p.yaml:6:23: workloads[0].adaptiveQuantile.halfLife: 10m must be between 1h and 60d (default 3d)",
             ),
             ("{warmup: soon}", "workloads[0].adaptiveQuantile.warmup:"),
+            (
+                "{replay: 90d}",
+                "workloads[0].adaptiveQuantile.replay: 90d must be between 0s and 60d (default 3d)",
+            ),
             ("{enable: true}", "unknown field `enable`"),
         ] {
             let err = parse(&text(block), Path::new("p.yaml")).unwrap_err().to_string();
@@ -1053,7 +1080,8 @@ workloads:
         assert_eq!(
             a.describe(),
             "default/a: promql at a 30m step, history 35d, seasonality auto, refit every 1h\n  \
-             plan: the quantile adapted to the workload (p90 until 1d scored, half-life 3d) of demand over lead 5m \
+             plan: the quantile adapted to the workload (p90 until 1d scored, half-life 3d, 3d of history replayed at \
+             startup) of demand over lead 5m \
              at 3 requests/s per replica, replicas 1..4, scale-in on the forecast\n  \
              serving: serve, demoted to reactive when forecast quality breaks its bounds; fallback at 70% utilization\n  \
              HPA: sync 15s, scale-down hold 5m"

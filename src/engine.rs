@@ -117,6 +117,17 @@ pub fn observed_demand(history: &Series, at: DateTime<Utc>) -> Option<f64> {
         .or_else(|| history.visible_at(at).last_present().map(|(_, v)| v))
 }
 
+/// What [`Engine::replay`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    /// Decisions replayed.
+    pub decisions: usize,
+    /// Models fitted.
+    pub fits: usize,
+    /// Changes of forecast health along the way.
+    pub transitions: usize,
+}
+
 /// A workload's model state and policy.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -269,6 +280,61 @@ impl Engine {
             serving,
             transition,
         })
+    }
+
+    /// Warms the live scores, the adaptive quantile's shadows and the quality gate, by replaying the decisions this
+    /// engine would have made every `interval` over `[from, to)`, each on the samples of `history` that had ended by
+    /// then: a restart, or a workload just configured, then starts from days of its own history instead of a day
+    /// at the configured quantile.
+    ///
+    /// Refits happen as they would have live (every refit interval, on the history visible then). The last model
+    /// stays installed; the last plan does not, since the live HPA did not follow the replayed ones.
+    pub fn replay(
+        &mut self,
+        history: &Series,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        interval: TimeDelta,
+    ) -> Replayed {
+        let mut done = Replayed::default();
+        if interval <= TimeDelta::zero() || history.is_empty() {
+            return done;
+        }
+        let step = history.step();
+        let slots = |d: TimeDelta| (d.num_milliseconds() as f64 / step.num_milliseconds() as f64).ceil() as usize;
+        // Only what the engine reads (as the backtest hands it): a fit's span, and a day (at least 400 slots)
+        // before the latest sample for a decision, so a long replay does not copy the whole history every time.
+        let fit_slots = slots(forecast::history_span(step)) + 1;
+        let tail_slots = slots(TimeDelta::days(1)).max(400);
+        let tail = |n: usize, keep: usize| {
+            let latest = history.values()[..n].iter().rposition(Option::is_some).unwrap_or(n);
+            let first = n.saturating_sub(keep).min(latest.saturating_sub(keep));
+            Series::from_values(history.time_at(first), step, history.values()[first..n].to_vec())
+        };
+        let mut now = from;
+        while now < to {
+            let n = history.count_ended_by(now);
+            if n > 0 {
+                if self.needs_refit(now) {
+                    self.model = Some(forecast::fit(&tail(n, fit_slots), &self.settings, now));
+                    done.fits += 1;
+                }
+                if let Some(d) = self.decide(&tail(n, tail_slots), now, now) {
+                    done.decisions += 1;
+                    done.transitions += usize::from(d.transition.is_some());
+                }
+            }
+            now += interval;
+        }
+        self.last_plan = None;
+        done
+    }
+
+    /// Takes over the live scores (quality gate, adaptive quantile) of `warmed`, an engine of the same workload
+    /// that [`Engine::replay`]ed its recent history; the model and the last plan stay this engine's own.
+    pub fn adopt_scores(&mut self, warmed: Engine) {
+        self.quality = warmed.quality;
+        self.adaptive = warmed.adaptive;
     }
 
     /// The most recent plan.
@@ -424,6 +490,55 @@ mod tests {
         let r = e.quality().report();
         assert_eq!(r.health, Health::Trusted);
         assert!(r.demotions >= 1 && r.promotions == r.demotions, "{r:?}");
+    }
+
+    #[test]
+    fn a_replay_warms_up_as_living_through_the_same_hours_would() {
+        let series = regime_change(3, (0, 0));
+        let policy = Policy {
+            adaptive: crate::service_level::Adaptive {
+                warmup: TimeDelta::hours(2),
+                ..Default::default()
+            },
+            ..policy()
+        };
+        let settings = ForecastSettings {
+            seasonality: Seasonality::Periods(vec![TimeDelta::days(1)]),
+            horizon: TimeDelta::hours(1),
+        };
+        let engine = || Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1));
+        let (from, to) = (
+            t0() + TimeDelta::days(2),
+            t0() + TimeDelta::days(2) + TimeDelta::hours(3),
+        );
+        let mut replayed = engine();
+        let done = replayed.replay(&series, from, to, TimeDelta::minutes(1));
+        assert_eq!((done.decisions, done.fits), (180, 3));
+        assert!(
+            replayed.last_plan().is_none(),
+            "the live HPA never followed a replayed plan"
+        );
+        // The same hours lived decision by decision, each on the whole history visible then.
+        let mut lived = engine();
+        let mut now = from;
+        while now < to {
+            let visible = series.visible_at(now);
+            lived.refit_if_due(&visible, now);
+            lived.decide(&visible, now, now).unwrap();
+            now += TimeDelta::minutes(1);
+        }
+        let report = replayed.service_level().unwrap();
+        assert!(report.warmed_up && report.scored_seconds >= 2.0 * 3600.0, "{report:?}");
+        assert_eq!(report, lived.service_level().unwrap());
+        assert_eq!(replayed.quality().report(), lived.quality().report());
+        // Nothing to replay from is nothing replayed.
+        let mut empty = engine();
+        assert_eq!(
+            empty.replay(&series, to, from, TimeDelta::minutes(1)),
+            Replayed::default()
+        );
+        assert_eq!(empty.replay(&series, from, to, TimeDelta::zero()), Replayed::default());
+        assert!(empty.service_level().is_some_and(|r| !r.warmed_up));
     }
 
     #[test]

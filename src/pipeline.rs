@@ -12,13 +12,17 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::clock::Clock;
 use crate::config::WorkloadConfig;
-use crate::engine::Engine;
+use crate::engine::{Engine, Replayed};
 use crate::forecast::{self, ForecastSettings};
 use crate::history::History;
 use crate::quality::Health;
 use crate::series::Series;
-use crate::store::{Insight, PlanStore, Snapshot, WorkloadStatus, RECENT_HISTORY};
+use crate::service_level::REPLAY_LEAD_IN;
+use crate::store::{Insight, PlanStore, ReplayState, ReplayStatus, Snapshot, WorkloadStatus, RECENT_HISTORY};
 use crate::telemetry::PipelineMetrics;
+
+/// The default cycle interval (`prescale serve --interval`).
+pub const DEFAULT_INTERVAL: TimeDelta = TimeDelta::seconds(15);
 
 /// A configured workload wired to its history source.
 pub struct Workload {
@@ -66,7 +70,7 @@ pub fn spawn_with(
         .map(|w| {
             let span = info_span!("workload", workload = %w.config.id);
             store.expect(w.config.id.clone());
-            let cycle = Cycle::with_metrics(w, options.metrics.clone());
+            let cycle = Cycle::with_metrics(w, options.metrics.clone()).with_interval(interval);
             tokio::spawn(run_workload(cycle, store.clone(), clock.clone(), interval).instrument(span))
         })
         .collect()
@@ -80,6 +84,18 @@ pub struct Cycle {
     status: WorkloadStatus,
     metrics: PipelineMetrics,
     targets: std::collections::VecDeque<(DateTime<Utc>, u32)>,
+    interval: TimeDelta,
+    replay: Replay,
+}
+
+/// The startup replay (see [`Engine::replay`]).
+enum Replay {
+    /// Not started: waiting for history.
+    Pending,
+    /// On a blocking thread, replaying a clone of the engine.
+    Running(tokio::task::JoinHandle<(Engine, Replayed, f64)>),
+    /// Adopted, failed, off, or nothing to replay.
+    Finished,
 }
 
 impl Cycle {
@@ -108,7 +124,91 @@ impl Cycle {
             status,
             metrics,
             targets: Default::default(),
+            interval: DEFAULT_INTERVAL,
+            replay: Replay::Pending,
         }
+    }
+
+    /// The same cycle run every `interval` (the replay decides at the same pace).
+    pub fn with_interval(mut self, interval: TimeDelta) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Starts the startup replay once history is in: the workload's recent history (`adaptiveQuantile.replay`, at
+    /// most the history window less a day of lead-in) through a clone of the engine, on a blocking thread. Live
+    /// cycles go on meanwhile; the first one after it finishes adopts its scores.
+    fn start_replay(&mut self, history: &Series, now: DateTime<Utc>) {
+        let span = self.workload.config.policy.adaptive.replay;
+        let from = (now - span).max(history.start() + REPLAY_LEAD_IN);
+        if span <= TimeDelta::zero() || from >= now || self.interval <= TimeDelta::zero() {
+            self.replay = Replay::Finished;
+            return;
+        }
+        let (mut engine, history, interval) = (self.engine.clone(), history.clone(), self.interval);
+        let handle = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let replayed = engine.replay(&history, from, now, interval);
+            (engine, replayed, started.elapsed().as_secs_f64())
+        });
+        info!(%from, to = %now, "replaying recent history to warm up the adaptive quantile and the quality gate");
+        self.status.replay = Some(ReplayStatus {
+            state: ReplayState::Running,
+            from,
+            to: now,
+            replayed: Replayed::default(),
+            seconds: 0.0,
+        });
+        self.replay = Replay::Running(handle);
+    }
+
+    /// Adopts a finished replay's scores (waiting for it when `wait`).
+    async fn finish_replay(&mut self, wait: bool) {
+        let Replay::Running(handle) = &self.replay else {
+            return;
+        };
+        if !wait && !handle.is_finished() {
+            return;
+        }
+        let Replay::Running(handle) = std::mem::replace(&mut self.replay, Replay::Finished) else {
+            return;
+        };
+        let status = self.status.replay.as_mut();
+        match handle.await {
+            Ok((engine, replayed, seconds)) => {
+                self.engine.adopt_scores(engine);
+                let chosen = self
+                    .engine
+                    .service_level()
+                    .map(|r| match (r.warmed_up, r.chosen_quantile) {
+                        (false, _) => "not warmed up".to_owned(),
+                        (true, Some(q)) => format!("p{}", (q * 100.0).round()),
+                        (true, None) => "reactive".to_owned(),
+                    });
+                info!(
+                    decisions = replayed.decisions,
+                    fits = replayed.fits,
+                    seconds,
+                    adaptive = chosen.as_deref().unwrap_or("off"),
+                    "replay done; its scores are in use"
+                );
+                if let Some(s) = status {
+                    (s.state, s.replayed, s.seconds) = (ReplayState::Done, replayed, seconds);
+                }
+            }
+            Err(error) => {
+                warn!(%error, "replay failed; warming up live");
+                if let Some(s) = status {
+                    s.state = ReplayState::Failed;
+                }
+            }
+        }
+    }
+
+    /// Waits for a running startup replay and adopts its scores (the live loop adopts it at the first cycle after
+    /// it ends, without waiting).
+    pub async fn wait_for_replay(&mut self) {
+        self.finish_replay(true).await;
     }
 
     /// The decision engine (model, policy, forecast quality).
@@ -151,6 +251,15 @@ impl Cycle {
             store.set_status(&config.id, self.status.clone());
             return None;
         }
+        match self.replay {
+            Replay::Pending => {
+                let history = history.clone();
+                self.start_replay(&history, now);
+            }
+            Replay::Running(..) => self.finish_replay(false).await,
+            Replay::Finished => {}
+        }
+        let (config, history) = (&self.workload.config, self.history.as_ref()?);
         if self.engine.needs_refit(now) {
             let (h, settings) = (history.clone(), self.engine.settings().clone());
             let started = Instant::now();

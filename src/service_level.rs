@@ -36,6 +36,10 @@ pub const LEVELS: [f64; 14] = [
 const CANDIDATES: usize = LEVELS.len() + 1;
 const BASELINE: usize = LEVELS.len();
 
+/// History a startup replay leaves before its first decision, so that the first replayed fit has a day to learn
+/// from: a replay covers at most the history window less this.
+pub const REPLAY_LEAD_IN: TimeDelta = TimeDelta::days(1);
+
 /// Settings of the adaptive quantile (workload config `adaptiveQuantile`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Adaptive {
@@ -45,15 +49,20 @@ pub struct Adaptive {
     pub half_life: TimeDelta,
     /// How much scored time the choice waits for; the configured quantile is used until then.
     pub warmup: TimeDelta,
+    /// How much recent history is replayed through the decision step at startup (at most the history window), so
+    /// that the choice, and the quality gate, start warm instead of waiting out `warmup` live; zero turns it off.
+    pub replay: TimeDelta,
 }
 
 impl Default for Adaptive {
-    /// On, with a three-day half-life (a weekday's pattern still counts on the next), after one day of scores.
+    /// On, with a three-day half-life (a weekday's pattern still counts on the next), after one day of scores,
+    /// replaying three days of history at startup.
     fn default() -> Self {
         Self {
             enabled: true,
             half_life: TimeDelta::days(3),
             warmup: TimeDelta::days(1),
+            replay: TimeDelta::days(3),
         }
     }
 }

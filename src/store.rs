@@ -134,6 +134,38 @@ pub struct WorkloadStatus {
     pub last_fit_seconds: f64,
     /// History fetches that failed, since start.
     pub query_errors: u64,
+    /// The startup replay of recent history (see [`crate::engine::Engine::replay`]); `None` before it starts or
+    /// when it is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayStatus>,
+}
+
+/// Where a workload's startup replay stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayStatus {
+    /// `running`, `done` or `failed`.
+    pub state: ReplayState,
+    /// Start of the replayed stretch.
+    pub from: DateTime<Utc>,
+    /// End of it (when the replay started).
+    pub to: DateTime<Utc>,
+    /// What was replayed (zero while running).
+    #[serde(flatten)]
+    pub replayed: crate::engine::Replayed,
+    /// How long it took on its thread, in seconds (zero while running or failed).
+    pub seconds: f64,
+}
+
+/// The state of a [`ReplayStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayState {
+    /// Replaying on a blocking thread; the workload is served meanwhile, with cold scores.
+    Running,
+    /// The replayed scores are in use.
+    Done,
+    /// The replay panicked; the workload warms up live.
+    Failed,
 }
 
 /// What people need to understand one workload's plan: published next to each [`Snapshot`].

@@ -115,6 +115,16 @@ impl Reply {
         let list: ExternalMetricValueList = serde_json::from_slice(&self.body).unwrap();
         list.items.iter().map(|i| i.metric_labels["workload"].clone()).collect()
     }
+
+    /// The items' values, as served (Quantity strings).
+    fn values(&self) -> Vec<String> {
+        self.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["value"].as_str().unwrap().to_owned())
+            .collect()
+    }
 }
 
 async fn send(store: Arc<PlanStore>, method: Method, uri: &str, accept: Option<&str>) -> Reply {
@@ -222,12 +232,7 @@ async fn replicas_without_selector_lists_the_namespace() {
     assert_eq!(reply.content_type.as_deref(), Some("application/json"));
     assert_eq!(reply.workloads(), ["embeddings", "llm-chat", "web-frontend"]);
     golden("replicas_default", &reply.json());
-    let values: Vec<String> = reply.json()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["value"].as_str().unwrap().to_owned())
-        .collect();
+    let values = reply.values();
     assert_eq!(values, ["1", "7", "2001m"]);
     // What the HPA scales to: the ceiling of each (2001m: 3 replicas, below 0.9 × 4 so that the scale-in lands).
     let replicas: Vec<i64> = values
@@ -258,34 +263,19 @@ async fn one_workload_by_selector() {
 async fn demand_metrics_are_canonical_quantities() {
     let planned = get(&format!("{DATA}/default/prescale_demand_planned")).await;
     golden("demand_planned_default", &planned.json());
-    let values: Vec<String> = planned.json()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["value"].as_str().unwrap().to_owned())
-        .collect();
+    let values = planned.values();
     assert_eq!(values, ["0", "412500m", "4350m"]);
 
     let median = get(&format!("{DATA}/default/prescale_demand_median")).await;
     golden("demand_median_default", &median.json());
-    let values: Vec<String> = median.json()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["value"].as_str().unwrap().to_owned())
-        .collect();
+    let values = median.values();
     assert_eq!(values, ["0", "300250m", "100u"]);
     // What the HPA will read from each.
     let milli: Vec<i64> = values.iter().map(|v| quantity::parse_milli(v).unwrap()).collect();
     assert_eq!(milli, [0, 300_250, 1]);
 
     let batch = get(&format!("{DATA}/batch/prescale_demand_planned")).await;
-    let values: Vec<String> = batch.json()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["value"].as_str().unwrap().to_owned())
-        .collect();
+    let values = batch.values();
     assert_eq!(values, ["120", "1500k"]);
 }
 

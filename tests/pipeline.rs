@@ -14,9 +14,17 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
+/// A workload on `history` with a 3-day window and no startup replay (see [`workload_replaying`]).
 fn workload(history: Arc<dyn History>) -> Workload {
-    let yaml = "workloads:\n  - name: llm\n    demand: {generator: {profile: llm-chat}}\n    capacityPerReplica: 10\n    maxReplicas: 40\n    history: 3d\n";
-    let config = prescale::config::parse(yaml, Path::new("t.yaml")).unwrap();
+    workload_replaying(history, "0s")
+}
+
+fn workload_replaying(history: Arc<dyn History>, replay: &str) -> Workload {
+    let yaml = format!(
+        "workloads:\n  - name: llm\n    demand: {{generator: {{profile: llm-chat}}}}\n    capacityPerReplica: 10\n    \
+         maxReplicas: 40\n    history: 3d\n    adaptiveQuantile: {{warmup: 2h, replay: {replay}}}\n"
+    );
+    let config = prescale::config::parse(&yaml, Path::new("t.yaml")).unwrap();
     Workload {
         config: config.workloads.into_iter().next().unwrap(),
         history,
@@ -142,4 +150,51 @@ async fn readiness_waits_for_every_workload_s_first_cycle() {
     // A first cycle that ends in a reported problem (no data, source down) counts as finished.
     store.set_status(&id("other"), Default::default());
     assert!(store.is_ready());
+}
+
+#[tokio::test]
+async fn a_startup_replay_warms_the_adaptive_quantile_while_the_workload_is_served() {
+    let store = PlanStore::new();
+    let generator = Arc::new(Generator::new(Profile::LlmChat, 1));
+    let now = at("2026-03-04T19:00:30Z");
+    let interval = TimeDelta::minutes(1);
+
+    // Without a replay the adaptive quantile waits out its warm-up live.
+    let mut cold = Cycle::new(workload(generator.clone())).with_interval(interval);
+    cold.run_once(&store, now).await.expect("a plan");
+    cold.wait_for_replay().await;
+    cold.run_once(&store, now + interval).await.expect("a plan");
+    let report = cold.engine().service_level().unwrap();
+    assert!(!report.warmed_up, "{report:?}");
+    assert!(store.statuses()[0].1.replay.is_none());
+
+    let mut warm = Cycle::new(workload_replaying(generator, "3h")).with_interval(interval);
+    // The first cycle serves at once and starts the replay; the scores are still cold.
+    let first = warm.run_once(&store, now).await.expect("a plan at once, replay or not");
+    assert_eq!(first.published_at, now);
+    let (_, status) = store.statuses().pop().unwrap();
+    let replay = status.replay.expect("a replay under way");
+    assert_eq!((replay.from, replay.to), (now - TimeDelta::hours(3), now));
+    warm.wait_for_replay().await;
+    // The next cycle serves with three hours of replayed decisions behind it.
+    warm.run_once(&store, now + interval).await.expect("a plan");
+    let report = warm.engine().service_level().unwrap();
+    assert!(report.warmed_up && report.scored_seconds >= 2.0 * 3600.0, "{report:?}");
+    assert!(
+        warm.engine().quality().report().scores.samples > 0,
+        "the quality gate warmed up too"
+    );
+    let (_, status) = store.statuses().pop().unwrap();
+    let replay = status.replay.clone().unwrap();
+    assert_eq!(replay.state, prescale::store::ReplayState::Done);
+    assert_eq!((replay.replayed.decisions, replay.replayed.fits), (180, 3));
+    let insight = store.insight(&first.id).unwrap();
+    assert_eq!(
+        insight.adaptive.as_ref(),
+        Some(&report),
+        "the page shows the warmed scores"
+    );
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["replay"]["state"], "done");
+    assert_eq!(json["replay"]["decisions"], 180);
 }
