@@ -117,6 +117,28 @@ pub fn observed_demand(history: &Series, at: DateTime<Utc>) -> Option<f64> {
         .or_else(|| history.visible_at(at).last_present().map(|(_, v)| v))
 }
 
+/// How much history the engine reads, in slots of a series' step: a replay or a backtest hands it a tail this long
+/// instead of the whole history, so that a long run does not copy it all at every decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    /// A fit: [`forecast::history_span`], plus a slot.
+    pub fit_slots: usize,
+    /// A decision, counted back from the latest sample: a day, at least 400 slots (the level correction reads at
+    /// most 161).
+    pub decide_slots: usize,
+}
+
+impl Reads {
+    /// For a series of this step.
+    pub fn at(step: TimeDelta) -> Self {
+        let slots = |d: TimeDelta| (d.num_milliseconds() as f64 / step.num_milliseconds() as f64).ceil() as usize;
+        Self {
+            fit_slots: slots(forecast::history_span(step)) + 1,
+            decide_slots: slots(TimeDelta::days(1)).max(400),
+        }
+    }
+}
+
 /// What [`Engine::replay`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replayed {
@@ -301,11 +323,10 @@ impl Engine {
             return done;
         }
         let step = history.step();
-        let slots = |d: TimeDelta| (d.num_milliseconds() as f64 / step.num_milliseconds() as f64).ceil() as usize;
-        // Only what the engine reads (as the backtest hands it): a fit's span, and a day (at least 400 slots)
-        // before the latest sample for a decision, so a long replay does not copy the whole history every time.
-        let fit_slots = slots(forecast::history_span(step)) + 1;
-        let tail_slots = slots(TimeDelta::days(1)).max(400);
+        let Reads {
+            fit_slots,
+            decide_slots,
+        } = Reads::at(step);
         let tail = |n: usize, keep: usize| {
             let latest = history.values()[..n].iter().rposition(Option::is_some).unwrap_or(n);
             let first = n.saturating_sub(keep).min(latest.saturating_sub(keep));
@@ -319,7 +340,7 @@ impl Engine {
                     self.model = Some(forecast::fit(&tail(n, fit_slots), &self.settings, now));
                     done.fits += 1;
                 }
-                if let Some(d) = self.decide(&tail(n, tail_slots), now, now) {
+                if let Some(d) = self.decide(&tail(n, decide_slots), now, now) {
                     done.decisions += 1;
                     done.transitions += usize::from(d.transition.is_some());
                 }
@@ -492,9 +513,8 @@ mod tests {
         assert!(r.demotions >= 1 && r.promotions == r.demotions, "{r:?}");
     }
 
-    #[test]
-    fn a_replay_warms_up_as_living_through_the_same_hours_would() {
-        let series = regime_change(3, (0, 0));
+    /// The adaptive quantile after two scored hours, with a daily season: a policy and settings for both tests.
+    fn two_hour_warm_up() -> (Policy, ForecastSettings) {
         let policy = Policy {
             adaptive: crate::service_level::Adaptive {
                 warmup: TimeDelta::hours(2),
@@ -506,6 +526,13 @@ mod tests {
             seasonality: Seasonality::Periods(vec![TimeDelta::days(1)]),
             horizon: TimeDelta::hours(1),
         };
+        (policy, settings)
+    }
+
+    #[test]
+    fn a_replay_warms_up_as_living_through_the_same_hours_would() {
+        let series = regime_change(3, (0, 0));
+        let (policy, settings) = two_hour_warm_up();
         let engine = || Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1));
         let (from, to) = (
             t0() + TimeDelta::days(2),
@@ -545,17 +572,7 @@ mod tests {
     fn the_adaptive_quantile_takes_over_after_warm_up() {
         let series = regime_change(3, (0, 0));
         let start = t0() + TimeDelta::days(2);
-        let policy = Policy {
-            adaptive: crate::service_level::Adaptive {
-                warmup: TimeDelta::hours(2),
-                ..Default::default()
-            },
-            ..policy()
-        };
-        let settings = ForecastSettings {
-            seasonality: Seasonality::Periods(vec![TimeDelta::days(1)]),
-            horizon: TimeDelta::hours(1),
-        };
+        let (policy, settings) = two_hour_warm_up();
         let mut adaptive = Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1));
         let fixed_policy = Policy {
             adaptive: crate::service_level::Adaptive {

@@ -226,9 +226,12 @@ fn the_adaptive_quantile_scores_the_reactive_target_as_the_backtest_does() {
     let trace = load("servegen_lang_m_small");
     let mut s = settings(&[5]);
     s.policies = vec![PolicyName::Reactive70, PolicyName::Predictive];
+    // Scored from the first scored tick only, as the backtest scores reactive-70: no startup replay.
+    s.adaptive.replay = TimeDelta::zero();
     let report = backtest::run(&trace, "servegen_lang_m_small", &s).unwrap();
     assert!(report.settings.adaptive_quantile);
     let info = report.predictive.as_ref().unwrap();
+    assert_eq!(info.replayed["5m"], Default::default());
     let shadows = &info.adaptive["5m"];
     let reactive = shadows.last().unwrap();
     assert_eq!(reactive.quantile, None);
@@ -258,6 +261,21 @@ fn the_adaptive_quantile_scores_the_reactive_target_as_the_backtest_does() {
     assert_eq!(served.values().sum::<usize>(), report.settings.ticks);
     let summary = report.summary();
     assert!(summary.contains("predictive L=5m served: "), "{summary}");
+
+    // With the startup replay (the default), the three days before the scored window are replayed first, as
+    // `prescale serve` does when it starts: the choice is warm from the first scored tick, not p90 for a day.
+    s.adaptive.replay = prescale::service_level::Adaptive::default().replay;
+    let replayed = backtest::run(&trace, "servegen_lang_m_small", &s).unwrap();
+    let info = replayed.predictive.as_ref().unwrap();
+    assert_eq!(replayed.settings.adaptive_replay_seconds, 3 * 86_400);
+    let r = info.replayed["5m"];
+    assert_eq!((r.decisions, r.fits), (3 * 86_400 / 15, 72));
+    assert_ne!(info.served_by["5m"], served.clone(), "a warm start serves differently");
+    assert!(
+        info.served_by["5m"].get("p90").copied().unwrap_or(0) < served.get("p90").copied().unwrap_or(0),
+        "less of the configured p90 while warming up: {:?} vs {served:?}",
+        info.served_by["5m"]
+    );
 
     s.adaptive.enabled = false;
     let fixed = backtest::run(&trace, "servegen_lang_m_small", &s).unwrap();

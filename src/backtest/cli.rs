@@ -82,6 +82,11 @@ pub struct BacktestArgs {
     /// the workload sets `adaptiveQuantile.enabled: false`).
     #[arg(long, env = "PRESCALE_BACKTEST_FIXED_QUANTILE")]
     pub fixed_quantile: bool,
+    /// History replayed through the predictive policy before the first scored tick, as `prescale serve` replays
+    /// at startup to warm the adaptive quantile and the quality gate (`0s`: none; the configured quantile then
+    /// holds for the warm-up). Default: 3d with `--trace`; each workload's adaptiveQuantile.replay with `--config`.
+    #[arg(long, env = "PRESCALE_BACKTEST_REPLAY", value_parser = parse_replay)]
+    pub replay: Option<TimeDelta>,
     /// Hide the progress bar (it is only drawn when stderr is a terminal anyway).
     #[arg(long, env = "PRESCALE_BACKTEST_QUIET")]
     pub quiet: bool,
@@ -138,6 +143,14 @@ fn parse_positive(s: &str) -> Result<TimeDelta, String> {
     Ok(d)
 }
 
+fn parse_replay(s: &str) -> Result<TimeDelta, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d < TimeDelta::zero() || d > TimeDelta::days(60) {
+        return Err(format!("`{s}` must be between 0s and 60d, e.g. 3d"));
+    }
+    Ok(d)
+}
+
 fn parse_utilization(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(u) if u.is_finite() && u > 0.0 && u <= 1.0 => Ok(u),
@@ -179,6 +192,7 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
         scale_in_on_observed_only,
         fallback_utilization,
         fixed_quantile,
+        replay,
         quiet,
     } = args;
     let trace = trace.context("give --trace FILE.csv, or --config FILE with --from and --to")?;
@@ -203,6 +217,7 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
         quality: defaults.quality,
         adaptive: crate::service_level::Adaptive {
             enabled: defaults.adaptive.enabled && !fixed_quantile,
+            replay: replay.unwrap_or(defaults.adaptive.replay),
             ..defaults.adaptive
         },
         progress: !quiet,
@@ -243,6 +258,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
         scale_in_on_observed_only,
         fallback_utilization,
         fixed_quantile,
+        replay,
         quiet,
     } = args;
     let now = Utc::now();
@@ -284,6 +300,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
             quality: w.serving.quality,
             adaptive: crate::service_level::Adaptive {
                 enabled: w.policy.adaptive.enabled && !fixed_quantile,
+                replay: replay.unwrap_or(w.policy.adaptive.replay),
                 ..w.policy.adaptive
             },
             progress: !quiet,

@@ -7,10 +7,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use indicatif::ProgressBar;
 
 use super::{LAG, OBSERVED_WINDOW, TICK};
-use crate::engine::{Engine, Serving};
+use crate::engine::{Engine, Reads, Replayed, Serving};
 use crate::forecast::{self, ForecastSettings, Seasonality};
 use crate::planner::Policy;
 use crate::series::Series;
+use crate::service_level::REPLAY_LEAD_IN;
 
 /// A trace as policies may see it: prefix views by tick time.
 pub(crate) struct Visible<'a> {
@@ -100,6 +101,8 @@ pub(crate) struct PredictiveRun {
     pub methods: std::collections::BTreeMap<String, usize>,
     /// Per engine (lead), ticks by what was served (see [`super::report::PredictiveInfo::served_by`]).
     pub served_by: Vec<std::collections::BTreeMap<String, usize>>,
+    /// Per engine (lead), what the replay before the first tick did.
+    pub replayed: Vec<Replayed>,
     /// Per engine (lead), the adaptive quantile's final state (`None` when off).
     pub adaptive: Vec<Option<crate::service_level::Report>>,
 }
@@ -127,9 +130,10 @@ pub(crate) fn predictive(
         seasonality: setup.seasonality.clone(),
         horizon: max_lead + TICK + setup.refit_interval,
     };
-    let slots = |d: TimeDelta| (d.num_milliseconds() as f64 / step.num_milliseconds() as f64).ceil() as usize;
-    let fit_slots = slots(forecast::history_span(step)) + 1;
-    let tail_slots = slots(TimeDelta::days(1)).max(400);
+    let Reads {
+        fit_slots,
+        decide_slots: tail_slots,
+    } = Reads::at(step);
 
     let mut engines: Vec<Engine> = setup
         .policies
@@ -139,6 +143,26 @@ pub(crate) fn predictive(
                 .with_serving(crate::engine::Mode::Serve, setup.quality)
         })
         .collect();
+    // As `prescale serve` starting at the first scored tick would: replay recent history (before the scored window,
+    // as it was visible then) to warm the adaptive quantile and the quality gate.
+    let replayed: Vec<Replayed> = match ticks.first() {
+        Some(&t0) => {
+            let history = visible.tail(t0, 0);
+            engines
+                .iter_mut()
+                .zip(setup.policies)
+                .map(|(engine, policy)| {
+                    let from = (t0 - policy.adaptive.replay).max(history.start() + REPLAY_LEAD_IN);
+                    if policy.adaptive.replay > TimeDelta::zero() && from < t0 {
+                        engine.replay(&history, from, t0, TICK)
+                    } else {
+                        Replayed::default()
+                    }
+                })
+                .collect()
+        }
+        None => vec![Replayed::default(); engines.len()],
+    };
     let mut served = vec![Vec::with_capacity(ticks.len()); setup.policies.len()];
     let mut methods = std::collections::BTreeMap::new();
     let mut served_by = vec![std::collections::BTreeMap::new(); engines.len()];
@@ -193,6 +217,7 @@ pub(crate) fn predictive(
         fits,
         methods,
         served_by,
+        replayed,
         adaptive: engines.iter().map(Engine::service_level).collect(),
     }
 }

@@ -171,6 +171,9 @@ pub struct ReportSettings {
     pub adaptive_half_life_seconds: i64,
     /// Scored time before the adaptive quantile takes over, in seconds.
     pub adaptive_warmup_seconds: i64,
+    /// History replayed before the first scored tick, as `prescale serve` replays at startup, in seconds (at most
+    /// the history before the scored window less a day).
+    pub adaptive_replay_seconds: i64,
 }
 
 /// What the predictive policy's model did over the run.
@@ -183,6 +186,9 @@ pub struct PredictiveInfo {
     /// Per lead, ticks by what was served: `p90` etc. (the forecast at that quantile), `reactive` (the adaptive
     /// choice), `demoted`, or `none` (nothing to plan from).
     pub served_by: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Per lead, the decisions replayed on the history before the scored window (as `prescale serve` does at
+    /// startup) before the first scored tick.
+    pub replayed: BTreeMap<String, crate::engine::Replayed>,
     /// Per lead, the adaptive quantile's shadows at the end of the run: every candidate quantile (and the reactive
     /// target, `quantile` null) with the share of demand it left unserved over the run, through the same HPA
     /// arithmetic and cold start. Empty with `--fixed-quantile`.

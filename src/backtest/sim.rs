@@ -157,6 +157,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         adaptive_quantile: settings.adaptive.enabled,
         adaptive_half_life_seconds: settings.adaptive.half_life.num_seconds(),
         adaptive_warmup_seconds: settings.adaptive.warmup.num_seconds(),
+        adaptive_replay_seconds: settings.adaptive.replay.num_seconds(),
     };
     let predictive = predictive.map(|p| PredictiveInfo {
         fits: p.fits,
@@ -166,6 +167,12 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             .iter()
             .map(|l| super::lead_label(*l))
             .zip(p.served_by)
+            .collect(),
+        replayed: settings
+            .leads
+            .iter()
+            .map(|l| super::lead_label(*l))
+            .zip(p.replayed)
             .collect(),
         adaptive: settings
             .leads
