@@ -88,12 +88,16 @@ pub struct Cycle {
     replay: Replay,
 }
 
+/// Startup replays run one at a time, process-wide: each takes seconds of a core, and a restart with many workloads
+/// must not starve their first live fits (readiness waits for those) of CPU.
+static REPLAYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// The startup replay (see [`Engine::replay`]).
 enum Replay {
     /// Not started: waiting for history.
     Pending,
-    /// On a blocking thread, replaying a clone of the engine.
-    Running(tokio::task::JoinHandle<(Engine, Replayed, f64)>),
+    /// Waiting for its turn (see [`REPLAYS`]), then replaying a clone of the engine on a blocking thread.
+    Running(tokio::task::JoinHandle<Result<(Engine, Replayed, f64), tokio::task::JoinError>>),
     /// Adopted, failed, off, or nothing to replay.
     Finished,
 }
@@ -136,8 +140,8 @@ impl Cycle {
     }
 
     /// Starts the startup replay once history is in: the workload's recent history (`adaptiveQuantile.replay`, at
-    /// most the history window less a day of lead-in) through a clone of the engine, on a blocking thread. Live
-    /// cycles go on meanwhile; the first one after it finishes adopts its scores.
+    /// most the history window less a day of lead-in) through a clone of the engine, on a blocking thread, one
+    /// workload at a time. Live cycles go on meanwhile; the first one after it finishes adopts its scores.
     fn start_replay(&mut self, history: &Series, now: DateTime<Utc>) {
         let span = self.workload.config.policy.adaptive.replay;
         let from = (now - span).max(history.start() + REPLAY_LEAD_IN);
@@ -146,10 +150,14 @@ impl Cycle {
             return;
         }
         let (mut engine, history, interval) = (self.engine.clone(), history.clone(), self.interval);
-        let handle = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let replayed = engine.replay(&history, from, now, interval);
-            (engine, replayed, started.elapsed().as_secs_f64())
+        let handle = tokio::spawn(async move {
+            let _turn = REPLAYS.acquire().await;
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let replayed = engine.replay(&history, from, now, interval);
+                (engine, replayed, started.elapsed().as_secs_f64())
+            })
+            .await
         });
         info!(%from, to = %now, "replaying recent history to warm up the adaptive quantile and the quality gate");
         self.status.replay = Some(ReplayStatus {
@@ -174,7 +182,7 @@ impl Cycle {
             return;
         };
         let status = self.status.replay.as_mut();
-        match handle.await {
+        match handle.await.and_then(|r| r) {
             Ok((engine, replayed, seconds)) => {
                 self.engine.adopt_scores(engine);
                 let chosen = self

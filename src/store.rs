@@ -160,7 +160,7 @@ pub struct ReplayStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayState {
-    /// Replaying on a blocking thread; the workload is served meanwhile, with cold scores.
+    /// Waiting for its turn (one replay at a time) or replaying; the workload is served meanwhile, with cold scores.
     Running,
     /// The replayed scores are in use.
     Done,
