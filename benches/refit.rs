@@ -1,7 +1,8 @@
 //! Refit + plan cost for one workload on 14 days of a recorded trace (1-minute NASA HTTP, ~20k slots), plus the
 //! cheap path between refits (forecast from the fitted model + plan); and a refit of a coarse series (30-minute NYC
 //! taxi, 35 days: 1,680 slots), whose calibration fits seven one-day holdout folds instead of one; and one decision
-//! of the production step (`Engine::decide`) with the adaptive quantile's shadows against one without.
+//! of the production step (`Engine::decide`) with the adaptive quantile's shadows against one without; and six hours
+//! of the startup replay (`Engine::replay`).
 //!
 //! Traces are read from `PRESCALE_TRACES_DIR`, or `../shared/traces` next to the crate.
 
@@ -99,6 +100,18 @@ fn refit(c: &mut Criterion) {
             )
         });
     }
+    // The startup replay: six hours of decisions every 15 s (and their six hourly refits) from a fresh engine, the
+    // unit a 3-day replay is twelve of.
+    let mut replaying = policy.clone();
+    replaying.adaptive.enabled = true;
+    let fresh = Engine::new(settings.clone(), replaying, TimeDelta::hours(1));
+    group.bench_function("replay_6h", |b| {
+        b.iter_batched(
+            || fresh.clone(),
+            |mut e| e.replay(&history, now - TimeDelta::hours(6), now, TimeDelta::seconds(15)),
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
     let mut group = c.benchmark_group("nyc_taxi_35d_30min");
     group.sample_size(10);
