@@ -94,18 +94,11 @@ impl WorkloadConfig {
                 q = p.quantile.get() * 100.0,
                 warmup = format_duration(p.adaptive.warmup),
                 half_life = format_duration(p.adaptive.half_life),
-                replay = if p.adaptive.replay > TimeDelta::zero() && self.history > crate::service_level::REPLAY_LEAD_IN
-                {
-                    format!(
-                        "{} of history replayed at startup",
-                        format_duration(
-                            p.adaptive
-                                .replay
-                                .min(self.history - crate::service_level::REPLAY_LEAD_IN)
-                        )
-                    )
-                } else {
-                    "no replay at startup".to_owned()
+                replay = match p.adaptive.replay_span(self.history) {
+                    span if span > TimeDelta::zero() => {
+                        format!("{} of history replayed at startup", format_duration(span))
+                    }
+                    _ => "no replay at startup".to_owned(),
                 },
             )
         } else {

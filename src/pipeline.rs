@@ -17,7 +17,6 @@ use crate::forecast::{self, ForecastSettings};
 use crate::history::History;
 use crate::quality::Health;
 use crate::series::Series;
-use crate::service_level::REPLAY_LEAD_IN;
 use crate::store::{Insight, PlanStore, ReplayState, ReplayStatus, Snapshot, WorkloadStatus, RECENT_HISTORY};
 use crate::telemetry::PipelineMetrics;
 
@@ -142,13 +141,17 @@ impl Cycle {
     /// Starts the startup replay once history is in: the workload's recent history (`adaptiveQuantile.replay`, at
     /// most the history window less a day of lead-in) through a clone of the engine, on a blocking thread, one
     /// workload at a time. Live cycles go on meanwhile; the first one after it finishes adopts its scores.
-    fn start_replay(&mut self, history: &Series, now: DateTime<Utc>) {
-        let span = self.workload.config.policy.adaptive.replay;
-        let from = (now - span).max(history.start() + REPLAY_LEAD_IN);
-        if span <= TimeDelta::zero() || from >= now || self.interval <= TimeDelta::zero() {
+    fn start_replay(&mut self, now: DateTime<Utc>) {
+        let history = match &self.history {
+            Some(h) => h,
+            None => return,
+        };
+        let span = self.workload.config.policy.adaptive.replay_span(now - history.start());
+        if span <= TimeDelta::zero() || self.interval <= TimeDelta::zero() {
             self.replay = Replay::Finished;
             return;
         }
+        let from = now - span;
         let (mut engine, history, interval) = (self.engine.clone(), history.clone(), self.interval);
         let handle = tokio::spawn(async move {
             let _turn = REPLAYS.acquire().await;
@@ -260,10 +263,7 @@ impl Cycle {
             return None;
         }
         match self.replay {
-            Replay::Pending => {
-                let history = history.clone();
-                self.start_replay(&history, now);
-            }
+            Replay::Pending => self.start_replay(now),
             Replay::Running(..) => self.finish_replay(false).await,
             Replay::Finished => {}
         }

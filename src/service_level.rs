@@ -54,6 +54,14 @@ pub struct Adaptive {
     pub replay: TimeDelta,
 }
 
+impl Adaptive {
+    /// How much history a startup replay covers when `available` is held: [`Adaptive::replay`], at most the history
+    /// less [`REPLAY_LEAD_IN`]; zero when there is nothing to replay.
+    pub fn replay_span(&self, available: TimeDelta) -> TimeDelta {
+        self.replay.min(available - REPLAY_LEAD_IN).max(TimeDelta::zero())
+    }
+}
+
 impl Default for Adaptive {
     /// On, with a three-day half-life (a weekday's pattern still counts on the next), after one day of scores,
     /// replaying three days of history at startup.

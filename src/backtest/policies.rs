@@ -11,7 +11,6 @@ use crate::engine::{Engine, Reads, Replayed, Serving};
 use crate::forecast::{self, ForecastSettings, Seasonality};
 use crate::planner::Policy;
 use crate::series::Series;
-use crate::service_level::REPLAY_LEAD_IN;
 
 /// A trace as policies may see it: prefix views by tick time.
 pub(crate) struct Visible<'a> {
@@ -152,9 +151,9 @@ pub(crate) fn predictive(
                 .iter_mut()
                 .zip(setup.policies)
                 .map(|(engine, policy)| {
-                    let from = (t0 - policy.adaptive.replay).max(history.start() + REPLAY_LEAD_IN);
-                    if policy.adaptive.replay > TimeDelta::zero() && from < t0 {
-                        engine.replay(&history, from, t0, TICK)
+                    let span = policy.adaptive.replay_span(t0 - history.start());
+                    if span > TimeDelta::zero() {
+                        engine.replay(&history, t0 - span, t0, TICK)
                     } else {
                         Replayed::default()
                     }
