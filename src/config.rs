@@ -90,7 +90,9 @@ impl WorkloadConfig {
         };
         let quantile = if p.adaptive.enabled {
             format!(
-                "the quantile adapted to the workload (p{q} until {warmup} scored, half-life {half_life}, {replay})",
+                "the quantile adapted to the workload (p{q} until {warmup} scored, half-life {half_life}, aiming at \
+                 {aim}× the reactive HPA's unserved demand, {replay})",
+                aim = p.adaptive.unserved_vs_reactive,
                 q = p.quantile.get() * 100.0,
                 warmup = format_duration(p.adaptive.warmup),
                 half_life = format_duration(p.adaptive.half_life),
@@ -216,6 +218,7 @@ struct RawAdaptive {
     half_life: Option<String>,
     warmup: Option<String>,
     replay: Option<String>,
+    unserved_vs_reactive: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -739,6 +742,22 @@ impl Validator {
                 half_life: duration(&a.value.half_life, "halfLife", d.half_life, TimeDelta::hours(1)),
                 warmup: duration(&a.value.warmup, "warmup", d.warmup, TimeDelta::zero()),
                 replay: duration(&a.value.replay, "replay", d.replay, TimeDelta::zero()),
+                unserved_vs_reactive: match a.value.unserved_vs_reactive {
+                    None => d.unserved_vs_reactive,
+                    Some(r) if r.is_finite() && (0.1..=2.0).contains(&r) => r,
+                    Some(r) => {
+                        self.at(
+                            a,
+                            &f("adaptiveQuantile.unservedVsReactive"),
+                            format!(
+                                "must be between 0.1 and 2, got {r} (default {}: leave as little demand unserved as \
+                                 the reactive HPA; 0.8 aims for 20% less)",
+                                d.unserved_vs_reactive
+                            ),
+                        );
+                        d.unserved_vs_reactive
+                    }
+                },
             }
         });
         if self.problems.len() > before {
@@ -1003,11 +1022,15 @@ mod tests {
                  maxReplicas: 4\n    adaptiveQuantile: {block}\n"
             )
         };
-        let c = parse(&text("{halfLife: 12h, warmup: 6h, replay: 2d}"), Path::new("p.yaml")).unwrap();
+        let c = parse(
+            &text("{halfLife: 12h, warmup: 6h, replay: 2d, unservedVsReactive: 0.8}"),
+            Path::new("p.yaml"),
+        )
+        .unwrap();
         let a = c.workloads[0].policy.adaptive;
         assert_eq!(
-            (a.enabled, a.half_life, a.warmup, a.replay),
-            (true, TimeDelta::hours(12), TimeDelta::hours(6), TimeDelta::days(2))
+            (a.enabled, a.half_life, a.warmup, a.replay, a.unserved_vs_reactive),
+            (true, TimeDelta::hours(12), TimeDelta::hours(6), TimeDelta::days(2), 0.8)
         );
         assert!(
             c.workloads[0].describe().contains("2d of history replayed at startup"),
@@ -1028,6 +1051,14 @@ mod tests {
                 "workloads[0].adaptiveQuantile.replay: 90d must be between 0s and 60d (default 3d)",
             ),
             ("{enable: true}", "unknown field `enable`"),
+            (
+                "{unservedVsReactive: 0}",
+                "p.yaml:6:23: workloads[0].adaptiveQuantile.unservedVsReactive: must be between 0.1 and 2, got 0",
+            ),
+            (
+                "{unservedVsReactive: .nan}",
+                "p.yaml:6:44: non-finite float `.nan` rejected",
+            ),
         ] {
             let err = parse(&text(block), Path::new("p.yaml")).unwrap_err().to_string();
             assert!(err.contains(expect), "{block}: {err}");
@@ -1073,8 +1104,8 @@ workloads:
         assert_eq!(
             a.describe(),
             "default/a: promql at a 30m step, history 35d, seasonality auto, refit every 1h\n  \
-             plan: the quantile adapted to the workload (p90 until 1d scored, half-life 3d, 3d of history replayed at \
-             startup) of demand over lead 5m \
+             plan: the quantile adapted to the workload (p90 until 1d scored, half-life 3d, aiming at 1× the reactive \
+             HPA's unserved demand, 3d of history replayed at startup) of demand over lead 5m \
              at 3 requests/s per replica, replicas 1..4, scale-in on the forecast\n  \
              serving: serve, demoted to reactive when forecast quality breaks its bounds; fallback at 70% utilization\n  \
              HPA: sync 15s, scale-down hold 5m"

@@ -293,6 +293,9 @@ impl Engine {
         } else {
             forecast_plan.clone()
         };
+        if let Some(adaptive) = self.adaptive.as_mut() {
+            adaptive.serve(Some(plan.served), now);
+        }
         self.last_plan = Some(plan.clone());
         Some(Decision {
             forecast,

@@ -401,6 +401,9 @@ impl Explanation {
         ));
         if let Some(a) = &self.adaptive {
             out.push(("quantile", adaptive_line(a, f.quantile)));
+            if let Some(line) = record_line(a) {
+                out.push(("record", line));
+            }
         }
         let s = &self.quality.scores;
         let health = match self.quality.health {
@@ -501,11 +504,12 @@ fn adaptive_line(a: &crate::service_level::Report, configured: f64) -> String {
         .find(|c| c.quantile == a.chosen_quantile && c.quantile.is_some())
     {
         Some(c) => format!(
-            "adaptive; {}: the fewest pods ({}× the reactive target's) of the quantiles that left no more demand \
-             unserved than it recently ({} vs {})",
+            "adaptive; {}: the fewest pods ({}× the reactive target's) of the quantiles that recently left no more \
+             demand unserved than the budget ({} vs {}; the reactive target left {})",
             level(c.quantile.unwrap_or(configured)),
             num(c.pods_vs_reactive),
             pct2(c.unserved_fraction),
+            pct2(a.unserved_budget),
             pct2(base)
         ),
         None => {
@@ -516,9 +520,10 @@ fn adaptive_line(a: &crate::service_level::Report, configured: f64) -> String {
                 .map(|c| c.pods_vs_reactive)
                 .fold(f64::INFINITY, f64::min);
             format!(
-                "adaptive; the reactive target: {} of demand unserved recently, and every quantile that did as well \
-                 held more pods{}",
+                "adaptive; the reactive target: {} of demand unserved recently, and every quantile within the budget \
+                 ({}) held more pods{}",
                 pct2(base),
+                pct2(a.unserved_budget),
                 if cheapest_ok.is_finite() {
                     format!(" (the cheapest {}×)", num(cheapest_ok))
                 } else {
@@ -527,6 +532,22 @@ fn adaptive_line(a: &crate::service_level::Report, configured: f64) -> String {
             )
         }
     }
+}
+
+/// The served plan's own record against the reactive target, in one line; `None` until it has one.
+fn record_line(a: &crate::service_level::Report) -> Option<String> {
+    let served = a.served.as_ref()?;
+    let reactive = a.candidates.iter().find(|c| c.quantile.is_none())?;
+    let pct2 = |x: f64| format!("{}%", num(x * 100.0));
+    Some(format!(
+        "what was served left {} of demand unserved recently vs {} for the reactive target, with {}× its pods \
+         (since start: {} vs {})",
+        pct2(served.unserved_fraction),
+        pct2(reactive.unserved_fraction),
+        num(served.pods_vs_reactive),
+        pct2(served.unserved_fraction_total),
+        pct2(reactive.unserved_fraction_total)
+    ))
 }
 
 /// Why an explanation could not be fetched.

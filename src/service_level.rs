@@ -11,9 +11,16 @@
 //! demand its ready pods could not serve, and pods it held. Scores are exponentially weighted (half-life
 //! [`Adaptive::half_life`]) so that the choice follows the workload as it changes.
 //!
-//! The choice: among the candidates whose weighted unserved demand is no more than the baseline's, the one that held
-//! the fewest pods; the baseline itself always qualifies. Before [`Adaptive::warmup`] of decisions has been scored,
-//! the configured quantile is used.
+//! What was actually served runs through one more shadow and is scored the same way: the served plan's own record.
+//!
+//! The choice: among the candidates whose weighted unserved demand is within the *budget*, the one that held the
+//! fewest pods; the baseline itself always qualifies. The budget is the target (the baseline's unserved demand times
+//! [`Adaptive::unserved_vs_reactive`], 1 by default) corrected by the served record: what the served plan left under
+//! the target is added, what it left over is taken off. Without the correction the choice settles on the cheapest
+//! level under the target and never spends the difference, or, when switching levels costs (pods started for a
+//! level that is left before they are ready), ends over it; with it, the served plan time-shares the levels on
+//! either side of the target and its own unserved share converges on it. Before [`Adaptive::warmup`] of decisions
+//! has been scored, the configured quantile is used.
 //!
 //! Pure: no clock, no I/O; time is an argument.
 
@@ -35,6 +42,9 @@ pub const LEVELS: [f64; 14] = [
 /// Candidates: the levels, then the reactive baseline.
 const CANDIDATES: usize = LEVELS.len() + 1;
 const BASELINE: usize = LEVELS.len();
+/// Scored tracks: the candidates, then what was actually served.
+const TRACKS: usize = CANDIDATES + 1;
+const SERVED: usize = CANDIDATES;
 
 /// History a startup replay leaves before its first decision, so that the first replayed fit has a day to learn
 /// from: a replay covers at most the history window less this.
@@ -52,6 +62,9 @@ pub struct Adaptive {
     /// How much recent history is replayed through the decision step at startup (at most the history window), so
     /// that the choice, and the quality gate, start warm instead of waiting out `warmup` live; zero turns it off.
     pub replay: TimeDelta,
+    /// The unserved demand the served plan aims for, relative to the reactive baseline's: 1 is "as well as the HPA
+    /// it replaces", below 1 buys less unserved demand with pods, above 1 trades it for fewer pods.
+    pub unserved_vs_reactive: f64,
 }
 
 impl Adaptive {
@@ -64,13 +77,14 @@ impl Adaptive {
 
 impl Default for Adaptive {
     /// On, with a three-day half-life (a weekday's pattern still counts on the next), after one day of scores,
-    /// replaying three days of history at startup.
+    /// replaying three days of history at startup, aiming to leave as little demand unserved as the reactive HPA.
     fn default() -> Self {
         Self {
             enabled: true,
             half_life: TimeDelta::days(3),
             warmup: TimeDelta::days(1),
             replay: TimeDelta::days(3),
+            unserved_vs_reactive: 1.0,
         }
     }
 }
@@ -99,6 +113,18 @@ pub struct CandidateScore {
     pub qualifies: bool,
 }
 
+/// How the plan actually served has done, scored as the candidates are: what it achieved against the reactive
+/// baseline, whichever candidate (or the quality gate) decided it at each moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServedScore {
+    /// Weighted share of demand its ready pods could not serve.
+    pub unserved_fraction: f64,
+    /// The same, unweighted, since the start.
+    pub unserved_fraction_total: f64,
+    /// Weighted pods held, relative to the reactive baseline's.
+    pub pods_vs_reactive: f64,
+}
+
 /// The controller's state, for the API, the page and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -110,8 +136,15 @@ pub struct Report {
     pub chosen_quantile: Option<f64>,
     /// True while the reactive target is chosen.
     pub reactive_chosen: bool,
+    /// The weighted share of demand a quantile may have left unserved and qualify: the reactive baseline's times
+    /// [`Adaptive::unserved_vs_reactive`], plus what the served plan left under that (or less what it left over).
+    #[serde(default)]
+    pub unserved_budget: f64,
     /// Every candidate, levels ascending, then the reactive baseline.
     pub candidates: Vec<CandidateScore>,
+    /// The served plan's own record; `None` until something served has been scored.
+    #[serde(default)]
+    pub served: Option<ServedScore>,
 }
 
 /// One candidate replayed through an HPA and a Deployment.
@@ -141,6 +174,13 @@ impl Shadow {
         })
     }
 
+    /// Ready and all pods at `now`, without a sync (none before the first).
+    fn pods_at(&self, now: DateTime<Utc>) -> (u32, u32) {
+        self.pods
+            .as_ref()
+            .map_or((0, 0), |p| (p.ready(now) as u32, p.len() as u32))
+    }
+
     /// One HPA sync serving `milli` (`None`: the metric is unavailable); returns the ready and all pods after it.
     /// The first sync starts the Deployment with what the served value asks for, all ready, as the backtest does.
     fn sync(&mut self, milli: Option<i64>, now: DateTime<Utc>) -> (u32, u32) {
@@ -163,14 +203,14 @@ impl Shadow {
     }
 }
 
-/// Ready and all pods of every candidate after one sync.
-type CandidatePods = [(u32, u32); CANDIDATES];
+/// Ready and all pods of every track after one sync.
+type CandidatePods = [(u32, u32); TRACKS];
 
 /// Weighted and total sums over scored moments.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Sums {
-    unserved: [f64; CANDIDATES],
-    pods: [f64; CANDIDATES],
+    unserved: [f64; TRACKS],
+    pods: [f64; TRACKS],
     demand: f64,
 }
 
@@ -234,7 +274,8 @@ impl Controller {
             };
             let mut shadows: Vec<Shadow> = LEVELS.iter().filter_map(|_| Shadow::new(1000, policy)).collect();
             shadows.extend(Shadow::new(base, policy));
-            if shadows.len() != CANDIDATES {
+            shadows.extend(Shadow::new(1000, policy));
+            if shadows.len() != TRACKS {
                 return;
             }
             self.shadows = shadows;
@@ -253,7 +294,7 @@ impl Controller {
             }
         }
         let hi = policy.max_replicas.max(policy.min_replicas);
-        let mut ready = [(0u32, 0u32); CANDIDATES];
+        let mut ready = [(0u32, 0u32); TRACKS];
         for (k, shadow) in self.shadows.iter_mut().enumerate().take(LEVELS.len()) {
             let want = peak.map(|p| planner::replicas_for(p[k], c).max(floor));
             let want = match (want, shadow.served) {
@@ -267,7 +308,21 @@ impl Controller {
             ready[k] = shadow.sync(value, now);
         }
         ready[BASELINE] = self.shadows[BASELINE].sync(observed.and_then(served_milli), now);
+        // Until [`Controller::serve`] says what was served at `now`, the served track holds its pods.
+        ready[SERVED] = self.shadows[SERVED].pods_at(now);
         self.pending.push_back((now, ready));
+    }
+
+    /// Runs the served track's HPA sync for `now` (after [`Controller::record`] for the same moment): `value` is the
+    /// replicas metric the workload served, whichever plan it came from (`None`: the metric was unavailable), so
+    /// that the served plan's own record can be set against the baseline's.
+    pub fn serve(&mut self, value: Option<f64>, now: DateTime<Utc>) {
+        let Some(last) = self.pending.back_mut().filter(|p| p.0 == now) else {
+            return;
+        };
+        if let Some(shadow) = self.shadows.get_mut(SERVED) {
+            last.1[SERVED] = shadow.sync(value.and_then(served_milli), now);
+        }
     }
 
     /// Scores the recorded moments whose demand `history` now holds (a moment in a gap is dropped, not scored).
@@ -306,10 +361,24 @@ impl Controller {
         })
     }
 
-    fn qualifies(&self, k: usize) -> bool {
+    /// The weighted unserved demand a candidate may have left and still qualify: the target (the baseline's times
+    /// [`Adaptive::unserved_vs_reactive`]) plus what the served plan has left under it, or less what it has left
+    /// over it. Candidates are scored as if followed throughout, but the served plan switches between them and
+    /// pays for each switch; steering by its own record makes it time-share between the levels on either side of
+    /// the target instead of settling on the cheapest level under it, which leaves the difference unspent.
+    fn budget(&self) -> f64 {
         let w = &self.weighted;
-        // Relative slack so that float noise does not disqualify a candidate as good as the baseline.
-        w.unserved[k] <= w.unserved[BASELINE] * (1.0 + 1e-9) + 1e-12
+        let target = w.unserved[BASELINE] * self.settings.unserved_vs_reactive;
+        if self.total.pods[SERVED] > 0.0 {
+            target + (target - w.unserved[SERVED])
+        } else {
+            target
+        }
+    }
+
+    fn qualifies(&self, k: usize) -> bool {
+        // Relative slack so that float noise does not disqualify a candidate as good as the budget.
+        k == BASELINE || self.weighted.unserved[k] <= self.budget() * (1.0 + 1e-9) + 1e-12
     }
 
     fn best(&self) -> usize {
@@ -331,6 +400,11 @@ impl Controller {
                 _ => None,
             },
             reactive_chosen: choice == Some(Choice::Reactive),
+            unserved_budget: if self.weighted.demand > 0.0 {
+                (self.budget() / self.weighted.demand).max(0.0)
+            } else {
+                0.0
+            },
             candidates: (0..CANDIDATES)
                 .map(|k| CandidateScore {
                     quantile: LEVELS.get(k).copied(),
@@ -344,6 +418,11 @@ impl Controller {
                     qualifies: self.qualifies(k),
                 })
                 .collect(),
+            served: (self.total.pods[SERVED] > 0.0 && base_pods > 0.0).then(|| ServedScore {
+                unserved_fraction: self.weighted.unserved_fraction(SERVED),
+                unserved_fraction_total: self.total.unserved_fraction(SERVED),
+                pods_vs_reactive: self.weighted.pods[SERVED] / base_pods,
+            }),
         }
     }
 }
@@ -378,6 +457,14 @@ mod tests {
 
     /// Runs a controller every 15 s for `hours`, forecasting demand as `forecast(minute)` per 1-min slot.
     fn run(hours: i64, forecast: impl Fn(i64) -> f64) -> Controller {
+        run_serving(hours, forecast, None)
+    }
+
+    /// What a test serves each tick, from observed demand (`None`: nothing is served).
+    type Serve<'a> = Option<&'a dyn Fn(Option<f64>) -> Option<f64>>;
+
+    /// [`run`], serving `serve(observed)` replicas each tick.
+    fn run_serving(hours: i64, forecast: impl Fn(i64) -> f64, serve: Serve) -> Controller {
         let p = policy();
         let mut c = Controller::new(p.adaptive);
         let values: Vec<Option<f64>> = (0..hours * 60 + 30).map(|m| Some(demand(m))).collect();
@@ -396,8 +483,34 @@ mod tests {
                 now,
             );
             c.record(&f, observed, &p, now);
+            if let Some(serve) = serve {
+                c.serve(serve(observed), now);
+            }
         }
         c
+    }
+
+    #[test]
+    fn the_served_track_scores_what_was_served() {
+        let p = policy();
+        // Nothing served: no record.
+        assert_eq!(run(3, demand).report().served, None);
+        // Serving what an HPA at 70% asks for is the baseline itself.
+        let r = run_serving(3, demand, Some(&|o| o.map(|o| o / (p.capacity_per_replica * 0.7)))).report();
+        let served = r.served.clone().unwrap();
+        let base = r.candidates.last().unwrap();
+        assert!(base.unserved_fraction > 0.0, "{r:?}");
+        assert!(
+            (served.unserved_fraction - base.unserved_fraction).abs() < 1e-9,
+            "{served:?} vs {base:?}"
+        );
+        assert!((served.unserved_fraction_total - base.unserved_fraction_total).abs() < 1e-9);
+        assert!((served.pods_vs_reactive - 1.0).abs() < 1e-9, "{served:?}");
+        // Serving the maximum leaves nothing unserved, for more pods.
+        let r = run_serving(3, demand, Some(&|_| Some(40.0))).report();
+        let served = r.served.unwrap();
+        assert_eq!(served.unserved_fraction, 0.0);
+        assert!(served.pods_vs_reactive > 1.5, "{served:?}");
     }
 
     #[test]
@@ -470,10 +583,48 @@ mod tests {
 
         // Decay: a half-life later, an old score weighs half.
         let mut s = Sums::default();
-        let ready = [(0, 1); CANDIDATES];
+        let ready = [(0, 1); TRACKS];
         s.add(1.0, 10.0, &ready, 1.0);
         s.add(0.5, 0.0, &ready, 1.0);
         assert_eq!((s.unserved[0], s.demand, s.pods[0]), (5.0, 5.0, 1.5));
+    }
+
+    #[test]
+    fn the_served_record_moves_the_budget() {
+        let level = |k: usize| Some(Choice::Level(Quantile::try_new(LEVELS[k]).unwrap()));
+        let controller = |aim: f64| {
+            let mut c = Controller::new(Adaptive {
+                unserved_vs_reactive: aim,
+                ..Adaptive::default()
+            });
+            c.scored = TimeDelta::days(2);
+            c.weighted.demand = 100.0;
+            c.weighted.unserved[BASELINE] = 1.0;
+            c.weighted.pods[BASELINE] = 20.0;
+            for k in 0..LEVELS.len() {
+                c.weighted.unserved[k] = 3.0 - 0.25 * k as f64;
+                c.weighted.pods[k] = 8.0 + 0.5 * k as f64;
+            }
+            c
+        };
+        // Nothing served yet: the budget is the baseline's unserved demand; index 8 left exactly that.
+        let mut c = controller(1.0);
+        assert_eq!(c.choose(), level(8));
+        assert!((c.report().unserved_budget - 0.01).abs() < 1e-12);
+        // The served plan left less than the target: the difference is spent on a cheaper level.
+        c.total.pods[SERVED] = 1.0;
+        c.weighted.unserved[SERVED] = 0.5;
+        assert_eq!(c.choose(), level(6));
+        assert!((c.report().unserved_budget - 0.015).abs() < 1e-12);
+        // It left more: a dearer level makes up for it.
+        c.weighted.unserved[SERVED] = 1.5;
+        assert_eq!(c.choose(), level(10));
+        // So far over that no level is within the budget: the baseline.
+        c.weighted.unserved[SERVED] = 5.0;
+        assert_eq!(c.choose(), Some(Choice::Reactive));
+        assert_eq!(c.report().unserved_budget, 0.0, "shown as zero, never negative");
+        // Aiming at half the baseline's unserved demand.
+        assert_eq!(controller(0.5).choose(), level(10));
     }
 
     #[test]

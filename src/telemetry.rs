@@ -3,7 +3,7 @@
 //! | component | metrics (all prefixed `prescale_`) | source |
 //! |---|---|---|
 //! | forecast | `forecast_demand{level}`, `forecast_replicas`, `planning_quantile`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
-//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only` | the plan store |
+//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only`, `served_unserved_ratio`, `reactive_unserved_ratio`, `served_pods_vs_reactive_ratio` | the plan store (the last three: the adaptive quantile's scores) |
 //! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
 //! | history | `history_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
 //! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` | [`instrument`] middleware |
@@ -355,6 +355,18 @@ impl Collector for StoreCollector {
         );
         let forecast_only =
             Emit::<WorkloadLabels>::new("forecast_only", "1 when the workload is configured forecastOnly");
+        let served_unserved = Emit::<WorkloadLabels>::new(
+            "served_unserved_ratio",
+            "Recent share of demand the served plan's pods could not serve, as the adaptive quantile scores it",
+        );
+        let reactive_unserved = Emit::<WorkloadLabels>::new(
+            "reactive_unserved_ratio",
+            "Recent share of demand an HPA at the fallback utilization would not have served (the same scoring)",
+        );
+        let served_pods = Emit::<WorkloadLabels>::new(
+            "served_pods_vs_reactive_ratio",
+            "Recent pods held by the served plan over those of an HPA at the fallback utilization",
+        );
         let coverage = Emit::<WorkloadLabels>::new(
             "quality_coverage_ratio",
             "Share of recent actuals inside the forecast interval",
@@ -471,6 +483,15 @@ impl Collector for StoreCollector {
                 );
             }
             forecast_only.set(l.clone(), if insight.mode == Mode::ForecastOnly { 1.0 } else { 0.0 });
+            if let Some(a) = &insight.adaptive {
+                if let Some(s) = &a.served {
+                    served_unserved.set(l.clone(), s.unserved_fraction);
+                    served_pods.set(l.clone(), s.pods_vs_reactive);
+                }
+                if let Some(base) = a.candidates.iter().find(|c| c.quantile.is_none()) {
+                    reactive_unserved.set(l.clone(), base.unserved_fraction);
+                }
+            }
             let r = &insight.quality;
             demoted.set(l.clone(), if r.health == Health::Demoted { 1.0 } else { 0.0 });
             nominal.set(l.clone(), r.scores.nominal_coverage);
@@ -499,6 +520,9 @@ impl Collector for StoreCollector {
             &reactive,
             &observed,
             &forecast_only,
+            &served_unserved,
+            &reactive_unserved,
+            &served_pods,
             &coverage,
             &nominal,
             &under,

@@ -48,7 +48,7 @@ const LEVELS_AND_REACTIVE: usize = prescale::service_level::LEVELS.len() + 1;
 /// The adaptive quantile after a week: p80 is the cheapest level that left no more demand unserved than the
 /// reactive target.
 fn adaptive_report() -> prescale::service_level::Report {
-    use prescale::service_level::{CandidateScore, Report, LEVELS};
+    use prescale::service_level::{CandidateScore, Report, ServedScore, LEVELS};
     let mut candidates: Vec<CandidateScore> = LEVELS
         .iter()
         .enumerate()
@@ -59,7 +59,7 @@ fn adaptive_report() -> prescale::service_level::Report {
                 unserved_fraction: unserved,
                 unserved_fraction_total: unserved,
                 pods_vs_reactive: 0.7 + 0.03 * k as f64,
-                qualifies: unserved <= 0.0041,
+                qualifies: unserved <= 0.0047,
             }
         })
         .collect();
@@ -75,7 +75,13 @@ fn adaptive_report() -> prescale::service_level::Report {
         scored_seconds: 7.0 * 86_400.0,
         chosen_quantile: Some(LEVELS[8]),
         reactive_chosen: false,
+        unserved_budget: 0.0047,
         candidates,
+        served: Some(ServedScore {
+            unserved_fraction: 0.0035,
+            unserved_fraction_total: 0.0038,
+            pods_vs_reactive: 0.93,
+        }),
     }
 }
 
@@ -359,9 +365,15 @@ async fn the_page_is_self_contained_and_tells_the_same_numbers() {
     assert_eq!(
         html.matches(r#"class="cand ok""#).count(),
         6,
-        "p80 … p98 are under the reactive line"
+        "p80 … p98 are under the budget line"
     );
     assert!(html.contains(r#"<dd data-line="quantile">adaptive; p80"#));
+    assert!(html.contains(r#"<dd data-line="record">what was served left 0.35%"#));
+    assert_eq!(
+        html.matches(r#"<rect class="served""#).count(),
+        1,
+        "what was served is marked on the scatter"
+    );
     assert!(html.contains(r#"<path class="history""#));
     assert!(
         html.contains(r#"data-points="39""#),
@@ -432,6 +444,9 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
         r#"prescale_quality_demoted{namespace="default",workload="llm-chat"} 0.0"#,
         r#"prescale_serving{namespace="default",workload="batch",state="forecast_only"} 1.0"#,
         r#"prescale_forecast_only{namespace="default",workload="batch"} 1.0"#,
+        r#"prescale_served_unserved_ratio{namespace="default",workload="llm-chat"} 0.0035"#,
+        r#"prescale_reactive_unserved_ratio{namespace="default",workload="llm-chat"} 0.0041"#,
+        r#"prescale_served_pods_vs_reactive_ratio{namespace="default",workload="llm-chat"} 0.93"#,
         r#"prescale_quality_demotions_total{namespace="default",workload="web"} 1"#,
         r#"prescale_forecast_demand{namespace="default",workload="llm-chat",level="0.9"}"#,
         r#"prescale_forecast_fit_duration_seconds_count{namespace="default",workload="llm-chat"} 1"#,
@@ -550,11 +565,19 @@ async fn the_explain_client_reads_a_running_server() {
     let chat = explain::fetch(&url, "default", "llm-chat").await.unwrap().to_text();
     assert!(
         chat.contains(
-            "quantile   adaptive; p80: the fewest pods (0.94× the reactive target's) of the quantiles that left no \
-             more demand unserved than it recently (0.4% vs 0.41%)"
+            "quantile   adaptive; p80: the fewest pods (0.94× the reactive target's) of the quantiles that recently left \
+             no more demand unserved than the budget (0.4% vs 0.47%; the reactive target left 0.41%)"
         ),
         "{chat}"
     );
+    assert!(
+        chat.contains(
+            "record     what was served left 0.35% of demand unserved recently vs 0.41% for the reactive target, with \
+             0.93× its pods (since start: 0.38% vs 0.41%)"
+        ),
+        "{chat}"
+    );
+    assert!(!text.contains("record "), "no adaptive report, no record: {text}");
     let missing = explain::fetch(&url, "default", "nope").await.unwrap_err().to_string();
     assert!(
         missing.contains("no workload default/nope is configured") && missing.contains("/api/v1/workloads"),

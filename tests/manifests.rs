@@ -374,7 +374,7 @@ fn alert_rules_pass_promtool() {
     // JSON is YAML: promtool reads the spec as a rule file.
     std::fs::write(&file, serde_json::to_string(&rule["spec"]).unwrap()).unwrap();
     let report = run(Command::new(promtool()).args(["check", "rules"]).arg(&file));
-    assert!(report.contains("SUCCESS: 5 rules found"), "{report}");
+    assert!(report.contains("SUCCESS: 6 rules found"), "{report}");
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -283,8 +283,9 @@ pub fn render(d: &WorkloadDetail) -> String {
 }
 
 /// The adaptive quantile's choice as an inline SVG scatter: each candidate's recent unserved demand against the
-/// pods it held (relative to the reactive target), the reactive target's unserved share as the line a quantile must
-/// stay under, and the chosen candidate ringed. `None` before the adaptation has warmed up.
+/// pods it held (relative to the reactive target), the unserved budget as the line a quantile must stay under, the
+/// chosen candidate ringed, and what was actually served as a diamond. `None` before the
+/// adaptation has warmed up.
 pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
     if !a.warmed_up || a.candidates.is_empty() {
         return None;
@@ -299,12 +300,21 @@ pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
         .iter()
         .map(|c| finite(c.unserved_fraction) * 100.0)
         .collect();
+    let served = a
+        .served
+        .as_ref()
+        .map(|s| (finite(s.pods_vs_reactive), finite(s.unserved_fraction) * 100.0));
+    let (xs, ys) = (
+        xs.iter().copied().chain(served.map(|s| s.0)).collect::<Vec<_>>(),
+        ys.iter().copied().chain(served.map(|s| s.1)).collect::<Vec<_>>(),
+    );
     let (xmin, xmax) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
         (lo.min(x), hi.max(x))
     });
     let pad = ((xmax - xmin) * 0.08).max(0.02);
     let (xmin, xmax) = (xmin - pad, xmax + pad);
-    let ymax = ys.iter().copied().fold(0.0f64, f64::max);
+    let budget = finite(a.unserved_budget) * 100.0;
+    let ymax = ys.iter().copied().fold(budget, f64::max);
     let ystep = nice_step(if ymax > 0.0 { ymax * 1.1 } else { 1.0 }, 4.0);
     let ytop = ((if ymax > 0.0 { ymax * 1.1 } else { 1.0 }) / ystep).ceil() * ystep;
     let x = |v: f64| left + (FW - left - right) * ((v - xmin) / (xmax - xmin)).clamp(0.0, 1.0);
@@ -341,14 +351,13 @@ pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
             FH - bottom + 14.0
         );
     }
-    if let Some(base) = a.candidates.iter().find(|c| c.quantile.is_none()) {
-        let by = y(finite(base.unserved_fraction) * 100.0);
-        let _ = write!(
-            out,
-            r#"<line class="budget" x1="{left}" x2="{:.1}" y1="{by:.1}" y2="{by:.1}"/>"#,
-            FW - right
-        );
-    }
+    let by = y(budget);
+    let _ = write!(
+        out,
+        r#"<line class="budget" x1="{left}" x2="{:.1}" y1="{by:.1}" y2="{by:.1}"><title>budget: {}% unserved</title></line>"#,
+        FW - right,
+        num(budget)
+    );
     let chosen = |c: &crate::service_level::CandidateScore| match c.quantile {
         Some(q) => a.chosen_quantile == Some(q),
         None => a.reactive_chosen,
@@ -388,6 +397,19 @@ pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
             let _ = write!(out, r#"<text x="{:.1}" y="{:.1}">reactive</text>"#, cx + 6.0, cy - 6.0);
         }
     }
+    if let Some((px, py)) = served {
+        let (cx, cy) = (x(px), y(py));
+        let _ = write!(
+            out,
+            r#"<rect class="served" x="{:.1}" y="{:.1}" width="8" height="8" transform="rotate(45 {cx:.1} {cy:.1})"><title>served: {}% unserved, {}× the reactive target's pods</title></rect><text x="{:.1}" y="{:.1}">served</text>"#,
+            cx - 4.0,
+            cy - 4.0,
+            num(py),
+            num(px),
+            cx + 7.0,
+            cy + 14.0
+        );
+    }
     out.push_str("</svg>");
     Some(out)
 }
@@ -425,7 +447,9 @@ mod tests {
             scored_seconds: 600.0,
             chosen_quantile: None,
             reactive_chosen: false,
+            unserved_budget: f64::NAN,
             candidates: vec![cand(Some(0.5), 0.02, 0.8), cand(None, 0.01, 1.0)],
+            served: None,
         };
         assert_eq!(super::frontier(&r), None);
         r.warmed_up = true;

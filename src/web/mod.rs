@@ -197,7 +197,7 @@ fn card(out: &mut String, d: &WorkloadDetail) {
     if let Some(svg) = e.adaptive.as_ref().and_then(chart::frontier) {
         let _ = write!(
             out,
-            r#"<figure class="frontier">{svg}<figcaption>Adaptive quantile: each candidate's recent unserved demand against the pods it held. Quantiles under the dashed line (the reactive target's) qualify; the ringed one is planned at.</figcaption></figure>"#
+            r#"<figure class="frontier">{svg}<figcaption>Adaptive quantile: each candidate's recent unserved demand against the pods it held. Quantiles under the dashed line (the budget: the reactive target's unserved share, plus what the served plan left under it or less what it left over) qualify; the ringed one is planned at; the diamond is what was actually served.</figcaption></figure>"#
         );
     }
     out.push_str("</aside></div></section>");
