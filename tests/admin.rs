@@ -25,7 +25,7 @@ use prescale::pipeline::{Cycle, Workload};
 use prescale::planner::{self, Policy};
 use prescale::quality::{self, Tracker};
 use prescale::series::Series;
-use prescale::store::{Insight, PlanStore, Snapshot, WorkloadId, WorkloadStatus};
+use prescale::store::{Insight, PlanStore, ReplayState, ReplayStatus, Snapshot, WorkloadId, WorkloadStatus};
 use prescale::telemetry;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -185,6 +185,20 @@ fn filled_store() -> Arc<PlanStore> {
     publish(&store, "llm-chat", Mode::Serve, 40.0, 1.0, 38.0);
     publish(&store, "batch", Mode::ForecastOnly, 40.0, 1.0, 61.0);
     publish(&store, "web", Mode::Serve, 40.0, 1.5, 62.5);
+    // web is still replaying its history at startup.
+    let web = WorkloadId {
+        namespace: "default".into(),
+        name: "web".into(),
+    };
+    let mut status = store.status(&web).unwrap();
+    status.replay = Some(ReplayStatus {
+        state: ReplayState::Running,
+        from: at(NOW) - TimeDelta::days(3),
+        to: at(NOW) - TimeDelta::minutes(1),
+        replayed: Default::default(),
+        seconds: 0.0,
+    });
+    store.set_status(&web, status);
     store.set_status(
         &WorkloadId {
             namespace: "default".into(),
@@ -369,6 +383,15 @@ async fn the_page_is_self_contained_and_tells_the_same_numbers() {
     );
     assert!(html.contains(r#"<dd data-line="quantile">adaptive; p80"#));
     assert!(html.contains(r#"<dd data-line="record">what was served left 0.35%"#));
+    assert_eq!(
+        html.matches(r#"<span class="badge replay""#).count(),
+        1,
+        "web is marked as warming up while it replays"
+    );
+    assert!(
+        html.contains("replaying 2d23h59m of history (2026-02-27 12:00 UTC to 2026-03-02 11:59 UTC)"),
+        "{html}"
+    );
     assert_eq!(
         html.matches(r#"<rect class="served""#).count(),
         1,

@@ -11,6 +11,7 @@ use crate::admin::{WorkloadDetail, WorkloadView};
 use crate::engine::Serving;
 use crate::explain::{age, num, pct, VERSION};
 use crate::quality::Health;
+use crate::store::ReplayState;
 
 pub mod chart;
 
@@ -96,9 +97,24 @@ fn overview(out: &mut String, views: &[WorkloadView]) {
             Some(m) => format!("{} · {}", esc(&m.method), esc(&m.periods.join(", "))),
             None => "–".into(),
         };
-        let error = v.status.error.as_ref().map_or(String::new(), |e| {
+        let mut error = v.status.error.as_ref().map_or(String::new(), |e| {
             format!(r#" <span class="badge error" title="{}">error</span>"#, esc(e))
         });
+        match &v.status.replay {
+            Some(r) if r.state == ReplayState::Running => {
+                let _ = write!(
+                    error,
+                    r#" <span class="badge replay" title="replaying {} of history ({} to {}) to warm the adaptive quantile and the quality gate; served meanwhile with cold scores">warming up</span>"#,
+                    age((r.to - r.from).num_seconds()),
+                    r.from.format("%Y-%m-%d %H:%M UTC"),
+                    r.to.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+            Some(r) if r.state == ReplayState::Failed => error.push_str(
+                r#" <span class="badge error" title="the startup replay failed; the adaptive quantile warms up live">replay failed</span>"#,
+            ),
+            _ => {}
+        }
         let stale = |s: Option<i64>, limit: i64| match s {
             Some(x) if x > limit => format!(r#"<span class="stale">{}</span>"#, age(x)),
             other => opt_age(other),
