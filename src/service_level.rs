@@ -558,18 +558,24 @@ mod tests {
         assert!(!r.warmed_up && r.chosen_quantile.is_none() && !r.reactive_chosen);
     }
 
-    #[test]
-    fn the_cheapest_qualifying_candidate_wins_and_old_scores_fade() {
-        let mut c = Controller::new(Adaptive::default());
+    /// A controller two days in: the baseline left 1 of 100 units unserved holding `baseline_pods`; higher levels
+    /// left less unserved (3 − k/4) for more pods (8 + k/2).
+    fn scored(settings: Adaptive, baseline_pods: f64) -> Controller {
+        let mut c = Controller::new(settings);
         c.scored = TimeDelta::days(2);
         c.weighted.demand = 100.0;
         c.weighted.unserved[BASELINE] = 1.0;
-        c.weighted.pods[BASELINE] = 10.0;
+        c.weighted.pods[BASELINE] = baseline_pods;
         for k in 0..LEVELS.len() {
-            // Higher levels: less unserved, more pods.
             c.weighted.unserved[k] = 3.0 - 0.25 * k as f64;
             c.weighted.pods[k] = 8.0 + 0.5 * k as f64;
         }
+        c
+    }
+
+    #[test]
+    fn the_cheapest_qualifying_candidate_wins_and_old_scores_fade() {
+        let mut c = scored(Adaptive::default(), 10.0);
         // Levels from index 8 (unserved 1.0) qualify; index 8 holds 12 pods, more than the baseline's 10.
         assert_eq!(c.choose(), Some(Choice::Reactive));
         c.weighted.pods[BASELINE] = 13.0;
@@ -593,19 +599,11 @@ mod tests {
     fn the_served_record_moves_the_budget() {
         let level = |k: usize| Some(Choice::Level(Quantile::try_new(LEVELS[k]).unwrap()));
         let controller = |aim: f64| {
-            let mut c = Controller::new(Adaptive {
+            let settings = Adaptive {
                 unserved_vs_reactive: aim,
                 ..Adaptive::default()
-            });
-            c.scored = TimeDelta::days(2);
-            c.weighted.demand = 100.0;
-            c.weighted.unserved[BASELINE] = 1.0;
-            c.weighted.pods[BASELINE] = 20.0;
-            for k in 0..LEVELS.len() {
-                c.weighted.unserved[k] = 3.0 - 0.25 * k as f64;
-                c.weighted.pods[k] = 8.0 + 0.5 * k as f64;
-            }
-            c
+            };
+            scored(settings, 20.0)
         };
         // Nothing served yet: the budget is the baseline's unserved demand; index 8 left exactly that.
         let mut c = controller(1.0);
