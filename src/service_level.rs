@@ -13,8 +13,9 @@
 //!
 //! What was actually served runs through one more shadow and is scored the same way: the served plan's own record.
 //!
-//! The choice: among the candidates whose weighted unserved demand is within the *budget*, the one that held the
-//! fewest pods; the baseline itself always qualifies. The budget is the target (the baseline's unserved demand times
+//! The choice: the baseline and the levels whose weighted unserved demand is within the *budget*, the one that
+//! held the fewest pods (when no candidate is within the budget, levels are held to the baseline's unserved demand
+//! instead). The budget is the target (the baseline's unserved demand times
 //! [`Adaptive::unserved_vs_reactive`], 1 by default) corrected by the served record: what the served plan left under
 //! the target is added, what it left over is taken off. Without the correction the choice settles on the cheapest
 //! level under the target and never spends the difference, or, when switching levels costs (pods started for a
@@ -136,8 +137,9 @@ pub struct Report {
     pub chosen_quantile: Option<f64>,
     /// True while the reactive target is chosen.
     pub reactive_chosen: bool,
-    /// The weighted share of demand a quantile may have left unserved and qualify: the reactive baseline's times
-    /// [`Adaptive::unserved_vs_reactive`], plus what the served plan left under that (or less what it left over).
+    /// The weighted share of demand a candidate may have left unserved and qualify: the reactive baseline's times
+    /// [`Adaptive::unserved_vs_reactive`], plus what the served plan left under that (or less what it left over);
+    /// the baseline's own when no candidate is within that.
     #[serde(default)]
     pub unserved_budget: f64,
     /// Every candidate, levels ascending, then the reactive baseline.
@@ -376,14 +378,33 @@ impl Controller {
         }
     }
 
+    /// What a quantile's weighted unserved demand is held to: the [`Controller::budget`] when some candidate meets
+    /// it; otherwise (the served plan has left so much over the target that nothing would pay it back) the
+    /// baseline's own, so that no quantile is followed that served worse than the reactive HPA. The baseline itself
+    /// always qualifies: serving the reactive target is never worse than the HPA it stands for.
+    fn limit(&self) -> f64 {
+        let within = |limit: f64| (0..CANDIDATES).any(|k| self.within(k, limit));
+        let budget = self.budget();
+        if within(budget) {
+            budget
+        } else {
+            self.weighted.unserved[BASELINE]
+        }
+    }
+
+    fn within(&self, k: usize, limit: f64) -> bool {
+        // Relative slack so that float noise does not disqualify a candidate as good as the limit.
+        self.weighted.unserved[k] <= limit * (1.0 + 1e-9) + 1e-12
+    }
+
     fn qualifies(&self, k: usize) -> bool {
-        // Relative slack so that float noise does not disqualify a candidate as good as the budget.
-        k == BASELINE || self.weighted.unserved[k] <= self.budget() * (1.0 + 1e-9) + 1e-12
+        k == BASELINE || self.within(k, self.limit())
     }
 
     fn best(&self) -> usize {
+        let limit = self.limit();
         (0..CANDIDATES)
-            .filter(|&k| self.qualifies(k))
+            .filter(|&k| k == BASELINE || self.within(k, limit))
             .min_by(|&a, &b| self.weighted.pods[a].total_cmp(&self.weighted.pods[b]).then(a.cmp(&b)))
             .unwrap_or(BASELINE)
     }
@@ -401,7 +422,7 @@ impl Controller {
             },
             reactive_chosen: choice == Some(Choice::Reactive),
             unserved_budget: if self.weighted.demand > 0.0 {
-                (self.budget() / self.weighted.demand).max(0.0)
+                (self.limit() / self.weighted.demand).max(0.0)
             } else {
                 0.0
             },
@@ -614,13 +635,19 @@ mod tests {
         c.weighted.unserved[SERVED] = 0.5;
         assert_eq!(c.choose(), level(6));
         assert!((c.report().unserved_budget - 0.015).abs() < 1e-12);
-        // It left more: a dearer level makes up for it.
+        // It left more: a dearer level makes up for it, unless the reactive target holds fewer pods (it always
+        // qualifies).
         c.weighted.unserved[SERVED] = 1.5;
         assert_eq!(c.choose(), level(10));
-        // So far over that no level is within the budget: the baseline.
-        c.weighted.unserved[SERVED] = 5.0;
+        assert!(!c.report().candidates[9].qualifies);
+        c.weighted.pods[BASELINE] = 5.0;
         assert_eq!(c.choose(), Some(Choice::Reactive));
-        assert_eq!(c.report().unserved_budget, 0.0, "shown as zero, never negative");
+        // So far over that nothing is within the budget: levels are held to the baseline's unserved demand, as with
+        // no record.
+        c.weighted.pods[BASELINE] = 20.0;
+        c.weighted.unserved[SERVED] = 5.0;
+        assert_eq!(c.choose(), level(8));
+        assert!((c.report().unserved_budget - 0.01).abs() < 1e-12);
         // Aiming at half the baseline's unserved demand.
         assert_eq!(controller(0.5).choose(), level(10));
     }
