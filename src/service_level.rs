@@ -47,6 +47,11 @@ const BASELINE: usize = LEVELS.len();
 const TRACKS: usize = CANDIDATES + 1;
 const SERVED: usize = CANDIDATES;
 
+/// How far the served record may move the unserved budget from its target, as a share of the target: the served
+/// plan never aims at more than 1.5× (or less than half) the target's unserved demand, however long a surplus or
+/// a deficit it has run up.
+const MAX_CORRECTION: f64 = 0.5;
+
 /// History a startup replay leaves before its first decision, so that the first replayed fit has a day to learn
 /// from: a replay covers at most the history window less this.
 pub const REPLAY_LEAD_IN: TimeDelta = TimeDelta::days(1);
@@ -365,14 +370,15 @@ impl Controller {
 
     /// The weighted unserved demand a candidate may have left and still qualify: the target (the baseline's times
     /// [`Adaptive::unserved_vs_reactive`]) plus what the served plan has left under it, or less what it has left
-    /// over it. Candidates are scored as if followed throughout, but the served plan switches between them and
-    /// pays for each switch; steering by its own record makes it time-share between the levels on either side of
-    /// the target instead of settling on the cheapest level under it, which leaves the difference unspent.
+    /// over it, by at most [`MAX_CORRECTION`] of the target. Candidates are scored as if followed throughout, but
+    /// the served plan switches between them and pays for each switch; steering by its own record makes it
+    /// time-share between the levels on either side of the target instead of settling on the cheapest level under
+    /// it, which leaves the difference unspent.
     fn budget(&self) -> f64 {
         let w = &self.weighted;
         let target = w.unserved[BASELINE] * self.settings.unserved_vs_reactive;
         if self.total.pods[SERVED] > 0.0 {
-            target + (target - w.unserved[SERVED])
+            target + (target - w.unserved[SERVED]).clamp(-MAX_CORRECTION * target, MAX_CORRECTION * target)
         } else {
             target
         }
@@ -642,12 +648,20 @@ mod tests {
         assert!(!c.report().candidates[9].qualifies);
         c.weighted.pods[BASELINE] = 5.0;
         assert_eq!(c.choose(), Some(Choice::Reactive));
-        // So far over that nothing is within the budget: levels are held to the baseline's unserved demand, as with
-        // no record.
+        // However far over, the budget keeps half the target (0.5); with no level within it, levels are held to the
+        // baseline's unserved demand, as with no record.
         c.weighted.pods[BASELINE] = 20.0;
         c.weighted.unserved[SERVED] = 5.0;
+        assert_eq!(c.choose(), level(10));
+        assert!((c.report().unserved_budget - 0.005).abs() < 1e-12);
+        for k in 9..LEVELS.len() {
+            c.weighted.unserved[k] = 0.6;
+        }
         assert_eq!(c.choose(), level(8));
         assert!((c.report().unserved_budget - 0.01).abs() < 1e-12);
+        // However far under, the budget is at most 1.5 times the target.
+        c.weighted.unserved[SERVED] = 0.0;
+        assert!((c.report().unserved_budget - 0.015).abs() < 1e-12);
         // Aiming at half the baseline's unserved demand.
         assert_eq!(controller(0.5).choose(), level(10));
     }
