@@ -403,14 +403,15 @@ impl Controller {
         self.weighted.unserved[k] <= limit * (1.0 + 1e-9) + 1e-12
     }
 
-    fn qualifies(&self, k: usize) -> bool {
-        k == BASELINE || self.within(k, self.limit())
+    /// Whether candidate `k` qualifies under `limit` ([`Controller::limit`]): the baseline always does.
+    fn qualifies(&self, k: usize, limit: f64) -> bool {
+        k == BASELINE || self.within(k, limit)
     }
 
     fn best(&self) -> usize {
         let limit = self.limit();
         (0..CANDIDATES)
-            .filter(|&k| k == BASELINE || self.within(k, limit))
+            .filter(|&k| self.qualifies(k, limit))
             .min_by(|&a, &b| self.weighted.pods[a].total_cmp(&self.weighted.pods[b]).then(a.cmp(&b)))
             .unwrap_or(BASELINE)
     }
@@ -418,6 +419,7 @@ impl Controller {
     /// The scores and the choice, for people.
     pub fn report(&self) -> Report {
         let choice = self.choose();
+        let limit = self.limit();
         let base_pods = self.weighted.pods[BASELINE];
         Report {
             warmed_up: choice.is_some(),
@@ -428,7 +430,7 @@ impl Controller {
             },
             reactive_chosen: choice == Some(Choice::Reactive),
             unserved_budget: if self.weighted.demand > 0.0 {
-                (self.limit() / self.weighted.demand).max(0.0)
+                (limit / self.weighted.demand).max(0.0)
             } else {
                 0.0
             },
@@ -442,7 +444,7 @@ impl Controller {
                     } else {
                         1.0
                     },
-                    qualifies: self.qualifies(k),
+                    qualifies: self.qualifies(k, limit),
                 })
                 .collect(),
             served: (self.total.pods[SERVED] > 0.0 && base_pods > 0.0).then(|| ServedScore {
