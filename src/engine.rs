@@ -321,9 +321,34 @@ impl Engine {
         to: DateTime<Utc>,
         interval: TimeDelta,
     ) -> Replayed {
-        let mut done = Replayed::default();
-        if interval <= TimeDelta::zero() || history.is_empty() {
+        Self::replay_all(std::slice::from_mut(self), history, from, to, interval)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// [`Engine::replay`] for several engines of one workload that differ only in their policy (e.g. one per lead
+    /// time in a backtest): the fit does not depend on the policy, so each refit is made once, with the first
+    /// engine's forecast settings, and installed into every engine, as [`crate::backtest`] does live. Engines with
+    /// other forecast settings or refit intervals are replayed one by one.
+    pub fn replay_all(
+        engines: &mut [Engine],
+        history: &Series,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        interval: TimeDelta,
+    ) -> Vec<Replayed> {
+        let mut done = vec![Replayed::default(); engines.len()];
+        if interval <= TimeDelta::zero() || history.is_empty() || engines.is_empty() {
             return done;
+        }
+        let alike = engines
+            .windows(2)
+            .all(|w| w[0].settings == w[1].settings && w[0].refit_interval == w[1].refit_interval);
+        if !alike {
+            return engines
+                .iter_mut()
+                .map(|e| e.replay(history, from, to, interval))
+                .collect();
         }
         let step = history.step();
         let Reads {
@@ -339,18 +364,26 @@ impl Engine {
         while now < to {
             let n = history.count_ended_by(now);
             if n > 0 {
-                if self.needs_refit(now) {
-                    self.model = Some(forecast::fit(&tail(n, fit_slots), &self.settings, now));
-                    done.fits += 1;
+                if engines.iter().any(|e| e.needs_refit(now)) {
+                    let model = forecast::fit(&tail(n, fit_slots), &engines[0].settings, now);
+                    for (engine, done) in engines.iter_mut().zip(done.iter_mut()) {
+                        engine.model = Some(model.clone());
+                        done.fits += 1;
+                    }
                 }
-                if let Some(d) = self.decide(&tail(n, decide_slots), now, now) {
-                    done.decisions += 1;
-                    done.transitions += usize::from(d.transition.is_some());
+                let recent = tail(n, decide_slots);
+                for (engine, done) in engines.iter_mut().zip(done.iter_mut()) {
+                    if let Some(d) = engine.decide(&recent, now, now) {
+                        done.decisions += 1;
+                        done.transitions += usize::from(d.transition.is_some());
+                    }
                 }
             }
             now += interval;
         }
-        self.last_plan = None;
+        for engine in engines.iter_mut() {
+            engine.last_plan = None;
+        }
         done
     }
 
@@ -370,7 +403,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forecast::Seasonality;
+    use crate::forecast::{Method, Seasonality};
     use crate::quality::Health;
 
     fn t0() -> DateTime<Utc> {
@@ -569,6 +602,49 @@ mod tests {
         );
         assert_eq!(empty.replay(&series, from, to, TimeDelta::zero()), Replayed::default());
         assert!(empty.service_level().is_some_and(|r| !r.warmed_up));
+    }
+
+    #[test]
+    fn engines_replayed_together_end_as_each_replayed_alone() {
+        let series = regime_change(3, (2 * 1440 + 30, 2 * 1440 + 90));
+        let (policy, settings) = two_hour_warm_up();
+        let leads = [TimeDelta::minutes(2), TimeDelta::minutes(10)];
+        let engines = || -> Vec<Engine> {
+            leads
+                .iter()
+                .map(|&lead| Engine::new(settings.clone(), Policy { lead, ..policy.clone() }, TimeDelta::hours(1)))
+                .collect()
+        };
+        let (from, to) = (
+            t0() + TimeDelta::days(2),
+            t0() + TimeDelta::days(2) + TimeDelta::hours(3),
+        );
+        let mut together = engines();
+        let done = Engine::replay_all(&mut together, &series, from, to, TimeDelta::minutes(1));
+        let mut alone = engines();
+        for (engine, done) in alone.iter_mut().zip(&done) {
+            assert_eq!(engine.replay(&series, from, to, TimeDelta::minutes(1)), *done);
+            assert_eq!((done.decisions, done.fits), (180, 3));
+        }
+        for (a, b) in together.iter().zip(&alone) {
+            assert_eq!(a.service_level(), b.service_level());
+            assert_eq!(a.quality().report(), b.quality().report());
+            assert_eq!(a.model().map(Model::fitted_at), b.model().map(Model::fitted_at));
+        }
+        // The leads plan differently, so the shared fits fed two different records.
+        assert_ne!(together[0].service_level(), together[1].service_level());
+        // Engines of different workloads (other forecast settings) are replayed one by one, each on its own fits.
+        let other = ForecastSettings {
+            seasonality: Seasonality::None,
+            ..settings.clone()
+        };
+        let mut mixed = vec![
+            Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1)),
+            Engine::new(other, policy.clone(), TimeDelta::hours(1)),
+        ];
+        Engine::replay_all(&mut mixed, &series, from, to, TimeDelta::minutes(1));
+        let methods: Vec<_> = mixed.iter().map(|e| e.model().and_then(Model::method)).collect();
+        assert_eq!(methods, [Some(Method::Mstl), Some(Method::Ets)]);
     }
 
     #[test]

@@ -230,8 +230,13 @@ pub(crate) fn scored_window(trace: &Series, name: &str) -> Result<(TimeDelta, Da
     };
     let start = trace.start() + history;
     if start >= trace.end() {
+        let fix = if duration >= LONG_TRACE {
+            "a trace of 7 days or more keeps its first 7 days as history; use one longer than 7 days"
+        } else {
+            "use a trace longer than 10 minutes"
+        };
         let detail = format!(
-            "it spans {} s, and the warm-up of {} s leaves nothing to score; use a trace longer than 10 minutes",
+            "it spans {} s, and the warm-up of {} s leaves nothing to score; {fix}",
             duration.num_seconds(),
             history.num_seconds()
         );
@@ -410,6 +415,13 @@ mod tests {
             scored_window(&short, "s"),
             Err(BacktestError::TooShort { .. })
         ));
+        // Exactly a week: all of it is history, and the error says what would be scored.
+        let seven = Series::from_values(t(0), TimeDelta::minutes(10), vec![Some(1.0); 6 * 24 * 7]);
+        let error = scored_window(&seven, "seven").unwrap_err().to_string();
+        assert!(
+            error.contains("keeps its first 7 days as history; use one longer than 7 days"),
+            "{error}"
+        );
     }
 
     #[test]

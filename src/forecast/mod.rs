@@ -31,7 +31,9 @@
 //!   holdout model, until 300 origins are replayed (a day of 30-minute data is 48, and a q90 band calibrated on
 //!   them covered 95% of outcomes). The correction's half-life and damping are chosen on those errors, and the
 //!   empirical percentiles of the scaled error per horizon become the quantiles (see `calibrate`). Each replay
-//!   starts where its holdout's data ends, so calibration errors are genuinely out of sample.
+//!   starts where its holdout's data ends, so calibration errors are genuinely out of sample. The model and the
+//!   holdout models do not depend on each other, so they are fitted side by side, on as many threads as the process
+//!   may use (`available_parallelism`: CPU affinity and cgroup quota); the result is the same on any number.
 //! - **Error scale**: errors are divided by `max(point, floor)^power × mean^(1 − power)`, with the power (relative
 //!   1, square-root 0.5, … absolute 0) chosen so that errors below and above the mean level look alike. Relative
 //!   errors pooled over a daily cycle whose trough is relatively noisier (counting noise) made the band at the peak
@@ -51,6 +53,7 @@ use crate::series::Series;
 mod calibrate;
 #[cfg(test)]
 mod eval;
+mod parallel;
 mod prep;
 mod seasons;
 
@@ -246,7 +249,15 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
         1.0 - trimmed.present() as f64 / trimmed.values.len() as f64
     };
     let horizon = settings.horizon.max(step);
-    let full = fit_baseline(&trimmed, &settings.seasonality, horizon);
+    // The model and the calibration's holdout models are fitted independently of each other: side by side.
+    let folds = Folds::of(&trimmed);
+    let holdouts = folds.map(|f| f.holdouts(&trimmed, horizon)).unwrap_or_default();
+    let jobs: Vec<(&Grid, TimeDelta)> = std::iter::once((&trimmed, horizon))
+        .chain(holdouts.iter().map(|(grid, h)| (grid, *h)))
+        .collect();
+    let mut fits = parallel::map(&jobs, |&(grid, h)| fit_baseline(grid, &settings.seasonality, h)).into_iter();
+    let full = fits.next().flatten();
+    let holdouts: Option<Vec<BaselineFit>> = fits.collect();
 
     let present: Vec<f64> = trimmed.values.iter().flatten().copied().collect();
     let mean = if present.is_empty() {
@@ -261,7 +272,10 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
         power: 1.0,
     };
 
-    let (correction, table) = calibrate_holdout(&trimmed, &settings.seasonality, horizon, scale).unwrap_or_else(|| {
+    let calibrated = folds
+        .zip(holdouts)
+        .and_then(|(f, h)| f.calibrate(&trimmed, &h, horizon, scale));
+    let (correction, table) = calibrated.unwrap_or_else(|| {
         (
             Correction {
                 half_life: 2.0,
@@ -280,56 +294,86 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
     }
 }
 
-/// Fits holdout models on history up to the start of each calibration fold and replays each over its fold.
+/// Where the calibration folds of a native grid lie.
 ///
 /// A fold is the calibration window (a day, or a quarter of shorter histories); a day of a coarse series holds few
 /// origins, so there are as many folds, back to back and each with its own holdout model, as it takes to replay
 /// [`CALIBRATION_ORIGINS`] origins (at most [`MAX_FOLDS`], all within the last quarter of the history). Each holdout
-/// model is at most a fold older than the origins it is replayed from, as a production model is at most a refit
-/// interval old: replaying one model over a longer stretch would measure a staler model than production runs.
-fn calibrate_holdout(
-    native: &Grid,
-    seasonality: &Seasonality,
-    horizon: TimeDelta,
-    scale: Scale,
-) -> Option<(Correction, ErrorTable)> {
-    let n = native.values.len();
-    if native.present() < 2 * MIN_SAMPLES {
-        return None;
+/// model is fitted on history up to the start of its fold, so it is at most a fold older than the origins it is
+/// replayed from, as a production model is at most a refit interval old: replaying one model over a longer stretch
+/// would measure a staler model than production runs.
+#[derive(Debug, Clone, Copy)]
+struct Folds {
+    /// Slots per fold.
+    slots: usize,
+    /// Number of folds.
+    count: usize,
+    /// Index of the first fold's first origin.
+    first: usize,
+}
+
+impl Folds {
+    /// The folds of `native`, `None` when it is too short to calibrate on.
+    fn of(native: &Grid) -> Option<Self> {
+        let n = native.values.len();
+        if native.present() < 2 * MIN_SAMPLES {
+            return None;
+        }
+        let slots = ((CALIBRATION_WINDOW.num_milliseconds() / native.step.num_milliseconds()) as usize)
+            .min(n / 4)
+            .max(MIN_SAMPLES);
+        let count = CALIBRATION_ORIGINS
+            .div_ceil(slots)
+            .min((n / 4) / slots)
+            .clamp(1, MAX_FOLDS);
+        let first = n.checked_sub(count * slots)?;
+        Some(Self { slots, count, first })
     }
-    let step = native.step;
-    let fold_slots = ((CALIBRATION_WINDOW.num_milliseconds() / step.num_milliseconds()) as usize)
-        .min(n / 4)
-        .max(MIN_SAMPLES);
-    let folds = CALIBRATION_ORIGINS
-        .div_ceil(fold_slots)
-        .min((n / 4) / fold_slots)
-        .clamp(1, MAX_FOLDS);
-    let first = n.checked_sub(folds * fold_slots)?;
-    let h = (horizon.num_milliseconds() / step.num_milliseconds()).max(1) as usize;
-    let mut bases = Vec::with_capacity(folds);
-    for k in 0..folds {
-        let first_origin = first + k * fold_slots;
-        let holdout = native.clone().until(native.time_at(first_origin)).trim_gaps();
-        let fit = fit_baseline(&holdout, seasonality, horizon + step * fold_slots as i32)?;
-        let base: Vec<f64> = (0..n).map(|i| fit.baseline.at(native.time_at(i), step)).collect();
-        bases.push((base, first_origin));
+
+    /// First origin of each fold.
+    fn origins(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.count).map(|k| self.first + k * self.slots)
     }
-    let folds: Vec<Fold<'_>> = bases
-        .iter()
-        .map(|(base, first_origin)| Fold {
-            base,
-            first_origin: *first_origin,
-            end: first_origin + fold_slots,
-        })
-        .collect();
-    Replay {
-        y: &native.values,
-        folds: &folds,
-        scale,
-        horizon: h,
+
+    /// The history each holdout model is fitted on, with the horizon it must forecast (through its whole fold).
+    fn holdouts(&self, native: &Grid, horizon: TimeDelta) -> Vec<(Grid, TimeDelta)> {
+        let ahead = horizon + native.step * self.slots as i32;
+        self.origins()
+            .map(|origin| (native.clone().until(native.time_at(origin)).trim_gaps(), ahead))
+            .collect()
     }
-    .calibrate()
+
+    /// Replays each holdout model (`fits`, one per fold, in order) over its fold and calibrates on the errors.
+    fn calibrate(
+        &self,
+        native: &Grid,
+        fits: &[BaselineFit],
+        horizon: TimeDelta,
+        scale: Scale,
+    ) -> Option<(Correction, ErrorTable)> {
+        let (n, step) = (native.values.len(), native.step);
+        let h = (horizon.num_milliseconds() / step.num_milliseconds()).max(1) as usize;
+        let bases: Vec<Vec<f64>> = fits
+            .iter()
+            .map(|fit| (0..n).map(|i| fit.baseline.at(native.time_at(i), step)).collect())
+            .collect();
+        let folds: Vec<Fold<'_>> = bases
+            .iter()
+            .zip(self.origins())
+            .map(|(base, first_origin)| Fold {
+                base,
+                first_origin,
+                end: first_origin + self.slots,
+            })
+            .collect();
+        Replay {
+            y: &native.values,
+            folds: &folds,
+            scale,
+            horizon: h,
+        }
+        .calibrate()
+    }
 }
 
 /// Fits the baseline for a gap-trimmed native grid, falling back as needed. `None` only without any sample.
