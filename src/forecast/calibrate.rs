@@ -6,7 +6,7 @@
 //! grid, and (2) the empirical percentiles of the scaled error per horizon. Errors are divided by a [`Scale`] of the
 //! point forecast so that one table serves the trough and the peak of a daily cycle.
 
-use super::MAX_CALIBRATION_HORIZON;
+use super::{parallel, MAX_CALIBRATION_HORIZON};
 
 /// Number of stored percentile levels: 1%, 2%, …, 99%.
 const LEVELS: usize = 99;
@@ -216,19 +216,25 @@ impl Replay<'_> {
     /// Chooses the correction and builds the error table. `None` when there are no out-of-sample errors.
     pub fn calibrate(&self) -> Option<(Correction, ErrorTable)> {
         let horizon = self.horizon.clamp(1, MAX_CALIBRATION_HORIZON);
+        let grid: Vec<Correction> = DAMPINGS
+            .iter()
+            .flat_map(|&damping| {
+                let half_lives: &[f64] = if damping == 0.0 { &[1.0] } else { &HALF_LIVES };
+                half_lives
+                    .iter()
+                    .map(move |&half_life| Correction { half_life, damping })
+            })
+            .collect();
+        // Each candidate replays every origin: side by side, then compared in grid order (the first of equals wins).
+        let scored = parallel::map(&grid, |&c| self.absolute_error(c, horizon));
         let mut best: Option<(f64, Correction)> = None;
-        for &damping in &DAMPINGS {
-            let half_lives: &[f64] = if damping == 0.0 { &[1.0] } else { &HALF_LIVES };
-            for &half_life in half_lives {
-                let c = Correction { half_life, damping };
-                let (sum, n) = self.absolute_error(c, horizon);
-                if n == 0 {
-                    return None;
-                }
-                let mae = sum / n as f64;
-                if best.is_none_or(|(b, _)| mae < b) {
-                    best = Some((mae, c));
-                }
+        for (&c, (sum, n)) in grid.iter().zip(scored) {
+            if n == 0 {
+                return None;
+            }
+            let mae = sum / n as f64;
+            if best.is_none_or(|(b, _)| mae < b) {
+                best = Some((mae, c));
             }
         }
         let (_, correction) = best?;
@@ -255,10 +261,12 @@ impl Replay<'_> {
             v.sort_by(f64::total_cmp);
             percentile(&v, 0.5)
         };
-        let mut best = (f64::INFINITY, 1.0);
-        for power in POWERS {
+        let medians = parallel::map(&POWERS, |&power| {
             let scale = self.scale.with_power(power);
-            let (a, b) = (median(&low, scale), median(&high, scale));
+            (median(&low, scale), median(&high, scale))
+        });
+        let mut best = (f64::INFINITY, 1.0);
+        for (power, (a, b)) in POWERS.into_iter().zip(medians) {
             if !(a > 0.0 && b > 0.0) {
                 return 1.0;
             }
@@ -288,6 +296,8 @@ impl Replay<'_> {
         // Running weighted sums equal `Correction::level` over the trailing window up to rounding; the window
         // cut-off is applied by subtracting the slot that leaves it.
         let cut = decay.powi(window as i32);
+        // `c.shift(level, h)` is `level × damping^h`: the powers once, not at every origin.
+        let damped: Vec<f64> = (0..=horizon).map(|h| c.shift(1.0, h.max(1))).collect();
         for fold in self.folds {
             let base = fold.base;
             let from = fold.first_origin.saturating_sub(window);
@@ -297,7 +307,7 @@ impl Replay<'_> {
                     let level = if w > 1e-9 { s / w } else { 0.0 };
                     for h in 1..=horizon.min(n - o) {
                         if let Some(y) = self.y[o + h - 1] {
-                            let point = (base[o + h - 1] + c.shift(level, h)).max(0.0);
+                            let point = (base[o + h - 1] + level * damped[h]).max(0.0);
                             f(h, y, point);
                         }
                     }
