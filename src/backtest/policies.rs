@@ -152,6 +152,10 @@ pub(crate) fn predictive(
                 .iter()
                 .map(|p| p.adaptive.replay_span(t0 - history.start()))
                 .collect();
+            if let Some(span) = spans.iter().max().filter(|s| **s > TimeDelta::zero()) {
+                let span = crate::config::format_duration(*span);
+                progress.set_message(format!("predictive: replaying {span} before"));
+            }
             if spans.windows(2).all(|w| w[0] == w[1]) {
                 // One fit per refit for every lead, as in the scored window.
                 match spans.first().filter(|s| **s > TimeDelta::zero()) {
@@ -174,6 +178,8 @@ pub(crate) fn predictive(
         }
         None => vec![Replayed::default(); engines.len()],
     };
+    progress.set_message("predictive: forecast + plan");
+    progress.reset_eta();
     let mut served = vec![Vec::with_capacity(ticks.len()); setup.policies.len()];
     let mut methods = std::collections::BTreeMap::new();
     let mut served_by = vec![std::collections::BTreeMap::new(); engines.len()];

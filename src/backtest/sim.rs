@@ -51,12 +51,8 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
 
     let visible = Visible::new(trace);
     let wants = |p| settings.policies.contains(&p);
-    let bar = progress_bar(
-        settings.progress,
-        ticks.len(),
-        settings.leads.len() * settings.policies.len(),
-        wants(PolicyName::Predictive),
-    );
+    let runs_total = settings.leads.len() * settings.policies.len();
+    let bar = progress_bar(settings.progress);
     let reactive =
         (wants(PolicyName::Reactive) || wants(PolicyName::Reactive70)).then(|| policies::reactive(&visible, &ticks));
     let planner_policies: Vec<Policy> = settings
@@ -76,7 +72,10 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         })
         .collect();
     let predictive = wants(PolicyName::Predictive).then(|| {
-        bar.set_message("predictive: forecast + plan");
+        // The predictive pass is where the time goes: a phase of its own, so that its ETA is not spread over the
+        // simulated runs, which take seconds.
+        bar.set_length(ticks.len() as u64);
+        bar.set_message("predictive: warming up");
         let setup = PredictiveSetup {
             policies: &planner_policies,
             seasonality: Seasonality::Auto,
@@ -88,6 +87,9 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
 
     let reactive_target = milli_of(capacity, "capacity per replica")?;
     let reactive70_target = milli_of(0.7 * capacity, "0.7 × capacity per replica")?;
+    bar.set_length((ticks.len() * runs_total) as u64);
+    bar.set_position(0);
+    bar.reset_eta();
     let mut runs = Vec::new();
     for (l, &lead) in settings.leads.iter().enumerate() {
         for policy in PolicyName::ALL.into_iter().filter(|p| wants(*p)) {
@@ -374,10 +376,9 @@ fn hpa_oracle(demand: &[Option<f64>], policy: &Policy) -> Vec<Option<f64>> {
         .collect()
 }
 
-/// A bar over `runs` simulated runs of `ticks` ticks, plus one pass for the predictive forecasts.
-fn progress_bar(enabled: bool, ticks: usize, runs: usize, predictive: bool) -> ProgressBar {
-    let total = ticks * (runs + usize::from(predictive));
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+/// The bar on standard error (hidden unless `enabled` and a terminal); each phase sets its length.
+fn progress_bar(enabled: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     if !enabled || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
