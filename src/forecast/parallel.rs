@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 /// `items.iter().map(f)`, in order, with the calls spread over up to [`thread::available_parallelism`] scoped
-/// threads that take the next item as they finish one. On one core, or for one item, it runs on the calling thread.
+/// threads that take the next item as they finish one. On one core, or for one item, it runs on the calling thread,
+/// as it does for whatever threads the system refuses to start.
 /// A panic in `f` is resumed on the calling thread once every thread has stopped.
 pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
@@ -26,8 +27,16 @@ pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
     let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
     let mut panicked = None;
     thread::scope(|s| {
-        // The calling thread works too: `threads − 1` helpers.
-        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        // The calling thread works too: `threads − 1` helpers, fewer if the system will not start them (a pids
+        // limit): whatever they do not take, the calling thread does.
+        let helpers: Vec<_> = (1..threads)
+            .map_while(|_| {
+                thread::Builder::new()
+                    .name("prescale-fit".into())
+                    .spawn_scoped(s, work)
+                    .ok()
+            })
+            .collect();
         let mine = panic::catch_unwind(panic::AssertUnwindSafe(work));
         for result in helpers.into_iter().map(|h| h.join()).chain(std::iter::once(mine)) {
             match result {
