@@ -147,33 +147,18 @@ pub(crate) fn predictive(
     let replayed: Vec<Replayed> = match ticks.first() {
         Some(&t0) => {
             let history = visible.tail(t0, 0);
-            let spans: Vec<TimeDelta> = setup
+            // The leads' policies differ only in the lead (one set of adaptive settings), so they share one span
+            // and, as in the scored window, one fit per refit.
+            let span = setup
                 .policies
-                .iter()
-                .map(|p| p.adaptive.replay_span(t0 - history.start()))
-                .collect();
-            if let Some(span) = spans.iter().max().filter(|s| **s > TimeDelta::zero()) {
-                let span = crate::config::format_duration(*span);
-                progress.set_message(format!("predictive: replaying {span} before"));
-            }
-            if spans.windows(2).all(|w| w[0] == w[1]) {
-                // One fit per refit for every lead, as in the scored window.
-                match spans.first().filter(|s| **s > TimeDelta::zero()) {
-                    Some(&span) => Engine::replay_all(&mut engines, &history, t0 - span, t0, TICK),
-                    None => vec![Replayed::default(); engines.len()],
-                }
+                .first()
+                .map_or(TimeDelta::zero(), |p| p.adaptive.replay_span(t0 - history.start()));
+            if span > TimeDelta::zero() {
+                let label = crate::config::format_duration(span);
+                progress.set_message(format!("predictive: replaying {label} before"));
+                Engine::replay_all(&mut engines, &history, t0 - span, t0, TICK)
             } else {
-                engines
-                    .iter_mut()
-                    .zip(spans)
-                    .map(|(engine, span)| {
-                        if span > TimeDelta::zero() {
-                            engine.replay(&history, t0 - span, t0, TICK)
-                        } else {
-                            Replayed::default()
-                        }
-                    })
-                    .collect()
+                vec![Replayed::default(); engines.len()]
             }
         }
         None => vec![Replayed::default(); engines.len()],

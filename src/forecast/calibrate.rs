@@ -297,7 +297,7 @@ impl Replay<'_> {
         // cut-off is applied by subtracting the slot that leaves it.
         let cut = decay.powi(window as i32);
         // `c.shift(level, h)` is `level × damping^h`: the powers once, not at every origin.
-        let damped: Vec<f64> = (0..=horizon).map(|h| c.shift(1.0, h.max(1))).collect();
+        let damped: Vec<f64> = (0..=horizon).map(|h| c.shift(1.0, h)).collect();
         for fold in self.folds {
             let base = fold.base;
             let from = fold.first_origin.saturating_sub(window);

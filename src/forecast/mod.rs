@@ -251,9 +251,9 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
     let horizon = settings.horizon.max(step);
     // The model and the calibration's holdout models are fitted independently of each other: side by side.
     let folds = Folds::of(&trimmed);
-    let holdouts = folds.map(|f| f.holdouts(&trimmed, horizon)).unwrap_or_default();
+    let holdout_data = folds.map(|f| f.holdouts(&trimmed, horizon)).unwrap_or_default();
     let jobs: Vec<(&Grid, TimeDelta)> = std::iter::once((&trimmed, horizon))
-        .chain(holdouts.iter().map(|(grid, h)| (grid, *h)))
+        .chain(holdout_data.iter().map(|(grid, h)| (grid, *h)))
         .collect();
     let mut fits = parallel::map(&jobs, |&(grid, h)| fit_baseline(grid, &settings.seasonality, h)).into_iter();
     let full = fits.next().flatten();
