@@ -19,7 +19,7 @@ use crate::history::prometheus::{Combine, PrometheusSettings};
 use crate::history::synthetic::{Generator, Profile};
 use crate::planner::Policy;
 use crate::quality;
-use crate::service_level::Adaptive;
+use crate::service_level::{Adaptive, ServiceLevel};
 use crate::store::WorkloadId;
 
 /// A validated configuration.
@@ -90,9 +90,9 @@ impl WorkloadConfig {
         };
         let quantile = if p.adaptive.enabled {
             format!(
-                "the quantile adapted to the workload (p{q} until {warmup} scored, half-life {half_life}, aiming at \
-                 {aim}× the reactive HPA's unserved demand, {replay})",
-                aim = p.adaptive.unserved_vs_reactive,
+                "the cheapest of 14 quantiles and 14 reactive targets that meets the SLO ({slo}; p{q} until \
+                 {warmup} scored, half-life {half_life}, {replay})",
+                slo = p.adaptive.slo,
                 q = p.quantile.get() * 100.0,
                 warmup = format_duration(p.adaptive.warmup),
                 half_life = format_duration(p.adaptive.half_life),
@@ -209,6 +209,22 @@ struct RawWorkload {
     mode: Option<Spanned<Mode>>,
     quality: Option<Spanned<RawQuality>>,
     adaptive_quantile: Option<Spanned<RawAdaptive>>,
+    service_level: Option<Spanned<RawServiceLevel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawServiceLevel {
+    max_unserved: Option<RawShare>,
+    window: Option<String>,
+}
+
+/// A share as written: `0.1%`, or a bare number (refused with a hint).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawShare {
+    Number(f64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,7 +234,8 @@ struct RawAdaptive {
     half_life: Option<String>,
     warmup: Option<String>,
     replay: Option<String>,
-    unserved_vs_reactive: Option<f64>,
+    /// Replaced by `serviceLevel.maxUnserved`: read only to say so.
+    unserved_vs_reactive: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -715,6 +732,14 @@ impl Validator {
         });
         let adaptive = raw.adaptive_quantile.as_ref().map_or_else(Adaptive::default, |a| {
             let d = Adaptive::default();
+            if a.value.unserved_vs_reactive.is_some() {
+                self.at(
+                    a,
+                    &f("adaptiveQuantile.unservedVsReactive"),
+                    "is replaced by serviceLevel.maxUnserved, the share of demand that may go unserved, e.g. \
+                     serviceLevel: {maxUnserved: 0.1%, window: 7d}",
+                );
+            }
             let mut duration = |value: &Option<String>, name: &str, default: TimeDelta, least: TimeDelta| {
                 let Some(v) = value else { return default };
                 match parse_duration(v) {
@@ -742,24 +767,51 @@ impl Validator {
                 half_life: duration(&a.value.half_life, "halfLife", d.half_life, TimeDelta::hours(1)),
                 warmup: duration(&a.value.warmup, "warmup", d.warmup, TimeDelta::zero()),
                 replay: duration(&a.value.replay, "replay", d.replay, TimeDelta::zero()),
-                unserved_vs_reactive: match a.value.unserved_vs_reactive {
-                    None => d.unserved_vs_reactive,
-                    Some(r) if r.is_finite() && (0.1..=2.0).contains(&r) => r,
-                    Some(r) => {
-                        self.at(
-                            a,
-                            &f("adaptiveQuantile.unservedVsReactive"),
-                            format!(
-                                "must be between 0.1 and 2, got {r} (default {}: leave as little demand unserved as \
-                                 the reactive HPA; 0.8 aims for 20% less)",
-                                d.unserved_vs_reactive
-                            ),
-                        );
-                        d.unserved_vs_reactive
-                    }
-                },
+                slo: d.slo,
             }
         });
+        let slo = raw.service_level.as_ref().map_or_else(ServiceLevel::default, |l| {
+            let d = ServiceLevel::default();
+            let max_unserved = match &l.value.max_unserved {
+                None => d.max_unserved,
+                Some(RawShare::Text(t)) => ServiceLevel::parse_share(t).unwrap_or_else(|e| {
+                    self.at(l, &f("serviceLevel.maxUnserved"), e);
+                    d.max_unserved
+                }),
+                Some(RawShare::Number(x)) => {
+                    self.at(
+                        l,
+                        &f("serviceLevel.maxUnserved"),
+                        format!(
+                            "{x} is not a percentage; write the share of demand that may go unserved with a % sign, \
+                             e.g. {}",
+                            ServiceLevel::format_share(d.max_unserved)
+                        ),
+                    );
+                    d.max_unserved
+                }
+            };
+            let window = match &l.value.window {
+                None => d.window,
+                Some(v) => match parse_duration(v) {
+                    Ok(w) if (ServiceLevel::MIN_WINDOW..=ServiceLevel::MAX_WINDOW).contains(&w) => w,
+                    Ok(_) => {
+                        self.at(
+                            l,
+                            &f("serviceLevel.window"),
+                            format!("{v} must be between 1h and 60d (default {})", format_duration(d.window)),
+                        );
+                        d.window
+                    }
+                    Err(e) => {
+                        self.at(l, &f("serviceLevel.window"), e);
+                        d.window
+                    }
+                },
+            };
+            ServiceLevel { max_unserved, window }
+        });
+        let adaptive = Adaptive { slo, ..adaptive };
         if self.problems.len() > before {
             return None;
         }

@@ -44,8 +44,8 @@ pub enum Serving {
     ForecastOnly,
     /// The reactive target, because forecast quality fell below its bounds.
     Demoted,
-    /// The reactive target, because the adaptive quantile found that no forecast quantile recently served demand
-    /// as well for fewer pods (see [`crate::service_level`]).
+    /// A reactive target, because the service-level controller found that no forecast quantile recently met the
+    /// SLO for fewer pods (see [`crate::service_level`]); the plan's `utilization` says which.
     Reactive,
 }
 
@@ -68,9 +68,25 @@ pub fn reactive_plan(
     now: DateTime<Utc>,
     previous: Option<&ReplicaPlan>,
 ) -> ReplicaPlan {
+    reactive_plan_at(observed, policy, policy.fallback_utilization(), now, previous)
+}
+
+/// [`reactive_plan`] at target `utilization` (in (0, 1]; anything else sizes for observed demand) instead of the
+/// policy's fallback: what an HPA with that target would ask for.
+pub fn reactive_plan_at(
+    observed: Option<f64>,
+    policy: &Policy,
+    utilization: f64,
+    now: DateTime<Utc>,
+    previous: Option<&ReplicaPlan>,
+) -> ReplicaPlan {
     let observed = observed.filter(|v| v.is_finite() && *v >= 0.0);
     let floor = observed.map_or(0, |o| planner::replicas_for(o, policy.capacity_per_replica));
-    let utilization = policy.fallback_utilization();
+    let utilization = if utilization.is_finite() && utilization > 0.0 && utilization <= 1.0 {
+        utilization
+    } else {
+        1.0
+    };
     let target = observed.map_or(0, |o| {
         planner::replicas_for(o, policy.capacity_per_replica * utilization)
     });
@@ -105,6 +121,7 @@ pub fn reactive_plan(
         forecast_replicas: target,
         reactive_floor: floor,
         bound,
+        utilization: Some(utilization),
     }
 }
 
@@ -266,15 +283,16 @@ impl Engine {
         let horizon = lag + (self.policy.lead + self.policy.sync + self.policy.sync).max(DISPLAY_HORIZON);
         let forecast = model.forecast(history, now, horizon);
         let previous = self.last_plan.as_ref();
-        let reactive = reactive_plan(observed, &self.policy, now, previous);
-        // The adaptive quantile: score the candidates on what has since been observed, run their HPAs for `now`,
-        // and plan at the one chosen (before warm-up, at the configured quantile).
+        // The service-level controller: score the candidates on what has since been observed, run their HPAs for
+        // `now`, and plan at the one chosen (before warm-up, at the configured quantile).
         let mut policy = self.policy.clone();
         let mut choice = None;
+        let mut fallback = None;
         if let Some(adaptive) = self.adaptive.as_mut() {
             adaptive.observe(history, self.policy.capacity_per_replica);
             adaptive.record(&forecast, observed, &self.policy, now);
             choice = adaptive.choose();
+            fallback = adaptive.reactive_fallback();
             if let Some(Choice::Level(q)) = choice {
                 policy.quantile = q;
             }
@@ -285,9 +303,17 @@ impl Engine {
         let serving = match (self.mode, self.quality.is_demoted(), choice) {
             (Mode::ForecastOnly, _, _) => Serving::ForecastOnly,
             (Mode::Serve, true, _) => Serving::Demoted,
-            (Mode::Serve, false, Some(Choice::Reactive)) => Serving::Reactive,
+            (Mode::Serve, false, Some(Choice::Reactive(_))) => Serving::Reactive,
             (Mode::Serve, false, _) => Serving::Forecast,
         };
+        // The reactive target: the one chosen; while demoted, the one that met the SLO at the fewest pods; in a
+        // forecast-only trial (and before warm-up), the configured fallback utilization.
+        let utilization = match (serving, choice) {
+            (Serving::ForecastOnly, _) => self.policy.fallback_utilization(),
+            (_, Some(Choice::Reactive(u))) => u,
+            _ => fallback.unwrap_or_else(|| self.policy.fallback_utilization()),
+        };
+        let reactive = reactive_plan_at(observed, &self.policy, utilization, now, previous);
         let plan = if serving.is_reactive() {
             reactive.clone()
         } else {

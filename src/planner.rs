@@ -136,6 +136,9 @@ pub struct ReplicaPlan {
     /// placed in `(replicas − 1, replicas]` so that the HPA's tolerance lets the change through (see
     /// [`served_value`]).
     pub served: f64,
+    /// The target utilization of a reactive plan (`None` for a forecast plan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<f64>,
 }
 
 /// Plans replicas for `now` with no memory of earlier plans (see [`plan_from`]).
@@ -231,6 +234,7 @@ pub fn plan_from(
         forecast_replicas,
         reactive_floor,
         bound,
+        utilization: None,
     }
 }
 

@@ -1,27 +1,35 @@
-//! The adaptive planning quantile: plan at the cheapest quantile that has recently served demand at least as well as
-//! the reactive HPA the workload would otherwise run, or serve that reactive target when no quantile is cheaper.
+//! The service-level controller: meet the share of demand a team allows to go unserved (its SLO), at the fewest
+//! replica-hours that can be found.
 //!
-//! A fixed quantile is a guess at a trade-off nobody can see in advance: 0.9 is too cautious for a smooth daily
-//! cycle and too bold for bursty traffic, and the guess is wrong by different amounts on every workload. So every
-//! decision also drives *shadows*: for each candidate quantile in [`LEVELS`], the replicas the plan would ask for at
-//! that quantile, and for the baseline, what an HPA at the fallback utilization asks for from the same observed
-//! demand. Each shadow runs through its own copy of the HPA's arithmetic ([`crate::hpa::Hpa`]: tolerance, the
-//! scale-down hold, the scale-up limit) and its own Deployment ([`crate::hpa::Pods`]: cold start of one lead time).
-//! When the demand of a decision's moment has been observed, each shadow is scored as a backtest scores a policy:
-//! demand its ready pods could not serve, and pods it held. Scores are exponentially weighted (half-life
-//! [`Adaptive::half_life`]) so that the choice follows the workload as it changes.
+//! A team states its service level in its own terms ([`ServiceLevel`]: at most `maxUnserved` of demand may find
+//! the ready replicas full, over a rolling `window`). Which plan meets it most cheaply is different on every
+//! workload and changes as the workload does, so every decision also drives *shadows*, one per candidate:
 //!
-//! What was actually served runs through one more shadow and is scored the same way: the served plan's own record.
+//! - the forecast plan at each quantile in [`LEVELS`] (the peak of the forecast over the cover window, never below
+//!   observed demand, a scale-up raised past the tolerance, served as the plan serves it);
+//! - a reactive HPA at each target utilization in [`UTILIZATIONS`] (observed demand against `capacity × u`), so
+//!   that the choice is never worse than the best HPA target the team could have picked.
 //!
-//! The choice: the baseline and the levels whose weighted unserved demand is within the *budget*, the one that
-//! held the fewest pods (when no candidate is within the budget, levels are held to the baseline's unserved demand
-//! instead). The budget is the target (the baseline's unserved demand times
-//! [`Adaptive::unserved_vs_reactive`], 1 by default) corrected by the served record: what the served plan left under
-//! the target is added, what it left over is taken off. Without the correction the choice settles on the cheapest
-//! level under the target and never spends the difference, or, when switching levels costs (pods started for a
-//! level that is left before they are ready), ends over it; with it, the served plan time-shares the levels on
-//! either side of the target and its own unserved share converges on it. Before [`Adaptive::warmup`] of decisions
-//! has been scored, the configured quantile is used.
+//! Each shadow runs through its own copy of the HPA's arithmetic ([`crate::hpa::Hpa`]: tolerance, the scale-down
+//! hold, the scale-up limit) and its own Deployment ([`crate::hpa::Pods`]: cold start of one lead time). When the
+//! demand of a decision's moment has been observed, each shadow is scored as a backtest scores a policy: demand
+//! its ready pods could not serve, and pods it held. Scores are exponentially weighted (half-life
+//! [`Adaptive::half_life`]) so that the choice follows the workload as it changes. What was actually served runs
+//! through one more shadow and is scored the same way: the served plan's own record.
+//!
+//! The choice: of the candidates whose weighted unserved share is within the *budget*, the one that held the
+//! fewest pods. The budget is the SLO corrected by the served record, in the spirit of adaptive conformal control:
+//! what the served plan left under the SLO is added (spend the surplus on fewer pods), what it left over is taken
+//! off (buy the miss back with more), by at most [`MAX_CORRECTION`] of the SLO either way. Candidates are scored as
+//! if followed throughout, but the served plan switches between them and pays for each switch; steering by its own
+//! record keeps its realised unserved share on the SLO rather than on a candidate's. When no candidate is within
+//! the budget, the SLO itself is the limit; when none is within the SLO either (demand above what `maxReplicas`
+//! serves, spikes nothing foresaw), the SLO cannot be met: the candidate that left the least demand unserved is
+//! served, and the report says so. Before [`Adaptive::warmup`] of decisions has been scored, the configured
+//! quantile is used.
+//!
+//! The realised unserved share over the SLO's window, and the error budget it leaves, are kept per bucket of
+//! 1/168 of the window (an hour of a 7-day window), so the record is small and exact at bucket granularity.
 //!
 //! Pure: no clock, no I/O; time is an argument.
 
@@ -40,26 +48,109 @@ use crate::series::Series;
 pub const LEVELS: [f64; 14] = [
     0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.96, 0.98,
 ];
-/// Candidates: the levels, then the reactive baseline.
-const CANDIDATES: usize = LEVELS.len() + 1;
-const BASELINE: usize = LEVELS.len();
+/// Target utilizations of the reactive candidates: the HPA targets `capacity × u` a team could pick, from 35% to
+/// 100% in steps of 5%. The backtest's reactive frontier runs the same grid.
+pub const UTILIZATIONS: [f64; 14] = [
+    0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 1.00,
+];
+/// Candidates: the levels, then the reactive utilizations.
+const CANDIDATES: usize = LEVELS.len() + UTILIZATIONS.len();
+const FIRST_REACTIVE: usize = LEVELS.len();
 /// Scored tracks: the candidates, then what was actually served.
 const TRACKS: usize = CANDIDATES + 1;
 const SERVED: usize = CANDIDATES;
 
-/// How far the served record may move the unserved budget from its target, as a share of the target: the served
-/// plan never aims at more than 1.5× (or less than half) the target's unserved demand, however long a surplus or
-/// a deficit it has run up.
-const MAX_CORRECTION: f64 = 0.5;
+/// How far the served record may move the unserved budget from the SLO, as a share of the SLO: the served plan
+/// never aims at more than 1.5× (or less than half) the SLO, however long a surplus or a deficit it has run up.
+pub const MAX_CORRECTION: f64 = 0.5;
+
+/// How many buckets the SLO window is kept in.
+const WINDOW_BUCKETS: i32 = 168;
 
 /// History a startup replay leaves before its first decision, so that the first replayed fit has a day to learn
 /// from: a replay covers at most the history window less this.
 pub const REPLAY_LEAD_IN: TimeDelta = TimeDelta::days(1);
 
-/// Settings of the adaptive quantile (workload config `adaptiveQuantile`).
+/// A workload's service-level objective (workload config `serviceLevel`): at most `max_unserved` of its demand
+/// may go unserved by ready replicas, measured over a rolling `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ServiceLevel {
+    /// The share of demand the ready replicas may leave unserved, in (0, 0.5].
+    pub max_unserved: f64,
+    /// The rolling window the share is measured over.
+    #[serde(serialize_with = "seconds")]
+    pub window: TimeDelta,
+}
+
+fn seconds<S: serde::Serializer>(d: &TimeDelta, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(d.num_seconds())
+}
+
+impl ServiceLevel {
+    /// The smallest SLO that can be asked for: 0.001% of demand.
+    pub const MIN_UNSERVED: f64 = 1e-5;
+    /// The largest: half of demand.
+    pub const MAX_UNSERVED: f64 = 0.5;
+    /// The shortest window.
+    pub const MIN_WINDOW: TimeDelta = TimeDelta::hours(1);
+    /// The longest window.
+    pub const MAX_WINDOW: TimeDelta = TimeDelta::days(60);
+
+    /// Reads a share written as a percentage, `0.1%` (a bare number is refused: 0.1 could mean 10% or 0.1%).
+    pub fn parse_share(s: &str) -> Result<f64, String> {
+        let t = s.trim();
+        let Some(number) = t.strip_suffix('%') else {
+            return Err(format!(
+                "`{s}` is not a percentage; write the share of demand that may go unserved with a % sign, e.g. 0.1%"
+            ));
+        };
+        let pct: f64 = number
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a percentage; write e.g. 0.1%"))?;
+        let share = pct / 100.0;
+        if !(share.is_finite() && (Self::MIN_UNSERVED..=Self::MAX_UNSERVED).contains(&share)) {
+            return Err(format!("{s} must be between 0.001% and 50%, e.g. 0.1%"));
+        }
+        Ok(share)
+    }
+
+    /// The share as people write it: `0.1%`.
+    pub fn format_share(share: f64) -> String {
+        let pct = share * 100.0;
+        // The shortest decimal that reads back the same, without float noise such as 0.30000000000000004.
+        let text = format!("{:.6}", pct);
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        format!("{text}%")
+    }
+}
+
+impl Default for ServiceLevel {
+    /// At most 1% of demand unserved over 7 days: about what an HPA at 70% utilization delivers on typical traffic,
+    /// stated as an objective instead of left to each workload's noise. Latency-critical workloads set 0.1%.
+    fn default() -> Self {
+        Self {
+            max_unserved: 0.01,
+            window: TimeDelta::days(7),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "at most {} of demand unserved over {}",
+            Self::format_share(self.max_unserved),
+            crate::config::format_duration(self.window)
+        )
+    }
+}
+
+/// Settings of the service-level controller (workload config `adaptiveQuantile`, and `serviceLevel`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Adaptive {
-    /// Adapt the planning quantile (false: always plan at the configured quantile).
+    /// Choose the plan by the SLO (false: always plan at the configured quantile).
     pub enabled: bool,
     /// Half-life of the scores: how quickly old decisions stop counting.
     pub half_life: TimeDelta,
@@ -68,9 +159,8 @@ pub struct Adaptive {
     /// How much recent history is replayed through the decision step at startup (at most the history window), so
     /// that the choice, and the quality gate, start warm instead of waiting out `warmup` live; zero turns it off.
     pub replay: TimeDelta,
-    /// The unserved demand the served plan aims for, relative to the reactive baseline's: 1 is "as well as the HPA
-    /// it replaces", below 1 buys less unserved demand with pods, above 1 trades it for fewer pods.
-    pub unserved_vs_reactive: f64,
+    /// The service level aimed at.
+    pub slo: ServiceLevel,
 }
 
 impl Adaptive {
@@ -83,14 +173,14 @@ impl Adaptive {
 
 impl Default for Adaptive {
     /// On, with a three-day half-life (a weekday's pattern still counts on the next), after one day of scores,
-    /// replaying three days of history at startup, aiming to leave as little demand unserved as the reactive HPA.
+    /// replaying three days of history at startup, aiming at the default [`ServiceLevel`].
     fn default() -> Self {
         Self {
             enabled: true,
             half_life: TimeDelta::days(3),
             warmup: TimeDelta::days(1),
             replay: TimeDelta::days(3),
-            unserved_vs_reactive: 1.0,
+            slo: ServiceLevel::default(),
         }
     }
 }
@@ -100,35 +190,68 @@ impl Default for Adaptive {
 pub enum Choice {
     /// Plan at this quantile.
     Level(Quantile),
-    /// Serve the reactive target: no quantile served demand as well for fewer pods.
-    Reactive,
+    /// Serve the reactive target at this utilization: no quantile met the SLO for fewer pods.
+    Reactive(f64),
 }
 
 /// One candidate's scores, for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateScore {
-    /// The quantile planned at; `None` for the reactive baseline.
+    /// The quantile planned at; `None` for a reactive candidate.
     pub quantile: Option<f64>,
+    /// The reactive candidate's target utilization; `None` for a quantile.
+    #[serde(default)]
+    pub utilization: Option<f64>,
     /// Weighted share of demand its ready pods could not serve.
     pub unserved_fraction: f64,
     /// The same, unweighted, since the start.
     pub unserved_fraction_total: f64,
-    /// Weighted pods held, relative to the reactive baseline's (1 for the baseline).
+    /// Weighted pods held, relative to the reactive HPA that meets the SLO at the fewest pods
+    /// ([`Report::reactive_at_slo`]; when no reactive candidate meets it, the one that left the least unserved).
     pub pods_vs_reactive: f64,
-    /// True when its unserved share is within the baseline's.
+    /// True when its unserved share is within the budget the choice was made under.
     pub qualifies: bool,
 }
 
-/// How the plan actually served has done, scored as the candidates are: what it achieved against the reactive
-/// baseline, whichever candidate (or the quality gate) decided it at each moment.
+impl CandidateScore {
+    /// `p90`, or `reactive@70%`.
+    pub fn label(&self) -> String {
+        candidate_label(self.quantile, self.utilization)
+    }
+}
+
+/// `p90` for a quantile, `reactive@70%` for a reactive target, `none` for neither.
+pub fn candidate_label(quantile: Option<f64>, utilization: Option<f64>) -> String {
+    match (quantile, utilization) {
+        (Some(q), _) => format!("p{}", (q * 100.0).round()),
+        (None, Some(u)) => format!("reactive@{}%", (u * 100.0).round()),
+        (None, None) => "none".to_owned(),
+    }
+}
+
+/// How the plan actually served has done, scored as the candidates are, whichever candidate (or the quality gate)
+/// decided it at each moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServedScore {
     /// Weighted share of demand its ready pods could not serve.
     pub unserved_fraction: f64,
     /// The same, unweighted, since the start.
     pub unserved_fraction_total: f64,
-    /// Weighted pods held, relative to the reactive baseline's.
+    /// Weighted pods held, relative to [`Report::reactive_at_slo`]'s.
     pub pods_vs_reactive: f64,
+}
+
+/// The SLO as measured over its rolling window, from what was served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowScore {
+    /// Share of the window's demand the served plan's ready pods could not serve.
+    pub unserved_fraction: f64,
+    /// Scored time the window holds so far, in seconds (less than the window until it has filled).
+    pub covered_seconds: f64,
+    /// The error budget left: `1 − unserved_fraction / maxUnserved` (1 untouched, 0 spent, negative overspent).
+    pub error_budget_left: f64,
+    /// True while the realised share is within the SLO.
+    pub met: bool,
 }
 
 /// The controller's state, for the API, the page and metrics.
@@ -138,20 +261,54 @@ pub struct Report {
     pub warmed_up: bool,
     /// Scored time so far, in seconds.
     pub scored_seconds: f64,
-    /// The quantile chosen, `None` while the reactive target is chosen or before warm-up.
+    /// The SLO: the share of demand that may go unserved.
+    #[serde(default)]
+    pub slo_max_unserved: f64,
+    /// The SLO's window, in seconds.
+    #[serde(default)]
+    pub slo_window_seconds: i64,
+    /// The quantile chosen, `None` while a reactive target is chosen or before warm-up.
     pub chosen_quantile: Option<f64>,
-    /// True while the reactive target is chosen.
+    /// The utilization of the reactive target chosen, `None` while a quantile is chosen or before warm-up.
+    #[serde(default)]
+    pub chosen_utilization: Option<f64>,
+    /// True while a reactive target is chosen.
     pub reactive_chosen: bool,
-    /// The weighted share of demand a candidate may have left unserved and qualify: the reactive baseline's times
-    /// [`Adaptive::unserved_vs_reactive`], plus what the served plan left under that (or less what it left over);
-    /// the baseline's own when no candidate is within that.
+    /// False when no candidate recently left as little unserved as the SLO allows: the SLO cannot be met now (the
+    /// candidate that left the least unserved is served).
+    #[serde(default = "yes")]
+    pub slo_reachable: bool,
+    /// The weighted share of demand a candidate may have left unserved and qualify: the SLO, plus what the served
+    /// plan left under it (or less what it left over), by at most half the SLO either way.
     #[serde(default)]
     pub unserved_budget: f64,
-    /// Every candidate, levels ascending, then the reactive baseline.
+    /// The realised share over the SLO's window; `None` until something served has been scored.
+    #[serde(default)]
+    pub window: Option<WindowScore>,
+    /// The utilization of the reactive HPA that recently met the SLO at the fewest pods (`None` when none did):
+    /// the HPA the team would have to run for the same service.
+    #[serde(default)]
+    pub reactive_at_slo: Option<f64>,
+    /// Pods the chosen candidate held relative to [`Report::reactive_at_slo`]'s (below 1: cheaper than the best
+    /// HPA target for this SLO); `None` before warm-up.
+    #[serde(default)]
+    pub cost_vs_reactive_at_slo: Option<f64>,
+    /// Every candidate: levels ascending, then the reactive targets by utilization ascending.
     pub candidates: Vec<CandidateScore>,
     /// The served plan's own record; `None` until something served has been scored.
     #[serde(default)]
     pub served: Option<ServedScore>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Report {
+    /// What the choice is, for people: `p80`, `reactive@65%`, or `none` before warm-up.
+    pub fn chosen_label(&self) -> String {
+        candidate_label(self.chosen_quantile, self.chosen_utilization)
+    }
 }
 
 /// One candidate replayed through an HPA and a Deployment.
@@ -214,11 +371,21 @@ impl Shadow {
 type CandidatePods = [(u32, u32); TRACKS];
 
 /// Weighted and total sums over scored moments.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Sums {
     unserved: [f64; TRACKS],
     pods: [f64; TRACKS],
     demand: f64,
+}
+
+impl Default for Sums {
+    fn default() -> Self {
+        Self {
+            unserved: [0.0; TRACKS],
+            pods: [0.0; TRACKS],
+            demand: 0.0,
+        }
+    }
 }
 
 impl Sums {
@@ -239,7 +406,50 @@ impl Sums {
     }
 }
 
-/// Chooses the planning quantile from how each candidate would have served the workload's recent demand.
+/// The served plan's unserved and total demand over the SLO's window, one bucket per 1/[`WINDOW_BUCKETS`] of it.
+#[derive(Debug, Clone, Default)]
+struct WindowRecord {
+    /// `(bucket start, unserved, demand, scored seconds)`, oldest first.
+    buckets: VecDeque<(DateTime<Utc>, f64, f64, f64)>,
+}
+
+impl WindowRecord {
+    fn add(&mut self, slo: &ServiceLevel, at: DateTime<Utc>, unserved: f64, demand: f64, seconds: f64) {
+        let len = (slo.window / WINDOW_BUCKETS).max(TimeDelta::minutes(1));
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let start = epoch + len * ((at - epoch).num_milliseconds().div_euclid(len.num_milliseconds()) as i32);
+        match self.buckets.back_mut() {
+            Some(b) if b.0 == start => {
+                b.1 += unserved;
+                b.2 += demand;
+                b.3 += seconds;
+            }
+            _ => self.buckets.push_back((start, unserved, demand, seconds)),
+        }
+        while self.buckets.front().is_some_and(|b| b.0 + len <= at - slo.window) {
+            self.buckets.pop_front();
+        }
+    }
+
+    fn score(&self, slo: &ServiceLevel) -> Option<WindowScore> {
+        let (unserved, demand, seconds) = self
+            .buckets
+            .iter()
+            .fold((0.0, 0.0, 0.0), |(u, d, s), b| (u + b.1, d + b.2, s + b.3));
+        if seconds <= 0.0 {
+            return None;
+        }
+        let share = if demand > 0.0 { unserved / demand } else { 0.0 };
+        Some(WindowScore {
+            unserved_fraction: share,
+            covered_seconds: seconds,
+            error_budget_left: 1.0 - share / slo.max_unserved,
+            met: share <= slo.max_unserved,
+        })
+    }
+}
+
+/// Chooses what the planner serves from how each candidate would have served the workload's recent demand.
 #[derive(Debug, Clone)]
 pub struct Controller {
     settings: Adaptive,
@@ -249,6 +459,7 @@ pub struct Controller {
     total: Sums,
     scored: TimeDelta,
     last_scored: Option<DateTime<Utc>>,
+    window: WindowRecord,
 }
 
 impl Controller {
@@ -262,25 +473,33 @@ impl Controller {
             total: Sums::default(),
             scored: TimeDelta::zero(),
             last_scored: None,
+            window: WindowRecord::default(),
         }
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &Adaptive {
+        &self.settings
     }
 
     /// Runs one HPA sync of every shadow at `now`: each level serves what the plan would ask for at that level (the
     /// forecast's peak over the cover window, never below observed demand, a scale-up raised past the tolerance,
-    /// served as the plan serves it: [`planner::served_value`]),
-    /// the baseline serves observed demand against `capacity × fallback utilization`. The `scaleIn: observed` hold is
-    /// not replayed: with it, the shadows plan scale-ins a little earlier than the real plan does.
+    /// served as the plan serves it: [`planner::served_value`]), each reactive candidate serves observed demand
+    /// against `capacity × u`. The `scaleIn: observed` hold is not replayed: with it, the shadows plan scale-ins a
+    /// little earlier than the real plan does.
     pub fn record(&mut self, forecast: &Forecast, observed: Option<f64>, policy: &Policy, now: DateTime<Utc>) {
         if self.pending.back().is_some_and(|p| p.0 >= now) {
             return;
         }
         let c = policy.capacity_per_replica;
         if self.shadows.is_empty() {
-            let Some(base) = served_milli(c * policy.fallback_utilization()).filter(|m| *m > 0) else {
-                return;
-            };
             let mut shadows: Vec<Shadow> = LEVELS.iter().filter_map(|_| Shadow::new(1000, policy)).collect();
-            shadows.extend(Shadow::new(base, policy));
+            for u in UTILIZATIONS {
+                let Some(target) = served_milli(c * u).filter(|m| *m > 0) else {
+                    return;
+                };
+                shadows.extend(Shadow::new(target, policy));
+            }
             shadows.extend(Shadow::new(1000, policy));
             if shadows.len() != TRACKS {
                 return;
@@ -314,7 +533,10 @@ impl Controller {
             shadow.served = want.or(shadow.served);
             ready[k] = shadow.sync(value, now);
         }
-        ready[BASELINE] = self.shadows[BASELINE].sync(observed.and_then(served_milli), now);
+        let observed_milli = observed.and_then(served_milli);
+        for k in FIRST_REACTIVE..CANDIDATES {
+            ready[k] = self.shadows[k].sync(observed_milli, now);
+        }
         // Until [`Controller::serve`] says what was served at `now`, the served track holds its pods.
         ready[SERVED] = self.shadows[SERVED].pods_at(now);
         self.pending.push_back((now, ready));
@@ -322,7 +544,7 @@ impl Controller {
 
     /// Runs the served track's HPA sync for `now` (after [`Controller::record`] for the same moment): `value` is the
     /// replicas metric the workload served, whichever plan it came from (`None`: the metric was unavailable), so
-    /// that the served plan's own record can be set against the baseline's.
+    /// that the served plan's own record can be set against the SLO.
     pub fn serve(&mut self, value: Option<f64>, now: DateTime<Utc>) {
         let Some(last) = self.pending.back_mut().filter(|p| p.0 == now) else {
             return;
@@ -341,19 +563,29 @@ impl Controller {
                 break;
             }
             self.pending.pop_front();
-            let Some(actual) = slot.and_then(|i| history.values()[i]) else {
+            let Some(actual) = slot.and_then(|i| history.values()[i]).filter(|v| v.is_finite() && *v >= 0.0) else {
                 continue;
             };
-            let decay = match self.last_scored {
+            let (decay, elapsed) = match self.last_scored {
                 Some(last) => {
-                    self.scored += at - last;
-                    0.5f64.powf((at - last).as_seconds_f64() / self.settings.half_life.as_seconds_f64().max(1.0))
+                    let elapsed = at - last;
+                    self.scored += elapsed;
+                    let h = self.settings.half_life.as_seconds_f64().max(1.0);
+                    (0.5f64.powf(elapsed.as_seconds_f64() / h), elapsed.as_seconds_f64())
                 }
-                None => 1.0,
+                None => (1.0, 0.0),
             };
             self.last_scored = Some(at);
             self.weighted.add(decay, actual, &ready, capacity);
             self.total.add(1.0, actual, &ready, capacity);
+            if self.total.pods[SERVED] > 0.0 {
+                // Each moment stands for the time since the previous one (at most an hour across a gap), as the
+                // window's share is of demand over time.
+                let seconds = elapsed.clamp(0.0, 3600.0).max(1.0);
+                let unserved = (actual - f64::from(ready[SERVED].0) * capacity).max(0.0);
+                self.window
+                    .add(&self.settings.slo, at, unserved * seconds, actual * seconds, seconds);
+            }
         }
     }
 
@@ -362,40 +594,40 @@ impl Controller {
         if self.scored < self.settings.warmup || self.weighted.demand <= 0.0 {
             return None;
         }
-        Some(match self.best() {
-            BASELINE => Choice::Reactive,
-            k => Choice::Level(Quantile::try_new(LEVELS[k]).expect("levels are in (0, 1)")),
-        })
+        Some(choice_of(self.best()))
     }
 
-    /// The weighted unserved demand a candidate may have left and still qualify: the target (the baseline's times
-    /// [`Adaptive::unserved_vs_reactive`]) plus what the served plan has left under it, or less what it has left
-    /// over it, by at most [`MAX_CORRECTION`] of the target. Candidates are scored as if followed throughout, but
-    /// the served plan switches between them and pays for each switch; steering by its own record makes it
-    /// time-share between the levels on either side of the target instead of settling on the cheapest level under
-    /// it, which leaves the difference unspent.
+    /// The reactive utilization to serve when the forecast cannot be (demoted, or forecast-only): the reactive
+    /// candidate that met the SLO at the fewest pods; `None` before warm-up (the configured fallback then).
+    pub fn reactive_fallback(&self) -> Option<f64> {
+        if self.scored < self.settings.warmup || self.weighted.demand <= 0.0 {
+            return None;
+        }
+        Some(UTILIZATIONS[self.reactive_at_slo().unwrap_or_else(|| self.least_unserved_reactive()) - FIRST_REACTIVE])
+    }
+
+    /// The weighted unserved demand the SLO allows.
+    fn target(&self) -> f64 {
+        self.weighted.demand * self.settings.slo.max_unserved
+    }
+
+    /// The weighted unserved demand a candidate may have left and still qualify: the SLO's, plus what the served
+    /// plan has left under it, or less what it has left over it, by at most [`MAX_CORRECTION`] of the SLO.
     fn budget(&self) -> f64 {
-        let w = &self.weighted;
-        let target = w.unserved[BASELINE] * self.settings.unserved_vs_reactive;
+        let target = self.target();
         if self.total.pods[SERVED] > 0.0 {
-            target + (target - w.unserved[SERVED]).clamp(-MAX_CORRECTION * target, MAX_CORRECTION * target)
+            let gap = target - self.weighted.unserved[SERVED];
+            target + gap.clamp(-MAX_CORRECTION * target, MAX_CORRECTION * target)
         } else {
             target
         }
     }
 
-    /// What a quantile's weighted unserved demand is held to: the [`Controller::budget`] when some candidate meets
-    /// it; otherwise (the served plan has left so much over the target that nothing would pay it back) the
-    /// baseline's own, so that no quantile is followed that served worse than the reactive HPA. The baseline itself
-    /// always qualifies: serving the reactive target is never worse than the HPA it stands for.
-    fn limit(&self) -> f64 {
+    /// What a candidate's weighted unserved demand is held to: the [`Controller::budget`] when some candidate meets
+    /// it, else the SLO's own; `None` when no candidate meets even that (the SLO cannot be met now).
+    fn limit(&self) -> Option<f64> {
         let within = |limit: f64| (0..CANDIDATES).any(|k| self.within(k, limit));
-        let budget = self.budget();
-        if within(budget) {
-            budget
-        } else {
-            self.weighted.unserved[BASELINE]
-        }
+        [self.budget(), self.target()].into_iter().find(|&l| within(l))
     }
 
     fn within(&self, k: usize, limit: f64) -> bool {
@@ -403,56 +635,97 @@ impl Controller {
         self.weighted.unserved[k] <= limit * (1.0 + 1e-9) + 1e-12
     }
 
-    /// Whether candidate `k` qualifies under `limit` ([`Controller::limit`]): the baseline always does.
-    fn qualifies(&self, k: usize, limit: f64) -> bool {
-        k == BASELINE || self.within(k, limit)
+    /// The cheapest of `ks` (ties: the earlier).
+    fn cheapest(&self, ks: impl Iterator<Item = usize>) -> Option<usize> {
+        ks.min_by(|&a, &b| self.weighted.pods[a].total_cmp(&self.weighted.pods[b]).then(a.cmp(&b)))
+    }
+
+    /// The candidate that left the least unserved of `ks` (ties: the cheaper).
+    fn least_unserved(&self, ks: impl Iterator<Item = usize>) -> Option<usize> {
+        ks.min_by(|&a, &b| {
+            self.weighted.unserved[a]
+                .total_cmp(&self.weighted.unserved[b])
+                .then(self.weighted.pods[a].total_cmp(&self.weighted.pods[b]))
+                .then(a.cmp(&b))
+        })
     }
 
     fn best(&self) -> usize {
-        let limit = self.limit();
-        (0..CANDIDATES)
-            .filter(|&k| self.qualifies(k, limit))
-            .min_by(|&a, &b| self.weighted.pods[a].total_cmp(&self.weighted.pods[b]).then(a.cmp(&b)))
-            .unwrap_or(BASELINE)
+        match self.limit() {
+            Some(limit) => self.cheapest((0..CANDIDATES).filter(|&k| self.within(k, limit))),
+            None => self.least_unserved(0..CANDIDATES),
+        }
+        .unwrap_or(FIRST_REACTIVE)
+    }
+
+    /// The reactive candidate within the SLO at the fewest pods.
+    fn reactive_at_slo(&self) -> Option<usize> {
+        let target = self.target();
+        self.cheapest((FIRST_REACTIVE..CANDIDATES).filter(|&k| self.within(k, target)))
+    }
+
+    fn least_unserved_reactive(&self) -> usize {
+        self.least_unserved(FIRST_REACTIVE..CANDIDATES).unwrap_or(CANDIDATES - 1)
     }
 
     /// The scores and the choice, for people.
     pub fn report(&self) -> Report {
         let choice = self.choose();
         let limit = self.limit();
-        let base_pods = self.weighted.pods[BASELINE];
+        let reactive = self.reactive_at_slo();
+        let base_pods = self.weighted.pods[reactive.unwrap_or_else(|| self.least_unserved_reactive())];
+        let vs_base = |k: usize| {
+            if base_pods > 0.0 {
+                self.weighted.pods[k] / base_pods
+            } else {
+                1.0
+            }
+        };
+        let demand = self.weighted.demand;
+        let share = |x: f64| if demand > 0.0 { (x / demand).max(0.0) } else { 0.0 };
+        let slo = self.settings.slo;
         Report {
             warmed_up: choice.is_some(),
             scored_seconds: self.scored.as_seconds_f64(),
+            slo_max_unserved: slo.max_unserved,
+            slo_window_seconds: slo.window.num_seconds(),
             chosen_quantile: match choice {
                 Some(Choice::Level(q)) => Some(q.get()),
                 _ => None,
             },
-            reactive_chosen: choice == Some(Choice::Reactive),
-            unserved_budget: if self.weighted.demand > 0.0 {
-                (limit / self.weighted.demand).max(0.0)
-            } else {
-                0.0
+            chosen_utilization: match choice {
+                Some(Choice::Reactive(u)) => Some(u),
+                _ => None,
             },
+            reactive_chosen: matches!(choice, Some(Choice::Reactive(_))),
+            slo_reachable: demand <= 0.0 || limit.is_some(),
+            unserved_budget: share(limit.unwrap_or_else(|| self.budget())),
+            window: self.window.score(&slo),
+            reactive_at_slo: reactive.map(|k| UTILIZATIONS[k - FIRST_REACTIVE]),
+            cost_vs_reactive_at_slo: choice.map(|_| vs_base(self.best())),
             candidates: (0..CANDIDATES)
                 .map(|k| CandidateScore {
                     quantile: LEVELS.get(k).copied(),
+                    utilization: k.checked_sub(FIRST_REACTIVE).map(|i| UTILIZATIONS[i]),
                     unserved_fraction: self.weighted.unserved_fraction(k),
                     unserved_fraction_total: self.total.unserved_fraction(k),
-                    pods_vs_reactive: if base_pods > 0.0 {
-                        self.weighted.pods[k] / base_pods
-                    } else {
-                        1.0
-                    },
-                    qualifies: self.qualifies(k, limit),
+                    pods_vs_reactive: vs_base(k),
+                    qualifies: limit.is_some_and(|l| self.within(k, l)),
                 })
                 .collect(),
             served: (self.total.pods[SERVED] > 0.0 && base_pods > 0.0).then(|| ServedScore {
                 unserved_fraction: self.weighted.unserved_fraction(SERVED),
                 unserved_fraction_total: self.total.unserved_fraction(SERVED),
-                pods_vs_reactive: self.weighted.pods[SERVED] / base_pods,
+                pods_vs_reactive: vs_base(SERVED),
             }),
         }
+    }
+}
+
+fn choice_of(k: usize) -> Choice {
+    match k.checked_sub(FIRST_REACTIVE) {
+        Some(i) => Choice::Reactive(UTILIZATIONS[i]),
+        None => Choice::Level(Quantile::try_new(LEVELS[k]).expect("levels are in (0, 1)")),
     }
 }
 
@@ -486,15 +759,14 @@ mod tests {
 
     /// Runs a controller every 15 s for `hours`, forecasting demand as `forecast(minute)` per 1-min slot.
     fn run(hours: i64, forecast: impl Fn(i64) -> f64) -> Controller {
-        run_serving(hours, forecast, None)
+        run_serving(hours, forecast, None, policy())
     }
 
     /// What a test serves each tick, from observed demand (`None`: nothing is served).
     type Serve<'a> = Option<&'a dyn Fn(Option<f64>) -> Option<f64>>;
 
-    /// [`run`], serving `serve(observed)` replicas each tick.
-    fn run_serving(hours: i64, forecast: impl Fn(i64) -> f64, serve: Serve) -> Controller {
-        let p = policy();
+    /// [`run`], serving `serve(observed)` replicas each tick, under `p`.
+    fn run_serving(hours: i64, forecast: impl Fn(i64) -> f64, serve: Serve, p: Policy) -> Controller {
         let mut c = Controller::new(p.adaptive);
         let values: Vec<Option<f64>> = (0..hours * 60 + 30).map(|m| Some(demand(m))).collect();
         let series = Series::from_values(t(0), TimeDelta::minutes(1), values);
@@ -519,63 +791,103 @@ mod tests {
         c
     }
 
+    fn reactive_candidate(r: &Report, u: f64) -> &CandidateScore {
+        r.candidates
+            .iter()
+            .find(|c| c.utilization.is_some_and(|x| (x - u).abs() < 1e-9))
+            .unwrap()
+    }
+
     #[test]
     fn the_served_track_scores_what_was_served() {
         let p = policy();
-        // Nothing served: no record.
-        assert_eq!(run(3, demand).report().served, None);
-        // Serving what an HPA at 70% asks for is the baseline itself.
-        let r = run_serving(3, demand, Some(&|o| o.map(|o| o / (p.capacity_per_replica * 0.7)))).report();
+        // Nothing served: no record, no window.
+        let r = run(3, demand).report();
+        assert_eq!((r.served, r.window), (None, None));
+        // Serving what an HPA at 70% asks for is that reactive candidate itself.
+        let r = run_serving(3, demand, Some(&|o| o.map(|o| o / (20.0 * 0.7))), p.clone()).report();
         let served = r.served.clone().unwrap();
-        let base = r.candidates.last().unwrap();
+        let base = reactive_candidate(&r, 0.7);
         assert!(base.unserved_fraction > 0.0, "{r:?}");
         assert!(
             (served.unserved_fraction - base.unserved_fraction).abs() < 1e-9,
             "{served:?} vs {base:?}"
         );
         assert!((served.unserved_fraction_total - base.unserved_fraction_total).abs() < 1e-9);
-        assert!((served.pods_vs_reactive - 1.0).abs() < 1e-9, "{served:?}");
+        assert!((served.pods_vs_reactive - base.pods_vs_reactive).abs() < 1e-9, "{served:?}");
+        // The window holds the same share, unweighted: three hours is well inside 7 days.
+        let w = r.window.clone().unwrap();
+        assert!((w.unserved_fraction - base.unserved_fraction_total).abs() < 0.02 * base.unserved_fraction_total);
+        assert!((w.covered_seconds - 3.0 * 3600.0).abs() < 120.0, "{w:?}");
+        assert_eq!(w.met, w.unserved_fraction <= 0.01);
+        assert!((w.error_budget_left - (1.0 - w.unserved_fraction / 0.01)).abs() < 1e-12);
         // Serving the maximum leaves nothing unserved, for more pods.
-        let r = run_serving(3, demand, Some(&|_| Some(40.0))).report();
+        let r = run_serving(3, demand, Some(&|_| Some(40.0)), p).report();
         let served = r.served.unwrap();
         assert_eq!(served.unserved_fraction, 0.0);
+        assert_eq!(r.window.unwrap().error_budget_left, 1.0);
         assert!(served.pods_vs_reactive > 1.5, "{served:?}");
     }
 
     #[test]
-    fn a_perfect_forecast_is_chosen_over_the_reactive_target() {
+    fn a_perfect_forecast_is_chosen_over_every_reactive_target() {
         let c = run(6, demand);
         let r = c.report();
         assert!(r.warmed_up, "{r:?}");
-        let reactive = r.candidates.last().unwrap();
-        assert_eq!(reactive.quantile, None);
-        assert!(
-            reactive.unserved_fraction > 0.0,
-            "the steps catch the reactive HPA out: {r:?}"
-        );
+        // The steps catch every reactive HPA out but the most cautious ones; the 100% target is short most.
+        let at = |u| reactive_candidate(&r, u).unserved_fraction;
+        assert!(at(1.0) > at(0.7) && at(0.7) >= at(0.35), "{r:?}");
+        assert!(at(1.0) > 0.01, "{r:?}");
         // With no band every level plans the same peak: all serve everything, the first is chosen.
         for cand in &r.candidates[..LEVELS.len()] {
             assert_eq!(cand.unserved_fraction, 0.0, "{cand:?}");
-            assert!(cand.qualifies && cand.pods_vs_reactive < 1.0, "{cand:?}");
+            assert!(cand.qualifies, "{cand:?}");
         }
         assert_eq!(c.choose(), Some(Choice::Level(Quantile::try_new(LEVELS[0]).unwrap())));
-        assert_eq!(r.chosen_quantile, Some(LEVELS[0]));
-        assert!(!r.reactive_chosen);
+        assert_eq!((r.chosen_quantile, r.chosen_label().as_str()), (Some(LEVELS[0]), "p30"));
+        assert!(!r.reactive_chosen && r.slo_reachable);
+        // Cheaper than the reactive HPA that meets the same SLO.
+        let cost = r.cost_vs_reactive_at_slo.unwrap();
+        assert!(cost < 1.0, "{r:?}");
+        let u = r.reactive_at_slo.unwrap();
+        assert!(reactive_candidate(&r, u).unserved_fraction <= 0.01);
+        assert!((reactive_candidate(&r, u).pods_vs_reactive - 1.0).abs() < 1e-12);
     }
 
     #[test]
-    fn a_forecast_that_misses_every_step_loses_to_the_reactive_target() {
+    fn a_forecast_that_misses_every_step_loses_to_a_reactive_target() {
         // The forecast never sees the steps and runs 20% low: planned from it (with observed demand as the floor),
-        // every level is short more often than an HPA at 70%.
+        // every level is short more often than the SLO allows, and some reactive target is not.
         let c = run(6, |m| demand(m - 30).min(demand(m)) * 0.8);
         let r = c.report();
-        let reactive = r.candidates.last().unwrap().unserved_fraction;
         for cand in &r.candidates[..LEVELS.len()] {
-            assert!(cand.unserved_fraction > reactive, "{cand:?} vs {reactive}");
+            assert!(cand.unserved_fraction > 0.01, "{cand:?}");
             assert!(!cand.qualifies);
         }
-        assert_eq!(c.choose(), Some(Choice::Reactive));
-        assert!(r.reactive_chosen && r.chosen_quantile.is_none());
+        let Some(Choice::Reactive(u)) = c.choose() else {
+            panic!("{r:?}")
+        };
+        assert_eq!(r.reactive_at_slo, Some(u), "the cheapest reactive target within the SLO");
+        assert_eq!(c.reactive_fallback(), Some(u));
+        assert!(r.reactive_chosen && r.chosen_quantile.is_none() && r.chosen_utilization == Some(u));
+        assert_eq!(r.chosen_label(), format!("reactive@{}%", (u * 100.0).round()));
+        assert!((r.cost_vs_reactive_at_slo.unwrap() - 1.0).abs() < 1e-12);
+        // A stricter SLO picks a more cautious target.
+        let strict = Policy {
+            adaptive: Adaptive {
+                slo: ServiceLevel {
+                    max_unserved: 0.001,
+                    ..ServiceLevel::default()
+                },
+                ..policy().adaptive
+            },
+            ..policy()
+        };
+        let c = run_serving(6, |m| demand(m - 30).min(demand(m)) * 0.8, None, strict);
+        match c.choose() {
+            Some(Choice::Reactive(v)) => assert!(v < u, "{v} vs {u}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -583,38 +895,47 @@ mod tests {
         let c = run(1, demand);
         let r = c.report();
         assert!(r.scored_seconds < 3600.0, "{r:?}");
-        assert_eq!(c.choose(), None);
+        assert_eq!((c.choose(), c.reactive_fallback()), (None, None));
         assert!(!r.warmed_up && r.chosen_quantile.is_none() && !r.reactive_chosen);
+        assert_eq!(r.cost_vs_reactive_at_slo, None);
     }
 
-    /// A controller two days in: the baseline left 1 of 100 units unserved holding `baseline_pods`; higher levels
-    /// left less unserved (3 − k/4) for more pods (8 + k/2).
-    fn scored(settings: Adaptive, baseline_pods: f64) -> Controller {
+    /// A controller two days in, SLO 1% of 100 units of demand: levels leave 3 − k/4 units unserved for 8 + k/2
+    /// pods; reactive targets leave 0.1 + 0.2·i units (i = 0 is 35%) for 20 − i pods.
+    fn scored(settings: Adaptive) -> Controller {
         let mut c = Controller::new(settings);
         c.scored = TimeDelta::days(2);
         c.weighted.demand = 100.0;
-        c.weighted.unserved[BASELINE] = 1.0;
-        c.weighted.pods[BASELINE] = baseline_pods;
         for k in 0..LEVELS.len() {
             c.weighted.unserved[k] = 3.0 - 0.25 * k as f64;
             c.weighted.pods[k] = 8.0 + 0.5 * k as f64;
         }
+        for i in 0..UTILIZATIONS.len() {
+            c.weighted.unserved[FIRST_REACTIVE + i] = 0.1 + 0.2 * i as f64;
+            c.weighted.pods[FIRST_REACTIVE + i] = 20.0 - i as f64;
+        }
         c
     }
 
+    fn level(k: usize) -> Option<Choice> {
+        Some(Choice::Level(Quantile::try_new(LEVELS[k]).unwrap()))
+    }
+
     #[test]
-    fn the_cheapest_qualifying_candidate_wins_and_old_scores_fade() {
-        let mut c = scored(Adaptive::default(), 10.0);
-        // Levels from index 8 (unserved 1.0) qualify; index 8 holds 12 pods, more than the baseline's 10.
-        assert_eq!(c.choose(), Some(Choice::Reactive));
-        c.weighted.pods[BASELINE] = 13.0;
-        assert_eq!(c.choose(), Some(Choice::Level(Quantile::try_new(LEVELS[8]).unwrap())));
+    fn the_cheapest_candidate_within_the_slo_wins_and_old_scores_fade() {
+        let mut c = scored(Adaptive::default());
+        // Levels from index 8 (1.0 unserved) and reactive targets up to 50% (i = 3: 0.7; i = 4 leaves 0.9) qualify;
+        // level 8 holds 12 pods, reactive@50% 17.
+        assert_eq!(c.choose(), level(8));
         let r = c.report();
-        assert_eq!(
-            r.candidates.iter().filter(|c| c.qualifies).count(),
-            LEVELS.len() - 8 + 1
-        );
-        assert!((r.candidates[8].pods_vs_reactive - 12.0 / 13.0).abs() < 1e-12);
+        assert_eq!(r.reactive_at_slo, Some(0.5));
+        assert_eq!(r.candidates.iter().filter(|c| c.qualifies).count(), LEVELS.len() - 8 + 5);
+        assert!((r.candidates[8].pods_vs_reactive - 12.0 / 16.0).abs() < 1e-12, "{r:?}");
+        assert!((r.cost_vs_reactive_at_slo.unwrap() - 12.0 / 16.0).abs() < 1e-12);
+        // A reactive target cheaper than every qualifying level wins.
+        c.weighted.pods[FIRST_REACTIVE + 2] = 11.0;
+        assert_eq!(c.choose(), Some(Choice::Reactive(0.45)));
+        assert_eq!(c.report().reactive_at_slo, Some(0.45));
 
         // Decay: a half-life later, an old score weighs half.
         let mut s = Sums::default();
@@ -626,46 +947,93 @@ mod tests {
 
     #[test]
     fn the_served_record_moves_the_budget() {
-        let level = |k: usize| Some(Choice::Level(Quantile::try_new(LEVELS[k]).unwrap()));
-        let controller = |aim: f64| {
-            let settings = Adaptive {
-                unserved_vs_reactive: aim,
-                ..Adaptive::default()
-            };
-            scored(settings, 20.0)
-        };
-        // Nothing served yet: the budget is the baseline's unserved demand; index 8 left exactly that.
-        let mut c = controller(1.0);
-        assert_eq!(c.choose(), level(8));
+        let mut c = scored(Adaptive::default());
         assert!((c.report().unserved_budget - 0.01).abs() < 1e-12);
-        // The served plan left less than the target: the difference is spent on a cheaper level.
+        // The served plan left less than the SLO: the difference is spent on a cheaper level.
         c.total.pods[SERVED] = 1.0;
         c.weighted.unserved[SERVED] = 0.5;
         assert_eq!(c.choose(), level(6));
         assert!((c.report().unserved_budget - 0.015).abs() < 1e-12);
-        // It left more: a dearer level makes up for it, unless the reactive target holds fewer pods (it always
-        // qualifies).
+        // It left more: a dearer level makes up for it.
         c.weighted.unserved[SERVED] = 1.5;
         assert_eq!(c.choose(), level(10));
         assert!(!c.report().candidates[9].qualifies);
-        c.weighted.pods[BASELINE] = 5.0;
-        assert_eq!(c.choose(), Some(Choice::Reactive));
-        // However far over, the budget keeps half the target (0.5); with no level within it, levels are held to the
-        // baseline's unserved demand, as with no record.
-        c.weighted.pods[BASELINE] = 20.0;
+        // However far over, the budget keeps half the SLO; with no candidate within it, the SLO itself holds.
         c.weighted.unserved[SERVED] = 5.0;
         assert_eq!(c.choose(), level(10));
         assert!((c.report().unserved_budget - 0.005).abs() < 1e-12);
         for k in 9..LEVELS.len() {
             c.weighted.unserved[k] = 0.6;
         }
+        for i in 0..UTILIZATIONS.len() {
+            c.weighted.unserved[FIRST_REACTIVE + i] = 0.6;
+        }
         assert_eq!(c.choose(), level(8));
         assert!((c.report().unserved_budget - 0.01).abs() < 1e-12);
-        // However far under, the budget is at most 1.5 times the target.
+        // However far under, the budget is at most 1.5 times the SLO.
         c.weighted.unserved[SERVED] = 0.0;
         assert!((c.report().unserved_budget - 0.015).abs() < 1e-12);
-        // Aiming at half the baseline's unserved demand.
-        assert_eq!(controller(0.5).choose(), level(10));
+    }
+
+    #[test]
+    fn an_slo_nothing_meets_is_reported_and_the_least_unserved_candidate_served() {
+        let mut c = scored(Adaptive {
+            slo: ServiceLevel {
+                max_unserved: 0.0005,
+                ..ServiceLevel::default()
+            },
+            ..Adaptive::default()
+        });
+        // 0.05 units allowed; the best candidate, reactive@35%, left 0.1.
+        assert_eq!(c.choose(), Some(Choice::Reactive(0.35)));
+        let r = c.report();
+        assert!(!r.slo_reachable, "{r:?}");
+        assert_eq!(r.reactive_at_slo, None);
+        assert!(r.candidates.iter().all(|c| !c.qualifies));
+        assert_eq!(c.reactive_fallback(), Some(0.35));
+        // Ties in unserved demand go to the cheaper candidate.
+        c.weighted.unserved[LEVELS.len() - 1] = 0.1;
+        assert_eq!(c.choose(), level(LEVELS.len() - 1));
+    }
+
+    #[test]
+    fn the_window_keeps_the_slo_window_and_drops_what_fell_out() {
+        let slo = ServiceLevel {
+            max_unserved: 0.01,
+            window: TimeDelta::hours(168),
+        };
+        let mut w = WindowRecord::default();
+        // A bad hour (5% unserved) then a good week: the bad hour leaves the window a week later.
+        w.add(&slo, t(0), 5.0, 100.0, 3600.0);
+        let bad = w.score(&slo).unwrap();
+        assert!(!bad.met && (bad.error_budget_left - (-4.0)).abs() < 1e-12, "{bad:?}");
+        for h in 1..=168 {
+            w.add(&slo, t(h * 3600), 0.0, 100.0, 3600.0);
+        }
+        let s = w.score(&slo).unwrap();
+        assert_eq!(s.unserved_fraction, 0.0, "{s:?}");
+        assert_eq!(s.covered_seconds, 168.0 * 3600.0);
+        assert!(s.met && s.error_budget_left == 1.0);
+        assert!(w.buckets.len() <= WINDOW_BUCKETS as usize + 1);
+    }
+
+    #[test]
+    fn shares_are_percentages() {
+        assert_eq!(ServiceLevel::parse_share("0.1%"), Ok(0.001));
+        assert_eq!(ServiceLevel::parse_share(" 1 %"), Ok(0.01));
+        for (bad, says) in [
+            ("0.1", "with a % sign"),
+            ("x%", "not a percentage"),
+            ("0%", "between 0.001% and 50%"),
+            ("60%", "between 0.001% and 50%"),
+            ("NaN%", "between"),
+        ] {
+            let e = ServiceLevel::parse_share(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert_eq!(ServiceLevel::format_share(0.001), "0.1%");
+        assert_eq!(ServiceLevel::format_share(0.3 * 0.01), "0.3%");
+        assert_eq!(ServiceLevel::default().to_string(), "at most 1% of demand unserved over 7d");
     }
 
     #[test]
@@ -690,7 +1058,7 @@ mod tests {
             (2, 2),
             "released when 8 leaves the hold window"
         );
-        // The baseline reads demand against capacity × utilization: 90 units at 20 × 0.7 → 7 pods.
+        // A reactive target reads demand against capacity × utilization: 90 units at 20 × 0.7 → 7 pods.
         let mut b = Shadow::new(served_milli(14.0).unwrap(), &p).unwrap();
         assert_eq!(b.sync(served_milli(90.0), t(0)), (7, 7));
     }

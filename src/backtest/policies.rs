@@ -191,7 +191,7 @@ pub(crate) fn predictive(
                         Serving::Forecast => format!("p{}", (d.plan.quantile * 100.0).round()),
                         Serving::Demoted => "demoted".to_owned(),
                         Serving::ForecastOnly => "forecast only".to_owned(),
-                        Serving::Reactive => "reactive".to_owned(),
+                        Serving::Reactive => crate::service_level::candidate_label(None, d.plan.utilization),
                     };
                     *by.entry(what).or_insert(0) += 1;
                     let key = match d.serving {

@@ -174,8 +174,8 @@ pub struct ReportSettings {
     /// History replayed before the first scored tick, as `prescale serve` replays at startup, in seconds (at most
     /// the history before the scored window less a day).
     pub adaptive_replay_seconds: i64,
-    /// The unserved demand the adaptive quantile aims for, relative to the reactive baseline's.
-    pub adaptive_unserved_vs_reactive: f64,
+    /// The service level the predictive policy aims for: the share of demand that may go unserved.
+    pub slo_max_unserved: f64,
 }
 
 /// What the predictive policy's model did over the run.

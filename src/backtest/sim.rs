@@ -160,7 +160,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         adaptive_half_life_seconds: settings.adaptive.half_life.num_seconds(),
         adaptive_warmup_seconds: settings.adaptive.warmup.num_seconds(),
         adaptive_replay_seconds: settings.adaptive.replay.num_seconds(),
-        adaptive_unserved_vs_reactive: settings.adaptive.unserved_vs_reactive,
+        slo_max_unserved: settings.adaptive.slo.max_unserved,
     };
     let predictive = predictive.map(|p| PredictiveInfo {
         fits: p.fits,
