@@ -90,9 +90,8 @@ impl WorkloadConfig {
         };
         let quantile = if p.adaptive.enabled {
             format!(
-                "the cheapest of 14 quantiles and 14 reactive targets that meets the SLO ({slo}; p{q} until \
-                 {warmup} scored, half-life {half_life}, {replay})",
-                slo = p.adaptive.slo,
+                "the cheapest forecast quantile or reactive target that met the SLO (p{q} until {warmup} scored, \
+                 half-life {half_life}, {replay})",
                 q = p.quantile.get() * 100.0,
                 warmup = format_duration(p.adaptive.warmup),
                 half_life = format_duration(p.adaptive.half_life),
@@ -104,15 +103,17 @@ impl WorkloadConfig {
                 },
             )
         } else {
-            format!("p{}", p.quantile.get() * 100.0)
+            format!("p{} of demand", p.quantile.get() * 100.0)
         };
         format!(
             "{id}: {source}, history {history}, seasonality {seasonality}, refit every {refit}\n  \
-             plan: {quantile} of demand over lead {lead} at {cap} {unit} per replica, replicas {min}..{max}, \
+             slo: {slo}\n  \
+             plan: {quantile} over lead {lead} at {cap} {unit} per replica, replicas {min}..{max}, \
              scale-in on {scale_in}\n  \
              serving: {mode}, {demotion}; fallback at {fallback}% utilization\n  \
              HPA: sync {sync}, scale-down hold {hold}",
             id = self.id,
+            slo = p.adaptive.slo,
             history = format_duration(self.history),
             refit = format_duration(self.refit_interval),
             lead = format_duration(p.lead),
@@ -1074,15 +1075,17 @@ mod tests {
                  maxReplicas: 4\n    adaptiveQuantile: {block}\n"
             )
         };
-        let c = parse(
-            &text("{halfLife: 12h, warmup: 6h, replay: 2d, unservedVsReactive: 0.8}"),
-            Path::new("p.yaml"),
-        )
-        .unwrap();
+        let c = parse(&text("{halfLife: 12h, warmup: 6h, replay: 2d}"), Path::new("p.yaml")).unwrap();
         let a = c.workloads[0].policy.adaptive;
         assert_eq!(
-            (a.enabled, a.half_life, a.warmup, a.replay, a.unserved_vs_reactive),
-            (true, TimeDelta::hours(12), TimeDelta::hours(6), TimeDelta::days(2), 0.8)
+            (a.enabled, a.half_life, a.warmup, a.replay, a.slo),
+            (
+                true,
+                TimeDelta::hours(12),
+                TimeDelta::hours(6),
+                TimeDelta::days(2),
+                ServiceLevel::default()
+            )
         );
         assert!(
             c.workloads[0].describe().contains("2d of history replayed at startup"),
@@ -1104,13 +1107,50 @@ mod tests {
             ),
             ("{enable: true}", "unknown field `enable`"),
             (
-                "{unservedVsReactive: 0}",
-                "p.yaml:6:23: workloads[0].adaptiveQuantile.unservedVsReactive: must be between 0.1 and 2, got 0",
+                "{unservedVsReactive: 0.8}",
+                "p.yaml:6:23: workloads[0].adaptiveQuantile.unservedVsReactive: is replaced by serviceLevel.maxUnserved",
             ),
+        ] {
+            let err = parse(&text(block), Path::new("p.yaml")).unwrap_err().to_string();
+            assert!(err.contains(expect), "{block}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_service_level_is_a_percentage_over_a_window() {
+        let text = |block: &str| {
+            format!(
+                "workloads:\n  - name: a\n    demand: {{generator: {{profile: embeddings}}}}\n    capacityPerReplica: 3\n    \
+                 maxReplicas: 4\n    serviceLevel: {block}\n"
+            )
+        };
+        let c = parse(&text("{maxUnserved: 0.1%, window: 3d}"), Path::new("p.yaml")).unwrap();
+        let w = &c.workloads[0];
+        assert_eq!(
+            w.policy.adaptive.slo,
+            ServiceLevel {
+                max_unserved: 0.001,
+                window: TimeDelta::days(3)
+            }
+        );
+        assert!(
+            w.describe().contains("at most 0.1% of demand unserved over 3d"),
+            "{}",
+            w.describe()
+        );
+        let c = parse(&text("{window: 1d}"), Path::new("p.yaml")).unwrap();
+        assert_eq!(c.workloads[0].policy.adaptive.slo.max_unserved, 0.01, "the default share");
+        for (block, expect) in [
             (
-                "{unservedVsReactive: .nan}",
-                "p.yaml:6:44: non-finite float `.nan` rejected",
+                "{maxUnserved: 0.1}",
+                "p.yaml:6:19: workloads[0].serviceLevel.maxUnserved: 0.1 is not a percentage; write the share of \
+                 demand that may go unserved with a % sign, e.g. 1%",
             ),
+            ("{maxUnserved: 80%}", "workloads[0].serviceLevel.maxUnserved: 80% must be between 0.001% and 50%"),
+            ("{maxUnserved: lots}", "serviceLevel.maxUnserved: `lots` is not a percentage"),
+            ("{window: 10m}", "workloads[0].serviceLevel.window: 10m must be between 1h and 60d (default 7d)"),
+            ("{window: soon}", "workloads[0].serviceLevel.window:"),
+            ("{max: 1%}", "unknown field `max`"),
         ] {
             let err = parse(&text(block), Path::new("p.yaml")).unwrap_err().to_string();
             assert!(err.contains(expect), "{block}: {err}");
@@ -1156,8 +1196,9 @@ workloads:
         assert_eq!(
             a.describe(),
             "default/a: promql at a 30m step, history 35d, seasonality auto, refit every 1h\n  \
-             plan: the quantile adapted to the workload (p90 until 1d scored, half-life 3d, aiming at 1× the reactive \
-             HPA's unserved demand, 3d of history replayed at startup) of demand over lead 5m \
+             slo: at most 1% of demand unserved over 7d\n  \
+             plan: the cheapest forecast quantile or reactive target that met the SLO (p90 until 1d scored, \
+             half-life 3d, 3d of history replayed at startup) over lead 5m \
              at 3 requests/s per replica, replicas 1..4, scale-in on the forecast\n  \
              serving: serve, demoted to reactive when forecast quality breaks its bounds; fallback at 70% utilization\n  \
              HPA: sync 15s, scale-down hold 5m"

@@ -706,17 +706,26 @@ mod tests {
         }
         let (d, report) = last.unwrap();
         assert!(report.warmed_up, "{report:?}");
-        assert_eq!(report.candidates.len(), crate::service_level::LEVELS.len() + 1);
+        assert_eq!(
+            report.candidates.len(),
+            crate::service_level::LEVELS.len() + crate::service_level::UTILIZATIONS.len()
+        );
         match d.serving {
-            Serving::Reactive => assert!(report.reactive_chosen && d.plan == d.reactive_plan),
+            Serving::Reactive => assert!(
+                report.reactive_chosen
+                    && d.plan == d.reactive_plan
+                    && d.plan.utilization == report.chosen_utilization
+            ),
             Serving::Forecast => {
                 assert_eq!(Some(d.forecast_plan.quantile), report.chosen_quantile, "{report:?}");
                 assert_eq!(d.plan, d.forecast_plan);
             }
             other => panic!("a smooth cycle is served the forecast or the cheaper reactive target, not {other:?}"),
         }
-        // A smooth cycle with 3% noise: the forecast beats a 70% HPA, and plans below the configured p90.
+        // A smooth cycle with 3% noise: the forecast meets the SLO for no more pods than any reactive target that
+        // does, planning below the configured p90.
         assert_eq!(d.serving, Serving::Forecast, "{report:?}");
         assert!(d.forecast_plan.quantile < 0.9, "{report:?}");
+        assert!(report.cost_vs_reactive_at_slo.unwrap() <= 1.0 + 1e-9, "{report:?}");
     }
 }

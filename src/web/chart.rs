@@ -282,10 +282,12 @@ pub fn render(d: &WorkloadDetail) -> String {
     out
 }
 
-/// The adaptive quantile's choice as an inline SVG scatter: each candidate's recent unserved demand against the
-/// pods it held (relative to the reactive target), the unserved budget as the line a quantile must stay under, the
-/// chosen candidate ringed, and what was actually served as a diamond. `None` before the
-/// adaptation has warmed up.
+/// The service-level controller's choice as an inline SVG scatter: each candidate's recent unserved demand against
+/// the pods it held (relative to the reactive HPA that meets the SLO at the fewest pods), the forecast quantiles and
+/// the reactive targets each joined as a line, the SLO as the line a candidate must stay under (the budget, the SLO
+/// corrected by the served record, dashed), the chosen candidate ringed, and what was actually served as a diamond.
+/// The unserved axis stops at three times the SLO (or what the served plan or the choice left, if more): candidates
+/// past it sit on the top edge, their own numbers in their tooltips. `None` before warm-up.
 pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
     if !a.warmed_up || a.candidates.is_empty() {
         return None;
@@ -304,25 +306,31 @@ pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
         .served
         .as_ref()
         .map(|s| (finite(s.pods_vs_reactive), finite(s.unserved_fraction) * 100.0));
-    let (xs, ys) = (
-        xs.iter().copied().chain(served.map(|s| s.0)).collect::<Vec<_>>(),
-        ys.iter().copied().chain(served.map(|s| s.1)).collect::<Vec<_>>(),
-    );
-    let (xmin, xmax) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-        (lo.min(x), hi.max(x))
-    });
+    let chosen_label = a.chosen_label();
+    let labels: Vec<String> = a.candidates.iter().map(|c| c.label()).collect();
+    let chosen_y = labels.iter().zip(&ys).find(|(l, _)| **l == chosen_label).map(|(_, y)| *y);
+    let slo = finite(a.slo_max_unserved) * 100.0;
+    let budget = finite(a.unserved_budget) * 100.0;
+    let ymax = [3.0 * slo, budget * 1.2, served.map_or(0.0, |s| s.1 * 1.2), chosen_y.unwrap_or(0.0) * 1.2]
+        .into_iter()
+        .fold(0.0, f64::max);
+    let ymax = if ymax > 0.0 { ymax } else { ys.iter().copied().fold(0.0, f64::max).max(1.0) };
+    let ystep = nice_step(ymax, 4.0);
+    let ytop = (ymax / ystep).ceil() * ystep;
+    // The pods axis spans the candidates drawn below the top edge, the served plan and the reactive reference (1×).
+    let shown = xs.iter().zip(&ys).filter(|(_, &y)| y <= ytop).map(|(x, _)| *x);
+    let (xmin, xmax) = shown
+        .chain(served.map(|s| s.0))
+        .chain([1.0])
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
     let pad = ((xmax - xmin) * 0.08).max(0.02);
     let (xmin, xmax) = (xmin - pad, xmax + pad);
-    let budget = finite(a.unserved_budget) * 100.0;
-    let ymax = ys.iter().copied().fold(budget, f64::max);
-    let ystep = nice_step(if ymax > 0.0 { ymax * 1.1 } else { 1.0 }, 4.0);
-    let ytop = ((if ymax > 0.0 { ymax * 1.1 } else { 1.0 }) / ystep).ceil() * ystep;
     let x = |v: f64| left + (FW - left - right) * ((v - xmin) / (xmax - xmin)).clamp(0.0, 1.0);
     let y = |v: f64| top + (FH - top - bottom) * (1.0 - (v / ytop).clamp(0.0, 1.0));
     let mut out = String::new();
     let _ = write!(
         out,
-        r#"<svg class="frontier" viewBox="0 0 {FW} {FH}" role="img" aria-label="adaptive quantile: recent unserved demand against pods held, per candidate">"#
+        r#"<svg class="frontier" viewBox="0 0 {FW} {FH}" role="img" aria-label="service level: recent unserved demand against pods held, per candidate">"#
     );
     let mut v = 0.0;
     while v <= ytop + 1e-9 {
@@ -339,7 +347,7 @@ pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
     }
     let _ = write!(
         out,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">pods held ÷ reactive target's</text><text x="{left}" y="14">unserved demand (recent)</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">pods held ÷ the reactive HPA's that meets the SLO</text><text x="{left}" y="14">unserved demand (recent)</text>"#,
         (left + FW - right) / 2.0,
         FH - 6.0
     );
@@ -351,57 +359,60 @@ pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
             FH - bottom + 14.0
         );
     }
-    let by = y(budget);
+    let (sy, by) = (y(slo), y(budget));
     let _ = write!(
         out,
-        r#"<line class="budget" x1="{left}" x2="{:.1}" y1="{by:.1}" y2="{by:.1}"><title>budget: {}% unserved</title></line>"#,
+        r#"<line class="slo" x1="{left}" x2="{:.1}" y1="{sy:.1}" y2="{sy:.1}"><title>SLO: {}% unserved</title></line><text class="slo" x="{:.1}" y="{:.1}" text-anchor="end">SLO</text>"#,
         FW - right,
-        num(budget)
+        num(slo),
+        FW - right - 2.0,
+        sy - 4.0
     );
-    let chosen = |c: &crate::service_level::CandidateScore| match c.quantile {
-        Some(q) => a.chosen_quantile == Some(q),
-        None => a.reactive_chosen,
-    };
-    let mut levels = String::new();
-    for (c, (&px, &py)) in a.candidates.iter().zip(xs.iter().zip(&ys)) {
-        let (cx, cy) = (x(px), y(py));
-        if c.quantile.is_some() {
-            let _ = write!(levels, "{}{cx:.1},{cy:.1}", if levels.is_empty() { "M" } else { "L" });
-        }
+    if (budget - slo).abs() > 1e-12 {
+        let _ = write!(
+            out,
+            r#"<line class="budget" x1="{left}" x2="{:.1}" y1="{by:.1}" y2="{by:.1}"><title>budget now: {}% unserved (the SLO corrected by what was served)</title></line>"#,
+            FW - right,
+            num(budget)
+        );
     }
-    let _ = write!(out, r#"<path class="levels" d="{levels}"/>"#);
-    for (c, (&px, &py)) in a.candidates.iter().zip(xs.iter().zip(&ys)) {
+    for (class, reactive) in [("levels", false), ("reactive-line", true)] {
+        let mut d = String::new();
+        for (c, (&px, &py)) in a.candidates.iter().zip(xs.iter().zip(&ys)) {
+            if c.quantile.is_none() == reactive {
+                let _ = write!(d, "{}{:.1},{:.1}", if d.is_empty() { "M" } else { "L" }, x(px), y(py));
+            }
+        }
+        let _ = write!(out, r#"<path class="{class}" d="{d}"/>"#);
+    }
+    for ((c, label), (&px, &py)) in a.candidates.iter().zip(&labels).zip(xs.iter().zip(&ys)) {
         let (cx, cy) = (x(px), y(py));
-        let label = c
-            .quantile
-            .map_or("reactive".to_owned(), |q| format!("p{}", num(q * 100.0)));
         let class = match (c.quantile.is_some(), c.qualifies) {
-            (false, _) => "cand reactive",
+            (false, true) => "cand reactive ok",
+            (false, false) => "cand reactive over",
             (true, true) => "cand ok",
             (true, false) => "cand over",
         };
         let _ = write!(
             out,
-            r#"<circle class="{class}" cx="{cx:.1}" cy="{cy:.1}" r="3.5" data-candidate="{label}"><title>{label}: {}% unserved, {}× the reactive target's pods</title></circle>"#,
+            r#"<circle class="{class}" cx="{cx:.1}" cy="{cy:.1}" r="3.5" data-candidate="{label}"><title>{label}: {}% unserved, {}× the pods of the reactive HPA that meets the SLO</title></circle>"#,
             num(py),
             num(px)
         );
-        if chosen(c) {
+        if *label == chosen_label {
             let _ = write!(
                 out,
                 r#"<circle class="chosen" cx="{cx:.1}" cy="{cy:.1}" r="7.5" data-chosen="{label}"/><text x="{:.1}" y="{:.1}">{label}</text>"#,
                 cx + 9.0,
                 cy - 8.0
             );
-        } else if c.quantile.is_none() {
-            let _ = write!(out, r#"<text x="{:.1}" y="{:.1}">reactive</text>"#, cx + 6.0, cy - 6.0);
         }
     }
     if let Some((px, py)) = served {
         let (cx, cy) = (x(px), y(py));
         let _ = write!(
             out,
-            r#"<rect class="served" x="{:.1}" y="{:.1}" width="8" height="8" transform="rotate(45 {cx:.1} {cy:.1})"><title>served: {}% unserved, {}× the reactive target's pods</title></rect><text x="{:.1}" y="{:.1}">served</text>"#,
+            r#"<rect class="served" x="{:.1}" y="{:.1}" width="8" height="8" transform="rotate(45 {cx:.1} {cy:.1})"><title>served: {}% unserved, {}× the pods of the reactive HPA that meets the SLO</title></rect><text x="{:.1}" y="{:.1}">served</text>"#,
             cx - 4.0,
             cy - 4.0,
             num(py),
@@ -435,29 +446,46 @@ mod tests {
     #[test]
     fn the_frontier_waits_for_warm_up_and_never_draws_nan() {
         use crate::service_level::{CandidateScore, Report};
-        let cand = |q: Option<f64>, u: f64, pods: f64| CandidateScore {
+        let cand = |q: Option<f64>, u: Option<f64>, unserved: f64, pods: f64| CandidateScore {
             quantile: q,
-            unserved_fraction: u,
-            unserved_fraction_total: u,
+            utilization: u,
+            unserved_fraction: unserved,
+            unserved_fraction_total: unserved,
             pods_vs_reactive: pods,
-            qualifies: true,
+            qualifies: unserved <= 0.01,
         };
         let mut r = Report {
             warmed_up: false,
             scored_seconds: 600.0,
+            slo_max_unserved: 0.01,
+            slo_window_seconds: 7 * 86_400,
             chosen_quantile: None,
+            chosen_utilization: None,
             reactive_chosen: false,
+            slo_reachable: true,
             unserved_budget: f64::NAN,
-            candidates: vec![cand(Some(0.5), 0.02, 0.8), cand(None, 0.01, 1.0)],
+            window: None,
+            reactive_at_slo: Some(0.7),
+            cost_vs_reactive_at_slo: None,
+            candidates: vec![
+                cand(Some(0.5), None, 0.02, 0.8),
+                cand(None, Some(0.7), 0.01, 1.0),
+                cand(None, Some(1.0), 0.2, 0.7),
+            ],
             served: None,
         };
         assert_eq!(super::frontier(&r), None);
         r.warmed_up = true;
         r.reactive_chosen = true;
-        r.candidates.insert(1, cand(Some(0.9), f64::NAN, f64::INFINITY));
+        r.chosen_utilization = Some(0.7);
+        r.candidates.insert(1, cand(Some(0.9), None, f64::NAN, f64::INFINITY));
         let svg = super::frontier(&r).unwrap();
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
-        assert!(svg.contains(r#"data-chosen="reactive""#), "{svg}");
-        assert_eq!(svg.matches("<circle class=\"cand").count(), 3);
+        assert!(svg.contains(r#"data-chosen="reactive@70%""#), "{svg}");
+        assert_eq!(svg.matches("<circle class=\"cand").count(), 4);
+        assert_eq!(svg.matches("<circle class=\"cand reactive").count(), 2);
+        // The 20% candidate is far past three times the SLO: drawn on the top edge, its number in the tooltip.
+        assert!(svg.contains("reactive@100%: 20% unserved"), "{svg}");
+        assert!(svg.contains("SLO: 1% unserved"), "{svg}");
     }
 }
