@@ -1098,7 +1098,7 @@ mod tests {
         for (block, expect) in [
             (
                 "{halfLife: 10m}",
-                "p.yaml:6:23: workloads[0].adaptiveQuantile.halfLife: 10m must be between 1h and 60d (default 3d)",
+                "p.yaml:6:23: workloads[0].adaptiveQuantile.halfLife: 10m must be between 1h and 60d (default 1d)",
             ),
             ("{warmup: soon}", "workloads[0].adaptiveQuantile.warmup:"),
             (
@@ -1139,16 +1139,28 @@ mod tests {
             w.describe()
         );
         let c = parse(&text("{window: 1d}"), Path::new("p.yaml")).unwrap();
-        assert_eq!(c.workloads[0].policy.adaptive.slo.max_unserved, 0.01, "the default share");
+        assert_eq!(
+            c.workloads[0].policy.adaptive.slo.max_unserved, 0.01,
+            "the default share"
+        );
         for (block, expect) in [
             (
                 "{maxUnserved: 0.1}",
                 "p.yaml:6:19: workloads[0].serviceLevel.maxUnserved: 0.1 is not a percentage; write the share of \
                  demand that may go unserved with a % sign, e.g. 1%",
             ),
-            ("{maxUnserved: 80%}", "workloads[0].serviceLevel.maxUnserved: 80% must be between 0.001% and 50%"),
-            ("{maxUnserved: lots}", "serviceLevel.maxUnserved: `lots` is not a percentage"),
-            ("{window: 10m}", "workloads[0].serviceLevel.window: 10m must be between 1h and 60d (default 7d)"),
+            (
+                "{maxUnserved: 80%}",
+                "workloads[0].serviceLevel.maxUnserved: 80% must be between 0.001% and 50%",
+            ),
+            (
+                "{maxUnserved: lots}",
+                "serviceLevel.maxUnserved: `lots` is not a percentage",
+            ),
+            (
+                "{window: 10m}",
+                "workloads[0].serviceLevel.window: 10m must be between 1h and 60d (default 7d)",
+            ),
             ("{window: soon}", "workloads[0].serviceLevel.window:"),
             ("{max: 1%}", "unknown field `max`"),
         ] {
@@ -1198,7 +1210,7 @@ workloads:
             "default/a: promql at a 30m step, history 35d, seasonality auto, refit every 1h\n  \
              slo: at most 1% of demand unserved over 7d\n  \
              plan: the cheapest forecast quantile or reactive target that met the SLO (p90 until 1d scored, \
-             half-life 3d, 3d of history replayed at startup) over lead 5m \
+             half-life 1d, 3d of history replayed at startup) over lead 5m \
              at 3 requests/s per replica, replicas 1..4, scale-in on the forecast\n  \
              serving: serve, demoted to reactive when forecast quality breaks its bounds; fallback at 70% utilization\n  \
              HPA: sync 15s, scale-down hold 5m"

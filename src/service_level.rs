@@ -64,6 +64,9 @@ const SERVED: usize = CANDIDATES;
 /// never aims at more than 1.5× (or less than half) the SLO, however long a surplus or a deficit it has run up.
 pub const MAX_CORRECTION: f64 = 0.5;
 
+/// How much cheaper (in pods held) another candidate within the budget must be before the choice moves to it.
+pub const SWITCH_MARGIN: f64 = 0.1;
+
 /// How many buckets the SLO window is kept in.
 const WINDOW_BUCKETS: i32 = 168;
 
@@ -172,12 +175,13 @@ impl Adaptive {
 }
 
 impl Default for Adaptive {
-    /// On, with a three-day half-life (a weekday's pattern still counts on the next), after one day of scores,
-    /// replaying three days of history at startup, aiming at the default [`ServiceLevel`].
+    /// On, with a one-day half-life (a whole daily cycle counts, and a change of regime is followed within a day or
+    /// two), after one day of scores, replaying three days of history at startup, aiming at the default
+    /// [`ServiceLevel`].
     fn default() -> Self {
         Self {
             enabled: true,
-            half_life: TimeDelta::days(3),
+            half_life: TimeDelta::days(1),
             warmup: TimeDelta::days(1),
             replay: TimeDelta::days(3),
             slo: ServiceLevel::default(),
@@ -460,6 +464,8 @@ pub struct Controller {
     scored: TimeDelta,
     last_scored: Option<DateTime<Utc>>,
     window: WindowRecord,
+    /// The candidate followed since the last decision (`None` before warm-up).
+    current: Option<usize>,
 }
 
 impl Controller {
@@ -474,6 +480,7 @@ impl Controller {
             scored: TimeDelta::zero(),
             last_scored: None,
             window: WindowRecord::default(),
+            current: None,
         }
     }
 
@@ -544,6 +551,7 @@ impl Controller {
         // Until [`Controller::serve`] says what was served at `now`, the served track holds its pods.
         ready[SERVED] = self.shadows[SERVED].pods_at(now);
         self.pending.push_back((now, ready));
+        self.current = self.choose().map(|_| self.best());
     }
 
     /// Runs the served track's HPA sync for `now` (after [`Controller::record`] for the same moment): `value` is the
@@ -567,7 +575,10 @@ impl Controller {
                 break;
             }
             self.pending.pop_front();
-            let Some(actual) = slot.and_then(|i| history.values()[i]).filter(|v| v.is_finite() && *v >= 0.0) else {
+            let Some(actual) = slot
+                .and_then(|i| history.values()[i])
+                .filter(|v| v.is_finite() && *v >= 0.0)
+            else {
                 continue;
             };
             let (decay, elapsed) = match self.last_scored {
@@ -654,12 +665,26 @@ impl Controller {
         })
     }
 
+    /// The candidate to follow: the cheapest within the limit (the least unserved when none is), unless the one
+    /// followed so far is still within it and holds at most [`SWITCH_MARGIN`] more pods. Every switch costs (pods
+    /// started for a candidate that is left before they are ready, or demand missed while a more cautious one's
+    /// pods start), and candidates whose scores differ by noise would otherwise trade places every few minutes.
     fn best(&self) -> usize {
-        match self.limit() {
+        let limit = self.limit();
+        let fresh = match limit {
             Some(limit) => self.cheapest((0..CANDIDATES).filter(|&k| self.within(k, limit))),
             None => self.least_unserved(0..CANDIDATES),
         }
-        .unwrap_or(FIRST_REACTIVE)
+        .unwrap_or(FIRST_REACTIVE);
+        match (self.current, limit) {
+            (Some(k), Some(limit))
+                if self.within(k, limit)
+                    && self.weighted.pods[k] <= self.weighted.pods[fresh] * (1.0 + SWITCH_MARGIN) =>
+            {
+                k
+            }
+            _ => fresh,
+        }
     }
 
     /// The reactive candidate within the SLO at the fewest pods.
@@ -669,7 +694,8 @@ impl Controller {
     }
 
     fn least_unserved_reactive(&self) -> usize {
-        self.least_unserved(FIRST_REACTIVE..CANDIDATES).unwrap_or(CANDIDATES - 1)
+        self.least_unserved(FIRST_REACTIVE..CANDIDATES)
+            .unwrap_or(CANDIDATES - 1)
     }
 
     /// The scores and the choice, for people.
@@ -818,7 +844,10 @@ mod tests {
             "{served:?} vs {base:?}"
         );
         assert!((served.unserved_fraction_total - base.unserved_fraction_total).abs() < 1e-9);
-        assert!((served.pods_vs_reactive - base.pods_vs_reactive).abs() < 1e-9, "{served:?}");
+        assert!(
+            (served.pods_vs_reactive - base.pods_vs_reactive).abs() < 1e-9,
+            "{served:?}"
+        );
         // The window holds the same share, unweighted: three hours is well inside 7 days.
         let w = r.window.clone().unwrap();
         assert!((w.unserved_fraction - base.unserved_fraction_total).abs() < 0.02 * base.unserved_fraction_total);
@@ -872,7 +901,11 @@ mod tests {
         let Some(Choice::Reactive(u)) = c.choose() else {
             panic!("{r:?}")
         };
-        assert_eq!(r.reactive_at_slo, Some(u), "the cheapest reactive target within the SLO");
+        assert_eq!(
+            r.reactive_at_slo,
+            Some(u),
+            "the cheapest reactive target within the SLO"
+        );
         assert_eq!(c.reactive_fallback(), Some(u));
         assert!(r.reactive_chosen && r.chosen_quantile.is_none() && r.chosen_utilization == Some(u));
         assert_eq!(r.chosen_label(), format!("reactive@{}%", (u * 100.0).round()));
@@ -935,7 +968,10 @@ mod tests {
         assert_eq!(c.choose(), level(9));
         let r = c.report();
         assert_eq!(r.reactive_at_slo, Some(0.5));
-        assert_eq!(r.candidates.iter().filter(|c| c.qualifies).count(), LEVELS.len() - 9 + 4);
+        assert_eq!(
+            r.candidates.iter().filter(|c| c.qualifies).count(),
+            LEVELS.len() - 9 + 4
+        );
         assert!((r.candidates[9].pods_vs_reactive - 12.5 / 17.0).abs() < 1e-12, "{r:?}");
         assert!((r.cost_vs_reactive_at_slo.unwrap() - 12.5 / 17.0).abs() < 1e-12);
         // A reactive target cheaper than every qualifying level wins.
@@ -949,6 +985,21 @@ mod tests {
         s.add(1.0, 10.0, &ready, 1.0);
         s.add(0.5, 0.0, &ready, 1.0);
         assert_eq!((s.unserved[0], s.demand, s.pods[0]), (5.0, 5.0, 1.5));
+    }
+
+    #[test]
+    fn the_choice_holds_until_another_candidate_is_clearly_cheaper() {
+        let mut c = scored(Adaptive::default());
+        // Level 10 (0.8 unserved, within the SLO) holds 13 pods, 4% more than level 9's 12.5: kept.
+        c.current = Some(10);
+        assert_eq!(c.choose(), level(10));
+        // 11% more than the cheapest: the choice moves.
+        c.weighted.pods[10] = 13.9;
+        assert_eq!(c.choose(), level(9));
+        // A followed candidate that no longer qualifies is left at once, however cheap.
+        c.current = Some(5);
+        c.weighted.pods[5] = 1.0;
+        assert_eq!(c.choose(), level(9));
     }
 
     #[test]
@@ -1014,7 +1065,10 @@ mod tests {
             w.add(&slo, t(h * 3600), 0.0, 100.0, 3600.0);
         }
         let edge = w.score(&slo).unwrap();
-        assert!(edge.unserved_fraction > 0.0, "a week later the bad hour is still at the window's edge: {edge:?}");
+        assert!(
+            edge.unserved_fraction > 0.0,
+            "a week later the bad hour is still at the window's edge: {edge:?}"
+        );
         w.add(&slo, t(169 * 3600), 0.0, 100.0, 3600.0);
         let s = w.score(&slo).unwrap();
         assert_eq!(s.unserved_fraction, 0.0, "{s:?}");
@@ -1039,7 +1093,10 @@ mod tests {
         }
         assert_eq!(ServiceLevel::format_share(0.001), "0.1%");
         assert_eq!(ServiceLevel::format_share(0.3 * 0.01), "0.3%");
-        assert_eq!(ServiceLevel::default().to_string(), "at most 1% of demand unserved over 7d");
+        assert_eq!(
+            ServiceLevel::default().to_string(),
+            "at most 1% of demand unserved over 7d"
+        );
     }
 
     #[test]
