@@ -20,7 +20,7 @@
 //! The choice: of the candidates whose weighted unserved share is within the *budget*, the one that held the
 //! fewest pods. The budget is the SLO corrected by the served record, in the spirit of adaptive conformal control:
 //! what the served plan left under the SLO is added (spend the surplus on fewer pods), what it left over is taken
-//! off (buy the miss back with more), by at most [`MAX_CORRECTION`] of the SLO either way. Candidates are scored as
+//! off (buy the miss back with more), by at most [`MAX_LOOSENING`] of the SLO up and [`MAX_TIGHTENING`] down. Candidates are scored as
 //! if followed throughout, but the served plan switches between them and pays for each switch; steering by its own
 //! record keeps its realised unserved share on the SLO rather than on a candidate's. When no candidate is within
 //! the budget, the SLO itself is the limit; when none is within the SLO either (demand above what `maxReplicas`
@@ -60,9 +60,13 @@ const FIRST_REACTIVE: usize = LEVELS.len();
 const TRACKS: usize = CANDIDATES + 1;
 const SERVED: usize = CANDIDATES;
 
-/// How far the served record may move the unserved budget from the SLO, as a share of the SLO: the served plan
-/// never aims at more than 1.5× (or less than half) the SLO, however long a surplus or a deficit it has run up.
-pub const MAX_CORRECTION: f64 = 0.5;
+/// How far a surplus in the served record may loosen the unserved budget, as a share of the SLO: the served plan
+/// never aims at more than 1.5× the SLO, however long a surplus it has run up.
+pub const MAX_LOOSENING: f64 = 0.5;
+/// How far a deficit may tighten it: down to a fifth of the SLO. Tighter than it loosens, because a miss is paid
+/// for by the team's users and a surplus only in pods, and because a candidate chosen for its recent score tends to
+/// do a little worse next (it was chosen where noise flattered it).
+pub const MAX_TIGHTENING: f64 = 0.8;
 
 /// How much cheaper (in pods held) another candidate within the budget must be before the choice moves to it.
 pub const SWITCH_MARGIN: f64 = 0.1;
@@ -283,7 +287,7 @@ pub struct Report {
     #[serde(default = "yes")]
     pub slo_reachable: bool,
     /// The weighted share of demand a candidate may have left unserved and qualify: the SLO, plus what the served
-    /// plan left under it (or less what it left over), by at most half the SLO either way.
+    /// plan left under it (or less what it left over): between a fifth of the SLO and 1.5 times it.
     #[serde(default)]
     pub unserved_budget: f64,
     /// The realised share over the SLO's window; `None` until something served has been scored.
@@ -627,12 +631,13 @@ impl Controller {
     }
 
     /// The weighted unserved demand a candidate may have left and still qualify: the SLO's, plus what the served
-    /// plan has left under it, or less what it has left over it, by at most [`MAX_CORRECTION`] of the SLO.
+    /// plan has left under it, or less what it has left over it, by at most [`MAX_LOOSENING`] of the SLO up and
+    /// [`MAX_TIGHTENING`] down.
     fn budget(&self) -> f64 {
         let target = self.target();
         if self.total.pods[SERVED] > 0.0 {
             let gap = target - self.weighted.unserved[SERVED];
-            target + gap.clamp(-MAX_CORRECTION * target, MAX_CORRECTION * target)
+            target + gap.clamp(-MAX_TIGHTENING * target, MAX_LOOSENING * target)
         } else {
             target
         }
@@ -1015,10 +1020,11 @@ mod tests {
         c.weighted.unserved[SERVED] = 1.5;
         assert_eq!(c.choose(), level(12));
         assert!(!c.report().candidates[11].qualifies);
-        // However far over, the budget keeps half the SLO; with no candidate within it, the SLO itself holds.
+        // However far over, the budget keeps a fifth of the SLO (0.2: only p98 is within it); with no candidate
+        // within it, the SLO itself holds.
         c.weighted.unserved[SERVED] = 5.0;
-        assert_eq!(c.choose(), level(12));
-        assert!((c.report().unserved_budget - 0.005).abs() < 1e-12);
+        assert_eq!(c.choose(), level(13));
+        assert!((c.report().unserved_budget - 0.002).abs() < 1e-12);
         for k in (9..LEVELS.len()).chain(FIRST_REACTIVE..FIRST_REACTIVE + 2) {
             c.weighted.unserved[k] = 0.6;
         }
