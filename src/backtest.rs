@@ -38,6 +38,7 @@ use crate::forecast::Quantile;
 
 mod chart;
 mod cli;
+pub mod frontier;
 mod policies;
 pub mod publish;
 mod report;
