@@ -50,8 +50,8 @@ pub struct BacktestArgs {
     /// Default: 2m,5m,10m with `--trace`; each workload's leadTime with `--config`.
     #[arg(long = "lead", env = "PRESCALE_BACKTEST_LEADS", value_delimiter = ',', value_parser = parse_lead)]
     pub leads: Vec<TimeDelta>,
-    /// Directory for report.json, ticks/*.csv and chart_L*.svg (created if missing); with `--config`, one
-    /// subdirectory `<namespace>.<name>` per workload.
+    /// Directory for report.json, ticks/*.csv, chart_L*.svg and frontier_L*.svg (created if missing); with
+    /// `--config`, one subdirectory `<namespace>.<name>` per workload.
     #[arg(long, env = "PRESCALE_BACKTEST_OUT", default_value = "backtest-out")]
     pub out: PathBuf,
     /// Forecast quantile the predictive policy plans at, in (0, 1). Default: 0.9 with `--trace`; each workload's
