@@ -10,14 +10,23 @@
 //! - `reactive`: observed demand (mean of the visible samples ending in `(t − 90 s, t − 30 s]`, else the latest
 //!   visible sample) against target `c`;
 //! - `reactive-70`: the same against `0.7·c`, the common production setting and the baseline to beat;
-//! - `predictive`: the production [`crate::forecast`] + [`crate::planner`] on visible history only, refitted every
-//!   `refit_interval`, serving `plan.replicas` against target `1`;
+//! - `predictive`: the production decision step ([`crate::engine::Engine`]: forecast, planner, quality gate and the
+//!   service-level controller) on visible history only, refitted every `refit_interval`, serving `plan.served`
+//!   against target `1`; run once per service-level objective ([`Settings::slos`]) at every lead, all in one pass
+//!   that fits the model once per refit for every engine;
 //! - `oracle`: perfect foresight bypassing the HPA, pods for `ceil(demand / c)` created exactly `L` before they are
 //!   needed and removed as soon as they are not. Its replica-hours are a floor.
-//! - `hpa-oracle` (on request): perfect foresight served through the same HPA, planned as the predictive policy
-//!   plans (the peak of actual demand over the [`crate::planner::cover_window`], raised past the tolerance). It
-//!   splits the predictive policy's distance from the oracle into what the HPA's hold, tolerance and whole replicas
-//!   cost (hpa-oracle vs oracle) and what forecast error costs (predictive vs hpa-oracle).
+//! - `hpa-oracle`: perfect foresight served through the same HPA, planned as the predictive policy plans (the peak
+//!   of actual demand over the [`crate::planner::cover_window`], raised past the tolerance). It splits the
+//!   predictive policy's distance from the oracle into what the HPA's hold, tolerance and whole replicas cost
+//!   (hpa-oracle vs oracle) and what forecast error costs (predictive vs hpa-oracle), and is the "perfect
+//!   foresight" end of *foresight captured*.
+//!
+//! Beside them, whenever a reactive policy or the predictive one runs, the **reactive frontier** per lead: the
+//! reactive HPA at target `u·c` for every `u` in [`crate::service_level::UTILIZATIONS`] (scores only, no per-tick
+//! files). Each predictive run is judged against it at its own realised unserved share (the best-tuned HPA that
+//! served as well: equal-service savings, foresight captured) and against its SLO; see [`frontier`] for the exact
+//! definitions and the bar.
 //!
 //! Scores: `unserved_fraction`, `violation_minutes` (also per day), `replica_hours` (ready + starting pods) and
 //! `scale_events`. Ticks inside a gap of the trace are simulated but not scored.
@@ -38,13 +47,14 @@ use crate::forecast::Quantile;
 
 mod chart;
 mod cli;
+pub mod frontier;
 mod policies;
 pub mod publish;
 mod report;
 mod sim;
 
 pub use cli::{run_cli, BacktestArgs};
-pub use report::{write_outputs, PolicyRun, Report, ReportSettings, Scores, TickRow};
+pub use report::{write_outputs, PolicyRun, PredictiveInfo, Report, ReportSettings, Scores, SloResult, TickRow};
 pub use sim::run;
 
 /// HPA sync period: one tick of the simulation.
@@ -139,13 +149,8 @@ impl PolicyName {
         PolicyName::HpaOracle,
     ];
 
-    /// The policies the protocol compares, run by default; `hpa-oracle` is a diagnostic on request.
-    pub const DEFAULT: [PolicyName; 4] = [
-        PolicyName::Reactive,
-        PolicyName::Reactive70,
-        PolicyName::Predictive,
-        PolicyName::Oracle,
-    ];
+    /// The policies run by default: all of them (`hpa-oracle` is needed for foresight captured).
+    pub const DEFAULT: [PolicyName; 5] = PolicyName::ALL;
 
     /// The name used in reports and file names.
     pub fn as_str(self) -> &'static str {
@@ -184,8 +189,11 @@ pub struct Settings {
     pub fallback_utilization: f64,
     /// When the predictive policy's forecasts are demoted to the reactive target, and promoted back.
     pub quality: crate::quality::Bounds,
-    /// The predictive policy's adaptive quantile (off: it plans at `quantile` throughout).
+    /// The predictive policy's adaptive quantile (off: it plans at `quantile` throughout), and its SLO.
     pub adaptive: crate::service_level::Adaptive,
+    /// The SLOs (shares of demand that may go unserved) to run the predictive policy at, once each at every lead;
+    /// empty: `adaptive.slo.max_unserved` alone.
+    pub slos: Vec<f64>,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
 }
@@ -202,12 +210,33 @@ impl Default for Settings {
             fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
             quality: crate::quality::Bounds::default(),
             adaptive: crate::service_level::Adaptive::default(),
+            slos: Vec::new(),
             progress: false,
         }
+    }
+}
+
+impl Settings {
+    /// The SLOs the predictive policy runs at, ascending and without repeats: [`Settings::slos`], or the adaptive
+    /// SLO when none is given.
+    pub fn slos(&self) -> Vec<f64> {
+        let mut slos = if self.slos.is_empty() {
+            vec![self.adaptive.slo.max_unserved]
+        } else {
+            self.slos.clone()
+        };
+        slos.sort_by(f64::total_cmp);
+        slos.dedup();
+        slos
     }
 }
 
 /// Short label of a lead time for file names and tables, e.g. `5m`, `90s`.
 pub fn lead_label(lead: TimeDelta) -> String {
     crate::config::format_duration(lead)
+}
+
+/// Label of an SLO for tables and JSON keys, e.g. `0.1%`.
+pub fn slo_label(slo: f64) -> String {
+    crate::service_level::ServiceLevel::format_share(slo)
 }

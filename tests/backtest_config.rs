@@ -216,7 +216,8 @@ async fn config_workloads_are_backtested_published_and_served() {
     let workload = |name: &str, demand: String| {
         format!(
             "  - name: {name}\n    namespace: llm\n    demand: {demand}\n    capacityPerReplica: {CAPACITY}\n    \
-             leadTime: 5m\n    quantile: 0.9\n    refitInterval: 2h\n    maxReplicas: 40\n"
+             leadTime: 5m\n    quantile: 0.9\n    refitInterval: 2h\n    maxReplicas: 40\n    \
+             serviceLevel: {{maxUnserved: 0.5%}}\n"
         )
     };
     let config = format!(
@@ -274,7 +275,13 @@ async fn config_workloads_are_backtested_published_and_served() {
             "ticks with demand: 40 per present 10-minute slot"
         );
         assert_eq!(s["ticks"], 2 * 5760);
-        assert_eq!(r["runs"].as_array().unwrap().len(), 4);
+        // Every policy, the predictive one at the workload's own SLO, judged against the reactive frontier.
+        assert_eq!(r["runs"].as_array().unwrap().len(), 5);
+        assert_eq!(s["slos"], serde_json::json!([0.005]));
+        assert_eq!(r["runs"][2]["slo"], 0.005);
+        assert_eq!(r["frontier"][0]["points"].as_array().unwrap().len(), 14);
+        assert_eq!(r["slo_results"].as_array().unwrap().len(), 1);
+        assert_eq!(r["slo_results"][0]["slo"], 0.005);
     }
     assert!(out.join("llm.servegen/ticks/predictive_L5m.csv").is_file());
     assert!(out.join("llm.servegen/chart_L5m.svg").is_file());
@@ -310,7 +317,8 @@ async fn config_workloads_are_backtested_published_and_served() {
     assert_eq!((summary.from, summary.to), (from, to));
     assert_eq!(summary.capacity_per_replica, CAPACITY);
     assert!(summary.generated_at > Utc::now() - TimeDelta::minutes(10));
-    assert_eq!(summary.scores.len(), 4);
+    assert_eq!(summary.scores.len(), 5);
+    assert_eq!(summary.slo, Some(0.005));
     let score = summary.scores.iter().find(|s| s.policy == "predictive").unwrap();
     assert_eq!(score.lead, "5m");
     assert_eq!(score.unserved_fraction, unserved);
@@ -318,9 +326,22 @@ async fn config_workloads_are_backtested_published_and_served() {
     let ratio = score.replica_hours_ratio_to_oracle.unwrap();
     assert!((ratio - score.replica_hours / oracle_hours).abs() < 1e-12);
     assert_eq!(summary.bar.len(), 1);
+    let result = &from_prometheus["slo_results"][0];
+    assert_eq!(summary.bar[0].slo, Some(0.005));
+    assert_eq!(summary.bar[0].passed, result["bar"]["passed"] == true);
+    assert_eq!(summary.bar[0].slo_ok, result["bar"]["slo_ok"].as_bool());
     assert_eq!(
-        summary.bar[0].passed,
-        from_prometheus["bar"][0]["unserved_ok"] == true && from_prometheus["bar"][0]["replica_hours_ok"] == true
+        summary.bar[0].equal_service_savings,
+        result["equal_service_savings"].as_f64()
+    );
+    assert_eq!(
+        summary.bar[0].unserved_ok,
+        Some(
+            unserved
+                <= from_prometheus["runs"][1]["scores"]["unserved_fraction"]
+                    .as_f64()
+                    .unwrap()
+        )
     );
     {
         let cluster = cluster.lock().unwrap();
@@ -441,7 +462,7 @@ async fn bad_flags_name_the_flag_and_the_fix() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
-    let cases: [(&[&str], &[&str]); 8] = [
+    let cases: [(&[&str], &[&str]); 9] = [
         (
             &["--trace", "t.csv", "--config", config, "--from", "-7d"],
             &["--trace", "--config", "cannot be used with"],
@@ -467,6 +488,10 @@ async fn bad_flags_name_the_flag_and_the_fix() {
         (
             &["--config", config, "--from", "-1d", "--publish-configmap", "backtests"],
             &["--publish-configmap", "write NAMESPACE/NAME"],
+        ),
+        (
+            &["--config", config, "--from", "-1d", "--slo", "0.1"],
+            &["--slo", "with a % sign", "e.g. 0.1%"],
         ),
     ];
     for (args, expected) in cases {

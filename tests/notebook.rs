@@ -41,7 +41,9 @@ NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"
 nbformat.write(nb, sys.argv[2])
 images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
 errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-print(f"images={images} errors={len(errors)}")
+texts = [o.get("data", {}).get("text/plain", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+slo_tables = sum(1 for t in texts if "savings at equal service" in t)
+print(f"slo_tables={slo_tables} errors={len(errors)} images={images}")
 "#;
     let notebook = Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks/backtest.ipynb");
     let result = Command::new("python3")
@@ -62,6 +64,7 @@ print(f"images={images} errors={len(errors)}")
         String::from_utf8_lossy(&result.stderr)
     );
     assert!(stdout.contains("errors=0"), "{stdout}");
+    assert!(stdout.contains("slo_tables=1 "), "the per-SLO table: {stdout}");
     let images: usize = stdout
         .trim()
         .rsplit("images=")
@@ -73,7 +76,7 @@ print(f"images={images} errors={len(errors)}")
         .parse()
         .unwrap();
     assert!(
-        images >= 2,
-        "the notebook draws demand vs capacity and the adaptive quantile: {stdout}"
+        images >= 3,
+        "the notebook draws the reactive frontier, the adaptive choice and demand vs capacity: {stdout}"
     );
 }

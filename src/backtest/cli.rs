@@ -50,8 +50,8 @@ pub struct BacktestArgs {
     /// Default: 2m,5m,10m with `--trace`; each workload's leadTime with `--config`.
     #[arg(long = "lead", env = "PRESCALE_BACKTEST_LEADS", value_delimiter = ',', value_parser = parse_lead)]
     pub leads: Vec<TimeDelta>,
-    /// Directory for report.json, ticks/*.csv and chart_L*.svg (created if missing); with `--config`, one
-    /// subdirectory `<namespace>.<name>` per workload.
+    /// Directory for report.json, ticks/*.csv, chart_L*.svg and frontier_L*.svg (created if missing); with
+    /// `--config`, one subdirectory `<namespace>.<name>` per workload.
     #[arg(long, env = "PRESCALE_BACKTEST_OUT", default_value = "backtest-out")]
     pub out: PathBuf,
     /// Forecast quantile the predictive policy plans at, in (0, 1). Default: 0.9 with `--trace`; each workload's
@@ -62,14 +62,19 @@ pub struct BacktestArgs {
     /// workload's refitInterval with `--config`.
     #[arg(long, env = "PRESCALE_BACKTEST_REFIT", value_parser = parse_positive)]
     pub refit: Option<TimeDelta>,
-    /// Policies to run.
+    /// Policies to run (`hpa-oracle` is needed for "foresight captured").
     #[arg(
         long,
         env = "PRESCALE_BACKTEST_POLICIES",
         value_delimiter = ',',
-        default_value = "reactive,reactive-70,predictive,oracle"
+        default_value = "reactive,reactive-70,predictive,oracle,hpa-oracle"
     )]
     pub policies: Vec<PolicyName>,
+    /// Service-level objectives to run the predictive policy at, as the share of demand that may go unserved, e.g.
+    /// `--slo 0.1%` or `--slo 0.1%,1%` (one predictive run per SLO at every lead, judged against the reactive
+    /// frontier). Default: 1% with `--trace`; each workload's serviceLevel.maxUnserved with `--config`.
+    #[arg(long = "slo", env = "PRESCALE_BACKTEST_SLOS", value_delimiter = ',', value_parser = parse_slo)]
+    pub slos: Vec<f64>,
     /// The predictive planner scales in only when observed demand allows it too (with `--config`, also when the
     /// workload sets `scaleIn: observed`).
     #[arg(long, env = "PRESCALE_BACKTEST_SCALE_IN_ON_OBSERVED_ONLY")]
@@ -151,6 +156,10 @@ fn parse_replay(s: &str) -> Result<TimeDelta, String> {
     Ok(d)
 }
 
+fn parse_slo(s: &str) -> Result<f64, String> {
+    crate::service_level::ServiceLevel::parse_share(s)
+}
+
 fn parse_utilization(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(u) if u.is_finite() && u > 0.0 && u <= 1.0 => Ok(u),
@@ -189,6 +198,7 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
         quantile,
         refit,
         policies,
+        slos,
         scale_in_on_observed_only,
         fallback_utilization,
         fixed_quantile,
@@ -220,6 +230,7 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
             replay: replay.unwrap_or(defaults.adaptive.replay),
             ..defaults.adaptive
         },
+        slos,
         progress: !quiet,
     };
     let started = std::time::Instant::now();
@@ -255,6 +266,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
         quantile,
         refit,
         policies,
+        slos,
         scale_in_on_observed_only,
         fallback_utilization,
         fixed_quantile,
@@ -303,6 +315,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
                 replay: replay.unwrap_or(w.policy.adaptive.replay),
                 ..w.policy.adaptive
             },
+            slos: slos.clone(),
             progress: !quiet,
         };
         let dir = out.join(format!("{}.{}", w.id.namespace, w.id.name));

@@ -79,7 +79,7 @@ pub(crate) fn reactive(visible: &Visible<'_>, ticks: &[DateTime<Utc>]) -> Vec<Op
 
 /// How the predictive policy is set up for one run.
 pub(crate) struct PredictiveSetup<'p> {
-    /// One planner policy per lead time.
+    /// One planner policy per engine: per (lead, SLO), differing only in the lead and `adaptive.slo`.
     pub policies: &'p [Policy],
     /// Seasonality to model.
     pub seasonality: Seasonality,
@@ -89,29 +89,31 @@ pub(crate) struct PredictiveSetup<'p> {
     pub quality: crate::quality::Bounds,
 }
 
-/// What the predictive policy served at each tick for each lead (`served[lead][tick]`), plus the fits it made.
+/// What the predictive policy served at each tick for each engine (`served[engine][tick]`, engines in the order of
+/// [`PredictiveSetup::policies`]), plus the fits it made.
 pub(crate) struct PredictiveRun {
-    /// Served replica counts (target "1") per lead, per tick; `None` when no forecast was possible.
+    /// Served replica counts (target "1") per engine, per tick; `None` when no forecast was possible.
     pub served: Vec<Vec<Option<f64>>>,
-    /// Number of model fits.
+    /// Number of model fits (each installed into every engine).
     pub fits: usize,
-    /// Decisions per forecast method served (`method name` → count, summed over leads); decisions that served the
-    /// reactive target instead are counted as `reactive (demoted)`.
+    /// Decisions per forecast method served (`method name` → count, summed over engines); decisions that served
+    /// the reactive target instead are counted as `reactive (...)`.
     pub methods: std::collections::BTreeMap<String, usize>,
-    /// Per engine (lead), ticks by what was served (see [`super::report::PredictiveInfo::served_by`]).
+    /// Per engine, ticks by what was served (see [`super::report::PredictiveInfo::served_by`]).
     pub served_by: Vec<std::collections::BTreeMap<String, usize>>,
-    /// Per engine (lead), what the replay before the first tick did.
+    /// Per engine, what the replay before the first tick did.
     pub replayed: Vec<Replayed>,
-    /// Per engine (lead), the adaptive quantile's final state (`None` when off).
+    /// Per engine, the adaptive quantile's final state (`None` when off).
     pub adaptive: Vec<Option<crate::service_level::Report>>,
 }
 
-/// Runs the production decision step ([`Engine`]) at every tick on visible history only, one engine per lead.
+/// Runs the production decision step ([`Engine`]) at every tick on visible history only, one engine per policy of
+/// `setup` (per lead and SLO).
 ///
 /// Each engine is exactly what production runs for one workload: `needs_refit`, then `decide` on the history it
 /// would have scraped by `t` (samples that ended by `t − LAG`; observed demand over the minute before that). The
-/// fit itself does not depend on the lead, so one [`forecast::fit`] per refit is installed into every engine, as
-/// production installs a model fitted on a blocking thread. What is served is the engine's plan: the forecast plan
+/// fit itself depends on neither the lead nor the SLO, so one [`forecast::fit`] per refit is installed into every
+/// engine, as production installs a model fitted on a blocking thread. What is served is the engine's plan: the forecast plan
 /// or, while forecast quality is demoted, the reactive one.
 ///
 /// The history handed over is a tail of the visible trace long enough for everything the engine reads (at most
@@ -147,8 +149,8 @@ pub(crate) fn predictive(
     let replayed: Vec<Replayed> = match ticks.first() {
         Some(&t0) => {
             let history = visible.tail(t0, 0);
-            // The leads' policies differ only in the lead (one set of adaptive settings), so they share one span
-            // and, as in the scored window, one fit per refit.
+            // The engines' policies differ only in the lead and the SLO (one replay setting), so they share one
+            // span and, as in the scored window, one fit per refit.
             let span = setup
                 .policies
                 .first()

@@ -6,6 +6,10 @@
 //! server-side apply under one field manager, so its keys are its own: a key for a workload that is no longer
 //! configured disappears at the next full run, while the key of a configured workload that was not backtested this
 //! time (filtered by `--workload`, or its history failed) keeps its last summary, whose `generated_at` shows its age.
+//!
+//! A summary holds every run, the predictive policy's once per SLO it was run at (`slo`), and the bar per (SLO,
+//! lead). The gauges carry one predictive run and one bar per lead: those at the summary's `slo`, the workload's own
+//! service level (or, when `--slo` left it out, the lowest SLO run).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -111,6 +115,9 @@ pub struct PolicyScore {
     pub lead: String,
     /// Cold start in seconds.
     pub lead_seconds: i64,
+    /// The SLO the predictive policy aimed at; absent for the other policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<f64>,
     /// Share of demand not served by ready pods.
     pub unserved_fraction: f64,
     /// Minutes per scored day in which demand exceeded ready capacity.
@@ -123,18 +130,33 @@ pub struct PolicyScore {
     pub scale_events: u32,
 }
 
-/// The project's bar at one lead time, as published.
+/// The project's bar at one (SLO, lead), as published (see [`super::frontier`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BarVerdict {
     /// Cold start label.
     pub lead: String,
     /// Cold start in seconds.
     pub lead_seconds: i64,
-    /// Predictive unserved ≤ reactive-70's.
-    pub unserved_ok: bool,
-    /// Predictive replica-hours ≤ 1.10 × oracle's.
-    pub replica_hours_ok: bool,
-    /// Both hold.
+    /// The SLO (absent in summaries written before the SLO bar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<f64>,
+    /// Context: predictive unserved ≤ reactive-70's (`None` when reactive-70 did not run).
+    pub unserved_ok: Option<bool>,
+    /// Context: predictive replica-hours ≤ 1.10 × oracle's (`None` when the oracle did not run).
+    pub replica_hours_ok: Option<bool>,
+    /// The SLO was met (≤ 1.1 × SLO), or no reactive target met it either.
+    #[serde(default)]
+    pub slo_ok: Option<bool>,
+    /// Equal-service savings ≥ 0; `None` when undecided (outside the reactive frontier).
+    #[serde(default)]
+    pub savings_ok: Option<bool>,
+    /// `1 − RH(predictive) / RH(best-tuned reactive HPA at the same unserved share)`.
+    #[serde(default)]
+    pub equal_service_savings: Option<f64>,
+    /// `(RH_reactive − RH(predictive)) / (RH_reactive − RH(hpa-oracle))`.
+    #[serde(default)]
+    pub foresight_captured: Option<f64>,
+    /// The bar: `slo_ok` and `savings_ok` both true.
     pub passed: bool,
 }
 
@@ -161,9 +183,12 @@ pub struct BacktestSummary {
     pub capacity_per_replica: f64,
     /// Forecast quantile of the predictive policy.
     pub quantile: f64,
-    /// Scores per policy and lead.
+    /// The SLO whose predictive run and bar the gauges carry: the workload's own, when it was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<f64>,
+    /// Scores per policy and lead (the predictive policy's per SLO too).
     pub scores: Vec<PolicyScore>,
-    /// The bar per lead (empty unless predictive, reactive-70 and oracle all ran).
+    /// The bar per (SLO, lead) (empty unless the predictive policy and the reactive frontier ran).
     pub bar: Vec<BarVerdict>,
 }
 
@@ -186,6 +211,7 @@ impl BacktestSummary {
                     policy: r.policy.as_str().to_owned(),
                     lead: r.lead.clone(),
                     lead_seconds: r.lead_seconds,
+                    slo: r.slo,
                     unserved_fraction: r.scores.unserved_fraction,
                     violation_minutes_per_day: r.scores.violation_minutes_per_day,
                     replica_hours: r.scores.replica_hours,
@@ -196,16 +222,31 @@ impl BacktestSummary {
             })
             .collect();
         let bar = report
-            .bar
+            .slo_results
             .iter()
-            .map(|v| BarVerdict {
-                lead: v.lead.clone(),
-                lead_seconds: v.lead_seconds,
-                unserved_ok: v.unserved_ok,
-                replica_hours_ok: v.replica_hours_ok,
-                passed: v.unserved_ok && v.replica_hours_ok,
+            .map(|r| {
+                let a = &r.assessment;
+                BarVerdict {
+                    lead: r.lead.clone(),
+                    lead_seconds: r.lead_seconds,
+                    slo: Some(r.slo),
+                    unserved_ok: r.reactive70.map(|r70| r.unserved_fraction <= r70.unserved_fraction),
+                    replica_hours_ok: a.replica_hours_vs_oracle.map(|x| x <= 1.10),
+                    slo_ok: Some(a.bar.slo_ok),
+                    savings_ok: a.bar.savings_ok,
+                    equal_service_savings: a.equal_service_savings,
+                    foresight_captured: a.foresight_captured,
+                    passed: a.bar.passed,
+                }
             })
             .collect();
+        let slos = &report.settings.slos;
+        let own = report.settings.slo_max_unserved;
+        let slo = if slos.contains(&own) {
+            Some(own)
+        } else {
+            slos.first().copied()
+        };
         Self {
             namespace: id.namespace.clone(),
             workload: id.name.clone(),
@@ -217,6 +258,7 @@ impl BacktestSummary {
             source,
             capacity_per_replica: report.settings.capacity_per_replica,
             quantile: report.settings.quantile,
+            slo,
             scores,
             bar,
         }
@@ -434,14 +476,16 @@ impl Collector for Metrics {
         );
         let bar = Emit::<LeadLabels>::new(
             "backtest_bar_passed",
-            "1 when predictive met the bar (unserved <= reactive-70, replica-hours <= 1.1 x oracle), else 0",
+            "1 when predictive met the bar at the workload's SLO (SLO met where a reactive target meets it, and no more replica-hours than the best-tuned reactive HPA at the same unserved share), else 0",
         );
         let generated = Emit::<WorkloadLabels>::new(
             "backtest_generated_timestamp_seconds",
             "When the last published backtest of the workload ran (Unix seconds)",
         );
         for s in self.0.summaries() {
-            for sc in &s.scores {
+            // One predictive run and one bar per lead: those at the summary's SLO.
+            let at_slo = |slo: Option<f64>| slo.is_none() || slo == s.slo;
+            for sc in s.scores.iter().filter(|sc| at_slo(sc.slo)) {
                 let labels = ScoreLabels {
                     namespace: s.namespace.clone(),
                     workload: s.workload.clone(),
@@ -455,7 +499,7 @@ impl Collector for Metrics {
                     ratio.set(labels, r);
                 }
             }
-            for v in &s.bar {
+            for v in s.bar.iter().filter(|v| at_slo(v.slo)) {
                 let labels = LeadLabels {
                     namespace: s.namespace.clone(),
                     workload: s.workload.clone(),
@@ -509,10 +553,12 @@ mod tests {
             source: "promql up".into(),
             capacity_per_replica: 2.0,
             quantile: 0.9,
+            slo: Some(0.01),
             scores: vec![PolicyScore {
                 policy: "predictive".into(),
                 lead: "5m".into(),
                 lead_seconds: 300,
+                slo: Some(0.01),
                 unserved_fraction: unserved,
                 violation_minutes_per_day: 1.0,
                 replica_hours: 10.0,
@@ -521,6 +567,61 @@ mod tests {
             }],
             bar: vec![],
         }
+    }
+
+    #[test]
+    fn the_gauges_carry_the_predictive_run_and_the_bar_at_the_summarys_slo() {
+        let mut s = summary("a", 0.25);
+        let mut strict = s.scores[0].clone();
+        strict.slo = Some(0.001);
+        strict.unserved_fraction = 0.125;
+        s.scores.push(strict);
+        let bar = |slo: f64, passed: bool| BarVerdict {
+            lead: "5m".into(),
+            lead_seconds: 300,
+            slo: Some(slo),
+            unserved_ok: None,
+            replica_hours_ok: Some(true),
+            slo_ok: Some(passed),
+            savings_ok: Some(true),
+            equal_service_savings: Some(0.1),
+            foresight_captured: None,
+            passed,
+        };
+        s.bar = vec![bar(0.001, false), bar(0.01, true)];
+        let published = PublishedBacktests::new();
+        let cm = ConfigMap {
+            data: Some(BTreeMap::from([(
+                "llm.a.json".to_owned(),
+                serde_json::to_string(&s).unwrap(),
+            )])),
+            ..ConfigMap::default()
+        };
+        assert_eq!(published.load(Some(&cm)), 1);
+        assert_eq!(published.summaries()[0], s, "every SLO is kept in the summary");
+        let mut registry = prometheus_client::registry::Registry::with_prefix("prescale");
+        published.register_metrics(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let lines = |name: &str| text.lines().filter(|l| l.starts_with(name)).collect::<Vec<_>>();
+        assert_eq!(
+            lines("prescale_backtest_unserved_fraction{"),
+            ["prescale_backtest_unserved_fraction{namespace=\"llm\",workload=\"a\",policy=\"predictive\",lead=\"5m\"} 0.25"]
+        );
+        assert_eq!(
+            lines("prescale_backtest_bar_passed{"),
+            ["prescale_backtest_bar_passed{namespace=\"llm\",workload=\"a\",lead=\"5m\"} 1.0"]
+        );
+        // A summary written before the SLO bar (no `slo` anywhere) still reads, and its bar is exported.
+        let old = r#"{"namespace":"llm","workload":"b","from":"2026-03-01T00:00:00Z","to":"2026-03-08T00:00:00Z",
+            "scored_from":"2026-03-01T00:00:00Z","scored_to":"2026-03-08T00:00:00Z","generated_at":"2026-03-08T00:00:00Z",
+            "source":"promql up","capacity_per_replica":4.0,"quantile":0.9,"scores":[],
+            "bar":[{"lead":"6m","lead_seconds":360,"unserved_ok":true,"replica_hours_ok":false,"passed":false}]}"#;
+        let old: BacktestSummary = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (old.slo, old.bar[0].slo, old.bar[0].unserved_ok),
+            (None, None, Some(true))
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
+use super::frontier::{self, Frontier, Point};
 use super::{chart, BacktestError, PolicyName, TICK};
 
 /// One tick of one policy's replay: the columns of the per-tick CSV.
@@ -96,11 +97,13 @@ pub(crate) fn score(rows: &[TickRow], capacity: f64, initial: u32) -> Scores {
     s
 }
 
-/// One policy at one lead time.
+/// One policy at one lead time (the predictive policy: at one SLO).
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyRun {
     /// The policy.
     pub policy: PolicyName,
+    /// The SLO the predictive policy aimed at (the share of demand that may go unserved); `None` for the others.
+    pub slo: Option<f64>,
     /// Cold start `L` in seconds.
     pub lead_seconds: i64,
     /// Cold start as a label (`5m`).
@@ -110,6 +113,28 @@ pub struct PolicyRun {
     /// The per-tick replay (written to CSV, not to the JSON report).
     #[serde(skip)]
     pub ticks: Vec<TickRow>,
+}
+
+impl PolicyRun {
+    /// The run's name for people: the policy, and the SLO when several were run (`predictive SLO 0.1%`).
+    pub fn name(&self, several_slos: bool) -> String {
+        match self.slo {
+            Some(slo) if several_slos => format!("{} SLO {}", self.policy, super::slo_label(slo)),
+            _ => self.policy.as_str().to_owned(),
+        }
+    }
+
+    /// The stem of its per-tick CSV: `predictive_L5m`, or with several SLOs `predictive_slo0.1pct_L5m` (the SLO as
+    /// a percentage, `pct` for `%` so that the name needs no quoting in a shell, a URL or a format string).
+    pub fn file_stem(&self, several_slos: bool) -> String {
+        match self.slo {
+            Some(slo) if several_slos => {
+                let pct = super::slo_label(slo).replace('%', "pct");
+                format!("{}_slo{pct}_L{}", self.policy, self.lead)
+            }
+            _ => format!("{}_L{}", self.policy, self.lead),
+        }
+    }
 }
 
 /// The settings a report was produced with: enough to reproduce it.
@@ -174,61 +199,77 @@ pub struct ReportSettings {
     /// History replayed before the first scored tick, as `prescale serve` replays at startup, in seconds (at most
     /// the history before the scored window less a day).
     pub adaptive_replay_seconds: i64,
-    /// The service level the predictive policy aims for: the share of demand that may go unserved.
+    /// The configured service level (`--trace`: 1%; `--config`: the workload's `serviceLevel.maxUnserved`): the SLO
+    /// the predictive policy runs at when `--slo` is not given.
     pub slo_max_unserved: f64,
+    /// The SLOs the predictive policy was run at, ascending: `--slo`, else `[slo_max_unserved]`.
+    pub slos: Vec<f64>,
 }
 
-/// What the predictive policy's model did over the run.
+/// What the predictive policy's model did over the run. Its maps are keyed by SLO label (`0.1%`), then lead (`5m`).
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictiveInfo {
-    /// Number of fits.
+    /// Number of fits (each serves every SLO and lead).
     pub fits: usize,
-    /// Ticks served by each forecast method, summed over the leads.
+    /// Ticks served by each forecast method, summed over the SLOs and leads.
     pub forecast_methods: BTreeMap<String, usize>,
-    /// Per lead, ticks by what was served: `p90` etc. (the forecast at that quantile), `reactive` (the adaptive
-    /// choice), `demoted`, or `none` (nothing to plan from).
-    pub served_by: BTreeMap<String, BTreeMap<String, usize>>,
-    /// Per lead, the decisions replayed on the history before the scored window (as `prescale serve` does at
-    /// startup) before the first scored tick.
-    pub replayed: BTreeMap<String, crate::engine::Replayed>,
-    /// Per lead, the adaptive quantile's shadows at the end of the run: every candidate quantile (and the reactive
-    /// target, `quantile` null) with the share of demand it left unserved over the run, through the same HPA
-    /// arithmetic and cold start. Empty with `--fixed-quantile`.
-    pub adaptive: BTreeMap<String, Vec<crate::service_level::CandidateScore>>,
+    /// Per SLO and lead, ticks by what was served: `p90` etc. (the forecast at that quantile), `reactive@70%` etc.
+    /// (the adaptive choice of a reactive target), `demoted`, or `none` (nothing to plan from).
+    pub served_by: BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>>,
+    /// Per SLO and lead, the decisions replayed on the history before the scored window (as `prescale serve` does
+    /// at startup) before the first scored tick.
+    pub replayed: BTreeMap<String, BTreeMap<String, crate::engine::Replayed>>,
+    /// Per SLO and lead, the service-level controller's shadows at the end of the run: every candidate quantile and
+    /// reactive target with the share of demand it left unserved, through the same HPA arithmetic and cold start.
+    /// Empty with `--fixed-quantile`.
+    pub adaptive: BTreeMap<String, BTreeMap<String, Vec<crate::service_level::CandidateScore>>>,
 }
 
-/// The project's bar at one lead time: predictive unserved ≤ reactive-70's, replica-hours ≤ 1.10 × oracle.
+/// The predictive policy at one (SLO, lead): what it realised, against the reactive frontier, reactive-70, the
+/// oracle and hpa-oracle, and the bar (definitions in [`super::frontier`]).
 #[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
+pub struct SloResult {
+    /// The SLO: the share of demand that may go unserved.
+    pub slo: f64,
+    /// The SLO as people write it (`0.1%`).
+    pub slo_label: String,
     /// Cold start in seconds.
     pub lead_seconds: i64,
     /// Cold start label.
     pub lead: String,
-    /// Predictive's unserved fraction.
-    pub predictive_unserved: f64,
-    /// Reactive-70's unserved fraction.
-    pub reactive70_unserved: f64,
-    /// Predictive replica-hours / oracle replica-hours.
-    pub replica_hours_vs_oracle: f64,
-    /// `predictive_unserved <= reactive70_unserved`.
-    pub unserved_ok: bool,
-    /// `replica_hours_vs_oracle <= 1.10`.
-    pub replica_hours_ok: bool,
+    /// The predictive policy's realised unserved share.
+    pub unserved_fraction: f64,
+    /// Its replica-hours.
+    pub replica_hours: f64,
+    /// Reactive-70's scores, when it ran (context).
+    pub reactive70: Option<Point>,
+    /// The oracle's replica-hours, when it ran.
+    pub oracle_replica_hours: Option<f64>,
+    /// hpa-oracle's replica-hours, when it ran.
+    pub hpa_oracle_replica_hours: Option<f64>,
+    /// SLO met, the frontier at the SLO and at equal service, foresight captured, savings, the bar.
+    #[serde(flatten)]
+    pub assessment: frontier::Assessment,
+    /// Ticks by what the predictive policy served (as [`PredictiveInfo::served_by`]).
+    pub served_by: BTreeMap<String, usize>,
 }
 
-/// A whole backtest: settings, every score of every policy at every lead time, and the bar.
+/// A whole backtest: settings, every score of every policy at every lead time, the reactive frontier, and the
+/// predictive policy's results per SLO and lead.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// Trace name (file stem).
     pub trace: String,
     /// Settings used.
     pub settings: ReportSettings,
-    /// One entry per (lead, policy).
+    /// One entry per (lead, policy), and per SLO for the predictive policy.
     pub runs: Vec<PolicyRun>,
+    /// The reactive frontier per lead (when a reactive policy or the predictive one ran).
+    pub frontier: Vec<Frontier>,
     /// The predictive model's activity, when it ran.
     pub predictive: Option<PredictiveInfo>,
-    /// The bar per lead time, when predictive, reactive-70 and oracle all ran.
-    pub bar: Vec<Verdict>,
+    /// Per (SLO, lead), SLO-major: the predictive policy's result and the bar (when it and the frontier ran).
+    pub slo_results: Vec<SloResult>,
 }
 
 impl Report {
@@ -236,25 +277,41 @@ impl Report {
         trace: String,
         settings: ReportSettings,
         runs: Vec<PolicyRun>,
+        frontier: Vec<Frontier>,
         predictive: Option<PredictiveInfo>,
     ) -> Self {
-        let mut bar = Vec::new();
-        for &lead in &settings.leads_seconds {
-            let find = |p| runs.iter().find(|r| r.lead_seconds == lead && r.policy == p);
-            if let (Some(pr), Some(r70), Some(or)) = (
-                find(PolicyName::Predictive),
-                find(PolicyName::Reactive70),
-                find(PolicyName::Oracle),
-            ) {
-                let ratio = pr.scores.replica_hours / or.scores.replica_hours;
-                bar.push(Verdict {
-                    lead_seconds: lead,
-                    lead: pr.lead.clone(),
-                    predictive_unserved: pr.scores.unserved_fraction,
-                    reactive70_unserved: r70.scores.unserved_fraction,
-                    replica_hours_vs_oracle: ratio,
-                    unserved_ok: pr.scores.unserved_fraction <= r70.scores.unserved_fraction,
-                    replica_hours_ok: ratio <= 1.10,
+        let mut slo_results = Vec::new();
+        for &slo in &settings.slos {
+            for f in &frontier {
+                let find = |p| runs.iter().find(|r| r.lead_seconds == f.lead_seconds && r.policy == p);
+                let Some(pr) = runs.iter().find(|r| {
+                    r.lead_seconds == f.lead_seconds && r.policy == PolicyName::Predictive && r.slo == Some(slo)
+                }) else {
+                    continue;
+                };
+                let point = |r: &PolicyRun| Point {
+                    unserved_fraction: r.scores.unserved_fraction,
+                    replica_hours: r.scores.replica_hours,
+                };
+                let reactive70 = find(PolicyName::Reactive70).map(point);
+                let oracle = find(PolicyName::Oracle).map(|r| r.scores.replica_hours);
+                let hpa_oracle = find(PolicyName::HpaOracle).map(|r| r.scores.replica_hours);
+                let slo_label = super::slo_label(slo);
+                slo_results.push(SloResult {
+                    slo,
+                    lead_seconds: f.lead_seconds,
+                    lead: f.lead.clone(),
+                    unserved_fraction: pr.scores.unserved_fraction,
+                    replica_hours: pr.scores.replica_hours,
+                    reactive70,
+                    oracle_replica_hours: oracle,
+                    hpa_oracle_replica_hours: hpa_oracle,
+                    assessment: frontier::assess(slo, point(pr), &f.points, reactive70, oracle, hpa_oracle),
+                    served_by: predictive
+                        .as_ref()
+                        .and_then(|p| p.served_by.get(&slo_label)?.get(&f.lead).cloned())
+                        .unwrap_or_default(),
+                    slo_label,
                 });
             }
         }
@@ -262,22 +319,49 @@ impl Report {
             trace,
             settings,
             runs,
+            frontier,
             predictive,
-            bar,
+            slo_results,
         }
     }
 
-    /// The run of `policy` at `lead_seconds`, if it was run.
+    /// The run of `policy` at `lead_seconds`, if it was run (the predictive policy: at the lowest SLO).
     pub fn get(&self, policy: PolicyName, lead_seconds: i64) -> Option<&PolicyRun> {
         self.runs
             .iter()
             .find(|r| r.policy == policy && r.lead_seconds == lead_seconds)
     }
 
-    /// A plain-text table of every score, one row per (lead, policy), and the bar.
+    /// The predictive run at `slo` and `lead_seconds`, if it was run.
+    pub fn predictive(&self, slo: f64, lead_seconds: i64) -> Option<&PolicyRun> {
+        self.runs
+            .iter()
+            .find(|r| r.policy == PolicyName::Predictive && r.lead_seconds == lead_seconds && r.slo == Some(slo))
+    }
+
+    /// The reactive frontier at `lead_seconds`, if it was run.
+    pub fn frontier_at(&self, lead_seconds: i64) -> Option<&Frontier> {
+        self.frontier.iter().find(|f| f.lead_seconds == lead_seconds)
+    }
+
+    /// The predictive result at `slo` and `lead_seconds`, if there is one.
+    pub fn result(&self, slo: f64, lead_seconds: i64) -> Option<&SloResult> {
+        self.slo_results
+            .iter()
+            .find(|r| r.slo == slo && r.lead_seconds == lead_seconds)
+    }
+
+    /// True when the predictive policy ran at more than one SLO (names and files then carry the SLO).
+    pub fn several_slos(&self) -> bool {
+        self.settings.slos.len() > 1
+    }
+
+    /// A plain-text table of every score, one row per (lead, policy), the reactive frontier per lead, and one line
+    /// per (SLO, lead) with the predictive policy's result and the bar.
     pub fn summary(&self) -> String {
         let mut out = String::new();
         let s = &self.settings;
+        let several = self.several_slos();
         let _ = writeln!(
             out,
             "trace {}  scored from {}  {} ticks  c = {:.6} units/s per replica (p99 {:.6})",
@@ -287,18 +371,25 @@ impl Report {
             s.capacity_per_replica,
             s.p99_demand
         );
+        let width = self
+            .runs
+            .iter()
+            .map(|r| r.name(several).len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
         let _ = writeln!(
             out,
-            "{:>5}  {:<12} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "{:>5}  {:<width$} {:>10} {:>10} {:>10} {:>10} {:>8}",
             "L", "policy", "unserved%", "viol.min", "viol/day", "rep.hours", "events"
         );
         for r in &self.runs {
             let sc = &r.scores;
             let _ = writeln!(
                 out,
-                "{:>5}  {:<12} {:>10.4} {:>10.1} {:>10.2} {:>10.1} {:>8}",
+                "{:>5}  {:<width$} {:>10.4} {:>10.1} {:>10.2} {:>10.1} {:>8}",
                 r.lead,
-                r.policy.as_str(),
+                r.name(several),
                 100.0 * sc.unserved_fraction,
                 sc.violation_minutes,
                 sc.violation_minutes_per_day,
@@ -306,35 +397,128 @@ impl Report {
                 sc.scale_events
             );
         }
-        for v in &self.bar {
+        for f in &self.frontier {
+            let _ = writeln!(out, "reactive frontier L={} (the HPA at target u·c):", f.lead);
+            let mut rows = [
+                format!("{:>11}", "u"),
+                format!("{:>11}", "unserved%"),
+                format!("{:>11}", "rep.hours"),
+            ];
+            for p in &f.points {
+                let _ = write!(rows[0], " {:>8}", format!("{:.0}%", 100.0 * p.utilization));
+                let _ = write!(rows[1], " {:>8.4}", 100.0 * p.unserved_fraction);
+                let _ = write!(rows[2], " {:>8}", hours(p.replica_hours));
+            }
+            for row in rows {
+                let _ = writeln!(out, "{row}");
+            }
+        }
+        for r in &self.slo_results {
+            let _ = writeln!(out, "{}", result_line(r));
+        }
+        for r in &self.slo_results {
+            let total: usize = r.served_by.values().sum();
+            let mut parts: Vec<(&String, &usize)> = r.served_by.iter().collect();
+            parts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let parts: Vec<String> = parts
+                .into_iter()
+                .map(|(k, n)| format!("{k} {:.0}%", 100.0 * *n as f64 / total.max(1) as f64))
+                .collect();
             let _ = writeln!(
                 out,
-                "bar L={}: unserved {:.4}% vs reactive-70 {:.4}% [{}]; replica-hours {:.3}× oracle [{}]",
-                v.lead,
-                100.0 * v.predictive_unserved,
-                100.0 * v.reactive70_unserved,
-                if v.unserved_ok { "ok" } else { "MISS" },
-                v.replica_hours_vs_oracle,
-                if v.replica_hours_ok { "ok" } else { "MISS" }
+                "predictive SLO {} L={} served: {}",
+                r.slo_label,
+                r.lead,
+                parts.join(", ")
             );
-        }
-        if let Some(p) = &self.predictive {
-            for (lead, by) in &p.served_by {
-                let total: usize = by.values().sum();
-                let mut parts: Vec<(&String, &usize)> = by.iter().collect();
-                parts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-                let parts: Vec<String> = parts
-                    .into_iter()
-                    .map(|(k, n)| format!("{k} {:.0}%", 100.0 * *n as f64 / total.max(1) as f64))
-                    .collect();
-                let _ = writeln!(out, "predictive L={lead} served: {}", parts.join(", "));
-            }
         }
         out
     }
 }
 
-/// Writes `report.json`, `ticks/<policy>_L<lead>.csv` per run and `chart_L<lead>.svg` per lead time into `dir`.
+/// Replica-hours in at most 8 characters.
+fn hours(h: f64) -> String {
+    if h >= 1000.0 {
+        format!("{h:.0}")
+    } else {
+        format!("{h:.1}")
+    }
+}
+
+/// A share as a signed percentage: `+12.3%`.
+fn signed_pct(v: f64) -> String {
+    format!("{:+.1}%", 100.0 * v)
+}
+
+/// One line per (SLO, lead): realised vs SLO, savings at equal service, foresight captured, vs reactive-70, the bar.
+fn result_line(r: &SloResult) -> String {
+    let a = &r.assessment;
+    let mut line = format!(
+        "SLO {} L={}: unserved {:.4}% [{}]",
+        r.slo_label,
+        r.lead,
+        100.0 * r.unserved_fraction,
+        if a.slo_met { "met" } else { "MISS" }
+    );
+    match &a.reactive_at_slo {
+        Some(h) => {
+            let _ = write!(
+                line,
+                " (cheapest HPA within it: reactive@{:.0}%, {} rep.h)",
+                100.0 * h.utilization,
+                hours(h.replica_hours)
+            );
+        }
+        None => line.push_str(" (no HPA target meets it either)"),
+    }
+    match (&a.equal_service, a.equal_service_savings) {
+        (Some(e), Some(v)) => {
+            let [lo, hi] = e.utilizations;
+            let at = if lo == hi {
+                format!("reactive@{:.0}%", 100.0 * lo)
+            } else {
+                format!("reactive@{:.0}–{:.0}%", 100.0 * lo, 100.0 * hi)
+            };
+            let _ = write!(
+                line,
+                "; savings {} {} ({at}, {} rep.h)",
+                signed_pct(v),
+                e.position.describe(),
+                hours(e.replica_hours)
+            );
+        }
+        _ => line.push_str("; savings at equal service n/a"),
+    }
+    match a.foresight_captured {
+        Some(f) => {
+            let _ = write!(line, "; foresight captured {f:.2}");
+        }
+        None => line.push_str("; foresight captured n/a"),
+    }
+    if let (Some(v), Some(r70)) = (a.savings_vs_reactive70, r.reactive70) {
+        let _ = write!(
+            line,
+            "; vs reactive-70 {} rep.h saved (unserved {:.4}% vs {:.4}%)",
+            signed_pct(v),
+            100.0 * r.unserved_fraction,
+            100.0 * r70.unserved_fraction
+        );
+    }
+    if let Some(x) = a.replica_hours_vs_oracle {
+        let _ = write!(line, "; {x:.3}× oracle");
+    }
+    let verdict = match (a.bar.passed, a.bar.slo_ok, a.bar.savings_ok) {
+        (true, _, _) => "ok",
+        (false, false, _) => "MISS (SLO)",
+        (false, true, Some(false)) => "MISS (savings)",
+        _ => "undecided (outside the frontier)",
+    };
+    let _ = write!(line, "; bar {verdict}");
+    line
+}
+
+/// Writes `report.json`, `ticks/<run>.csv` per run ([`PolicyRun::file_stem`]), and per lead time `chart_L<lead>.svg`
+/// and, when the frontier ran, `frontier_L<lead>.svg` into `dir`.
 ///
 /// Returns the files written.
 pub fn write_outputs(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, BacktestError> {
@@ -349,8 +533,9 @@ pub fn write_outputs(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, Backte
     let json = serde_json::to_string_pretty(report).expect("report serializes");
     std::fs::write(&json_path, json + "\n").map_err(io(&json_path))?;
     written.push(json_path);
+    let several = report.several_slos();
     for run in &report.runs {
-        let path = ticks_dir.join(format!("{}_L{}.csv", run.policy.as_str(), run.lead));
+        let path = ticks_dir.join(format!("{}.csv", run.file_stem(several)));
         std::fs::write(&path, ticks_csv(&run.ticks)).map_err(io(&path))?;
         written.push(path);
     }
@@ -358,9 +543,21 @@ pub fn write_outputs(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, Backte
         let runs: Vec<&PolicyRun> = report.runs.iter().filter(|r| r.lead_seconds == lead).collect();
         let Some(first) = runs.first() else { continue };
         let path = dir.join(format!("chart_L{}.svg", first.lead));
-        let svg = chart::svg(&report.trace, &first.lead, report.settings.capacity_per_replica, &runs);
+        let svg = chart::svg(
+            &report.trace,
+            &first.lead,
+            report.settings.capacity_per_replica,
+            &runs,
+            several,
+        );
         std::fs::write(&path, svg).map_err(io(&path))?;
         written.push(path);
+        if let Some(f) = report.frontier_at(lead) {
+            let path = dir.join(format!("frontier_L{}.svg", f.lead));
+            let results: Vec<&SloResult> = report.slo_results.iter().filter(|r| r.lead_seconds == lead).collect();
+            std::fs::write(&path, chart::frontier_svg(&report.trace, f, &runs, &results)).map_err(io(&path))?;
+            written.push(path);
+        }
     }
     Ok(written)
 }
@@ -418,6 +615,105 @@ mod tests {
         assert_eq!(s.scale_events, 2);
         assert_eq!(s.violation_minutes_by_day.values().sum::<f64>(), 0.5);
         assert!((s.violation_minutes_per_day - 0.5 / (45.0 / 86_400.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn predictive_runs_carry_their_slo_in_names_only_when_there_are_several() {
+        let run = PolicyRun {
+            policy: PolicyName::Predictive,
+            slo: Some(0.001),
+            lead_seconds: 300,
+            lead: "5m".into(),
+            scores: score(&[row(0, Some(1.0), 1, 1, 0)], 1.0, 1),
+            ticks: Vec::new(),
+        };
+        assert_eq!(run.file_stem(false), "predictive_L5m");
+        assert_eq!(run.file_stem(true), "predictive_slo0.1pct_L5m");
+        assert_eq!(
+            (run.name(false).as_str(), run.name(true).as_str()),
+            ("predictive", "predictive SLO 0.1%")
+        );
+        let other = PolicyRun {
+            policy: PolicyName::Reactive70,
+            slo: None,
+            ..run
+        };
+        assert_eq!(
+            (other.file_stem(true).as_str(), other.name(true).as_str()),
+            ("reactive-70_L5m", "reactive-70")
+        );
+    }
+
+    #[test]
+    fn the_result_line_says_where_the_comparison_stands() {
+        use crate::backtest::frontier::{assess, FrontierPoint};
+        let frontier: Vec<FrontierPoint> = [(0.5, 0.001, 200.0), (0.7, 0.01, 150.0), (1.0, 0.1, 100.0)]
+            .into_iter()
+            .map(|(u, s, rh)| FrontierPoint {
+                utilization: u,
+                target_milli: 0,
+                unserved_fraction: s,
+                replica_hours: rh,
+                violation_minutes_per_day: 0.0,
+                scale_events: 0,
+            })
+            .collect();
+        let result = |x: f64, rh: f64| {
+            let p = Point {
+                unserved_fraction: x,
+                replica_hours: rh,
+            };
+            let r70 = Point {
+                unserved_fraction: 0.01,
+                replica_hours: 150.0,
+            };
+            SloResult {
+                slo: 0.001,
+                slo_label: "0.1%".into(),
+                lead_seconds: 300,
+                lead: "5m".into(),
+                unserved_fraction: x,
+                replica_hours: rh,
+                reactive70: Some(r70),
+                oracle_replica_hours: Some(100.0),
+                hpa_oracle_replica_hours: Some(105.0),
+                assessment: assess(0.001, p, &frontier, Some(r70), Some(100.0), Some(105.0)),
+                served_by: BTreeMap::new(),
+            }
+        };
+        // Inside, halfway in log between 0.1% and 1%: 175 rh, so 140 saves 20% and covers (175 − 140) / (175 − 105)
+        // = 0.5 of the way down to hpa-oracle.
+        let line = result_line(&result(10f64.powf(-2.5), 140.0));
+        assert!(line.starts_with("SLO 0.1% L=5m: unserved 0.3162% [MISS]"), "{line}");
+        assert!(
+            line.contains("cheapest HPA within it: reactive@50%, 200.0 rep.h"),
+            "{line}"
+        );
+        assert!(
+            line.contains("savings +20.0% at equal service (reactive@50–70%, 175.0 rep.h)"),
+            "{line}"
+        );
+        assert!(line.contains("foresight captured 0.50"), "{line}");
+        assert!(
+            line.contains("vs reactive-70 +6.7% rep.h saved (unserved 0.3162% vs 1.0000%)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("1.400× oracle") && line.ends_with("bar MISS (SLO)"),
+            "{line}"
+        );
+        // Below the frontier and dearer than its end: undecided, and said so.
+        let line = result_line(&result(0.0005, 210.0));
+        assert!(
+            line.contains("[met]") && line.contains("outside the frontier (less unserved"),
+            "{line}"
+        );
+        assert!(line.ends_with("bar undecided (outside the frontier)"), "{line}");
+        let line = result_line(&result(0.0005, 190.0));
+        assert!(
+            line.contains("savings +5.0% outside the frontier") && line.ends_with("bar ok"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The replay loop: ticks, the HPA and pod model per policy and lead time, the oracle, and scoring.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::frontier::{Frontier, FrontierPoint};
 use super::policies::{self, PredictiveSetup, Visible};
 use super::report::{self, PolicyRun, PredictiveInfo, Report, ReportSettings, TickRow};
 use super::{BacktestError, PolicyName, Settings, LAG, MAX_REPLICAS, MIN_REPLICAS, P99_REPLICAS, TICK};
@@ -12,15 +14,18 @@ use crate::forecast::Seasonality;
 use crate::hpa::{self, Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
 use crate::planner::Policy;
 use crate::series::Series;
+use crate::service_level::{ServiceLevel, UTILIZATIONS};
 
 /// Traces at least this long use a fixed warm-up of the same length.
 const LONG_TRACE: TimeDelta = TimeDelta::days(7);
 /// Shortest warm-up of a short trace.
 const MIN_WARM_UP: TimeDelta = TimeDelta::minutes(10);
 
-/// Replays `trace` (named `name` in the report) through every selected policy at every lead time and scores them.
+/// Replays `trace` (named `name` in the report) through every selected policy at every lead time (the predictive
+/// one at every SLO), runs the reactive frontier, and scores them.
 pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, BacktestError> {
     validate(settings)?;
+    let slos = settings.slos();
     let (history, scored_start) = scored_window(trace, name)?;
     let end = trace.end();
     let ticks: Vec<DateTime<Utc>> = (0..)
@@ -51,10 +56,15 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
 
     let visible = Visible::new(trace);
     let wants = |p| settings.policies.contains(&p);
-    let runs_total = settings.leads.len() * settings.policies.len();
+    // The reactive frontier runs beside any reactive policy or the predictive one.
+    let frontier_wanted = wants(PolicyName::Reactive) || wants(PolicyName::Reactive70) || wants(PolicyName::Predictive);
+    let predictive_runs = if wants(PolicyName::Predictive) { slos.len() } else { 0 };
+    let runs_total = settings.leads.len()
+        * (settings.policies.len()
+            + predictive_runs.saturating_sub(1)
+            + if frontier_wanted { UTILIZATIONS.len() } else { 0 });
     let bar = progress_bar(settings.progress);
-    let reactive =
-        (wants(PolicyName::Reactive) || wants(PolicyName::Reactive70)).then(|| policies::reactive(&visible, &ticks));
+    let reactive = frontier_wanted.then(|| policies::reactive(&visible, &ticks));
     let planner_policies: Vec<Policy> = settings
         .leads
         .iter()
@@ -71,13 +81,32 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             adaptive: settings.adaptive,
         })
         .collect();
+    // One engine per (lead, SLO), lead-major. With the quantile fixed the SLO steers nothing, so one engine per lead
+    // serves every SLO.
+    let engine_slos = if settings.adaptive.enabled { slos.len() } else { 1 };
+    let engine_of = |l: usize, s: usize| l * engine_slos + s.min(engine_slos - 1);
+    let engine_policies: Vec<Policy> = planner_policies
+        .iter()
+        .flat_map(|p| {
+            slos[..engine_slos].iter().map(|&slo| Policy {
+                adaptive: crate::service_level::Adaptive {
+                    slo: ServiceLevel {
+                        max_unserved: slo,
+                        ..settings.adaptive.slo
+                    },
+                    ..p.adaptive
+                },
+                ..p.clone()
+            })
+        })
+        .collect();
     let predictive = wants(PolicyName::Predictive).then(|| {
         // The predictive pass is where the time goes: a phase of its own, so that its ETA is not spread over the
         // simulated runs, which take seconds.
         bar.set_length(ticks.len() as u64);
         bar.set_message("predictive: warming up");
         let setup = PredictiveSetup {
-            policies: &planner_policies,
+            policies: &engine_policies,
             seasonality: Seasonality::Auto,
             refit_interval: settings.refit_interval,
             quality: settings.quality,
@@ -91,40 +120,74 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
     bar.set_position(0);
     bar.reset_eta();
     let mut runs = Vec::new();
+    let mut frontiers = Vec::new();
     for (l, &lead) in settings.leads.iter().enumerate() {
         for policy in PolicyName::ALL.into_iter().filter(|p| wants(*p)) {
-            bar.set_message(format!("{policy} L={}", super::lead_label(lead)));
-            let (rows, initial) = match policy {
-                PolicyName::Oracle => oracle(&ticks, &demand, capacity, lead),
-                PolicyName::HpaOracle => {
-                    let served = hpa_oracle(&demand, &planner_policies[l]);
-                    simulate_hpa(&ticks, &demand, &served, 1000, lead)?
-                }
-                PolicyName::Reactive | PolicyName::Reactive70 => {
-                    let target = if policy == PolicyName::Reactive {
-                        reactive_target
-                    } else {
-                        reactive70_target
-                    };
-                    let served = reactive
-                        .as_deref()
-                        .expect("computed when a reactive policy is selected");
-                    simulate_hpa(&ticks, &demand, served, target, lead)?
-                }
-                PolicyName::Predictive => {
-                    let served = &predictive.as_ref().expect("computed when selected").served[l];
-                    simulate_hpa(&ticks, &demand, served, 1000, lead)?
-                }
+            let at_slos: Vec<Option<f64>> = if policy == PolicyName::Predictive {
+                slos.iter().copied().map(Some).collect()
+            } else {
+                vec![None]
             };
-            let scores = report::score(&rows, capacity, initial);
-            runs.push(PolicyRun {
-                policy,
+            for (s, slo) in at_slos.into_iter().enumerate() {
+                let label = slo.map_or(String::new(), |v| format!(" SLO {}", super::slo_label(v)));
+                bar.set_message(format!("{policy}{label} L={}", super::lead_label(lead)));
+                let (rows, initial) = match policy {
+                    PolicyName::Oracle => oracle(&ticks, &demand, capacity, lead),
+                    PolicyName::HpaOracle => {
+                        let served = hpa_oracle(&demand, &planner_policies[l]);
+                        simulate_hpa(&ticks, &demand, &served, 1000, lead)?
+                    }
+                    PolicyName::Reactive | PolicyName::Reactive70 => {
+                        let target = if policy == PolicyName::Reactive {
+                            reactive_target
+                        } else {
+                            reactive70_target
+                        };
+                        let served = reactive
+                            .as_deref()
+                            .expect("computed when a reactive policy is selected");
+                        simulate_hpa(&ticks, &demand, served, target, lead)?
+                    }
+                    PolicyName::Predictive => {
+                        let served = &predictive.as_ref().expect("computed when selected").served[engine_of(l, s)];
+                        simulate_hpa(&ticks, &demand, served, 1000, lead)?
+                    }
+                };
+                let scores = report::score(&rows, capacity, initial);
+                runs.push(PolicyRun {
+                    policy,
+                    slo,
+                    lead_seconds: lead.num_seconds(),
+                    lead: super::lead_label(lead),
+                    scores,
+                    ticks: rows,
+                });
+                bar.inc(ticks.len() as u64);
+            }
+        }
+        if let Some(served) = reactive.as_deref() {
+            bar.set_message(format!("reactive frontier L={}", super::lead_label(lead)));
+            let mut points = Vec::with_capacity(UTILIZATIONS.len());
+            for u in UTILIZATIONS {
+                // `u·c` exactly as reactive (u = 1) and reactive-70 (u = 0.7) compute their targets.
+                let target = milli_of(u * capacity, "utilization × capacity per replica")?;
+                let (rows, initial) = simulate_hpa(&ticks, &demand, served, target, lead)?;
+                let scores = report::score(&rows, capacity, initial);
+                points.push(FrontierPoint {
+                    utilization: u,
+                    target_milli: target,
+                    unserved_fraction: scores.unserved_fraction,
+                    replica_hours: scores.replica_hours,
+                    violation_minutes_per_day: scores.violation_minutes_per_day,
+                    scale_events: scores.scale_events,
+                });
+                bar.inc(ticks.len() as u64);
+            }
+            frontiers.push(Frontier {
                 lead_seconds: lead.num_seconds(),
                 lead: super::lead_label(lead),
-                scores,
-                ticks: rows,
+                points,
             });
-            bar.inc(ticks.len() as u64);
         }
     }
     bar.finish_and_clear();
@@ -161,30 +224,40 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         adaptive_warmup_seconds: settings.adaptive.warmup.num_seconds(),
         adaptive_replay_seconds: settings.adaptive.replay.num_seconds(),
         slo_max_unserved: settings.adaptive.slo.max_unserved,
+        slos: slos.clone(),
     };
     let predictive = predictive.map(|p| PredictiveInfo {
         fits: p.fits,
-        forecast_methods: p.methods,
-        served_by: settings
-            .leads
-            .iter()
-            .map(|l| super::lead_label(*l))
-            .zip(p.served_by)
-            .collect(),
-        replayed: settings
-            .leads
-            .iter()
-            .map(|l| super::lead_label(*l))
-            .zip(p.replayed)
-            .collect(),
-        adaptive: settings
-            .leads
-            .iter()
-            .zip(p.adaptive)
-            .filter_map(|(l, a)| Some((super::lead_label(*l), a?.candidates)))
-            .collect(),
+        forecast_methods: p.methods.clone(),
+        served_by: per_slo_and_lead(&slos, &settings.leads, engine_of, |e| Some(p.served_by[e].clone())),
+        replayed: per_slo_and_lead(&slos, &settings.leads, engine_of, |e| Some(p.replayed[e])),
+        adaptive: per_slo_and_lead(&slos, &settings.leads, engine_of, |e| {
+            p.adaptive[e].as_ref().map(|a| a.candidates.clone())
+        }),
     });
-    Ok(Report::new(name.to_owned(), settings_out, runs, predictive))
+    Ok(Report::new(name.to_owned(), settings_out, runs, frontiers, predictive))
+}
+
+/// `{SLO label: {lead label: f(engine)}}` for every SLO and lead whose engine has something to say (an SLO with
+/// nothing at any lead is left out).
+fn per_slo_and_lead<T>(
+    slos: &[f64],
+    leads: &[TimeDelta],
+    engine_of: impl Fn(usize, usize) -> usize,
+    f: impl Fn(usize) -> Option<T>,
+) -> BTreeMap<String, BTreeMap<String, T>> {
+    slos.iter()
+        .enumerate()
+        .map(|(s, &slo)| {
+            let by_lead = leads
+                .iter()
+                .enumerate()
+                .filter_map(|(l, &lead)| Some((super::lead_label(lead), f(engine_of(l, s))?)))
+                .collect::<BTreeMap<_, _>>();
+            (super::slo_label(slo), by_lead)
+        })
+        .filter(|(_, by_lead)| !by_lead.is_empty())
+        .collect()
 }
 
 fn validate(settings: &Settings) -> Result<(), BacktestError> {
@@ -209,6 +282,16 @@ fn validate(settings: &Settings) -> Result<(), BacktestError> {
             "--policies",
             "select at least one of reactive, reactive-70, predictive, oracle".into(),
         );
+    }
+    for &slo in &settings.slos {
+        if !(ServiceLevel::MIN_UNSERVED..=ServiceLevel::MAX_UNSERVED).contains(&slo) {
+            return err(
+                "--slo",
+                format!(
+                    "{slo} is not a share of demand between 0.001% and 50%; write it as a percentage, e.g. --slo 0.1%"
+                ),
+            );
+        }
     }
     if let Some(c) = settings.capacity {
         if !(c.is_finite() && c > 0.0) {

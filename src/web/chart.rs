@@ -35,8 +35,9 @@ impl Scale {
     }
 }
 
-/// A "nice" step (1, 2 or 5 × 10^k) giving about `n` intervals over `span`.
-fn nice_step(span: f64, n: f64) -> f64 {
+/// A "nice" step (1, 2 or 5 × 10^k) giving about `n` intervals over `span`. Shared by every SVG chart the project
+/// draws (this page's and the backtest's).
+pub(crate) fn nice_step(span: f64, n: f64) -> f64 {
     let raw = (span / n).max(f64::MIN_POSITIVE);
     let mag = 10f64.powf(raw.log10().floor());
     let f = raw / mag;
