@@ -1139,16 +1139,28 @@ mod tests {
             w.describe()
         );
         let c = parse(&text("{window: 1d}"), Path::new("p.yaml")).unwrap();
-        assert_eq!(c.workloads[0].policy.adaptive.slo.max_unserved, 0.01, "the default share");
+        assert_eq!(
+            c.workloads[0].policy.adaptive.slo.max_unserved, 0.01,
+            "the default share"
+        );
         for (block, expect) in [
             (
                 "{maxUnserved: 0.1}",
                 "p.yaml:6:19: workloads[0].serviceLevel.maxUnserved: 0.1 is not a percentage; write the share of \
                  demand that may go unserved with a % sign, e.g. 1%",
             ),
-            ("{maxUnserved: 80%}", "workloads[0].serviceLevel.maxUnserved: 80% must be between 0.001% and 50%"),
-            ("{maxUnserved: lots}", "serviceLevel.maxUnserved: `lots` is not a percentage"),
-            ("{window: 10m}", "workloads[0].serviceLevel.window: 10m must be between 1h and 60d (default 7d)"),
+            (
+                "{maxUnserved: 80%}",
+                "workloads[0].serviceLevel.maxUnserved: 80% must be between 0.001% and 50%",
+            ),
+            (
+                "{maxUnserved: lots}",
+                "serviceLevel.maxUnserved: `lots` is not a percentage",
+            ),
+            (
+                "{window: 10m}",
+                "workloads[0].serviceLevel.window: 10m must be between 1h and 60d (default 7d)",
+            ),
             ("{window: soon}", "workloads[0].serviceLevel.window:"),
             ("{max: 1%}", "unknown field `max`"),
         ] {

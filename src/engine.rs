@@ -712,9 +712,7 @@ mod tests {
         );
         match d.serving {
             Serving::Reactive => assert!(
-                report.reactive_chosen
-                    && d.plan == d.reactive_plan
-                    && d.plan.utilization == report.chosen_utilization
+                report.reactive_chosen && d.plan == d.reactive_plan && d.plan.utilization == report.chosen_utilization
             ),
             Serving::Forecast => {
                 assert_eq!(Some(d.forecast_plan.quantile), report.chosen_quantile, "{report:?}");

@@ -567,7 +567,10 @@ impl Controller {
                 break;
             }
             self.pending.pop_front();
-            let Some(actual) = slot.and_then(|i| history.values()[i]).filter(|v| v.is_finite() && *v >= 0.0) else {
+            let Some(actual) = slot
+                .and_then(|i| history.values()[i])
+                .filter(|v| v.is_finite() && *v >= 0.0)
+            else {
                 continue;
             };
             let (decay, elapsed) = match self.last_scored {
@@ -669,7 +672,8 @@ impl Controller {
     }
 
     fn least_unserved_reactive(&self) -> usize {
-        self.least_unserved(FIRST_REACTIVE..CANDIDATES).unwrap_or(CANDIDATES - 1)
+        self.least_unserved(FIRST_REACTIVE..CANDIDATES)
+            .unwrap_or(CANDIDATES - 1)
     }
 
     /// The scores and the choice, for people.
@@ -818,7 +822,10 @@ mod tests {
             "{served:?} vs {base:?}"
         );
         assert!((served.unserved_fraction_total - base.unserved_fraction_total).abs() < 1e-9);
-        assert!((served.pods_vs_reactive - base.pods_vs_reactive).abs() < 1e-9, "{served:?}");
+        assert!(
+            (served.pods_vs_reactive - base.pods_vs_reactive).abs() < 1e-9,
+            "{served:?}"
+        );
         // The window holds the same share, unweighted: three hours is well inside 7 days.
         let w = r.window.clone().unwrap();
         assert!((w.unserved_fraction - base.unserved_fraction_total).abs() < 0.02 * base.unserved_fraction_total);
@@ -872,7 +879,11 @@ mod tests {
         let Some(Choice::Reactive(u)) = c.choose() else {
             panic!("{r:?}")
         };
-        assert_eq!(r.reactive_at_slo, Some(u), "the cheapest reactive target within the SLO");
+        assert_eq!(
+            r.reactive_at_slo,
+            Some(u),
+            "the cheapest reactive target within the SLO"
+        );
         assert_eq!(c.reactive_fallback(), Some(u));
         assert!(r.reactive_chosen && r.chosen_quantile.is_none() && r.chosen_utilization == Some(u));
         assert_eq!(r.chosen_label(), format!("reactive@{}%", (u * 100.0).round()));
@@ -935,7 +946,10 @@ mod tests {
         assert_eq!(c.choose(), level(9));
         let r = c.report();
         assert_eq!(r.reactive_at_slo, Some(0.5));
-        assert_eq!(r.candidates.iter().filter(|c| c.qualifies).count(), LEVELS.len() - 9 + 4);
+        assert_eq!(
+            r.candidates.iter().filter(|c| c.qualifies).count(),
+            LEVELS.len() - 9 + 4
+        );
         assert!((r.candidates[9].pods_vs_reactive - 12.5 / 17.0).abs() < 1e-12, "{r:?}");
         assert!((r.cost_vs_reactive_at_slo.unwrap() - 12.5 / 17.0).abs() < 1e-12);
         // A reactive target cheaper than every qualifying level wins.
@@ -1014,7 +1028,10 @@ mod tests {
             w.add(&slo, t(h * 3600), 0.0, 100.0, 3600.0);
         }
         let edge = w.score(&slo).unwrap();
-        assert!(edge.unserved_fraction > 0.0, "a week later the bad hour is still at the window's edge: {edge:?}");
+        assert!(
+            edge.unserved_fraction > 0.0,
+            "a week later the bad hour is still at the window's edge: {edge:?}"
+        );
         w.add(&slo, t(169 * 3600), 0.0, 100.0, 3600.0);
         let s = w.score(&slo).unwrap();
         assert_eq!(s.unserved_fraction, 0.0, "{s:?}");
@@ -1039,7 +1056,10 @@ mod tests {
         }
         assert_eq!(ServiceLevel::format_share(0.001), "0.1%");
         assert_eq!(ServiceLevel::format_share(0.3 * 0.01), "0.3%");
-        assert_eq!(ServiceLevel::default().to_string(), "at most 1% of demand unserved over 7d");
+        assert_eq!(
+            ServiceLevel::default().to_string(),
+            "at most 1% of demand unserved over 7d"
+        );
     }
 
     #[test]

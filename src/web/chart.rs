@@ -308,13 +308,26 @@ pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
         .map(|s| (finite(s.pods_vs_reactive), finite(s.unserved_fraction) * 100.0));
     let chosen_label = a.chosen_label();
     let labels: Vec<String> = a.candidates.iter().map(|c| c.label()).collect();
-    let chosen_y = labels.iter().zip(&ys).find(|(l, _)| **l == chosen_label).map(|(_, y)| *y);
+    let chosen_y = labels
+        .iter()
+        .zip(&ys)
+        .find(|(l, _)| **l == chosen_label)
+        .map(|(_, y)| *y);
     let slo = finite(a.slo_max_unserved) * 100.0;
     let budget = finite(a.unserved_budget) * 100.0;
-    let ymax = [3.0 * slo, budget * 1.2, served.map_or(0.0, |s| s.1 * 1.2), chosen_y.unwrap_or(0.0) * 1.2]
-        .into_iter()
-        .fold(0.0, f64::max);
-    let ymax = if ymax > 0.0 { ymax } else { ys.iter().copied().fold(0.0, f64::max).max(1.0) };
+    let ymax = [
+        3.0 * slo,
+        budget * 1.2,
+        served.map_or(0.0, |s| s.1 * 1.2),
+        chosen_y.unwrap_or(0.0) * 1.2,
+    ]
+    .into_iter()
+    .fold(0.0, f64::max);
+    let ymax = if ymax > 0.0 {
+        ymax
+    } else {
+        ys.iter().copied().fold(0.0, f64::max).max(1.0)
+    };
     let ystep = nice_step(ymax, 4.0);
     let ytop = (ymax / ystep).ceil() * ystep;
     // The pods axis spans the candidates drawn below the top edge, the served plan and the reactive reference (1×).
