@@ -538,8 +538,9 @@ impl Controller {
             ready[k] = shadow.sync(value, now);
         }
         let observed_milli = observed.and_then(served_milli);
-        for k in FIRST_REACTIVE..CANDIDATES {
-            ready[k] = self.shadows[k].sync(observed_milli, now);
+        let reactive = FIRST_REACTIVE..CANDIDATES;
+        for (r, shadow) in ready[reactive.clone()].iter_mut().zip(&mut self.shadows[reactive]) {
+            *r = shadow.sync(observed_milli, now);
         }
         // Until [`Controller::serve`] says what was served at `now`, the served track holds its pods.
         ready[SERVED] = self.shadows[SERVED].pods_at(now);
