@@ -478,7 +478,7 @@ async fn the_page_is_self_contained_and_tells_the_same_numbers() {
     };
     let chat = row("llm-chat");
     assert!(
-        chat.contains(r#"<b data-field="slo-unserved">0.35%</b> <span class="muted">of <span data-field="slo-max">0.5%</span> over 7d</span></td><td><span data-field="slo-budget">30%</span>"#),
+        chat.contains(r#"<b data-field="slo-unserved">0.35%</b> <span class="muted">/ <span data-field="slo-max">0.5%</span></span><small>7d · <span data-field="slo-budget">30%</span> budget left</small></td>"#),
         "{chat}"
     );
     assert!(!chat.contains("badge slo-"), "{chat}");

@@ -42,7 +42,9 @@ fn serving_badge(s: Option<Serving>) -> &'static str {
         Some(Serving::Forecast) => r#"<span class="badge forecast">forecast</span>"#,
         Some(Serving::ForecastOnly) => r#"<span class="badge forecast_only">forecast-only</span>"#,
         Some(Serving::Demoted) => r#"<span class="badge demoted">demoted</span>"#,
-        Some(Serving::Reactive) => r#"<span class="badge reactive">reactive (SLO choice)</span>"#,
+        Some(Serving::Reactive) => {
+            r#"<span class="badge reactive" title="a reactive HPA target, chosen by the SLO controller: no forecast quantile recently met the SLO for fewer pods">reactive</span>"#
+        }
         None => r#"<span class="muted">–</span>"#,
     }
 }
@@ -70,12 +72,12 @@ fn slo_badges(s: &SloView) -> String {
     out
 }
 
-/// The overview's two SLO cells: the realised share over the window against the SLO, and the error budget left.
-fn slo_cells(s: Option<&SloView>) -> String {
+/// The overview's SLO cell: the share of demand left unserved over the window so far against the SLO, then the
+/// window and the error budget left, then the badges.
+fn slo_cell(s: Option<&SloView>) -> String {
     let Some(s) = s else {
-        return r#"<td class="text"><span class="muted">–</span></td><td>–</td>"#.into();
+        return r#"<td class="text slo"><span class="muted">–</span></td>"#.into();
     };
-    let window = age(s.window_seconds);
     let realised = s.unserved_fraction.map_or_else(|| "–".into(), share);
     let budget = match s.error_budget_left {
         Some(b) if b < 0.0 => format!(r#"<span class="stale" data-field="slo-budget">{}</span>"#, pct(Some(b))),
@@ -83,8 +85,9 @@ fn slo_cells(s: Option<&SloView>) -> String {
         None => r#"<span data-field="slo-budget">–</span>"#.into(),
     };
     format!(
-        r#"<td class="text slo"><b data-field="slo-unserved">{realised}</b> <span class="muted">of <span data-field="slo-max">{}</span> over {window}</span>{}</td><td>{budget}</td>"#,
+        r#"<td class="text slo"><b data-field="slo-unserved">{realised}</b> <span class="muted">/ <span data-field="slo-max">{}</span></span><small>{} · {budget} budget left</small>{}</td>"#,
         share(s.max_unserved),
+        age(s.window_seconds),
         slo_badges(s)
     )
 }
@@ -124,7 +127,7 @@ pub fn page(views: &[WorkloadView], details: &[WorkloadDetail], now: DateTime<Ut
 }
 
 fn overview(out: &mut String, views: &[WorkloadView]) {
-    out.push_str(r#"<div class="table-wrap"><table class="overview"><thead><tr><th>Workload</th><th>Served</th><th>Forecast</th><th>Reactive</th><th>Observed</th><th>Planned demand</th><th class="text">Serving</th><th class="text" title="demand left unserved over the SLO window so far, of the share the SLO allows">Unserved / SLO</th><th title="1 − unserved / SLO over the window">Error budget</th><th class="text">Model</th><th>Coverage</th><th>Under</th><th>Data age</th><th>Forecast age</th></tr></thead><tbody>"#);
+    out.push_str(r#"<div class="table-wrap"><table class="overview"><thead><tr><th>Workload</th><th>Served</th><th>Forecast</th><th>Reactive</th><th>Observed</th><th>Planned demand</th><th class="text">Serving</th><th class="text" title="the share of demand left unserved over the SLO's window so far / the share the SLO allows; below, the window and the error budget left (1 − unserved / SLO)">Unserved / SLO</th><th class="text">Model</th><th>Coverage</th><th>Under</th><th>Data age</th><th>Forecast age</th></tr></thead><tbody>"#);
     for v in views {
         let unit = v.unit.as_deref().unwrap_or("");
         let model = match &v.model {
@@ -188,7 +191,7 @@ fn overview(out: &mut String, views: &[WorkloadView]) {
             stale(v.forecast_age_seconds, 300),
             id = esc(&v.id.to_string()),
             a = anchor(&v.id),
-            slo = slo_cells(v.slo.as_ref()),
+            slo = slo_cell(v.slo.as_ref()),
         );
     }
     out.push_str("</tbody></table></div>");
@@ -266,7 +269,7 @@ fn card(out: &mut String, d: &WorkloadDetail) {
         };
         let _ = write!(
             out,
-            r#"<figure class="frontier">{svg}<figcaption><div class="legend frontier-legend"><span><i class="f-level"></i>forecast quantile</span><span><i class="f-reactive"></i>reactive HPA target</span><span><i class="f-over"></i><i class="f-reactive-over"></i>over the budget</span><span><i class="f-slo"></i>SLO {}</span><span><i class="f-budget"></i>budget</span><span><i class="f-chosen"></i>chosen</span><span><i class="f-served"></i>served</span></div><p>Each candidate's recent unserved demand against the pods it held, relative to {}. Forecast quantiles (p30–p98) and reactive HPA targets (35%–100% utilization) each form a line. The choice is the candidate with the fewest pods under the dashed budget: the SLO, plus what was served left under it or less what it left over. The ring marks the choice, the diamond what was actually served.</p></figcaption></figure>"#,
+            r#"<figure class="frontier">{svg}<figcaption><div class="legend frontier-legend"><span><i class="f-level"></i>forecast quantile</span><span><i class="f-reactive"></i>reactive HPA target</span><span><i class="f-over"></i><i class="f-reactive-over"></i>over the budget</span><span><i class="f-slo"></i>SLO {}</span><span><i class="f-budget"></i>budget</span><span><i class="f-chosen"></i>chosen</span><span><i class="f-served"></i>served</span></div><p>Recent unserved demand against pods held, relative to {}. Forecast quantiles (p30–p98) and reactive HPA targets (35%–100% utilization) each form a line; the candidate with the fewest pods under the budget (the SLO corrected by what was served, dashed where it differs) is chosen.</p></figcaption></figure>"#,
             share(a.slo_max_unserved),
             esc(&yardstick)
         );
