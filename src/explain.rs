@@ -95,7 +95,7 @@ pub struct Explanation {
     pub replicas: u32,
     /// The value served on `prescale_replicas`: the HPA scales to its ceiling, `replicas` (a scale-in is served at
     /// the bottom of that count's range so that the HPA's tolerance lets it through; a reactive target as an HPA at
-    /// the fallback utilization would read observed demand).
+    /// its utilization would read observed demand).
     pub metric_value: f64,
     /// What the served target follows.
     pub serving: Serving,
