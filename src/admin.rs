@@ -85,6 +85,47 @@ pub struct QualityView {
     pub samples: usize,
 }
 
+/// The SLO at a glance: what it is and how the window has gone (see [`crate::service_level::Report`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SloView {
+    /// The share of demand that may go unserved.
+    pub max_unserved: f64,
+    /// The window it is measured over, in seconds.
+    pub window_seconds: i64,
+    /// The share of demand what was served left unserved over the window so far; `None` until scored.
+    pub unserved_fraction: Option<f64>,
+    /// Scored time the window holds, in seconds.
+    pub covered_seconds: Option<f64>,
+    /// `1 − unserved_fraction / max_unserved`: 1 untouched, 0 spent, negative overspent.
+    pub error_budget_left: Option<f64>,
+    /// True while the realised share is within the SLO; `None` until scored.
+    pub met: Option<bool>,
+    /// False once warmed up when no candidate recently met the SLO: it cannot be met now.
+    pub reachable: bool,
+    /// True once the controller has chosen (before: the configured quantile is planned).
+    pub warmed_up: bool,
+    /// The chosen candidate (`p80`, `reactive@55%`), `None` before warm-up.
+    pub chosen: Option<String>,
+}
+
+impl SloView {
+    /// The view of a controller's report.
+    pub fn of(a: &crate::service_level::Report) -> Self {
+        let w = a.window.as_ref();
+        Self {
+            max_unserved: a.slo_max_unserved,
+            window_seconds: a.slo_window_seconds,
+            unserved_fraction: w.map(|w| w.unserved_fraction),
+            covered_seconds: w.map(|w| w.covered_seconds),
+            error_budget_left: w.map(|w| w.error_budget_left),
+            met: w.map(|w| w.met),
+            reachable: !a.warmed_up || a.slo_reachable,
+            warmed_up: a.warmed_up,
+            chosen: a.warmed_up.then(|| a.chosen_label()),
+        }
+    }
+}
+
 /// One row of the workload list.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadView {
@@ -121,6 +162,8 @@ pub struct WorkloadView {
     pub model: Option<ModelView>,
     /// Forecast quality.
     pub quality: Option<QualityView>,
+    /// The SLO and its state; `None` when `adaptiveQuantile` is off.
+    pub slo: Option<SloView>,
 }
 
 fn method_name(m: crate::forecast::Method) -> String {
@@ -170,6 +213,7 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
                     under_rate: i.quality.scores.under_rate,
                     samples: i.quality.scores.samples,
                 }),
+                slo: insight.as_ref().and_then(|i| i.adaptive.as_ref()).map(SloView::of),
                 id,
                 status,
             }

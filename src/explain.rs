@@ -6,13 +6,14 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::format_duration;
 use crate::engine::{Mode, Serving};
 use crate::planner::{Bound, ReplicaPlan};
 use crate::quality::{Health, Report};
+use crate::service_level::{candidate_label, Report as SloReport, ServiceLevel};
 use crate::store::{Insight, Snapshot};
 
 /// prescale's version, reported with every explanation.
@@ -50,7 +51,8 @@ pub struct ReactivePart {
     pub floor: u32,
     /// The reactive target after clamps: `ceil(observed / (capacity × utilization))`, served while the forecast is not.
     pub replicas: u32,
-    /// Target utilization the reactive target is sized at (the workload's `fallbackUtilization`).
+    /// Target utilization the reactive target is sized at: the SLO controller's reactive choice, or while none is
+    /// made the workload's `fallbackUtilization`.
     pub utilization: f64,
 }
 
@@ -93,7 +95,7 @@ pub struct Explanation {
     pub replicas: u32,
     /// The value served on `prescale_replicas`: the HPA scales to its ceiling, `replicas` (a scale-in is served at
     /// the bottom of that count's range so that the HPA's tolerance lets it through; a reactive target as an HPA at
-    /// the fallback utilization would read observed demand).
+    /// its utilization would read observed demand).
     pub metric_value: f64,
     /// What the served target follows.
     pub serving: Serving,
@@ -113,9 +115,10 @@ pub struct Explanation {
     pub clamps: Clamps,
     /// Forecast quality and demotion state.
     pub quality: Report,
-    /// The adaptive quantile: every candidate's recent scores and the choice (`None` when adaptation is off).
+    /// The SLO controller: the SLO and its window, every candidate's recent scores and the choice (`None` when
+    /// `adaptiveQuantile` is off).
     #[serde(default)]
-    pub adaptive: Option<crate::service_level::Report>,
+    pub adaptive: Option<SloReport>,
     /// The model.
     pub model: ModelPart,
     /// When the served plan was computed.
@@ -167,6 +170,11 @@ pub fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "–".into(), |v| format!("{:.0}%", v * 100.0))
 }
 
+/// A share of demand for people, as a percentage to three significant decimals: `0.35%`.
+pub fn share(x: f64) -> String {
+    format!("{}%", num(x * 100.0))
+}
+
 /// A duration in seconds for people (`45s`, `12m`, `3h5m`).
 pub fn age(seconds: i64) -> String {
     if seconds < 0 {
@@ -191,7 +199,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
             observed_demand: i.reactive_plan.observed_demand,
             floor: i.reactive_plan.reactive_floor,
             replicas: i.reactive_plan.replicas,
-            utilization: i.policy.fallback_utilization,
+            utilization: i.reactive_plan.utilization.unwrap_or(i.policy.fallback_utilization),
         },
     );
     let (min, max, capacity, lead_sync, unit) = match insight {
@@ -317,12 +325,23 @@ fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -
             e.forecast.plan_replicas
         ),
         Serving::Reactive => format!(
-            "Serving the reactive target: recently no forecast quantile served demand as well for fewer pods (the \
+            "Serving {}, the SLO controller's choice: no forecast quantile recently met the SLO for fewer pods (the \
              forecast plan would be {}). ",
+            candidate_label(None, Some(e.reactive.utilization)),
             e.forecast.plan_replicas
         ),
     };
-    format!("{prefix}{n} replica{}: {why}.", if n == 1 { "" } else { "s" })
+    let unreachable = match &e.adaptive {
+        Some(a) if a.warmed_up && !a.slo_reachable => format!(
+            " The SLO ({}) cannot be met now: no candidate left so little demand unserved recently.",
+            slo_of(a)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "{prefix}{n} replica{}: {why}.{unreachable}",
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 impl Explanation {
@@ -352,7 +371,7 @@ impl Explanation {
             "reactive",
             match self.reactive.observed_demand {
                 Some(o) => format!(
-                    "observed {} {u} now → floor {} replicas; fallback target {} at {}% utilization",
+                    "observed {} {u} now → floor {} replicas; reactive target {} at {}% utilization",
                     num(o),
                     self.reactive.floor,
                     self.reactive.replicas,
@@ -381,6 +400,7 @@ impl Explanation {
             let v = v.trim_end_matches('0').trim_end_matches('.');
             format!(", metric value {v} (the HPA scales to its ceiling)")
         };
+        let utilization = num(self.reactive.utilization * 100.0);
         out.push((
             "served",
             format!(
@@ -389,18 +409,25 @@ impl Explanation {
                 self.bound.replace('_', " "),
                 match self.serving {
                     Serving::Forecast => "serving the forecast".to_string(),
-                    Serving::ForecastOnly =>
-                        format!("forecast-only mode; the forecast plan would be {}", f.plan_replicas),
-                    Serving::Demoted => format!("demoted to reactive; the forecast plan would be {}", f.plan_replicas),
+                    Serving::ForecastOnly => format!(
+                        "forecast-only mode, reactive at {utilization}% utilization; the forecast plan would be {}",
+                        f.plan_replicas
+                    ),
+                    Serving::Demoted => format!(
+                        "demoted to reactive at {utilization}% utilization; the forecast plan would be {}",
+                        f.plan_replicas
+                    ),
                     Serving::Reactive => format!(
-                        "reactive, the adaptive quantile's choice; the forecast plan would be {}",
+                        "reactive at {utilization}% utilization, the SLO controller's choice; the forecast plan would \
+                         be {}",
                         f.plan_replicas
                     ),
                 }
             ),
         ));
         if let Some(a) = &self.adaptive {
-            out.push(("quantile", adaptive_line(a, f.quantile)));
+            out.push(("slo", slo_line(a)));
+            out.push(("choice", choice_line(a, f.quantile)));
             if let Some(line) = record_line(a) {
                 out.push(("record", line));
             }
@@ -485,68 +512,135 @@ impl Explanation {
     }
 }
 
-/// The adaptive quantile in one line: what it chose and the scores it chose on.
-fn adaptive_line(a: &crate::service_level::Report, configured: f64) -> String {
-    let level = |q: f64| format!("p{}", num(q * 100.0));
-    if !a.warmed_up {
-        return format!(
-            "adaptive; planning at {} until a day of decisions is scored ({} so far)",
-            level(configured),
-            age(a.scored_seconds as i64)
-        );
-    }
-    let reactive = a.candidates.iter().find(|c| c.quantile.is_none());
-    let base = reactive.map_or(0.0, |c| c.unserved_fraction);
-    let pct2 = |x: f64| format!("{}%", num(x * 100.0));
-    match a
-        .candidates
-        .iter()
-        .find(|c| c.quantile == a.chosen_quantile && c.quantile.is_some())
-    {
-        Some(c) => format!(
-            "adaptive; {}: the fewest pods ({}× the reactive target's) of the quantiles that recently left no more \
-             demand unserved than the budget ({} vs {}; the reactive target left {})",
-            level(c.quantile.unwrap_or(configured)),
-            num(c.pods_vs_reactive),
-            pct2(c.unserved_fraction),
-            pct2(a.unserved_budget),
-            pct2(base)
-        ),
-        None => {
-            let cheapest_ok = a
-                .candidates
-                .iter()
-                .filter(|c| c.quantile.is_some() && c.qualifies)
-                .map(|c| c.pods_vs_reactive)
-                .fold(f64::INFINITY, f64::min);
-            format!(
-                "adaptive; the reactive target: {} of demand unserved recently, and every quantile within the budget \
-                 ({}) held more pods{}",
-                pct2(base),
-                pct2(a.unserved_budget),
-                if cheapest_ok.is_finite() {
-                    format!(" (the cheapest {}×)", num(cheapest_ok))
-                } else {
-                    String::new()
-                }
-            )
-        }
+/// A span of scored time for people: to the minute under a day, to the hour beyond (`3d2h`).
+fn span(seconds: f64) -> String {
+    let s = if seconds.is_finite() {
+        seconds.max(0.0) as i64
+    } else {
+        0
+    };
+    age(if s >= 86_400 { s / 3600 * 3600 } else { s })
+}
+
+/// The SLO a report was made for.
+fn slo_of(a: &SloReport) -> ServiceLevel {
+    ServiceLevel {
+        max_unserved: a.slo_max_unserved,
+        window: TimeDelta::seconds(a.slo_window_seconds),
     }
 }
 
-/// The served plan's own record against the reactive target, in one line; `None` until it has one.
-fn record_line(a: &crate::service_level::Report) -> Option<String> {
-    let served = a.served.as_ref()?;
-    let reactive = a.candidates.iter().find(|c| c.quantile.is_none())?;
-    let pct2 = |x: f64| format!("{}%", num(x * 100.0));
+/// The reactive HPA target pods are counted against (`reactive@55%`), and what it is: the cheapest that met the
+/// SLO, or, when none did, the one that left the least demand unserved.
+fn yardstick(a: &SloReport) -> (String, &'static str) {
+    match a.reactive_at_slo {
+        Some(u) => (
+            candidate_label(None, Some(u)),
+            "the cheapest HPA target that met the SLO",
+        ),
+        None => (
+            a.candidates
+                .iter()
+                .filter(|c| c.quantile.is_none())
+                .min_by(|x, y| {
+                    x.unserved_fraction
+                        .total_cmp(&y.unserved_fraction)
+                        .then(x.pods_vs_reactive.total_cmp(&y.pods_vs_reactive))
+                })
+                .map_or_else(|| "the reactive HPA".into(), |c| c.label()),
+            "the HPA target that left the least unserved (none met the SLO)",
+        ),
+    }
+}
+
+/// The SLO in one line: what it is, how the window has gone so far, the error budget left, and whether it can be
+/// met now.
+fn slo_line(a: &SloReport) -> String {
+    let mut out = slo_of(a).to_string();
+    match &a.window {
+        None => out.push_str(": nothing served has been scored yet"),
+        Some(w) => {
+            let over = if w.covered_seconds >= a.slo_window_seconds as f64 {
+                "the whole window".to_string()
+            } else {
+                format!("the first {}", span(w.covered_seconds))
+            };
+            let budget = if w.error_budget_left >= 0.0 {
+                format!("error budget {} left", pct(Some(w.error_budget_left)))
+            } else {
+                format!("error budget overspent by {}", pct(Some(-w.error_budget_left)))
+            };
+            let _ = write!(
+                out,
+                ": {} over {over}, {budget}; {}",
+                share(w.unserved_fraction),
+                if w.met { "met" } else { "MISSED" }
+            );
+        }
+    }
+    if a.warmed_up && !a.slo_reachable {
+        let chosen = a.chosen_label();
+        let left = a
+            .candidates
+            .iter()
+            .find(|c| c.label() == chosen)
+            .map(|c| c.unserved_fraction);
+        let _ = write!(
+            out,
+            "; CANNOT BE MET NOW: every candidate left more than {} unserved recently; {chosen} left the least{} and is chosen",
+            share(a.slo_max_unserved),
+            left.map_or(String::new(), |l| format!(" ({})", share(l)))
+        );
+    }
+    out
+}
+
+/// The SLO controller's choice in one line: what it chose, why, and what it costs against the HPA target that
+/// meets the SLO; before warm-up, what is planned until then.
+fn choice_line(a: &SloReport, configured: f64) -> String {
+    if !a.warmed_up {
+        return format!(
+            "warming up ({} of decisions scored): planning at p{}, the configured quantile, until then",
+            span(a.scored_seconds),
+            num(configured * 100.0)
+        );
+    }
+    let label = a.chosen_label();
+    let chosen = a.candidates.iter().find(|c| c.label() == label);
+    let unserved = chosen.map_or(0.0, |c| c.unserved_fraction);
+    let why = if a.slo_reachable {
+        format!(
+            "the fewest pods of the candidates within the budget ({} unserved recently vs {})",
+            share(unserved),
+            share(a.unserved_budget)
+        )
+    } else {
+        format!(
+            "the least demand unserved of the candidates ({} recently; the SLO allows {})",
+            share(unserved),
+            share(a.slo_max_unserved)
+        )
+    };
+    let (base, what) = yardstick(a);
+    let cost = a.cost_vs_reactive_at_slo.or(chosen.map(|c| c.pods_vs_reactive));
+    let vs = match cost {
+        _ if label == base => format!("it is {what}"),
+        Some(c) => format!("{}× the pods of {base}, {what}", num(c)),
+        None => String::new(),
+    };
+    format!("{label}: {why}; {vs}")
+}
+
+/// What was served, in one line: the demand it left unserved recently and since start, and its pods against the
+/// HPA target that meets the SLO; `None` until it has a record.
+fn record_line(a: &SloReport) -> Option<String> {
+    let s = a.served.as_ref()?;
+    let (base, _) = yardstick(a);
     Some(format!(
-        "what was served left {} of demand unserved recently vs {} for the reactive target, with {}× its pods \
-         (since start: {} vs {})",
-        pct2(served.unserved_fraction),
-        pct2(reactive.unserved_fraction),
-        num(served.pods_vs_reactive),
-        pct2(served.unserved_fraction_total),
-        pct2(reactive.unserved_fraction_total)
+        "what was served left {} of demand unserved recently, {} since start, with {}× the pods of {base}",
+        share(s.unserved_fraction),
+        share(s.unserved_fraction_total),
+        num(s.pods_vs_reactive)
     ))
 }
 
@@ -704,6 +798,271 @@ mod tests {
         assert_eq!(pct(None), "–");
         assert_eq!(age(45), "45s");
         assert_eq!(age(3725), "1h2m");
+    }
+
+    use crate::service_level::{CandidateScore, ServedScore, WindowScore};
+
+    /// A week-old SLO controller (0.1% over 7d) that chose p80: 0.82× the pods of reactive@55%, the cheapest HPA
+    /// target that met the SLO; three days and two hours of the window scored, 0.06% unserved.
+    fn report() -> SloReport {
+        let cand = |q: Option<f64>, u: Option<f64>, unserved: f64, pods: f64| CandidateScore {
+            quantile: q,
+            utilization: u,
+            unserved_fraction: unserved,
+            unserved_fraction_total: unserved * 1.1,
+            pods_vs_reactive: pods,
+            qualifies: unserved <= 0.0012,
+        };
+        SloReport {
+            warmed_up: true,
+            scored_seconds: 7.0 * 86_400.0,
+            slo_max_unserved: 0.001,
+            slo_window_seconds: 7 * 86_400,
+            chosen_quantile: Some(0.8),
+            chosen_utilization: None,
+            reactive_chosen: false,
+            slo_reachable: true,
+            unserved_budget: 0.0012,
+            window: Some(WindowScore {
+                unserved_fraction: 0.0006,
+                covered_seconds: (3 * 86_400 + 2 * 3600 + 1234) as f64,
+                error_budget_left: 0.4,
+                met: true,
+            }),
+            reactive_at_slo: Some(0.55),
+            cost_vs_reactive_at_slo: Some(0.82),
+            candidates: vec![
+                cand(Some(0.5), None, 0.003, 0.7),
+                cand(Some(0.8), None, 0.0008, 0.82),
+                cand(Some(0.9), None, 0.0004, 0.9),
+                cand(None, Some(0.35), 0.0002, 1.4),
+                cand(None, Some(0.55), 0.0009, 1.0),
+                cand(None, Some(0.7), 0.004, 0.8),
+            ],
+            served: Some(ServedScore {
+                unserved_fraction: 0.0007,
+                unserved_fraction_total: 0.0006,
+                pods_vs_reactive: 0.85,
+            }),
+        }
+    }
+
+    /// An explanation of 5 replicas served as `serving` says, with the SLO controller's `report`.
+    fn explanation(serving: Serving, report: Option<SloReport>) -> Explanation {
+        let at: DateTime<Utc> = "2026-03-02T12:00:00Z".parse().unwrap();
+        let mut e = Explanation {
+            namespace: "default".into(),
+            workload: "chat".into(),
+            replicas: 5,
+            metric_value: 5.0,
+            serving,
+            mode: Mode::Serve,
+            bound: if serving.is_reactive() {
+                "reactive_floor"
+            } else {
+                "forecast"
+            }
+            .into(),
+            unit: "requests/s".into(),
+            capacity_per_replica: 10.0,
+            forecast: ForecastPart {
+                quantile: 0.9,
+                peak_demand: 38.0,
+                median_demand: 30.0,
+                peak_at: None,
+                window_end: at,
+                window_seconds: 315,
+                replicas: 4,
+                plan_replicas: 4,
+                plan_bound: "forecast".into(),
+            },
+            reactive: ReactivePart {
+                observed_demand: Some(27.0),
+                floor: 3,
+                replicas: 5,
+                utilization: 0.55,
+            },
+            clamps: Clamps {
+                min: 1,
+                max: 20,
+                applied: None,
+            },
+            quality: crate::quality::Tracker::new(Default::default(), crate::forecast::Quantile::MEDIAN).report(),
+            adaptive: report,
+            model: ModelPart {
+                method: "mstl".into(),
+                periods: vec!["1d".into()],
+                fallback: None,
+                fitted_at: at,
+                calibration_samples: 100,
+                missing_fraction: 0.0,
+            },
+            published_at: at,
+            data_age_seconds: Some(30),
+            forecast_age_seconds: 5,
+            version: VERSION.into(),
+            summary: String::new(),
+        };
+        let plan = crate::planner::ReplicaPlan {
+            at,
+            replicas: 5,
+            served: 5.0,
+            planned_demand: 27.0 / 0.55,
+            median_demand: 27.0,
+            observed_demand: Some(27.0),
+            peak_at: None,
+            window_end: at,
+            quantile: 0.9,
+            forecast_replicas: 4,
+            reactive_floor: 3,
+            bound: if serving.is_reactive() {
+                Bound::ReactiveFloor
+            } else {
+                Bound::Forecast
+            },
+            utilization: Some(0.55),
+        };
+        e.summary = summary(&e, &plan, &plan);
+        e
+    }
+
+    fn line(e: &Explanation, label: &str) -> Option<String> {
+        e.lines().into_iter().find(|(l, _)| *l == label).map(|(_, t)| t)
+    }
+
+    #[test]
+    fn the_slo_lines_tell_the_slo_the_window_the_budget_and_the_choice() {
+        let e = explanation(Serving::Forecast, Some(report()));
+        let labels: Vec<_> = e.lines().into_iter().map(|(l, _)| l).collect();
+        assert_eq!(
+            labels,
+            [
+                "forecast",
+                "reactive",
+                "clamps",
+                "served",
+                "slo",
+                "choice",
+                "record",
+                "quality",
+                "model",
+                "freshness",
+                "version"
+            ]
+        );
+        assert_eq!(
+            line(&e, "slo").unwrap(),
+            "at most 0.1% of demand unserved over 7d: 0.06% over the first 3d2h, error budget 40% left; met"
+        );
+        assert_eq!(
+            line(&e, "choice").unwrap(),
+            "p80: the fewest pods of the candidates within the budget (0.08% unserved recently vs 0.12%); 0.82× the \
+             pods of reactive@55%, the cheapest HPA target that met the SLO"
+        );
+        assert_eq!(
+            line(&e, "record").unwrap(),
+            "what was served left 0.07% of demand unserved recently, 0.06% since start, with 0.85× the pods of \
+             reactive@55%"
+        );
+        assert!(!e.summary.contains("SLO"), "{}", e.summary);
+
+        // The window has filled and the realised share is over the SLO.
+        let mut r = report();
+        r.window = Some(WindowScore {
+            unserved_fraction: 0.0014,
+            covered_seconds: (7 * 86_400 + 600) as f64,
+            error_budget_left: -0.4,
+            met: false,
+        });
+        assert_eq!(
+            slo_line(&r),
+            "at most 0.1% of demand unserved over 7d: 0.14% over the whole window, error budget overspent by 40%; MISSED"
+        );
+        r.window = None;
+        assert_eq!(
+            slo_line(&r),
+            "at most 0.1% of demand unserved over 7d: nothing served has been scored yet"
+        );
+        // The chosen candidate is the HPA target that met the SLO itself.
+        let mut r = report();
+        (r.chosen_quantile, r.chosen_utilization, r.reactive_chosen) = (None, Some(0.55), true);
+        r.cost_vs_reactive_at_slo = Some(1.0);
+        assert_eq!(
+            choice_line(&r, 0.9),
+            "reactive@55%: the fewest pods of the candidates within the budget (0.09% unserved recently vs 0.12%); it \
+             is the cheapest HPA target that met the SLO"
+        );
+    }
+
+    #[test]
+    fn an_slo_that_cannot_be_met_is_said_plainly() {
+        let mut r = report();
+        r.slo_reachable = false;
+        (r.chosen_quantile, r.chosen_utilization, r.reactive_chosen) = (None, Some(0.35), true);
+        r.reactive_at_slo = None;
+        r.cost_vs_reactive_at_slo = Some(1.0);
+        for c in &mut r.candidates {
+            c.qualifies = false;
+            c.unserved_fraction = c.unserved_fraction.max(0.0035);
+        }
+        r.candidates[3].unserved_fraction = 0.003;
+        let e = explanation(Serving::Reactive, Some(r.clone()));
+        assert_eq!(
+            line(&e, "slo").unwrap(),
+            "at most 0.1% of demand unserved over 7d: 0.06% over the first 3d2h, error budget 40% left; met; CANNOT BE \
+             MET NOW: every candidate left more than 0.1% unserved recently; reactive@35% left the least (0.3%) and is \
+             chosen"
+        );
+        assert_eq!(
+            line(&e, "choice").unwrap(),
+            "reactive@35%: the least demand unserved of the candidates (0.3% recently; the SLO allows 0.1%); it is the \
+             HPA target that left the least unserved (none met the SLO)"
+        );
+        assert!(
+            e.summary.ends_with(
+                " The SLO (at most 0.1% of demand unserved over 7d) cannot be met now: no candidate left so little \
+                 demand unserved recently."
+            ),
+            "{}",
+            e.summary
+        );
+        // Before warm-up nothing is claimed about reachability.
+        r.warmed_up = false;
+        assert!(!slo_line(&r).contains("CANNOT"), "{}", slo_line(&r));
+    }
+
+    #[test]
+    fn the_served_line_names_the_reactive_target_and_warm_up_says_what_is_planned() {
+        let e = explanation(Serving::Reactive, Some(report()));
+        assert_eq!(
+            line(&e, "served").unwrap(),
+            "5 replicas, decided by reactive floor (reactive at 55% utilization, the SLO controller's choice; the \
+             forecast plan would be 4)"
+        );
+        assert!(
+            e.summary.starts_with(
+                "Serving reactive@55%, the SLO controller's choice: no forecast quantile recently met the SLO for fewer \
+                 pods (the forecast plan would be 4). 5 replicas: observed demand of 27 requests/s needs 5 at 55% of 10 \
+                 requests/s per replica."
+            ),
+            "{}",
+            e.summary
+        );
+        let e = explanation(Serving::Demoted, Some(report()));
+        assert!(line(&e, "served")
+            .unwrap()
+            .ends_with("(demoted to reactive at 55% utilization; the forecast plan would be 4)"));
+        let mut r = report();
+        r.warmed_up = false;
+        r.scored_seconds = 2.0 * 3600.0 + 59.0;
+        let e = explanation(Serving::Forecast, Some(r));
+        assert_eq!(
+            line(&e, "choice").unwrap(),
+            "warming up (2h of decisions scored): planning at p90, the configured quantile, until then"
+        );
+        // Adaptation off: no SLO lines.
+        let e = explanation(Serving::Forecast, None);
+        assert!(["slo", "choice", "record"].iter().all(|l| line(&e, l).is_none()));
     }
 
     #[test]

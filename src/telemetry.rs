@@ -3,7 +3,8 @@
 //! | component | metrics (all prefixed `prescale_`) | source |
 //! |---|---|---|
 //! | forecast | `forecast_demand{level}`, `forecast_replicas`, `planning_quantile`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
-//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only`, `served_unserved_ratio`, `reactive_unserved_ratio`, `served_pods_vs_reactive_ratio` | the plan store (the last three: the adaptive quantile's scores) |
+//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only` | the plan store |
+//! | slo | `slo_max_unserved_ratio`, `slo_unserved_ratio`, `slo_error_budget_remaining_ratio`, `slo_reachable`, `slo_cost_vs_reactive_ratio`, `served_pods_vs_reactive_ratio` | the plan store: the SLO controller's report ([`crate::service_level::Report`]) |
 //! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
 //! | history | `history_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
 //! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` | [`instrument`] middleware |
@@ -355,17 +356,29 @@ impl Collector for StoreCollector {
         );
         let forecast_only =
             Emit::<WorkloadLabels>::new("forecast_only", "1 when the workload is configured forecastOnly");
-        let served_unserved = Emit::<WorkloadLabels>::new(
-            "served_unserved_ratio",
-            "Recent share of demand the served plan's pods could not serve, as the adaptive quantile scores it",
+        let slo_max = Emit::<WorkloadLabels>::new(
+            "slo_max_unserved_ratio",
+            "The SLO: the share of demand that may go unserved over the SLO window (serviceLevel.maxUnserved)",
         );
-        let reactive_unserved = Emit::<WorkloadLabels>::new(
-            "reactive_unserved_ratio",
-            "Recent share of demand an HPA at the fallback utilization would not have served (the same scoring)",
+        let slo_unserved = Emit::<WorkloadLabels>::new(
+            "slo_unserved_ratio",
+            "Share of demand the served plan's ready pods left unserved over the SLO window so far",
+        );
+        let slo_budget = Emit::<WorkloadLabels>::new(
+            "slo_error_budget_remaining_ratio",
+            "Error budget left over the SLO window: 1 - slo_unserved_ratio / slo_max_unserved_ratio (negative: overspent)",
+        );
+        let slo_reachable = Emit::<WorkloadLabels>::new(
+            "slo_reachable",
+            "1 when some candidate recently met the SLO, 0 when none did (the SLO cannot be met now); absent before warm-up",
+        );
+        let slo_cost = Emit::<WorkloadLabels>::new(
+            "slo_cost_vs_reactive_ratio",
+            "Recent pods held by the chosen candidate over those of the cheapest reactive HPA target that met the SLO (none did: the least unserved)",
         );
         let served_pods = Emit::<WorkloadLabels>::new(
             "served_pods_vs_reactive_ratio",
-            "Recent pods held by the served plan over those of an HPA at the fallback utilization",
+            "Recent pods held by what was served over those of the cheapest reactive HPA target that met the SLO (none did: the least unserved)",
         );
         let coverage = Emit::<WorkloadLabels>::new(
             "quality_coverage_ratio",
@@ -484,12 +497,19 @@ impl Collector for StoreCollector {
             }
             forecast_only.set(l.clone(), if insight.mode == Mode::ForecastOnly { 1.0 } else { 0.0 });
             if let Some(a) = &insight.adaptive {
-                if let Some(s) = &a.served {
-                    served_unserved.set(l.clone(), s.unserved_fraction);
-                    served_pods.set(l.clone(), s.pods_vs_reactive);
+                slo_max.set(l.clone(), a.slo_max_unserved);
+                if let Some(w) = &a.window {
+                    slo_unserved.set(l.clone(), w.unserved_fraction);
+                    slo_budget.set(l.clone(), w.error_budget_left);
                 }
-                if let Some(base) = a.candidates.iter().find(|c| c.quantile.is_none()) {
-                    reactive_unserved.set(l.clone(), base.unserved_fraction);
+                if a.warmed_up {
+                    slo_reachable.set(l.clone(), if a.slo_reachable { 1.0 } else { 0.0 });
+                }
+                if let Some(c) = a.cost_vs_reactive_at_slo {
+                    slo_cost.set(l.clone(), c);
+                }
+                if let Some(s) = &a.served {
+                    served_pods.set(l.clone(), s.pods_vs_reactive);
                 }
             }
             let r = &insight.quality;
@@ -520,8 +540,11 @@ impl Collector for StoreCollector {
             &reactive,
             &observed,
             &forecast_only,
-            &served_unserved,
-            &reactive_unserved,
+            &slo_max,
+            &slo_unserved,
+            &slo_budget,
+            &slo_reachable,
+            &slo_cost,
             &served_pods,
             &coverage,
             &nominal,

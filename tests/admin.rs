@@ -43,45 +43,104 @@ fn policy(capacity: f64) -> Policy {
     }
 }
 
-const LEVELS_AND_REACTIVE: usize = prescale::service_level::LEVELS.len() + 1;
+const CANDIDATES: usize = prescale::service_level::LEVELS.len() + prescale::service_level::UTILIZATIONS.len();
 
-/// The adaptive quantile after a week: p80 is the cheapest level that left no more demand unserved than the
-/// reactive target.
+/// The SLO controller after a week, SLO 0.5% over 7d: p80 is the cheapest candidate within the budget (0.47%, the
+/// served record a little over the SLO), 0.94× the pods of reactive@55%, the cheapest HPA target that met the SLO;
+/// the whole window scored at 0.35% unserved.
 fn adaptive_report() -> prescale::service_level::Report {
-    use prescale::service_level::{CandidateScore, Report, ServedScore, LEVELS};
-    let mut candidates: Vec<CandidateScore> = LEVELS
-        .iter()
-        .enumerate()
-        .map(|(k, &q)| {
-            let unserved = 0.012 - 0.001 * k as f64;
-            CandidateScore {
-                quantile: Some(q),
-                unserved_fraction: unserved,
-                unserved_fraction_total: unserved,
-                pods_vs_reactive: 0.7 + 0.03 * k as f64,
-                qualifies: unserved <= 0.0047,
-            }
-        })
-        .collect();
-    candidates.push(CandidateScore {
-        quantile: None,
-        unserved_fraction: 0.0041,
-        unserved_fraction_total: 0.0041,
-        pods_vs_reactive: 1.0,
-        qualifies: true,
+    use prescale::service_level::{CandidateScore, Report, ServedScore, WindowScore, LEVELS, UTILIZATIONS};
+    let budget = 0.0047;
+    let levels = LEVELS.iter().enumerate().map(|(k, &q)| {
+        let unserved = (0.012 - 0.001 * k as f64).max(0.0);
+        CandidateScore {
+            quantile: Some(q),
+            utilization: None,
+            unserved_fraction: unserved,
+            unserved_fraction_total: unserved,
+            pods_vs_reactive: 0.7 + 0.03 * k as f64,
+            qualifies: unserved <= budget,
+        }
+    });
+    // From 35% (i = 0) to 100%: more unserved, fewer pods; up to 55% (i = 4, 0.46%) within the SLO and the budget.
+    let reactive = UTILIZATIONS.iter().enumerate().map(|(i, &u)| {
+        let unserved = 0.0014 + 0.0008 * i as f64;
+        CandidateScore {
+            quantile: None,
+            utilization: Some(u),
+            unserved_fraction: unserved,
+            unserved_fraction_total: unserved,
+            pods_vs_reactive: 1.0 + 0.08 * (4.0 - i as f64),
+            qualifies: unserved <= budget,
+        }
     });
     Report {
         warmed_up: true,
         scored_seconds: 7.0 * 86_400.0,
+        slo_max_unserved: 0.005,
+        slo_window_seconds: 7 * 86_400,
         chosen_quantile: Some(LEVELS[8]),
+        chosen_utilization: None,
         reactive_chosen: false,
-        unserved_budget: 0.0047,
-        candidates,
+        slo_reachable: true,
+        unserved_budget: budget,
+        window: Some(WindowScore {
+            unserved_fraction: 0.0035,
+            covered_seconds: 7.0 * 86_400.0,
+            error_budget_left: 0.3,
+            met: true,
+        }),
+        reactive_at_slo: Some(UTILIZATIONS[4]),
+        cost_vs_reactive_at_slo: Some(0.94),
+        candidates: levels.chain(reactive).collect(),
         served: Some(ServedScore {
             unserved_fraction: 0.0035,
             unserved_fraction_total: 0.0038,
             pods_vs_reactive: 0.93,
         }),
+    }
+}
+
+/// An SLO nothing meets: 0.01% over 1d, every candidate left at least 0.2%; reactive@35% left the least and is
+/// chosen. 20 hours of the window scored at 0.04% unserved: missed, the budget overspent three times over.
+fn unreachable_report() -> prescale::service_level::Report {
+    use prescale::service_level::{CandidateScore, Report, WindowScore, LEVELS, UTILIZATIONS};
+    let levels = LEVELS.iter().map(|&q| CandidateScore {
+        quantile: Some(q),
+        utilization: None,
+        unserved_fraction: 0.004,
+        unserved_fraction_total: 0.004,
+        pods_vs_reactive: 0.8,
+        qualifies: false,
+    });
+    let reactive = UTILIZATIONS.iter().enumerate().map(|(i, &u)| CandidateScore {
+        quantile: None,
+        utilization: Some(u),
+        unserved_fraction: 0.002 + 0.001 * i as f64,
+        unserved_fraction_total: 0.002 + 0.001 * i as f64,
+        pods_vs_reactive: 1.0 - 0.05 * i as f64,
+        qualifies: false,
+    });
+    Report {
+        warmed_up: true,
+        scored_seconds: 3.0 * 86_400.0,
+        slo_max_unserved: 0.0001,
+        slo_window_seconds: 86_400,
+        chosen_quantile: None,
+        chosen_utilization: Some(UTILIZATIONS[0]),
+        reactive_chosen: true,
+        slo_reachable: false,
+        unserved_budget: 0.00005,
+        window: Some(WindowScore {
+            unserved_fraction: 0.0004,
+            covered_seconds: 20.0 * 3600.0,
+            error_budget_left: -3.0,
+            met: false,
+        }),
+        reactive_at_slo: None,
+        cost_vs_reactive_at_slo: Some(1.0),
+        candidates: levels.chain(reactive).collect(),
+        served: None,
     }
 }
 
@@ -154,7 +213,11 @@ fn publish(store: &PlanStore, name: &str, mode: Mode, level: f64, actual_boost: 
         ],
         quality: tracker.report(),
         scored: tracker.recent().copied().collect(),
-        adaptive: (name == "llm-chat").then(adaptive_report),
+        adaptive: match name {
+            "llm-chat" => Some(adaptive_report()),
+            "web" => Some(unreachable_report()),
+            _ => None,
+        },
     };
     store.set_insight(&id, insight);
     store.publish(Snapshot {
@@ -370,19 +433,73 @@ async fn the_page_is_self_contained_and_tells_the_same_numbers() {
     }
     assert_eq!(
         html.matches("<svg").count(),
-        4,
-        "one chart per planned workload, and llm-chat's adaptive quantile"
+        5,
+        "one chart per planned workload, and the SLO controller's scatter of llm-chat and web"
     );
-    assert_eq!(html.matches(r#"<svg class="frontier""#).count(), 1);
-    assert_eq!(html.matches(r#"class="cand "#).count(), LEVELS_AND_REACTIVE);
+    assert_eq!(html.matches(r#"<svg class="frontier""#).count(), 2);
+    assert_eq!(html.matches(r#"class="cand "#).count(), 2 * CANDIDATES);
     assert!(html.contains(r#"data-chosen="p80""#), "the chosen quantile is ringed");
+    assert!(
+        html.contains(r#"data-chosen="reactive@35%""#),
+        "and the chosen reactive target"
+    );
     assert_eq!(
         html.matches(r#"class="cand ok""#).count(),
         6,
         "p80 … p98 are under the budget line"
     );
-    assert!(html.contains(r#"<dd data-line="quantile">adaptive; p80"#));
+    assert_eq!(
+        html.matches(r#"class="cand reactive ok""#).count(),
+        5,
+        "reactive@35% … reactive@55% too"
+    );
+    assert!(html.contains(
+        r#"<dd data-line="slo">at most 0.5% of demand unserved over 7d: 0.35% over the whole window, error budget 30% left; met</dd>"#
+    ));
+    assert!(html.contains(r#"<dd data-line="choice">p80: the fewest pods of the candidates within the budget"#));
     assert!(html.contains(r#"<dd data-line="record">what was served left 0.35%"#));
+    // The scatter's caption says what is drawn, and against which HPA target.
+    for words in [
+        "forecast quantile</span>",
+        "reactive HPA target</span>",
+        "SLO 0.5%</span>",
+        "budget</span>",
+        "chosen</span>",
+        "served</span>",
+        "relative to reactive@55%, the cheapest HPA target that met the SLO",
+        "relative to the HPA target that left the least unserved (none met the SLO)",
+    ] {
+        assert!(html.contains(words), "the scatter's caption has `{words}`");
+    }
+    // The overview: the SLO's state per workload, and loud badges where it is missed or cannot be met.
+    let row = |name: &str| {
+        let at = html.find(&format!(r#"<tr data-workload="default/{name}">"#)).unwrap();
+        &html[at..at + html[at..].find("</tr>").unwrap()]
+    };
+    let chat = row("llm-chat");
+    assert!(
+        chat.contains(r#"<b data-field="slo-unserved">0.35%</b> <span class="muted">/ <span data-field="slo-max">0.5%</span></span><small>7d · <span data-field="slo-budget">30%</span> budget left</small></td>"#),
+        "{chat}"
+    );
+    assert!(!chat.contains("badge slo-"), "{chat}");
+    let web = row("web");
+    assert!(web.contains(r#"<b data-field="slo-unserved">0.04%</b>"#), "{web}");
+    assert!(
+        web.contains(r#"<span class="stale" data-field="slo-budget">-300%</span>"#),
+        "{web}"
+    );
+    assert!(web.contains(r#"<span class="badge slo-missed""#), "{web}");
+    assert!(web.contains(r#"<span class="badge slo-unreachable""#), "{web}");
+    assert!(
+        web.contains("reactive@35% is served, the one that left the least"),
+        "{web}"
+    );
+    assert!(!row("batch").contains("slo-"), "adaptation off: no SLO to show");
+    assert_eq!(
+        html.matches(r#"<span class="badge slo-unreachable""#).count(),
+        2,
+        "in the overview and on web's card"
+    );
     assert_eq!(
         html.matches(r#"<span class="badge replay""#).count(),
         1,
@@ -467,8 +584,13 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
         r#"prescale_quality_demoted{namespace="default",workload="llm-chat"} 0.0"#,
         r#"prescale_serving{namespace="default",workload="batch",state="forecast_only"} 1.0"#,
         r#"prescale_forecast_only{namespace="default",workload="batch"} 1.0"#,
-        r#"prescale_served_unserved_ratio{namespace="default",workload="llm-chat"} 0.0035"#,
-        r#"prescale_reactive_unserved_ratio{namespace="default",workload="llm-chat"} 0.0041"#,
+        r#"prescale_slo_max_unserved_ratio{namespace="default",workload="llm-chat"} 0.005"#,
+        r#"prescale_slo_unserved_ratio{namespace="default",workload="llm-chat"} 0.0035"#,
+        r#"prescale_slo_error_budget_remaining_ratio{namespace="default",workload="llm-chat"} 0.3"#,
+        r#"prescale_slo_error_budget_remaining_ratio{namespace="default",workload="web"} -3.0"#,
+        r#"prescale_slo_reachable{namespace="default",workload="llm-chat"} 1.0"#,
+        r#"prescale_slo_reachable{namespace="default",workload="web"} 0.0"#,
+        r#"prescale_slo_cost_vs_reactive_ratio{namespace="default",workload="llm-chat"} 0.94"#,
         r#"prescale_served_pods_vs_reactive_ratio{namespace="default",workload="llm-chat"} 0.93"#,
         r#"prescale_quality_demotions_total{namespace="default",workload="web"} 1"#,
         r#"prescale_forecast_demand{namespace="default",workload="llm-chat",level="0.9"}"#,
@@ -481,6 +603,17 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
     assert!(!text.contains("NaN"), "never export NaN:\n{text}");
+    for gone in ["prescale_served_unserved_ratio", "prescale_reactive_unserved_ratio"] {
+        assert!(!text.contains(gone), "{gone} is replaced by the SLO series:\n{text}");
+    }
+    assert!(
+        !text.contains(r#"prescale_slo_max_unserved_ratio{namespace="default",workload="batch"}"#),
+        "no SLO series for a workload without the controller"
+    );
+    assert!(
+        !text.contains(r#"prescale_served_pods_vs_reactive_ratio{namespace="default",workload="web"}"#),
+        "nothing served scored, no record"
+    );
     assert!(
         !text.contains(r#"workload="waiting",state"#),
         "no serving state for an unplanned workload"
@@ -576,7 +709,7 @@ async fn the_explain_client_reads_a_running_server() {
     let text = e.to_text();
     assert!(text.starts_with("default/web: 9 replicas\n"), "{text}");
     assert!(
-        text.contains("observed 62.5 requests/s now → floor 7 replicas; fallback target 9 at 70% utilization"),
+        text.contains("observed 62.5 requests/s now → floor 7 replicas; reactive target 9 at 70% utilization"),
         "{text}"
     );
     assert!(text.contains("DEMOTED since"), "{text}");
@@ -584,23 +717,52 @@ async fn the_explain_client_reads_a_running_server() {
         text.contains(&format!("prescale {}", env!("CARGO_PKG_VERSION"))),
         "{text}"
     );
-    assert!(!text.contains("adaptive"), "no adaptive report, no line: {text}");
+    assert!(
+        text.contains(
+            "decided by reactive floor (demoted to reactive at 70% utilization; the forecast plan would be 7)\n"
+        ),
+        "{text}"
+    );
+    // web's SLO cannot be met: the slo line, the choice line and the summary say so.
+    assert!(
+        text.contains(
+            "slo        at most 0.01% of demand unserved over 1d: 0.04% over the first 20h, error budget overspent by \
+             300%; MISSED; CANNOT BE MET NOW: every candidate left more than 0.01% unserved recently; reactive@35% \
+             left the least (0.2%) and is chosen\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "choice     reactive@35%: the least demand unserved of the candidates (0.2% recently; the SLO allows \
+             0.01%); it is the HPA target that left the least unserved (none met the SLO)\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "The SLO (at most 0.01% of demand unserved over 1d) cannot be met now: no candidate left so little demand \
+             unserved recently."
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("record "), "nothing served scored, no record: {text}");
     let chat = explain::fetch(&url, "default", "llm-chat").await.unwrap().to_text();
+    for line in [
+        "slo        at most 0.5% of demand unserved over 7d: 0.35% over the whole window, error budget 30% left; met\n",
+        "choice     p80: the fewest pods of the candidates within the budget (0.4% unserved recently vs 0.47%); 0.94× \
+         the pods of reactive@55%, the cheapest HPA target that met the SLO\n",
+        "record     what was served left 0.35% of demand unserved recently, 0.38% since start, with 0.93× the pods of \
+         reactive@55%\n",
+    ] {
+        assert!(chat.contains(line), "missing `{line}` in:\n{chat}");
+    }
+    assert!(!chat.contains("CANNOT"), "{chat}");
+    let batch = explain::fetch(&url, "default", "batch").await.unwrap().to_text();
     assert!(
-        chat.contains(
-            "quantile   adaptive; p80: the fewest pods (0.94× the reactive target's) of the quantiles that recently left \
-             no more demand unserved than the budget (0.4% vs 0.47%; the reactive target left 0.41%)"
-        ),
-        "{chat}"
+        !batch.contains("slo ") && !batch.contains("choice ") && !batch.contains("record "),
+        "no SLO controller, no SLO lines: {batch}"
     );
-    assert!(
-        chat.contains(
-            "record     what was served left 0.35% of demand unserved recently vs 0.41% for the reactive target, with \
-             0.93× its pods (since start: 0.38% vs 0.41%)"
-        ),
-        "{chat}"
-    );
-    assert!(!text.contains("record "), "no adaptive report, no record: {text}");
     let missing = explain::fetch(&url, "default", "nope").await.unwrap_err().to_string();
     assert!(
         missing.contains("no workload default/nope is configured") && missing.contains("/api/v1/workloads"),

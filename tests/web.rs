@@ -1,5 +1,6 @@
 //! The SRE page in a real headless Chromium against a running `prescale demo`: the page loads, every workload's
-//! chart has data, and the explain panel shows the numbers the JSON API gives. A screenshot is saved to
+//! chart has data, the explain panel shows the numbers the JSON API gives, the overview shows each workload's SLO
+//! state and a warmed-up workload's candidate scatter is drawn and captioned. A screenshot is saved to
 //! `target/artifacts/sre-page.png`.
 //!
 //! Needs Chromium (Debian: `apt-get install -y chromium`).
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use prescale::explain::{num, Explanation};
+use prescale::explain::{num, pct, share, Explanation};
 use serde_json::Value;
 
 /// The demo process; killed (by its own pid) when dropped.
@@ -99,6 +100,27 @@ async fn wait_until_planned(admin: &str, count: usize) -> Vec<String> {
     }
 }
 
+/// Waits until the startup replay has warmed the SLO controller of at least one workload; returns its name.
+async fn wait_until_warm(admin: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(420);
+    loop {
+        if let Some(Value::Array(ws)) = get_json(&format!("{admin}/api/v1/workloads")).await {
+            if let Some(w) = ws.iter().find(|w| w["slo"]["warmed_up"] == true) {
+                return format!(
+                    "{}/{}",
+                    w["id"]["namespace"].as_str().unwrap(),
+                    w["id"]["name"].as_str().unwrap()
+                );
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no workload's SLO controller warmed up within 420 s of its first plan"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
         if let Ok(out) = Command::new("which").arg(name).output() {
@@ -136,6 +158,45 @@ fn run_chromium(url: &str, extra: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The overview's row of one workload in the DOM.
+fn row<'a>(dom: &'a str, workload: &str) -> &'a str {
+    let start = dom
+        .find(&format!(r#"<tr data-workload="{workload}">"#))
+        .unwrap_or_else(|| panic!("no overview row for {workload}"));
+    &dom[start..start + dom[start..].find("</tr>").unwrap()]
+}
+
+/// The overview's SLO cell of `row` shows the API's `slo` view: the realised share, the SLO, the error budget left,
+/// and a badge exactly when the SLO is missed or unreachable.
+fn check_slo_cell(w: &str, row: &str, slo: &Value) {
+    let unserved = slo["unserved_fraction"].as_f64();
+    assert_eq!(
+        field(row, "slo-unserved"),
+        unserved.map_or("–".into(), share),
+        "{w}: {row}"
+    );
+    assert_eq!(
+        field(row, "slo-max"),
+        share(slo["max_unserved"].as_f64().unwrap()),
+        "{w}"
+    );
+    assert_eq!(
+        field(row, "slo-budget"),
+        slo["error_budget_left"].as_f64().map_or("–".into(), |b| pct(Some(b))),
+        "{w}"
+    );
+    assert_eq!(
+        row.contains(r#"class="badge slo-missed""#),
+        slo["met"] == false,
+        "{w}: a missed SLO is badged, a met one is not: {row}"
+    );
+    assert_eq!(
+        row.contains(r#"class="badge slo-unreachable""#),
+        slo["reachable"] == false,
+        "{w}: {row}"
+    );
 }
 
 /// The `<section>` of one workload in the DOM.
@@ -177,10 +238,12 @@ async fn the_page_shows_charts_and_the_api_numbers_in_a_real_browser() {
     let demo = start_demo();
     let workloads = wait_until_planned(&demo.admin, demo.workloads).await;
     assert_eq!(workloads.len(), 3, "{workloads:?}");
+    let warm = wait_until_warm(&demo.admin).await;
     let page = format!("{}/", demo.admin);
 
     // A cycle may publish between the page and the API reads: retry until both saw the same plan.
     let mut checked = false;
+    let mut drawn = Vec::new();
     for _attempt in 0..6 {
         let dom = tokio::task::spawn_blocking({
             let page = page.clone();
@@ -189,6 +252,9 @@ async fn the_page_shows_charts_and_the_api_numbers_in_a_real_browser() {
         .await
         .unwrap();
         assert!(dom.contains("<table class=\"overview\""), "the page rendered: {dom}");
+        let views = get_json(&format!("{}/api/v1/workloads", demo.admin))
+            .await
+            .expect("the workload list answers");
         let mut explanations = Vec::new();
         for w in &workloads {
             let v = get_json(&format!("{}/api/v1/workloads/{w}/explain", demo.admin))
@@ -235,11 +301,75 @@ async fn the_page_shows_charts_and_the_api_numbers_in_a_real_browser() {
                 let shown = field_line(s, label);
                 assert_eq!(shown, text, "{w}: {label}");
             }
+            // The demo's workloads aim at the default SLO: its lines are there, and the overview shows its state.
+            let a = e.adaptive.as_ref().expect("the SLO controller runs in the demo");
+            let labels: Vec<_> = e.lines().into_iter().map(|(l, _)| l).collect();
+            assert!(labels.contains(&"slo") && labels.contains(&"choice"), "{w}: {labels:?}");
+            assert!(
+                field_line(s, "slo").starts_with("at most 1% of demand unserved over 7d"),
+                "{w}"
+            );
+            let view = views
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| {
+                    format!(
+                        "{}/{}",
+                        v["id"]["namespace"].as_str().unwrap(),
+                        v["id"]["name"].as_str().unwrap()
+                    ) == *w
+                })
+                .unwrap();
+            check_slo_cell(w, row(&dom, w), &view["slo"]);
+            assert_eq!(
+                s.contains("badge slo-unreachable"),
+                a.warmed_up && !a.slo_reachable,
+                "{w}: the card says so when the SLO cannot be met"
+            );
+            // A warmed-up controller's candidates are drawn: every candidate, the choice ringed, and a caption that
+            // names what the pods are counted against.
+            if a.warmed_up {
+                drawn.push(w.clone());
+                let svg = &s[s
+                    .find(r#"<svg class="frontier""#)
+                    .unwrap_or_else(|| panic!("{w}: no scatter"))..];
+                assert_eq!(svg.matches(r#"<circle class="cand"#).count(), a.candidates.len(), "{w}");
+                assert_eq!(a.candidates.len(), 28, "{w}: 14 quantiles and 14 reactive targets");
+                assert_eq!(attr(svg, "data-chosen", "data-chosen"), a.chosen_label(), "{w}");
+                let yardstick = a.reactive_at_slo.map_or(
+                    "the HPA target that left the least unserved (none met the SLO)".to_string(),
+                    |u| {
+                        format!(
+                            "reactive@{}%, the cheapest HPA target that met the SLO",
+                            (u * 100.0).round()
+                        )
+                    },
+                );
+                for words in [
+                    "forecast quantile</span>",
+                    "reactive HPA target</span>",
+                    "SLO 1%</span>",
+                    "chosen</span>",
+                    &format!("relative to {yardstick}"),
+                ] {
+                    assert!(svg.contains(words), "{w}: the caption has `{words}`");
+                }
+            } else {
+                assert!(
+                    !s.contains(r#"<svg class="frontier""#),
+                    "{w}: nothing to draw before warm-up"
+                );
+            }
         }
         checked = true;
         break;
     }
     assert!(checked, "the page and the API never showed the same plan in 6 tries");
+    assert!(
+        drawn.contains(&warm),
+        "{warm} was warm, its scatter was checked: {drawn:?}"
+    );
 
     let shot = artifacts().join("sre-page.png");
     let _ = std::fs::remove_file(&shot);

@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::admin::{WorkloadDetail, WorkloadView};
+use crate::admin::{SloView, WorkloadDetail, WorkloadView};
 use crate::engine::Serving;
-use crate::explain::{age, num, pct, VERSION};
+use crate::explain::{age, num, pct, share, VERSION};
 use crate::quality::Health;
 use crate::store::ReplayState;
 
@@ -42,9 +42,54 @@ fn serving_badge(s: Option<Serving>) -> &'static str {
         Some(Serving::Forecast) => r#"<span class="badge forecast">forecast</span>"#,
         Some(Serving::ForecastOnly) => r#"<span class="badge forecast_only">forecast-only</span>"#,
         Some(Serving::Demoted) => r#"<span class="badge demoted">demoted</span>"#,
-        Some(Serving::Reactive) => r#"<span class="badge reactive">reactive (cheaper)</span>"#,
+        Some(Serving::Reactive) => {
+            r#"<span class="badge reactive" title="a reactive HPA target, chosen by the SLO controller: no forecast quantile recently met the SLO for fewer pods">reactive</span>"#
+        }
         None => r#"<span class="muted">–</span>"#,
     }
+}
+
+/// Badges for an SLO that is missed over its window, or that cannot be met now; empty while all is well.
+fn slo_badges(s: &SloView) -> String {
+    let mut out = String::new();
+    if let (Some(false), Some(u), Some(left)) = (s.met, s.unserved_fraction, s.error_budget_left) {
+        let _ = write!(
+            out,
+            r#" <span class="badge slo-missed" title="{} of demand went unserved over the window, more than the SLO's {}: the error budget is overspent by {}">SLO missed</span>"#,
+            share(u),
+            share(s.max_unserved),
+            pct(Some(-left))
+        );
+    }
+    if !s.reachable {
+        let _ = write!(
+            out,
+            r#" <span class="badge slo-unreachable" title="no candidate (forecast quantile or HPA target) recently left as little as {} of demand unserved: the SLO cannot be met now; {} is served, the one that left the least">SLO unreachable</span>"#,
+            share(s.max_unserved),
+            esc(s.chosen.as_deref().unwrap_or("–"))
+        );
+    }
+    out
+}
+
+/// The overview's SLO cell: the share of demand left unserved over the window so far against the SLO, then the
+/// window and the error budget left, then the badges.
+fn slo_cell(s: Option<&SloView>) -> String {
+    let Some(s) = s else {
+        return r#"<td class="text slo"><span class="muted">–</span></td>"#.into();
+    };
+    let realised = s.unserved_fraction.map_or_else(|| "–".into(), share);
+    let budget = match s.error_budget_left {
+        Some(b) if b < 0.0 => format!(r#"<span class="stale" data-field="slo-budget">{}</span>"#, pct(Some(b))),
+        Some(b) => format!(r#"<span data-field="slo-budget">{}</span>"#, pct(Some(b))),
+        None => r#"<span data-field="slo-budget">–</span>"#.into(),
+    };
+    format!(
+        r#"<td class="text slo"><b data-field="slo-unserved">{realised}</b> <span class="muted">/ <span data-field="slo-max">{}</span></span><small>{} · {budget} budget left</small>{}</td>"#,
+        share(s.max_unserved),
+        age(s.window_seconds),
+        slo_badges(s)
+    )
 }
 
 fn opt_num(v: Option<f64>) -> String {
@@ -82,7 +127,7 @@ pub fn page(views: &[WorkloadView], details: &[WorkloadDetail], now: DateTime<Ut
 }
 
 fn overview(out: &mut String, views: &[WorkloadView]) {
-    out.push_str(r#"<div class="table-wrap"><table class="overview"><thead><tr><th>Workload</th><th>Served</th><th>Forecast</th><th>Reactive</th><th>Observed</th><th>Planned demand</th><th class="text">Serving</th><th class="text">Model</th><th>Coverage</th><th>Under</th><th>Data age</th><th>Forecast age</th></tr></thead><tbody>"#);
+    out.push_str(r#"<div class="table-wrap"><table class="overview"><thead><tr><th>Workload</th><th>Served</th><th>Forecast</th><th>Reactive</th><th>Observed</th><th>Planned demand</th><th class="text">Serving</th><th class="text" title="the share of demand left unserved over the SLO's window so far / the share the SLO allows; below, the window and the error budget left (1 − unserved / SLO)">Unserved / SLO</th><th class="text">Model</th><th>Coverage</th><th>Under</th><th>Data age</th><th>Forecast age</th></tr></thead><tbody>"#);
     for v in views {
         let unit = v.unit.as_deref().unwrap_or("");
         let model = match &v.model {
@@ -135,7 +180,7 @@ fn overview(out: &mut String, views: &[WorkloadView]) {
             };
         let _ = write!(
             out,
-            r##"<tr data-workload="{id}"><td><a href="#{a}">{id}</a>{error}</td><td class="big">{}</td><td>{}</td><td>{}</td><td>{} <span class="muted">{}</span></td><td>{}</td><td class="text">{serving}</td><td class="text">{model}</td><td>{coverage}</td><td>{under}</td><td>{}</td><td>{}</td></tr>"##,
+            r##"<tr data-workload="{id}"><td><a href="#{a}">{id}</a>{error}</td><td class="big">{}</td><td>{}</td><td>{}</td><td>{} <span class="muted">{}</span></td><td>{}</td><td class="text">{serving}</td>{slo}<td class="text">{model}</td><td>{coverage}</td><td>{under}</td><td>{}</td><td>{}</td></tr>"##,
             v.replicas.map_or("–".into(), |r| r.to_string()),
             v.forecast_replicas.map_or("–".into(), |r| r.to_string()),
             v.reactive_replicas.map_or("–".into(), |r| r.to_string()),
@@ -146,6 +191,7 @@ fn overview(out: &mut String, views: &[WorkloadView]) {
             stale(v.forecast_age_seconds, 300),
             id = esc(&v.id.to_string()),
             a = anchor(&v.id),
+            slo = slo_cell(v.slo.as_ref()),
         );
     }
     out.push_str("</tbody></table></div>");
@@ -157,12 +203,15 @@ fn card(out: &mut String, d: &WorkloadDetail) {
     let q = format!("p{}", num(e.forecast.quantile * 100.0));
     let _ = write!(
         out,
-        r#"<section class="workload" id="{}" data-workload="{}" data-published-at="{}"><div class="card-head"><h2>{}</h2>{}</div><p class="summary" data-field="summary">{}</p><div class="card-body"><figure class="chart">{}"#,
+        r#"<section class="workload" id="{}" data-workload="{}" data-published-at="{}"><div class="card-head"><h2>{}</h2>{}{}</div><p class="summary" data-field="summary">{}</p><div class="card-body"><figure class="chart">{}"#,
         anchor(&d.id),
         esc(&d.id.to_string()),
         e.published_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         esc(&d.id.to_string()),
         serving_badge(Some(e.serving)),
+        e.adaptive
+            .as_ref()
+            .map_or(String::new(), |a| slo_badges(&SloView::of(a))),
         esc(&e.summary),
         chart::render(d)
     );
@@ -210,10 +259,19 @@ fn card(out: &mut String, d: &WorkloadDetail) {
         let _ = write!(out, r#"<dt>{label}</dt><dd data-line="{label}">{}</dd>"#, esc(&text));
     }
     out.push_str("</dl>");
-    if let Some(svg) = e.adaptive.as_ref().and_then(chart::frontier) {
+    if let Some((a, svg)) = e.adaptive.as_ref().and_then(|a| Some((a, chart::frontier(a)?))) {
+        let yardstick = match a.reactive_at_slo {
+            Some(u) => format!(
+                "{}, the cheapest HPA target that met the SLO",
+                crate::service_level::candidate_label(None, Some(u))
+            ),
+            None => "the HPA target that left the least unserved (none met the SLO)".into(),
+        };
         let _ = write!(
             out,
-            r#"<figure class="frontier">{svg}<figcaption>Adaptive quantile: each candidate's recent unserved demand against the pods it held. Quantiles under the dashed line (the budget: the reactive target's unserved share, plus what the served plan left under it or less what it left over) qualify; the ringed one is planned at; the diamond is what was actually served.</figcaption></figure>"#
+            r#"<figure class="frontier">{svg}<figcaption><div class="legend frontier-legend"><span><i class="f-level"></i>forecast quantile</span><span><i class="f-reactive"></i>reactive HPA target</span><span><i class="f-over"></i><i class="f-reactive-over"></i>over the budget</span><span><i class="f-slo"></i>SLO {}</span><span><i class="f-budget"></i>budget</span><span><i class="f-chosen"></i>chosen</span><span><i class="f-served"></i>served</span></div><p>Recent unserved demand against pods held, relative to {}. Forecast quantiles (p30–p98) and reactive HPA targets (35%–100% utilization) each form a line; the candidate with the fewest pods under the budget (the SLO corrected by what was served, dashed where it differs) is chosen.</p></figcaption></figure>"#,
+            share(a.slo_max_unserved),
+            esc(&yardstick)
         );
     }
     out.push_str("</aside></div></section>");
