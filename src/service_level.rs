@@ -674,7 +674,8 @@ impl Controller {
     }
 
     /// The candidate to follow: the cheapest within the limit (the least unserved when none is), unless the one
-    /// followed so far is still within it and holds at most [`SWITCH_MARGIN`] more pods. Every switch costs (pods
+    /// followed so far is still within it and holds at most [`SWITCH_MARGIN`] more pods (when none is, leaves at most
+    /// a [`SWITCH_MARGIN`] of the SLO more unserved). Every switch costs (pods
     /// started for a candidate that is left before they are ready, or demand missed while a more cautious one's
     /// pods start), and candidates whose scores differ by noise would otherwise trade places every few minutes.
     fn best(&self) -> usize {
@@ -684,13 +685,12 @@ impl Controller {
             None => self.least_unserved(0..CANDIDATES),
         }
         .unwrap_or(FIRST_REACTIVE);
+        let w = &self.weighted;
         match (self.current, limit) {
-            (Some(k), Some(limit))
-                if self.within(k, limit)
-                    && self.weighted.pods[k] <= self.weighted.pods[fresh] * (1.0 + SWITCH_MARGIN) =>
-            {
-                k
-            }
+            (Some(k), Some(limit)) if self.within(k, limit) && w.pods[k] <= w.pods[fresh] * (1.0 + SWITCH_MARGIN) => k,
+            // Nothing meets the SLO: the least unserved is followed, but not to a candidate that leaves only
+            // marginally less (a tenth of the SLO), which would trade places with it on noise.
+            (Some(k), None) if w.unserved[k] <= w.unserved[fresh] + SWITCH_MARGIN * self.target() => k,
             _ => fresh,
         }
     }
@@ -1054,6 +1054,13 @@ mod tests {
         assert_eq!(r.reactive_at_slo, None);
         assert!(r.candidates.iter().all(|c| !c.qualifies));
         assert_eq!(c.reactive_fallback(), Some(0.35));
+        // A followed candidate that leaves less than a tenth of the SLO more than the least is kept.
+        c.current = Some(FIRST_REACTIVE + 1);
+        c.weighted.unserved[FIRST_REACTIVE + 1] = 0.104;
+        assert_eq!(c.choose(), Some(Choice::Reactive(0.4)));
+        c.weighted.unserved[FIRST_REACTIVE + 1] = 0.106;
+        assert_eq!(c.choose(), Some(Choice::Reactive(0.35)));
+        c.current = None;
         // Ties in unserved demand go to the cheaper candidate.
         c.weighted.unserved[LEVELS.len() - 1] = 0.1;
         assert_eq!(c.choose(), level(LEVELS.len() - 1));
