@@ -148,24 +148,13 @@ pub(crate) fn svg(trace: &str, lead: &str, capacity: f64, runs: &[&PolicyRun], s
     );
 
     // Y grid and labels.
-    let mut v = 0.0;
-    while v <= ymax + ystep * 1e-9 {
-        let yy = y(v);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + plot_w,
-            LEFT - 6.0,
-            yy + 4.0,
-            format_number(v)
-        );
-        v += ystep;
-    }
-    let _ = writeln!(
-        out,
-        r#"<text x="18" y="{:.1}" transform="rotate(-90 18 {:.1})" text-anchor="middle">units/s</text>"#,
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0
+    y_axis(
+        &mut out,
+        (LEFT, plot_w),
+        (TOP, plot_h),
+        (0.0, ymax, ystep),
+        &y,
+        "units/s",
     );
 
     // X grid: the smallest calendar spacing giving at most 10 labels.
@@ -389,24 +378,13 @@ pub(crate) fn frontier_svg(trace: &str, frontier: &Frontier, runs: &[&PolicyRun]
     );
 
     // Y grid.
-    let mut v = ymin;
-    while v <= ymax + ystep * 1e-9 {
-        let yy = y(v);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{F_LEFT}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            F_LEFT + plot_w,
-            F_LEFT - 6.0,
-            yy + 4.0,
-            format_number(v)
-        );
-        v += ystep;
-    }
-    let _ = writeln!(
-        out,
-        r#"<text x="18" y="{:.1}" transform="rotate(-90 18 {:.1})" text-anchor="middle">replica-hours</text>"#,
-        F_TOP + plot_h / 2.0,
-        F_TOP + plot_h / 2.0
+    y_axis(
+        &mut out,
+        (F_LEFT, plot_w),
+        (F_TOP, plot_h),
+        (ymin, ymax, ystep),
+        &y,
+        "replica-hours",
     );
     // X grid: 1, 2 and 5 × each power of ten labelled when the range is short, decades only when it is long; the
     // other multiples as minor lines.
@@ -656,6 +634,36 @@ fn format_number(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
+}
+
+/// Horizontal grid lines with their labels every `step` from `from` to `to` (`y` maps a value to its pixel row), and
+/// the axis title turned up the left edge: the plot spans `left..left + width` and `top..top + height`.
+fn y_axis(
+    out: &mut String,
+    (left, width): (f64, f64),
+    (top, height): (f64, f64),
+    (from, to, step): (f64, f64, f64),
+    y: &dyn Fn(f64) -> f64,
+    title: &str,
+) {
+    let mut v = from;
+    while v <= to + step * 1e-9 {
+        let yy = y(v);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{left}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left + width,
+            left - 6.0,
+            yy + 4.0,
+            format_number(v)
+        );
+        v += step;
+    }
+    let mid = top + height / 2.0;
+    let _ = writeln!(
+        out,
+        r#"<text x="18" y="{mid:.1}" transform="rotate(-90 18 {mid:.1})" text-anchor="middle">{title}</text>"#
+    );
 }
 
 #[cfg(test)]
