@@ -7,7 +7,7 @@
 //! | slo | `slo_max_unserved_ratio`, `slo_unserved_ratio`, `slo_error_budget_remaining_ratio`, `slo_reachable`, `slo_cost_vs_reactive_ratio`, `served_pods_vs_reactive_ratio` | the plan store: the SLO controller's report ([`crate::service_level::Report`]) |
 //! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
 //! | history | `history_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
-//! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` | [`instrument`] middleware |
+//! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` | [`instrument`] middleware (labels bounded: [`method_label`], route templates) |
 //!
 //! Per-workload metrics carry `namespace` and `workload` labels. A value that is not known (no observation, no
 //! score yet) is absent rather than zero.
@@ -122,7 +122,7 @@ pub fn instrument<S: Clone + Send + Sync + 'static>(router: Router<S>, metrics: 
 
 /// The middleware behind [`instrument`], for callers that compose their own layers.
 pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -143,6 +143,24 @@ pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: N
         .get_or_create(&RequestLabels { method, route, code })
         .inc();
     response
+}
+
+/// The `method` label of a request: one of the methods HTTP defines, else `other`. Any token is a valid method, and
+/// a label value taken from the request would let any caller (authenticated or not) add series without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    KNOWN.iter().find(|m| *m == method).map_or("other", Method::as_str)
 }
 
 /// The one Prometheus registry of a prescale process. Cheap to clone; clones share it.
@@ -594,4 +612,64 @@ pub fn openmetrics_to_prometheus(text: &str) -> String {
 
 fn seconds(d: chrono::TimeDelta) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Method, StatusCode};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn request_labels_are_bounded_whatever_the_request_says() {
+        let registry = Registry::new(Arc::new(PlanStore::new()), Clock::system());
+        let router = instrument(
+            Router::new().route("/apis/{group}", axum::routing::get(|| async { "ok" })),
+            registry.http("api"),
+        );
+        // 200 made-up methods on made-up paths, and the standard ones.
+        for k in 0..200 {
+            let request = axum::http::Request::builder()
+                .method(Method::from_bytes(format!("ZZ{k}").as_bytes()).unwrap())
+                .uri(format!("/made/up/{k}"))
+                .body(Body::empty())
+                .unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            assert_ne!(response.status(), StatusCode::OK);
+        }
+        for (method, path) in [
+            (Method::GET, "/apis/a"),
+            (Method::GET, "/apis/b"),
+            (Method::DELETE, "/apis/c"),
+        ] {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::empty())
+                .unwrap();
+            router.clone().oneshot(request).await.unwrap();
+        }
+        let text = registry.encode();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("prescale_api_requests_total{"))
+            .collect();
+        assert!(
+            series
+                .iter()
+                .all(|l| ["method=\"other\"", "method=\"GET\"", "method=\"DELETE\""]
+                    .iter()
+                    .any(|m| l.contains(m))),
+            "{series:#?}"
+        );
+        assert!(
+            series.len() <= 4,
+            "one series per method class, route template and code: {series:#?}"
+        );
+        assert!(!text.contains("ZZ") && !text.contains("/made/up"), "{text}");
+        assert!(text.contains("route=\"/apis/{group}\""), "{text}");
+        assert_eq!(method_label(&Method::from_bytes(b"ZZZA").unwrap()), "other");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+    }
 }
