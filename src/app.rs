@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
@@ -76,6 +76,17 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
         backtest_configmap,
     } = security;
     tls::install_crypto_provider();
+    // The serving certificate is checked before anything listens: a pod whose API cannot come up must not start.
+    if let (Some(cert), Some(key)) = (&tls_args.tls_cert_file, &tls_args.tls_key_file) {
+        tls::load_certified_key(cert, key).with_context(|| {
+            format!(
+                "--tls-cert-file {} / --tls-key-file {}: the serving certificate cannot be used; give a PEM \
+                 certificate chain and its private key",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    }
     let (secure, watch) = if insecure_no_auth {
         warn!(
             "--insecure-no-auth: the external metrics API answers anyone who can reach it; never use this in a cluster"
@@ -369,14 +380,49 @@ async fn run(
             .with_graceful_shutdown(shutdown())
             .await
     });
-    let (api, admin) = tokio::join!(api, admin);
+    let result = supervise(api, admin).await;
     for t in tasks.into_iter().chain(background) {
         t.abort();
     }
-    api??;
-    admin??;
+    result?;
     info!("stopped");
     Ok(())
+}
+
+/// Runs the API and admin servers until both have stopped, and ends the process's serving as soon as either stops
+/// on its own: a pod must never look healthy (the admin server answering `/readyz`) while its API listener is dead,
+/// or keep an API up that nobody can observe. The first to end with an error (or without a shutdown) ends the other.
+async fn supervise(
+    mut api: tokio::task::JoinHandle<anyhow::Result<()>>,
+    mut admin: tokio::task::JoinHandle<std::io::Result<()>>,
+) -> anyhow::Result<()> {
+    let admin_result = |r: Result<std::io::Result<()>, tokio::task::JoinError>| -> anyhow::Result<()> {
+        r.context("the admin server panicked")?
+            .context("the admin server stopped")
+    };
+    let api_result = |r: Result<anyhow::Result<()>, tokio::task::JoinError>| -> anyhow::Result<()> {
+        r.context("the external metrics API server panicked")?
+            .context("the external metrics API server stopped")
+    };
+    tokio::select! {
+        r = &mut api => match api_result(r) {
+            // A clean end is a shutdown: the admin server is draining too.
+            Ok(()) => admin_result(admin.await),
+            Err(error) => {
+                admin.abort();
+                error!("{error:#}; stopping");
+                Err(error)
+            }
+        },
+        r = &mut admin => match admin_result(r) {
+            Ok(()) => api_result(api.await),
+            Err(error) => {
+                api.abort();
+                error!("{error:#}; stopping");
+                Err(error)
+            }
+        },
+    }
 }
 
 fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
@@ -439,4 +485,36 @@ async fn shutdown() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_server_to_fail_stops_the_other() {
+        // The API listener dies; the admin server would answer /readyz forever: supervise ends both, with the error.
+        let admin = tokio::spawn(async { std::future::pending::<std::io::Result<()>>().await });
+        let watch = admin.abort_handle();
+        let api = tokio::spawn(async { Err(anyhow::anyhow!("listener closed")) });
+        let error = supervise(api, admin).await.unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "the external metrics API server stopped: listener closed"
+        );
+        tokio::task::yield_now().await;
+        assert!(watch.is_finished(), "the admin server was stopped");
+        // The admin server dies: the same, the other way round.
+        let api = tokio::spawn(async { std::future::pending::<anyhow::Result<()>>().await });
+        let watch = api.abort_handle();
+        let admin = tokio::spawn(async { Err(std::io::Error::other("accept failed")) });
+        let error = supervise(api, admin).await.unwrap_err();
+        assert_eq!(format!("{error:#}"), "the admin server stopped: accept failed");
+        tokio::task::yield_now().await;
+        assert!(watch.is_finished());
+        // A shutdown: both end cleanly.
+        let api = tokio::spawn(async { anyhow::Ok(()) });
+        let admin = tokio::spawn(async { std::io::Result::Ok(()) });
+        supervise(api, admin).await.unwrap();
+    }
 }

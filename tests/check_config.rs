@@ -1,4 +1,5 @@
-//! `prescale check-config`: the real binary on the shipped example and on a broken file.
+//! The real binary refusing what it cannot run: `prescale check-config` on the shipped example and on a broken file,
+//! and `prescale serve` on a serving certificate it cannot use.
 
 use std::process::Command;
 
@@ -48,4 +49,65 @@ fn a_broken_file_fails_with_every_problem_located() {
         stderr.contains("broken.yaml:7:32: workloads[0].hpaScaleDownStabilization: must be at most 1h"),
         "{stderr}"
     );
+}
+
+/// A garbage certificate ends `serve` at once with a message naming the files, before any listener (the admin
+/// server's `/readyz` included) comes up: never a pod that looks ready with a dead API listener.
+#[test]
+fn serve_refuses_an_unusable_serving_certificate_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prescale.yaml");
+    std::fs::write(
+        &config,
+        "workloads:\n  - name: a\n    demand: {generator: {profile: embeddings}}\n    capacityPerReplica: 3\n    \
+         maxReplicas: 4\n",
+    )
+    .unwrap();
+    let garbage = dir.path().join("tls.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args([
+            "serve",
+            "--insecure-no-auth",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--tls-cert-file")
+        .arg(&garbage)
+        .arg("--tls-key-file")
+        .arg(&garbage)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the prescale binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "serve kept running with an unusable certificate:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("--tls-cert-file {}", garbage.display()))
+            && stderr.contains("the serving certificate cannot be used")
+            && stderr.contains("no CERTIFICATE block found"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("admin: "), "nothing listened: {stdout}");
 }
