@@ -296,8 +296,10 @@ fn validate(settings: &Settings) -> Result<(), BacktestError> {
     if let Some(c) = settings.capacity {
         if !(c.is_finite() && c > 0.0) {
             return err(
-                "--capacity",
-                format!("capacity per replica must be a positive number, got {c}"),
+                "capacityPerReplica",
+                format!(
+                    "capacity per replica must be a positive number, got {c}; fix the workload's capacityPerReplica"
+                ),
             );
         }
     }
@@ -348,8 +350,12 @@ fn milli_of(v: f64, what: &'static str) -> Result<i64, BacktestError> {
     match served_milli(v) {
         Some(m) if m > 0 => Ok(m),
         _ => Err(BacktestError::Setting {
-            field: "--capacity",
-            problem: format!("{what} {v} is not a usable target"),
+            field: "capacityPerReplica",
+            problem: format!(
+                "{what} {v} cannot be written as an HPA target (a Kubernetes quantity of 0.001 to about 9.2e15); \
+                 with --trace the capacity is p99(demand) / 20, so rescale the trace's values; with --config change \
+                 the workload's capacityPerReplica"
+            ),
         }),
     }
 }
@@ -486,6 +492,33 @@ mod tests {
         let mut v = vec![4.0, 1.0, 2.0, 3.0];
         // numpy.percentile([1,2,3,4], 99) = 3.97
         assert!((percentile(&mut v, 0.99) - 3.97).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_capacity_no_target_can_carry_names_the_setting_that_exists() {
+        // Demand of 1e300 units/s: c = p99 / 20 is far past what a Kubernetes quantity holds.
+        let huge = Series::from_values(t(0), TimeDelta::minutes(1), vec![Some(1e300); 60]);
+        let settings = Settings {
+            policies: vec![PolicyName::Reactive],
+            ..Settings::default()
+        };
+        let error = run(&huge, "huge", &settings).unwrap_err().to_string();
+        assert!(
+            error.contains("`capacityPerReplica`") && error.contains("rescale the trace"),
+            "{error}"
+        );
+        assert!(!error.contains("--capacity"), "no such flag: {error}");
+        // A configured capacity that is not positive.
+        let one = Series::from_values(t(0), TimeDelta::minutes(1), vec![Some(1.0); 60]);
+        let settings = Settings {
+            capacity: Some(0.0),
+            ..settings
+        };
+        let error = run(&one, "one", &settings).unwrap_err().to_string();
+        assert!(
+            error.contains("`capacityPerReplica`: capacity per replica must be a positive number"),
+            "{error}"
+        );
     }
 
     #[test]
