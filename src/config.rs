@@ -128,6 +128,13 @@ impl WorkloadConfig {
     }
 }
 
+/// Smallest `capacityPerReplica`: the HPA reads a target in thousandths of a unit.
+const MIN_CAPACITY: f64 = 0.001;
+/// Largest `capacityPerReplica`: far past any real replica, and well inside what a quantity can carry.
+const MAX_CAPACITY: f64 = 1e12;
+/// Longest `leadTime`: cold starts (node, image, model weights) take minutes; the plan looks this far ahead.
+const MAX_LEAD_TIME: TimeDelta = TimeDelta::hours(1);
+
 /// Where a workload's demand history comes from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -605,8 +612,28 @@ impl Validator {
                 &f("capacityPerReplica"),
                 format!("must be a positive number of demand units one replica serves, got {cap}"),
             );
+        } else if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
+            self.at(
+                &raw.capacity_per_replica,
+                &f("capacityPerReplica"),
+                format!(
+                    "{cap:e} is outside 0.001 to 1e12: the HPA reads targets in thousandths of a unit; measure demand \
+                     in a unit that puts one replica's share in that range (e.g. requests/min instead of requests/s)"
+                ),
+            );
         }
         let lead = self.duration(raw.lead_time.as_ref(), &f("leadTime"), defaults::LEAD_TIME);
+        if let Some(raw_lead) = raw.lead_time.as_ref().filter(|_| lead > MAX_LEAD_TIME) {
+            self.at(
+                raw_lead,
+                &f("leadTime"),
+                format!(
+                    "{} is longer than 1h: a cold start is node + image + model weights until Ready, minutes in \
+                     practice; the plan looks this far ahead at every decision",
+                    raw_lead.value
+                ),
+            );
+        }
         let sync = self.duration(raw.hpa_sync.as_ref(), &f("hpaSync"), defaults::HPA_SYNC);
         let downscale_stabilization = match &raw.hpa_scale_down_stabilization {
             None => crate::planner::DOWNSCALE_STABILIZATION,
@@ -1113,6 +1140,39 @@ mod tests {
         ] {
             let err = parse(&text(block), Path::new("p.yaml")).unwrap_err().to_string();
             assert!(err.contains(expect), "{block}: {err}");
+        }
+    }
+
+    #[test]
+    fn capacity_and_lead_time_have_physical_bounds() {
+        let text = |cap: &str, lead: &str| {
+            format!(
+                "workloads:\n  - name: a\n    demand: {{generator: {{profile: embeddings}}}}\n    capacityPerReplica: {cap}\n    \
+                 maxReplicas: 4\n    leadTime: {lead}\n"
+            )
+        };
+        assert!(parse(&text("0.001", "1h"), Path::new("p.yaml")).is_ok());
+        assert!(parse(&text("1e12", "15s"), Path::new("p.yaml")).is_ok());
+        for (cap, lead, expect) in [
+            (
+                "1e-320",
+                "5m",
+                "p.yaml:4:25: workloads[0].capacityPerReplica: 1e-320 is outside 0.001 to 1e12",
+            ),
+            (
+                "1e13",
+                "5m",
+                "workloads[0].capacityPerReplica: 1e13 is outside 0.001 to 1e12",
+            ),
+            (
+                "3",
+                "1000w",
+                "p.yaml:6:15: workloads[0].leadTime: 1000w is longer than 1h",
+            ),
+            ("3", "61m", "workloads[0].leadTime: 61m is longer than 1h"),
+        ] {
+            let err = parse(&text(cap, lead), Path::new("p.yaml")).unwrap_err().to_string();
+            assert!(err.contains(expect), "{cap} {lead}: {err}");
         }
     }
 
