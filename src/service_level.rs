@@ -558,7 +558,7 @@ impl Controller {
         // Until [`Controller::serve`] says what was served at `now`, the served track holds its pods.
         ready[SERVED] = self.shadows[SERVED].pods_at(now);
         self.pending.push_back((now, ready));
-        self.current = self.choose().map(|_| self.best());
+        self.current = self.warm().then(|| self.best());
     }
 
     /// Runs the served track's HPA sync for `now` (after [`Controller::record`] for the same moment): `value` is the
@@ -613,16 +613,18 @@ impl Controller {
 
     /// The candidate to follow now; `None` before warm-up.
     pub fn choose(&self) -> Option<Choice> {
-        if self.scored < self.settings.warmup || self.weighted.demand <= 0.0 {
-            return None;
-        }
-        Some(choice_of(self.best()))
+        self.warm().then(|| choice_of(self.best()))
+    }
+
+    /// True once [`Adaptive::warmup`] of decisions with demand has been scored.
+    fn warm(&self) -> bool {
+        self.scored >= self.settings.warmup && self.weighted.demand > 0.0
     }
 
     /// The reactive utilization to serve when the forecast cannot be (demoted, or forecast-only): the reactive
     /// candidate that met the SLO at the fewest pods; `None` before warm-up (the configured fallback then).
     pub fn reactive_fallback(&self) -> Option<f64> {
-        if self.scored < self.settings.warmup || self.weighted.demand <= 0.0 {
+        if !self.warm() {
             return None;
         }
         Some(UTILIZATIONS[self.reactive_at_slo().unwrap_or_else(|| self.least_unserved_reactive()) - FIRST_REACTIVE])

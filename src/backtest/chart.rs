@@ -128,17 +128,7 @@ pub(crate) fn svg(trace: &str, lead: &str, capacity: f64, runs: &[&PolicyRun], s
     let x = |t: DateTime<Utc>| LEFT + plot_w * (t - t0).num_milliseconds() as f64 / span;
     let y = |v: f64| TOP + plot_h * (1.0 - v / ymax);
 
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        out,
-        r#"<text x="{LEFT}" y="22" font-size="16" font-weight="bold">{} — demand vs ready capacity, cold start L = {}</text>"#,
-        esc(trace),
-        esc(lead)
-    );
+    open_svg(&mut out, (WIDTH, HEIGHT), LEFT, trace, "demand vs ready capacity", lead);
     let bucket_len = TICK * size as i32;
     let _ = writeln!(
         out,
@@ -357,16 +347,13 @@ pub(crate) fn frontier_svg(trace: &str, frontier: &Frontier, runs: &[&PolicyRun]
     let ymin = ymin.max(0.0);
     let y = |v: f64| F_TOP + plot_h * (1.0 - (v - ymin) / (ymax - ymin));
 
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{FW}" height="{FH}" viewBox="0 0 {FW} {FH}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        out,
-        r#"<text x="{F_LEFT}" y="22" font-size="16" font-weight="bold">{} — unserved demand vs replica-hours, cold start L = {}</text>"#,
-        esc(trace),
-        esc(lead)
+    open_svg(
+        &mut out,
+        (FW, FH),
+        F_LEFT,
+        trace,
+        "unserved demand vs replica-hours",
+        lead,
     );
     let _ = writeln!(
         out,
@@ -636,6 +623,21 @@ fn format_number(v: f64) -> String {
     }
 }
 
+/// The opening of a chart: the `<svg>` element, a white background and the title `<trace> — <what>, cold start L =
+/// <lead>` at `left`.
+fn open_svg(out: &mut String, (width, height): (f64, f64), left: f64, trace: &str, what: &str, lead: &str) {
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="22" font-size="16" font-weight="bold">{} — {what}, cold start L = {}</text>"#,
+        esc(trace),
+        esc(lead)
+    );
+}
 /// Horizontal grid lines with their labels every `step` from `from` to `to` (`y` maps a value to its pixel row), and
 /// the axis title turned up the left edge: the plot spans `left..left + width` and `top..top + height`.
 fn y_axis(
