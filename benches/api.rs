@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower::ServiceExt;
 
-use prescale::api::{self, ApiState};
+use prescale::apiserver::api::{self, ApiState};
 use prescale::clock::Clock;
 use prescale::history::synthetic::{Generator, Profile};
 use prescale::pipeline::{Cycle, Workload};

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use prescale::engine::Engine;
+use prescale::control::engine::Engine;
+use prescale::control::planner::plan;
+use prescale::control::policy::Policy;
 use prescale::forecast::{fit, ForecastSettings, Seasonality};
-use prescale::planner::{plan, Policy};
 use prescale::series::Series;
 
 const TRACE: &str = "nasa_http_1995.csv";

@@ -9,20 +9,21 @@ use chrono::{TimeDelta, Utc};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use crate::admin::{self, AdminState};
-use crate::api::{self, ApiState};
+use crate::apiserver::api::{self, ApiState};
+use crate::apiserver::{auth, tls};
 use crate::backtest::publish::{ConfigMapRef, PublishedBacktests};
 use crate::clock::Clock;
 use crate::config::{self, Config, DemandSource, WorkloadConfig};
+use crate::control::policy::Policy;
 use crate::forecast::Seasonality;
 use crate::history::prometheus::{PromQuery, PrometheusClient};
 use crate::history::synthetic::{Generator, Profile};
 use crate::history::trace::{self, Replay};
 use crate::history::History;
 use crate::pipeline::{self, Workload};
-use crate::planner::Policy;
+use crate::sre::admin::{self, AdminState};
+use crate::sre::telemetry;
 use crate::store::{PlanStore, WorkloadId};
-use crate::{auth, telemetry, tls};
 
 /// Listener overrides from the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -236,9 +237,7 @@ fn p99(mut v: Vec<f64>) -> f64 {
         return 0.0;
     }
     v.sort_by(f64::total_cmp);
-    let rank = 0.99 * (v.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+    crate::series::percentile(&v, 0.99)
 }
 
 fn apply_listen(config: &mut Config, listen: &ListenArgs) {
@@ -436,7 +435,7 @@ fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
             w.id.to_string(),
             w.policy.capacity_per_replica,
             w.unit,
-            config::format_duration(w.policy.lead),
+            crate::duration::format(w.policy.lead),
             w.policy.quantile.get() * 100.0,
             w.policy.min_replicas,
             w.policy.max_replicas

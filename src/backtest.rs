@@ -2,7 +2,7 @@
 //!
 //! The protocol (one yardstick for every comparison): ticks every 15 s over the scored window (after a warm-up of
 //! 7 days, or 25% of shorter traces and at least 10 minutes); each policy may read only samples whose interval
-//! ended by `t − 30 s`; what it serves goes through [`crate::hpa`] exactly as the Kubernetes HPA would read it
+//! ended by `t − 30 s`; what it serves goes through [`crate::k8s::hpa`] exactly as the Kubernetes HPA would read it
 //! (a Quantity, `MilliValue` rounded up) with an AverageValue target, tolerance 0.1 and no `behavior`; pods are
 //! ready `L` after creation. Capacity per replica is `c = p99(scored demand) / 20`, replicas are kept in `[1, 40]`.
 //!
@@ -10,20 +10,20 @@
 //! - `reactive`: observed demand (mean of the visible samples ending in `(t − 90 s, t − 30 s]`, else the latest
 //!   visible sample) against target `c`;
 //! - `reactive-70`: the same against `0.7·c`, the common production setting and the baseline to beat;
-//! - `predictive`: the production decision step ([`crate::engine::Engine`]: forecast, planner, quality gate and the
+//! - `predictive`: the production decision step ([`crate::control::engine::Engine`]: forecast, planner, quality gate and the
 //!   service-level controller) on visible history only, refitted every `refit_interval`, serving `plan.served`
 //!   against target `1`; run once per service-level objective ([`Settings::slos`]) at every lead, all in one pass
 //!   that fits the model once per refit for every engine;
 //! - `oracle`: perfect foresight bypassing the HPA, pods for `ceil(demand / c)` created exactly `L` before they are
 //!   needed and removed as soon as they are not. Its replica-hours are a floor.
 //! - `hpa-oracle`: perfect foresight served through the same HPA, planned as the predictive policy plans (the peak
-//!   of actual demand over the [`crate::planner::cover_window`], raised past the tolerance). It splits the
+//!   of actual demand over the [`crate::control::planner::cover_window`], raised past the tolerance). It splits the
 //!   predictive policy's distance from the oracle into what the HPA's hold, tolerance and whole replicas cost
 //!   (hpa-oracle vs oracle) and what forecast error costs (predictive vs hpa-oracle), and is the "perfect
 //!   foresight" end of *foresight captured*.
 //!
 //! Beside them, whenever a reactive policy or the predictive one runs, the **reactive frontier** per lead: the
-//! reactive HPA at target `u·c` for every `u` in [`crate::service_level::UTILIZATIONS`] (scores only, no per-tick
+//! reactive HPA at target `u·c` for every `u` in [`crate::control::service_level::UTILIZATIONS`] (scores only, no per-tick
 //! files). Each predictive run is judged against it at its own realised unserved share (the best-tuned HPA that
 //! served as well: equal-service savings, foresight captured) and against its SLO; see [`frontier`] for the exact
 //! definitions and the bar.
@@ -48,13 +48,15 @@ use crate::forecast::Quantile;
 mod chart;
 mod cli;
 pub mod frontier;
+mod output;
 mod policies;
 pub mod publish;
 mod report;
 mod sim;
 
 pub use cli::{run_cli, BacktestArgs};
-pub use report::{write_outputs, PolicyRun, PredictiveInfo, Report, ReportSettings, Scores, SloResult, TickRow};
+pub use output::write_outputs;
+pub use report::{PolicyRun, PredictiveInfo, Report, ReportSettings, Scores, SloResult, TickRow};
 pub use sim::run;
 
 /// HPA sync period: one tick of the simulation.
@@ -102,7 +104,7 @@ pub enum BacktestError {
     },
     /// An HPA specification built from the settings was rejected.
     #[error("HPA specification rejected: {0}")]
-    Hpa(#[from] crate::hpa::HpaError),
+    Hpa(#[from] crate::k8s::hpa::HpaError),
     /// Writing an output file failed.
     #[error("cannot write {path}: {source}")]
     Output {
@@ -188,9 +190,9 @@ pub struct Settings {
     /// The planner's `fallback_utilization`: the reactive target served while forecasts are demoted.
     pub fallback_utilization: f64,
     /// When the predictive policy's forecasts are demoted to the reactive target, and promoted back.
-    pub quality: crate::quality::Bounds,
+    pub quality: crate::control::quality::Bounds,
     /// The predictive policy's adaptive quantile (off: it plans at `quantile` throughout), and its SLO.
-    pub adaptive: crate::service_level::Adaptive,
+    pub adaptive: crate::control::policy::Adaptive,
     /// The SLOs (shares of demand that may go unserved) to run the predictive policy at, once each at every lead;
     /// empty: `adaptive.slo.max_unserved` alone.
     pub slos: Vec<f64>,
@@ -207,9 +209,9 @@ impl Default for Settings {
             policies: PolicyName::DEFAULT.to_vec(),
             capacity: None,
             scale_in_on_observed_only: false,
-            fallback_utilization: crate::planner::DEFAULT_FALLBACK_UTILIZATION,
-            quality: crate::quality::Bounds::default(),
-            adaptive: crate::service_level::Adaptive::default(),
+            fallback_utilization: crate::control::policy::DEFAULT_FALLBACK_UTILIZATION,
+            quality: crate::control::quality::Bounds::default(),
+            adaptive: crate::control::policy::Adaptive::default(),
             slos: Vec::new(),
             progress: false,
         }
@@ -233,10 +235,10 @@ impl Settings {
 
 /// Short label of a lead time for file names and tables, e.g. `5m`, `90s`.
 pub fn lead_label(lead: TimeDelta) -> String {
-    crate::config::format_duration(lead)
+    crate::duration::format(lead)
 }
 
 /// Label of an SLO for tables and JSON keys, e.g. `0.1%`.
 pub fn slo_label(slo: f64) -> String {
-    crate::service_level::ServiceLevel::format_share(slo)
+    crate::control::policy::ServiceLevel::format_share(slo)
 }

@@ -35,3 +35,17 @@ impl std::fmt::Debug for Clock {
         f.write_str("Clock")
     }
 }
+
+/// Instants for unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use chrono::{DateTime, Utc};
+
+    /// Midnight UTC of 2023-11-14: aligned to every step and season a test uses.
+    const BASE: i64 = 1_699_920_000;
+
+    /// `s` seconds after a fixed midnight.
+    pub fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(BASE + s, 0).expect("a test instant")
+    }
+}

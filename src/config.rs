@@ -13,13 +13,14 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::engine::Mode;
+use crate::control::engine::Mode;
+use crate::control::policy::Policy;
+use crate::control::policy::{Adaptive, ServiceLevel};
+use crate::control::quality;
+use crate::duration;
 use crate::forecast::{Quantile, Seasonality};
 use crate::history::prometheus::{Combine, PrometheusSettings};
 use crate::history::synthetic::{Generator, Profile};
-use crate::planner::Policy;
-use crate::quality;
-use crate::service_level::{Adaptive, ServiceLevel};
 use crate::store::WorkloadId;
 
 /// A validated configuration.
@@ -65,14 +66,14 @@ impl WorkloadConfig {
     pub fn describe(&self) -> String {
         let p = &self.policy;
         let source = match &self.demand {
-            DemandSource::Promql { step, .. } => format!("promql at a {} step", format_duration(*step)),
+            DemandSource::Promql { step, .. } => format!("promql at a {} step", duration::format(*step)),
             DemandSource::Trace { path } => format!("trace {}", path.display()),
             DemandSource::Generator(g) => format!("generator {} (seed {})", g.profile.name(), g.seed),
         };
         let seasonality = match &self.seasonality {
             Seasonality::Auto => "auto".to_owned(),
             Seasonality::None => "none".to_owned(),
-            Seasonality::Periods(ps) => ps.iter().map(|d| format_duration(*d)).collect::<Vec<_>>().join(", "),
+            Seasonality::Periods(ps) => ps.iter().map(|d| duration::format(*d)).collect::<Vec<_>>().join(", "),
         };
         let mode = match self.serving.mode {
             Mode::Serve => "serve",
@@ -93,11 +94,11 @@ impl WorkloadConfig {
                 "the cheapest forecast quantile or reactive target that met the SLO (p{q} until {warmup} scored, \
                  half-life {half_life}, {replay})",
                 q = p.quantile.get() * 100.0,
-                warmup = format_duration(p.adaptive.warmup),
-                half_life = format_duration(p.adaptive.half_life),
+                warmup = duration::format(p.adaptive.warmup),
+                half_life = duration::format(p.adaptive.half_life),
                 replay = match p.adaptive.replay_span(self.history) {
                     span if span > TimeDelta::zero() => {
-                        format!("{} of history replayed at startup", format_duration(span))
+                        format!("{} of history replayed at startup", duration::format(span))
                     }
                     _ => "no replay at startup".to_owned(),
                 },
@@ -114,16 +115,16 @@ impl WorkloadConfig {
              HPA: sync {sync}, scale-down hold {hold}",
             id = self.id,
             slo = p.adaptive.slo,
-            history = format_duration(self.history),
-            refit = format_duration(self.refit_interval),
-            lead = format_duration(p.lead),
+            history = duration::format(self.history),
+            refit = duration::format(self.refit_interval),
+            lead = duration::format(p.lead),
             cap = p.capacity_per_replica,
             unit = self.unit,
             min = p.min_replicas,
             max = p.max_replicas,
             fallback = p.fallback_utilization * 100.0,
-            sync = format_duration(p.sync),
-            hold = format_duration(p.downscale_stabilization),
+            sync = duration::format(p.sync),
+            hold = duration::format(p.downscale_stabilization),
         )
     }
 }
@@ -520,9 +521,9 @@ impl Validator {
     }
 
     fn duration(&mut self, raw: Option<&Spanned<String>>, field: &str, default: &str) -> TimeDelta {
-        let fallback = parse_duration(default).expect("default duration parses");
+        let fallback = duration::parse(default).expect("default duration parses");
         let Some(raw) = raw else { return fallback };
-        match parse_duration(&raw.value) {
+        match duration::parse(&raw.value) {
             Ok(d) if d > TimeDelta::zero() => d,
             Ok(_) => {
                 self.at(raw, field, "must be longer than zero");
@@ -636,8 +637,8 @@ impl Validator {
         }
         let sync = self.duration(raw.hpa_sync.as_ref(), &f("hpaSync"), defaults::HPA_SYNC);
         let downscale_stabilization = match &raw.hpa_scale_down_stabilization {
-            None => crate::planner::DOWNSCALE_STABILIZATION,
-            Some(raw) => match parse_duration(&raw.value) {
+            None => crate::control::policy::DOWNSCALE_STABILIZATION,
+            Some(raw) => match duration::parse(&raw.value) {
                 Ok(d) if d <= TimeDelta::hours(1) => d,
                 Ok(_) => {
                     self.at(
@@ -645,11 +646,11 @@ impl Validator {
                         &f("hpaScaleDownStabilization"),
                         "must be at most 1h, the HPA's own limit on stabilizationWindowSeconds",
                     );
-                    crate::planner::DOWNSCALE_STABILIZATION
+                    crate::control::policy::DOWNSCALE_STABILIZATION
                 }
                 Err(e) => {
                     self.at(raw, &f("hpaScaleDownStabilization"), e);
-                    crate::planner::DOWNSCALE_STABILIZATION
+                    crate::control::policy::DOWNSCALE_STABILIZATION
                 }
             },
         };
@@ -665,7 +666,7 @@ impl Validator {
             }),
         };
         let fallback_utilization = match &raw.fallback_utilization {
-            None => crate::planner::DEFAULT_FALLBACK_UTILIZATION,
+            None => crate::control::policy::DEFAULT_FALLBACK_UTILIZATION,
             Some(u) => {
                 if !(u.value.is_finite() && u.value > 0.0 && u.value <= 1.0) {
                     self.at(
@@ -712,7 +713,7 @@ impl Validator {
                 RawSeasonality::Periods(ps) => {
                     let mut out = Vec::new();
                     for p in ps {
-                        match parse_duration(p) {
+                        match duration::parse(p) {
                             Ok(d) if d > step => out.push(d),
                             Ok(_) => self.at(
                                 s,
@@ -770,7 +771,7 @@ impl Validator {
             }
             let mut duration = |value: &Option<String>, name: &str, default: TimeDelta, least: TimeDelta| {
                 let Some(v) = value else { return default };
-                match parse_duration(v) {
+                match duration::parse(v) {
                     Ok(x) if x >= least && x <= TimeDelta::days(60) => x,
                     Ok(_) => {
                         self.at(
@@ -778,8 +779,8 @@ impl Validator {
                             &f(&format!("adaptiveQuantile.{name}")),
                             format!(
                                 "{v} must be between {} and 60d (default {})",
-                                format_duration(least),
-                                format_duration(default)
+                                duration::format(least),
+                                duration::format(default)
                             ),
                         );
                         default
@@ -821,13 +822,16 @@ impl Validator {
             };
             let window = match &l.value.window {
                 None => d.window,
-                Some(v) => match parse_duration(v) {
+                Some(v) => match duration::parse(v) {
                     Ok(w) if (ServiceLevel::MIN_WINDOW..=ServiceLevel::MAX_WINDOW).contains(&w) => w,
                     Ok(_) => {
                         self.at(
                             l,
                             &f("serviceLevel.window"),
-                            format!("{v} must be between 1h and 60d (default {})", format_duration(d.window)),
+                            format!(
+                                "{v} must be between 1h and 60d (default {})",
+                                duration::format(d.window)
+                            ),
                         );
                         d.window
                     }
@@ -893,54 +897,6 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
-}
-
-/// Parses durations like `30s`, `5m`, `1h30m`, `14d`, `1w` (units s, m, h, d, w; integers).
-pub fn parse_duration(s: &str) -> Result<TimeDelta, String> {
-    let hint = "write a duration like 30s, 5m, 1h30m, 14d or 1w";
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(format!("empty duration; {hint}"));
-    }
-    let mut total = TimeDelta::zero();
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: i64 = digits.parse().map_err(|_| format!("`{s}` is not a duration; {hint}"))?;
-        digits.clear();
-        let unit = match c {
-            's' => TimeDelta::seconds(1),
-            'm' => TimeDelta::minutes(1),
-            'h' => TimeDelta::hours(1),
-            'd' => TimeDelta::days(1),
-            'w' => TimeDelta::weeks(1),
-            _ => return Err(format!("`{s}` has unknown unit `{c}`; {hint}")),
-        };
-        total += unit * i32::try_from(n).map_err(|_| format!("`{s}` is too long"))?;
-    }
-    if !digits.is_empty() {
-        return Err(format!("`{s}` has no unit; {hint}"));
-    }
-    Ok(total)
-}
-
-/// Formats a duration the way [`parse_duration`] reads it.
-pub fn format_duration(d: TimeDelta) -> String {
-    let mut secs = d.num_seconds();
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= n {
-            out.push_str(&format!("{}{unit}", secs / n));
-            secs %= n;
-        }
-    }
-    out
 }
 
 fn count_workloads<'de, D: de::Deserializer<'de>>(d: D) -> Result<Spanned<usize>, D::Error> {
@@ -1257,7 +1213,7 @@ workloads:
         );
         assert_eq!(
             a.policy.fallback_utilization,
-            crate::planner::DEFAULT_FALLBACK_UTILIZATION
+            crate::control::policy::DEFAULT_FALLBACK_UTILIZATION
         );
         assert_eq!(b.policy.fallback_utilization, 1.0);
         assert_eq!(
@@ -1349,7 +1305,7 @@ maxForecastAge: soon
             "{joined}"
         );
         assert!(
-            joined.contains("workloads[2].leadTime: `5 minutes` has unknown unit ` `"),
+            joined.contains("workloads[2].leadTime: `5 minutes` is not a duration"),
             "{joined}"
         );
         assert!(
@@ -1412,21 +1368,5 @@ maxForecastAge: soon
         );
         let ps = problems(&format!("{base}    quality: {{demote: {{maxUnder: 0.9}}}}\n"));
         assert!(ps[0].contains("unknown field `maxUnder`"), "{ps:?}");
-    }
-
-    #[test]
-    fn durations_round_trip() {
-        for (s, d) in [
-            ("30s", 30),
-            ("5m", 300),
-            ("1h30m", 5400),
-            ("14d", 14 * 86_400),
-            ("1w", 7 * 86_400),
-        ] {
-            assert_eq!(parse_duration(s).unwrap(), TimeDelta::seconds(d), "{s}");
-        }
-        assert_eq!(format_duration(TimeDelta::seconds(5400)), "1h30m");
-        assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(parse_duration("").is_err());
     }
 }

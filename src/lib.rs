@@ -1,50 +1,40 @@
 //! prescale: a predictive autoscaler for Kubernetes.
 //!
+//! The tree follows the data path:
+//!
 //! ```text
-//! Prometheus ─► history ─► forecast ─► planner ─► store ─► api (external.metrics.k8s.io) ─► HPA
-//!   (or a recorded trace,                               └─► admin (SRE HTTP, /metrics)
+//! Prometheus ─► history ─► forecast ─► control ─► store ─► apiserver (external.metrics.k8s.io) ─► HPA
+//!   (or a recorded trace,                                 └─► sre (admin JSON, page, explain, /metrics)
 //!    or the demo generator)
-//! backtest = the same forecast + planner + an HPA/pod simulator (hpa), fed a recorded trace
+//! backtest = the same forecast + control + the HPA's arithmetic and a pod model (k8s::hpa), fed a recorded trace
 //! ```
 //!
-//! - [`series`]: regular time series with explicit gaps.
+//! - [`series`], [`clock`], [`duration`]: regular time series with explicit gaps, time as an argument, durations.
+//! - [`k8s`]: Kubernetes semantics: quantities, label selectors, the HPA controller's arithmetic.
 //! - [`history`]: the [`history::History`] seam and its sources (trace, generator, Prometheus).
 //! - [`forecast`]: seasonal models, calibrated quantiles, fallbacks.
-//! - [`planner`]: forecast + policy + now → replica target.
-//! - [`engine`]: one workload's refit → forecast → plan step, shared by production and the backtest.
-//! - [`quality`]: live scoring of forecasts against what happened; demotion to reactive and back.
-//! - [`store`]: latest published snapshot per workload.
-//! - [`clock`]: time as an argument.
-//! - [`quantity`], [`selector`]: Kubernetes wire formats.
-//! - [`api`]: the `external.metrics.k8s.io/v1beta1` router.
-//! - [`tls`], [`auth`]: serving as an aggregated API server.
-//! - [`admin`], [`web`], [`explain`], [`telemetry`]: the SRE view: JSON API, page with charts, "why N?", `/metrics`.
-//! - [`hpa`]: the HPA controller's arithmetic and a pod model, for simulation.
+//! - [`control`]: from a forecast to a replica target: policy, planner, SLO controller, live quality, and the
+//!   per-workload engine that runs them (shared by production and the backtest).
+//! - [`store`]: the latest published snapshot per workload.
+//! - [`pipeline`]: the loop that fetches, fits, plans and publishes to the store.
+//! - [`apiserver`]: the `external.metrics.k8s.io/v1beta1` API as an aggregated API server (routes, auth, TLS).
+//! - [`sre`]: what an SRE reads: admin JSON API, page with charts, "why N?", `/metrics`.
 //! - [`backtest`]: replay a trace through policies and score them.
 //! - [`config`]: the YAML workload file.
-//! - [`pipeline`]: the loop that fetches, fits, plans and publishes.
 //! - [`app`]: the composition root (wires everything; the only place clients are built).
 
-pub mod admin;
-pub mod api;
+pub mod apiserver;
 pub mod app;
-pub mod auth;
 pub mod backtest;
 pub mod clock;
 pub mod config;
-pub mod engine;
-pub mod explain;
+pub mod control;
+pub mod duration;
+pub mod error;
 pub mod forecast;
 pub mod history;
-pub mod hpa;
+pub mod k8s;
 pub mod pipeline;
-pub mod planner;
-pub mod quality;
-pub mod quantity;
-pub mod selector;
 pub mod series;
-pub mod service_level;
+pub mod sre;
 pub mod store;
-pub mod telemetry;
-pub mod tls;
-pub mod web;

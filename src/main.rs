@@ -39,7 +39,7 @@ enum Command {
     /// Backtest a recorded trace, or the configured workloads' history, through every policy and the HPA's arithmetic.
     Backtest(Box<prescale::backtest::BacktestArgs>),
     /// Explain a running server's replica target for one workload: why N replicas now?
-    Explain(prescale::explain::ExplainArgs),
+    Explain(prescale::sre::explain::ExplainArgs),
     /// Validate a config file; lists every problem and exits non-zero when there is one.
     CheckConfig {
         /// The workload config (YAML).
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         },
-        Command::Explain(args) => runtime().block_on(prescale::explain::run_cli(args)),
+        Command::Explain(args) => runtime().block_on(prescale::sre::explain::run_cli(args)),
         Command::Backtest(args) => prescale::backtest::run_cli(*args),
         Command::Demo { traces, listen } => runtime().block_on(prescale::app::demo(&traces, listen)),
         Command::Serve {

@@ -12,13 +12,13 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::clock::Clock;
 use crate::config::WorkloadConfig;
-use crate::engine::{Engine, Replayed};
+use crate::control::engine::{Engine, Replayed};
+use crate::control::quality::Health;
 use crate::forecast::{self, ForecastSettings};
 use crate::history::History;
-use crate::quality::Health;
 use crate::series::Series;
+use crate::sre::telemetry::PipelineMetrics;
 use crate::store::{Insight, PlanStore, ReplayState, ReplayStatus, Snapshot, WorkloadStatus, RECENT_HISTORY};
-use crate::telemetry::PipelineMetrics;
 
 /// The default cycle interval (`prescale serve --interval`).
 pub const DEFAULT_INTERVAL: TimeDelta = TimeDelta::seconds(15);

@@ -249,13 +249,26 @@ impl Ingest {
     }
 }
 
+/// The linearly interpolated percentile of `sorted` (ascending) at `q` in [0, 1], as numpy's default computes it;
+/// `NaN` for an empty slice.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let x = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let k = x.floor() as usize;
+    let frac = x - k as f64;
+    if k + 1 < sorted.len() {
+        sorted[k] + (sorted[k + 1] - sorted[k]) * frac
+    } else {
+        sorted[k]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
-    }
+    use crate::clock::fixtures::t;
 
     #[test]
     fn points_align_to_slots_and_gaps_stay_gaps() {
@@ -315,5 +328,17 @@ mod tests {
         // intervals end at 30, 60(gap), 90, 120
         assert_eq!(s.mean_ending_in(t(30), t(120)), Some(4.0));
         assert_eq!(s.mean_ending_in(t(30), t(60)), None);
+    }
+
+    #[test]
+    fn percentile_interpolates_like_numpy() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        // numpy.percentile([1, 2, 3, 4], 99) = 3.97
+        assert!((percentile(&v, 0.99) - 3.97).abs() < 1e-12);
+        assert_eq!(percentile(&v, 0.5), 2.5);
+        assert_eq!(percentile(&v, 1.0), 4.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&[7.0], 0.9), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
     }
 }

@@ -6,10 +6,11 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::engine::{Mode, Serving};
+use crate::control::engine::{Mode, Serving};
+use crate::control::planner::ReplicaPlan;
+use crate::control::policy::Policy;
+use crate::control::quality;
 use crate::forecast::Forecast;
-use crate::planner::{Policy, ReplicaPlan};
-use crate::quality;
 use crate::series::Series;
 
 /// How much recent demand the store keeps per workload, for the SRE page and API.
@@ -134,7 +135,7 @@ pub struct WorkloadStatus {
     pub last_fit_seconds: f64,
     /// History fetches that failed, since start.
     pub query_errors: u64,
-    /// The startup replay of recent history (see [`crate::engine::Engine::replay`]); `None` before it starts or
+    /// The startup replay of recent history (see [`crate::control::engine::Engine::replay`]); `None` before it starts or
     /// when it is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayStatus>,
@@ -151,7 +152,7 @@ pub struct ReplayStatus {
     pub to: DateTime<Utc>,
     /// What was replayed (zero while running).
     #[serde(flatten)]
-    pub replayed: crate::engine::Replayed,
+    pub replayed: crate::control::engine::Replayed,
     /// How long it took on its thread, in seconds (zero while running or failed).
     pub seconds: f64,
 }
@@ -192,7 +193,7 @@ pub struct Insight {
     /// Recent forecasts scored against what happened, oldest first.
     pub scored: Vec<quality::Score>,
     /// The adaptive quantile's scores and choice (`None` when adaptation is off).
-    pub adaptive: Option<crate::service_level::Report>,
+    pub adaptive: Option<crate::control::service_level::Report>,
 }
 
 impl PlanStore {

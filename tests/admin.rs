@@ -14,19 +14,20 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use chrono::{DateTime, TimeDelta, Utc};
 use http_body_util::BodyExt;
-use prescale::admin::{self, AdminState};
 use prescale::clock::Clock;
 use prescale::config::{DemandSource, ServingConfig, WorkloadConfig};
-use prescale::engine::{self, Mode, Serving};
-use prescale::explain::{self, Explanation};
+use prescale::control::engine::{self, Mode, Serving};
+use prescale::control::planner;
+use prescale::control::policy::Policy;
+use prescale::control::quality::{self, Tracker};
 use prescale::forecast::{Forecast, Seasonality};
 use prescale::history::synthetic::{Generator, Profile};
 use prescale::pipeline::{Cycle, Workload};
-use prescale::planner::{self, Policy};
-use prescale::quality::{self, Tracker};
 use prescale::series::Series;
+use prescale::sre::admin::{self, AdminState};
+use prescale::sre::explain::{self, Explanation};
+use prescale::sre::telemetry;
 use prescale::store::{Insight, PlanStore, ReplayState, ReplayStatus, Snapshot, WorkloadId, WorkloadStatus};
-use prescale::telemetry;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -43,13 +44,14 @@ fn policy(capacity: f64) -> Policy {
     }
 }
 
-const CANDIDATES: usize = prescale::service_level::LEVELS.len() + prescale::service_level::UTILIZATIONS.len();
+const CANDIDATES: usize =
+    prescale::control::service_level::LEVELS.len() + prescale::control::service_level::UTILIZATIONS.len();
 
 /// The SLO controller after a week, SLO 0.5% over 7d: p80 is the cheapest candidate within the budget (0.47%, the
 /// served record a little over the SLO), 0.94× the pods of reactive@55%, the cheapest HPA target that met the SLO;
 /// the whole window scored at 0.35% unserved.
-fn adaptive_report() -> prescale::service_level::Report {
-    use prescale::service_level::{CandidateScore, Report, ServedScore, WindowScore, LEVELS, UTILIZATIONS};
+fn adaptive_report() -> prescale::control::service_level::Report {
+    use prescale::control::service_level::{CandidateScore, Report, ServedScore, WindowScore, LEVELS, UTILIZATIONS};
     let budget = 0.0047;
     let levels = LEVELS.iter().enumerate().map(|(k, &q)| {
         let unserved = (0.012 - 0.001 * k as f64).max(0.0);
@@ -103,8 +105,8 @@ fn adaptive_report() -> prescale::service_level::Report {
 
 /// An SLO nothing meets: 0.01% over 1d, every candidate left at least 0.2%; reactive@35% left the least and is
 /// chosen. 20 hours of the window scored at 0.04% unserved: missed, the budget overspent three times over.
-fn unreachable_report() -> prescale::service_level::Report {
-    use prescale::service_level::{CandidateScore, Report, WindowScore, LEVELS, UTILIZATIONS};
+fn unreachable_report() -> prescale::control::service_level::Report {
+    use prescale::control::service_level::{CandidateScore, Report, WindowScore, LEVELS, UTILIZATIONS};
     let levels = LEVELS.iter().map(|&q| CandidateScore {
         quantile: Some(q),
         utilization: None,

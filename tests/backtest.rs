@@ -233,7 +233,7 @@ fn several_slos_run_in_one_pass_against_the_reactive_frontier() {
         let points = frontier["points"].as_array().unwrap();
         assert_eq!(points.len(), 14);
         let us: Vec<f64> = points.iter().map(|p| p["utilization"].as_f64().unwrap()).collect();
-        assert_eq!(us, prescale::service_level::UTILIZATIONS);
+        assert_eq!(us, prescale::control::service_level::UTILIZATIONS);
         for (u, policy, target) in [
             (0.7, "reactive-70", "reactive70_target_milli"),
             (1.0, "reactive", "reactive_target_milli"),
@@ -478,7 +478,11 @@ fn hpa_oracle_sits_between_the_oracle_and_the_forecast() {
             let v = r.served_value.unwrap();
             let count = v.ceil() as u32;
             assert!((1..=40).contains(&count), "L={lead}: {r:?}");
-            assert_eq!(v, prescale::planner::served_value(count, previous), "L={lead}: {r:?}");
+            assert_eq!(
+                v,
+                prescale::control::planner::served_value(count, previous),
+                "L={lead}: {r:?}"
+            );
             previous = Some(count);
         }
         assert!(
@@ -531,7 +535,7 @@ fn the_adaptive_choice_scores_reactive_targets_as_the_backtest_does() {
         .filter(|c| c.quantile.is_some())
         .map(|c| c.unserved_fraction_total)
         .collect();
-    assert_eq!(levels.len(), prescale::service_level::LEVELS.len());
+    assert_eq!(levels.len(), prescale::control::service_level::LEVELS.len());
     assert!(levels.windows(2).all(|w| w[1] <= w[0] * 1.05), "{levels:?}");
     assert!(levels[0] > 2.0 * levels[levels.len() - 1], "{levels:?}");
     let served = &info.served_by["1%"]["5m"];
@@ -546,7 +550,7 @@ fn the_adaptive_choice_scores_reactive_targets_as_the_backtest_does() {
 
     // With the startup replay (the default), the three days before the scored window are replayed first, as
     // `prescale serve` does when it starts: the choice is warm from the first scored tick, not p90 for a day.
-    s.adaptive.replay = prescale::service_level::Adaptive::default().replay;
+    s.adaptive.replay = prescale::control::policy::Adaptive::default().replay;
     let replayed = backtest::run(&trace, "servegen_lang_m_small", &s).unwrap();
     let info = replayed.predictive.as_ref().unwrap();
     assert_eq!(replayed.settings.adaptive_replay_seconds, 3 * 86_400);

@@ -190,7 +190,7 @@ async fn start_cluster(dir: &Path) -> (Shared, PathBuf) {
 }
 
 async fn kube_client(kubeconfig: &Path) -> kube::Client {
-    prescale::tls::install_crypto_provider();
+    prescale::apiserver::tls::install_crypto_provider();
     let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
         .await

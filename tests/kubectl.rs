@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use prescale::quantity;
+use prescale::k8s::quantity;
 use serde_json::Value;
 
 const GROUP_VERSION: &str = "/apis/external.metrics.k8s.io/v1beta1";

@@ -472,7 +472,7 @@ fn source_literals() -> BTreeSet<String> {
 
 #[test]
 fn the_apiservice_registers_the_group_version_the_api_serves() {
-    use prescale::api::{GROUP, VERSION};
+    use prescale::apiserver::api::{GROUP, VERSION};
     for dir in ["deploy/overlays/dev", "deploy/overlays/production"] {
         let objects = render(dir);
         let apiservices: Vec<_> = of_kind(&objects, "APIService").collect();
@@ -546,7 +546,7 @@ fn the_apiservice_registers_the_group_version_the_api_serves() {
             #[derive(Parser)]
             struct Cli {
                 #[command(flatten)]
-                tls: prescale::tls::TlsArgs,
+                tls: prescale::apiserver::tls::TlsArgs,
             }
             let defaults = Cli::try_parse_from(["prescale"]).unwrap().tls.tls_self_signed_names;
             assert!(
@@ -578,7 +578,10 @@ fn rbac_grants_what_delegated_authentication_needs() {
     let reader = of_kind(&objects, "RoleBinding")
         .find(|b| b["roleRef"]["name"] == "extension-apiserver-authentication-reader")
         .expect("a RoleBinding to extension-apiserver-authentication-reader");
-    assert_eq!(reader["metadata"]["namespace"], prescale::auth::CONFIG_MAP_NAMESPACE);
+    assert_eq!(
+        reader["metadata"]["namespace"],
+        prescale::apiserver::auth::CONFIG_MAP_NAMESPACE
+    );
     assert_eq!(reader["roleRef"]["kind"], "Role");
     assert!(reader["subjects"].as_array().unwrap().contains(&subject));
 
@@ -593,7 +596,7 @@ fn rbac_grants_what_delegated_authentication_needs() {
         reader_role["roleRef"]["name"].as_str().unwrap(),
     );
     let rule = &role["rules"][0];
-    assert_eq!(rule["apiGroups"], serde_json::json!([prescale::api::GROUP]));
+    assert_eq!(rule["apiGroups"], serde_json::json!([prescale::apiserver::api::GROUP]));
     assert_eq!(rule["verbs"], serde_json::json!(["get", "list"]));
 }
 
@@ -711,12 +714,12 @@ fn the_workload_config_and_environment_match_the_code() {
         .next()
         .expect("an example HPA");
     let external = &hpa["spec"]["metrics"][0]["external"];
-    assert_eq!(external["metric"]["name"], prescale::api::METRIC_REPLICAS);
+    assert_eq!(external["metric"]["name"], prescale::apiserver::api::METRIC_REPLICAS);
     assert_eq!(
         external["target"],
         serde_json::json!({"type": "AverageValue", "averageValue": "1"})
     );
-    let workload = external["metric"]["selector"]["matchLabels"][prescale::api::WORKLOAD_LABEL]
+    let workload = external["metric"]["selector"]["matchLabels"][prescale::apiserver::api::WORKLOAD_LABEL]
         .as_str()
         .unwrap();
     let served = config.workloads.iter().find(|w| w.id.to_string().ends_with(workload));

@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, TimeDelta, Utc};
 use tower::ServiceExt;
 
-use prescale::api::{self, ApiState};
+use prescale::apiserver::api::{self, ApiState};
 use prescale::clock::Clock;
 use prescale::config::WorkloadConfig;
 use prescale::history::prometheus::{PromQuery, PrometheusClient, PrometheusSettings};

@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewStatus, UserInfo};
 use k8s_openapi::api::authorization::v1::{SubjectAccessReview, SubjectAccessReviewSpec, SubjectAccessReviewStatus};
 use k8s_openapi::api::core::v1::ConfigMap;
-use prescale::auth::{self, Auth, AuthConfig, AuthSettings, KubeReviewer, RequestHeaderConfig, User};
-use prescale::tls::{self, CaPool, CaPools, CertSource, TlsSettings};
+use prescale::apiserver::auth::{self, Auth, AuthConfig, AuthSettings, KubeReviewer, RequestHeaderConfig, User};
+use prescale::apiserver::tls::{self, CaPool, CaPools, CertSource, TlsSettings};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
@@ -996,12 +996,12 @@ fn kubectl() -> std::path::PathBuf {
 async fn kubectl_reads_discovery_over_tls_with_a_client_certificate() {
     let kubectl = kubectl();
     let f = fixture(Answer::Allow, settings()).await;
-    let state = prescale::api::ApiState {
+    let state = prescale::apiserver::api::ApiState {
         store: Arc::new(prescale::store::PlanStore::new()),
         max_forecast_age: chrono::TimeDelta::minutes(5),
         clock: prescale::clock::Clock::system(),
     };
-    let server = Server::start(prescale::api::router(state), &f.auth).await;
+    let server = Server::start(prescale::apiserver::api::router(state), &f.auth).await;
     let dir = tempfile::tempdir().unwrap();
     let user = f.client_ca.client("dave", &["ops"], true);
     std::fs::write(dir.path().join("ca.crt"), &server.ca_pem).unwrap();

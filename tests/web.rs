@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use prescale::explain::{num, pct, share, Explanation};
+use prescale::sre::explain::{num, pct, share, Explanation};
 use serde_json::Value;
 
 /// The demo process; killed (by its own pid) when dropped.

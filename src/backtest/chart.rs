@@ -12,8 +12,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::frontier::{Frontier, Position};
 use super::report::{PolicyRun, SloResult};
 use super::{PolicyName, TICK};
-use crate::web::chart::nice_step;
-use crate::web::esc;
+use crate::sre::web::chart::nice_step;
+use crate::sre::web::esc;
 
 /// Most points drawn per line.
 const MAX_POINTS: usize = 1200;
@@ -133,7 +133,7 @@ pub(crate) fn svg(trace: &str, lead: &str, capacity: f64, runs: &[&PolicyRun], s
     let _ = writeln!(
         out,
         r##"<text x="{LEFT}" y="40" fill="#555">each point: mean over {} (grey band: demand min–max); capacity = ready pods × {:.4} units/s</text>"##,
-        crate::config::format_duration(bucket_len),
+        crate::duration::format(bucket_len),
         capacity
     );
 
@@ -576,7 +576,7 @@ fn share_label(v: f64) -> String {
     if v <= 0.0 {
         "0".into()
     } else {
-        crate::service_level::ServiceLevel::format_share(v)
+        crate::control::policy::ServiceLevel::format_share(v)
     }
 }
 

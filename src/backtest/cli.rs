@@ -132,16 +132,16 @@ pub fn parse_time(s: &str) -> Result<TimeArg, String> {
         ("+", d) => (1, d),
         _ => return Err(format!("`{s}` is not a time; {hint}")),
     };
-    let d = crate::config::parse_duration(duration).map_err(|_| format!("`{s}` is not a time; {hint}"))?;
+    let d = crate::duration::parse(duration).map_err(|_| format!("`{s}` is not a time; {hint}"))?;
     Ok(TimeArg::Relative(d * sign))
 }
 
 fn parse_lead(s: &str) -> Result<TimeDelta, String> {
-    crate::config::parse_duration(s)
+    crate::duration::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_positive(s: &str) -> Result<TimeDelta, String> {
-    let d = crate::config::parse_duration(s)?;
+    let d = crate::duration::parse(s).map_err(|e| e.to_string())?;
     if d <= TimeDelta::zero() {
         return Err(format!("`{s}` must be a positive duration, e.g. 1h"));
     }
@@ -149,7 +149,7 @@ fn parse_positive(s: &str) -> Result<TimeDelta, String> {
 }
 
 fn parse_replay(s: &str) -> Result<TimeDelta, String> {
-    let d = crate::config::parse_duration(s)?;
+    let d = crate::duration::parse(s).map_err(|e| e.to_string())?;
     if d < TimeDelta::zero() || d > TimeDelta::days(60) {
         return Err(format!("`{s}` must be between 0s and 60d, e.g. 3d"));
     }
@@ -157,7 +157,7 @@ fn parse_replay(s: &str) -> Result<TimeDelta, String> {
 }
 
 fn parse_slo(s: &str) -> Result<f64, String> {
-    crate::service_level::ServiceLevel::parse_share(s)
+    crate::control::policy::ServiceLevel::parse_share(s)
 }
 
 fn parse_utilization(s: &str) -> Result<f64, String> {
@@ -225,7 +225,7 @@ pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
         scale_in_on_observed_only,
         fallback_utilization: fallback_utilization.unwrap_or(defaults.fallback_utilization),
         quality: defaults.quality,
-        adaptive: crate::service_level::Adaptive {
+        adaptive: crate::control::policy::Adaptive {
             enabled: defaults.adaptive.enabled && !fixed_quantile,
             replay: replay.unwrap_or(defaults.adaptive.replay),
             ..defaults.adaptive
@@ -310,7 +310,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
             scale_in_on_observed_only: scale_in_on_observed_only || w.policy.scale_in_on_observed_only,
             fallback_utilization: fallback_utilization.unwrap_or(w.policy.fallback_utilization),
             quality: w.serving.quality,
-            adaptive: crate::service_level::Adaptive {
+            adaptive: crate::control::policy::Adaptive {
                 enabled: w.policy.adaptive.enabled && !fixed_quantile,
                 replay: replay.unwrap_or(w.policy.adaptive.replay),
                 ..w.policy.adaptive
@@ -323,7 +323,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
             if leads.is_empty() && w.policy.lead.num_milliseconds() % TICK.num_milliseconds() != 0 {
                 anyhow::bail!(
                     "leadTime {} is not a multiple of the backtest's 15 s tick; pass --lead (e.g. --lead 5m)",
-                    crate::config::format_duration(w.policy.lead)
+                    crate::duration::format(w.policy.lead)
                 );
             }
             let history = history_for(w, prometheus.as_ref())?;
@@ -340,7 +340,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
     if let Some(target) = publish_configmap {
         let configured: Vec<_> = config.workloads.iter().map(|w| w.id.clone()).collect();
         runtime.block_on(async {
-            crate::tls::install_crypto_provider();
+            crate::apiserver::tls::install_crypto_provider();
             let client = kube::Client::try_default()
                 .await
                 .context("building the Kubernetes client for --publish-configmap (in-cluster, or set KUBECONFIG)")?;

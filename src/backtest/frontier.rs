@@ -46,7 +46,7 @@ pub const UNSERVED_FLOOR: f64 = 1e-6;
 /// Slack on the SLO when judging the realised share: met at up to 1.1 × the SLO.
 pub const SLO_SLACK: f64 = 1.1;
 
-pub use crate::service_level::UTILIZATIONS;
+pub use crate::control::service_level::UTILIZATIONS;
 
 /// One target of the reactive frontier at one lead time.
 #[derive(Debug, Clone, PartialEq, Serialize)]

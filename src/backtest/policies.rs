@@ -7,9 +7,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use indicatif::ProgressBar;
 
 use super::{LAG, OBSERVED_WINDOW, TICK};
-use crate::engine::{Engine, Reads, Replayed, Serving};
+use crate::control::engine::{Engine, Reads, Replayed, Serving};
+use crate::control::policy::Policy;
 use crate::forecast::{self, ForecastSettings, Seasonality};
-use crate::planner::Policy;
 use crate::series::Series;
 
 /// A trace as policies may see it: prefix views by tick time.
@@ -86,7 +86,7 @@ pub(crate) struct PredictiveSetup<'p> {
     /// Refit cadence.
     pub refit_interval: TimeDelta,
     /// Forecast-quality bounds (the workload's `quality:`): when decisions fall back to the reactive target.
-    pub quality: crate::quality::Bounds,
+    pub quality: crate::control::quality::Bounds,
 }
 
 /// What the predictive policy served at each tick for each engine (`served[engine][tick]`, engines in the order of
@@ -104,7 +104,7 @@ pub(crate) struct PredictiveRun {
     /// Per engine, what the replay before the first tick did.
     pub replayed: Vec<Replayed>,
     /// Per engine, the adaptive quantile's final state (`None` when off).
-    pub adaptive: Vec<Option<crate::service_level::Report>>,
+    pub adaptive: Vec<Option<crate::control::service_level::Report>>,
 }
 
 /// Runs the production decision step ([`Engine`]) at every tick on visible history only, one engine per policy of
@@ -141,7 +141,7 @@ pub(crate) fn predictive(
         .iter()
         .map(|p| {
             Engine::new(settings.clone(), p.clone(), setup.refit_interval)
-                .with_serving(crate::engine::Mode::Serve, setup.quality)
+                .with_serving(crate::control::engine::Mode::Serve, setup.quality)
         })
         .collect();
     // As `prescale serve` starting at the first scored tick would: replay recent history (before the scored window,
@@ -156,7 +156,7 @@ pub(crate) fn predictive(
                 .first()
                 .map_or(TimeDelta::zero(), |p| p.adaptive.replay_span(t0 - history.start()));
             if span > TimeDelta::zero() {
-                let label = crate::config::format_duration(span);
+                let label = crate::duration::format(span);
                 progress.set_message(format!("predictive: replaying {label} before"));
                 Engine::replay_all(&mut engines, &history, t0 - span, t0, TICK)
             } else {
@@ -193,11 +193,11 @@ pub(crate) fn predictive(
                         Serving::Forecast => format!("p{}", (d.plan.quantile * 100.0).round()),
                         Serving::Demoted => "demoted".to_owned(),
                         Serving::ForecastOnly => "forecast only".to_owned(),
-                        Serving::Reactive => crate::service_level::candidate_label(None, d.plan.utilization),
+                        Serving::Reactive => crate::control::service_level::candidate_label(None, d.plan.utilization),
                     };
                     *by.entry(what).or_insert(0) += 1;
                     let key = match d.serving {
-                        Serving::Forecast => format!("{:?}", d.forecast.method),
+                        Serving::Forecast => d.forecast.method.to_string(),
                         Serving::Demoted => "reactive (demoted)".to_owned(),
                         Serving::ForecastOnly => "reactive (forecast only)".to_owned(),
                         Serving::Reactive => "reactive (adaptive choice)".to_owned(),
@@ -229,10 +229,7 @@ pub(crate) fn predictive(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
-    }
+    use crate::clock::fixtures::t;
 
     #[test]
     fn observed_averages_the_last_minute_of_visible_samples() {

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use super::{PolicyName, Report};
+use crate::sre::telemetry::Emit;
 use crate::store::WorkloadId;
-use crate::telemetry::Emit;
 
 /// The field manager of the writer's server-side apply.
 pub const FIELD_MANAGER: &str = "prescale-backtest";

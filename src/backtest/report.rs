@@ -2,13 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::frontier::{self, Frontier, Point};
-use super::{chart, BacktestError, PolicyName, TICK};
+use super::{PolicyName, TICK};
 
 /// One tick of one policy's replay: the columns of the per-tick CSV.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -189,7 +188,7 @@ pub struct ReportSettings {
     /// Target utilization of the reactive target the predictive policy serves while its forecast is demoted.
     pub fallback_utilization: f64,
     /// The forecast-quality bounds that demote and promote the predictive policy's forecasts.
-    pub quality: crate::quality::Bounds,
+    pub quality: crate::control::quality::Bounds,
     /// The predictive policy adapts its quantile (`quantile` is then where it starts).
     pub adaptive_quantile: bool,
     /// Half-life of the adaptive quantile's scores, in seconds.
@@ -218,11 +217,11 @@ pub struct PredictiveInfo {
     pub served_by: BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>>,
     /// Per SLO and lead, the decisions replayed on the history before the scored window (as `prescale serve` does
     /// at startup) before the first scored tick.
-    pub replayed: BTreeMap<String, BTreeMap<String, crate::engine::Replayed>>,
+    pub replayed: BTreeMap<String, BTreeMap<String, crate::control::engine::Replayed>>,
     /// Per SLO and lead, the service-level controller's shadows at the end of the run: every candidate quantile and
     /// reactive target with the share of demand it left unserved, through the same HPA arithmetic and cold start.
     /// Empty with `--fixed-quantile`.
-    pub adaptive: BTreeMap<String, BTreeMap<String, Vec<crate::service_level::CandidateScore>>>,
+    pub adaptive: BTreeMap<String, BTreeMap<String, Vec<crate::control::service_level::CandidateScore>>>,
 }
 
 /// The predictive policy at one (SLO, lead): what it realised, against the reactive frontier, reactive-70, the
@@ -515,51 +514,6 @@ fn result_line(r: &SloResult) -> String {
     };
     let _ = write!(line, "; bar {verdict}");
     line
-}
-
-/// Writes `report.json`, `ticks/<run>.csv` per run ([`PolicyRun::file_stem`]), and per lead time `chart_L<lead>.svg`
-/// and, when the frontier ran, `frontier_L<lead>.svg` into `dir`.
-///
-/// Returns the files written.
-pub fn write_outputs(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, BacktestError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BacktestError::Output { path, source }
-    };
-    let ticks_dir = dir.join("ticks");
-    std::fs::create_dir_all(&ticks_dir).map_err(io(&ticks_dir))?;
-    let mut written = Vec::new();
-    let json_path = dir.join("report.json");
-    let json = serde_json::to_string_pretty(report).expect("report serializes");
-    std::fs::write(&json_path, json + "\n").map_err(io(&json_path))?;
-    written.push(json_path);
-    let several = report.several_slos();
-    for run in &report.runs {
-        let path = ticks_dir.join(format!("{}.csv", run.file_stem(several)));
-        std::fs::write(&path, ticks_csv(&run.ticks)).map_err(io(&path))?;
-        written.push(path);
-    }
-    for &lead in &report.settings.leads_seconds {
-        let runs: Vec<&PolicyRun> = report.runs.iter().filter(|r| r.lead_seconds == lead).collect();
-        let Some(first) = runs.first() else { continue };
-        let path = dir.join(format!("chart_L{}.svg", first.lead));
-        let svg = chart::svg(
-            &report.trace,
-            &first.lead,
-            report.settings.capacity_per_replica,
-            &runs,
-            several,
-        );
-        std::fs::write(&path, svg).map_err(io(&path))?;
-        written.push(path);
-        if let Some(f) = report.frontier_at(lead) {
-            let path = dir.join(format!("frontier_L{}.svg", f.lead));
-            let results: Vec<&SloResult> = report.slo_results.iter().filter(|r| r.lead_seconds == lead).collect();
-            std::fs::write(&path, chart::frontier_svg(&report.trace, f, &runs, &results)).map_err(io(&path))?;
-            written.push(path);
-        }
-    }
-    Ok(written)
 }
 
 /// The per-tick CSV: `t,demand,served_value,desired_replicas,ready_pods,starting_pods`; empty fields for `None`.

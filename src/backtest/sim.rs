@@ -10,11 +10,12 @@ use super::frontier::{Frontier, FrontierPoint};
 use super::policies::{self, PredictiveSetup, Visible};
 use super::report::{self, PolicyRun, PredictiveInfo, Report, ReportSettings, TickRow};
 use super::{BacktestError, PolicyName, Settings, LAG, MAX_REPLICAS, MIN_REPLICAS, P99_REPLICAS, TICK};
+use crate::control::policy::Policy;
+use crate::control::policy::ServiceLevel;
+use crate::control::service_level::UTILIZATIONS;
 use crate::forecast::Seasonality;
-use crate::hpa::{self, Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
-use crate::planner::Policy;
-use crate::series::Series;
-use crate::service_level::{ServiceLevel, UTILIZATIONS};
+use crate::k8s::hpa::{self, Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
+use crate::series::{percentile, Series};
 
 /// Traces at least this long use a fixed warm-up of the same length.
 const LONG_TRACE: TimeDelta = TimeDelta::days(7);
@@ -44,7 +45,8 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             detail,
         });
     }
-    let p99 = percentile(&mut present, 0.99);
+    present.sort_by(f64::total_cmp);
+    let p99 = percentile(&present, 0.99);
     let capacity = settings.capacity.unwrap_or(p99 / P99_REPLICAS);
     if !(capacity.is_finite() && capacity > 0.0) {
         let detail = format!("p99 of scored demand is {p99}, so capacity per replica would be {capacity}");
@@ -77,7 +79,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             max_replicas: MAX_REPLICAS,
             scale_in_on_observed_only: settings.scale_in_on_observed_only,
             fallback_utilization: settings.fallback_utilization,
-            downscale_stabilization: crate::planner::DOWNSCALE_STABILIZATION,
+            downscale_stabilization: crate::control::policy::DOWNSCALE_STABILIZATION,
             adaptive: settings.adaptive,
         })
         .collect();
@@ -89,7 +91,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         .iter()
         .flat_map(|p| {
             slos[..engine_slos].iter().map(|&slo| Policy {
-                adaptive: crate::service_level::Adaptive {
+                adaptive: crate::control::policy::Adaptive {
                     slo: ServiceLevel {
                         max_unserved: slo,
                         ..settings.adaptive.slo
@@ -335,16 +337,7 @@ pub(crate) fn scored_window(trace: &Series, name: &str) -> Result<(TimeDelta, Da
     Ok((history, start))
 }
 
-/// Linearly interpolated percentile (numpy's default), `q` in [0, 1]; sorts `values`.
-pub(crate) fn percentile(values: &mut [f64], q: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let pos = q * (values.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
-}
-
-pub(crate) use crate::quantity::served_milli;
+pub(crate) use crate::k8s::quantity::served_milli;
 
 fn milli_of(v: f64, what: &'static str) -> Result<i64, BacktestError> {
     match served_milli(v) {
@@ -441,11 +434,11 @@ fn oracle(ticks: &[DateTime<Utc>], demand: &[Option<f64>], capacity: f64, lead: 
 }
 
 /// Perfect foresight through the HPA: at each tick, the replicas for the peak of actual demand over the planner's
-/// [`cover_window`](crate::planner::cover_window), a scale-up raised past the HPA's tolerance of the previous
+/// [`cover_window`](crate::control::planner::cover_window), a scale-up raised past the HPA's tolerance of the previous
 /// target, in `[1, 40]`. Ticks in gaps count as no demand; the window reaches past the trace as `minReplicas`.
 fn hpa_oracle(demand: &[Option<f64>], policy: &Policy) -> Vec<Option<f64>> {
     let ticks = |d: TimeDelta| (d.num_milliseconds() / TICK.num_milliseconds()).max(0) as usize;
-    let (from, to) = crate::planner::lookahead(policy);
+    let (from, to) = crate::control::planner::lookahead(policy);
     let (from, to) = (ticks(from), ticks(to));
     let c = policy.capacity_per_replica;
     let mut previous: Option<u32> = None;
@@ -454,11 +447,11 @@ fn hpa_oracle(demand: &[Option<f64>], policy: &Policy) -> Vec<Option<f64>> {
             let peak = (k + from..=k + to)
                 .filter_map(|i| demand.get(i).copied().flatten())
                 .fold(0.0f64, f64::max);
-            let mut want = crate::planner::replicas_for(peak, c).clamp(MIN_REPLICAS, MAX_REPLICAS);
+            let mut want = crate::control::planner::replicas_for(peak, c).clamp(MIN_REPLICAS, MAX_REPLICAS);
             if let Some(p) = previous.filter(|p| want > *p) {
-                want = want.max(crate::planner::past_tolerance(p)).min(MAX_REPLICAS);
+                want = want.max(crate::control::planner::past_tolerance(p)).min(MAX_REPLICAS);
             }
-            let served = crate::planner::served_value(want, previous);
+            let served = crate::control::planner::served_value(want, previous);
             previous = Some(want);
             Some(served)
         })
@@ -480,19 +473,7 @@ fn progress_bar(enabled: bool) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
-    }
-
-    #[test]
-    fn percentile_interpolates_like_numpy() {
-        let mut v: Vec<f64> = (1..=101).map(f64::from).collect();
-        assert_eq!(percentile(&mut v, 0.99), 100.0);
-        let mut v = vec![4.0, 1.0, 2.0, 3.0];
-        // numpy.percentile([1,2,3,4], 99) = 3.97
-        assert!((percentile(&mut v, 0.99) - 3.97).abs() < 1e-12);
-    }
+    use crate::clock::fixtures::t;
 
     #[test]
     fn a_capacity_no_target_can_carry_names_the_setting_that_exists() {

@@ -7,6 +7,7 @@
 //! point forecast so that one table serves the trough and the peak of a daily cycle.
 
 use super::{parallel, MAX_CALIBRATION_HORIZON};
+use crate::series::percentile;
 
 /// Number of stored percentile levels: 1%, 2%, …, 99%.
 const LEVELS: usize = 99;
@@ -326,18 +327,6 @@ impl Replay<'_> {
                 }
             }
         }
-    }
-}
-
-/// Linear-interpolated percentile of sorted `v` at `q` in [0, 1].
-fn percentile(v: &[f64], q: f64) -> f64 {
-    let x = q * (v.len() - 1) as f64;
-    let k = x.floor() as usize;
-    let frac = x - k as f64;
-    if k + 1 < v.len() {
-        v[k] + (v[k + 1] - v[k]) * frac
-    } else {
-        v[k]
     }
 }
 

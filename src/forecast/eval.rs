@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{fit, ForecastSettings, Quantile, Seasonality};
-use crate::planner::{plan_from, Policy, ReplicaPlan};
+use crate::control::planner::{plan_from, ReplicaPlan};
+use crate::control::policy::Policy;
 use crate::series::Series;
 
 pub(crate) fn traces_dir() -> PathBuf {

@@ -170,6 +170,24 @@ pub enum Method {
     Ets,
 }
 
+impl Method {
+    /// The name every surface uses (the same as in JSON): `mstl`, `seasonal_naive`, `last_value`, `ets`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Mstl => "mstl",
+            Method::SeasonalNaive => "seasonal_naive",
+            Method::LastValue => "last_value",
+            Method::Ets => "ets",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A baseline forecast on a (possibly coarser) grid: in-sample fit, then out-of-sample prediction.
 #[derive(Debug, Clone)]
 struct Baseline {

@@ -167,10 +167,7 @@ pub(crate) fn fill(values: &[Option<f64>], period: Option<usize>) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_400 + s, 0).unwrap()
-    }
+    use crate::clock::fixtures::t;
 
     #[test]
     fn linear_fill_between_edges() {
@@ -190,7 +187,7 @@ mod tests {
 
     #[test]
     fn downsample_aligns_to_epoch_and_marks_sparse_buckets_missing() {
-        let start = DateTime::from_timestamp(1_700_000_400 + 60, 0).unwrap(); // one minute into a 5-min bucket
+        let start = t(60); // one minute into a 5-min bucket
         let g = Grid {
             start,
             step: TimeDelta::minutes(1),

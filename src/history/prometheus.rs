@@ -87,17 +87,17 @@ pub struct PrometheusSettings {
     pub ca_file: Option<PathBuf>,
     /// Bound on one HTTP request, connect to last byte (default `10s`); also sent to Prometheus as the query's
     /// evaluation timeout. Accepts `500ms`, `10s`, `1m`.
-    #[serde(default = "defaults::timeout", with = "duration")]
+    #[serde(default = "defaults::timeout", with = "crate::duration::std_serde")]
     pub timeout: Duration,
     /// Further attempts after a request fails with a transport error, a timeout or a 5xx/429 answer (default 2).
     /// Query errors (bad PromQL, 4xx) are not retried.
     #[serde(default = "defaults::retries")]
     pub retries: u32,
     /// Wait before the first retry (default `500ms`); doubled for each further retry, capped at `maxRetryBackoff`.
-    #[serde(default = "defaults::retry_backoff", with = "duration")]
+    #[serde(default = "defaults::retry_backoff", with = "crate::duration::std_serde")]
     pub retry_backoff: Duration,
     /// Longest wait between retries (default `5s`).
-    #[serde(default = "defaults::max_retry_backoff", with = "duration")]
+    #[serde(default = "defaults::max_retry_backoff", with = "crate::duration::std_serde")]
     pub max_retry_backoff: Duration,
     /// Most queries in flight at once, over all workloads (default 4), so a large fleet refreshing together does
     /// not swamp Prometheus.
@@ -188,39 +188,6 @@ impl PrometheusSettings {
             retry_backoff: defaults::retry_backoff(),
             max_retry_backoff: defaults::max_retry_backoff(),
             max_concurrent_queries: defaults::max_concurrent_queries(),
-        }
-    }
-}
-
-/// Durations in settings: `250ms`, or anything [`crate::config::parse_duration`] reads (`10s`, `1m`, `1h30m`).
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn parse(s: &str) -> Result<Duration, String> {
-        let s = s.trim();
-        if let Some(ms) = s
-            .strip_suffix("ms")
-            .filter(|ms| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()))
-        {
-            let ms = ms.parse().map_err(|_| format!("`{s}` is too long"))?;
-            return Ok(Duration::from_millis(ms));
-        }
-        let d = crate::config::parse_duration(s).map_err(|e| format!("{e} (or milliseconds like 500ms)"))?;
-        d.to_std().map_err(|_| format!("`{s}` is negative"))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).map_err(serde::de::Error::custom)
-    }
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        if d.subsec_millis() != 0 {
-            s.serialize_str(&format!("{}ms", d.as_millis()))
-        } else {
-            s.serialize_str(&format!("{}s", d.as_secs()))
         }
     }
 }
@@ -608,27 +575,16 @@ fn classify(error: prometheus_http_query::Error, timeout: Duration) -> (Outcome,
                 let retryable = status.is_server_error() || status.as_u16() == 429;
                 (Outcome::http_error, format!("HTTP {status}: {e}"), retryable)
             }
-            Some(source) => (Outcome::unreachable, format!("{e}: {}", chain(source)), true),
+            Some(source) => (
+                Outcome::unreachable,
+                format!("{e}: {}", crate::error::chain(source)),
+                true,
+            ),
             None => (Outcome::unreachable, e.to_string(), true),
         },
         other => (Outcome::unreachable, other.to_string(), false),
     };
     (outcome, AttemptError { message, retryable })
-}
-
-/// An error with its causes, `a: b: c` (reqwest hides "connection refused" two levels down).
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = e.source();
-    }
-    out
 }
 
 /// One workload's demand: a PromQL expression evaluated at a fixed step; implements [`History`].
@@ -856,10 +812,7 @@ fn format_labels(labels: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_040 + s, 0).unwrap()
-    }
+    use crate::clock::fixtures::t;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

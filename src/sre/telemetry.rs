@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | forecast | `forecast_demand{level}`, `forecast_replicas`, `planning_quantile`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
 //! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only` | the plan store |
-//! | slo | `slo_max_unserved_ratio`, `slo_unserved_ratio`, `slo_error_budget_remaining_ratio`, `slo_reachable`, `slo_cost_vs_reactive_ratio`, `served_pods_vs_reactive_ratio` | the plan store: the SLO controller's report ([`crate::service_level::Report`]) |
+//! | slo | `slo_max_unserved_ratio`, `slo_unserved_ratio`, `slo_error_budget_remaining_ratio`, `slo_reachable`, `slo_cost_vs_reactive_ratio`, `served_pods_vs_reactive_ratio` | the plan store: the SLO controller's report ([`crate::control::service_level::Report`]) |
 //! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
 //! | history | `history_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
 //! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` | [`instrument`] middleware (labels bounded: [`method_label`], route templates) |
@@ -31,8 +31,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::clock::Clock;
-use crate::engine::{Mode, Serving};
-use crate::quality::Health;
+use crate::control::engine::{Mode, Serving};
+use crate::control::quality::Health;
 use crate::store::{PlanStore, WorkloadId};
 
 /// The content type of the exposition: the Prometheus text format, which every Prometheus scrapes and
@@ -473,7 +473,7 @@ impl Collector for StoreCollector {
                     periods: f
                         .periods
                         .iter()
-                        .map(|p| crate::config::format_duration(*p))
+                        .map(|p| crate::duration::format(*p))
                         .collect::<Vec<_>>()
                         .join(","),
                 },
@@ -498,12 +498,7 @@ impl Collector for StoreCollector {
                 Serving::Demoted,
                 Serving::Reactive,
             ] {
-                let name = match state {
-                    Serving::Forecast => "forecast",
-                    Serving::ForecastOnly => "forecast_only",
-                    Serving::Demoted => "demoted",
-                    Serving::Reactive => "reactive",
-                };
+                let name = state.as_str();
                 serving.set(
                     StateLabels {
                         namespace: l.namespace.clone(),

@@ -52,8 +52,8 @@ const MAX_MILLI: u128 = i64::MAX as u128;
 /// Errors on NaN/±Inf and on magnitudes whose milli-value overflows int64.
 ///
 /// ```
-/// assert_eq!(prescale::quantity::format(4.35).unwrap(), "4350m");
-/// assert_eq!(prescale::quantity::format(1.5e6).unwrap(), "1500k");
+/// assert_eq!(prescale::k8s::quantity::format(4.35).unwrap(), "4350m");
+/// assert_eq!(prescale::k8s::quantity::format(1.5e6).unwrap(), "1500k");
 /// ```
 pub fn format(v: f64) -> Result<String, QuantityError> {
     if !v.is_finite() {
@@ -225,8 +225,8 @@ fn interpret(suffix: &str) -> Option<(u32, i64)> {
 /// milli-value does not fit in an int64.
 ///
 /// ```
-/// assert_eq!(prescale::quantity::parse_milli("1500001u").unwrap(), 1501);
-/// assert_eq!(prescale::quantity::parse_milli("1Ki").unwrap(), 1_024_000);
+/// assert_eq!(prescale::k8s::quantity::parse_milli("1500001u").unwrap(), 1501);
+/// assert_eq!(prescale::k8s::quantity::parse_milli("1Ki").unwrap(), 1_024_000);
 /// ```
 pub fn parse_milli(s: &str) -> Result<i64, QuantityError> {
     if s.is_empty() {

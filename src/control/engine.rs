@@ -5,19 +5,20 @@
 //!
 //! Every decision makes both plans: the forecast plan and the reactive one (`ceil(observed / capacity)`, clamped).
 //! The forecast plan is served unless the workload runs in [`Mode::ForecastOnly`], its forecast quality has been
-//! demoted (see [`crate::quality`]), or the adaptive quantile found the reactive target cheaper at the same service
-//! (see [`crate::service_level`]); the forecast is computed, shown and scored either way. The adaptive quantile also
+//! demoted (see [`crate::control::quality`]), or the adaptive quantile found the reactive target cheaper at the same service
+//! (see [`crate::control::service_level`]); the forecast is computed, shown and scored either way. The adaptive quantile also
 //! sets the quantile the forecast plan is made at.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::control::planner::{self, Bound, ReplicaPlan};
+use crate::control::policy::Policy;
+use crate::control::quality::{self, Tracker};
+use crate::control::service_level::{self, Choice, Controller};
 use crate::forecast::{self, Forecast, ForecastSettings, Model};
-use crate::planner::{self, Bound, Policy, ReplicaPlan};
-use crate::quality::{self, Tracker};
-use crate::quantity;
+use crate::k8s::quantity;
 use crate::series::Series;
-use crate::service_level::{self, Choice, Controller};
 
 /// How far ahead every decision forecasts, beyond the lead window the plan needs, so people can see where demand
 /// is heading and how the plan will follow it.
@@ -45,8 +46,26 @@ pub enum Serving {
     /// The reactive target, because forecast quality fell below its bounds.
     Demoted,
     /// A reactive target, because the service-level controller found that no forecast quantile recently met the
-    /// SLO for fewer pods (see [`crate::service_level`]); the plan's `utilization` says which.
+    /// SLO for fewer pods (see [`crate::control::service_level`]); the plan's `utilization` says which.
     Reactive,
+}
+
+impl Serving {
+    /// The name every surface uses (the same as in JSON and in metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Serving::Forecast => "forecast",
+            Serving::ForecastOnly => "forecast_only",
+            Serving::Demoted => "demoted",
+            Serving::Reactive => "reactive",
+        }
+    }
+}
+
+impl std::fmt::Display for Serving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Serving {
@@ -429,8 +448,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::quality::Health;
     use crate::forecast::{Method, Seasonality};
-    use crate::quality::Health;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 86_400, 0).unwrap()
@@ -578,7 +597,7 @@ mod tests {
     /// The adaptive quantile after two scored hours, with a daily season: a policy and settings for both tests.
     fn two_hour_warm_up() -> (Policy, ForecastSettings) {
         let policy = Policy {
-            adaptive: crate::service_level::Adaptive {
+            adaptive: crate::control::policy::Adaptive {
                 warmup: TimeDelta::hours(2),
                 ..Default::default()
             },
@@ -680,7 +699,7 @@ mod tests {
         let (policy, settings) = two_hour_warm_up();
         let mut adaptive = Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1));
         let fixed_policy = Policy {
-            adaptive: crate::service_level::Adaptive {
+            adaptive: crate::control::policy::Adaptive {
                 enabled: false,
                 ..policy.adaptive
             },
@@ -708,7 +727,7 @@ mod tests {
         assert!(report.warmed_up, "{report:?}");
         assert_eq!(
             report.candidates.len(),
-            crate::service_level::LEVELS.len() + crate::service_level::UTILIZATIONS.len()
+            crate::control::service_level::LEVELS.len() + crate::control::service_level::UTILIZATIONS.len()
         );
         match d.serving {
             Serving::Reactive => assert!(

@@ -26,69 +26,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use crate::control::policy::Policy;
 use crate::forecast::{Forecast, Quantile};
-use crate::service_level::Adaptive;
-
-/// How a workload is scaled.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Policy {
-    /// Demand one replica serves (units/s).
-    pub capacity_per_replica: f64,
-    /// Cold start: time from pod creation to serving.
-    pub lead: TimeDelta,
-    /// HPA sync period (15 s by default).
-    pub sync: TimeDelta,
-    /// Quantile of the forecast to be ready for.
-    pub quantile: Quantile,
-    /// Lower bound on replicas.
-    pub min_replicas: u32,
-    /// Upper bound on replicas.
-    pub max_replicas: u32,
-    /// Scale in only when observed demand allows it too.
-    pub scale_in_on_observed_only: bool,
-    /// Target utilization of the reactive target served while the forecast is not (forecast-only mode, or
-    /// demoted for poor quality), in (0, 1]: 0.7 sizes replicas for observed demand / 0.7, as a typical HPA would.
-    pub fallback_utilization: f64,
-    /// The HPA's scale-down stabilization window `W`: it scales in only to the highest recommendation of this long
-    /// ([`DOWNSCALE_STABILIZATION`] on the legacy path; `behavior.scaleDown.stabilizationWindowSeconds` otherwise).
-    pub downscale_stabilization: TimeDelta,
-    /// Adapting the planning quantile to the workload (see [`crate::service_level`]); `quantile` is used before
-    /// the adaptation has enough scores, and always when it is off.
-    pub adaptive: Adaptive,
-}
-
-impl Policy {
-    /// A policy with the workload file's defaults: lead 5 min, sync 15 s, plan at p90, at least 1 replica, scale in on
-    /// the forecast, fallback at [`DEFAULT_FALLBACK_UTILIZATION`], the HPA's legacy [`DOWNSCALE_STABILIZATION`], the
-    /// quantile adapted to the workload ([`Adaptive::default`]).
-    pub fn new(capacity_per_replica: f64, max_replicas: u32) -> Self {
-        Self {
-            capacity_per_replica,
-            lead: TimeDelta::minutes(5),
-            sync: TimeDelta::seconds(15),
-            quantile: Quantile::try_new(0.9).expect("0.9 is a valid quantile"),
-            min_replicas: 1,
-            max_replicas,
-            scale_in_on_observed_only: false,
-            fallback_utilization: DEFAULT_FALLBACK_UTILIZATION,
-            downscale_stabilization: DOWNSCALE_STABILIZATION,
-            adaptive: Adaptive::default(),
-        }
-    }
-
-    /// [`Policy::fallback_utilization`] when it is usable, in (0, 1]; otherwise 1 (size for observed demand).
-    pub fn fallback_utilization(&self) -> f64 {
-        let u = self.fallback_utilization;
-        if u.is_finite() && u > 0.0 && u <= 1.0 {
-            u
-        } else {
-            1.0
-        }
-    }
-}
-
-/// Default [`Policy::fallback_utilization`]: the common production HPA setting.
-pub const DEFAULT_FALLBACK_UTILIZATION: f64 = 0.7;
 
 /// Which rule decided a plan's replica count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,6 +43,25 @@ pub enum Bound {
     Max,
     /// Scale-in held back because observed demand does not allow it yet.
     Hold,
+}
+
+impl Bound {
+    /// The name every surface uses (the same as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bound::Forecast => "forecast",
+            Bound::ReactiveFloor => "reactive_floor",
+            Bound::Min => "min",
+            Bound::Max => "max",
+            Bound::Hold => "hold",
+        }
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The replica target and why.
@@ -238,10 +196,6 @@ pub fn plan_from(
     }
 }
 
-/// The HPA's downscale stabilization window on the legacy path (`behavior` unset): it scales in only to the highest
-/// recommendation of this long. The planner relies on it to hold capacity after a served value has passed.
-pub const DOWNSCALE_STABILIZATION: TimeDelta = crate::hpa::DEFAULT_DOWNSCALE_STABILIZATION;
-
 /// The stretch of time a target served at `now` must cover: `[now + min(lead, W − sync), now + lead + sync]`, with
 /// `W` the HPA's scale-down stabilization ([`Policy::downscale_stabilization`], [`DOWNSCALE_STABILIZATION`] unless
 /// the HPA's `behavior` sets another).
@@ -266,7 +220,7 @@ pub fn lookahead(policy: &Policy) -> (TimeDelta, TimeDelta) {
 }
 
 /// The HPA's tolerance: it keeps the current replica count while the served value is within this fraction of it.
-pub const TOLERANCE: f64 = crate::hpa::DEFAULT_TOLERANCE;
+pub const TOLERANCE: f64 = crate::k8s::hpa::DEFAULT_TOLERANCE;
 
 /// The fewest replicas above `current` that the HPA will actually scale to: a target within [`TOLERANCE`] of the
 /// current count is ignored (10 → 11 stays at 10), so a scale-up too small to register is raised to the first count
@@ -325,10 +279,8 @@ pub fn replicas_for(demand: f64, capacity: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
-    }
+    use crate::clock::fixtures::t;
+    use crate::control::policy::DOWNSCALE_STABILIZATION;
 
     fn policy(capacity: f64) -> Policy {
         Policy::new(capacity, 40)
@@ -404,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_served_value_gets_a_scale_in_by_one_past_the_tolerance() {
-        use crate::hpa::{Hpa, HpaSpec, MetricTarget, ScaleStatus};
+        use crate::k8s::hpa::{Hpa, HpaSpec, MetricTarget, ScaleStatus};
         // One HPA sync from `current` replicas serving `value` (target AverageValue 1), ignoring the hold.
         let sync = |current: i32, value: f64| {
             let mut hpa = Hpa::new(HpaSpec::external(MetricTarget::AverageValue(1000), 1, 100)).unwrap();
@@ -413,7 +365,7 @@ mod tests {
                 status_replicas: current,
                 ready_pods: current,
             };
-            let milli = crate::quantity::served_milli(value).unwrap();
+            let milli = crate::k8s::quantity::served_milli(value).unwrap();
             hpa.reconcile(t(0), status, &[Some(milli)]).metric_replicas.unwrap()
         };
         // Serving the count itself: 11 from 12 is inside the tolerance (11 / 12 ≥ 0.9), so the HPA keeps 12.
@@ -486,7 +438,7 @@ mod tests {
     /// Demand stays below 10 replicas so that every change is past the 10% tolerance.
     #[test]
     fn the_hpa_hold_covers_what_the_window_leaves_out() {
-        use crate::hpa::{Behavior, ScalingRules};
+        use crate::k8s::hpa::{Behavior, ScalingRules};
         let mut seed = 7u64;
         let demand: Vec<f64> = (0..240)
             .map(|_| {
@@ -522,8 +474,8 @@ mod tests {
 
     /// Replays a perfect forecast of `demand` (one value a minute) through an HPA with `behavior`, the policy told
     /// the HPA's scale-down window is `w`; counts the ticks short of ready capacity once start-up capacity is gone.
-    fn short_ticks(demand: &[f64], lead: i64, w: TimeDelta, behavior: Option<crate::hpa::Behavior>) -> usize {
-        use crate::hpa::{Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
+    fn short_ticks(demand: &[f64], lead: i64, w: TimeDelta, behavior: Option<crate::k8s::hpa::Behavior>) -> usize {
+        use crate::k8s::hpa::{Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
         let truth = Forecast::from_median(t(0), TimeDelta::minutes(1), demand.to_vec(), t(0));
         let mut pol = policy(1.0);
         pol.lead = TimeDelta::seconds(lead);

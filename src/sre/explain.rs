@@ -9,11 +9,12 @@ use std::fmt::Write as _;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::format_duration;
-use crate::engine::{Mode, Serving};
-use crate::planner::{Bound, ReplicaPlan};
-use crate::quality::{Health, Report};
-use crate::service_level::{candidate_label, Report as SloReport, ServiceLevel};
+use crate::control::engine::{Mode, Serving};
+use crate::control::planner::{Bound, ReplicaPlan};
+use crate::control::policy::ServiceLevel;
+use crate::control::quality::{Health, Report};
+use crate::control::service_level::{candidate_label, Report as SloReport};
+use crate::duration;
 use crate::store::{Insight, Snapshot};
 
 /// prescale's version, reported with every explanation.
@@ -133,17 +134,6 @@ pub struct Explanation {
     pub summary: String,
 }
 
-fn bound_name(b: Bound) -> String {
-    match b {
-        Bound::Forecast => "forecast",
-        Bound::ReactiveFloor => "reactive_floor",
-        Bound::Min => "min",
-        Bound::Max => "max",
-        Bound::Hold => "hold",
-    }
-    .into()
-}
-
 /// A number for people: up to three significant decimals, no trailing zeros.
 pub fn num(x: f64) -> String {
     let s = if x.abs() >= 100.0 {
@@ -181,7 +171,7 @@ pub fn age(seconds: i64) -> String {
         return "in the future".into();
     }
     let d = chrono::TimeDelta::seconds(if seconds >= 3600 { seconds / 60 * 60 } else { seconds });
-    format_duration(d)
+    duration::format(d)
 }
 
 /// Explains `snapshot` (with its `insight`, when the pipeline published one) as of `now`.
@@ -214,7 +204,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
     };
     let f = &snapshot.forecast;
     let quality = insight.map_or_else(
-        || crate::quality::Tracker::new(Default::default(), crate::forecast::Quantile::MEDIAN).report(),
+        || crate::control::quality::Tracker::new(Default::default(), crate::forecast::Quantile::MEDIAN).report(),
         |i| i.quality.clone(),
     );
     let mut e = Explanation {
@@ -224,7 +214,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
         metric_value: served.served,
         serving: insight.map_or(Serving::Forecast, |i| i.serving),
         mode: insight.map_or(Mode::Serve, |i| i.mode),
-        bound: bound_name(served.bound),
+        bound: served.bound.to_string(),
         unit,
         capacity_per_replica: capacity,
         forecast: ForecastPart {
@@ -236,7 +226,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
             window_seconds: lead_sync,
             replicas: forecast_plan.forecast_replicas,
             plan_replicas: forecast_plan.replicas,
-            plan_bound: bound_name(forecast_plan.bound),
+            plan_bound: forecast_plan.bound.to_string(),
         },
         reactive,
         clamps: Clamps {
@@ -255,7 +245,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
-            periods: f.periods.iter().map(|p| format_duration(*p)).collect(),
+            periods: f.periods.iter().map(|p| duration::format(*p)).collect(),
             fallback: f.fallback.clone(),
             fitted_at: f.fitted_at,
             calibration_samples: f.calibration_samples,
@@ -724,7 +714,7 @@ pub async fn fetch(admin: &str, namespace: &str, workload: &str) -> Result<Expla
         })?;
     let response = client.get(&url).send().await.map_err(|e| ExplainError::Unreachable {
         url: admin.to_owned(),
-        message: error_chain(&e),
+        message: crate::error::chain(&e),
     })?;
     let status = response.status();
     let body = response.text().await.map_err(|e| ExplainError::Invalid {
@@ -753,17 +743,6 @@ pub async fn fetch(admin: &str, namespace: &str, workload: &str) -> Result<Expla
         url,
         message: e.to_string(),
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Runs `prescale explain`: prints the explanation (text, or JSON with `--json`).
@@ -800,7 +779,7 @@ mod tests {
         assert_eq!(age(3725), "1h2m");
     }
 
-    use crate::service_level::{CandidateScore, ServedScore, WindowScore};
+    use crate::control::service_level::{CandidateScore, ServedScore, WindowScore};
 
     /// A week-old SLO controller (0.1% over 7d) that chose p80: 0.82× the pods of reactive@55%, the cheapest HPA
     /// target that met the SLO; three days and two hours of the window scored, 0.06% unserved.
@@ -887,7 +866,8 @@ mod tests {
                 max: 20,
                 applied: None,
             },
-            quality: crate::quality::Tracker::new(Default::default(), crate::forecast::Quantile::MEDIAN).report(),
+            quality: crate::control::quality::Tracker::new(Default::default(), crate::forecast::Quantile::MEDIAN)
+                .report(),
             adaptive: report,
             model: ModelPart {
                 method: "mstl".into(),
@@ -903,7 +883,7 @@ mod tests {
             version: VERSION.into(),
             summary: String::new(),
         };
-        let plan = crate::planner::ReplicaPlan {
+        let plan = crate::control::planner::ReplicaPlan {
             at,
             replicas: 5,
             served: 5.0,

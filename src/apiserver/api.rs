@@ -5,7 +5,7 @@
 //!
 //! | metric | value | HPA target |
 //! |---|---|---|
-//! | [`METRIC_REPLICAS`] | planned replica count (`ceil` of the value, see [`crate::planner::served_value`]) | `AverageValue: "1"` (the HPA lands on exactly the plan) |
+//! | [`METRIC_REPLICAS`] | planned replica count (`ceil` of the value, see [`crate::control::planner::served_value`]) | `AverageValue: "1"` (the HPA lands on exactly the plan) |
 //! | [`METRIC_DEMAND_PLANNED`] | planned demand (forecast quantile over the lead window) | `AverageValue`: capacity per replica |
 //! | [`METRIC_DEMAND_MEDIAN`] | median forecast demand over the lead window | informational |
 //!
@@ -35,8 +35,8 @@ use thiserror::Error;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::clock::Clock;
-use crate::quantity::{self, QuantityError};
-use crate::selector::{Selector, SelectorError};
+use crate::k8s::quantity::{self, QuantityError};
+use crate::k8s::selector::{Selector, SelectorError};
 use crate::store::{PlanStore, Snapshot, WorkloadId};
 
 /// The API group served.

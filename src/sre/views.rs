@@ -1,65 +1,16 @@
-//! The admin/SRE HTTP server: health, readiness, the SRE page and a JSON view of every workload.
+//! View models of the SRE surfaces: what the admin JSON API serves and the page draws, built from the store.
 //!
-//! Plain HTTP on its own listener, separate from the aggregated API listener.
-//!
-//! | route | answers |
-//! |---|---|
-//! | `/` | the SRE page: workloads at a glance, a chart and the explanation per workload (self-contained HTML) |
-//! | `/api/v1/workloads` | every workload: target, demand, model, serving state, quality, ages |
-//! | `/api/v1/workloads/{namespace}/{name}` | one workload: recent history, the forecast with its intervals, the replica plan over the horizon, scored past forecasts, the explanation |
-//! | `/api/v1/workloads/{namespace}/{name}/explain` | why the workload is served its replicas ([`explain::Explanation`]) |
-//! | `/healthz`, `/livez`, `/readyz` | probes; ready once a forecast is published |
-//!
-//! `/metrics` comes from [`crate::telemetry::Registry::router`], merged in by the composition root.
+//! Kept apart from the admin router and the page so that both read the same values and neither imports the other.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::clock::Clock;
-use crate::engine::{Mode, Serving};
-use crate::explain::{self, Explanation};
+use crate::control::engine::{Mode, Serving};
+use crate::control::planner;
+use crate::control::quality::Health;
 use crate::forecast::Quantile;
-use crate::planner;
-use crate::quality::Health;
+use crate::sre::explain::{self, Explanation};
 use crate::store::{PlanStore, Snapshot, WorkloadId, WorkloadStatus};
-use crate::web;
-
-/// What the admin handlers read.
-#[derive(Clone)]
-pub struct AdminState {
-    /// Published plans and statuses.
-    pub store: Arc<PlanStore>,
-    /// Now.
-    pub clock: Clock,
-}
-
-/// The admin router.
-pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/", get(page))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/workloads", get(workloads))
-        .route("/api/v1/workloads/{namespace}/{name}", get(workload))
-        .route("/api/v1/workloads/{namespace}/{name}/explain", get(explanation))
-        .with_state(state)
-}
-
-async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.store.is_ready() {
-        "ok".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no forecast published yet").into_response()
-    }
-}
 
 /// Model facts of one workload's latest forecast.
 #[derive(Debug, Clone, Serialize)]
@@ -85,7 +36,7 @@ pub struct QualityView {
     pub samples: usize,
 }
 
-/// The SLO at a glance: what it is and how the window has gone (see [`crate::service_level::Report`]).
+/// The SLO at a glance: what it is and how the window has gone (see [`crate::control::service_level::Report`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SloView {
     /// The share of demand that may go unserved.
@@ -110,7 +61,7 @@ pub struct SloView {
 
 impl SloView {
     /// The view of a controller's report.
-    pub fn of(a: &crate::service_level::Report) -> Self {
+    pub fn of(a: &crate::control::service_level::Report) -> Self {
         let w = a.window.as_ref();
         Self {
             max_unserved: a.slo_max_unserved,
@@ -166,13 +117,6 @@ pub struct WorkloadView {
     pub slo: Option<SloView>,
 }
 
-fn method_name(m: crate::forecast::Method) -> String {
-    serde_json::to_value(m)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Every workload's row, ordered by namespace then name.
 pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView> {
     store
@@ -198,13 +142,8 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
                 mode: insight.as_ref().map(|i| i.mode),
                 serving: insight.as_ref().map(|i| i.serving),
                 model: snap.as_ref().map(|s| ModelView {
-                    method: method_name(s.forecast.method),
-                    periods: s
-                        .forecast
-                        .periods
-                        .iter()
-                        .map(|p| crate::config::format_duration(*p))
-                        .collect(),
+                    method: s.forecast.method.to_string(),
+                    periods: s.forecast.periods.iter().map(|p| crate::duration::format(*p)).collect(),
                     fallback: s.forecast.fallback.clone(),
                 }),
                 quality: insight.as_ref().map(|i| QualityView {
@@ -219,10 +158,6 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
             }
         })
         .collect()
-}
-
-async fn workloads(State(state): State<AdminState>) -> Json<Vec<WorkloadView>> {
-    Json(workload_views(&state.store, state.clock.now()))
 }
 
 /// A time and a value; `v` is `null` for a missing slot (never zero).
@@ -393,67 +328,4 @@ fn detail_of(snap: &Snapshot, insight: Option<&crate::store::Insight>, now: Date
             .unwrap_or_default(),
         explanation: explain::explain(snap, insight, now),
     }
-}
-
-/// Why a workload could not be shown.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    /// The workload is not configured, or has no plan yet.
-    #[error("{0}")]
-    NotFound(String),
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({ "message": self.to_string() });
-        (StatusCode::NOT_FOUND, Json(body)).into_response()
-    }
-}
-
-fn lookup(state: &AdminState, namespace: String, name: String) -> Result<WorkloadId, AdminError> {
-    let id = WorkloadId { namespace, name };
-    if state.store.get(&id).is_some() {
-        return Ok(id);
-    }
-    if state.store.status(&id).is_some() {
-        return Err(AdminError::NotFound(format!(
-            "workload {id} has no forecast published yet"
-        )));
-    }
-    Err(AdminError::NotFound(format!("no workload {id} is configured")))
-}
-
-async fn workload(
-    State(state): State<AdminState>,
-    Path((namespace, name)): Path<(String, String)>,
-) -> Result<Json<WorkloadDetail>, AdminError> {
-    let id = lookup(&state, namespace, name)?;
-    let detail = workload_detail(&state.store, &id, state.clock.now());
-    detail
-        .map(Json)
-        .ok_or_else(|| AdminError::NotFound(format!("workload {id} has no forecast published yet")))
-}
-
-async fn explanation(
-    State(state): State<AdminState>,
-    Path((namespace, name)): Path<(String, String)>,
-) -> Result<Json<Explanation>, AdminError> {
-    let id = lookup(&state, namespace, name)?;
-    let snap = state
-        .store
-        .get(&id)
-        .ok_or_else(|| AdminError::NotFound(format!("workload {id} has no forecast")))?;
-    let insight = state.store.insight(&id);
-    Ok(Json(explain::explain(&snap, insight.as_deref(), state.clock.now())))
-}
-
-async fn page(State(state): State<AdminState>) -> Response {
-    let now = state.clock.now();
-    let views = workload_views(&state.store, now);
-    let details: Vec<WorkloadDetail> = views
-        .iter()
-        .filter_map(|v| workload_detail(&state.store, &v.id, now))
-        .collect();
-    let html = web::page(&views, &details, now);
-    ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }

@@ -12,7 +12,7 @@ use kube::Api;
 use tracing::{info, warn};
 
 use super::{Auth, AuthError, AuthSettings};
-use crate::tls::{CaPool, CaPools};
+use crate::apiserver::tls::{CaPool, CaPools};
 
 /// Namespace of the ConfigMap kube-apiserver publishes its authentication settings in.
 pub const CONFIG_MAP_NAMESPACE: &str = "kube-system";

@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::admin::{SloView, WorkloadDetail, WorkloadView};
-use crate::engine::Serving;
-use crate::explain::{age, num, pct, share, VERSION};
-use crate::quality::Health;
+use crate::control::engine::Serving;
+use crate::control::quality::Health;
+use crate::sre::explain::{age, num, pct, share, VERSION};
+use crate::sre::views::{SloView, WorkloadDetail, WorkloadView};
 use crate::store::ReplayState;
 
 pub mod chart;
@@ -263,7 +263,7 @@ fn card(out: &mut String, d: &WorkloadDetail) {
         let yardstick = match a.reactive_at_slo {
             Some(u) => format!(
                 "{}, the cheapest HPA target that met the SLO",
-                crate::service_level::candidate_label(None, Some(u))
+                crate::control::service_level::candidate_label(None, Some(u))
             ),
             None => "the HPA target that left the least unserved (none met the SLO)".into(),
         };

@@ -41,7 +41,7 @@ pub use config::{
 };
 pub use review::{BoxFuture, KubeReviewer, ReviewError, Reviewer};
 
-use crate::tls::{ClientCas, PeerIdentity, TlsError};
+use crate::apiserver::tls::{ClientCas, PeerIdentity, TlsError};
 use review::TtlCache;
 
 /// The name kube-apiserver gives unauthenticated requests.
@@ -315,7 +315,7 @@ impl Auth {
         }))
     }
 
-    /// The CA handle to pass to [`crate::tls::TlsSettings`], so TLS verifies against the CAs in force.
+    /// The CA handle to pass to [`crate::apiserver::tls::TlsSettings`], so TLS verifies against the CAs in force.
     pub fn client_cas(&self) -> ClientCas {
         self.0.client_cas.clone()
     }

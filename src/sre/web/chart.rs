@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 
-use crate::admin::WorkloadDetail;
-use crate::explain::num;
+use crate::sre::explain::num;
+use crate::sre::views::WorkloadDetail;
 
 const W: f64 = 900.0;
 const H: f64 = 300.0;
@@ -140,7 +140,7 @@ pub fn render(d: &WorkloadDetail) -> String {
         );
         v += ystep;
     }
-    let _ = write!(out, r#"<text x="4" y="11">{}</text>"#, crate::web::esc(&d.unit));
+    let _ = write!(out, r#"<text x="4" y="11">{}</text>"#, crate::sre::web::esc(&d.unit));
     // The replica axis: whole replicas at a readable spacing.
     if cap > 0.0 {
         let rmax = ymax / cap;
@@ -289,7 +289,7 @@ pub fn render(d: &WorkloadDetail) -> String {
 /// corrected by the served record, dashed), the chosen candidate ringed, and what was actually served as a diamond.
 /// The unserved axis stops at three times the SLO (or what the served plan or the choice left, if more): candidates
 /// past it sit on the top edge, their own numbers in their tooltips. `None` before warm-up.
-pub fn frontier(a: &crate::service_level::Report) -> Option<String> {
+pub fn frontier(a: &crate::control::service_level::Report) -> Option<String> {
     if !a.warmed_up || a.candidates.is_empty() {
         return None;
     }
@@ -459,7 +459,7 @@ mod tests {
 
     #[test]
     fn the_frontier_waits_for_warm_up_and_never_draws_nan() {
-        use crate::service_level::{CandidateScore, Report};
+        use crate::control::service_level::{CandidateScore, Report};
         let cand = |q: Option<f64>, u: Option<f64>, unserved: f64, pods: f64| CandidateScore {
             quantile: q,
             utilization: u,

@@ -10,8 +10,8 @@
 //! - a reactive HPA at each target utilization in [`UTILIZATIONS`] (observed demand against `capacity × u`), so
 //!   that the choice is never worse than the best HPA target the team could have picked.
 //!
-//! Each shadow runs through its own copy of the HPA's arithmetic ([`crate::hpa::Hpa`]: tolerance, the scale-down
-//! hold, the scale-up limit) and its own Deployment ([`crate::hpa::Pods`]: cold start of one lead time). When the
+//! Each shadow runs through its own copy of the HPA's arithmetic ([`crate::k8s::hpa::Hpa`]: tolerance, the scale-down
+//! hold, the scale-up limit) and its own Deployment ([`crate::k8s::hpa::Pods`]: cold start of one lead time). When the
 //! demand of a decision's moment has been observed, each shadow is scored as a backtest scores a policy: demand
 //! its ready pods could not serve, and pods it held. Scores are exponentially weighted (half-life
 //! [`Adaptive::half_life`]) so that the choice follows the workload as it changes. What was actually served runs
@@ -38,10 +38,11 @@ use std::collections::VecDeque;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::control::planner;
+use crate::control::policy::{Adaptive, Policy, ServiceLevel};
 use crate::forecast::{Forecast, Quantile};
-use crate::hpa::{Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
-use crate::planner::{self, Policy};
-use crate::quantity::served_milli;
+use crate::k8s::hpa::{Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
+use crate::k8s::quantity::served_milli;
 use crate::series::Series;
 
 /// Quantile levels the planner may adapt to.
@@ -73,125 +74,6 @@ pub const SWITCH_MARGIN: f64 = 0.1;
 
 /// How many buckets the SLO window is kept in.
 const WINDOW_BUCKETS: i32 = 168;
-
-/// History a startup replay leaves before its first decision, so that the first replayed fit has a day to learn
-/// from: a replay covers at most the history window less this.
-pub const REPLAY_LEAD_IN: TimeDelta = TimeDelta::days(1);
-
-/// A workload's service-level objective (workload config `serviceLevel`): at most `max_unserved` of its demand
-/// may go unserved by ready replicas, measured over a rolling `window`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct ServiceLevel {
-    /// The share of demand the ready replicas may leave unserved, in (0, 0.5].
-    pub max_unserved: f64,
-    /// The rolling window the share is measured over.
-    #[serde(serialize_with = "seconds")]
-    pub window: TimeDelta,
-}
-
-fn seconds<S: serde::Serializer>(d: &TimeDelta, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_i64(d.num_seconds())
-}
-
-impl ServiceLevel {
-    /// The smallest SLO that can be asked for: 0.001% of demand.
-    pub const MIN_UNSERVED: f64 = 1e-5;
-    /// The largest: half of demand.
-    pub const MAX_UNSERVED: f64 = 0.5;
-    /// The shortest window.
-    pub const MIN_WINDOW: TimeDelta = TimeDelta::hours(1);
-    /// The longest window.
-    pub const MAX_WINDOW: TimeDelta = TimeDelta::days(60);
-
-    /// Reads a share written as a percentage, `0.1%` (a bare number is refused: 0.1 could mean 10% or 0.1%).
-    pub fn parse_share(s: &str) -> Result<f64, String> {
-        let t = s.trim();
-        let Some(number) = t.strip_suffix('%') else {
-            return Err(format!(
-                "`{s}` is not a percentage; write the share of demand that may go unserved with a % sign, e.g. 0.1%"
-            ));
-        };
-        let pct: f64 = number
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not a percentage; write e.g. 0.1%"))?;
-        let share = pct / 100.0;
-        if !(share.is_finite() && (Self::MIN_UNSERVED..=Self::MAX_UNSERVED).contains(&share)) {
-            return Err(format!("{s} must be between 0.001% and 50%, e.g. 0.1%"));
-        }
-        Ok(share)
-    }
-
-    /// The share as people write it: `0.1%`.
-    pub fn format_share(share: f64) -> String {
-        let pct = share * 100.0;
-        // The shortest decimal that reads back the same, without float noise such as 0.30000000000000004.
-        let text = format!("{:.6}", pct);
-        let text = text.trim_end_matches('0').trim_end_matches('.');
-        format!("{text}%")
-    }
-}
-
-impl Default for ServiceLevel {
-    /// At most 1% of demand unserved over 7 days: about what an HPA at 70% utilization delivers on typical traffic,
-    /// stated as an objective instead of left to each workload's noise. Latency-critical workloads set 0.1%.
-    fn default() -> Self {
-        Self {
-            max_unserved: 0.01,
-            window: TimeDelta::days(7),
-        }
-    }
-}
-
-impl std::fmt::Display for ServiceLevel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "at most {} of demand unserved over {}",
-            Self::format_share(self.max_unserved),
-            crate::config::format_duration(self.window)
-        )
-    }
-}
-
-/// Settings of the service-level controller (workload config `adaptiveQuantile`, and `serviceLevel`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Adaptive {
-    /// Choose the plan by the SLO (false: always plan at the configured quantile).
-    pub enabled: bool,
-    /// Half-life of the scores: how quickly old decisions stop counting.
-    pub half_life: TimeDelta,
-    /// How much scored time the choice waits for; the configured quantile is used until then.
-    pub warmup: TimeDelta,
-    /// How much recent history is replayed through the decision step at startup (at most the history window), so
-    /// that the choice, and the quality gate, start warm instead of waiting out `warmup` live; zero turns it off.
-    pub replay: TimeDelta,
-    /// The service level aimed at.
-    pub slo: ServiceLevel,
-}
-
-impl Adaptive {
-    /// How much history a startup replay covers when `available` is held: [`Adaptive::replay`], at most the history
-    /// less [`REPLAY_LEAD_IN`]; zero when there is nothing to replay.
-    pub fn replay_span(&self, available: TimeDelta) -> TimeDelta {
-        self.replay.min(available - REPLAY_LEAD_IN).max(TimeDelta::zero())
-    }
-}
-
-impl Default for Adaptive {
-    /// On, with a one-day half-life (a whole daily cycle counts, and a change of regime is followed within a day or
-    /// two), after one day of scores, replaying three days of history at startup, aiming at the default
-    /// [`ServiceLevel`].
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            half_life: TimeDelta::days(1),
-            warmup: TimeDelta::days(1),
-            replay: TimeDelta::days(3),
-            slo: ServiceLevel::default(),
-        }
-    }
-}
 
 /// What the planner should do now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -772,10 +654,7 @@ fn choice_of(k: usize) -> Choice {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 86_400 + s, 0).unwrap()
-    }
+    use crate::clock::fixtures::t;
 
     fn policy() -> Policy {
         Policy {
@@ -813,7 +692,7 @@ mod tests {
         for k in 0..hours * 240 {
             let now = t(k * 15);
             let visible = series.visible_at(now - TimeDelta::seconds(30));
-            let observed = crate::engine::observed_demand(&visible, now - TimeDelta::seconds(30));
+            let observed = crate::control::engine::observed_demand(&visible, now - TimeDelta::seconds(30));
             c.observe(&visible, p.capacity_per_replica);
             // A forecast made at `now` for the next 20 one-minute slots.
             let first = k * 15 / 60;

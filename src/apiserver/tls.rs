@@ -7,7 +7,7 @@
 //! - Client certificates are *requested*, never required (kubelet probes send none). The handshake proves the
 //!   client holds the key; the chain is then checked against the client CA and the front-proxy (requestheader) CA
 //!   held in [`ClientCas`], and the outcome travels with every request of the connection as a [`PeerIdentity`]
-//!   extension for the [`crate::auth`] layer. A certificate from an unknown CA therefore reaches the auth layer as
+//!   extension for the [`crate::apiserver::auth`] layer. A certificate from an unknown CA therefore reaches the auth layer as
 //!   unverified and is answered 401, as kube-apiserver does, instead of failing the handshake.
 
 use std::future::Future;

@@ -643,10 +643,7 @@ impl Pods {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
-    }
+    use crate::clock::fixtures::t;
 
     fn status(n: i32) -> ScaleStatus {
         ScaleStatus {

@@ -530,9 +530,11 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::fixtures::t;
 
-    fn t(min: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 + min * 60, 0).unwrap()
+    /// `min` minutes after a fixed midnight.
+    fn at_min(min: i64) -> DateTime<Utc> {
+        t(min * 60)
     }
 
     fn p90() -> Quantile {
@@ -541,7 +543,7 @@ mod tests {
 
     /// A flat forecast of `level` from `origin`, ten one-minute slots.
     fn flat(origin: i64, level: f64) -> Forecast {
-        Forecast::from_median(t(origin), TimeDelta::minutes(1), vec![level; 10], t(origin))
+        Forecast::from_median(at_min(origin), TimeDelta::minutes(1), vec![level; 10], at_min(origin))
     }
 
     fn bounds() -> Bounds {
@@ -562,9 +564,9 @@ mod tests {
         let mut transitions = Vec::new();
         let values: Vec<Option<f64>> = (0..minutes.end).map(&actual).collect();
         for m in minutes {
-            let history = Series::from_values(t(0), TimeDelta::minutes(1), values[..m as usize].to_vec());
-            transitions.extend(tracker.observe(&history, t(m)));
-            tracker.record(&flat(m, forecast_level(m)), TimeDelta::minutes(2), t(m));
+            let history = Series::from_values(at_min(0), TimeDelta::minutes(1), values[..m as usize].to_vec());
+            transitions.extend(tracker.observe(&history, at_min(m)));
+            tracker.record(&flat(m, forecast_level(m)), TimeDelta::minutes(2), at_min(m));
         }
         transitions
     }
@@ -585,7 +587,7 @@ mod tests {
             .recent()
             .map(|s| (s.prediction.slot, s.prediction.issued_at, s.actual))
             .collect();
-        assert_eq!(scored.first(), Some(&(t(2), t(0), 10.0)));
+        assert_eq!(scored.first(), Some(&(at_min(2), at_min(0), 10.0)));
         assert_eq!(scored.len(), 6, "{scored:?}");
         let s = tr.scores();
         assert_eq!(s.samples, 6);
@@ -620,11 +622,11 @@ mod tests {
         let tr_all = run(&mut tr, 0..80, |_| 10.0, actual);
         assert_eq!(tr_all.len(), 2, "{tr_all:?}");
         assert_eq!(tr_all[0].to, Health::Demoted);
-        assert!(tr_all[0].at > t(20) && tr_all[0].at < t(30), "{tr_all:?}");
+        assert!(tr_all[0].at > at_min(20) && tr_all[0].at < at_min(30), "{tr_all:?}");
         assert!(tr_all[0].reason.contains("the last 10 slots"), "{}", tr_all[0].reason);
         assert_eq!(tr_all[1].to, Health::Trusted);
         assert!(
-            tr_all[1].at > t(40),
+            tr_all[1].at > at_min(40),
             "promotion waits for fresh good scores: {tr_all:?}"
         );
         let r = tr.report();

@@ -1,0 +1,124 @@
+//! The admin/SRE HTTP server: health, readiness, the SRE page and a JSON view of every workload.
+//!
+//! Plain HTTP on its own listener, separate from the aggregated API listener.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `/` | the SRE page: workloads at a glance, a chart and the explanation per workload (self-contained HTML) |
+//! | `/api/v1/workloads` | every workload: target, demand, model, serving state, quality, ages |
+//! | `/api/v1/workloads/{namespace}/{name}` | one workload: recent history, the forecast with its intervals, the replica plan over the horizon, scored past forecasts, the explanation |
+//! | `/api/v1/workloads/{namespace}/{name}/explain` | why the workload is served its replicas ([`explain::Explanation`]) |
+//! | `/healthz`, `/livez`, `/readyz` | probes; ready once a forecast is published |
+//!
+//! `/metrics` comes from [`crate::sre::telemetry::Registry::router`], merged in by the composition root.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::clock::Clock;
+use crate::sre::explain::{self, Explanation};
+use crate::sre::views::{workload_detail, workload_views, WorkloadDetail, WorkloadView};
+use crate::sre::web;
+use crate::store::{PlanStore, WorkloadId};
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Published plans and statuses.
+    pub store: Arc<PlanStore>,
+    /// Now.
+    pub clock: Clock,
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/workloads", get(workloads))
+        .route("/api/v1/workloads/{namespace}/{name}", get(workload))
+        .route("/api/v1/workloads/{namespace}/{name}/explain", get(explanation))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.store.is_ready() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "no forecast published yet").into_response()
+    }
+}
+
+async fn workloads(State(state): State<AdminState>) -> Json<Vec<WorkloadView>> {
+    Json(workload_views(&state.store, state.clock.now()))
+}
+
+/// Why a workload could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The workload is not configured, or has no plan yet.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "message": self.to_string() });
+        (StatusCode::NOT_FOUND, Json(body)).into_response()
+    }
+}
+
+fn lookup(state: &AdminState, namespace: String, name: String) -> Result<WorkloadId, AdminError> {
+    let id = WorkloadId { namespace, name };
+    if state.store.get(&id).is_some() {
+        return Ok(id);
+    }
+    if state.store.status(&id).is_some() {
+        return Err(AdminError::NotFound(format!(
+            "workload {id} has no forecast published yet"
+        )));
+    }
+    Err(AdminError::NotFound(format!("no workload {id} is configured")))
+}
+
+async fn workload(
+    State(state): State<AdminState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<WorkloadDetail>, AdminError> {
+    let id = lookup(&state, namespace, name)?;
+    let detail = workload_detail(&state.store, &id, state.clock.now());
+    detail
+        .map(Json)
+        .ok_or_else(|| AdminError::NotFound(format!("workload {id} has no forecast published yet")))
+}
+
+async fn explanation(
+    State(state): State<AdminState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<Explanation>, AdminError> {
+    let id = lookup(&state, namespace, name)?;
+    let snap = state
+        .store
+        .get(&id)
+        .ok_or_else(|| AdminError::NotFound(format!("workload {id} has no forecast")))?;
+    let insight = state.store.insight(&id);
+    Ok(Json(explain::explain(&snap, insight.as_deref(), state.clock.now())))
+}
+
+async fn page(State(state): State<AdminState>) -> Response {
+    let now = state.clock.now();
+    let views = workload_views(&state.store, now);
+    let details: Vec<WorkloadDetail> = views
+        .iter()
+        .filter_map(|v| workload_detail(&state.store, &v.id, now))
+        .collect();
+    let html = web::page(&views, &details, now);
+    ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
