@@ -1,4 +1,5 @@
-//! The composition root: the only place that builds clients, listeners and tasks.
+//! The composition root: the only place that builds clients, listeners and tasks, and where process-wide settings
+//! (the TLS crypto provider) are made, once, by [`init`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::{self, Config, DemandSource, WorkloadConfig};
 use crate::control::policy::Policy;
 use crate::forecast::Seasonality;
-use crate::history::prometheus::{PromQuery, PrometheusClient};
+use crate::history::prometheus::{PromQuery, PrometheusClient, PrometheusSettings};
 use crate::history::synthetic::{Generator, Profile};
 use crate::history::trace::{self, Replay};
 use crate::history::History;
@@ -51,6 +52,39 @@ pub struct SecurityArgs {
     backtest_configmap: Option<ConfigMapRef>,
 }
 
+/// Process-wide setup every command needs, done once before anything else: ring as rustls's crypto provider (the
+/// HTTP and Kubernetes clients are built without a default one).
+pub fn init() {
+    tls::install_crypto_provider();
+}
+
+/// The clients a backtest of configured workloads uses, built here like every other client.
+pub struct Connector;
+
+impl crate::backtest::Connect for Connector {
+    fn prometheus(&self, settings: &PrometheusSettings) -> anyhow::Result<PrometheusClient> {
+        PrometheusClient::new(settings).context("building the Prometheus client")
+    }
+
+    fn kubernetes(&self) -> futures::future::BoxFuture<'_, anyhow::Result<kube::Client>> {
+        Box::pin(async { Ok(kube::Client::try_default().await?) })
+    }
+}
+
+/// `prescale backtest`.
+pub fn backtest(args: crate::backtest::BacktestArgs) -> anyhow::Result<()> {
+    crate::backtest::run_cli(args, &Connector)
+}
+
+/// `prescale explain`: asks a running server's admin endpoint.
+pub async fn explain(args: crate::sre::explain::ExplainArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client")?;
+    crate::sre::explain::run_cli(args, &client).await
+}
+
 /// `prescale serve`: run from a config file.
 pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArgs) -> anyhow::Result<()> {
     let mut config = config::load(config_path)?;
@@ -76,7 +110,6 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
         insecure_no_auth,
         backtest_configmap,
     } = security;
-    tls::install_crypto_provider();
     // The serving certificate is checked before anything listens: a pod whose API cannot come up must not start.
     if let (Some(cert), Some(key)) = (&tls_args.tls_cert_file, &tls_args.tls_key_file) {
         tls::load_certified_key(cert, key).with_context(|| {
@@ -181,7 +214,7 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
         api_addr: "127.0.0.1:8443".parse()?,
         admin_addr: "127.0.0.1:8080".parse()?,
         max_forecast_age: TimeDelta::minutes(5),
-        interval: TimeDelta::seconds(15),
+        interval: config::DEFAULT_INTERVAL,
         workloads: workloads.iter().map(|w| w.config.clone()).collect(),
         prometheus: None,
     };
@@ -352,10 +385,27 @@ async fn run(
     };
     let tasks = pipeline::spawn_with(workloads, store.clone(), clock, config.interval, options);
 
+    // One shutdown signal for both servers, and a bound on how long they may drain after it.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop.send(true);
+    });
+    let stopped = {
+        let stopping = stopping.clone();
+        move || {
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            }
+        }
+    };
+    let api_stopped = stopped();
+    let admin_stopped = stopped();
     let api = tokio::spawn(async move {
         match security {
             ApiSecurity::PlainHttp => axum::serve(api_listener, telemetry::instrument(api_router, api_metrics))
-                .with_graceful_shutdown(shutdown())
+                .with_graceful_shutdown(api_stopped)
                 .await
                 .map_err(anyhow::Error::from),
             ApiSecurity::Tls { settings, auth } => {
@@ -367,7 +417,7 @@ async fn run(
                     api_listener,
                     telemetry::instrument(router, api_metrics),
                     settings,
-                    shutdown(),
+                    api_stopped,
                 )
                 .await
                 .map_err(anyhow::Error::from)
@@ -376,10 +426,20 @@ async fn run(
     });
     let admin = tokio::spawn(async move {
         axum::serve(admin_listener, admin_router)
-            .with_graceful_shutdown(shutdown())
+            .with_graceful_shutdown(admin_stopped)
             .await
     });
-    let result = supervise(api, admin).await;
+    let drained = stopped();
+    let result = tokio::select! {
+        result = supervise(api, admin) => result,
+        () = async move {
+            drained.await;
+            tokio::time::sleep(DRAIN).await;
+        } => {
+            warn!("connections still open {} s after the shutdown signal; closing them", DRAIN.as_secs());
+            Ok(())
+        }
+    };
     for t in tasks.into_iter().chain(background) {
         t.abort();
     }
@@ -387,6 +447,10 @@ async fn run(
     info!("stopped");
     Ok(())
 }
+
+/// How long the servers may finish requests in flight after SIGTERM before their connections are dropped: well inside
+/// Kubernetes' default 30 s grace period.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the API and admin servers until both have stopped, and ends the process's serving as soon as either stops
 /// on its own: a pod must never look healthy (the admin server answering `/readyz`) while its API listener is dead,

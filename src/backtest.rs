@@ -54,7 +54,7 @@ pub mod publish;
 mod report;
 mod sim;
 
-pub use cli::{run_cli, BacktestArgs};
+pub use cli::{run_cli, BacktestArgs, Connect};
 pub use output::write_outputs;
 pub use report::{PolicyRun, PredictiveInfo, Report, ReportSettings, Scores, SloResult, TickRow};
 pub use sim::run;

@@ -158,6 +158,11 @@ pub enum DemandSource {
     Generator(Generator),
 }
 
+/// How often each workload's cycle runs (fetch the new tail, plan, publish) where the file sets no `interval`, and in
+/// the demo: twice the HPA's sync period, so the HPA never waits more than one sync for a new target while the
+/// Prometheus load stays at one small query per workload per 30 s.
+pub const DEFAULT_INTERVAL: TimeDelta = TimeDelta::seconds(30);
+
 /// Defaults applied where the file is silent.
 pub mod defaults {
     /// API listener.
@@ -166,8 +171,6 @@ pub mod defaults {
     pub const ADMIN_ADDR: &str = "0.0.0.0:8080";
     /// Max forecast age.
     pub const MAX_FORECAST_AGE: &str = "5m";
-    /// Pipeline interval.
-    pub const INTERVAL: &str = "30s";
     /// Cold start lead time.
     pub const LEAD_TIME: &str = "5m";
     /// Quantile to plan at.
@@ -442,7 +445,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         "maxForecastAge",
         defaults::MAX_FORECAST_AGE,
     );
-    let interval = v.duration(top.interval.as_ref(), "interval", defaults::INTERVAL);
+    let interval = v.duration(top.interval.as_ref(), "interval", &duration::format(DEFAULT_INTERVAL));
     let prometheus = top.prometheus.map(|p| p.value);
     if prometheus.is_none() {
         for w in &workloads {

@@ -12,7 +12,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `prescale=debug`.
-    #[arg(long, global = true, env = "PRESCALE_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "PRESCALE_LOG", default_value = "info", value_parser = log_filter)]
     log: String,
 }
 
@@ -51,6 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let Cli { command, log } = cli;
     init_tracing(&log);
+    prescale::app::init();
     let result = match command {
         Command::CheckConfig { file } => match prescale::config::load(&file) {
             Ok(config) => {
@@ -65,14 +66,14 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         },
-        Command::Explain(args) => runtime().block_on(prescale::sre::explain::run_cli(args)),
-        Command::Backtest(args) => prescale::backtest::run_cli(*args),
-        Command::Demo { traces, listen } => runtime().block_on(prescale::app::demo(&traces, listen)),
+        Command::Explain(args) => run_async(prescale::app::explain(args)),
+        Command::Backtest(args) => prescale::app::backtest(*args),
+        Command::Demo { traces, listen } => run_async(prescale::app::demo(&traces, listen)),
         Command::Serve {
             config,
             listen,
             security,
-        } => runtime().block_on(prescale::app::serve(&config, listen, *security)),
+        } => run_async(prescale::app::serve(&config, listen, *security)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,15 +84,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+/// How long work still running when a command ends (fits and startup replays on blocking threads) may delay the
+/// exit. Fits cannot be interrupted and a replay holds minutes of them; their results are not needed once the
+/// servers have stopped, so the process leaves them behind instead of waiting (Kubernetes would SIGKILL it after
+/// the grace period anyway).
+const ABANDON_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn run_async(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime starts")
+        .expect("tokio runtime starts");
+    let result = runtime.block_on(command);
+    runtime.shutdown_timeout(ABANDON_AFTER);
+    result
+}
+
+/// A `--log` value that tracing accepts; anything else is refused with tracing's reason, not silently read as `info`.
+fn log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e}; write e.g. info, debug or prescale=debug,warn"))
 }
 
 fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).expect("checked by log_filter");
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

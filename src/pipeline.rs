@@ -20,9 +20,6 @@ use crate::series::Series;
 use crate::sre::telemetry::PipelineMetrics;
 use crate::store::{Insight, PlanStore, ReplayState, ReplayStatus, Snapshot, WorkloadStatus, RECENT_HISTORY};
 
-/// The default cycle interval (`prescale serve --interval`).
-pub const DEFAULT_INTERVAL: TimeDelta = TimeDelta::seconds(15);
-
 /// A configured workload wired to its history source.
 pub struct Workload {
     /// The workload's configuration.
@@ -127,7 +124,7 @@ impl Cycle {
             status,
             metrics,
             targets: Default::default(),
-            interval: DEFAULT_INTERVAL,
+            interval: crate::config::DEFAULT_INTERVAL,
             replay: Replay::Pending,
         }
     }

@@ -706,7 +706,7 @@ async fn the_explain_client_reads_a_running_server() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app(filled_store())).await });
-    let e = explain::fetch(&url, "default", "web").await.unwrap();
+    let e = explain::fetch(&client(), &url, "default", "web").await.unwrap();
     assert_eq!((e.replicas, e.serving), (9, Serving::Demoted));
     let text = e.to_text();
     assert!(text.starts_with("default/web: 9 replicas\n"), "{text}");
@@ -749,7 +749,10 @@ async fn the_explain_client_reads_a_running_server() {
         "{text}"
     );
     assert!(!text.contains("record "), "nothing served scored, no record: {text}");
-    let chat = explain::fetch(&url, "default", "llm-chat").await.unwrap().to_text();
+    let chat = explain::fetch(&client(), &url, "default", "llm-chat")
+        .await
+        .unwrap()
+        .to_text();
     for line in [
         "slo        at most 0.5% of demand unserved over 7d: 0.35% over the whole window, error budget 30% left; met\n",
         "choice     p80: the fewest pods of the candidates within the budget (0.4% unserved recently vs 0.47%); 0.94× \
@@ -760,18 +763,24 @@ async fn the_explain_client_reads_a_running_server() {
         assert!(chat.contains(line), "missing `{line}` in:\n{chat}");
     }
     assert!(!chat.contains("CANNOT"), "{chat}");
-    let batch = explain::fetch(&url, "default", "batch").await.unwrap().to_text();
+    let batch = explain::fetch(&client(), &url, "default", "batch")
+        .await
+        .unwrap()
+        .to_text();
     assert!(
         !batch.contains("slo ") && !batch.contains("choice ") && !batch.contains("record "),
         "no SLO controller, no SLO lines: {batch}"
     );
-    let missing = explain::fetch(&url, "default", "nope").await.unwrap_err().to_string();
+    let missing = explain::fetch(&client(), &url, "default", "nope")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         missing.contains("no workload default/nope is configured") && missing.contains("/api/v1/workloads"),
         "{missing}"
     );
     server.abort();
-    let down = explain::fetch("http://127.0.0.1:9", "default", "web")
+    let down = explain::fetch(&client(), "http://127.0.0.1:9", "default", "web")
         .await
         .unwrap_err()
         .to_string();
@@ -827,4 +836,13 @@ async fn the_grafana_dashboard_queries_exported_metrics() {
         }
     }
     assert!(checked >= 15, "{checked} metric references checked");
+}
+
+/// The client `prescale explain` reads the admin server with, as the composition root builds it.
+fn client() -> reqwest::Client {
+    prescale::app::init();
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap()
 }

@@ -69,6 +69,7 @@ fn settings(url: &str) -> PrometheusSettings {
 }
 
 fn client(settings: &PrometheusSettings) -> (PrometheusClient, Registry) {
+    prescale::app::init();
     let client = PrometheusClient::new(settings).expect("valid settings");
     let mut registry = Registry::default();
     client.register_metrics(&mut registry);

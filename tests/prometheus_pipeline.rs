@@ -62,6 +62,7 @@ fn setup() -> (Prometheus, Series, DateTime<Utc>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_and_csv_sources_serve_identical_targets() {
     let (prometheus, trace, now) = setup();
+    prescale::app::init();
     let client = PrometheusClient::new(&PrometheusSettings::new(prometheus.url())).unwrap();
     let query = demand_query("demand{trace=\"servegen\"}", STEP);
     let from_prometheus: Arc<dyn History> = Arc::new(PromQuery::new(&client, query.clone(), STEP).unwrap());
@@ -111,6 +112,7 @@ async fn when_prometheus_dies_the_hpa_sees_the_last_plan_then_an_error_then_reco
     let mut settings = PrometheusSettings::new(prometheus.url());
     settings.retries = 1;
     settings.timeout = std::time::Duration::from_millis(800);
+    prescale::app::init();
     let client = PrometheusClient::new(&settings).unwrap();
     let query = demand_query("demand{trace=\"servegen\"}", STEP);
     let history = Arc::new(PromQuery::new(&client, query.clone(), STEP).unwrap());

@@ -488,7 +488,6 @@ pub async fn serve(
     tls: TlsSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), TlsError> {
-    install_crypto_provider();
     let TlsSettings {
         certificate,
         reload_interval,

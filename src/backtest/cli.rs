@@ -11,7 +11,7 @@ use super::publish::{self, BacktestSummary, ConfigMapRef};
 use super::{write_outputs, PolicyName, Settings, TICK};
 use crate::config::{Config, DemandSource, WorkloadConfig};
 use crate::forecast::Quantile;
-use crate::history::prometheus::{PromQuery, PrometheusClient};
+use crate::history::prometheus::{PromQuery, PrometheusClient, PrometheusSettings};
 use crate::history::trace::Replay;
 use crate::history::History;
 
@@ -20,6 +20,15 @@ const DEFAULT_LEADS: [TimeDelta; 3] = [TimeDelta::minutes(2), TimeDelta::minutes
 /// History fetched before `--from` so the scored window starts at `--from`: the protocol's warm-up for traces of
 /// 7 days or more.
 pub const WARM_UP: TimeDelta = TimeDelta::days(7);
+
+/// Where a backtest of configured workloads gets its clients: the composition root builds them
+/// ([`crate::app::Connector`]), so that every client of the process is configured in one place.
+pub trait Connect {
+    /// The Prometheus client for the config's `prometheus:` section.
+    fn prometheus(&self, settings: &PrometheusSettings) -> anyhow::Result<PrometheusClient>;
+    /// The Kubernetes client `--publish-configmap` writes with (in-cluster, or `KUBECONFIG`).
+    fn kubernetes(&self) -> futures::future::BoxFuture<'_, anyhow::Result<kube::Client>>;
+}
 
 /// Flags of `prescale backtest`.
 #[derive(Debug, Clone, clap::Args)]
@@ -182,9 +191,9 @@ fn parse_quantile(s: &str) -> Result<Quantile, String> {
 /// prints the summary table and the list of files to stdout. With `--config`: the same per workload, on history
 /// fetched from its demand source, into `--out/<namespace>.<name>/`, then publishes the summaries when
 /// `--publish-configmap` is given. Fails after the others ran when any workload failed.
-pub fn run_cli(args: BacktestArgs) -> anyhow::Result<()> {
+pub fn run_cli(args: BacktestArgs, connect: &dyn Connect) -> anyhow::Result<()> {
     if let Some(config) = args.config.clone() {
-        return run_config(&config, args);
+        return run_config(&config, args, connect);
     }
     let BacktestArgs {
         trace,
@@ -253,7 +262,7 @@ fn sorted(mut policies: Vec<PolicyName>) -> Vec<PolicyName> {
 }
 
 /// `--config`: every selected workload on its own history.
-fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
+fn run_config(path: &Path, args: BacktestArgs, connect: &dyn Connect) -> anyhow::Result<()> {
     let BacktestArgs {
         trace: _,
         config: _,
@@ -290,7 +299,7 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
         .prometheus
         .as_ref()
         .filter(|_| selected.iter().any(|w| matches!(w.demand, DemandSource::Promql { .. })))
-        .map(PrometheusClient::new)
+        .map(|settings| connect.prometheus(settings))
         .transpose()
         .with_context(|| format!("{}: prometheus", path.display()))?;
     let policies = sorted(policies);
@@ -340,8 +349,8 @@ fn run_config(path: &Path, args: BacktestArgs) -> anyhow::Result<()> {
     if let Some(target) = publish_configmap {
         let configured: Vec<_> = config.workloads.iter().map(|w| w.id.clone()).collect();
         runtime.block_on(async {
-            crate::apiserver::tls::install_crypto_provider();
-            let client = kube::Client::try_default()
+            let client = connect
+                .kubernetes()
                 .await
                 .context("building the Kubernetes client for --publish-configmap (in-cluster, or set KUBECONFIG)")?;
             publish::publish(client, &target, &summaries, &configured).await?;

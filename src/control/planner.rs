@@ -197,7 +197,7 @@ pub fn plan_from(
 }
 
 /// The stretch of time a target served at `now` must cover: `[now + min(lead, W − sync), now + lead + sync]`, with
-/// `W` the HPA's scale-down stabilization ([`Policy::downscale_stabilization`], [`DOWNSCALE_STABILIZATION`] unless
+/// `W` the HPA's scale-down stabilization ([`Policy::downscale_stabilization`], [`DOWNSCALE_STABILIZATION`](crate::control::policy::DOWNSCALE_STABILIZATION) unless
 /// the HPA's `behavior` sets another).
 ///
 /// Pods asked for at `now` serve from `now + lead`, and the HPA keeps the highest recommendation whose age is below

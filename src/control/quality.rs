@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::forecast::{Forecast, Quantile};
 use crate::series::Series;
 
-/// How many scored slots [`Report::recent`] keeps (for charts of forecast against actual).
+/// How many scored slots [`Tracker::recent`] keeps (for charts of forecast against actual).
 pub const RECENT_SCORES: usize = 720;
 /// Unscored claims whose slot ended this many steps ago without data are dropped (the data is not coming).
 const PENDING_STEPS: i32 = 30;

@@ -247,8 +247,8 @@ pub struct Model {
     missing_fraction: f64,
 }
 
-/// How much history a fit on `step` slots reads: [`MAX_HISTORY`], or for coarse series up to [`SPAN_SLOTS`] slots
-/// within [`LONG_HISTORY`], so that the calibration holdout still holds two weekly cycles and the calibration
+/// How much history a fit on `step` slots reads: [`MAX_HISTORY`], or for coarse series up to `SPAN_SLOTS` slots
+/// within `LONG_HISTORY`, so that the calibration holdout still holds two weekly cycles and the calibration
 /// window enough errors (30-minute data: 35 days, a week of it replayed out of sample).
 pub fn history_span(step: TimeDelta) -> TimeDelta {
     (step * SPAN_SLOTS).clamp(MAX_HISTORY, LONG_HISTORY)

@@ -358,8 +358,6 @@ impl PrometheusClient {
             }
         };
 
-        // reqwest is built without a default crypto provider; installing ring again is a harmless no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder().timeout(*timeout).connect_timeout(*timeout);
         if let Some(path) = ca_file {
             let pem = std::fs::read(path).map_err(|source| PrometheusError::ReadFile {
@@ -919,6 +917,7 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_field() {
+        crate::app::init();
         let check = |s: PrometheusSettings, expected: &str| {
             let err = PrometheusClient::new(&s)
                 .err()
@@ -951,6 +950,7 @@ mod tests {
 
     #[tokio::test]
     async fn auth_headers_carry_the_credentials() {
+        crate::app::init();
         let mut s = PrometheusSettings::new("http://p");
         s.basic_auth = Some(BasicAuth {
             username: "alice".into(),
@@ -974,6 +974,7 @@ mod tests {
 
     #[test]
     fn steps_must_be_whole_seconds() {
+        crate::app::init();
         let client = PrometheusClient::new(&PrometheusSettings::new("http://p")).unwrap();
         assert!(PromQuery::new(&client, "up", TimeDelta::milliseconds(1500)).is_err());
         assert!(PromQuery::new(&client, " ", TimeDelta::seconds(60)).is_err());

@@ -1,7 +1,7 @@
 //! Kubernetes `resource.Quantity` strings: canonical output from `f64`, and the HPA's reading of any input.
 //!
 //! The HPA reads every served value with `MilliValue()`: the quantity rounded up (away from zero) to whole
-//! thousandths. [`format`] therefore works on the shortest round-trip decimal digits of the `f64` (never on
+//! thousandths. [`format()`] therefore works on the shortest round-trip decimal digits of the `f64` (never on
 //! `x * 1000.0` in binary floating point, where `4.35 * 1000.0` is `4350.000000000001`), quantizes up to milli,
 //! and writes the canonical form apimachinery would write: the exponent lowered to a multiple of three with a
 //! decimal SI suffix (`1500m`, `12`, `1k`, `1500k`).

@@ -701,17 +701,13 @@ pub fn url(admin: &str, namespace: &str, workload: &str) -> String {
 }
 
 /// Fetches a workload's explanation from the admin server at `admin`.
-pub async fn fetch(admin: &str, namespace: &str, workload: &str) -> Result<Explanation, ExplainError> {
+pub async fn fetch(
+    client: &reqwest::Client,
+    admin: &str,
+    namespace: &str,
+    workload: &str,
+) -> Result<Explanation, ExplainError> {
     let url = url(admin, namespace, workload);
-    // reqwest is built without a default crypto provider; installing ring again is a harmless no-op.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| ExplainError::Unreachable {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
     let response = client.get(&url).send().await.map_err(|e| ExplainError::Unreachable {
         url: admin.to_owned(),
         message: crate::error::chain(&e),
@@ -746,14 +742,14 @@ pub async fn fetch(admin: &str, namespace: &str, workload: &str) -> Result<Expla
 }
 
 /// Runs `prescale explain`: prints the explanation (text, or JSON with `--json`).
-pub async fn run_cli(args: ExplainArgs) -> anyhow::Result<()> {
+pub async fn run_cli(args: ExplainArgs, client: &reqwest::Client) -> anyhow::Result<()> {
     let ExplainArgs {
         workload,
         namespace,
         admin,
         json,
     } = args;
-    let e = fetch(&admin, &namespace, &workload).await?;
+    let e = fetch(client, &admin, &namespace, &workload).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&e)?);
     } else {
