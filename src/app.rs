@@ -501,8 +501,8 @@ fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
             w.unit,
             crate::duration::format(w.policy.lead),
             w.policy.quantile.get() * 100.0,
-            w.policy.min_replicas,
-            w.policy.max_replicas
+            w.policy.replicas.min(),
+            w.policy.replicas.max()
         );
     }
     if let Some(w) = config.workloads.first() {

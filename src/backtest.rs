@@ -185,10 +185,10 @@ pub struct Settings {
     pub policies: Vec<PolicyName>,
     /// Capacity per replica; `None` uses the protocol's `p99(scored demand) / 20`.
     pub capacity: Option<f64>,
-    /// The predictive planner's `scale_in_on_observed_only`.
-    pub scale_in_on_observed_only: bool,
+    /// When the predictive planner's target may go down.
+    pub scale_in: crate::control::policy::ScaleIn,
     /// The planner's `fallback_utilization`: the reactive target served while forecasts are demoted.
-    pub fallback_utilization: f64,
+    pub fallback_utilization: crate::control::policy::Utilization,
     /// When the predictive policy's forecasts are demoted to the reactive target, and promoted back.
     pub quality: crate::control::quality::Bounds,
     /// The predictive policy's adaptive quantile (off: it plans at `quantile` throughout), and its SLO.
@@ -208,7 +208,7 @@ impl Default for Settings {
             refit_interval: TimeDelta::hours(1),
             policies: PolicyName::DEFAULT.to_vec(),
             capacity: None,
-            scale_in_on_observed_only: false,
+            scale_in: crate::control::policy::ScaleIn::Forecast,
             fallback_utilization: crate::control::policy::DEFAULT_FALLBACK_UTILIZATION,
             quality: crate::control::quality::Bounds::default(),
             adaptive: crate::control::policy::Adaptive::default(),

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use crate::control::engine::Mode;
-use crate::control::policy::Policy;
 use crate::control::policy::{Adaptive, ServiceLevel};
+use crate::control::policy::{Policy, Replicas, ScaleIn, Utilization};
 use crate::control::quality;
 use crate::duration;
 use crate::forecast::{Quantile, Seasonality};
@@ -84,10 +84,9 @@ impl WorkloadConfig {
         } else {
             "quality scored and reported only"
         };
-        let scale_in = if p.scale_in_on_observed_only {
-            "observed demand"
-        } else {
-            "the forecast"
+        let scale_in = match p.scale_in {
+            ScaleIn::Observed => "observed demand",
+            ScaleIn::Forecast => "the forecast",
         };
         let quantile = if p.adaptive.enabled {
             format!(
@@ -120,9 +119,9 @@ impl WorkloadConfig {
             lead = duration::format(p.lead),
             cap = p.capacity_per_replica,
             unit = self.unit,
-            min = p.min_replicas,
-            max = p.max_replicas,
-            fallback = p.fallback_utilization * 100.0,
+            min = p.replicas.min(),
+            max = p.replicas.max(),
+            fallback = p.fallback_utilization.get() * 100.0,
             sync = duration::format(p.sync),
             hold = duration::format(p.downscale_stabilization),
         )
@@ -316,16 +315,6 @@ fn one() -> f64 {
 enum RawSeasonality {
     Word(String),
     Periods(Vec<String>),
-}
-
-/// When the target may go down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ScaleIn {
-    /// Follow the forecast down.
-    Forecast,
-    /// Scale in only when observed demand allows it too.
-    Observed,
 }
 
 /// One problem in a config file.
@@ -670,19 +659,17 @@ impl Validator {
         };
         let fallback_utilization = match &raw.fallback_utilization {
             None => crate::control::policy::DEFAULT_FALLBACK_UTILIZATION,
-            Some(u) => {
-                if !(u.value.is_finite() && u.value > 0.0 && u.value <= 1.0) {
-                    self.at(
-                        u,
-                        &f("fallbackUtilization"),
-                        format!(
-                            "must be in (0, 1], got {}; e.g. 0.7 to size the reactive fallback like an HPA at 70%",
-                            u.value
-                        ),
-                    );
-                }
-                u.value
-            }
+            Some(u) => Utilization::new(u.value).unwrap_or_else(|_| {
+                self.at(
+                    u,
+                    &f("fallbackUtilization"),
+                    format!(
+                        "must be in (0, 1], got {}; e.g. 0.7 to size the reactive fallback like an HPA at 70%",
+                        u.value
+                    ),
+                );
+                Utilization::FULL
+            }),
         };
         let min = raw.min_replicas.as_ref().map(|m| m.value).unwrap_or(1);
         if let Some(m) = &raw.min_replicas {
@@ -700,6 +687,7 @@ impl Validator {
                 format!("({max}) is below minReplicas ({min})"),
             );
         }
+        let replicas = Replicas::new(min, max).ok();
         let seasonality = match &raw.seasonality {
             None => Seasonality::Auto,
             Some(s) => match &s.value {
@@ -807,7 +795,7 @@ impl Validator {
             let max_unserved = match &l.value.max_unserved {
                 None => d.max_unserved,
                 Some(RawShare::Text(t)) => ServiceLevel::parse_share(t).unwrap_or_else(|e| {
-                    self.at(l, &f("serviceLevel.maxUnserved"), e);
+                    self.at(l, &f("serviceLevel.maxUnserved"), e.to_string());
                     d.max_unserved
                 }),
                 Some(RawShare::Number(x)) => {
@@ -860,9 +848,8 @@ impl Validator {
                 lead,
                 sync,
                 quantile,
-                min_replicas: min as u32,
-                max_replicas: max as u32,
-                scale_in_on_observed_only: scale_in == ScaleIn::Observed,
+                replicas: replicas?,
+                scale_in,
                 fallback_utilization,
                 downscale_stabilization,
                 adaptive,
@@ -1041,15 +1028,15 @@ mod tests {
         assert_eq!(w.id.to_string(), "inference/llm-chat");
         assert_eq!(w.policy.lead, TimeDelta::minutes(5));
         assert_eq!(w.policy.quantile.get(), 0.9);
-        assert_eq!((w.policy.min_replicas, w.policy.max_replicas), (2, 40));
+        assert_eq!((w.policy.replicas.min(), w.policy.replicas.max()), (2, 40));
         assert!(matches!(&w.demand, DemandSource::Promql { step, .. } if *step == TimeDelta::minutes(1)));
         assert_eq!(
             c.workloads[1].seasonality,
             Seasonality::Periods(vec![TimeDelta::days(1)])
         );
-        assert_eq!(c.workloads[1].policy.min_replicas, 1, "default");
+        assert_eq!(c.workloads[1].policy.replicas.min(), 1, "default");
         assert_eq!(c.max_forecast_age, TimeDelta::minutes(5));
-        assert_eq!(w.policy.fallback_utilization, 0.7);
+        assert_eq!(w.policy.fallback_utilization.get(), 0.7);
         assert_eq!(w.history, TimeDelta::days(15));
     }
 
@@ -1218,7 +1205,7 @@ workloads:
             a.policy.fallback_utilization,
             crate::control::policy::DEFAULT_FALLBACK_UTILIZATION
         );
-        assert_eq!(b.policy.fallback_utilization, 1.0);
+        assert_eq!(b.policy.fallback_utilization.get(), 1.0);
         assert_eq!(
             a.policy.downscale_stabilization,
             TimeDelta::minutes(5),

@@ -30,8 +30,14 @@ pub trait History: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     /// The source could not be reached or answered with an error (the message is for logs, not for API callers).
-    #[error("history source unavailable: {0}")]
-    Unavailable(String),
+    #[error("history source unavailable: {message}")]
+    Unavailable {
+        /// What happened, for people: where, what failed and after how many attempts.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The query answered with data prescale cannot use as one demand series.
     #[error("history query returned unusable data: {0}")]
     Unusable(String),

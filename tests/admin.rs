@@ -39,7 +39,7 @@ fn at(s: &str) -> DateTime<Utc> {
 
 fn policy(capacity: f64) -> Policy {
     Policy {
-        min_replicas: 2,
+        replicas: prescale::control::policy::Replicas::new(2, 20).unwrap(),
         ..Policy::new(capacity, 20)
     }
 }

@@ -43,7 +43,12 @@ impl History for Faulty {
     }
     fn fetch(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Fetch<'_> {
         match *self.mode.lock().unwrap() {
-            "down" => Box::pin(async { Err(HistoryError::Unavailable("connection refused".into())) }),
+            "down" => Box::pin(async {
+                Err(HistoryError::Unavailable {
+                    message: "connection refused".into(),
+                    source: None,
+                })
+            }),
             "empty" => Box::pin(async move {
                 let mut s = Series::empty(from, TimeDelta::minutes(1));
                 s.pad_to(to);

@@ -225,7 +225,7 @@ async fn promql_syntax_errors_carry_prometheus_message_and_are_not_retried() {
         .await
         .expect_err("bad PromQL");
 
-    let HistoryError::Unavailable(message) = &err else {
+    let HistoryError::Unavailable { message, .. } = &err else {
         panic!("expected Unavailable, got {err:?}")
     };
     assert!(message.contains("prometheus answered bad_data"), "{message}");
@@ -279,7 +279,7 @@ async fn prometheus_killed_then_restarted_fails_then_recovers() {
     let err = q.fetch(from, to).await.expect_err("Prometheus is down");
     let elapsed = began.elapsed();
 
-    let HistoryError::Unavailable(message) = &err else {
+    let HistoryError::Unavailable { message, .. } = &err else {
         panic!("expected Unavailable, got {err:?}")
     };
     assert!(message.contains("Connection refused"), "{message}");
@@ -307,7 +307,7 @@ async fn prometheus_started_late_is_picked_up_by_retries() {
         .fetch(from, to)
         .await
         .expect_err("not started yet");
-    assert!(matches!(err, HistoryError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, HistoryError::Unavailable { .. }), "{err:?}");
     assert_eq!(requests(&registry_once, "unreachable"), 1.0);
 
     let mut patient = settings(&prometheus.url());
@@ -353,7 +353,7 @@ async fn paused_prometheus_times_out_within_the_bound_then_recovers() {
     let elapsed = began.elapsed();
     prometheus.resume();
 
-    let HistoryError::Unavailable(message) = &err else {
+    let HistoryError::Unavailable { message, .. } = &err else {
         panic!("expected Unavailable, got {err:?}")
     };
     assert!(
@@ -442,7 +442,7 @@ async fn basic_auth_is_sent_and_a_refusal_is_not_retried() {
         .fetch(from, to)
         .await
         .expect_err("refused");
-    let HistoryError::Unavailable(message) = &err else {
+    let HistoryError::Unavailable { message, .. } = &err else {
         panic!("expected Unavailable, got {err:?}")
     };
     assert!(message.contains("HTTP 401 Unauthorized"), "{message}");

@@ -10,6 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::publish::{self, BacktestSummary, ConfigMapRef};
 use super::{write_outputs, PolicyName, Settings, TICK};
 use crate::config::{Config, DemandSource, WorkloadConfig};
+use crate::control::policy::{ScaleIn, Utilization};
 use crate::forecast::Quantile;
 use crate::history::prometheus::{PromQuery, PrometheusClient, PrometheusSettings};
 use crate::history::trace::Replay;
@@ -91,7 +92,7 @@ pub struct BacktestArgs {
     /// Target utilization of the reactive target the predictive policy serves while its forecast is demoted, in
     /// (0, 1]. Default: 0.7 with `--trace`; each workload's fallbackUtilization with `--config`.
     #[arg(long, env = "PRESCALE_BACKTEST_FALLBACK_UTILIZATION", value_parser = parse_utilization)]
-    pub fallback_utilization: Option<f64>,
+    pub fallback_utilization: Option<Utilization>,
     /// Plan at `--quantile` throughout instead of adapting the quantile to the trace (with `--config`, also when
     /// the workload sets `adaptiveQuantile.enabled: false`).
     #[arg(long, env = "PRESCALE_BACKTEST_FIXED_QUANTILE")]
@@ -166,13 +167,12 @@ fn parse_replay(s: &str) -> Result<TimeDelta, String> {
 }
 
 fn parse_slo(s: &str) -> Result<f64, String> {
-    crate::control::policy::ServiceLevel::parse_share(s)
+    crate::control::policy::ServiceLevel::parse_share(s).map_err(|e| e.to_string())
 }
 
-fn parse_utilization(s: &str) -> Result<f64, String> {
+fn parse_utilization(s: &str) -> Result<Utilization, String> {
     match s.trim().parse::<f64>() {
-        Ok(u) if u.is_finite() && u > 0.0 && u <= 1.0 => Ok(u),
-        Ok(u) => Err(format!("{u} is not in (0, 1]; write e.g. 0.7")),
+        Ok(u) => Utilization::new(u).map_err(|_| format!("{u} is not in (0, 1]; write e.g. 0.7")),
         Err(_) => Err(format!("`{s}` is not a number; write e.g. 0.7")),
     }
 }
@@ -182,7 +182,7 @@ fn parse_quantile(s: &str) -> Result<Quantile, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{s}` is not a number; write e.g. 0.9"))?;
-    Quantile::try_new(q)
+    Quantile::try_new(q).map_err(|e| e.to_string())
 }
 
 /// Runs a backtest from CLI flags (synchronous: call it outside an async runtime, or in `spawn_blocking`).
@@ -231,7 +231,11 @@ pub fn run_cli(args: BacktestArgs, connect: &dyn Connect) -> anyhow::Result<()> 
         refit_interval: refit.unwrap_or(defaults.refit_interval),
         policies: sorted(policies),
         capacity: None,
-        scale_in_on_observed_only,
+        scale_in: if scale_in_on_observed_only {
+            ScaleIn::Observed
+        } else {
+            ScaleIn::Forecast
+        },
         fallback_utilization: fallback_utilization.unwrap_or(defaults.fallback_utilization),
         quality: defaults.quality,
         adaptive: crate::control::policy::Adaptive {
@@ -316,7 +320,11 @@ fn run_config(path: &Path, args: BacktestArgs, connect: &dyn Connect) -> anyhow:
             refit_interval: refit.unwrap_or(w.refit_interval),
             policies: policies.clone(),
             capacity: Some(w.policy.capacity_per_replica),
-            scale_in_on_observed_only: scale_in_on_observed_only || w.policy.scale_in_on_observed_only,
+            scale_in: if scale_in_on_observed_only {
+                ScaleIn::Observed
+            } else {
+                w.policy.scale_in
+            },
             fallback_utilization: fallback_utilization.unwrap_or(w.policy.fallback_utilization),
             quality: w.serving.quality,
             adaptive: crate::control::policy::Adaptive {

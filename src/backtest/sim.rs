@@ -10,8 +10,8 @@ use super::frontier::{Frontier, FrontierPoint};
 use super::policies::{self, PredictiveSetup, Visible};
 use super::report::{self, PolicyRun, PredictiveInfo, Report, ReportSettings, TickRow};
 use super::{BacktestError, PolicyName, Settings, LAG, MAX_REPLICAS, MIN_REPLICAS, P99_REPLICAS, TICK};
-use crate::control::policy::Policy;
 use crate::control::policy::ServiceLevel;
+use crate::control::policy::{Policy, Replicas, ScaleIn};
 use crate::control::service_level::UTILIZATIONS;
 use crate::forecast::Seasonality;
 use crate::k8s::hpa::{self, Hpa, HpaSpec, MetricTarget, Pods, ScaleStatus};
@@ -75,9 +75,8 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
             lead,
             sync: TICK,
             quantile: settings.quantile,
-            min_replicas: MIN_REPLICAS,
-            max_replicas: MAX_REPLICAS,
-            scale_in_on_observed_only: settings.scale_in_on_observed_only,
+            replicas: backtest_replicas(),
+            scale_in: settings.scale_in,
             fallback_utilization: settings.fallback_utilization,
             downscale_stabilization: crate::control::policy::DOWNSCALE_STABILIZATION,
             adaptive: settings.adaptive,
@@ -218,8 +217,8 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         refit_interval_seconds: settings.refit_interval.num_seconds(),
         leads_seconds: settings.leads.iter().map(|l| l.num_seconds()).collect(),
         policies: PolicyName::ALL.into_iter().filter(|p| wants(*p)).collect(),
-        scale_in_on_observed_only: settings.scale_in_on_observed_only,
-        fallback_utilization: settings.fallback_utilization,
+        scale_in_on_observed_only: settings.scale_in == ScaleIn::Observed,
+        fallback_utilization: settings.fallback_utilization.get(),
         quality: settings.quality,
         adaptive_quantile: settings.adaptive.enabled,
         adaptive_half_life_seconds: settings.adaptive.half_life.num_seconds(),
@@ -335,6 +334,11 @@ pub(crate) fn scored_window(trace: &Series, name: &str) -> Result<(TimeDelta, Da
         });
     }
     Ok((history, start))
+}
+
+/// The protocol's replica bounds as the planner's type.
+fn backtest_replicas() -> Replicas {
+    Replicas::new(i64::from(MIN_REPLICAS), i64::from(MAX_REPLICAS)).expect("the protocol's bounds are in order")
 }
 
 pub(crate) use crate::k8s::quantity::served_milli;
@@ -556,7 +560,7 @@ mod tests {
     fn hpa_oracle_serves_the_peak_of_the_cover_window_past_the_tolerance() {
         let policy = Policy {
             lead: TimeDelta::seconds(30),
-            min_replicas: MIN_REPLICAS,
+            replicas: backtest_replicas(),
             ..Policy::new(1.0, MAX_REPLICAS)
         };
         // Lead 2 ticks: tick k covers ticks k+2 ..= k+3.

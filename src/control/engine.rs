@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::control::planner::{self, Bound, ReplicaPlan};
-use crate::control::policy::Policy;
+use crate::control::policy::{Policy, Utilization};
 use crate::control::quality::{self, Tracker};
 use crate::control::service_level::{self, Choice, Controller};
 use crate::forecast::{self, Forecast, ForecastSettings, Model};
@@ -87,25 +87,26 @@ pub fn reactive_plan(
     now: DateTime<Utc>,
     previous: Option<&ReplicaPlan>,
 ) -> ReplicaPlan {
-    reactive_plan_at(observed, policy, policy.fallback_utilization(), now, previous)
+    reactive_plan_at(observed, policy, policy.fallback_utilization, now, previous)
 }
 
-/// [`reactive_plan`] at target `utilization` (in (0, 1]; anything else sizes for observed demand) instead of the
-/// policy's fallback: what an HPA with that target would ask for.
+/// One of the controller's reactive candidates ([`crate::control::service_level::UTILIZATIONS`], all in (0, 1]).
+fn grid_utilization(u: f64) -> Utilization {
+    Utilization::new(u).expect("the controller's utilizations are in (0, 1]")
+}
+
+/// [`reactive_plan`] at target `utilization` instead of the policy's fallback: what an HPA with that target would ask
+/// for.
 pub fn reactive_plan_at(
     observed: Option<f64>,
     policy: &Policy,
-    utilization: f64,
+    utilization: Utilization,
     now: DateTime<Utc>,
     previous: Option<&ReplicaPlan>,
 ) -> ReplicaPlan {
+    let utilization = utilization.get();
     let observed = observed.filter(|v| v.is_finite() && *v >= 0.0);
     let floor = observed.map_or(0, |o| planner::replicas_for(o, policy.capacity_per_replica));
-    let utilization = if utilization.is_finite() && utilization > 0.0 && utilization <= 1.0 {
-        utilization
-    } else {
-        1.0
-    };
     let target = observed.map_or(0, |o| {
         planner::replicas_for(o, policy.capacity_per_replica * utilization)
     });
@@ -113,7 +114,7 @@ pub fn reactive_plan_at(
         (None, Some(prev)) => (prev.replicas, Bound::Hold),
         _ => (target, Bound::ReactiveFloor),
     };
-    let replicas = want.clamp(policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
+    let replicas = policy.replicas.clamp(want);
     if replicas > want {
         bound = Bound::Min;
     } else if replicas < want {
@@ -328,9 +329,9 @@ impl Engine {
         // The reactive target: the one chosen; while demoted, the one that met the SLO at the fewest pods; in a
         // forecast-only trial (and before warm-up), the configured fallback utilization.
         let utilization = match (serving, choice) {
-            (Serving::ForecastOnly, _) => self.policy.fallback_utilization(),
-            (_, Some(Choice::Reactive(u))) => u,
-            _ => fallback.unwrap_or_else(|| self.policy.fallback_utilization()),
+            (Serving::ForecastOnly, _) => self.policy.fallback_utilization,
+            (_, Some(Choice::Reactive(u))) => grid_utilization(u),
+            _ => fallback.map_or(self.policy.fallback_utilization, grid_utilization),
         };
         let reactive = reactive_plan_at(observed, &self.policy, utilization, now, previous);
         let plan = if serving.is_reactive() {
@@ -502,7 +503,7 @@ mod tests {
         );
         assert!((p.planned_demand - 45.0 / 0.7).abs() < 1e-9);
         let full = Policy {
-            fallback_utilization: 1.0,
+            fallback_utilization: Utilization::FULL,
             ..policy()
         };
         assert_eq!(reactive_plan(Some(45.0), &full, t0(), None).replicas, 3);

@@ -14,7 +14,7 @@
 //!
 //! The reactive floor means a forecast that runs low never takes capacity below what demand needs right now. A
 //! scale-up the HPA would ignore (within its 10% tolerance of the previous target) is raised to the first count past
-//! the tolerance (see [`past_tolerance`]). With `scale_in_on_observed_only`, a target below the previous plan is only
+//! the tolerance (see [`past_tolerance`]). With [`ScaleIn::Observed`], a target below the previous plan is only
 //! followed as far as observed demand allows (see [`plan_from`]). Every [`ReplicaPlan`] carries the numbers behind
 //! it and which bound decided it, so "why N?" has an answer. Pure functions: time is an argument.
 //!
@@ -26,7 +26,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::control::policy::Policy;
+use crate::control::policy::{Policy, ScaleIn};
 use crate::forecast::{Forecast, Quantile};
 
 /// Which rule decided a plan's replica count.
@@ -106,7 +106,7 @@ pub fn plan(forecast: &Forecast, observed: Option<f64>, policy: &Policy, now: Da
 
 /// Plans replicas for `now`, given the previous plan.
 ///
-/// With `policy.scale_in_on_observed_only` and a previous plan, a target below the previous replicas is followed
+/// With [`ScaleIn::Observed`] and a previous plan, a target below the previous replicas is followed
 /// only down to what observed demand needs with the forecast's own headroom (`observed × planned / median`, the
 /// quantile-over-median ratio of the window): the forecast alone never takes capacity away. With nothing observed,
 /// the previous count is held.
@@ -150,7 +150,7 @@ pub fn plan_from(
     } else {
         (forecast_replicas, Bound::Forecast)
     };
-    if policy.scale_in_on_observed_only {
+    if policy.scale_in == ScaleIn::Observed {
         if let Some(prev) = previous.filter(|p| want < p.replicas) {
             let allowed = match observed {
                 Some(o) => {
@@ -173,7 +173,7 @@ pub fn plan_from(
     if let Some(prev) = previous.filter(|p| want > p.replicas) {
         want = want.max(past_tolerance(prev.replicas));
     }
-    let replicas = want.clamp(policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
+    let replicas = policy.replicas.clamp(want);
     if replicas > want {
         bound = Bound::Min;
     } else if replicas < want {
@@ -280,7 +280,7 @@ pub fn replicas_for(demand: f64, capacity: f64) -> u32 {
 mod tests {
     use super::*;
     use crate::clock::fixtures::t;
-    use crate::control::policy::DOWNSCALE_STABILIZATION;
+    use crate::control::policy::{Replicas, DOWNSCALE_STABILIZATION};
 
     fn policy(capacity: f64) -> Policy {
         Policy::new(capacity, 40)
@@ -427,7 +427,7 @@ mod tests {
         assert_eq!(p.replicas, 9);
         // The bound still applies.
         let mut pol = policy(10.0);
-        pol.max_replicas = 11;
+        pol.replicas = Replicas::new(1, 11).unwrap();
         let p = plan_from(&forecast(&[105.0; 10]), None, &pol, t(15), Some(&prev));
         assert_eq!((p.replicas, p.bound), (11, Bound::Max));
     }
@@ -521,8 +521,7 @@ mod tests {
     #[test]
     fn clamps_and_says_so() {
         let mut pol = policy(1.0);
-        pol.min_replicas = 3;
-        pol.max_replicas = 5;
+        pol.replicas = Replicas::new(3, 5).unwrap();
         let low = plan(&forecast(&[0.5; 10]), Some(0.2), &pol, t(0));
         assert_eq!((low.replicas, low.bound), (3, Bound::Min));
         let high = plan(&forecast(&[50.0; 10]), None, &pol, t(0));
@@ -548,7 +547,7 @@ mod tests {
     #[test]
     fn scale_in_waits_for_observed_demand() {
         let mut pol = policy(10.0);
-        pol.scale_in_on_observed_only = true;
+        pol.scale_in = ScaleIn::Observed;
         let prev = plan(&forecast(&[80.0; 10]), Some(75.0), &pol, t(0));
         assert_eq!(prev.replicas, 8);
         // The forecast drops to 30 but 62 is still observed: with no spread the headroom is 1, so the hold is the
@@ -562,7 +561,7 @@ mod tests {
         let p = plan_from(&forecast(&[30.0; 10]), None, &pol, t(15), Some(&prev));
         assert_eq!((p.replicas, p.bound), (8, Bound::Hold));
         // Without the option the forecast alone scales in.
-        pol.scale_in_on_observed_only = false;
+        pol.scale_in = ScaleIn::Forecast;
         let p = plan_from(&forecast(&[30.0; 10]), Some(62.0), &pol, t(15), Some(&prev));
         assert_eq!((p.replicas, p.bound), (7, Bound::ReactiveFloor));
     }

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::forecast::Quantile;
 
-/// How a workload is scaled.
+/// How a workload is scaled. Every field is valid by construction (the config file and the backtest's flags are
+/// checked where they are read), so nothing downstream re-checks it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Policy {
     /// Demand one replica serves (units/s).
@@ -19,15 +20,13 @@ pub struct Policy {
     pub sync: TimeDelta,
     /// Quantile of the forecast to be ready for.
     pub quantile: Quantile,
-    /// Lower bound on replicas.
-    pub min_replicas: u32,
-    /// Upper bound on replicas.
-    pub max_replicas: u32,
-    /// Scale in only when observed demand allows it too.
-    pub scale_in_on_observed_only: bool,
+    /// The bounds every target is clamped to.
+    pub replicas: Replicas,
+    /// When the target may go down.
+    pub scale_in: ScaleIn,
     /// Target utilization of the reactive target served while the forecast is not (forecast-only mode, or
-    /// demoted for poor quality), in (0, 1]: 0.7 sizes replicas for observed demand / 0.7, as a typical HPA would.
-    pub fallback_utilization: f64,
+    /// demoted for poor quality): 0.7 sizes replicas for observed demand / 0.7, as a typical HPA would.
+    pub fallback_utilization: Utilization,
     /// The HPA's scale-down stabilization window `W`: it scales in only to the highest recommendation of this long
     /// ([`DOWNSCALE_STABILIZATION`] on the legacy path; `behavior.scaleDown.stabilizationWindowSeconds` otherwise).
     pub downscale_stabilization: TimeDelta,
@@ -37,37 +36,121 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// A policy with the workload file's defaults: lead 5 min, sync 15 s, plan at p90, at least 1 replica, scale in on
-    /// the forecast, fallback at [`DEFAULT_FALLBACK_UTILIZATION`], the HPA's legacy [`DOWNSCALE_STABILIZATION`], the
-    /// quantile adapted to the workload ([`Adaptive::default`]).
+    /// A policy with the workload file's defaults: lead 5 min, sync 15 s, plan at p90, 1 to `max_replicas` replicas
+    /// (at least 1), scale in on the forecast, fallback at [`DEFAULT_FALLBACK_UTILIZATION`], the HPA's legacy
+    /// [`DOWNSCALE_STABILIZATION`], the quantile adapted to the workload ([`Adaptive::default`]).
     pub fn new(capacity_per_replica: f64, max_replicas: u32) -> Self {
         Self {
             capacity_per_replica,
             lead: TimeDelta::minutes(5),
             sync: TimeDelta::seconds(15),
             quantile: Quantile::try_new(0.9).expect("0.9 is a valid quantile"),
-            min_replicas: 1,
-            max_replicas,
-            scale_in_on_observed_only: false,
+            replicas: Replicas::new(1, i64::from(max_replicas.max(1))).expect("1..=max is a valid range"),
+            scale_in: ScaleIn::Forecast,
             fallback_utilization: DEFAULT_FALLBACK_UTILIZATION,
             downscale_stabilization: DOWNSCALE_STABILIZATION,
             adaptive: Adaptive::default(),
         }
     }
+}
 
-    /// [`Policy::fallback_utilization`] when it is usable, in (0, 1]; otherwise 1 (size for observed demand).
-    pub fn fallback_utilization(&self) -> f64 {
-        let u = self.fallback_utilization;
-        if u.is_finite() && u > 0.0 && u <= 1.0 {
-            u
-        } else {
-            1.0
+/// A setting outside what prescale can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    /// The replica bounds are out of order or out of range.
+    #[error("replicas {min}..{max}: {problem}")]
+    Replicas {
+        /// The lower bound asked for.
+        min: i64,
+        /// The upper bound asked for.
+        max: i64,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// A utilization outside (0, 1].
+    #[error("utilization {0} must be in (0, 1], e.g. 0.7 for 70%")]
+    Utilization(f64),
+}
+
+/// The replica bounds of a workload: `0 ≤ min ≤ max`, `1 ≤ max`, both within what an HPA accepts (`int32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Replicas {
+    min: u32,
+    max: u32,
+}
+
+impl Replicas {
+    /// The bounds, checked.
+    pub fn new(min: i64, max: i64) -> Result<Self, PolicyError> {
+        let error = |problem| PolicyError::Replicas { min, max, problem };
+        let limit = i64::from(i32::MAX);
+        if !(0..=limit).contains(&min) {
+            return Err(error("minReplicas must be between 0 and 2147483647"));
         }
+        if !(1..=limit).contains(&max) {
+            return Err(error("maxReplicas must be between 1 and 2147483647"));
+        }
+        if max < min {
+            return Err(error("maxReplicas is below minReplicas"));
+        }
+        Ok(Self {
+            min: min as u32,
+            max: max as u32,
+        })
+    }
+
+    /// The lower bound.
+    pub fn min(self) -> u32 {
+        self.min
+    }
+
+    /// The upper bound.
+    pub fn max(self) -> u32 {
+        self.max
+    }
+
+    /// `n` within the bounds.
+    pub fn clamp(self, n: u32) -> u32 {
+        n.clamp(self.min, self.max)
     }
 }
 
+/// A target utilization in (0, 1]: the share of a replica's capacity an HPA target aims to use.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Utilization(f64);
+
+impl Utilization {
+    /// Full use: size replicas for demand itself.
+    pub const FULL: Utilization = Utilization(1.0);
+
+    /// The utilization, checked.
+    pub fn new(u: f64) -> Result<Self, PolicyError> {
+        if u.is_finite() && u > 0.0 && u <= 1.0 {
+            Ok(Self(u))
+        } else {
+            Err(PolicyError::Utilization(u))
+        }
+    }
+
+    /// As a share.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+/// When the target may go down (workload config `scaleIn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ScaleIn {
+    /// Follow the forecast down.
+    Forecast,
+    /// Scale in only when observed demand allows it too.
+    Observed,
+}
+
 /// Default [`Policy::fallback_utilization`]: the common production HPA setting.
-pub const DEFAULT_FALLBACK_UTILIZATION: f64 = 0.7;
+pub const DEFAULT_FALLBACK_UTILIZATION: Utilization = Utilization(0.7);
 
 /// The HPA's downscale stabilization window on the legacy path (`behavior` unset): it scales in only to the highest
 /// recommendation of this long. The planner relies on it to hold capacity after a served value has passed.
@@ -76,6 +159,20 @@ pub const DOWNSCALE_STABILIZATION: TimeDelta = crate::k8s::hpa::DEFAULT_DOWNSCAL
 /// History a startup replay leaves before its first decision, so that the first replayed fit has a day to learn
 /// from: a replay covers at most the history window less this.
 pub const REPLAY_LEAD_IN: TimeDelta = TimeDelta::days(1);
+
+/// Why a share of demand could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShareError {
+    /// A bare number.
+    #[error("`{0}` is not a percentage; write the share of demand that may go unserved with a % sign, e.g. 0.1%")]
+    NoPercentSign(String),
+    /// Not a number before the `%`.
+    #[error("`{0}` is not a percentage; write e.g. 0.1%")]
+    NotANumber(String),
+    /// Outside what an SLO can ask for.
+    #[error("{0} must be between 0.001% and 50%, e.g. 0.1%")]
+    OutOfRange(String),
+}
 
 /// A workload's service-level objective (workload config `serviceLevel`): at most `max_unserved` of its demand
 /// may go unserved by ready replicas, measured over a rolling `window`.
@@ -103,20 +200,16 @@ impl ServiceLevel {
     pub const MAX_WINDOW: TimeDelta = TimeDelta::days(60);
 
     /// Reads a share written as a percentage, `0.1%` (a bare number is refused: 0.1 could mean 10% or 0.1%).
-    pub fn parse_share(s: &str) -> Result<f64, String> {
+    pub fn parse_share(s: &str) -> Result<f64, ShareError> {
         let t = s.trim();
+        let quoted = || t.chars().take(40).collect::<String>();
         let Some(number) = t.strip_suffix('%') else {
-            return Err(format!(
-                "`{s}` is not a percentage; write the share of demand that may go unserved with a % sign, e.g. 0.1%"
-            ));
+            return Err(ShareError::NoPercentSign(quoted()));
         };
-        let pct: f64 = number
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not a percentage; write e.g. 0.1%"))?;
+        let pct: f64 = number.trim().parse().map_err(|_| ShareError::NotANumber(quoted()))?;
         let share = pct / 100.0;
         if !(share.is_finite() && (Self::MIN_UNSERVED..=Self::MAX_UNSERVED).contains(&share)) {
-            return Err(format!("{s} must be between 0.001% and 50%, e.g. 0.1%"));
+            return Err(ShareError::OutOfRange(quoted()));
         }
         Ok(share)
     }

@@ -215,8 +215,8 @@ impl Shadow {
     fn new(target_milli: i64, policy: &Policy) -> Option<Self> {
         let mut spec = HpaSpec::external(
             MetricTarget::AverageValue(target_milli),
-            i32::try_from(policy.min_replicas).ok()?,
-            i32::try_from(policy.max_replicas.max(policy.min_replicas)).ok()?,
+            i32::try_from(policy.replicas.min()).ok()?,
+            i32::try_from(policy.replicas.max()).ok()?,
         );
         spec.downscale_stabilization = policy.downscale_stabilization;
         Some(Self {
@@ -416,7 +416,6 @@ impl Controller {
                 *p = p.max(forecast.quantile_at(i, Quantile::try_new(level).expect("levels are in (0, 1)")));
             }
         }
-        let hi = policy.max_replicas.max(policy.min_replicas);
         let mut ready = [(0u32, 0u32); TRACKS];
         for (k, shadow) in self.shadows.iter_mut().enumerate().take(LEVELS.len()) {
             let want = peak.map(|p| planner::replicas_for(p[k], c).max(floor));
@@ -425,7 +424,7 @@ impl Controller {
                 (None, prev) => prev,
                 (w, _) => w,
             }
-            .map(|w| w.clamp(policy.min_replicas, hi));
+            .map(|w| policy.replicas.clamp(w));
             let value = want.and_then(|w| served_milli(planner::served_value(w, shadow.served)));
             shadow.served = want.or(shadow.served);
             ready[k] = shadow.sync(value, now);
@@ -985,7 +984,7 @@ mod tests {
             ("60%", "between 0.001% and 50%"),
             ("NaN%", "between"),
         ] {
-            let e = ServiceLevel::parse_share(bad).unwrap_err();
+            let e = ServiceLevel::parse_share(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
         assert_eq!(ServiceLevel::format_share(0.001), "0.1%");

@@ -106,24 +106,49 @@ pub enum ForecastError {
     #[error("fewer than two full cycles of history for the seasonal period")]
     ShortSeason,
     /// augurs failed to fit or predict.
-    #[error("model fit failed: {0}")]
-    Fit(String),
+    #[error("model fit failed: {source}")]
+    Fit {
+        /// augurs' error.
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The model answered with a different number of in-sample values than it was given samples.
+    #[error("model fit failed: {got} in-sample values for {expected} samples")]
+    InSampleLength {
+        /// Values returned.
+        got: usize,
+        /// Samples given.
+        expected: usize,
+    },
     /// The model produced NaN or infinite values.
     #[error("model produced non-finite values")]
     NonFinite,
+}
+
+impl ForecastError {
+    fn fit(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Fit {
+            source: std::sync::Arc::new(source),
+        }
+    }
 }
 
 /// A probability level in (0, 1) to plan at, e.g. 0.9 for the 90th percentile.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
 pub struct Quantile(f64);
 
+/// A quantile outside (0, 1).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("quantile must be strictly between 0 and 1, got {0}")]
+pub struct QuantileError(pub f64);
+
 impl Quantile {
     /// Validates `q` in the open interval (0, 1).
-    pub fn try_new(q: f64) -> Result<Self, String> {
+    pub fn try_new(q: f64) -> Result<Self, QuantileError> {
         if q.is_finite() && q > 0.0 && q < 1.0 {
             Ok(Self(q))
         } else {
-            Err(format!("quantile must be strictly between 0 and 1, got {q}"))
+            Err(QuantileError(q))
         }
     }
 
@@ -494,32 +519,26 @@ fn snap_factor(factor: usize, step: TimeDelta) -> usize {
 /// MSTL + AutoETS: in-sample one-step fit plus `h` predicted slots.
 fn fit_mstl(y: &[f64], periods: &[usize], h: usize) -> Result<Vec<f64>, ForecastError> {
     let model = MSTLModel::new(periods.to_vec(), AutoETS::non_seasonal().into_trend_model());
-    let fitted = model.fit(y).map_err(|e| ForecastError::Fit(e.to_string()))?;
-    let in_sample = fitted
-        .predict_in_sample(None)
-        .map_err(|e| ForecastError::Fit(e.to_string()))?;
-    let ahead = fitted.predict(h, None).map_err(|e| ForecastError::Fit(e.to_string()))?;
+    let fitted = model.fit(y).map_err(ForecastError::fit)?;
+    let in_sample = fitted.predict_in_sample(None).map_err(ForecastError::fit)?;
+    let ahead = fitted.predict(h, None).map_err(ForecastError::fit)?;
     join_finite(in_sample.point, ahead.point, y.len())
 }
 
 /// AutoETS alone: in-sample one-step fit plus `h` predicted slots.
 fn fit_ets(y: &[f64], h: usize) -> Result<Vec<f64>, ForecastError> {
-    let fitted = AutoETS::non_seasonal()
-        .fit(y)
-        .map_err(|e| ForecastError::Fit(e.to_string()))?;
-    let in_sample = fitted
-        .predict_in_sample(None)
-        .map_err(|e| ForecastError::Fit(e.to_string()))?;
-    let ahead = fitted.predict(h, None).map_err(|e| ForecastError::Fit(e.to_string()))?;
+    let fitted = AutoETS::non_seasonal().fit(y).map_err(ForecastError::fit)?;
+    let in_sample = fitted.predict_in_sample(None).map_err(ForecastError::fit)?;
+    let ahead = fitted.predict(h, None).map_err(ForecastError::fit)?;
     join_finite(in_sample.point, ahead.point, y.len())
 }
 
 fn join_finite(mut in_sample: Vec<f64>, ahead: Vec<f64>, n: usize) -> Result<Vec<f64>, ForecastError> {
     if in_sample.len() != n {
-        return Err(ForecastError::Fit(format!(
-            "{} in-sample values for {n} samples",
-            in_sample.len()
-        )));
+        return Err(ForecastError::InSampleLength {
+            got: in_sample.len(),
+            expected: n,
+        });
     }
     in_sample.extend(ahead);
     if in_sample.iter().all(|v| v.is_finite()) {

@@ -444,10 +444,10 @@ impl PrometheusClient {
                 } else {
                     format!(" (after {} attempts)", attempt + 1)
                 };
-                return Err(HistoryError::Unavailable(format!(
-                    "{}: {}{tries}",
-                    inner.url, error.message
-                )));
+                return Err(HistoryError::Unavailable {
+                    message: format!("{}: {}{tries}", inner.url, error.message),
+                    source: error.source,
+                });
             }
             attempt += 1;
             warn!(url = %inner.url, %query, error = %error.message, attempt, ?backoff, "prometheus query failed; retrying");
@@ -467,12 +467,13 @@ impl PrometheusClient {
         let inner = &self.inner;
         let header = match self.auth_header().await {
             Ok(header) => header,
-            Err(message) => {
+            Err(error) => {
                 return (
                     None,
                     Err(AttemptError {
-                        message,
+                        message: error.to_string(),
                         retryable: false,
+                        source: Some(Box::new(error)),
                     }),
                 )
             }
@@ -500,7 +501,7 @@ impl PrometheusClient {
         }
     }
 
-    async fn auth_header(&self) -> Result<Option<HeaderValue>, String> {
+    async fn auth_header(&self) -> Result<Option<HeaderValue>, CredentialError> {
         let (scheme, credential) = match &self.inner.auth {
             Auth::None => return Ok(None),
             Auth::Bearer(token) => ("Bearer", token.expose().to_owned()),
@@ -511,8 +512,8 @@ impl PrometheusClient {
                 password_file,
             } => ("Basic", basic(username, &read_secret_async(password_file).await?)),
         };
-        let mut value = HeaderValue::try_from(format!("{scheme} {credential}"))
-            .map_err(|_| "the credential holds characters not allowed in an HTTP header".to_owned())?;
+        let mut value =
+            HeaderValue::try_from(format!("{scheme} {credential}")).map_err(|_| CredentialError::NotAHeader)?;
         value.set_sensitive(true);
         Ok(Some(value))
     }
@@ -537,17 +538,36 @@ fn read_secret(field: &'static str, path: &Path) -> Result<String, PrometheusErr
     Ok(text.trim().to_owned())
 }
 
-async fn read_secret_async(path: &Path) -> Result<String, String> {
+/// Why a credential could not be sent.
+#[derive(Debug, thiserror::Error)]
+enum CredentialError {
+    #[error("cannot read credential file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("credential file {} is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("the credential holds characters not allowed in an HTTP header")]
+    NotAHeader,
+}
+
+async fn read_secret_async(path: &Path) -> Result<String, CredentialError> {
     match tokio::fs::read_to_string(path).await {
         Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
-        Ok(_) => Err(format!("credential file {} is empty", path.display())),
-        Err(e) => Err(format!("cannot read credential file {}: {e}", path.display())),
+        Ok(_) => Err(CredentialError::Empty { path: path.into() }),
+        Err(source) => Err(CredentialError::Read {
+            path: path.into(),
+            source,
+        }),
     }
 }
 
 struct AttemptError {
     message: String,
     retryable: bool,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 /// Sorts a failed request into an outcome, a message for logs and whether trying again can help.
@@ -582,7 +602,15 @@ fn classify(error: prometheus_http_query::Error, timeout: Duration) -> (Outcome,
         },
         other => (Outcome::unreachable, other.to_string(), false),
     };
-    (outcome, AttemptError { message, retryable })
+    let source = Some(Box::new(error) as Box<dyn std::error::Error + Send + Sync>);
+    (
+        outcome,
+        AttemptError {
+            message,
+            retryable,
+            source,
+        },
+    )
 }
 
 /// One workload's demand: a PromQL expression evaluated at a fixed step; implements [`History`].

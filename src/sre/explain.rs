@@ -189,13 +189,16 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
             observed_demand: i.reactive_plan.observed_demand,
             floor: i.reactive_plan.reactive_floor,
             replicas: i.reactive_plan.replicas,
-            utilization: i.reactive_plan.utilization.unwrap_or(i.policy.fallback_utilization),
+            utilization: i
+                .reactive_plan
+                .utilization
+                .unwrap_or(i.policy.fallback_utilization.get()),
         },
     );
     let (min, max, capacity, lead_sync, unit) = match insight {
         Some(i) => (
-            i.policy.min_replicas,
-            i.policy.max_replicas,
+            i.policy.replicas.min(),
+            i.policy.replicas.max(),
             i.policy.capacity_per_replica,
             (i.policy.lead + i.policy.sync).num_seconds(),
             i.unit.clone(),
