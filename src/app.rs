@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use crate::apiserver::api::{self, ApiState};
+use crate::apiserver::http::{self, HttpSettings};
 use crate::apiserver::{auth, tls};
 use crate::backtest::publish::{ConfigMapRef, PublishedBacktests};
 use crate::clock::Clock;
@@ -299,14 +300,19 @@ async fn run(
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("binding the admin server to {}", config.admin_addr))?;
-    let scheme = if matches!(security, ApiSecurity::PlainHttp) {
+    let access = match &security {
+        ApiSecurity::PlainHttp => ApiAccess::PlainHttp,
+        ApiSecurity::Tls { auth: None, .. } => ApiAccess::TlsWithoutAuth,
+        ApiSecurity::Tls { auth: Some(_), .. } => ApiAccess::TlsWithAuth,
+    };
+    let scheme = if access == ApiAccess::PlainHttp {
         "http"
     } else {
         "https"
     };
     let api_url = format!("{scheme}://{}", api_listener.local_addr()?);
     let admin_url = format!("http://{}", admin_listener.local_addr()?);
-    print_banner(&config, &api_url, &admin_url);
+    print_banner(&config, &api_url, &admin_url, access);
 
     let telemetry = telemetry::Registry::new(store.clone(), clock.clone());
     if let Some(client) = &extras.prometheus {
@@ -354,10 +360,14 @@ async fn run(
 
     let api = tokio::spawn(async move {
         match security {
-            ApiSecurity::PlainHttp => axum::serve(api_listener, telemetry::instrument(api_router, api_metrics))
-                .with_graceful_shutdown(shutdown())
-                .await
-                .map_err(anyhow::Error::from),
+            ApiSecurity::PlainHttp => http::serve_plain(
+                api_listener,
+                http::limits(telemetry::instrument(api_router, api_metrics)),
+                HttpSettings::default(),
+                shutdown(),
+            )
+            .await
+            .map_err(anyhow::Error::from),
             ApiSecurity::Tls { settings, auth } => {
                 let router = match auth {
                     Some(auth) => auth.layer(api_router),
@@ -374,11 +384,12 @@ async fn run(
             }
         }
     });
-    let admin = tokio::spawn(async move {
-        axum::serve(admin_listener, admin_router)
-            .with_graceful_shutdown(shutdown())
-            .await
-    });
+    let admin = tokio::spawn(http::serve_plain(
+        admin_listener,
+        admin_router,
+        HttpSettings::default(),
+        shutdown(),
+    ));
     let result = supervise(api, admin).await;
     for t in tasks.into_iter().chain(background) {
         t.abort();
@@ -424,7 +435,43 @@ async fn supervise(
     }
 }
 
-fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
+/// How the external metrics API is reached, for the banner's kubectl line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiAccess {
+    /// Plain HTTP (the demo).
+    PlainHttp,
+    /// TLS with `--insecure-no-auth`: credentials are ignored.
+    TlsWithoutAuth,
+    /// TLS with delegated authentication and authorization.
+    TlsWithAuth,
+}
+
+/// A `kubectl get --raw` command for `path` that works as pasted, with or without a kubeconfig, and a line saying
+/// what its credential is.
+///
+/// Over https with no credential from a kubeconfig, kubectl asks for a username; `--token` prevents that. With
+/// authentication on, the token is the HPA controller's own ServiceAccount's, so the read is the HPA's.
+pub fn kubectl_get_raw(api_url: &str, path: &str, access: ApiAccess) -> (String, Option<&'static str>) {
+    match access {
+        ApiAccess::PlainHttp => (format!("kubectl --server={api_url} get --raw \"{path}\""), None),
+        ApiAccess::TlsWithoutAuth => (
+            format!("kubectl --server={api_url} --insecure-skip-tls-verify --token=unused get --raw \"{path}\""),
+            Some("(--insecure-no-auth ignores the token; without one kubectl would ask for a username)"),
+        ),
+        ApiAccess::TlsWithAuth => (
+            format!(
+                "kubectl --server={api_url} --insecure-skip-tls-verify \
+                 --token=\"$(kubectl create token horizontal-pod-autoscaler -n kube-system)\" get --raw \"{path}\""
+            ),
+            Some(
+                "(reads as the HPA controller's ServiceAccount, checked by your cluster's TokenReview and \
+                 SubjectAccessReview; any token allowed to list external.metrics.k8s.io will do)",
+            ),
+        ),
+    }
+}
+
+fn print_banner(config: &Config, api_url: &str, admin_url: &str, access: ApiAccess) {
     println!("api: {api_url}");
     println!("admin: {admin_url}");
     println!();
@@ -442,19 +489,19 @@ fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
         );
     }
     if let Some(w) = config.workloads.first() {
-        let insecure = if api_url.starts_with("https") {
-            " --insecure-skip-tls-verify"
-        } else {
-            ""
-        };
-        println!();
-        println!("Ready to paste once the first forecast is published ({admin_url}/readyz says ok):");
-        println!(
-            "  kubectl --server={api_url}{insecure} get --raw \"/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{}?labelSelector=workload%3D{}\"",
+        let path = format!(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{}?labelSelector=workload%3D{}",
             w.id.namespace,
             api::METRIC_REPLICAS,
             w.id.name
         );
+        let (kubectl, note) = kubectl_get_raw(api_url, &path, access);
+        println!();
+        println!("Ready to paste once the first forecast is published ({admin_url}/readyz says ok):");
+        println!("  {kubectl}");
+        if let Some(note) = note {
+            println!("    {note}");
+        }
         println!("  curl -s {admin_url}/api/v1/workloads");
         println!(
             "  prescale explain {} --namespace {} --admin {admin_url}",
