@@ -396,8 +396,13 @@ fn the_kubectl_line_serve_prints_works_as_pasted() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let out = child.wait_with_output().expect("kubectl output");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("Username"), "{who} prompted: {stderr}");
+        // kubectl prints its prompt on stdout and fails with `error: EOF` on the closed stdin.
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!said.contains("Username"), "{who} prompted: {said}");
         let list = stdout_json(&out, &format!("{who}: {line}"));
         assert_eq!(list["kind"], "ExternalMetricValueList", "{who}: {list}");
         assert_eq!(list["items"][0]["metricLabels"]["workload"], "web", "{who}: {list}");

@@ -1323,7 +1323,8 @@ async fn the_kubectl_line_printed_for_an_authenticated_server_works_as_pasted() 
         .expect("kubectl finished (it did not wait for input)")
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("Username"), "kubectl prompted: {stderr}");
+    let said = format!("{}{stderr}", String::from_utf8_lossy(&output.stdout));
+    assert!(!said.contains("Username"), "kubectl prompted: {said}");
     assert!(output.status.success(), "{line}\n{stderr}");
     let discovery: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(discovery["kind"], "APIResourceList", "{discovery}");
