@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use crate::apiserver::api::{self, ApiState};
+use crate::apiserver::http::{self, HttpSettings};
 use crate::apiserver::{auth, tls};
 use crate::backtest::publish::{ConfigMapRef, PublishedBacktests};
 use crate::clock::Clock;
@@ -332,14 +333,19 @@ async fn run(
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("binding the admin server to {}", config.admin_addr))?;
-    let scheme = if matches!(security, ApiSecurity::PlainHttp) {
+    let access = match &security {
+        ApiSecurity::PlainHttp => ApiAccess::PlainHttp,
+        ApiSecurity::Tls { auth: None, .. } => ApiAccess::TlsWithoutAuth,
+        ApiSecurity::Tls { auth: Some(_), .. } => ApiAccess::TlsWithAuth,
+    };
+    let scheme = if access == ApiAccess::PlainHttp {
         "http"
     } else {
         "https"
     };
     let api_url = format!("{scheme}://{}", api_listener.local_addr()?);
     let admin_url = format!("http://{}", admin_listener.local_addr()?);
-    print_banner(&config, &api_url, &admin_url);
+    print_banner(&config, &api_url, &admin_url, access);
 
     let telemetry = telemetry::Registry::new(store.clone(), clock.clone());
     if let Some(client) = &extras.prometheus {
@@ -385,7 +391,7 @@ async fn run(
     };
     let tasks = pipeline::spawn_with(workloads, store.clone(), clock, config.interval, options);
 
-    // One shutdown signal for both servers, and a bound on how long they may drain after it.
+    // One shutdown signal for both servers.
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown().await;
@@ -404,10 +410,14 @@ async fn run(
     let admin_stopped = stopped();
     let api = tokio::spawn(async move {
         match security {
-            ApiSecurity::PlainHttp => axum::serve(api_listener, telemetry::instrument(api_router, api_metrics))
-                .with_graceful_shutdown(api_stopped)
-                .await
-                .map_err(anyhow::Error::from),
+            ApiSecurity::PlainHttp => http::serve_plain(
+                api_listener,
+                http::limits(telemetry::instrument(api_router, api_metrics)),
+                HttpSettings::default(),
+                api_stopped,
+            )
+            .await
+            .map_err(anyhow::Error::from),
             ApiSecurity::Tls { settings, auth } => {
                 let router = match auth {
                     Some(auth) => auth.layer(api_router),
@@ -424,22 +434,14 @@ async fn run(
             }
         }
     });
-    let admin = tokio::spawn(async move {
-        axum::serve(admin_listener, admin_router)
-            .with_graceful_shutdown(admin_stopped)
-            .await
-    });
-    let drained = stopped();
-    let result = tokio::select! {
-        result = supervise(api, admin) => result,
-        () = async move {
-            drained.await;
-            tokio::time::sleep(DRAIN).await;
-        } => {
-            warn!("connections still open {} s after the shutdown signal; closing them", DRAIN.as_secs());
-            Ok(())
-        }
-    };
+    let admin = tokio::spawn(http::serve_plain(
+        admin_listener,
+        admin_router,
+        HttpSettings::default(),
+        admin_stopped,
+    ));
+    // Each server bounds its own drain (http::DRAIN_TIMEOUT).
+    let result = supervise(api, admin).await;
     for t in tasks.into_iter().chain(background) {
         t.abort();
     }
@@ -447,10 +449,6 @@ async fn run(
     info!("stopped");
     Ok(())
 }
-
-/// How long the servers may finish requests in flight after SIGTERM before their connections are dropped: well inside
-/// Kubernetes' default 30 s grace period.
-const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the API and admin servers until both have stopped, and ends the process's serving as soon as either stops
 /// on its own: a pod must never look healthy (the admin server answering `/readyz`) while its API listener is dead,
@@ -488,7 +486,43 @@ async fn supervise(
     }
 }
 
-fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
+/// How the external metrics API is reached, for the banner's kubectl line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiAccess {
+    /// Plain HTTP (the demo).
+    PlainHttp,
+    /// TLS with `--insecure-no-auth`: credentials are ignored.
+    TlsWithoutAuth,
+    /// TLS with delegated authentication and authorization.
+    TlsWithAuth,
+}
+
+/// A `kubectl get --raw` command for `path` that works as pasted, with or without a kubeconfig, and a line saying
+/// what its credential is.
+///
+/// Over https with no credential from a kubeconfig, kubectl asks for a username; `--token` prevents that. With
+/// authentication on, the token is the HPA controller's own ServiceAccount's, so the read is the HPA's.
+pub fn kubectl_get_raw(api_url: &str, path: &str, access: ApiAccess) -> (String, Option<&'static str>) {
+    match access {
+        ApiAccess::PlainHttp => (format!("kubectl --server={api_url} get --raw \"{path}\""), None),
+        ApiAccess::TlsWithoutAuth => (
+            format!("kubectl --server={api_url} --insecure-skip-tls-verify --token=unused get --raw \"{path}\""),
+            Some("(--insecure-no-auth ignores the token; without one kubectl would ask for a username)"),
+        ),
+        ApiAccess::TlsWithAuth => (
+            format!(
+                "kubectl --server={api_url} --insecure-skip-tls-verify \
+                 --token=\"$(kubectl create token horizontal-pod-autoscaler -n kube-system)\" get --raw \"{path}\""
+            ),
+            Some(
+                "(reads as the HPA controller's ServiceAccount, checked by your cluster's TokenReview and \
+                 SubjectAccessReview; any token allowed to list external.metrics.k8s.io will do)",
+            ),
+        ),
+    }
+}
+
+fn print_banner(config: &Config, api_url: &str, admin_url: &str, access: ApiAccess) {
     println!("api: {api_url}");
     println!("admin: {admin_url}");
     println!();
@@ -506,19 +540,19 @@ fn print_banner(config: &Config, api_url: &str, admin_url: &str) {
         );
     }
     if let Some(w) = config.workloads.first() {
-        let insecure = if api_url.starts_with("https") {
-            " --insecure-skip-tls-verify"
-        } else {
-            ""
-        };
-        println!();
-        println!("Ready to paste once the first forecast is published ({admin_url}/readyz says ok):");
-        println!(
-            "  kubectl --server={api_url}{insecure} get --raw \"/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{}?labelSelector=workload%3D{}\"",
+        let path = format!(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{}?labelSelector=workload%3D{}",
             w.id.namespace,
             api::METRIC_REPLICAS,
             w.id.name
         );
+        let (kubectl, note) = kubectl_get_raw(api_url, &path, access);
+        println!();
+        println!("Ready to paste once the first forecast is published ({admin_url}/readyz says ok):");
+        println!("  {kubectl}");
+        if let Some(note) = note {
+            println!("    {note}");
+        }
         println!("  curl -s {admin_url}/api/v1/workloads");
         println!(
             "  prescale explain {} --namespace {} --admin {admin_url}",

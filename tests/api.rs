@@ -541,3 +541,112 @@ async fn health_endpoints() {
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(send(empty, Method::GET, "/healthz", None).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_path_that_is_not_utf8_is_a_400_status_naming_the_problem() {
+    let reply = get(&format!("{DATA}/%FF%FE/prescale_replicas")).await;
+    let message = assert_status(&reply, 400, "BadRequest", "path_not_utf8");
+    assert!(message.contains("UTF-8") && message.contains("segment 5"), "{message}");
+    let reply = get(&format!("{DATA}/default/prescale_%C3%28replicas")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["kind"], "Status");
+}
+
+#[tokio::test]
+async fn an_accept_without_json_is_a_406_status() {
+    let data = format!("{DATA}/default/prescale_replicas");
+    for uri in [&data[..], "/apis/external.metrics.k8s.io/v1beta1", "/apis"] {
+        for accept in [
+            "text/html",
+            "application/vnd.kubernetes.protobuf",
+            "application/yaml, text/plain;q=0.5",
+            "application/json;q=0",
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        ] {
+            let reply = send(filled_store(), Method::GET, uri, Some(accept)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::NOT_ACCEPTABLE,
+                "{uri} {accept}: {}",
+                reply.text()
+            );
+            assert_eq!(reply.json()["kind"], "Status", "{uri} {accept}");
+        }
+        // What kubectl, client-go and the aggregator send.
+        for accept in [
+            "application/json, */*",
+            "application/vnd.kubernetes.protobuf, */*",
+            "application/json",
+            "application/*",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            "",
+        ] {
+            let reply = send(filled_store(), Method::GET, uri, Some(accept)).await;
+            assert_eq!(reply.status, StatusCode::OK, "{uri} {accept:?}: {}", reply.text());
+            assert_eq!(reply.content_type.as_deref(), Some("application/json"));
+        }
+    }
+    let reply = send(filled_store(), Method::GET, &data, Some("text/html")).await;
+    assert_status(&reply, 406, "NotAcceptable", "not_acceptable");
+    // Probes answer whatever the Accept.
+    let reply = send(filled_store(), Method::GET, "/healthz", Some("text/html")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn echoed_inputs_are_cut_short() {
+    // An invalid 50 KB selector, a valid one matching nothing, a 20 KB metric name and namespace.
+    let junk = "x=".repeat(25 * 1024);
+    let values: Vec<String> = (0..4000).map(|i| format!("w{i}")).collect();
+    let nothing = format!("workload+in+%28{}%29", values.join("%2C"));
+    let long_name = "m".repeat(20 * 1024);
+    for (uri, code) in [
+        (format!("{DATA}/default/prescale_replicas?labelSelector={junk}"), 400),
+        (format!("{DATA}/default/prescale_replicas?labelSelector={nothing}"), 404),
+        (format!("{DATA}/default/{long_name}"), 404),
+        (
+            format!("{DATA}/{long_name}/prescale_replicas?labelSelector={nothing}"),
+            404,
+        ),
+    ] {
+        assert!(uri.len() > 20 * 1024);
+        let reply = get(&uri).await;
+        assert_eq!(reply.status.as_u16(), code, "{}", reply.text());
+        assert!(reply.body.len() < 2048, "{} bytes: {}", reply.body.len(), reply.text());
+        let message = reply.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains('…'), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn request_limits_answer_a_status() {
+    let limited = || prescale::apiserver::http::limits(app(filled_store()));
+    let uri = format!(
+        "{DATA}/default/prescale_replicas?labelSelector={}",
+        "a".repeat(62 * 1024)
+    );
+    let response = limited()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (body["kind"].as_str(), body["code"].as_u64()),
+        (Some("Status"), Some(414))
+    );
+
+    let mut request = Request::get(format!("{DATA}/default/prescale_replicas"));
+    for i in 0..97 {
+        request = request.header("x-remote-group", format!("g{i}"));
+    }
+    let response = limited().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (body["kind"].as_str(), body["code"].as_u64()),
+        (Some("Status"), Some(431))
+    );
+}

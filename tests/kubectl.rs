@@ -18,19 +18,29 @@ const GROUP_VERSION: &str = "/apis/external.metrics.k8s.io/v1beta1";
 const DEMO_WORKLOADS: [&str; 3] = ["embeddings", "llm-chat", "web-frontend"];
 const READY_WITHIN: Duration = Duration::from_secs(120);
 
-/// The running demo; killed when dropped, so a failing assertion never leaves it behind.
+/// The running demo (or `serve`); killed when dropped, so a failing assertion never leaves it behind.
 struct Demo {
     child: Child,
     api: String,
     admin: String,
     log: PathBuf,
+    /// Lines of stdout after the `api:` and `admin:` lines.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Demo {
     fn start(dir: &Path) -> Demo {
+        Self::run(
+            dir,
+            &["demo", "--api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"],
+        )
+    }
+
+    /// Runs `prescale` with `args`, which must print `api: <url>` and `admin: <url>`.
+    fn run(dir: &Path, args: &[&str]) -> Demo {
         let log = dir.join("prescale.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_prescale"))
-            .args(["demo", "--api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("create the demo log file"))
@@ -49,11 +59,12 @@ impl Demo {
             api: String::new(),
             admin: String::new(),
             log,
+            lines: rx,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while demo.api.is_empty() || demo.admin.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            match demo.lines.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("api: ") {
                         demo.api = url.trim().to_owned();
@@ -75,6 +86,19 @@ impl Demo {
             );
         }
         demo
+    }
+
+    /// The next stdout line that starts with `prefix` (after trimming), skipping others.
+    fn line_starting(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.trim_start().starts_with(prefix) => return line.trim().to_owned(),
+                Ok(_) => {}
+                Err(_) => panic!("no line starting with {prefix:?} within 30 s\n{}", self.log_tail()),
+            }
+        }
     }
 
     fn log_tail(&self) -> String {
@@ -305,5 +329,82 @@ fn kubectl_reads_the_external_metrics_api() {
             stderr.contains("NotFound") && stderr.contains("could not find the metric"),
             "{who}: {stderr}"
         );
+    }
+}
+
+/// The `kubectl get --raw` line `prescale serve` prints, run exactly as printed by the oldest and newest kubectl
+/// with no kubeconfig and stdin closed: it must answer without asking for a username.
+#[test]
+fn the_kubectl_line_serve_prints_works_as_pasted() {
+    let releases = kubectl_releases();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("prescale.yaml");
+    std::fs::write(
+        &config,
+        "workloads:\n  - name: web\n    namespace: shop\n    demand: {generator: {profile: embeddings, seed: 1}}\n    \
+         capacityPerReplica: 20\n    maxReplicas: 20\n",
+    )
+    .expect("write the config");
+    let mut serve = Demo::run(
+        dir.path(),
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--insecure-no-auth",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(serve.api.starts_with("https://"), "{}", serve.api);
+    let line = serve.line_starting("kubectl ");
+    assert!(line.contains(&serve.api), "{line}");
+    let admin = kubeconfig(dir.path(), "admin.yaml", &serve.admin);
+    let home = dir.path().join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let newest = Kubectl {
+        binary: releases[releases.len() - 1].clone(),
+        home: dir.path().into(),
+    };
+    wait_ready(&mut serve, &newest, &admin);
+
+    for release in releases {
+        let who = release.file_name().unwrap().to_string_lossy().into_owned();
+        let bin = dir.path().join(format!("bin-{who}"));
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(&release, bin.join("kubectl")).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .env("PATH", path)
+            .env("HOME", &home)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sh");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait for kubectl").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{who}: `{line}` did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().expect("kubectl output");
+        // kubectl prints its prompt on stdout and fails with `error: EOF` on the closed stdin.
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!said.contains("Username"), "{who} prompted: {said}");
+        let list = stdout_json(&out, &format!("{who}: {line}"));
+        assert_eq!(list["kind"], "ExternalMetricValueList", "{who}: {list}");
+        assert_eq!(list["items"][0]["metricLabels"]["workload"], "web", "{who}: {list}");
     }
 }

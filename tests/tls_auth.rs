@@ -16,6 +16,7 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewStatus, UserI
 use k8s_openapi::api::authorization::v1::{SubjectAccessReview, SubjectAccessReviewSpec, SubjectAccessReviewStatus};
 use k8s_openapi::api::core::v1::ConfigMap;
 use prescale::apiserver::auth::{self, Auth, AuthConfig, AuthSettings, KubeReviewer, RequestHeaderConfig, User};
+use prescale::apiserver::http::{self, HttpSettings};
 use prescale::apiserver::tls::{self, CaPool, CaPools, CertSource, TlsSettings};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -360,6 +361,11 @@ struct Server {
 impl Server {
     /// Serves `router` wrapped in `auth` over TLS with a certificate from a fresh serving CA.
     async fn start(router: Router, auth: &Auth) -> Self {
+        Self::start_with(router, auth, HttpSettings::default()).await
+    }
+
+    /// Like [`Server::start`], with the given connection timeouts.
+    async fn start_with(router: Router, auth: &Auth, http: HttpSettings) -> Self {
         let serving = Ca::new("serving-ca");
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = serving.server("prescale").write(dir.path());
@@ -367,6 +373,7 @@ impl Server {
             certificate: CertSource::Files { cert, key },
             reload_interval: Duration::from_millis(200),
             client_cas: auth.client_cas(),
+            http,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -926,6 +933,7 @@ async fn the_serving_certificate_is_reloaded_and_a_broken_one_is_ignored() {
         },
         reload_interval: Duration::from_millis(100),
         client_cas: auth.client_cas(),
+        http: HttpSettings::default(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -972,6 +980,7 @@ async fn a_missing_certificate_file_is_an_error_naming_the_file() {
         },
         reload_interval: Duration::from_secs(1),
         client_cas: Default::default(),
+        http: HttpSettings::default(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = tls::serve(listener, Router::new(), settings, std::future::pending())
@@ -1057,5 +1066,268 @@ async fn kubectl_reads_discovery_over_tls_with_a_client_certificate() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("forbidden") && stderr.contains("dave"), "{stderr}");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Request limits and connection timeouts: the same on HTTP/1.1 and HTTP/2, refusals as metav1.Status.
+
+const BOTH: [reqwest::Version; 2] = [reqwest::Version::HTTP_11, reqwest::Version::HTTP_2];
+
+/// A client that offers only `version` by ALPN.
+fn http_only(server: &Server, identity: Option<&Leaf>, version: reqwest::Version) -> reqwest::Client {
+    let builder = reqwest::Client::builder();
+    let builder = if version == reqwest::Version::HTTP_2 {
+        builder.use_preconfigured_tls(client_config(&server.ca, identity, &[b"h2"]))
+    } else {
+        builder
+            .use_preconfigured_tls(client_config(&server.ca, identity, &[b"http/1.1"]))
+            .http1_only()
+    };
+    builder.build().unwrap()
+}
+
+/// Sends `request` over `version` and returns the code and the body, which must be a JSON Status.
+async fn refused(request: reqwest::RequestBuilder, version: reqwest::Version) -> (u16, Value) {
+    let response = request.send().await.expect("an answer");
+    assert_eq!(response.version(), version);
+    let code = response.status().as_u16();
+    let content_type = response.headers().get("content-type").cloned();
+    let body = response.text().await.unwrap();
+    assert_eq!(
+        content_type.as_ref().map(|v| v.to_str().unwrap()),
+        Some("application/json"),
+        "{version:?} {code}: {body:?}"
+    );
+    let body: Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{version:?} {code}: not JSON ({e}): {body:?}"));
+    (code, body)
+}
+
+#[tokio::test]
+async fn a_front_proxy_sending_97_groups_gets_a_431_status_on_http1_and_http2() {
+    let f = fixture(Answer::Allow, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let proxy = f.front_proxy_ca.client("front-proxy-client", &[], true);
+    for version in BOTH {
+        let client = http_only(&server, Some(&proxy), version);
+        let with_groups = |n: usize| {
+            let mut request = client.get(server.url("/echo")).header("X-Remote-User", "alice");
+            for i in 0..n {
+                request = request.header("X-Remote-Group", format!("group-{i}"));
+            }
+            request
+        };
+        let (code, body) = refused(with_groups(97), version).await;
+        assert_eq!(code, 431, "{version:?}: {body}");
+        assert_status(&body, 431, "BadRequest");
+        assert!(body["message"].as_str().unwrap().contains("header fields"), "{body}");
+
+        let (code, body) = get_json(with_groups(80)).await;
+        assert_eq!(code, StatusCode::OK, "{version:?}: {body}");
+        assert_eq!(body["groups"].as_array().unwrap().len(), 81, "{body}");
+
+        let padded = client
+            .get(server.url("/healthz"))
+            .header("X-Padding", "x".repeat(40 * 1024));
+        let (code, body) = refused(padded, version).await;
+        assert_eq!(code, 431, "{version:?}: {body}");
+        assert_status(&body, 431, "BadRequest");
+    }
+    // Past hyper's own HTTP/1 read buffer the transport refuses the head itself, still with a Status body.
+    let mut huge = http_only(&server, None, reqwest::Version::HTTP_11).get(server.url("/healthz"));
+    for i in 0..8 {
+        huge = huge.header(format!("x-padding-{i}"), "x".repeat(20 * 1024));
+    }
+    let (code, body) = refused(huge, reqwest::Version::HTTP_11).await;
+    assert_eq!(code, 431, "{body}");
+    assert_status(&body, 431, "BadRequest");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_overlong_uri_is_a_414_status_and_a_large_body_a_413_on_http1_and_http2() {
+    let f = fixture(Answer::Allow, settings()).await;
+    let server = Server::start(echo_router(), &f.auth).await;
+    let long = format!("{METRIC_PATH}?labelSelector={}", "a".repeat(62 * 1024));
+    for version in BOTH {
+        let client = http_only(&server, None, version);
+        let (code, body) = refused(client.get(server.url(&long)), version).await;
+        assert_eq!(code, 414, "{version:?}: {body}");
+        assert_status(&body, 414, "BadRequest");
+        assert!(body.to_string().len() < 2048, "{body}");
+        let upload = client.post(server.url(METRIC_PATH)).body(vec![b'x'; 100 * 1024]);
+        let (code, body) = refused(upload, version).await;
+        assert_eq!(code, 413, "{version:?}: {body}");
+        assert_status(&body, 413, "RequestEntityTooLarge");
+    }
+    // Past what hyper holds (65 534 bytes) hyper refuses the head itself on HTTP/1.1, still with a Status body.
+    let head = format!(
+        "GET {METRIC_PATH}?{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let answer = raw_http1(&server, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 414 "), "{answer}");
+    assert!(answer.contains("content-type: application/json\r\n"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_status(&body, 414, "BadRequest");
+    server.stop().await;
+}
+
+/// Writes `bytes` on a fresh HTTP/1.1 TLS connection and reads until the server closes it.
+async fn raw_http1(server: &Server, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(&server.ca, None, &[b"http/1.1"])));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut stream = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    // The server may answer and close before it has read everything.
+    let _ = stream.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Waits for the peer to close `stream`, reading whatever it sends; returns how long that took.
+async fn closed_after(stream: &mut (impl tokio::io::AsyncRead + Unpin), limit: Duration) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let start = tokio::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(start + limit, stream.read(&mut buf)).await {
+            Err(_) => panic!("the connection is still open after {limit:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+fn quick_timeouts() -> HttpSettings {
+    HttpSettings {
+        header_read_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        keep_alive_interval: Duration::from_secs(30),
+        keep_alive_timeout: Duration::from_secs(1),
+    }
+}
+
+#[tokio::test]
+async fn slow_request_heads_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let f = fixture(Answer::Allow, settings()).await;
+    let server = Server::start_with(echo_router(), &f.auth, quick_timeouts()).await;
+    // A partial HTTP/1.1 head, and an HTTP/2 client that never finishes its preface.
+    let partial: [(&[u8], &[u8]); 2] = [
+        (b"http/1.1", b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: "),
+        (b"h2", b"PRI * HTTP/2.0\r\n"),
+    ];
+    for (alpn, bytes) in partial {
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(&server.ca, None, &[alpn])));
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut stream = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("handshake");
+        stream.write_all(bytes).await.unwrap();
+        stream.flush().await.unwrap();
+        let took = closed_after(&mut stream, Duration::from_secs(5)).await;
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_secs(4),
+            "{}: closed after {took:?}",
+            String::from_utf8_lossy(alpn)
+        );
+    }
+    // An HTTP/2 connection that served a request and then idles is closed after the idle timeout: the preface, an
+    // empty SETTINGS frame and `GET /healthz` as one HEADERS frame (HPACK: :method GET, :scheme https, then :path
+    // as a literal), nothing after.
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(&server.ca, None, &[b"h2"])));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut stream = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let block = [&[0x82u8, 0x87, 0x04, 8][..], b"/healthz"].concat();
+    bytes.extend([0, 0, block.len() as u8, 1, 0x5, 0, 0, 0, 1]);
+    bytes.extend(&block);
+    stream.write_all(&bytes).await.unwrap();
+    stream.flush().await.unwrap();
+    let took = closed_after(&mut stream, Duration::from_secs(6)).await;
+    assert!(took >= Duration::from_millis(1800), "closed after {took:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_plain_http_listener_closes_slow_request_heads_too() {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(http::serve_plain(listener, echo_router(), quick_timeouts(), async {
+        let _ = stopped.await;
+    }));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let took = closed_after(&mut stream, Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_kubectl_line_printed_for_an_authenticated_server_works_as_pasted() {
+    let f = fixture(Answer::Allow, settings()).await;
+    let state = prescale::apiserver::api::ApiState {
+        store: Arc::new(prescale::store::PlanStore::new()),
+        max_forecast_age: chrono::TimeDelta::minutes(5),
+        clock: prescale::clock::Clock::system(),
+    };
+    let server = Server::start(prescale::apiserver::api::router(state), &f.auth).await;
+    let (line, note) = prescale::app::kubectl_get_raw(
+        &server.url(""),
+        "/apis/external.metrics.k8s.io/v1beta1",
+        prescale::app::ApiAccess::TlsWithAuth,
+    );
+    assert!(note.is_some_and(|n| n.contains("token")), "{note:?}");
+    // `kubectl create token …` answers with a token the stand-in TokenReview accepts; the rest is the real kubectl.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(dir.path().join("home")).unwrap();
+    let shim = bin.join("kubectl");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = create ] && [ \"$2\" = token ]; then echo good-token; exit 0; fi\nexec '{}' \"$@\"\n",
+            kubectl().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let run = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .env("PATH", path)
+        .env("HOME", dir.path().join("home"))
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("kubectl finished (it did not wait for input)")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said = format!("{}{stderr}", String::from_utf8_lossy(&output.stdout));
+    assert!(!said.contains("Username"), "kubectl prompted: {said}");
+    assert!(output.status.success(), "{line}\n{stderr}");
+    let discovery: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(discovery["kind"], "APIResourceList", "{discovery}");
+    assert_eq!(f.stand_in.last_access().user.as_deref(), Some("carol"));
     server.stop().await;
 }

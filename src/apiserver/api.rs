@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::apiserver::status::{self, echo, echo_at_most, MAX_ECHO_BYTES};
 use crate::clock::Clock;
 use crate::k8s::quantity::{self, QuantityError};
 use crate::k8s::selector::{Selector, SelectorError};
@@ -119,7 +120,7 @@ fn rfc3339_seconds<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::O
 #[derive(Debug, Error)]
 pub enum ApiError {
     /// The `labelSelector` parameter does not parse.
-    #[error("invalid labelSelector {selector:?}: {source}")]
+    #[error("invalid labelSelector {:?}: {}", echo(selector), echo_at_most(&source.to_string(), 2 * MAX_ECHO_BYTES))]
     BadSelector {
         /// The selector as received (after form decoding).
         selector: String,
@@ -128,13 +129,17 @@ pub enum ApiError {
         source: SelectorError,
     },
     /// The metric is not one this server provides.
-    #[error("the server could not find the metric {metric:?}; served metrics are {}", METRICS.join(", "))]
+    #[error("the server could not find the metric {:?}; served metrics are {}", echo(metric), METRICS.join(", "))]
     UnknownMetric {
         /// The metric asked for.
         metric: String,
     },
     /// No workload in the namespace matches the selector.
-    #[error("no workload in namespace {namespace:?} matches labelSelector {selector:?} for metric {metric}")]
+    #[error(
+        "no workload in namespace {:?} matches labelSelector {:?} for metric {metric}",
+        echo(namespace),
+        echo(selector)
+    )]
     NoMatch {
         /// The namespace asked for.
         namespace: String,
@@ -175,21 +180,41 @@ pub enum ApiError {
     /// Anything but GET/HEAD.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
-    /// Only aggregated-discovery (apidiscovery.k8s.io) documents were acceptable.
+    /// The `Accept` header allows no plain JSON (nor `*/*`), or only aggregated-discovery documents.
     #[error("only the following media types are accepted: application/json")]
     NotAcceptable,
+    /// A path segment is not UTF-8 once percent-decoded.
+    #[error(
+        "invalid request path {:?}: segment {segment} is not valid UTF-8 once percent-decoded",
+        echo(path)
+    )]
+    InvalidPath {
+        /// The path as received (still percent-encoded).
+        path: String,
+        /// The 1-based index of the first bad segment.
+        segment: usize,
+    },
+    /// Any other refusal by the router (an extractor's rejection), carried over into a Status.
+    #[error("{message}")]
+    Other {
+        /// The answer's code.
+        code: StatusCode,
+        /// What the rejection said, cut to a bounded length.
+        message: String,
+    },
 }
 
 impl ApiError {
     fn code_and_reason(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::BadSelector { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
+            ApiError::BadSelector { .. } | ApiError::InvalidPath { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::UnknownMetric { .. } | ApiError::NoMatch { .. } | ApiError::NotFound => {
                 (StatusCode::NOT_FOUND, "NotFound")
             }
             ApiError::Stale { .. } | ApiError::BadValue { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::NotAcceptable => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
+            ApiError::Other { code, .. } => (*code, status::reason_for(*code)),
         }
     }
 }
@@ -274,15 +299,29 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// A span per request; refuses anything but GET and HEAD before routing (the API is read-only).
+/// A span per request. Before routing, refuses anything but GET and HEAD (the API is read-only), a path that is not
+/// UTF-8 once percent-decoded, and an `Accept` that allows no JSON; after it, turns any error answer that is not
+/// already a Status (an extractor's rejection) into one.
 async fn per_request(request: Request, next: Next) -> Response {
-    let span =
-        info_span!("api", method = %request.method(), path = %request.uri().path(), status = tracing::field::Empty);
+    let span = info_span!(
+        "api",
+        method = %request.method(),
+        path = %echo(request.uri().path()),
+        status = tracing::field::Empty
+    );
     async move {
-        let response = if request.method() == Method::GET || request.method() == Method::HEAD {
-            next.run(request).await
-        } else {
+        let response = if request.method() != Method::GET && request.method() != Method::HEAD {
             ApiError::MethodNotAllowed.into_response()
+        } else if let Some(segment) = non_utf8_segment(request.uri().path()) {
+            ApiError::InvalidPath {
+                path: request.uri().path().to_owned(),
+                segment,
+            }
+            .into_response()
+        } else if !is_probe(request.uri().path()) && !json_acceptable(request.headers()) {
+            ApiError::NotAcceptable.into_response()
+        } else {
+            as_status(next.run(request).await).await
         };
         tracing::Span::current().record("status", response.status().as_u16());
         debug!("served");
@@ -290,6 +329,80 @@ async fn per_request(request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// The 1-based index of the first path segment that is not UTF-8 once percent-decoded.
+fn non_utf8_segment(path: &str) -> Option<usize> {
+    path.split('/')
+        .skip(1)
+        .position(|segment| percent_encoding::percent_decode_str(segment).decode_utf8().is_err())
+        .map(|i| i + 1)
+}
+
+/// Probes answer `ok` as text whatever the `Accept`.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz")
+}
+
+/// Whether `Accept` allows plain JSON: no header, or a media range `application/json` (without the `as=`/`g=`
+/// parameters of a typed variant), `application/*` or `*/*` whose `q` is not 0. kubectl and client-go send
+/// `application/json, */*` or `application/vnd.kubernetes.protobuf, */*`; both get JSON.
+fn json_acceptable(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::ACCEPT).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    let mut ranges = values
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .peekable();
+    if ranges.peek().is_none() {
+        return true;
+    }
+    ranges.any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let mut refused = false;
+        let mut typed = false;
+        for (key, value) in parts.filter_map(|p| p.split_once('=')) {
+            match key.trim().to_ascii_lowercase().as_str() {
+                "q" => refused = value.trim().parse::<f32>().is_ok_and(|q| q <= 0.0),
+                "as" | "g" => typed = true,
+                _ => {}
+            }
+        }
+        !refused
+            && match media.as_str() {
+                "application/json" => !typed,
+                "application/*" | "*/*" => true,
+                _ => false,
+            }
+    })
+}
+
+/// An error answer that is not JSON (an extractor's text rejection, the readiness probe) as a Status.
+async fn as_status(response: Response) -> Response {
+    let code = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(code.is_client_error() || code.is_server_error()) || is_json {
+        return response;
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let message = echo_at_most(text.trim(), 2 * MAX_ECHO_BYTES).into_owned();
+    let message = if message.is_empty() {
+        code.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        message
+    };
+    ApiError::Other { code, message }.into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -345,8 +458,8 @@ async fn api_group_list(headers: HeaderMap) -> Response {
     )
 }
 
-/// Whether a plain JSON document satisfies `accept`. Only an Accept made solely of typed JSON variants
-/// (`application/json;g=apidiscovery.k8s.io;...`) rules it out; protobuf-only clients still get JSON.
+/// Whether a plain JSON document satisfies `accept`. An Accept made solely of typed JSON variants
+/// (`application/json;g=apidiscovery.k8s.io;...`) rules it out (other Accepts are checked before routing).
 fn plain_json_acceptable(accept: &str) -> bool {
     let ranges: Vec<&str> = accept.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
     let typed = |r: &str| {

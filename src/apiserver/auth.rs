@@ -24,14 +24,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use k8s_openapi::api::authentication::v1::TokenReviewSpec;
 use k8s_openapi::api::authorization::v1::{NonResourceAttributes, ResourceAttributes, SubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusDetails};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusDetails;
 use kube::Api;
 use tracing::{debug, warn};
 
@@ -41,6 +41,7 @@ pub use config::{
 };
 pub use review::{BoxFuture, KubeReviewer, ReviewError, Reviewer};
 
+use crate::apiserver::status::{self, echo};
 use crate::apiserver::tls::{ClientCas, PeerIdentity, TlsError};
 use review::TtlCache;
 
@@ -264,6 +265,8 @@ impl Attributes {
                 namespace,
                 ..
             } => {
+                // Namespace and resource come from the request path: repeat them only in part.
+                let (resource, namespace) = (echo(resource), echo(namespace));
                 let scope = if namespace.is_empty() {
                     "at the cluster scope".to_owned()
                 } else {
@@ -275,7 +278,11 @@ impl Attributes {
                 )
             }
             Self::NonResource { verb, path } => {
-                format!("forbidden: User \"{}\" cannot {verb} path \"{path}\"", user.name)
+                format!(
+                    "forbidden: User \"{}\" cannot {verb} path \"{}\"",
+                    user.name,
+                    echo(path)
+                )
             }
         }
     }
@@ -492,9 +499,9 @@ async fn middleware(State(auth): State<Auth>, mut request: Request, next: Next) 
                 Attributes::Resource {
                     group, resource, name, ..
                 } => StatusDetails {
-                    group: Some(group.clone()),
-                    kind: Some(resource.clone()),
-                    name: (!name.is_empty()).then(|| name.clone()),
+                    group: Some(echo(group).into_owned()),
+                    kind: Some(echo(resource).into_owned()),
+                    name: (!name.is_empty()).then(|| echo(name).into_owned()),
                     ..Default::default()
                 },
                 Attributes::NonResource { .. } => StatusDetails {
@@ -524,25 +531,7 @@ async fn middleware(State(auth): State<Auth>, mut request: Request, next: Next) 
 
 /// A metav1.Status error response.
 fn status_response(code: StatusCode, reason: &str, message: &str, details: Option<StatusDetails>) -> Response {
-    let status = Status {
-        code: Some(i32::from(code.as_u16())),
-        details,
-        message: Some(message.to_owned()),
-        reason: Some(reason.to_owned()),
-        status: Some("Failure".to_owned()),
-        ..Default::default()
-    };
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    if let Some(object) = body.as_object_mut() {
-        object.insert("kind".into(), "Status".into());
-        object.insert("apiVersion".into(), "v1".into());
-    }
-    (
-        code,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body.to_string(),
-    )
-        .into_response()
+    status::failure(code, reason, message, details)
 }
 
 /// Names of the identity headers present in `headers`.
@@ -668,6 +657,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn the_hpa_metric_read_is_a_namespaced_list() {

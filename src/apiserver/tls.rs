@@ -17,9 +17,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -30,13 +27,12 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 use tracing::{debug, error, info, warn};
+
+use crate::apiserver::http::{self, HttpSettings};
 
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long open connections get to finish their requests after shutdown is signalled.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors of the TLS server.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +129,7 @@ impl TlsArgs {
             certificate,
             reload_interval: Duration::from_secs(tls_reload_seconds),
             client_cas,
+            http: HttpSettings::default(),
         }
     }
 }
@@ -163,6 +160,8 @@ pub struct TlsSettings {
     pub reload_interval: Duration,
     /// CAs that client certificates are checked against (shared with the auth configuration).
     pub client_cas: ClientCas,
+    /// Connection timeouts.
+    pub http: HttpSettings,
 }
 
 /// Installs ring as the process-wide rustls provider. Safe to call any number of times.
@@ -480,6 +479,7 @@ async fn reload_certificates(current: Arc<CurrentCertificate>, cert: PathBuf, ke
 
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then drains open connections.
 ///
+/// Requests pass the limits of [`http::limits`] first, and connections get the timeouts of [`TlsSettings::http`].
 /// Each request carries a [`PeerIdentity`] extension. The first certificate must load, or this returns an error
 /// before accepting anything.
 pub async fn serve(
@@ -492,6 +492,7 @@ pub async fn serve(
         certificate,
         reload_interval,
         client_cas,
+        http,
     } = tls;
     let (initial, reload) = match certificate {
         CertSource::Files { cert, key } => (load_certified_key(&cert, &key)?, Some((cert, key))),
@@ -508,28 +509,15 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(Arc::new(server_config(current.clone())?));
     let reloader = reload.map(|(cert, key)| tokio::spawn(reload_certificates(current, cert, key, reload_interval)));
 
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
     let local = listener.local_addr().ok();
     info!(addr = ?local, "TLS server listening");
-    let result = loop {
-        let (tcp, remote_addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                // Running out of file descriptors is transient; don't spin on it.
-                Err(error) if is_transient(&error) => {
-                    warn!(%error, "accept failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-                Err(error) => break Err(TlsError::Accept(error)),
-            },
-            () = &mut shutdown => break Ok(()),
-        };
+    let router = http::limits(router);
+    let http = Arc::new(http);
+    let result = http::accept_until(listener, shutdown, |tcp, remote_addr, stopping| {
         let acceptor = acceptor.clone();
         let router = router.clone();
         let client_cas = client_cas.clone();
-        let watcher = graceful.watcher();
+        let http = http.clone();
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
@@ -543,32 +531,15 @@ pub async fn serve(
                 .map(<[_]>::to_vec)
                 .unwrap_or_default();
             let peer = PeerIdentity::verify(remote_addr, chain, &client_cas.current());
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(peer.clone());
-                router.clone().oneshot(request.map(axum::body::Body::new))
-            });
-            let builder = ConnBuilder::new(TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                debug!(%error, %remote_addr, "connection ended with an error");
-            }
+            http::serve_connection(stream, router, peer, &http, stopping, remote_addr).await;
         });
-    };
+    })
+    .await
+    .map_err(TlsError::Accept);
     if let Some(reloader) = reloader {
         reloader.abort();
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        warn!("connections still open after the drain timeout; closing them");
-    }
     result
-}
-
-fn is_transient(error: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        error.kind(),
-        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
-    ) || error.raw_os_error() == Some(24)
 }
 
 #[cfg(test)]
