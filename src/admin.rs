@@ -8,13 +8,19 @@
 //! | `/api/v1/workloads` | every workload: target, demand, model, serving state, quality, ages |
 //! | `/api/v1/workloads/{namespace}/{name}` | one workload: recent history, the forecast with its intervals, the replica plan over the horizon, scored past forecasts, the explanation |
 //! | `/api/v1/workloads/{namespace}/{name}/explain` | why the workload is served its replicas ([`explain::Explanation`]) |
-//! | `/healthz`, `/livez`, `/readyz` | probes; ready once a forecast is published |
+//! | `/healthz`, `/livez`, `/readyz` | probes; ready once a forecast is published and every workload has finished its first cycle; `/readyz?verbose` adds a line per workload saying whether the API serves it |
+//!
+//! Readiness is the process's: once ready, a pod stays ready when one workload's data goes stale or its query
+//! breaks. Its replicas all read the same Prometheus, so taking the pod out of the Service would not bring a
+//! fresher plan, only make the APIService unavailable for every other workload (and every External-metric HPA in
+//! the cluster). The workload's own answer says it instead: the API refuses it, the explanation and
+//! `/api/v1/workloads` say why, `prescale_serving_refused` alerts.
 //!
 //! `/metrics` comes from [`crate::telemetry::Registry::router`], merged in by the composition root.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +30,7 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::engine::{Mode, Serving};
-use crate::explain::{self, Explanation};
+use crate::explain::{self, Explanation, Standing};
 use crate::forecast::Quantile;
 use crate::planner;
 use crate::quality::Health;
@@ -53,11 +59,42 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.store.is_ready() {
-        "ok".into_response()
+async fn readyz(State(state): State<AdminState>, RawQuery(query): RawQuery) -> Response {
+    let ready = state.store.is_ready();
+    let verbose = query
+        .as_deref()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "verbose"));
+    if !verbose {
+        return if ready {
+            "ok".into_response()
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "no forecast published yet").into_response()
+        };
+    }
+    let now = state.clock.now();
+    let mut out = String::new();
+    let (mut served, mut total) = (0, 0);
+    for (id, _) in state.store.statuses() {
+        total += 1;
+        match state.store.servable(&id, now) {
+            Ok(_) => {
+                served += 1;
+                out.push_str(&format!("[+]workload {id} served\n"));
+            }
+            Err(refusal) => out.push_str(&format!("[-]workload {id} not served: {refusal}\n")),
+        }
+    }
+    if ready {
+        out.push_str(&format!(
+            "readyz check passed ({served} of {total} workloads served; a workload the API refuses does not make \
+             the pod unready)\n"
+        ));
+        out.into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no forecast published yet").into_response()
+        out.push_str(
+            "readyz check failed: no forecast published yet, or a workload has not finished its first cycle\n",
+        );
+        (StatusCode::SERVICE_UNAVAILABLE, out).into_response()
     }
 }
 
@@ -148,6 +185,12 @@ pub struct WorkloadView {
     pub forecast_age_seconds: Option<i64>,
     /// Seconds since the end of the latest demand sample.
     pub data_age_seconds: Option<i64>,
+    /// Why the API refuses to serve the workload (`not_planned`, `stale_data`, `stale_forecast`); `None` while it
+    /// serves it.
+    pub refused: Option<String>,
+    /// What the API answers instead of a value, when `refused`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_message: Option<String>,
     /// Replicas the forecast asks for.
     pub forecast_replicas: Option<u32>,
     /// Replicas observed demand alone asks for.
@@ -181,16 +224,20 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
         .map(|(id, status)| {
             let snap = store.get(&id);
             let insight = store.insight(&id);
+            let refusal = store.servable(&id, now).err();
             WorkloadView {
+                refused: refusal.as_ref().map(|r| r.reason().to_owned()),
+                refused_message: refusal.as_ref().map(ToString::to_string),
                 replicas: snap.as_ref().map(|s| s.plan.replicas),
                 metric_value: snap.as_ref().map(|s| s.plan.served),
                 planned_demand: snap.as_ref().map(|s| s.plan.planned_demand),
                 median_demand: snap.as_ref().map(|s| s.plan.median_demand),
                 observed_demand: snap.as_ref().and_then(|s| s.plan.observed_demand),
                 forecast_age_seconds: snap.as_ref().map(|s| (now - s.published_at).num_seconds()),
-                data_age_seconds: snap
-                    .as_ref()
-                    .and_then(|s| s.data_until)
+                // The newest sample fetched, even when no plan was made from it (stale, or never planned).
+                data_age_seconds: status
+                    .data_until
+                    .or(snap.as_ref().and_then(|s| s.data_until))
                     .map(|t| (now - t).num_seconds()),
                 forecast_replicas: insight.as_ref().map(|i| i.forecast_plan.forecast_replicas),
                 reactive_replicas: insight.as_ref().map(|i| i.reactive_plan.replicas),
@@ -315,10 +362,16 @@ pub struct WorkloadDetail {
 pub fn workload_detail(store: &PlanStore, id: &WorkloadId, now: DateTime<Utc>) -> Option<WorkloadDetail> {
     let snap = store.get(id)?;
     let insight = store.insight(id);
-    Some(detail_of(&snap, insight.as_deref(), now))
+    let standing = Standing::of(store, id, now);
+    Some(detail_of(&snap, insight.as_deref(), &standing, now))
 }
 
-fn detail_of(snap: &Snapshot, insight: Option<&crate::store::Insight>, now: DateTime<Utc>) -> WorkloadDetail {
+fn detail_of(
+    snap: &Snapshot,
+    insight: Option<&crate::store::Insight>,
+    standing: &Standing,
+    now: DateTime<Utc>,
+) -> WorkloadDetail {
     let f = &snap.forecast;
     let q = Quantile::try_new(snap.plan.quantile).unwrap_or(Quantile::MEDIAN);
     let mirror = Quantile::try_new(1.0 - q.get()).unwrap_or(Quantile::MEDIAN);
@@ -391,7 +444,7 @@ fn detail_of(snap: &Snapshot, insight: Option<&crate::store::Insight>, now: Date
                     .collect()
             })
             .unwrap_or_default(),
-        explanation: explain::explain(snap, insight, now),
+        explanation: explain::explain(snap, insight, standing, now),
     }
 }
 
@@ -415,9 +468,13 @@ fn lookup(state: &AdminState, namespace: String, name: String) -> Result<Workloa
     if state.store.get(&id).is_some() {
         return Ok(id);
     }
-    if state.store.status(&id).is_some() {
+    if let Some(status) = state.store.status(&id) {
         return Err(AdminError::NotFound(format!(
-            "workload {id} has no forecast published yet"
+            "workload {id} has no plan, so the API answers an error and the HPA holds its current scale: {}",
+            status.error.map_or_else(
+                || "its first forecast is being computed".to_owned(),
+                |e| format!("the latest cycle reported: {e}")
+            )
         )));
     }
     Err(AdminError::NotFound(format!("no workload {id} is configured")))
@@ -444,7 +501,9 @@ async fn explanation(
         .get(&id)
         .ok_or_else(|| AdminError::NotFound(format!("workload {id} has no forecast")))?;
     let insight = state.store.insight(&id);
-    Ok(Json(explain::explain(&snap, insight.as_deref(), state.clock.now())))
+    let now = state.clock.now();
+    let standing = Standing::of(&state.store, &id, now);
+    Ok(Json(explain::explain(&snap, insight.as_deref(), &standing, now)))
 }
 
 async fn page(State(state): State<AdminState>) -> Response {

@@ -998,7 +998,6 @@ async fn kubectl_reads_discovery_over_tls_with_a_client_certificate() {
     let f = fixture(Answer::Allow, settings()).await;
     let state = prescale::api::ApiState {
         store: Arc::new(prescale::store::PlanStore::new()),
-        max_forecast_age: chrono::TimeDelta::minutes(5),
         clock: prescale::clock::Clock::system(),
     };
     let server = Server::start(prescale::api::router(state), &f.auth).await;
