@@ -48,7 +48,6 @@ fn get(c: &mut Criterion) {
         let store = store_with(workloads, now, &rt);
         let router = api::router(ApiState {
             store,
-            max_forecast_age: chrono::TimeDelta::minutes(5),
             clock: Clock::fixed(now),
         });
         let mut group = c.benchmark_group(format!("api/{workloads}-workloads"));

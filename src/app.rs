@@ -186,7 +186,13 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
             (Profile::Embeddings, 20.0, 3),
         ] {
             let generator = Generator::new(profile, seed);
-            let config = demo_workload(profile.name(), DemandSource::Generator(generator.clone()), capacity);
+            let step = generator.step;
+            let config = demo_workload(
+                profile.name(),
+                DemandSource::Generator(generator.clone()),
+                capacity,
+                step,
+            );
             workloads.push(Workload {
                 config,
                 history: Arc::new(generator),
@@ -202,7 +208,8 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
                 "{}: the trace's p99 demand is zero; nothing to scale",
                 path.display()
             );
-            let mut config = demo_workload(&name, DemandSource::Trace { path: path.clone() }, capacity);
+            let step = series.step();
+            let mut config = demo_workload(&name, DemandSource::Trace { path: path.clone() }, capacity, step);
             config.history = config.history.min(TimeDelta::days(14));
             let replay = Replay::at_warmup_end(series, path.clone(), now);
             workloads.push(Workload {
@@ -230,7 +237,8 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
     .await
 }
 
-fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadConfig {
+fn demo_workload(name: &str, demand: DemandSource, capacity: f64, step: TimeDelta) -> WorkloadConfig {
+    let policy = Policy::new(capacity, 40);
     WorkloadConfig {
         id: WorkloadId {
             namespace: "default".into(),
@@ -238,7 +246,8 @@ fn demo_workload(name: &str, demand: DemandSource, capacity: f64) -> WorkloadCon
         },
         demand,
         unit: "requests/s".into(),
-        policy: Policy::new(capacity, 40),
+        max_data_age: crate::config::default_max_data_age(policy.lead, step),
+        policy,
         seasonality: Seasonality::Auto,
         refit_interval: TimeDelta::hours(1),
         history: TimeDelta::days(14),
@@ -326,7 +335,7 @@ async fn run(
     security: ApiSecurity,
     extras: Extras,
 ) -> anyhow::Result<()> {
-    let store = Arc::new(PlanStore::new());
+    let store = Arc::new(PlanStore::new().with_max_forecast_age(config.max_forecast_age));
     let api_listener = TcpListener::bind(config.api_addr)
         .await
         .with_context(|| format!("binding the API to {}", config.api_addr))?;
@@ -353,7 +362,6 @@ async fn run(
     }
     let api_router = api::router(ApiState {
         store: store.clone(),
-        max_forecast_age: config.max_forecast_age,
         clock: clock.clone(),
     });
     // Instrumentation goes outside the auth layer, so 401 and 403 answers are counted too.

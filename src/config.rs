@@ -57,6 +57,9 @@ pub struct WorkloadConfig {
     pub refit_interval: TimeDelta,
     /// How much history the model sees.
     pub history: TimeDelta,
+    /// A plan made from demand data older than this is not served: the API answers an error so the HPA holds
+    /// (`maxDataAge`, by default [`default_max_data_age`]).
+    pub max_data_age: TimeDelta,
     /// How the forecast is used (`mode`) and judged (`quality`).
     pub serving: ServingConfig,
 }
@@ -110,7 +113,8 @@ impl WorkloadConfig {
              slo: {slo}\n  \
              plan: {quantile} over lead {lead} at {cap} {unit} per replica, replicas {min}..{max}, \
              scale-in on {scale_in}\n  \
-             serving: {mode}, {demotion}; fallback at {fallback}% utilization\n  \
+             serving: {mode}, {demotion}; fallback at {fallback}% utilization; not served once the newest \
+             demand sample is over {max_data_age} old\n  \
              HPA: sync {sync}, scale-down hold {hold}",
             id = self.id,
             slo = p.adaptive.slo,
@@ -124,6 +128,7 @@ impl WorkloadConfig {
             fallback = p.fallback_utilization.get() * 100.0,
             sync = duration::format(p.sync),
             hold = duration::format(p.downscale_stabilization),
+            max_data_age = duration::format(self.max_data_age),
         )
     }
 }
@@ -132,6 +137,22 @@ impl WorkloadConfig {
 const MIN_CAPACITY: f64 = 0.001;
 /// Largest `capacityPerReplica`: far past any real replica, and well inside what a quantity can carry.
 const MAX_CAPACITY: f64 = 1e12;
+/// Shortest `maxDataAge`: Prometheus itself lags by a scrape interval and a rule evaluation.
+const MIN_DATA_AGE: TimeDelta = TimeDelta::minutes(1);
+/// Longest `maxDataAge`: a plan from demand a day old is a guess, not a forecast.
+const MAX_DATA_AGE: TimeDelta = TimeDelta::days(1);
+
+/// The `maxDataAge` a workload gets when the file sets none: `max(leadTime, 3 × demand.step, 2m)`.
+///
+/// The plan looks one `leadTime` ahead and its quality is scored at that horizon; data older than the lead time
+/// would make every plan a forecast at more than twice the horizon it was judged on, and the reactive floor would
+/// react to demand from before the pods it asks for could even start. A sample covers a whole step and arrives a
+/// step after it starts, so data is normally up to about two steps old: three tolerate one late evaluation. Two
+/// minutes absorb Prometheus' own scrape and rule-evaluation lag on fine steps.
+pub fn default_max_data_age(lead: TimeDelta, step: TimeDelta) -> TimeDelta {
+    lead.max(step * 3).max(TimeDelta::minutes(2))
+}
+
 /// Longest `leadTime`: cold starts (node, image, model weights) take minutes; the plan looks this far ahead.
 const MAX_LEAD_TIME: TimeDelta = TimeDelta::hours(1);
 
@@ -190,6 +211,7 @@ struct RawTop {
     api_addr: Option<Spanned<String>>,
     admin_addr: Option<Spanned<String>>,
     max_forecast_age: Option<Spanned<String>>,
+    max_data_age: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
     prometheus: Option<Spanned<PrometheusSettings>>,
     #[serde(deserialize_with = "count_workloads")]
@@ -434,6 +456,38 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         "maxForecastAge",
         defaults::MAX_FORECAST_AGE,
     );
+    if let Some(raw) = &top.max_data_age {
+        let max_data_age = v.duration(Some(raw), "maxDataAge", "5m");
+        if !(MIN_DATA_AGE..=MAX_DATA_AGE).contains(&max_data_age) {
+            v.at(
+                raw,
+                "maxDataAge",
+                format!(
+                    "{} is outside 1m to 1d; leave it out for max(leadTime, 3 × demand.step, 2m) per workload",
+                    raw.value
+                ),
+            );
+        }
+        for w in &mut workloads {
+            if let DemandSource::Promql { step, .. } | DemandSource::Generator(Generator { step, .. }) = &w.demand {
+                if max_data_age < *step * 2 {
+                    v.at(
+                        raw,
+                        "maxDataAge",
+                        format!(
+                            "{} is shorter than two demand steps of workload {} ({} each): its data is normally \
+                             that old; raise it to at least {}",
+                            raw.value,
+                            w.id,
+                            duration::format(*step),
+                            duration::format(*step * 2)
+                        ),
+                    );
+                }
+            }
+            w.max_data_age = max_data_age;
+        }
+    }
     let interval = v.duration(top.interval.as_ref(), "interval", &duration::format(DEFAULT_INTERVAL));
     let prometheus = top.prometheus.map(|p| p.value);
     if prometheus.is_none() {
@@ -857,6 +911,7 @@ impl Validator {
             seasonality,
             refit_interval,
             history,
+            max_data_age: default_max_data_age(lead, step),
             serving: ServingConfig { mode, quality: bounds },
         })
     }
@@ -1041,6 +1096,46 @@ mod tests {
     }
 
     #[test]
+    fn max_data_age_defaults_per_workload_and_is_checked() {
+        let text = |top: &str| {
+            format!(
+                "{top}workloads:\n  - name: a\n    demand: {{generator: {{profile: embeddings}}}}\n    capacityPerReplica: 3\n    \
+                 maxReplicas: 4\n  - name: b\n    demand: {{generator: {{profile: embeddings}}, step: 10m}}\n    \
+                 capacityPerReplica: 3\n    maxReplicas: 4\n    leadTime: 90s\n"
+            )
+        };
+        let c = parse(&text(""), Path::new("p.yaml")).unwrap();
+        // max(leadTime, 3 steps, 2m): the 5m lead at a 1m step; three 10m steps.
+        assert_eq!(c.workloads[0].max_data_age, TimeDelta::minutes(5));
+        assert_eq!(c.workloads[1].max_data_age, TimeDelta::minutes(30));
+        assert_eq!(
+            default_max_data_age(TimeDelta::seconds(30), TimeDelta::seconds(15)),
+            TimeDelta::minutes(2)
+        );
+        let c = parse(&text("maxDataAge: 45m\n"), Path::new("p.yaml")).unwrap();
+        assert!(c.workloads.iter().all(|w| w.max_data_age == TimeDelta::minutes(45)));
+        assert!(
+            c.workloads[0].describe().contains("over 45m old"),
+            "{}",
+            c.workloads[0].describe()
+        );
+
+        let ps = problems(&text("maxDataAge: 15m\n"));
+        assert_eq!(ps.len(), 1, "{ps:?}");
+        assert!(
+            ps[0].starts_with("p.yaml:1:13: maxDataAge: 15m is shorter than two demand steps of workload default/b"),
+            "{ps:?}"
+        );
+        let ps = problems(&text("maxDataAge: 2d\n"));
+        assert!(ps[0].contains("maxDataAge: 2d is outside 1m to 1d"), "{ps:?}");
+        let ps = problems(&text("maxDataAge: soon\n"));
+        assert!(
+            ps[0].starts_with("p.yaml:1:13: maxDataAge: `soon` is not a duration"),
+            "{ps:?}"
+        );
+    }
+
+    #[test]
     fn adaptive_quantile_settings_are_read_and_checked() {
         let text = |block: &str| {
             format!(
@@ -1218,7 +1313,8 @@ workloads:
              plan: the cheapest forecast quantile or reactive target that met the SLO (p90 until 1d scored, \
              half-life 1d, 3d of history replayed at startup) over lead 5m \
              at 3 requests/s per replica, replicas 1..4, scale-in on the forecast\n  \
-             serving: serve, demoted to reactive when forecast quality breaks its bounds; fallback at 70% utilization\n  \
+             serving: serve, demoted to reactive when forecast quality breaks its bounds; fallback at 70% utilization; \
+             not served once the newest demand sample is over 1h30m old\n  \
              HPA: sync 15s, scale-down hold 5m"
         );
         assert!(

@@ -1,8 +1,9 @@
 //! The live loop: per workload, fetch new history, refit when due, forecast, plan, publish.
 //!
-//! Each workload runs on its own task. Fits run on the blocking pool so the API never waits on them. A failed fetch
-//! or a workload with no data publishes nothing new: the last plan stays served until it exceeds the max forecast
-//! age, then the API answers an error and the HPA holds.
+//! Each workload runs on its own task. Fits run on the blocking pool so the API never waits on them. A failed fetch,
+//! a workload with no data, or one whose newest sample is older than its `maxDataAge` publishes nothing new: the
+//! last plan stays served until it exceeds the max forecast age (or, for old data, at once), then the API answers
+//! an error and the HPA holds. Old data is never planned from: its last value is not demand "now".
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,11 +15,12 @@ use crate::clock::Clock;
 use crate::config::WorkloadConfig;
 use crate::control::engine::{Engine, Replayed};
 use crate::control::quality::Health;
+use crate::duration;
 use crate::forecast::{self, ForecastSettings};
 use crate::history::History;
 use crate::series::Series;
 use crate::sre::telemetry::PipelineMetrics;
-use crate::store::{Insight, PlanStore, ReplayState, ReplayStatus, Snapshot, WorkloadStatus, RECENT_HISTORY};
+use crate::store::{Insight, PlanStore, Problem, ReplayState, ReplayStatus, Snapshot, WorkloadStatus, RECENT_HISTORY};
 
 /// A configured workload wired to its history source.
 pub struct Workload {
@@ -229,6 +231,7 @@ impl Cycle {
         let config = &self.workload.config;
         let step = self.workload.history.step();
         self.status.last_attempt = Some(now);
+        store.limit_data_age(&config.id, config.max_data_age);
         // Refetch a few recent slots each cycle: late-arriving samples replace earlier gaps.
         let from = match &self.history {
             Some(h) if !h.is_empty() => (h.end() - step * 3).max(now - config.history),
@@ -248,16 +251,38 @@ impl Cycle {
                 warn!(%error, "history fetch failed; serving the last plan until it is too old");
                 self.status.query_errors += 1;
                 self.status.error = Some(error.to_string());
+                self.status.problem = Some(Problem::QueryFailed);
                 store.set_status(&config.id, self.status.clone());
                 return None;
             }
         }
         let history = self.history.as_ref()?;
-        if history.last_present().is_none() {
+        let Some((last, _)) = history.last_present() else {
             warn!("no demand samples in the history window; holding");
             self.status.error = Some("no data: the source returned no samples in the history window".into());
+            self.status.problem = Some(Problem::NoData);
             store.set_status(&config.id, self.status.clone());
             return None;
+        };
+        let data_until = last + step;
+        self.status.data_until = Some(data_until);
+        let data_age = now - data_until;
+        if data_age > config.max_data_age {
+            let (age, max) = (duration::format(data_age), duration::format(config.max_data_age));
+            if self.status.problem != Some(Problem::StaleData) {
+                warn!(%data_until, %age, %max, "demand data is older than maxDataAge; not planning from it");
+            }
+            self.status.error = Some(format!(
+                "stale data: the newest demand sample ended at {} ({age} ago), more than maxDataAge {max} ago; the \
+                 source stopped reporting while the query still answers",
+                data_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+            self.status.problem = Some(Problem::StaleData);
+            store.set_status(&config.id, self.status.clone());
+            return None;
+        }
+        if self.status.problem == Some(Problem::StaleData) {
+            info!(%data_until, "demand data is fresh again");
         }
         match self.replay {
             Replay::Pending => self.start_replay(now),
@@ -309,7 +334,7 @@ impl Cycle {
         let snapshot = Snapshot {
             id: config.id.clone(),
             published_at: now,
-            data_until: history.last_present().map(|(t, _)| t + step),
+            data_until: Some(data_until),
             forecast: Arc::new(decision.forecast),
             plan: decision.plan,
         };
@@ -318,6 +343,7 @@ impl Cycle {
         store.publish(snapshot);
         self.status.last_success = Some(now);
         self.status.error = None;
+        self.status.problem = None;
         store.set_status(&config.id, self.status.clone());
         store.get(&config.id)
     }

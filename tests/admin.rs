@@ -272,6 +272,7 @@ fn filled_store() -> Arc<PlanStore> {
         WorkloadStatus {
             source: "promql up".into(),
             error: Some("no data: the source returned no samples".into()),
+            problem: Some(prescale::store::Problem::NoData),
             ..Default::default()
         },
     );
@@ -418,7 +419,11 @@ async fn unknown_workloads_are_404_with_a_reason() {
     golden("admin_not_found", &v);
     let (status, v) = get_json("/api/v1/workloads/default/waiting").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(v["message"], "workload default/waiting has no forecast published yet");
+    assert_eq!(
+        v["message"],
+        "workload default/waiting has no plan, so the API answers an error and the HPA holds its current scale: the \
+         demand query returns no samples; the latest cycle reported: no data: the source returned no samples"
+    );
 }
 
 #[tokio::test]
@@ -641,6 +646,7 @@ async fn the_pipeline_publishes_what_the_api_explains() {
         seasonality: Seasonality::Auto,
         refit_interval: TimeDelta::hours(1),
         history: TimeDelta::days(3),
+        max_data_age: TimeDelta::minutes(5),
         serving: ServingConfig {
             mode: Mode::ForecastOnly,
             ..Default::default()

@@ -15,7 +15,7 @@ use prescale::control::planner::{self, ReplicaPlan};
 use prescale::control::policy::Policy;
 use prescale::forecast::Forecast;
 use prescale::k8s::quantity;
-use prescale::store::{PlanStore, Snapshot, WorkloadId};
+use prescale::store::{PlanStore, Problem, Snapshot, WorkloadId, WorkloadStatus};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -72,7 +72,7 @@ fn policy() -> Policy {
 fn filled_store() -> Arc<PlanStore> {
     // Sub-second publication time: the timestamp must come out truncated to seconds.
     let fresh = at("2026-03-02T11:59:30.5Z");
-    let store = PlanStore::new();
+    let store = PlanStore::new().with_max_forecast_age(TimeDelta::minutes(10));
     store.publish(snapshot("default", "llm-chat", fresh, 7, 412.5, 300.25));
     store.publish(snapshot("default", "web-frontend", fresh, 3, 4.35, 0.0001));
     store.publish(snapshot("default", "embeddings", fresh, 1, 0.0, 0.0));
@@ -89,7 +89,6 @@ fn filled_store() -> Arc<PlanStore> {
 fn app(store: Arc<PlanStore>) -> axum::Router {
     api::router(ApiState {
         store,
-        max_forecast_age: TimeDelta::minutes(10),
         clock: Clock::fixed(at(NOW)),
     })
 }
@@ -393,7 +392,7 @@ async fn stale_forecast_is_500_without_internals() {
 
 #[tokio::test]
 async fn exactly_max_age_is_still_fresh() {
-    let store = PlanStore::new();
+    let store = PlanStore::new().with_max_forecast_age(TimeDelta::minutes(10));
     store.publish(snapshot(
         "default",
         "edge",
@@ -648,5 +647,91 @@ async fn request_limits_answer_a_status() {
     assert_eq!(
         (body["kind"].as_str(), body["code"].as_u64()),
         (Some("Status"), Some(431))
+    );
+}
+
+/// A configured workload with no plan is not "no workload matches": the answer names it and its problem (without
+/// the backend's words), 500 when a cycle reported a problem, 503 while its first cycle runs.
+#[tokio::test]
+async fn a_workload_without_a_plan_is_named_not_404() {
+    let store = PlanStore::new();
+    let id = |name: &str| WorkloadId {
+        namespace: "shop".into(),
+        name: name.into(),
+    };
+    store.expect(id("broken"));
+    store.set_status(
+        &id("broken"),
+        WorkloadStatus {
+            error: Some("Prometheus answered 400 bad_data: parse error at char 9".into()),
+            problem: Some(Problem::QueryFailed),
+            ..Default::default()
+        },
+    );
+    store.expect(id("starting"));
+    let store = Arc::new(store);
+    let reply = send(
+        store.clone(),
+        Method::GET,
+        &format!("{DATA}/shop/prescale_replicas?labelSelector=workload%3Dbroken"),
+        None,
+    )
+    .await;
+    let message = assert_status(&reply, 500, "InternalError", "not_planned");
+    assert!(
+        message.contains("shop/broken") && message.contains("the demand query fails"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("bad_data") && !message.contains("matches"),
+        "{message}"
+    );
+
+    let reply = send(
+        store.clone(),
+        Method::GET,
+        &format!("{DATA}/shop/prescale_replicas?labelSelector=workload%3Dstarting"),
+        None,
+    )
+    .await;
+    let message = assert_status(&reply, 503, "ServiceUnavailable", "not_planned_yet");
+    assert!(
+        message.contains("shop/starting") && message.contains("first forecast"),
+        "{message}"
+    );
+
+    // A selector that matches no configured workload is still 404.
+    let reply = send(
+        store,
+        Method::GET,
+        &format!("{DATA}/shop/prescale_replicas?labelSelector=workload%3Dnope"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+/// A plan made from data older than the workload's maxDataAge is refused like a stale plan, even when the plan
+/// itself is fresh.
+#[tokio::test]
+async fn a_fresh_plan_on_old_data_is_500() {
+    let store = PlanStore::new();
+    let mut snap = snapshot("shop", "exporter-died", at(NOW) - TimeDelta::seconds(10), 3, 3.0, 3.0);
+    snap.data_until = Some(at(NOW) - TimeDelta::days(10));
+    let id = snap.id.clone();
+    store.publish(snap);
+    let store = Arc::new(store);
+    let uri = format!("{DATA}/shop/prescale_replicas");
+    assert_eq!(
+        send(store.clone(), Method::GET, &uri, None).await.status,
+        StatusCode::OK,
+        "no bound set: served (as before maxDataAge)"
+    );
+    store.limit_data_age(&id, TimeDelta::minutes(5));
+    let reply = send(store, Method::GET, &uri, None).await;
+    let message = assert_status(&reply, 500, "InternalError", "stale_data");
+    assert!(
+        message.contains("shop/exporter-died") && message.contains("data is stale") && message.contains("10d"),
+        "{message}"
     );
 }

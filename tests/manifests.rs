@@ -374,7 +374,7 @@ fn alert_rules_pass_promtool() {
     // JSON is YAML: promtool reads the spec as a rule file.
     std::fs::write(&file, serde_json::to_string(&rule["spec"]).unwrap()).unwrap();
     let report = run(Command::new(promtool()).args(["check", "rules"]).arg(&file));
-    assert!(report.contains("SUCCESS: 9 rules found"), "{report}");
+    assert!(report.contains("SUCCESS: 11 rules found"), "{report}");
 }
 
 /// The SLO alerts against made-up series, with `promtool test rules`: a missed SLO, an unreachable one, a fast and
@@ -437,6 +437,74 @@ fn the_slo_alerts_fire_when_they_should() {
         alert("PrescaleSLOBudgetBurnFast", "2h", &[("burning", "warning")]),
         alert("PrescaleSLOBudgetBurnSlow", "55m", &[]),
         alert("PrescaleSLOBudgetBurnSlow", "2h30m", &[("burning", "info")]),
+    ]
+    .concat();
+    let tests = format!(
+        "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{checks}"
+    );
+    std::fs::write(dir.path().join("tests.yaml"), tests).unwrap();
+    let report = run(Command::new(promtool())
+        .current_dir(dir.path())
+        .args(["test", "rules", "tests.yaml"]));
+    assert!(report.contains("SUCCESS"), "{report}");
+}
+
+/// The freshness alerts, with `promtool test rules`: a plan older than its workload's maxForecastAge (10 min here,
+/// not a fixed 5), data older than maxDataAge while plans keep coming, and a workload never planned fire; a fresh
+/// workload and one with a longer bound do not.
+#[test]
+fn the_freshness_alerts_follow_the_configured_bounds() {
+    let objects = render("deploy/base");
+    let rule = find(&objects, "PrometheusRule", "prescale");
+    let mut spec = rule["spec"].clone();
+    for group in spec["groups"].as_array_mut().unwrap() {
+        for r in group["rules"].as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("annotations");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), serde_json::to_string(&spec).unwrap()).unwrap();
+    let series = |name: &str, workload: &str, values: &str| {
+        format!("      - series: '{name}{{namespace=\"shop\",workload=\"{workload}\"}}'\n        values: '{values}'\n")
+    };
+    let mut input = String::new();
+    // workload, forecast age, data age, not planned: an hour at one sample a minute.
+    for (workload, forecast_age, data_age, not_planned) in [
+        ("fresh", "20x60", "60x60", "0x60"),
+        // 7 minutes old, then older: past 300 s but within its 600 s maxForecastAge until minute 3 + 5.
+        ("slow", "420+60x60", "60x60", "0x60"),
+        ("dead-exporter", "20x60", "600+60x60", "0x60"),
+        ("broken", "_x60", "_x60", "1x60"),
+    ] {
+        input += &series("prescale_forecast_max_age_seconds", workload, "600x60");
+        input += &series("prescale_history_max_data_age_seconds", workload, "1800x60");
+        input += &series("prescale_forecast_age_seconds", workload, forecast_age);
+        input += &series("prescale_history_data_age_seconds", workload, data_age);
+        input += &series("prescale_serving_refused", workload, not_planned)
+            .replace("workload=", "reason=\"not_planned\",workload=");
+    }
+    let alert = |name: &str, at: &str, firing: &[&str]| {
+        let mut out = format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts:");
+        if firing.is_empty() {
+            out += " []\n";
+        } else {
+            out += "\n";
+            for workload in firing {
+                out +=
+                    &format!("          - exp_labels: {{namespace: shop, workload: {workload}, severity: warning}}\n");
+            }
+        }
+        out
+    };
+    let checks = [
+        // slow passes 600 s at minute 3 and fires five minutes later; at 300 s it would have fired from the start.
+        alert("PrescaleForecastStale", "6m", &[]),
+        alert("PrescaleForecastStale", "10m", &["slow"]),
+        // dead-exporter passes 1800 s at minute 20.
+        alert("PrescaleDataStale", "22m", &[]),
+        alert("PrescaleDataStale", "30m", &["dead-exporter"]),
+        alert("PrescaleWorkloadNotPlanned", "5m", &[]),
+        alert("PrescaleWorkloadNotPlanned", "15m", &["broken"]),
     ]
     .concat();
     let tests = format!(

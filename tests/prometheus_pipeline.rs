@@ -1,5 +1,7 @@
 //! End to end against a real Prometheus: the targets served from a PromQL source equal those served when the same
 //! trace is read from CSV, and when Prometheus dies the HPA sees the last plan until it is too old, then an error.
+//! A series that stops while Prometheus stays healthy, and a query that fails or matches nothing, are refused
+//! with a Status naming the workload and its problem, and explained and measured as such.
 
 mod support;
 
@@ -19,6 +21,7 @@ use prescale::history::trace::Replay;
 use prescale::history::History;
 use prescale::pipeline::{Cycle, Workload};
 use prescale::series::Series;
+use prescale::sre::admin::{self, AdminState};
 use prescale::store::PlanStore;
 use support::{demand_query, load_trace, shift_to_end_before, OpenMetrics, Prometheus};
 
@@ -32,10 +35,33 @@ fn workload_config(source: &str) -> WorkloadConfig {
     config.workloads.into_iter().next().unwrap()
 }
 
+/// GET `path` on the admin server.
+async fn admin_get(store: Arc<PlanStore>, now: DateTime<Utc>, path: &str) -> (StatusCode, String) {
+    let router = admin::router(AdminState {
+        store,
+        clock: Clock::fixed(now),
+    });
+    let response = router
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The value of `prescale_<name>{namespace="llm",workload="servegen"}` on `/metrics`.
+fn metric(store: Arc<PlanStore>, now: DateTime<Utc>, name: &str) -> Option<f64> {
+    let text = prescale::sre::telemetry::Registry::new(store, Clock::fixed(now)).encode();
+    let prefix = format!("prescale_{name}{{namespace=\"llm\",workload=\"servegen\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.parse().unwrap())
+}
+
 async fn serve(store: Arc<PlanStore>, now: DateTime<Utc>, metric: &str) -> (StatusCode, String) {
     let router = api::router(ApiState {
         store,
-        max_forecast_age: TimeDelta::minutes(5),
         clock: Clock::fixed(now),
     });
     let uri =
@@ -167,4 +193,152 @@ async fn when_prometheus_dies_the_hpa_sees_the_last_plan_then_an_error_then_reco
         .expect("recovers when Prometheus returns");
     assert_eq!(recovered.published_at, back);
     assert_eq!(serve(store.clone(), back, api::METRIC_REPLICAS).await.0, StatusCode::OK);
+}
+
+/// A demand series that stopped ten days ago while Prometheus stays healthy (`offset -10d` moves the recorded one
+/// ten days back, standing in for a dead exporter) is never planned from: the API answers a Status naming the workload and its stale data (not "no workload matches"), the
+/// admin API says why, and the data age is on `/metrics` next to its bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_series_ten_days_old_is_refused_not_served_as_now() {
+    let (prometheus, _trace, now) = setup();
+    prescale::app::init();
+    let client = PrometheusClient::new(&PrometheusSettings::new(prometheus.url())).unwrap();
+    let query = demand_query("demand{trace=\"servegen\"}", STEP).replacen("s])", "s] offset -10d)", 1);
+    assert!(query.ends_with("offset -10d)"), "{query}");
+    let store = Arc::new(PlanStore::new());
+    let mut cycle = Cycle::new(Workload {
+        config: workload_config(&format!("{{promql: '{query}', step: 10m}}")),
+        history: Arc::new(PromQuery::new(&client, query.clone(), STEP).unwrap()),
+    });
+    assert!(
+        cycle.run_once(&store, now).await.is_none(),
+        "no plan from 10-day-old data: {:?}",
+        store.statuses()
+    );
+    let (code, body) = serve(store.clone(), now, api::METRIC_REPLICAS).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["status"], "Failure");
+    assert_eq!(status["reason"], "InternalError");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("llm/servegen") && message.contains("old samples") && !message.contains("matches"),
+        "{message}"
+    );
+
+    let (code, body) = admin_get(store.clone(), now, "/api/v1/workloads/llm/servegen/explain").await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("stale data") && body.contains("maxDataAge"), "{body}");
+    let (_, body) = admin_get(store.clone(), now, "/api/v1/workloads").await;
+    let views: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(views[0]["refused"], "not_planned", "{body}");
+    assert!(views[0]["data_age_seconds"].as_i64().unwrap() > 10 * 86_400, "{body}");
+
+    let age = metric(store.clone(), now, "history_data_age_seconds").expect("the data age is measured");
+    assert!(age > 10.0 * 86_400.0, "{age}");
+    assert_eq!(metric(store.clone(), now, "history_max_data_age_seconds"), Some(1800.0));
+    let text = prescale::sre::telemetry::Registry::new(store.clone(), Clock::fixed(now)).encode();
+    assert!(
+        text.contains(r#"prescale_serving_refused{namespace="llm",workload="servegen",reason="not_planned"} 1"#),
+        "{text}"
+    );
+}
+
+/// A series that was fresh and stops: the plan made from it is refused once its data is older than `maxDataAge`
+/// (30 min at a 10 min step, before `maxForecastAge` would say anything), and the explanation leads with that.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_series_that_stops_is_refused_once_its_data_is_older_than_max_data_age() {
+    let (prometheus, _trace, now) = setup();
+    prescale::app::init();
+    let client = PrometheusClient::new(&PrometheusSettings::new(prometheus.url())).unwrap();
+    let query = demand_query("demand{trace=\"servegen\"}", STEP);
+    let store = Arc::new(PlanStore::new().with_max_forecast_age(TimeDelta::hours(1)));
+    let mut cycle = Cycle::new(Workload {
+        config: workload_config(&format!("{{promql: '{query}', step: 10m}}")),
+        history: Arc::new(PromQuery::new(&client, query.clone(), STEP).unwrap()),
+    });
+    let first = cycle.run_once(&store, now).await.expect("a plan from fresh data");
+    assert_eq!(serve(store.clone(), now, api::METRIC_REPLICAS).await.0, StatusCode::OK);
+
+    // The trace ends at `now`: forty minutes on, its newest sample is 40 minutes old.
+    let later = now + TimeDelta::minutes(40);
+    assert!(
+        cycle.run_once(&store, later).await.is_none(),
+        "nothing planned from old data"
+    );
+    let (code, body) = serve(store.clone(), later, api::METRIC_REPLICAS).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(
+        body.contains("llm/servegen") && body.contains("data is stale"),
+        "{body}"
+    );
+
+    let (code, body) = admin_get(store.clone(), later, "/api/v1/workloads/llm/servegen/explain").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let e: prescale::sre::explain::Explanation = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        e.refused.as_ref().map(|r| r.reason.as_str()),
+        Some("stale_data"),
+        "{body}"
+    );
+    assert!(e.summary.starts_with("NOT SERVED"), "{}", e.summary);
+    let text = e.to_text();
+    assert!(!text.contains(&format!("served     {}", first.plan.replicas)), "{text}");
+    assert!(text.contains("STALE") && text.contains("NOTHING SERVED"), "{text}");
+    assert!(!text.contains(" now →"), "old data is not observed now: {text}");
+    assert_eq!(
+        metric(store.clone(), later, "history_data_age_seconds"),
+        Some(40.0 * 60.0 + 30.0)
+    );
+}
+
+/// A query Prometheus rejects, and one that matches no series, leave a configured workload with no plan: the HPA's
+/// answer names the workload and its problem, without Prometheus' words, and is not the 404 of a selector that
+/// matches nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_or_empty_query_names_the_workload_instead_of_404() {
+    let (prometheus, _trace, now) = setup();
+    prescale::app::init();
+    let client = PrometheusClient::new(&PrometheusSettings::new(prometheus.url())).unwrap();
+    for (query, problem) in [
+        (
+            "sum(rate(demand{trace=\"servegen\"}[5m]) by (",
+            "the demand query fails",
+        ),
+        ("demand{trace=\"nothing-here\"}", "returns no samples"),
+    ] {
+        let store = Arc::new(PlanStore::new());
+        store.expect(prescale::store::WorkloadId {
+            namespace: "llm".into(),
+            name: "servegen".into(),
+        });
+        let mut cycle = Cycle::new(Workload {
+            config: workload_config(&format!("{{promql: '{query}', step: 10m}}")),
+            history: Arc::new(PromQuery::new(&client, query.to_owned(), STEP).unwrap()),
+        });
+        assert!(cycle.run_once(&store, now).await.is_none(), "{query}");
+        let (code, body) = serve(store.clone(), now, api::METRIC_REPLICAS).await;
+        assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{query}: {body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (status["kind"].as_str(), status["apiVersion"].as_str()),
+            (Some("Status"), Some("v1"))
+        );
+        let message = status["message"].as_str().unwrap();
+        assert!(
+            message.contains("llm/servegen") && message.contains(problem),
+            "{query}: {message}"
+        );
+        assert!(
+            !message.contains("parse error") && !message.contains("bad_data"),
+            "{message}"
+        );
+        assert!(!message.contains("matches labelSelector"), "{message}");
+        let (_, explained) = admin_get(store.clone(), now, "/api/v1/workloads/llm/servegen/explain").await;
+        assert!(
+            explained.contains("no plan") && explained.contains(problem),
+            "{explained}"
+        );
+    }
 }

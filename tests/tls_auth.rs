@@ -1007,7 +1007,6 @@ async fn kubectl_reads_discovery_over_tls_with_a_client_certificate() {
     let f = fixture(Answer::Allow, settings()).await;
     let state = prescale::apiserver::api::ApiState {
         store: Arc::new(prescale::store::PlanStore::new()),
-        max_forecast_age: chrono::TimeDelta::minutes(5),
         clock: prescale::clock::Clock::system(),
     };
     let server = Server::start(prescale::apiserver::api::router(state), &f.auth).await;
@@ -1282,7 +1281,6 @@ async fn the_kubectl_line_printed_for_an_authenticated_server_works_as_pasted() 
     let f = fixture(Answer::Allow, settings()).await;
     let state = prescale::apiserver::api::ApiState {
         store: Arc::new(prescale::store::PlanStore::new()),
-        max_forecast_age: chrono::TimeDelta::minutes(5),
         clock: prescale::clock::Clock::system(),
     };
     let server = Server::start(prescale::apiserver::api::router(state), &f.auth).await;

@@ -12,10 +12,19 @@
 //! Items carry no `window`: a forecast peak is not an average over a trailing window, and the lead time is not part
 //! of the published snapshot, so any number there would be invented (the field is optional and the HPA ignores it).
 //!
-//! Errors are always `metav1.Status` JSON: a bad selector is 400, an unknown metric or a selector matching no
-//! workload is 404 (never an empty list: the HPA treats both as "metric invalid" and holds), a forecast older than
-//! [`ApiState::max_forecast_age`] or a value that is not a finite quantity is 500 (the HPA holds instead of acting on
-//! stale or garbage numbers). Handlers only read the [`PlanStore`] and never wait on anything else.
+//! Errors are always `metav1.Status` JSON. The HPA treats every non-2xx alike (the metric is invalid and it holds
+//! its current scale), so the code is chosen for the people reading the HPA's events and our metrics:
+//!
+//! | case | code / reason |
+//! |---|---|
+//! | bad selector | 400 BadRequest |
+//! | unknown metric, or no configured workload in the namespace matches the selector (never an empty list) | 404 NotFound |
+//! | a matching workload's plan may not be served ([`PlanStore::servable`]): made from data older than its `maxDataAge`, older than `maxForecastAge`, or never made because its query fails or returns nothing | 500 InternalError, naming the workload and the problem (no backend text) |
+//! | a matching workload's first plan is still being computed | 503 ServiceUnavailable |
+//! | a value that is not a finite quantity | 500 InternalError |
+//!
+//! A workload that exists but cannot be served is never a 404: "not found" would send people looking for a typo in
+//! the selector instead of at the dead query. Handlers only read the [`PlanStore`] and never wait on anything else.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +35,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, GroupVersionForDiscovery, ListMeta, Status,
 };
@@ -38,7 +47,7 @@ use crate::apiserver::status::{self, echo, echo_at_most, MAX_ECHO_BYTES};
 use crate::clock::Clock;
 use crate::k8s::quantity::{self, QuantityError};
 use crate::k8s::selector::{Selector, SelectorError};
-use crate::store::{PlanStore, Snapshot, WorkloadId};
+use crate::store::{PlanStore, Refusal, Snapshot, WorkloadId};
 
 /// The API group served.
 pub const GROUP: &str = "external.metrics.k8s.io";
@@ -60,11 +69,9 @@ pub const WORKLOAD_LABEL: &str = "workload";
 /// What the API handlers read.
 #[derive(Clone, Debug)]
 pub struct ApiState {
-    /// Published plans.
+    /// Published plans, and the bounds on their age ([`PlanStore::servable`]).
     pub store: Arc<PlanStore>,
-    /// Older snapshots are refused with a 500 so the HPA holds rather than acting on them.
-    pub max_forecast_age: TimeDelta,
-    /// The source of "now" for the age check.
+    /// The source of "now" for the age checks.
     pub clock: Clock,
 }
 
@@ -148,18 +155,18 @@ pub enum ApiError {
         /// The selector (canonical form; empty = everything).
         selector: String,
     },
-    /// A matching workload's snapshot is older than the allowed age.
+    /// A matching workload's plan may not be served (see [`PlanStore::servable`]).
     #[error(
-        "the forecast for workload {workload} is stale (older than the allowed {max_age_seconds}s); the HPA will hold \
-         its current scale until a fresh forecast is published"
+        "workload {workload} cannot be served: {refusal}; the HPA holds its current scale until prescale has a \
+         fresh plan (see `prescale explain {name} -n {namespace}`)",
+        name = workload.name,
+        namespace = workload.namespace
     )]
-    Stale {
-        /// The stale workload.
+    Refused {
+        /// The workload.
         workload: WorkloadId,
-        /// Age of its snapshot.
-        age_seconds: i64,
-        /// The limit.
-        max_age_seconds: i64,
+        /// Why.
+        refusal: Refusal,
     },
     /// A value could not be written as a Quantity (NaN, infinite, or out of range).
     #[error("the value of metric {metric} for workload {workload} cannot be served; see the prescale logs")]
@@ -211,7 +218,13 @@ impl ApiError {
             ApiError::UnknownMetric { .. } | ApiError::NoMatch { .. } | ApiError::NotFound => {
                 (StatusCode::NOT_FOUND, "NotFound")
             }
-            ApiError::Stale { .. } | ApiError::BadValue { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+            ApiError::Refused {
+                refusal: Refusal::NotPlanned { problem: None },
+                ..
+            } => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ApiError::Refused { .. } | ApiError::BadValue { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+            }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::NotAcceptable => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
             ApiError::Other { code, .. } => (*code, status::reason_for(*code)),
@@ -223,12 +236,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, reason) = self.code_and_reason();
         match &self {
-            ApiError::Stale {
-                workload,
-                age_seconds,
-                max_age_seconds,
-            } => {
-                warn!(%workload, age_seconds, max_age_seconds, "refusing to serve a stale forecast");
+            ApiError::Refused { workload, refusal } => {
+                warn!(%workload, reason = refusal.reason(), %refusal, "refusing to serve a plan");
             }
             ApiError::BadValue {
                 workload,
@@ -536,20 +545,16 @@ async fn metric_values(
 
     let now = state.clock.now();
     let mut items = Vec::new();
-    for snapshot in state.store.in_namespace(&namespace) {
-        let labels = BTreeMap::from([(WORKLOAD_LABEL.to_owned(), snapshot.id.name.clone())]);
+    for id in state.store.known_in(&namespace) {
+        let labels = BTreeMap::from([(WORKLOAD_LABEL.to_owned(), id.name.clone())]);
         if !selector.matches(&labels) {
             continue;
         }
-        let age = now - snapshot.published_at;
-        if age > state.max_forecast_age {
-            // One stale item would skew the HPA's sum: refuse the whole answer.
-            return Err(ApiError::Stale {
-                workload: snapshot.id.clone(),
-                age_seconds: age.num_seconds(),
-                max_age_seconds: state.max_forecast_age.num_seconds(),
-            });
-        }
+        // One missing or stale item would skew the HPA's sum: refuse the whole answer.
+        let snapshot = state
+            .store
+            .servable(&id, now)
+            .map_err(|refusal| ApiError::Refused { workload: id, refusal })?;
         let value = value_of(&metric, &snapshot).unwrap_or(f64::NAN);
         let quantity = quantity::format(value).map_err(|source| ApiError::BadValue {
             workload: snapshot.id.clone(),

@@ -8,20 +8,27 @@
 //! | `/api/v1/workloads` | every workload: target, demand, model, serving state, quality, ages |
 //! | `/api/v1/workloads/{namespace}/{name}` | one workload: recent history, the forecast with its intervals, the replica plan over the horizon, scored past forecasts, the explanation |
 //! | `/api/v1/workloads/{namespace}/{name}/explain` | why the workload is served its replicas ([`explain::Explanation`]) |
-//! | `/healthz`, `/livez`, `/readyz` | probes; ready once a forecast is published |
+//! | `/healthz`, `/livez`, `/readyz` | probes; ready once a forecast is published and every workload has finished its first cycle; `/readyz?verbose` adds a line per workload saying whether the API serves it |
+//!
+//! Readiness is the process's: once ready, a pod stays ready when one workload's data goes stale or its query
+//! breaks. Its replicas all read the same Prometheus, so taking the pod out of the Service would not bring a
+//! fresher plan, only make the APIService unavailable for every other workload (and every External-metric HPA in
+//! the cluster). The workload's own answer says it instead: the API refuses it, the explanation and
+//! `/api/v1/workloads` say why, `prescale_serving_refused` alerts.
+//!
 //!
 //! `/metrics` comes from [`crate::sre::telemetry::Registry::router`], merged in by the composition root.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::clock::Clock;
-use crate::sre::explain::{self, Explanation};
+use crate::sre::explain::{self, Explanation, Standing};
 use crate::sre::views::{workload_detail, workload_views, WorkloadDetail, WorkloadView};
 use crate::sre::web;
 use crate::store::{PlanStore, WorkloadId};
@@ -48,11 +55,42 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.store.is_ready() {
-        "ok".into_response()
+async fn readyz(State(state): State<AdminState>, RawQuery(query): RawQuery) -> Response {
+    let ready = state.store.is_ready();
+    let verbose = query
+        .as_deref()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "verbose"));
+    if !verbose {
+        return if ready {
+            "ok".into_response()
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "no forecast published yet").into_response()
+        };
+    }
+    let now = state.clock.now();
+    let mut out = String::new();
+    let (mut served, mut total) = (0, 0);
+    for (id, _) in state.store.statuses() {
+        total += 1;
+        match state.store.servable(&id, now) {
+            Ok(_) => {
+                served += 1;
+                out.push_str(&format!("[+]workload {id} served\n"));
+            }
+            Err(refusal) => out.push_str(&format!("[-]workload {id} not served: {refusal}\n")),
+        }
+    }
+    if ready {
+        out.push_str(&format!(
+            "readyz check passed ({served} of {total} workloads served; a workload the API refuses does not make \
+             the pod unready)\n"
+        ));
+        out.into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no forecast published yet").into_response()
+        out.push_str(
+            "readyz check failed: no forecast published yet, or a workload has not finished its first cycle\n",
+        );
+        (StatusCode::SERVICE_UNAVAILABLE, out).into_response()
     }
 }
 
@@ -80,9 +118,14 @@ fn lookup(state: &AdminState, namespace: String, name: String) -> Result<Workloa
     if state.store.get(&id).is_some() {
         return Ok(id);
     }
-    if state.store.status(&id).is_some() {
+    if let Some(status) = state.store.status(&id) {
         return Err(AdminError::NotFound(format!(
-            "workload {id} has no forecast published yet"
+            "workload {id} has no plan, so the API answers an error and the HPA holds its current scale: {}",
+            match (status.problem, status.error) {
+                (Some(problem), Some(e)) => format!("{problem}; the latest cycle reported: {e}"),
+                (None, Some(e)) => format!("the latest cycle reported: {e}"),
+                (_, None) => "its first forecast is being computed".to_owned(),
+            }
         )));
     }
     Err(AdminError::NotFound(format!("no workload {id} is configured")))
@@ -109,7 +152,9 @@ async fn explanation(
         .get(&id)
         .ok_or_else(|| AdminError::NotFound(format!("workload {id} has no forecast")))?;
     let insight = state.store.insight(&id);
-    Ok(Json(explain::explain(&snap, insight.as_deref(), state.clock.now())))
+    let now = state.clock.now();
+    let standing = Standing::of(&state.store, &id, now);
+    Ok(Json(explain::explain(&snap, insight.as_deref(), &standing, now)))
 }
 
 async fn page(State(state): State<AdminState>) -> Response {

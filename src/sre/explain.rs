@@ -1,8 +1,9 @@
 //! "Why N replicas now?": the numbers behind a workload's served target, as JSON (admin API), as text (the
 //! `prescale explain` command) and on the SRE page.
 //!
-//! An [`Explanation`] is computed from the published snapshot and insight only, so the page, the API and the
-//! command always tell the same story the HPA was served.
+//! An [`Explanation`] is computed from the published snapshot and insight, and from what the API does with them
+//! now ([`Standing`], from [`PlanStore::servable`]), so the page, the API and the command always tell the story the
+//! HPA is served: when the API refuses the plan (stale data, stale plan), they say so before anything else.
 
 use std::fmt::Write as _;
 
@@ -15,7 +16,7 @@ use crate::control::policy::ServiceLevel;
 use crate::control::quality::{Health, Report};
 use crate::control::service_level::{candidate_label, Report as SloReport};
 use crate::duration;
-use crate::store::{Insight, Snapshot};
+use crate::store::{Insight, PlanStore, Refusal, Snapshot, WorkloadId};
 
 /// prescale's version, reported with every explanation.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -85,6 +86,37 @@ pub struct ModelPart {
     pub missing_fraction: f64,
 }
 
+/// What the external metrics API does with a workload's plan now, and the bounds it applies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Standing {
+    /// Why the API refuses the plan; `None` while it serves it.
+    pub refusal: Option<Refusal>,
+    /// `maxForecastAge`.
+    pub max_forecast_age: Option<TimeDelta>,
+    /// The workload's `maxDataAge`, when one is set.
+    pub max_data_age: Option<TimeDelta>,
+}
+
+impl Standing {
+    /// Where `id` stands in `store` at `now`.
+    pub fn of(store: &PlanStore, id: &WorkloadId, now: DateTime<Utc>) -> Self {
+        Self {
+            refusal: store.servable(id, now).err(),
+            max_forecast_age: Some(store.max_forecast_age()),
+            max_data_age: store.max_data_age(id),
+        }
+    }
+}
+
+/// The API's refusal of a plan, for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusedPart {
+    /// `stale_data`, `stale_forecast` or `not_planned`.
+    pub reason: String,
+    /// What is wrong, as the API's Status says it.
+    pub message: String,
+}
+
 /// Why a workload is served the replicas it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
@@ -92,7 +124,11 @@ pub struct Explanation {
     pub namespace: String,
     /// Workload name.
     pub workload: String,
-    /// The replica target served to the HPA.
+    /// Set when the API refuses to serve the plan (the HPA then holds its current scale); everything else describes
+    /// the last plan made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedPart>,
+    /// The replica target served to the HPA (the last plan's, when `refused`).
     pub replicas: u32,
     /// The value served on `prescale_replicas`: the HPA scales to its ceiling, `replicas` (a scale-in is served at
     /// the bottom of that count's range so that the HPA's tolerance lets it through; a reactive target as an HPA at
@@ -128,6 +164,12 @@ pub struct Explanation {
     pub data_age_seconds: Option<i64>,
     /// Seconds since the served plan was computed.
     pub forecast_age_seconds: i64,
+    /// `maxDataAge` in seconds: data older than this is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_data_age_seconds: Option<i64>,
+    /// `maxForecastAge` in seconds: plans older than this are not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_forecast_age_seconds: Option<i64>,
     /// prescale's version.
     pub version: String,
     /// One sentence: the answer.
@@ -174,8 +216,9 @@ pub fn age(seconds: i64) -> String {
     duration::format(d)
 }
 
-/// Explains `snapshot` (with its `insight`, when the pipeline published one) as of `now`.
-pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc>) -> Explanation {
+/// Explains `snapshot` (with its `insight`, when the pipeline published one) as of `now`, where the API stands on
+/// it as `standing` says.
+pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, standing: &Standing, now: DateTime<Utc>) -> Explanation {
     let served = &snapshot.plan;
     let forecast_plan = insight.map_or(served, |i| &i.forecast_plan);
     let reactive = insight.map_or_else(
@@ -213,6 +256,10 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
     let mut e = Explanation {
         namespace: snapshot.id.namespace.clone(),
         workload: snapshot.id.name.clone(),
+        refused: standing.refusal.as_ref().map(|r| RefusedPart {
+            reason: r.reason().into(),
+            message: r.to_string(),
+        }),
         replicas: served.replicas,
         metric_value: served.served,
         serving: insight.map_or(Serving::Forecast, |i| i.serving),
@@ -257,6 +304,8 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
         published_at: snapshot.published_at,
         data_age_seconds: snapshot.data_until.map(|t| (now - t).num_seconds()),
         forecast_age_seconds: (now - snapshot.published_at).num_seconds(),
+        max_data_age_seconds: standing.max_data_age.map(|d| d.num_seconds()),
+        max_forecast_age_seconds: standing.max_forecast_age.map(|d| d.num_seconds()),
         version: VERSION.into(),
         summary: String::new(),
     };
@@ -331,10 +380,19 @@ fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -
         ),
         _ => String::new(),
     };
-    format!(
+    let plan = format!(
         "{prefix}{n} replica{}: {why}.{unreachable}",
         if n == 1 { "" } else { "s" }
-    )
+    );
+    match &e.refused {
+        None => plan,
+        Some(r) => format!(
+            "NOT SERVED: the API answers an error and the HPA holds its current scale, because {}. The last plan, {} \
+             old, was {plan}",
+            r.message,
+            age(e.forecast_age_seconds)
+        ),
+    }
 }
 
 impl Explanation {
@@ -360,11 +418,16 @@ impl Explanation {
                 f.replicas
             ),
         ));
+        let when = if self.refused.is_some() {
+            format!("{} ago", age(self.forecast_age_seconds))
+        } else {
+            "now".into()
+        };
         out.push((
             "reactive",
             match self.reactive.observed_demand {
                 Some(o) => format!(
-                    "observed {} {u} now → floor {} replicas; reactive target {} at {}% utilization",
+                    "observed {} {u} {when} → floor {} replicas; reactive target {} at {}% utilization",
                     num(o),
                     self.reactive.floor,
                     self.reactive.replicas,
@@ -394,10 +457,17 @@ impl Explanation {
             format!(", metric value {v} (the HPA scales to its ceiling)")
         };
         let utilization = num(self.reactive.utilization * 100.0);
+        let (label, refused) = match &self.refused {
+            Some(r) => (
+                "last plan",
+                format!("NOTHING SERVED: {}; the HPA holds its current scale. ", r.message),
+            ),
+            None => ("served", String::new()),
+        };
         out.push((
-            "served",
+            label,
             format!(
-                "{} replicas{value}, decided by {} ({})",
+                "{refused}{} replicas{value}, decided by {} ({})",
                 self.replicas,
                 self.bound.replace('_', " "),
                 match self.serving {
@@ -473,12 +543,20 @@ impl Explanation {
                     .map_or(String::new(), |r| format!("; FALLBACK: {r}"))
             ),
         ));
+        let bounded = |seconds: Option<i64>, max: Option<i64>| {
+            let old = seconds.map_or("–".into(), age);
+            match (seconds, max) {
+                (Some(s), Some(m)) if s > m => format!("{old} old, STALE: more than the {} allowed", age(m)),
+                (_, Some(m)) => format!("{old} old (at most {})", age(m)),
+                _ => format!("{old} old"),
+            }
+        };
         out.push((
             "freshness",
             format!(
-                "data {} old, forecast {} old",
-                self.data_age_seconds.map_or("–".into(), age),
-                age(self.forecast_age_seconds)
+                "data {}, forecast {}",
+                bounded(self.data_age_seconds, self.max_data_age_seconds),
+                bounded(Some(self.forecast_age_seconds), self.max_forecast_age_seconds)
             ),
         ));
         out.push((
@@ -495,7 +573,18 @@ impl Explanation {
     /// The explanation as text for a terminal.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{}/{}: {} replicas", self.namespace, self.workload, self.replicas);
+        match &self.refused {
+            None => {
+                let _ = writeln!(out, "{}/{}: {} replicas", self.namespace, self.workload, self.replicas);
+            }
+            Some(_) => {
+                let _ = writeln!(
+                    out,
+                    "{}/{}: NOT SERVED (the last plan was {} replicas)",
+                    self.namespace, self.workload, self.replicas
+                );
+            }
+        }
         let _ = writeln!(out, "{}", self.summary);
         let _ = writeln!(out);
         for (label, text) in self.lines() {
@@ -831,6 +920,7 @@ mod tests {
         let mut e = Explanation {
             namespace: "default".into(),
             workload: "chat".into(),
+            refused: None,
             replicas: 5,
             metric_value: 5.0,
             serving,
@@ -879,6 +969,8 @@ mod tests {
             published_at: at,
             data_age_seconds: Some(30),
             forecast_age_seconds: 5,
+            max_data_age_seconds: None,
+            max_forecast_age_seconds: None,
             version: VERSION.into(),
             summary: String::new(),
         };

@@ -3,10 +3,10 @@
 //! | component | metrics (all prefixed `prescale_`) | source |
 //! |---|---|---|
 //! | forecast | `forecast_demand{level}`, `forecast_replicas`, `planning_quantile`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
-//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only` | the plan store |
+//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only`, `serving_refused{reason}` | the plan store |
 //! | slo | `slo_max_unserved_ratio`, `slo_unserved_ratio`, `slo_error_budget_remaining_ratio`, `slo_reachable`, `slo_cost_vs_reactive_ratio`, `served_pods_vs_reactive_ratio` | the plan store: the SLO controller's report ([`crate::control::service_level::Report`]) |
 //! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
-//! | history | `history_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
+//! | history | `history_data_age_seconds`, `history_max_data_age_seconds`, `forecast_max_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
 //! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` | [`instrument`] middleware (labels bounded: [`method_label`], route templates) |
 //!
 //! Per-workload metrics carry `namespace` and `workload` labels. A value that is not known (no observation, no
@@ -278,6 +278,13 @@ struct StateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    namespace: String,
+    workload: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     namespace: String,
     workload: String,
@@ -434,11 +441,42 @@ impl Collector for StoreCollector {
         );
         let missing =
             Emit::<WorkloadLabels>::new("history_missing_ratio", "Share of missing slots in the history window");
+        let max_data_age = Emit::<WorkloadLabels>::new(
+            "history_max_data_age_seconds",
+            "maxDataAge: past it the API refuses the workload's plan and the HPA holds",
+        );
+        let max_forecast_age = Emit::<WorkloadLabels>::new(
+            "forecast_max_age_seconds",
+            "maxForecastAge: past it the API refuses the workload's plan and the HPA holds",
+        );
+        let refused = Emit::<ReasonLabels>::new(
+            "serving_refused",
+            "1 for the reason the API refuses the workload's plan now (not_planned, stale_data, stale_forecast), 0 for the others; all 0 while it is served",
+        );
         let query_errors = EmitCounter::new("history_query_errors", "History fetches that failed");
         let fits = EmitCounter::new("forecast_fits", "Models fitted");
 
         for (id, status) in self.store.statuses() {
             let l = WorkloadLabels::from(&id);
+            // The newest sample fetched, also when no plan was made from it (stale data, never planned).
+            if let Some(t) = status.data_until.or(self.store.get(&id).and_then(|s| s.data_until)) {
+                data_age.set(l.clone(), seconds(now - t));
+            }
+            if let Some(max) = self.store.max_data_age(&id) {
+                max_data_age.set(l.clone(), seconds(max));
+            }
+            max_forecast_age.set(l.clone(), seconds(self.store.max_forecast_age()));
+            let why = self.store.servable(&id, now).err().map(|r| r.reason());
+            for reason in ["not_planned", "stale_data", "stale_forecast"] {
+                refused.set(
+                    ReasonLabels {
+                        namespace: l.namespace.clone(),
+                        workload: l.workload.clone(),
+                        reason: reason.into(),
+                    },
+                    if why == Some(reason) { 1.0 } else { 0.0 },
+                );
+            }
             if let Some(t) = status.last_success {
                 last_success.set(l.clone(), t.timestamp_millis() as f64 / 1000.0);
             }
@@ -457,7 +495,7 @@ impl Collector for StoreCollector {
                 level,
             };
             forecast_age.set(l.clone(), seconds(now - snap.published_at));
-            if let Some(t) = snap.data_until {
+            if let (None, Some(t)) = (self.store.status(&snap.id), snap.data_until) {
                 data_age.set(l.clone(), seconds(now - t));
             }
             let f = &snap.forecast;
@@ -567,6 +605,8 @@ impl Collector for StoreCollector {
             &samples,
             &demoted,
             &data_age,
+            &max_data_age,
+            &max_forecast_age,
             &last_success,
             &missing,
         ] {
@@ -575,6 +615,7 @@ impl Collector for StoreCollector {
         demand.encode(&mut encoder)?;
         model.encode(&mut encoder)?;
         serving.encode(&mut encoder)?;
+        refused.encode(&mut encoder)?;
         for c in [&scored, &demotions, &promotions, &query_errors, &fits] {
             c.encode(&mut encoder)?;
         }

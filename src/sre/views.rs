@@ -9,7 +9,7 @@ use crate::control::engine::{Mode, Serving};
 use crate::control::planner;
 use crate::control::quality::Health;
 use crate::forecast::Quantile;
-use crate::sre::explain::{self, Explanation};
+use crate::sre::explain::{self, Explanation, Standing};
 use crate::store::{PlanStore, Snapshot, WorkloadId, WorkloadStatus};
 
 /// Model facts of one workload's latest forecast.
@@ -99,6 +99,12 @@ pub struct WorkloadView {
     pub forecast_age_seconds: Option<i64>,
     /// Seconds since the end of the latest demand sample.
     pub data_age_seconds: Option<i64>,
+    /// Why the API refuses to serve the workload (`not_planned`, `stale_data`, `stale_forecast`); `None` while it
+    /// serves it.
+    pub refused: Option<String>,
+    /// What the API answers instead of a value, when `refused`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_message: Option<String>,
     /// Replicas the forecast asks for.
     pub forecast_replicas: Option<u32>,
     /// Replicas observed demand alone asks for.
@@ -125,16 +131,20 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
         .map(|(id, status)| {
             let snap = store.get(&id);
             let insight = store.insight(&id);
+            let refusal = store.servable(&id, now).err();
             WorkloadView {
+                refused: refusal.as_ref().map(|r| r.reason().to_owned()),
+                refused_message: refusal.as_ref().map(ToString::to_string),
                 replicas: snap.as_ref().map(|s| s.plan.replicas),
                 metric_value: snap.as_ref().map(|s| s.plan.served),
                 planned_demand: snap.as_ref().map(|s| s.plan.planned_demand),
                 median_demand: snap.as_ref().map(|s| s.plan.median_demand),
                 observed_demand: snap.as_ref().and_then(|s| s.plan.observed_demand),
                 forecast_age_seconds: snap.as_ref().map(|s| (now - s.published_at).num_seconds()),
-                data_age_seconds: snap
-                    .as_ref()
-                    .and_then(|s| s.data_until)
+                // The newest sample fetched, even when no plan was made from it (stale, or never planned).
+                data_age_seconds: status
+                    .data_until
+                    .or(snap.as_ref().and_then(|s| s.data_until))
                     .map(|t| (now - t).num_seconds()),
                 forecast_replicas: insight.as_ref().map(|i| i.forecast_plan.forecast_replicas),
                 reactive_replicas: insight.as_ref().map(|i| i.reactive_plan.replicas),
@@ -250,10 +260,16 @@ pub struct WorkloadDetail {
 pub fn workload_detail(store: &PlanStore, id: &WorkloadId, now: DateTime<Utc>) -> Option<WorkloadDetail> {
     let snap = store.get(id)?;
     let insight = store.insight(id);
-    Some(detail_of(&snap, insight.as_deref(), now))
+    let standing = Standing::of(store, id, now);
+    Some(detail_of(&snap, insight.as_deref(), &standing, now))
 }
 
-fn detail_of(snap: &Snapshot, insight: Option<&crate::store::Insight>, now: DateTime<Utc>) -> WorkloadDetail {
+fn detail_of(
+    snap: &Snapshot,
+    insight: Option<&crate::store::Insight>,
+    standing: &Standing,
+    now: DateTime<Utc>,
+) -> WorkloadDetail {
     let f = &snap.forecast;
     let q = Quantile::try_new(snap.plan.quantile).unwrap_or(Quantile::MEDIAN);
     let mirror = Quantile::try_new(1.0 - q.get()).unwrap_or(Quantile::MEDIAN);
@@ -326,6 +342,6 @@ fn detail_of(snap: &Snapshot, insight: Option<&crate::store::Insight>, now: Date
                     .collect()
             })
             .unwrap_or_default(),
-        explanation: explain::explain(snap, insight, now),
+        explanation: explain::explain(snap, insight, standing, now),
     }
 }
