@@ -160,8 +160,11 @@ fn overview(out: &mut String, views: &[WorkloadView]) {
             ),
             _ => {}
         }
-        let stale = |s: Option<i64>, limit: i64| match s {
-            Some(x) if x > limit => format!(r#"<span class="stale">{}</span>"#, age(x)),
+        // Marked stale exactly when the API refuses the workload for it (the configured maxDataAge and
+        // maxForecastAge, not a fixed limit).
+        let refused = v.refused.as_deref();
+        let stale = |s: Option<i64>, reason: &str| match s {
+            Some(x) if refused == Some(reason) => format!(r#"<span class="stale">{}</span>"#, age(x)),
             other => opt_age(other),
         };
         let (coverage, under) = v
@@ -187,8 +190,8 @@ fn overview(out: &mut String, views: &[WorkloadView]) {
             opt_num(v.observed_demand),
             esc(unit),
             opt_num(v.planned_demand),
-            stale(v.data_age_seconds, 600),
-            stale(v.forecast_age_seconds, 300),
+            stale(v.data_age_seconds, "stale_data"),
+            stale(v.forecast_age_seconds, "stale_forecast"),
             id = esc(&v.id.to_string()),
             a = anchor(&v.id),
             slo = slo_cell(v.slo.as_ref()),
