@@ -82,6 +82,13 @@ pub struct ModelPart {
     pub calibration_samples: usize,
     /// Share of missing slots in the fitted history.
     pub missing_fraction: f64,
+    /// Samples of the fitted history replaced as glitches (isolated, far out of line with their neighbours).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replaced_samples: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Why a workload is served the replicas it is.
@@ -260,6 +267,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, now: DateTime<Utc
             fitted_at: f.fitted_at,
             calibration_samples: f.calibration_samples,
             missing_fraction: f.missing_fraction,
+            replaced_samples: f.replaced_samples,
         },
         published_at: snapshot.published_at,
         data_age_seconds: snapshot.data_until.map(|t| (now - t).num_seconds()),
@@ -480,6 +488,17 @@ impl Explanation {
                     .map_or(String::new(), |r| format!("; FALLBACK: {r}"))
             ),
         ));
+        if m.replaced_samples > 0 {
+            out.push((
+                "glitches",
+                format!(
+                    "{} sample{} of the fitted history far out of line with {} neighbours replaced by their median",
+                    m.replaced_samples,
+                    if m.replaced_samples == 1 { "" } else { "s" },
+                    if m.replaced_samples == 1 { "its" } else { "their" },
+                ),
+            ));
+        }
         out.push((
             "freshness",
             format!(
@@ -896,6 +915,7 @@ mod tests {
                 fitted_at: at,
                 calibration_samples: 100,
                 missing_fraction: 0.0,
+                replaced_samples: 0,
             },
             published_at: at,
             data_age_seconds: Some(30),
