@@ -66,6 +66,15 @@ pub(crate) fn score(rows: &[TickRow], capacity: f64, initial: u32) -> Scores {
     };
     // Whole ticks are counted as integers so that hours and minutes are exact multiples, whatever the order.
     let (mut pod_ticks, mut violating_ticks) = (0u64, 0u64);
+    // The unserved share is summed relative to the largest demand, so that it stays a share in [0, 1] even when
+    // demand sums overflow (a `1e308` sample times 15 s is +∞, and ∞ / ∞ printed as NaN).
+    let largest = rows
+        .iter()
+        .filter_map(|r| r.demand)
+        .filter(|d| d.is_finite())
+        .fold(0.0f64, f64::max);
+    let unit = if largest > 0.0 { largest } else { 1.0 };
+    let (mut demand_share, mut unserved_share) = (0.0f64, 0.0f64);
     let mut previous = initial;
     for row in rows {
         let changed = row.desired_replicas != previous;
@@ -76,6 +85,8 @@ pub(crate) fn score(rows: &[TickRow], capacity: f64, initial: u32) -> Scores {
         let served = f64::from(row.ready_pods) * capacity;
         s.demand_units += d * dt;
         s.unserved_units += (d - served).max(0.0) * dt;
+        demand_share += (d / unit).min(f64::MAX) * dt;
+        unserved_share += ((d - served).max(0.0) / unit).min(f64::MAX) * dt;
         pod_ticks += u64::from(row.ready_pods + row.starting_pods);
         let day = row.t.format("%Y-%m-%d").to_string();
         let by_day = s.violation_minutes_by_day.entry(day).or_insert(0.0);
@@ -86,8 +97,8 @@ pub(crate) fn score(rows: &[TickRow], capacity: f64, initial: u32) -> Scores {
     }
     s.replica_hours = pod_ticks as f64 * dt / 3600.0;
     s.violation_minutes = violating_ticks as f64 * dt / 60.0;
-    if s.demand_units > 0.0 {
-        s.unserved_fraction = s.unserved_units / s.demand_units;
+    if demand_share > 0.0 {
+        s.unserved_fraction = (unserved_share / demand_share).clamp(0.0, 1.0);
     }
     let days = s.scored_ticks as f64 * dt / 86_400.0;
     if days > 0.0 {
@@ -549,6 +560,26 @@ mod tests {
             ready_pods: ready,
             starting_pods: starting,
         }
+    }
+
+    #[test]
+    fn an_overflowing_demand_sum_still_gives_a_share() {
+        let row = |k: i64, demand: f64| TickRow {
+            t: DateTime::from_timestamp(1_800_000_000 + 15 * k, 0).unwrap(),
+            demand: Some(demand),
+            served_value: Some(10.0),
+            desired_replicas: 10,
+            ready_pods: 10,
+            starting_pods: 0,
+        };
+        // 1e308 × 15 s is +∞: the share was ∞ / ∞ = NaN.
+        let rows = [row(0, 1000.0), row(1, 1e308), row(2, 1e308), row(3, 1000.0)];
+        let s = score(&rows, 110.0, 10);
+        assert!(s.unserved_fraction.is_finite(), "{}", s.unserved_fraction);
+        assert!((s.unserved_fraction - 1.0).abs() < 1e-9, "{}", s.unserved_fraction);
+        let rows = [row(0, 1000.0), row(1, 1200.0)];
+        let s = score(&rows, 110.0, 10);
+        assert!((s.unserved_fraction - 100.0 / 2200.0).abs() < 1e-12);
     }
 
     #[test]

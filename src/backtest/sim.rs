@@ -56,6 +56,17 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         });
     }
 
+    // A sample the live controller would take for a glitch (see `planner::glitch_limit`) is no demand to score
+    // against: one `1e308` would be all of the trace's demand, and every policy would leave it all unserved.
+    let demand: Vec<Option<f64>> = ticks
+        .iter()
+        .zip(demand)
+        .map(|(&t, d)| {
+            let i = trace.slot_of(t)?;
+            d.filter(|&v| crate::control::planner::glitch_limit(trace, i, capacity).is_none_or(|l| v <= l))
+        })
+        .collect();
+
     let visible = Visible::new(trace);
     let wants = |p| settings.policies.contains(&p);
     // The reactive frontier runs beside any reactive policy or the predictive one.
@@ -451,7 +462,10 @@ fn hpa_oracle(demand: &[Option<f64>], policy: &Policy) -> Vec<Option<f64>> {
             let peak = (k + from..=k + to)
                 .filter_map(|i| demand.get(i).copied().flatten())
                 .fold(0.0f64, f64::max);
-            let mut want = crate::control::planner::replicas_for(peak, c).clamp(MIN_REPLICAS, MAX_REPLICAS);
+            // Peaks of finite demand over a validated capacity: a count is always there; the most replicas if not.
+            let mut want = crate::control::planner::replicas_for(peak, c)
+                .unwrap_or(MAX_REPLICAS)
+                .clamp(MIN_REPLICAS, MAX_REPLICAS);
             if let Some(p) = previous.filter(|p| want > *p) {
                 want = want.max(crate::control::planner::past_tolerance(p)).min(MAX_REPLICAS);
             }

@@ -106,9 +106,13 @@ pub fn reactive_plan_at(
 ) -> ReplicaPlan {
     let utilization = utilization.get();
     let observed = observed.filter(|v| v.is_finite() && *v >= 0.0);
-    let floor = observed.map_or(0, |o| planner::replicas_for(o, policy.capacity_per_replica));
+    // Observed demand is finite and non-negative here, so a count is `None` only for a capacity the policy's
+    // validation rules out; zero is then what the bounds turn into `min_replicas`.
+    let floor = observed.map_or(0, |o| {
+        planner::replicas_for(o, policy.capacity_per_replica).unwrap_or(0)
+    });
     let target = observed.map_or(0, |o| {
-        planner::replicas_for(o, policy.capacity_per_replica * utilization)
+        planner::replicas_for(o, policy.capacity_per_replica * utilization).unwrap_or(0)
     });
     let (want, mut bound) = match (observed, previous) {
         (None, Some(prev)) => (prev.replicas, Bound::Hold),
@@ -152,6 +156,21 @@ pub fn observed_demand(history: &Series, at: DateTime<Utc>) -> Option<f64> {
     history
         .mean_ending_in(at - TimeDelta::seconds(60), at)
         .or_else(|| history.visible_at(at).last_present().map(|(_, v)| v))
+}
+
+/// [`observed_demand`] as the reactive floor reads it: vetted against the hour before it, so that one absurd
+/// sample is flagged instead of scaling the workload to `maxReplicas` (see [`planner::glitch_limit`]).
+pub fn vetted_demand(history: &Series, at: DateTime<Utc>, capacity: f64) -> Option<planner::Observed> {
+    let observed = observed_demand(history, at)?;
+    let recent = at - TimeDelta::seconds(60);
+    // The first slot the observation is made of: the window's, or else the latest sample's.
+    let first = if history.mean_ending_in(recent, at).is_some() {
+        history.count_ended_by(recent)
+    } else {
+        let visible = history.count_ended_by(at);
+        history.values()[..visible].iter().rposition(Option::is_some)?
+    };
+    planner::Observed::vet(history, first, observed, capacity)
 }
 
 /// How much history the engine reads, in slots of a series' step: a replay or a backtest hands it a tail this long
@@ -220,7 +239,8 @@ pub struct Decision {
 impl Engine {
     /// A new engine with no model yet, serving its forecast, with the default quality bounds.
     pub fn new(settings: ForecastSettings, policy: Policy, refit_interval: TimeDelta) -> Self {
-        let quality = Tracker::new(quality::Bounds::default(), policy.quantile);
+        let quality =
+            Tracker::new(quality::Bounds::default(), policy.quantile).with_capacity(policy.capacity_per_replica);
         let adaptive = policy.adaptive.enabled.then(|| Controller::new(policy.adaptive));
         Self {
             settings,
@@ -237,7 +257,7 @@ impl Engine {
     /// The same engine with this mode and these quality bounds.
     pub fn with_serving(mut self, mode: Mode, bounds: quality::Bounds) -> Self {
         self.mode = mode;
-        self.quality = Tracker::new(bounds, self.policy.quantile);
+        self.quality = Tracker::new(bounds, self.policy.quantile).with_capacity(self.policy.capacity_per_replica);
         self
     }
 
@@ -296,7 +316,15 @@ impl Engine {
     /// `observed_at` is the instant whose recent samples count as observed demand (now, less any scrape lag).
     pub fn decide(&mut self, history: &Series, now: DateTime<Utc>, observed_at: DateTime<Utc>) -> Option<Decision> {
         let model = self.model.as_ref()?;
-        let observed = observed_demand(history, observed_at);
+        let vetted = vetted_demand(history, observed_at, self.policy.capacity_per_replica);
+        if let Some(glitch) = vetted.and_then(|v| v.glitch) {
+            tracing::warn!(
+                observed = glitch,
+                floor_reads = vetted.map_or(0.0, |v| v.demand),
+                "observed demand far above the hour before it: taken for a glitch until a second sample confirms it"
+            );
+        }
+        let observed = vetted.map(|v| v.demand);
         history.last_present()?;
         let lag = (now - history.end()).max(TimeDelta::zero());
         // The plan reads only the lead window; the rest of the horizon is for people (and costs little).
@@ -493,6 +521,88 @@ mod tests {
         Series::from_values(t0(), TimeDelta::minutes(1), values)
     }
 
+    /// Four days of 10-minute slots: a daily cycle `mean ± swing` with ±3% deterministic noise.
+    fn daily(mean: f64, swing: f64) -> Series {
+        let values = (0..4 * 144)
+            .map(|i| {
+                let day = (i % 144) as f64 / 144.0;
+                let noise = 1.0 + 0.03 * (((i * 7919) % 13) as f64 / 6.0 - 1.0);
+                Some((mean + swing * (std::f64::consts::TAU * day).sin()) * noise)
+            })
+            .collect();
+        Series::from_values(t0(), TimeDelta::minutes(10), values)
+    }
+
+    /// The served decision at the end of `series`, with a freshly fitted engine.
+    fn decide_at_end(series: &Series, policy: Policy) -> Decision {
+        let settings = ForecastSettings {
+            seasonality: Seasonality::Auto,
+            horizon: TimeDelta::hours(1),
+        };
+        let mut e = Engine::new(settings, policy, TimeDelta::hours(1));
+        let now = series.end();
+        e.refit_if_due(series, now);
+        e.decide(series, now, now).unwrap()
+    }
+
+    fn with(series: &Series, slot: usize, value: f64) -> Series {
+        let mut values = series.values().to_vec();
+        values[slot] = Some(value);
+        Series::from_values(series.start(), series.step(), values)
+    }
+
+    #[test]
+    fn one_absurd_sample_moves_neither_forecast_nor_floor() {
+        // About 1,100/s at 110 per replica: ten replicas or so, under a ceiling of 40.
+        let clean = daily(1100.0, 300.0);
+        let policy = Policy::new(110.0, 40);
+        let base = decide_at_end(&clean, policy.clone());
+        assert!((8..=20).contains(&base.plan.replicas), "clean: {:?}", base.plan);
+        let n = clean.len();
+        // In the fitted history, a day back, half an hour back, and as the latest sample.
+        for slot in [n - 144, n - 3, n - 1] {
+            let d = decide_at_end(&with(&clean, slot, 1e308), policy.clone());
+            let p = &d.plan;
+            assert!(
+                p.replicas.abs_diff(base.plan.replicas) <= 2 && p.bound != Bound::Max,
+                "glitch at slot {slot}: {p:?} vs clean {:?}",
+                base.plan
+            );
+            assert!(
+                (0.8..1.25).contains(&(p.planned_demand / base.plan.planned_demand)),
+                "glitch at slot {slot}: planned {} vs {}",
+                p.planned_demand,
+                base.plan.planned_demand
+            );
+            assert!(d.forecast.median.iter().all(|v| *v < 3000.0), "glitch at slot {slot}");
+        }
+        let d = decide_at_end(&with(&clean, n - 144, 1e308), policy.clone());
+        assert_eq!(d.forecast.replaced_samples, 1);
+        let d = decide_at_end(&with(&clean, n - 1, 1e308), policy);
+        assert_eq!(d.plan.observed_demand.map(|o| o < 3000.0), Some(true), "{:?}", d.plan);
+    }
+
+    #[test]
+    fn one_absurd_sample_in_a_small_series_plans_within_its_range() {
+        // Values of 20–80 at 10 per replica.
+        let clean = daily(50.0, 30.0);
+        let policy = Policy::new(10.0, 40);
+        let n = clean.len();
+        for slot in [n - 100, n - 1] {
+            let d = decide_at_end(&with(&clean, slot, 1e308), policy.clone());
+            let planned = d.plan.planned_demand;
+            assert!(
+                planned > 15.0 && planned < 120.0,
+                "glitch at slot {slot}: planned {planned}"
+            );
+            assert!(
+                (2..=12).contains(&d.plan.replicas),
+                "glitch at slot {slot}: {:?}",
+                d.plan
+            );
+        }
+    }
+
     #[test]
     fn reactive_plan_is_observed_demand_clamped() {
         // 45 units at 20 per replica fill 3 replicas; at 70% utilization the target is 45 / 14 → 4.
@@ -530,8 +640,8 @@ mod tests {
         assert_eq!(d.serving, Serving::ForecastOnly);
         assert_eq!(d.plan, d.reactive_plan);
         let observed = observed_demand(&visible, now).unwrap();
-        assert_eq!(d.plan.replicas, planner::replicas_for(observed, 20.0 * 0.7));
-        assert_eq!(d.plan.reactive_floor, planner::replicas_for(observed, 20.0));
+        assert_eq!(Some(d.plan.replicas), planner::replicas_for(observed, 20.0 * 0.7));
+        assert_eq!(Some(d.plan.reactive_floor), planner::replicas_for(observed, 20.0));
         assert!(
             d.forecast.len() >= 60,
             "the forecast covers the display horizon: {}",

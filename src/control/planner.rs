@@ -12,7 +12,12 @@
 //! target            = clamp( max(forecast replicas, reactive floor), min, max )
 //! ```
 //!
-//! The reactive floor means a forecast that runs low never takes capacity below what demand needs right now. A
+//! The reactive floor means a forecast that runs low never takes capacity below what demand needs right now. It
+//! reads observed demand through one guard (see [`glitch_limit`]): a latest observation more than [`GLITCH_FACTOR`]
+//! times both the highest sample of the hour before it and one replica's capacity is taken for a scrape glitch,
+//! flagged, and the floor reads the sample before it instead; a rise that holds for a second sample is honoured,
+//! since the first of it is then part of the hour before. A
+
 //! scale-up the HPA would ignore (within its 10% tolerance of the previous target) is raised to the first count past
 //! the tolerance (see [`past_tolerance`]). With [`ScaleIn::Observed`], a target below the previous plan is only
 //! followed as far as observed demand allows (see [`plan_from`]). Every [`ReplicaPlan`] carries the numbers behind
@@ -28,6 +33,74 @@ use serde::Serialize;
 
 use crate::control::policy::{Policy, ScaleIn};
 use crate::forecast::{Forecast, Quantile};
+use crate::series::Series;
+
+pub use crate::forecast::GLITCH_FACTOR;
+
+/// How far back the reference of [`glitch_limit`] reads.
+pub const GLITCH_REFERENCE: TimeDelta = TimeDelta::hours(1);
+
+/// The demand above which a sample in slot `slot` of `history` (or an observation made of slots from `slot` on)
+/// is taken for a glitch: [`GLITCH_FACTOR`] × the larger of the highest present sample in the [`GLITCH_REFERENCE`]
+/// before the slot (at least the four slots before it) and one replica's `capacity`.
+///
+/// `None` when nothing before the slot can be judged against (the sample is honoured). The capacity keeps small
+/// workloads honest: from a quiet hour at 0.2/s a burst to 5/s is no glitch when it fills a replica or two. A rise
+/// that holds is honoured on its second sample, whose reference holds the first.
+pub fn glitch_limit(history: &Series, slot: usize, capacity: f64) -> Option<f64> {
+    let step_ms = history.step().num_milliseconds().max(1);
+    let reach = ((GLITCH_REFERENCE.num_milliseconds() + step_ms - 1) / step_ms).max(4) as usize;
+    let end = slot.min(history.len());
+    let reference = history.values()[end.saturating_sub(reach)..end]
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .reduce(f64::max)?;
+    let capacity = if capacity.is_finite() { capacity.max(0.0) } else { 0.0 };
+    Some(GLITCH_FACTOR * reference.max(capacity))
+}
+
+/// Observed demand as the reactive floor reads it (see [`glitch_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observed {
+    /// The demand the floor reads: the observation, or, for a glitch, the latest sample before it (as if the
+    /// glitch had not been scraped).
+    pub demand: f64,
+    /// The observation itself when it was taken for a glitch.
+    pub glitch: Option<f64>,
+}
+
+impl Observed {
+    /// `observed`, made of the samples of `history` from slot `first` on, vetted against the reference before
+    /// `first`. A non-finite or negative observation is a glitch whatever the reference; with nothing to replace
+    /// it by, there is no observation.
+    pub fn vet(history: &Series, first: usize, observed: f64, capacity: f64) -> Option<Self> {
+        let limit = glitch_limit(history, first, capacity);
+        let sane = observed.is_finite() && observed >= 0.0;
+        if sane && limit.is_none_or(|l| observed <= l) {
+            return Some(Self {
+                demand: observed,
+                glitch: None,
+            });
+        }
+        // The latest sample of the reference: the highest would hold the floor at the hour's peak, and a noisy hour
+        // then costs a third more replicas for one glitch.
+        let step_ms = history.step().num_milliseconds().max(1);
+        let reach = ((GLITCH_REFERENCE.num_milliseconds() + step_ms - 1) / step_ms).max(4) as usize;
+        let end = first.min(history.len());
+        let before = history.values()[end.saturating_sub(reach)..end]
+            .iter()
+            .rev()
+            .flatten()
+            .copied()
+            .find(|v| v.is_finite() && *v >= 0.0)?;
+        Some(Self {
+            demand: before,
+            glitch: Some(observed),
+        })
+    }
+}
 
 /// Which rule decided a plan's replica count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -142,8 +215,10 @@ pub fn plan_from(
         median = forecast.quantile_at(i, Quantile::MEDIAN);
     }
     let planned_demand = planned.map_or(0.0, |(v, _)| v);
-    let forecast_replicas = replicas_for(planned_demand, capacity);
-    let reactive_floor = observed.map_or(0, |o| replicas_for(o, capacity));
+    // Where nothing can be said (a capacity no validated policy has), hold the previous count: never zero.
+    let hold = previous.map_or(0, |p| p.replicas);
+    let forecast_replicas = replicas_for(planned_demand, capacity).unwrap_or(hold);
+    let reactive_floor = observed.map_or(0, |o| replicas_for(o, capacity).unwrap_or(hold));
 
     let (mut want, mut bound) = if reactive_floor > forecast_replicas {
         (reactive_floor, Bound::ReactiveFloor)
@@ -159,7 +234,7 @@ pub fn plan_from(
                     } else {
                         1.0
                     };
-                    replicas_for(o * headroom, capacity)
+                    replicas_for(o * headroom, capacity).unwrap_or(prev.replicas)
                 }
                 None => prev.replicas,
             };
@@ -254,13 +329,24 @@ pub fn served_value(replicas: u32, previous: Option<u32>) -> f64 {
     }
 }
 
+/// Most replicas a count can say: a Kubernetes scale target's replicas are an int32.
+pub const MAX_REPLICA_COUNT: u32 = i32::MAX as u32;
+
 /// `ceil(demand / capacity)`, where a quotient within 1e-9 (relative) of an integer counts as that integer.
 ///
 /// Floating point division can land just above a whole number (4.35 / 1.45 = 3.0000000000000004): demand that
 /// exactly fills three replicas needs three, not four.
-pub fn replicas_for(demand: f64, capacity: f64) -> u32 {
-    if !(demand.is_finite() && capacity.is_finite()) || demand <= 0.0 || capacity <= 0.0 {
-        return 0;
+///
+/// Explicit at the edges, because each edge used to be a silent wrong answer: `None` when the demand is NaN or the
+/// capacity is not a positive finite number (nothing can be said: the caller decides, and never reads it as zero
+/// demand); `Some(0)` for no demand (≤ 0); [`MAX_REPLICA_COUNT`] for `+∞` or any quotient beyond it, which the
+/// policy's `max_replicas` then caps, saying so.
+pub fn replicas_for(demand: f64, capacity: f64) -> Option<u32> {
+    if demand.is_nan() || !(capacity.is_finite() && capacity > 0.0) {
+        return None;
+    }
+    if demand <= 0.0 {
+        return Some(0);
     }
     let x = demand / capacity;
     let r = x.round();
@@ -269,11 +355,12 @@ pub fn replicas_for(demand: f64, capacity: f64) -> u32 {
     } else {
         x.ceil()
     };
-    if n >= u32::MAX as f64 {
-        u32::MAX
+    // `n` is ≥ 1 here (and may be +∞): the comparison keeps the cast below exact.
+    Some(if n >= f64::from(MAX_REPLICA_COUNT) {
+        MAX_REPLICA_COUNT
     } else {
         n as u32
-    }
+    })
 }
 
 #[cfg(test)]
@@ -294,16 +381,33 @@ mod tests {
     #[test]
     fn ceil_is_exact_at_whole_multiples() {
         assert_eq!((0.1f64 + 0.2) / 0.1, 3.0000000000000004);
-        assert_eq!(replicas_for(4.35, 1.45), 3);
-        assert_eq!(replicas_for(0.7, 0.1), 7); // 6.999999999999999
-        assert_eq!(replicas_for(4.35 * 1000.0, 1450.0), 3);
-        assert_eq!(replicas_for(4.36, 1.45), 4);
-        assert_eq!(replicas_for(0.1 + 0.2, 0.1), 3);
-        assert_eq!(replicas_for(10.0, 5.0), 2);
-        assert_eq!(replicas_for(10.000001, 5.0), 3);
-        assert_eq!(replicas_for(0.0, 5.0), 0);
-        assert_eq!(replicas_for(f64::NAN, 5.0), 0);
-        assert_eq!(replicas_for(1e30, 1e-30), u32::MAX);
+        let r = |d, c| replicas_for(d, c).unwrap();
+        assert_eq!(r(4.35, 1.45), 3);
+        assert_eq!(r(0.7, 0.1), 7); // 6.999999999999999
+        assert_eq!(r(4.35 * 1000.0, 1450.0), 3);
+        assert_eq!(r(4.36, 1.45), 4);
+        assert_eq!(r(0.1 + 0.2, 0.1), 3);
+        assert_eq!(r(10.0, 5.0), 2);
+        assert_eq!(r(10.000001, 5.0), 3);
+        assert_eq!(r(0.0, 5.0), 0);
+        assert_eq!(r(-3.0, 5.0), 0);
+    }
+
+    #[test]
+    fn replica_counts_are_explicit_at_the_edges() {
+        // Nothing can be said: never zero replicas for garbage.
+        assert_eq!(replicas_for(f64::NAN, 5.0), None);
+        assert_eq!(replicas_for(10.0, 0.0), None);
+        assert_eq!(replicas_for(10.0, f64::NAN), None);
+        assert_eq!(replicas_for(10.0, f64::INFINITY), None);
+        // Overflow saturates at what Kubernetes can hold, not at u32::MAX.
+        assert_eq!(replicas_for(1e30, 1e-30), Some(MAX_REPLICA_COUNT));
+        assert_eq!(replicas_for(1e308, 110.0), Some(MAX_REPLICA_COUNT));
+        assert_eq!(replicas_for(f64::INFINITY, 110.0), Some(MAX_REPLICA_COUNT));
+        assert_eq!(
+            replicas_for(f64::from(MAX_REPLICA_COUNT) - 1.0, 1.0),
+            Some(MAX_REPLICA_COUNT - 1)
+        );
     }
 
     #[test]
@@ -507,6 +611,58 @@ mod tests {
         }
         assert!(checked > 600, "lead {lead} s: only {checked} ticks checked");
         short
+    }
+
+    /// Ten minutes of 10-minute slots around 1,100 (within ±5%), then `tail`.
+    fn history_then(tail: &[f64]) -> Series {
+        let mut values: Vec<Option<f64>> = (0..12)
+            .map(|i| Some(1100.0 + 55.0 * (((i * 7919) % 13) as f64 / 6.0 - 1.0)))
+            .collect();
+        values.extend(tail.iter().map(|&v| Some(v)));
+        Series::from_values(t(0), TimeDelta::minutes(10), values)
+    }
+
+    #[test]
+    fn one_absurd_observation_does_not_drive_the_floor_to_the_ceiling() {
+        let capacity = 110.0;
+        let f = forecast(&[1100.0; 30]);
+        let h = history_then(&[1e308]);
+        let vetted = Observed::vet(&h, 12, 1e308, capacity).unwrap();
+        assert_eq!(vetted.glitch, Some(1e308));
+        assert!((1100.0..=1155.0).contains(&vetted.demand), "{vetted:?}");
+        let p = plan(&f, Some(vetted.demand), &policy(capacity), t(0));
+        assert_eq!((p.replicas, p.bound), (11, Bound::ReactiveFloor));
+        // Unvetted, the same sample asks for the ceiling: the bug this guards against.
+        assert_eq!(plan(&f, Some(1e308), &policy(capacity), t(0)).replicas, 40);
+        // Non-finite and negative observations are glitches whatever the reference.
+        for raw in [f64::NAN, f64::INFINITY, -3.0] {
+            let v = Observed::vet(&h, 12, raw, capacity).unwrap();
+            assert!(
+                v.glitch.is_some() && (1100.0..=1155.0).contains(&v.demand),
+                "{raw}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rise_that_holds_for_a_second_sample_is_honoured() {
+        let capacity = 110.0;
+        // A tripling is no glitch at all.
+        let h = history_then(&[3300.0]);
+        assert_eq!(Observed::vet(&h, 12, 3300.0, capacity).unwrap().glitch, None);
+        // A twenty-fold jump is held back once, and honoured on its second sample.
+        let h = history_then(&[22_000.0, 23_000.0]);
+        assert!(Observed::vet(&h, 12, 22_000.0, capacity).unwrap().glitch.is_some());
+        let second = Observed::vet(&h, 13, 23_000.0, capacity).unwrap();
+        assert_eq!((second.demand, second.glitch), (23_000.0, None));
+        // From a quiet hour, a jump that fills a few replicas is no glitch: the limit is at least ten replicas.
+        let quiet = Series::from_values(t(0), TimeDelta::minutes(1), vec![Some(0.0); 60]);
+        assert_eq!(glitch_limit(&quiet, 60, capacity), Some(1100.0));
+        assert_eq!(Observed::vet(&quiet, 60, 500.0, capacity).unwrap().glitch, None);
+        // With nothing before it, an observation is taken as it is.
+        let first = Series::from_values(t(0), TimeDelta::minutes(1), vec![Some(1e6)]);
+        assert_eq!(glitch_limit(&first, 0, capacity), None);
+        assert_eq!(Observed::vet(&first, 0, 1e6, capacity).unwrap().glitch, None);
     }
 
     #[test]

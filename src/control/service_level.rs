@@ -404,7 +404,7 @@ impl Controller {
             self.shadows = shadows;
         }
         let (from, to) = planner::cover_window(policy, now);
-        let floor = observed.map_or(0, |o| planner::replicas_for(o, c));
+        let floor = observed.map_or(0, |o| planner::replicas_for(o, c).unwrap_or(0));
         let mut peak: Option<[f64; LEVELS.len()]> = None;
         for i in 0..forecast.len() {
             let start = forecast.time_at(i);
@@ -418,7 +418,8 @@ impl Controller {
         }
         let mut ready = [(0u32, 0u32); TRACKS];
         for (k, shadow) in self.shadows.iter_mut().enumerate().take(LEVELS.len()) {
-            let want = peak.map(|p| planner::replicas_for(p[k], c).max(floor));
+            // A forecast is finite by its invariant: `None` would be a capacity no policy allows; hold then.
+            let want = peak.and_then(|p| planner::replicas_for(p[k], c)).map(|w| w.max(floor));
             let want = match (want, shadow.served) {
                 (Some(w), Some(prev)) if w > prev => Some(w.max(planner::past_tolerance(prev))),
                 (None, prev) => prev,
@@ -463,8 +464,12 @@ impl Controller {
                 break;
             }
             self.pending.pop_front();
+            // A sample the reactive floor takes for a glitch is no demand to score against either: one `1e308`
+            // would outweigh days of real demand in every candidate's record.
             let Some(actual) = slot
-                .and_then(|i| history.values()[i])
+                .and_then(|i| {
+                    history.values()[i].filter(|&v| planner::glitch_limit(history, i, capacity).is_none_or(|l| v <= l))
+                })
                 .filter(|v| v.is_finite() && *v >= 0.0)
             else {
                 continue;

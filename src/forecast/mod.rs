@@ -14,6 +14,12 @@
 //! - **Gaps** are never read as zero. For the fit only, interior gaps are filled by seasonal interpolation
 //!   (see `prep`); the fraction of missing slots is recorded as [`Forecast::missing_fraction`]. Residuals,
 //!   calibration and the observed level use real samples only.
+//! - **Glitches**: isolated absurd samples (a scrape that returned `1e308`, a counter reset read as a rate) are
+//!   replaced by the median of their neighbours before anything else reads the history: the fit, the calibration
+//!   (its mean, its errors, its choice of correction) and, at every forecast, the residuals of the level
+//!   correction and the recent spread. Only runs of at most two samples far out of line with their neighbours are
+//!   replaced, so a surge that persists stays (see `prep::despike`); the count is
+//!   [`Forecast::replaced_samples`]. One such sample made the forecast peak at 1e299 and the plan `maxReplicas`.
 //! - **Periods** are explicit, or calendar periods (1 day, 1 week) confirmed by a periodogram peak and the
 //!   autocorrelation at that lag (see `seasons`); each needs two full cycles of history.
 //! - **Model**: augurs MSTL with an AutoETS (non-seasonal) trend; with no usable period, AutoETS alone
@@ -86,6 +92,13 @@ const SPREAD_RANGE: (f64, f64) = (0.8, 3.0);
 const SCALE_FLOOR: f64 = 0.1;
 /// Longest horizon (in native steps) with its own calibration row; longer horizons reuse the last row.
 pub(crate) const MAX_CALIBRATION_HORIZON: usize = 240;
+
+/// How many times the recent reference (see [`crate::control::planner::glitch_limit`]) a single sample must exceed to be taken for a glitch.
+///
+/// One absurd sample (a `1e308`, a counter reset read as a rate) drove the floor to `maxReplicas`. Genuine demand
+/// that jumps tenfold within one sample is rare, and costs at most one sample of delay: pods asked for on that
+/// sample would not serve before the lead time anyway, and the second sample of a rise is honoured.
+pub const GLITCH_FACTOR: f64 = 10.0;
 
 /// Why a fit could not use the full model. Recorded (as text) on the forecast as [`Forecast::fallback`].
 #[derive(Debug, Clone, thiserror::Error)]
@@ -270,6 +283,8 @@ pub struct Model {
     correction: Correction,
     table: Arc<ErrorTable>,
     missing_fraction: f64,
+    /// Samples of the fit window replaced as glitches (see `prep::despike`).
+    replaced: usize,
 }
 
 /// How much history a fit on `step` slots reads: [`MAX_HISTORY`], or for coarse series up to `SPAN_SLOTS` slots
@@ -285,7 +300,7 @@ pub fn history_span(step: TimeDelta) -> TimeDelta {
 pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) -> Model {
     let step = history.step();
     let native = Grid::of(&history.visible_at(now)).since(now - history_span(step));
-    let trimmed = native.clone().trim_gaps();
+    let (trimmed, replaced) = native.trim_gaps().despiked();
     let missing_fraction = if trimmed.values.is_empty() {
         1.0
     } else {
@@ -334,6 +349,7 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
         correction,
         table: Arc::new(table),
         missing_fraction,
+        replaced,
     }
 }
 
@@ -578,6 +594,7 @@ impl Model {
         let (Some(fit), Some((last_t, _))) = (&self.fit, visible.last_present()) else {
             return Forecast::empty(origin, step, self.fitted_at, self.missing_fraction);
         };
+        let visible = self.despiked_tail(&visible);
         let values = visible.values();
         let o = values.len();
         let window = self.correction.window();
@@ -586,6 +603,7 @@ impl Model {
         let level = self.correction.level(residuals);
         // Steps since the last real sample: a trailing gap makes every forecast slot that much further ahead.
         let last_slot = visible.slot_of(last_t).unwrap_or(o.saturating_sub(1));
+        let last_value = visible.last_present().map_or(0.0, |(_, v)| v);
         let gap = o - 1 - last_slot;
 
         let mut point = Vec::with_capacity(n);
@@ -593,8 +611,12 @@ impl Model {
         for j in 0..n {
             let h = gap + j + 1;
             let t = origin + step * j as i32;
-            let p = fit.baseline.at(t, step) + self.correction.shift(level, h);
-            point.push(if p.is_finite() { p.max(0.0) } else { 0.0 });
+            let base = fit.baseline.at(t, step);
+            let p = base + self.correction.shift(level, h);
+            // An overflowing point is no reason to plan for nothing: fall back to the baseline, then to the latest
+            // sample.
+            let p = [p, base, last_value].into_iter().find(|v| v.is_finite()).unwrap_or(0.0);
+            point.push(p.max(0.0));
             horizons.push(h);
         }
         let spread = self.recent_spread(&visible, fit);
@@ -615,6 +637,7 @@ impl Model {
             fallback: fit.fallback.clone(),
             periods: fit.periods.clone(),
             missing_fraction: self.missing_fraction,
+            replaced_samples: self.replaced,
             calibration_samples: self.table.samples,
             bands: Some(bands),
         }
@@ -622,6 +645,27 @@ impl Model {
 }
 
 impl Model {
+    /// `visible` with glitches replaced over the stretch a forecast reads (the level correction's window and the
+    /// recent spread's), judged with as much context before it as the filter looks at.
+    ///
+    /// The fit saw a cleaned history; residuals of raw samples against it would bring the glitch back through the
+    /// level correction, which follows the latest residuals closely.
+    fn despiked_tail(&self, visible: &Series) -> Series {
+        let values = visible.values();
+        let o = values.len();
+        let recent = (RECENT_ERRORS.num_milliseconds() / self.step.num_milliseconds()).max(1) as usize;
+        let from = o.saturating_sub(recent + self.correction.window() + prep::SPIKE_CONTEXT);
+        let (tail, _) = prep::despike(&values[from..]);
+        let mut cleaned = values[..from].to_vec();
+        cleaned.extend(tail);
+        Series::from_values(visible.start(), visible.step(), cleaned)
+    }
+
+    /// Samples of the fit window that were replaced as glitches.
+    pub fn replaced_samples(&self) -> usize {
+        self.replaced
+    }
+
     /// How much wider (or narrower) than calibrated the band should be now: the median absolute one-step error
     /// over the recent past, relative to the calibration's, clamped to [`SPREAD_RANGE`].
     ///
@@ -725,6 +769,10 @@ pub struct Forecast {
     pub missing_fraction: f64,
     /// Number of out-of-sample errors the intervals were calibrated on (0: uncalibrated default band).
     pub calibration_samples: usize,
+    /// Samples of the fitted history replaced as glitches: isolated and far out of line with their neighbours
+    /// (0 for a clean history).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub replaced_samples: usize,
     #[serde(skip)]
     bands: Option<Bands>,
 }
@@ -746,6 +794,7 @@ impl Forecast {
             fallback: None,
             periods: Vec::new(),
             missing_fraction: 0.0,
+            replaced_samples: 0,
             calibration_samples: 0,
             bands: None,
         }
@@ -784,6 +833,10 @@ impl Forecast {
             _ => self.median[i],
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

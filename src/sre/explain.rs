@@ -84,6 +84,13 @@ pub struct ModelPart {
     pub calibration_samples: usize,
     /// Share of missing slots in the fitted history.
     pub missing_fraction: f64,
+    /// Samples of the fitted history replaced as glitches (isolated, far out of line with their neighbours).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replaced_samples: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What the external metrics API does with a workload's plan now, and the bounds it applies.
@@ -300,6 +307,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, standing: &Standi
             fitted_at: f.fitted_at,
             calibration_samples: f.calibration_samples,
             missing_fraction: f.missing_fraction,
+            replaced_samples: f.replaced_samples,
         },
         published_at: snapshot.published_at,
         data_age_seconds: snapshot.data_until.map(|t| (now - t).num_seconds()),
@@ -543,6 +551,17 @@ impl Explanation {
                     .map_or(String::new(), |r| format!("; FALLBACK: {r}"))
             ),
         ));
+        if m.replaced_samples > 0 {
+            out.push((
+                "glitches",
+                format!(
+                    "{} sample{} of the fitted history far out of line with {} neighbours replaced by their median",
+                    m.replaced_samples,
+                    if m.replaced_samples == 1 { "" } else { "s" },
+                    if m.replaced_samples == 1 { "its" } else { "their" },
+                ),
+            ));
+        }
         let bounded = |seconds: Option<i64>, max: Option<i64>| {
             let old = seconds.map_or("–".into(), age);
             match (seconds, max) {
@@ -965,6 +984,7 @@ mod tests {
                 fitted_at: at,
                 calibration_samples: 100,
                 missing_fraction: 0.0,
+                replaced_samples: 0,
             },
             published_at: at,
             data_age_seconds: Some(30),
