@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use chrono::TimeDelta;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
@@ -19,7 +19,7 @@ use crate::control::policy::{Policy, Replicas, ScaleIn, Utilization};
 use crate::control::quality;
 use crate::duration;
 use crate::forecast::{Quantile, Seasonality};
-use crate::history::prometheus::{Combine, PrometheusSettings};
+use crate::history::prometheus::{self, BasicAuth, Combine, PrometheusSettings, Secret};
 use crate::history::synthetic::{Generator, Profile};
 use crate::store::WorkloadId;
 
@@ -155,6 +155,22 @@ pub fn default_max_data_age(lead: TimeDelta, step: TimeDelta) -> TimeDelta {
 
 /// Longest `leadTime`: cold starts (node, image, model weights) take minutes; the plan looks this far ahead.
 const MAX_LEAD_TIME: TimeDelta = TimeDelta::hours(1);
+/// Finest `demand.step`: a second; scrapes come seconds apart, finer data only repeats samples.
+const MIN_STEP: TimeDelta = TimeDelta::seconds(1);
+/// Coarsest `demand.step`: an hour already blurs the daily shape the forecast is for.
+const MAX_STEP: TimeDelta = TimeDelta::hours(1);
+/// Fewest steps `history` may cover: below this no model has samples to fit on.
+const MIN_HISTORY_STEPS: i32 = 20;
+/// Shortest `refitInterval` (it is also never shorter than a step): a fit takes seconds of CPU.
+const MIN_REFIT: TimeDelta = TimeDelta::minutes(1);
+/// Longest `refitInterval`: a model refitted less than daily misses yesterday's demand.
+const MAX_REFIT: TimeDelta = TimeDelta::days(1);
+/// Longest `hpaSync`: the HPA controller syncs every 15s by default; minutes would make it blind to the plan.
+const MAX_HPA_SYNC: TimeDelta = TimeDelta::minutes(5);
+/// Longest `interval`: the plan is recomputed at least this often.
+const MAX_INTERVAL: TimeDelta = TimeDelta::hours(1);
+/// Longest `maxForecastAge`: older plans no longer describe demand; the HPA holding is safer.
+const MAX_FORECAST_AGE: TimeDelta = TimeDelta::hours(1);
 
 /// Where a workload's demand history comes from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -205,100 +221,6 @@ pub mod defaults {
     pub const HPA_SYNC: &str = "15s";
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawTop {
-    api_addr: Option<Spanned<String>>,
-    admin_addr: Option<Spanned<String>>,
-    max_forecast_age: Option<Spanned<String>>,
-    max_data_age: Option<Spanned<String>>,
-    interval: Option<Spanned<String>>,
-    prometheus: Option<Spanned<PrometheusSettings>>,
-    #[serde(deserialize_with = "count_workloads")]
-    workloads: Spanned<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawWorkload {
-    name: Spanned<String>,
-    #[serde(default)]
-    namespace: Option<Spanned<String>>,
-    demand: Spanned<RawDemand>,
-    #[serde(default)]
-    unit: Option<String>,
-    capacity_per_replica: Spanned<f64>,
-    lead_time: Option<Spanned<String>>,
-    quantile: Option<Spanned<f64>>,
-    min_replicas: Option<Spanned<i64>>,
-    max_replicas: Spanned<i64>,
-    seasonality: Option<Spanned<RawSeasonality>>,
-    refit_interval: Option<Spanned<String>>,
-    history: Option<Spanned<String>>,
-    hpa_sync: Option<Spanned<String>>,
-    scale_in: Option<Spanned<ScaleIn>>,
-    fallback_utilization: Option<Spanned<f64>>,
-    hpa_scale_down_stabilization: Option<Spanned<String>>,
-    mode: Option<Spanned<Mode>>,
-    quality: Option<Spanned<RawQuality>>,
-    adaptive_quantile: Option<Spanned<RawAdaptive>>,
-    service_level: Option<Spanned<RawServiceLevel>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawServiceLevel {
-    max_unserved: Option<RawShare>,
-    window: Option<String>,
-}
-
-/// A share as written: `0.1%`, or a bare number (refused with a hint).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawShare {
-    Number(f64),
-    Text(String),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawAdaptive {
-    enabled: Option<bool>,
-    half_life: Option<String>,
-    warmup: Option<String>,
-    replay: Option<String>,
-    /// Replaced by `serviceLevel.maxUnserved`: read only to say so.
-    unserved_vs_reactive: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawQuality {
-    auto_demote: Option<bool>,
-    window: Option<u32>,
-    min_samples: Option<u32>,
-    demote: Option<RawLimits>,
-    promote: Option<RawLimits>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawLimits {
-    min_coverage: Option<f64>,
-    max_under_prediction: Option<f64>,
-    max_shortfall: Option<f64>,
-}
-
-impl RawLimits {
-    fn over(&self, d: quality::Limits) -> quality::Limits {
-        quality::Limits {
-            min_coverage: self.min_coverage.unwrap_or(d.min_coverage),
-            max_under_rate: self.max_under_prediction.unwrap_or(d.max_under_rate),
-            max_shortfall: self.max_shortfall.unwrap_or(d.max_shortfall),
-        }
-    }
-}
-
 /// How one workload's forecast is used and judged (`mode:` and `quality:` in the workload file).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct ServingConfig {
@@ -308,36 +230,178 @@ pub struct ServingConfig {
     pub quality: quality::Bounds,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawDemand {
-    promql: Option<String>,
-    combine: Option<Combine>,
-    step: Option<Spanned<String>>,
-    trace: Option<String>,
-    generator: Option<RawGenerator>,
+/// A YAML value with its position, read without a schema so that one wrong value never stops the reading of the
+/// rest: types, ranges and unknown fields are all judged afterwards, each problem at its own line and column.
+#[derive(Debug)]
+enum Node {
+    /// `~`, `null` or nothing at all.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A whole number.
+    Int(i128),
+    /// Any other number, `.nan` and `.inf` included (refused where they are read).
+    Float(f64),
+    /// Text.
+    Str(String),
+    /// A list.
+    Seq(Vec<Spanned<Node>>),
+    /// A mapping, keys in file order.
+    Map(Vec<(Spanned<String>, Spanned<Node>)>),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawGenerator {
-    profile: Profile,
-    #[serde(default)]
-    seed: u64,
-    #[serde(default = "one")]
-    scale: f64,
+impl Node {
+    /// What was found, as a problem names it: "the number 3", "text `lots`", "a list".
+    fn found(&self) -> String {
+        match self {
+            Node::Null => "nothing".into(),
+            Node::Bool(b) => format!("`{b}`"),
+            Node::Int(i) => format!("the number {i}"),
+            Node::Float(x) if x.is_nan() => "`.nan`".into(),
+            Node::Float(x) if x.is_infinite() => format!("`{}.inf`", if *x < 0.0 { "-" } else { "" }),
+            Node::Float(x) => format!("the number {x}"),
+            Node::Str(s) => format!("text `{s}`"),
+            Node::Seq(_) => "a list".into(),
+            Node::Map(_) => "a mapping".into(),
+        }
+    }
 }
 
-fn one() -> f64 {
-    1.0
+/// A value as the file spells it, for messages that quote it back.
+fn written(node: &Spanned<Node>) -> String {
+    match &node.value {
+        Node::Str(s) => s.clone(),
+        other => other.found(),
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawSeasonality {
-    Word(String),
-    Periods(Vec<String>),
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AnyValue;
+        impl<'de> Visitor<'de> for AnyValue {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Null)
+            }
+            fn visit_none<E>(self) -> Result<Node, E> {
+                Ok(Node::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+                Ok(Node::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+                Ok(Node::Int(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+                Ok(Node::Int(v.into()))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Node, E> {
+                Ok(Node::Int(v))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Node, E> {
+                Ok(i128::try_from(v).map_or(Node::Float(v as f64), Node::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
+                Ok(Node::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+                Ok(Node::Str(v.into()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Node, E> {
+                Ok(Node::Str(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Node::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(Node::Map(entries))
+            }
+        }
+        d.deserialize_any(AnyValue)
+    }
 }
+
+/// The fields of one mapping in the file, with the dotted path that names them in problems.
+struct Fields<'a> {
+    path: String,
+    node: &'a Spanned<Node>,
+    entries: &'a [(Spanned<String>, Spanned<Node>)],
+}
+
+impl<'a> Fields<'a> {
+    /// The value of `key`; `None` when it is absent or empty (`key:` or `key: ~`), which means "the default".
+    fn get(&self, key: &str) -> Option<&'a Spanned<Node>> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.value == key)
+            .map(|(_, v)| v)
+            .filter(|v| !matches!(v.value, Node::Null))
+    }
+
+    /// The dotted path of `key`.
+    fn path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+}
+
+const TOP_FIELDS: &[&str] = &[
+    "apiAddr",
+    "adminAddr",
+    "maxForecastAge",
+    "maxDataAge",
+    "interval",
+    "prometheus",
+    "workloads",
+];
+const WORKLOAD_FIELDS: &[&str] = &[
+    "name",
+    "namespace",
+    "demand",
+    "unit",
+    "capacityPerReplica",
+    "leadTime",
+    "quantile",
+    "minReplicas",
+    "maxReplicas",
+    "seasonality",
+    "refitInterval",
+    "history",
+    "hpaSync",
+    "scaleIn",
+    "fallbackUtilization",
+    "hpaScaleDownStabilization",
+    "mode",
+    "quality",
+    "adaptiveQuantile",
+    "serviceLevel",
+];
+const PROMETHEUS_FIELDS: &[&str] = &[
+    "url",
+    "bearerToken",
+    "bearerTokenFile",
+    "basicAuth",
+    "caFile",
+    "timeout",
+    "retries",
+    "retryBackoff",
+    "maxRetryBackoff",
+    "maxConcurrentQueries",
+];
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,38 +465,44 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         file: path.to_path_buf(),
         problems: Vec::new(),
     };
-    let top: Option<RawTop> = match serde_saphyr::from_str(text) {
-        Ok(top) => Some(top),
+    // `.nan` and `.inf` are read as numbers and refused where they stand, with the field's name.
+    let options = serde_saphyr::options! { non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough };
+    let root: Spanned<Node> = match serde_saphyr::from_str_with_options(text, options) {
+        Ok(root) => root,
         Err(e) => {
-            v.parse_error(&e, "");
-            None
+            v.parse_error(&e);
+            return Err(ConfigError::Invalid(v.problems));
         }
     };
-    let mut workloads = Vec::new();
-    let count = top
-        .as_ref()
-        .map(|t| t.workloads.value)
-        .unwrap_or_else(|| count_leniently(text));
-    for i in 0..count {
-        let field = format!("workloads[{i}]");
-        match pick_workload(text, i) {
-            Ok(raw) => {
-                if let Some(w) = v.workload(raw, &field, path) {
-                    workloads.push(w);
-                }
-            }
-            Err(e) => v.parse_error(&e, &field),
-        }
-    }
-    let Some(top) = top else {
+    let Some(top) = v.fields(&root, "", TOP_FIELDS) else {
         return Err(ConfigError::Invalid(v.problems));
     };
-    if count == 0 {
-        v.at(
-            &top.workloads,
+    let mut workloads = Vec::new();
+    match top.get("workloads") {
+        None => v.at(
+            &root,
             "workloads",
-            "is empty; list at least one workload (see the README's config reference)",
-        );
+            "is missing; list at least one workload (see the README's config reference)",
+        ),
+        Some(list) => match &list.value {
+            Node::Seq(items) if items.is_empty() => v.at(
+                list,
+                "workloads",
+                "is empty; list at least one workload (see the README's config reference)",
+            ),
+            Node::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(w) = v.workload(item, &format!("workloads[{i}]"), path) {
+                        workloads.push(w);
+                    }
+                }
+            }
+            other => v.at(
+                list,
+                "workloads",
+                format!("expected a list of workloads (`- name: ...`), found {}", other.found()),
+            ),
+        },
     }
     let mut seen = std::collections::BTreeSet::new();
     for w in &workloads {
@@ -449,48 +519,68 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             });
         }
     }
-    let api_addr = v.addr(top.api_addr.as_ref(), "apiAddr", defaults::API_ADDR);
-    let admin_addr = v.addr(top.admin_addr.as_ref(), "adminAddr", defaults::ADMIN_ADDR);
-    let max_forecast_age = v.duration(
-        top.max_forecast_age.as_ref(),
-        "maxForecastAge",
-        defaults::MAX_FORECAST_AGE,
-    );
-    if let Some(raw) = &top.max_data_age {
-        let max_data_age = v.duration(Some(raw), "maxDataAge", "5m");
-        if !(MIN_DATA_AGE..=MAX_DATA_AGE).contains(&max_data_age) {
-            v.at(
-                raw,
-                "maxDataAge",
-                format!(
-                    "{} is outside 1m to 1d; leave it out for max(leadTime, 3 × demand.step, 2m) per workload",
-                    raw.value
-                ),
-            );
-        }
-        for w in &mut workloads {
-            if let DemandSource::Promql { step, .. } | DemandSource::Generator(Generator { step, .. }) = &w.demand {
-                if max_data_age < *step * 2 {
-                    v.at(
-                        raw,
-                        "maxDataAge",
-                        format!(
-                            "{} is shorter than two demand steps of workload {} ({} each): its data is normally \
-                             that old; raise it to at least {}",
-                            raw.value,
-                            w.id,
-                            duration::format(*step),
-                            duration::format(*step * 2)
-                        ),
-                    );
-                }
+    let api_addr = v.addr(top.get("apiAddr"), "apiAddr", defaults::API_ADDR);
+    let admin_addr = v.addr(top.get("adminAddr"), "adminAddr", defaults::ADMIN_ADDR);
+    let interval = v
+        .duration_within(top.get("interval"), "interval", TimeDelta::seconds(1), MAX_INTERVAL, "")
+        .unwrap_or(DEFAULT_INTERVAL);
+    let max_forecast_age = v
+        .duration_within(
+            top.get("maxForecastAge"),
+            "maxForecastAge",
+            interval * 2,
+            MAX_FORECAST_AGE,
+            ": at least two intervals, so that one late refresh does not stop serving, and at most 1h, past which \
+             a plan no longer describes demand and holding the HPA is safer",
+        )
+        .unwrap_or_else(|| duration::parse(defaults::MAX_FORECAST_AGE).expect("default parses"));
+    if top.get("maxForecastAge").is_none() && max_forecast_age < interval * 2 {
+        v.at(
+            top.get("interval").unwrap_or(&root),
+            "interval",
+            format!(
+                "{} leaves less than two intervals within the default maxForecastAge {}; lower it or raise \
+                 maxForecastAge",
+                duration::format(interval),
+                defaults::MAX_FORECAST_AGE
+            ),
+        );
+    }
+    if let Some(raw) = top.get("maxDataAge") {
+        if let Some(max_data_age) = v.duration(raw, "maxDataAge") {
+            if !(MIN_DATA_AGE..=MAX_DATA_AGE).contains(&max_data_age) {
+                v.at(
+                    raw,
+                    "maxDataAge",
+                    format!(
+                        "{} is outside 1m to 1d; leave it out for max(leadTime, 3 × demand.step, 2m) per workload",
+                        written(raw)
+                    ),
+                );
             }
-            w.max_data_age = max_data_age;
+            for w in &mut workloads {
+                if let DemandSource::Promql { step, .. } | DemandSource::Generator(Generator { step, .. }) = &w.demand {
+                    if max_data_age < *step * 2 {
+                        v.at(
+                            raw,
+                            "maxDataAge",
+                            format!(
+                                "{} is shorter than two demand steps of workload {} ({} each): its data is normally \
+                                 that old; raise it to at least {}",
+                                written(raw),
+                                w.id,
+                                duration::format(*step),
+                                duration::format(*step * 2)
+                            ),
+                        );
+                    }
+                }
+                w.max_data_age = max_data_age;
+            }
         }
     }
-    let interval = v.duration(top.interval.as_ref(), "interval", &duration::format(DEFAULT_INTERVAL));
-    let prometheus = top.prometheus.map(|p| p.value);
-    if prometheus.is_none() {
+    let prometheus = top.get("prometheus").and_then(|p| v.prometheus(p));
+    if top.get("prometheus").is_none() {
         for w in &workloads {
             if matches!(w.demand, DemandSource::Promql { .. }) {
                 v.problems.push(Problem {
@@ -536,384 +626,867 @@ impl Validator {
         });
     }
 
-    fn parse_error(&mut self, e: &serde_saphyr::Error, field: &str) {
+    /// A file that is not YAML at all (bad indentation, an unclosed quote, a repeated key).
+    fn parse_error(&mut self, e: &serde_saphyr::Error) {
         let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         let message = e.without_snippet().to_string();
-        // The parser already prefixes its own position; keep just the message.
+        // The parser prefixes its own position and may add advice about its own options; keep the first line.
         let mut message = message.lines().next().unwrap_or_default().to_string();
         if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
+        }
+        if let Some(rest) = message.strip_prefix("error: ") {
+            message = rest.to_owned();
+        }
+        if let Some(i) = message.find("line ").filter(|i| *i == 0) {
+            // "line 3 column 4: ..." repeats the position the problem already carries.
+            if let Some(colon) = message[i..].find(": ") {
+                message = message[i + colon + 2..].to_owned();
+            }
         }
         self.problems.push(Problem {
             file: self.file.clone(),
             line,
             column,
-            field: field.into(),
-            message,
+            field: String::new(),
+            message: format!("{message}; the file must be YAML (check indentation and quotes here)"),
         });
     }
 
-    fn addr(&mut self, raw: Option<&Spanned<String>>, field: &str, default: &str) -> SocketAddr {
+    /// The fields of a mapping; every key not in `known` is a problem of its own. An empty value is an empty
+    /// mapping; anything else is reported and `None` returned.
+    fn fields<'a>(&mut self, node: &'a Spanned<Node>, path: &str, known: &[&str]) -> Option<Fields<'a>> {
+        let entries: &[_] = match &node.value {
+            Node::Map(entries) => entries,
+            Node::Null => &[],
+            other => {
+                self.at(
+                    node,
+                    path,
+                    format!(
+                        "expected a mapping of fields ({}), found {}",
+                        known.join(", "),
+                        other.found()
+                    ),
+                );
+                return None;
+            }
+        };
+        for (key, _) in entries {
+            if !known.contains(&key.value.as_str()) {
+                self.at(
+                    key,
+                    path,
+                    format!("unknown field `{}`, expected one of {}", key.value, known.join(", ")),
+                );
+            }
+        }
+        Some(Fields {
+            path: path.to_owned(),
+            node,
+            entries,
+        })
+    }
+
+    /// A finite number (a whole one is a number too).
+    fn number(&mut self, node: &Spanned<Node>, field: &str, example: &str) -> Option<f64> {
+        match &node.value {
+            Node::Int(i) => Some(*i as f64),
+            Node::Float(x) if x.is_finite() => Some(*x),
+            Node::Str(s) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
+                self.at(
+                    node,
+                    field,
+                    format!("`{s}` is quoted text; write the number without quotes, e.g. {example}"),
+                );
+                None
+            }
+            other => {
+                self.at(
+                    node,
+                    field,
+                    format!("expected a number, found {}; write e.g. {example}", other.found()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A whole number within `min..=max`.
+    fn whole(&mut self, node: &Spanned<Node>, field: &str, min: i64, max: i64, example: &str) -> Option<i64> {
+        let x = self.number(node, field, example)?;
+        if x.fract() != 0.0 || x < min as f64 || x > max as f64 {
+            self.at(
+                node,
+                field,
+                format!("{x} must be a whole number from {min} to {max}, e.g. {example}"),
+            );
+            return None;
+        }
+        Some(x as i64)
+    }
+
+    /// Text (a number or `true` where text goes is refused: quote it if it is meant as text).
+    fn text(&mut self, node: &Spanned<Node>, field: &str, example: &str) -> Option<String> {
+        match &node.value {
+            Node::Str(s) => Some(s.clone()),
+            other => {
+                self.at(
+                    node,
+                    field,
+                    format!("expected text, found {}; write e.g. {example}", other.found()),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Spanned<Node>, field: &str) -> Option<bool> {
+        match &node.value {
+            Node::Bool(b) => Some(*b),
+            other => {
+                self.at(node, field, format!("expected true or false, found {}", other.found()));
+                None
+            }
+        }
+    }
+
+    /// One of the names `names` (as the enum `T` spells its variants).
+    fn choice<T: de::DeserializeOwned>(&mut self, node: &Spanned<Node>, field: &str, names: &[&str]) -> Option<T> {
+        let found = match &node.value {
+            Node::Str(s) if names.contains(&s.as_str()) => {
+                return T::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s)).ok();
+            }
+            Node::Str(s) => format!("`{s}`"),
+            other => other.found(),
+        };
+        self.at(
+            node,
+            field,
+            format!("{found} is not allowed; write one of {}", names.join(", ")),
+        );
+        None
+    }
+
+    /// A duration (`30s`, `5m`); a bare number gets the duration parser's advice about units.
+    fn duration(&mut self, node: &Spanned<Node>, field: &str) -> Option<TimeDelta> {
+        let text = match &node.value {
+            Node::Str(s) => s.clone(),
+            Node::Int(i) => i.to_string(),
+            Node::Float(x) if x.is_finite() => x.to_string(),
+            other => {
+                self.at(
+                    node,
+                    field,
+                    format!("expected a duration like 30s, 5m or 1h, found {}", other.found()),
+                );
+                return None;
+            }
+        };
+        match duration::parse(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.at(node, field, e);
+                None
+            }
+        }
+    }
+
+    /// An optional duration within `min..=max`; `why` ends the message (": ..."). `None` when absent or wrong.
+    fn duration_within(
+        &mut self,
+        node: Option<&Spanned<Node>>,
+        field: &str,
+        min: TimeDelta,
+        max: TimeDelta,
+        why: &str,
+    ) -> Option<TimeDelta> {
+        let node = node?;
+        let d = self.duration(node, field)?;
+        if d < min || d > max {
+            self.at(
+                node,
+                field,
+                format!(
+                    "{} must be between {} and {}{why}",
+                    written(node),
+                    duration::format(min),
+                    duration::format(max)
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    fn addr(&mut self, raw: Option<&Spanned<Node>>, field: &str, default: &str) -> SocketAddr {
         let fallback: SocketAddr = default.parse().expect("default address parses");
         let Some(raw) = raw else { return fallback };
-        raw.value.parse().unwrap_or_else(|_| {
+        let example = format!("{default} (host:port)");
+        let Some(text) = self.text(raw, field, &example) else {
+            return fallback;
+        };
+        text.parse().unwrap_or_else(|_| {
             self.at(
                 raw,
                 field,
-                format!("`{}` is not an address; write host:port, e.g. {default}", raw.value),
+                format!("`{text}` is not an address; write host:port, e.g. {default}"),
             );
             fallback
         })
     }
 
-    fn duration(&mut self, raw: Option<&Spanned<String>>, field: &str, default: &str) -> TimeDelta {
-        let fallback = duration::parse(default).expect("default duration parses");
-        let Some(raw) = raw else { return fallback };
-        match duration::parse(&raw.value) {
-            Ok(d) if d > TimeDelta::zero() => d,
-            Ok(_) => {
-                self.at(raw, field, "must be longer than zero");
-                fallback
-            }
-            Err(e) => {
-                self.at(raw, field, e);
-                fallback
-            }
-        }
-    }
-
-    fn workload(&mut self, raw: RawWorkload, field: &str, config_path: &Path) -> Option<WorkloadConfig> {
+    fn workload(&mut self, node: &Spanned<Node>, field: &str, config_path: &Path) -> Option<WorkloadConfig> {
         let before = self.problems.len();
-        let f = |name: &str| format!("{field}.{name}");
-        let name = raw.name.value.clone();
-        if !is_dns_label(&name) {
-            self.at(&raw.name, &f("name"), format!("`{name}` must be a DNS label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit"));
-        }
-        let namespace = raw
-            .namespace
-            .as_ref()
-            .map(|n| n.value.clone())
-            .unwrap_or_else(|| "default".into());
-        if let Some(ns) = &raw.namespace {
-            if !is_dns_label(&ns.value) {
-                self.at(
-                    ns,
-                    &f("namespace"),
-                    format!("`{}` is not a valid namespace name (DNS label)", ns.value),
-                );
+        let w = self.fields(node, field, WORKLOAD_FIELDS)?;
+        let f = |name: &str| w.path(name);
+        let required = |v: &mut Self, key: &str, example: &str| {
+            let found = w.get(key);
+            if found.is_none() {
+                v.at(w.node, &f(key), format!("is required; add e.g. `{key}: {example}`"));
             }
-        }
-        let step = self.duration(raw.demand.value.step.as_ref(), &f("demand.step"), defaults::STEP);
-        let d = &raw.demand.value;
-        let sources = [d.promql.is_some(), d.trace.is_some(), d.generator.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
-        let demand = if sources != 1 {
-            self.at(
-                &raw.demand,
-                &f("demand"),
-                "set exactly one of `promql`, `trace` or `generator`",
-            );
-            None
-        } else if let Some(q) = &d.promql {
-            if q.trim().is_empty() {
-                self.at(
-                    &raw.demand,
-                    &f("demand.promql"),
-                    "is empty; write a PromQL query returning one series",
-                );
-            }
-            Some(DemandSource::Promql {
-                query: q.clone(),
-                step,
-                combine: d.combine.unwrap_or_default(),
-            })
-        } else if let Some(t) = &d.trace {
-            let p = PathBuf::from(t);
-            let p = if p.is_relative() {
-                config_path.parent().unwrap_or(Path::new(".")).join(p)
-            } else {
-                p
-            };
-            Some(DemandSource::Trace { path: p })
-        } else {
-            d.generator.as_ref().map(|g| {
-                DemandSource::Generator(Generator {
-                    profile: g.profile,
-                    seed: g.seed,
-                    scale: g.scale,
-                    step,
-                })
-            })
+            found
         };
-        if let Some(g) = &d.generator {
-            if !(g.scale.is_finite() && g.scale > 0.0) {
-                self.at(&raw.demand, &f("demand.generator.scale"), "must be a positive number");
+        let name = required(self, "name", "web").and_then(|n| {
+            let name = self.text(n, &f("name"), "web")?;
+            if !is_dns_label(&name) {
+                self.at(n, &f("name"), format!("`{name}` must be a DNS label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit"));
             }
-        }
-        let cap = raw.capacity_per_replica.value;
-        if !(cap.is_finite() && cap > 0.0) {
-            self.at(
-                &raw.capacity_per_replica,
-                &f("capacityPerReplica"),
-                format!("must be a positive number of demand units one replica serves, got {cap}"),
-            );
-        } else if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
-            self.at(
-                &raw.capacity_per_replica,
-                &f("capacityPerReplica"),
-                format!(
-                    "{cap:e} is outside 0.001 to 1e12: the HPA reads targets in thousandths of a unit; measure demand \
-                     in a unit that puts one replica's share in that range (e.g. requests/min instead of requests/s)"
-                ),
-            );
-        }
-        let lead = self.duration(raw.lead_time.as_ref(), &f("leadTime"), defaults::LEAD_TIME);
-        if let Some(raw_lead) = raw.lead_time.as_ref().filter(|_| lead > MAX_LEAD_TIME) {
-            self.at(
-                raw_lead,
-                &f("leadTime"),
-                format!(
-                    "{} is longer than 1h: a cold start is node + image + model weights until Ready, minutes in \
-                     practice; the plan looks this far ahead at every decision",
-                    raw_lead.value
-                ),
-            );
-        }
-        let sync = self.duration(raw.hpa_sync.as_ref(), &f("hpaSync"), defaults::HPA_SYNC);
-        let downscale_stabilization = match &raw.hpa_scale_down_stabilization {
-            None => crate::control::policy::DOWNSCALE_STABILIZATION,
-            Some(raw) => match duration::parse(&raw.value) {
-                Ok(d) if d <= TimeDelta::hours(1) => d,
-                Ok(_) => {
+            Some(name)
+        });
+        let namespace = match w.get("namespace") {
+            None => Some("default".to_owned()),
+            Some(n) => self.text(n, &f("namespace"), "default").inspect(|ns| {
+                if !is_dns_label(ns) {
                     self.at(
-                        raw,
+                        n,
+                        &f("namespace"),
+                        format!("`{ns}` is not a valid namespace name (DNS label)"),
+                    );
+                }
+            }),
+        };
+
+        // Demand.
+        let demand_node = required(self, "demand", "{promql: 'sum(rate(requests_total[1m]))'}");
+        let d = demand_node
+            .and_then(|d| self.fields(d, &f("demand"), &["promql", "combine", "step", "trace", "generator"]));
+        let step = d
+            .as_ref()
+            .and_then(|d| d.get("step").map(|s| (s, d.path("step"))))
+            .map_or(
+                Some(duration::parse(defaults::STEP).expect("default parses")),
+                |(s, sf)| {
+                    let step = self.duration_within(
+                        Some(s),
+                        &sf,
+                        MIN_STEP,
+                        MAX_STEP,
+                        ": the spacing of demand samples; scrapes come seconds apart and an hourly step already blurs \
+                     the daily shape",
+                    )?;
+                    if step.subsec_nanos() != 0 {
+                        self.at(s, &sf, format!("{} must be whole seconds", written(s)));
+                        return None;
+                    }
+                    Some(step)
+                },
+            );
+        let step_or_default = step.unwrap_or_else(|| duration::parse(defaults::STEP).expect("default parses"));
+        let demand = d.as_ref().and_then(|d| {
+            let sources: Vec<_> = ["promql", "trace", "generator"]
+                .into_iter()
+                .filter(|k| d.get(k).is_some())
+                .collect();
+            if sources.len() != 1 {
+                self.at(
+                    d.node,
+                    &d.path.clone(),
+                    "set exactly one of `promql`, `trace` or `generator`",
+                );
+                return None;
+            }
+            let combine = d.get("combine").map_or(Some(Combine::default()), |c| {
+                self.choice(c, &d.path("combine"), &["error", "sum", "max"])
+            });
+            if let Some(q) = d.get("promql") {
+                let qf = d.path("promql");
+                let query = self.text(q, &qf, "'sum(rate(requests_total[1m]))'")?;
+                if query.trim().is_empty() {
+                    self.at(q, &qf, "is empty; write a PromQL query returning one series");
+                    return None;
+                }
+                if let Err(e) = promql_parser::parser::parse(&query) {
+                    self.at(
+                        q,
+                        &qf,
+                        format!(
+                            "is not valid PromQL: {e}; check its brackets, quotes and operators (the query is sent \
+                             to Prometheus as written, e.g. sum(rate(requests_total[1m])))"
+                        ),
+                    );
+                    return None;
+                }
+                return Some(DemandSource::Promql {
+                    query,
+                    step: step_or_default,
+                    combine: combine?,
+                });
+            }
+            if let Some(t) = d.get("trace") {
+                let tf = d.path("trace");
+                let p = PathBuf::from(self.text(t, &tf, "traces/web.csv")?);
+                // Relative to the config file, so the file and its traces move together.
+                let p = if p.is_relative() {
+                    config_path.parent().unwrap_or(Path::new(".")).join(p)
+                } else {
+                    p
+                };
+                if let Err(e) = crate::history::trace::load(&p) {
+                    self.at(
+                        t,
+                        &tf,
+                        format!("{e} (a relative path is read from the config file's directory)"),
+                    );
+                    return None;
+                }
+                return Some(DemandSource::Trace { path: p });
+            }
+            let g = d.get("generator")?;
+            let gp = d.path("generator");
+            let g = self.fields(g, &gp, &["profile", "seed", "scale"])?;
+            let profile = match g.get("profile") {
+                None => {
+                    self.at(
+                        g.node,
+                        &g.path("profile"),
+                        "is required; write one of llm-chat, web-frontend, embeddings",
+                    );
+                    None
+                }
+                Some(p) => self.choice::<Profile>(p, &g.path("profile"), &["llm-chat", "web-frontend", "embeddings"]),
+            };
+            let seed = g.get("seed").map_or(Some(0), |s| {
+                self.whole(s, &g.path("seed"), 0, i64::MAX, "3").map(|s| s as u64)
+            });
+            let scale = g.get("scale").map_or(Some(1.0), |s| {
+                let x = self.number(s, &g.path("scale"), "1.5")?;
+                if !(x > 0.0 && x <= MAX_CAPACITY) {
+                    self.at(
+                        s,
+                        &g.path("scale"),
+                        format!("{x} must be above 0 and at most 1e12, e.g. 1.5"),
+                    );
+                    return None;
+                }
+                Some(x)
+            });
+            Some(DemandSource::Generator(Generator {
+                profile: profile?,
+                seed: seed?,
+                scale: scale?,
+                step: step_or_default,
+            }))
+        });
+
+        let cap = required(self, "capacityPerReplica", "12").and_then(|c| {
+            let cf = f("capacityPerReplica");
+            let cap = self.number(c, &cf, "12 (demand one replica serves)")?;
+            if cap <= 0.0 {
+                self.at(
+                    c,
+                    &cf,
+                    format!("must be a positive number of demand units one replica serves, got {cap}"),
+                );
+                return None;
+            }
+            if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
+                self.at(
+                    c,
+                    &cf,
+                    format!(
+                        "{cap:e} is outside 0.001 to 1e12: the HPA reads targets in thousandths of a unit; measure \
+                         demand in a unit that puts one replica's share in that range (e.g. requests/min instead of \
+                         requests/s)"
+                    ),
+                );
+                return None;
+            }
+            Some(cap)
+        });
+        let lead = match w.get("leadTime") {
+            None => Some(duration::parse(defaults::LEAD_TIME).expect("default parses")),
+            Some(l) => self.duration(l, &f("leadTime")).and_then(|lead| {
+                if lead > MAX_LEAD_TIME {
+                    self.at(
+                        l,
+                        &f("leadTime"),
+                        format!(
+                            "{} is longer than 1h: a cold start is node + image + model weights until Ready, minutes \
+                             in practice; the plan looks this far ahead at every decision",
+                            written(l)
+                        ),
+                    );
+                    return None;
+                }
+                Some(lead)
+            }),
+        };
+        let sync = match w.get("hpaSync") {
+            None => Some(duration::parse(defaults::HPA_SYNC).expect("default parses")),
+            some => self.duration_within(
+                some,
+                &f("hpaSync"),
+                TimeDelta::seconds(1),
+                MAX_HPA_SYNC,
+                ": the HPA controller's --horizontal-pod-autoscaler-sync-period (Kubernetes' default 15s)",
+            ),
+        };
+        let downscale_stabilization = match w.get("hpaScaleDownStabilization") {
+            None => Some(crate::control::policy::DOWNSCALE_STABILIZATION),
+            Some(s) => self.duration(s, &f("hpaScaleDownStabilization")).and_then(|d| {
+                if d > TimeDelta::hours(1) {
+                    self.at(
+                        s,
                         &f("hpaScaleDownStabilization"),
                         "must be at most 1h, the HPA's own limit on stabilizationWindowSeconds",
                     );
-                    crate::control::policy::DOWNSCALE_STABILIZATION
+                    return None;
                 }
-                Err(e) => {
-                    self.at(raw, &f("hpaScaleDownStabilization"), e);
-                    crate::control::policy::DOWNSCALE_STABILIZATION
-                }
-            },
-        };
-        let quantile = match &raw.quantile {
-            None => Quantile::try_new(defaults::QUANTILE).expect("default quantile is valid"),
-            Some(q) => Quantile::try_new(q.value).unwrap_or_else(|e| {
-                self.at(
-                    q,
-                    &f("quantile"),
-                    format!("{e}; e.g. 0.9 to be ready for the 90th percentile"),
-                );
-                Quantile::MEDIAN
+                Some(d)
             }),
         };
-        let fallback_utilization = match &raw.fallback_utilization {
-            None => crate::control::policy::DEFAULT_FALLBACK_UTILIZATION,
-            Some(u) => Utilization::new(u.value).unwrap_or_else(|_| {
-                self.at(
-                    u,
-                    &f("fallbackUtilization"),
-                    format!(
-                        "must be in (0, 1], got {}; e.g. 0.7 to size the reactive fallback like an HPA at 70%",
-                        u.value
-                    ),
-                );
-                Utilization::FULL
+        let quantile = match w.get("quantile") {
+            None => Some(Quantile::try_new(defaults::QUANTILE).expect("default quantile is valid")),
+            Some(q) => self.number(q, &f("quantile"), "0.9").and_then(|x| {
+                Quantile::try_new(x)
+                    .map_err(|e| {
+                        self.at(
+                            q,
+                            &f("quantile"),
+                            format!("{e}; e.g. 0.9 to be ready for the 90th percentile"),
+                        )
+                    })
+                    .ok()
             }),
         };
-        let min = raw.min_replicas.as_ref().map(|m| m.value).unwrap_or(1);
-        if let Some(m) = &raw.min_replicas {
-            if !(0..=i64::from(i32::MAX)).contains(&m.value) {
-                self.at(m, &f("minReplicas"), "must be between 0 and 2147483647");
-            }
-        }
-        let max = raw.max_replicas.value;
-        if !(1..=i64::from(i32::MAX)).contains(&max) {
-            self.at(&raw.max_replicas, &f("maxReplicas"), "must be between 1 and 2147483647");
-        } else if max < min {
-            self.at(
-                &raw.max_replicas,
-                &f("maxReplicas"),
-                format!("({max}) is below minReplicas ({min})"),
-            );
-        }
-        let replicas = Replicas::new(min, max).ok();
-        let seasonality = match &raw.seasonality {
-            None => Seasonality::Auto,
+        let fallback_utilization = match w.get("fallbackUtilization") {
+            None => Some(crate::control::policy::DEFAULT_FALLBACK_UTILIZATION),
+            Some(u) => self.number(u, &f("fallbackUtilization"), "0.7").and_then(|x| {
+                if !(x > 0.0 && x <= 1.0) {
+                    self.at(
+                        u,
+                        &f("fallbackUtilization"),
+                        format!(
+                            "must be in (0, 1], got {x}; e.g. 0.7 to size the reactive fallback like an HPA at 70%"
+                        ),
+                    );
+                    return None;
+                }
+                Utilization::new(x).ok()
+            }),
+        };
+        let max_i32 = i64::from(i32::MAX);
+        let min = match w.get("minReplicas") {
+            None => Some(1),
+            Some(m) => self.whole(m, &f("minReplicas"), 0, max_i32, "2"),
+        };
+        let max = required(self, "maxReplicas", "10")
+            .and_then(|m| Some((m, self.whole(m, &f("maxReplicas"), 1, max_i32, "10")?)))
+            .and_then(|(m, max)| {
+                let min = min.unwrap_or(1);
+                if max < min {
+                    self.at(m, &f("maxReplicas"), format!("({max}) is below minReplicas ({min})"));
+                    return None;
+                }
+                Some(max)
+            });
+        let refit_interval = match w.get("refitInterval") {
+            None => Some(duration::parse(defaults::REFIT_INTERVAL).expect("default parses")),
+            some => self.duration_within(
+                some,
+                &f("refitInterval"),
+                MIN_REFIT.max(step_or_default),
+                MAX_REFIT,
+                ": at least one step (a refit sooner sees no new sample) and at most 1d, so the model keeps up \
+                 with yesterday's demand",
+            ),
+        };
+        // By default, all the history a fit reads: 15 days, more for coarse steps (see `forecast::history_span`).
+        let read = crate::forecast::history_span(step_or_default);
+        let history = match w.get("history") {
+            None => Some(read),
+            some => self.duration_within(
+                some,
+                &f("history"),
+                step_or_default * MIN_HISTORY_STEPS,
+                crate::forecast::history_span(MAX_STEP),
+                &format!(
+                    ": at least {MIN_HISTORY_STEPS} demand steps to fit on, and at most 35d, more than any fit reads"
+                ),
+            ),
+        };
+        // What a fit actually sees: the history, within what a fit on this step reads.
+        let seen = history.unwrap_or(read).min(read);
+        let seasonality = match w.get("seasonality") {
+            None => Some(Seasonality::Auto),
             Some(s) => match &s.value {
-                RawSeasonality::Word(w) if w == "auto" => Seasonality::Auto,
-                RawSeasonality::Word(w) if w == "none" => Seasonality::None,
-                RawSeasonality::Word(w) => {
+                Node::Str(word) if word == "auto" => Some(Seasonality::Auto),
+                Node::Str(word) if word == "none" => Some(Seasonality::None),
+                Node::Seq(items) => {
+                    let mut out = Vec::new();
+                    for (i, item) in items.iter().enumerate() {
+                        let pf = format!("{}[{i}]", f("seasonality"));
+                        let Some(p) = self.duration(item, &pf) else { continue };
+                        let shown = written(item);
+                        if p < step_or_default * 2 || p.num_milliseconds() % step_or_default.num_milliseconds() != 0 {
+                            self.at(
+                                item,
+                                &pf,
+                                format!(
+                                    "period {shown} must be a whole number of demand steps ({}), at least two",
+                                    duration::format(step_or_default)
+                                ),
+                            );
+                        } else if p * 2 > seen {
+                            self.at(
+                                item,
+                                &pf,
+                                format!(
+                                    "period {shown} is longer than half the history a fit sees ({}): a fit needs two \
+                                     cycles; shorten the period or lengthen `history`",
+                                    duration::format(seen)
+                                ),
+                            );
+                        } else {
+                            out.push(p);
+                        }
+                    }
+                    Some(Seasonality::Periods(out))
+                }
+                other => {
+                    let found = match other {
+                        Node::Str(word) => format!("`{word}`"),
+                        other => other.found(),
+                    };
                     self.at(
                         s,
                         &f("seasonality"),
-                        format!("`{w}` is not allowed; write `auto`, `none`, or a list of periods like [1d, 1w]"),
+                        format!("{found} is not allowed; write `auto`, `none`, or a list of periods like [1d, 1w]"),
                     );
-                    Seasonality::Auto
-                }
-                RawSeasonality::Periods(ps) => {
-                    let mut out = Vec::new();
-                    for p in ps {
-                        match duration::parse(p) {
-                            Ok(d) if d > step => out.push(d),
-                            Ok(_) => self.at(
-                                s,
-                                &f("seasonality"),
-                                format!("period {p} must be longer than the demand step"),
-                            ),
-                            Err(e) => self.at(s, &f("seasonality"), e),
-                        }
-                    }
-                    Seasonality::Periods(out)
+                    None
                 }
             },
         };
-        let refit_interval = self.duration(
-            raw.refit_interval.as_ref(),
-            &f("refitInterval"),
-            defaults::REFIT_INTERVAL,
-        );
-        // By default, all the history a fit reads: 15 days, more for coarse steps (see `forecast::history_span`).
-        let history = match &raw.history {
-            Some(_) => self.duration(raw.history.as_ref(), &f("history"), defaults::HISTORY),
-            None => crate::forecast::history_span(step),
+        let scale_in = w.get("scaleIn").map_or(Some(ScaleIn::Forecast), |s| {
+            self.choice(s, &f("scaleIn"), &["forecast", "observed"])
+        });
+        let mode = w.get("mode").map_or(Some(Mode::default()), |m| {
+            self.choice(m, &f("mode"), &["serve", "forecastOnly"])
+        });
+        let unit = match w.get("unit") {
+            None => Some("requests/s".to_owned()),
+            Some(u) => self.text(u, &f("unit"), "requests/s"),
         };
-        if let Some(h) = &raw.history {
-            if history < step * 20 {
-                self.at(h, &f("history"), "must cover at least 20 demand steps");
-            }
-        }
-        let scale_in = raw.scale_in.as_ref().map(|s| s.value).unwrap_or(ScaleIn::Forecast);
-        let mode = raw.mode.as_ref().map(|m| m.value).unwrap_or_default();
-        let bounds = raw.quality.as_ref().map_or_else(quality::Bounds::default, |q| {
-            let d = quality::Bounds::default();
-            let r = &q.value;
-            let bounds = quality::Bounds {
-                auto_demote: r.auto_demote.unwrap_or(d.auto_demote),
-                window: r.window.map_or(d.window, |w| w as usize),
-                min_samples: r.min_samples.map_or(d.min_samples, |m| m as usize),
-                demote: r.demote.as_ref().map_or(d.demote, |l| l.over(d.demote)),
-                promote: r.promote.as_ref().map_or(d.promote, |l| l.over(d.promote)),
-            };
-            if let Err(e) = bounds.validate() {
-                self.at(q, &f("quality"), format!("{e} (defaults: {})", describe_bounds(&d)));
-            }
-            bounds
+        let bounds = w
+            .get("quality")
+            .map_or(Some(quality::Bounds::default()), |q| self.quality(q, &f("quality")));
+        let adaptive = w
+            .get("adaptiveQuantile")
+            .map_or(Some(Adaptive::default()), |a| self.adaptive(a, &f("adaptiveQuantile")));
+        let slo = w.get("serviceLevel").map_or(Some(ServiceLevel::default()), |l| {
+            self.service_level(l, &f("serviceLevel"))
         });
-        let adaptive = raw.adaptive_quantile.as_ref().map_or_else(Adaptive::default, |a| {
-            let d = Adaptive::default();
-            if a.value.unserved_vs_reactive.is_some() {
-                self.at(
-                    a,
-                    &f("adaptiveQuantile.unservedVsReactive"),
-                    "is replaced by serviceLevel.maxUnserved, the share of demand that may go unserved, e.g. \
-                     serviceLevel: {maxUnserved: 0.1%, window: 7d}",
-                );
-            }
-            let mut duration = |value: &Option<String>, name: &str, default: TimeDelta, least: TimeDelta| {
-                let Some(v) = value else { return default };
-                match duration::parse(v) {
-                    Ok(x) if x >= least && x <= TimeDelta::days(60) => x,
-                    Ok(_) => {
-                        self.at(
-                            a,
-                            &f(&format!("adaptiveQuantile.{name}")),
-                            format!(
-                                "{v} must be between {} and 60d (default {})",
-                                duration::format(least),
-                                duration::format(default)
-                            ),
-                        );
-                        default
-                    }
-                    Err(e) => {
-                        self.at(a, &f(&format!("adaptiveQuantile.{name}")), e);
-                        default
-                    }
-                }
-            };
-            Adaptive {
-                enabled: a.value.enabled.unwrap_or(d.enabled),
-                half_life: duration(&a.value.half_life, "halfLife", d.half_life, TimeDelta::hours(1)),
-                warmup: duration(&a.value.warmup, "warmup", d.warmup, TimeDelta::zero()),
-                replay: duration(&a.value.replay, "replay", d.replay, TimeDelta::zero()),
-                slo: d.slo,
-            }
-        });
-        let slo = raw.service_level.as_ref().map_or_else(ServiceLevel::default, |l| {
-            let d = ServiceLevel::default();
-            let max_unserved = match &l.value.max_unserved {
-                None => d.max_unserved,
-                Some(RawShare::Text(t)) => ServiceLevel::parse_share(t).unwrap_or_else(|e| {
-                    self.at(l, &f("serviceLevel.maxUnserved"), e.to_string());
-                    d.max_unserved
-                }),
-                Some(RawShare::Number(x)) => {
-                    self.at(
-                        l,
-                        &f("serviceLevel.maxUnserved"),
-                        format!(
-                            "{x} is not a percentage; write the share of demand that may go unserved with a % sign, \
-                             e.g. {}",
-                            ServiceLevel::format_share(d.max_unserved)
-                        ),
-                    );
-                    d.max_unserved
-                }
-            };
-            let window = match &l.value.window {
-                None => d.window,
-                Some(v) => match duration::parse(v) {
-                    Ok(w) if (ServiceLevel::MIN_WINDOW..=ServiceLevel::MAX_WINDOW).contains(&w) => w,
-                    Ok(_) => {
-                        self.at(
-                            l,
-                            &f("serviceLevel.window"),
-                            format!(
-                                "{v} must be between 1h and 60d (default {})",
-                                duration::format(d.window)
-                            ),
-                        );
-                        d.window
-                    }
-                    Err(e) => {
-                        self.at(l, &f("serviceLevel.window"), e);
-                        d.window
-                    }
-                },
-            };
-            ServiceLevel { max_unserved, window }
-        });
-        let adaptive = Adaptive { slo, ..adaptive };
         if self.problems.len() > before {
             return None;
         }
-        let id = WorkloadId { namespace, name };
+        let (max, min) = (max?, min?);
         Some(WorkloadConfig {
-            id,
-            demand: demand?,
-            unit: raw.unit.unwrap_or_else(|| "requests/s".into()),
-            policy: Policy {
-                capacity_per_replica: cap,
-                lead,
-                sync,
-                quantile,
-                replicas: replicas?,
-                scale_in,
-                fallback_utilization,
-                downscale_stabilization,
-                adaptive,
+            id: WorkloadId {
+                namespace: namespace?,
+                name: name?,
             },
-            seasonality,
-            refit_interval,
-            history,
-            max_data_age: default_max_data_age(lead, step),
-            serving: ServingConfig { mode, quality: bounds },
+            demand: demand?,
+            unit: unit?,
+            policy: Policy {
+                capacity_per_replica: cap?,
+                lead: lead?,
+                sync: sync?,
+                quantile: quantile?,
+                replicas: Replicas::new(min, max).ok()?,
+                scale_in: scale_in?,
+                fallback_utilization: fallback_utilization?,
+                downscale_stabilization: downscale_stabilization?,
+                adaptive: Adaptive { slo: slo?, ..adaptive? },
+            },
+            seasonality: seasonality?,
+            refit_interval: refit_interval?,
+            history: history?,
+            max_data_age: default_max_data_age(lead?, step_or_default),
+            serving: ServingConfig {
+                mode: mode?,
+                quality: bounds?,
+            },
         })
+    }
+
+    /// `quality:` over the defaults; nested limits are read one by one so each is located.
+    fn quality(&mut self, node: &Spanned<Node>, field: &str) -> Option<quality::Bounds> {
+        let d = quality::Bounds::default();
+        let q = self.fields(
+            node,
+            field,
+            &["autoDemote", "window", "minSamples", "demote", "promote"],
+        )?;
+        let before = self.problems.len();
+        let auto_demote = q
+            .get("autoDemote")
+            .map_or(Some(d.auto_demote), |b| self.boolean(b, &q.path("autoDemote")));
+        let count = |v: &mut Self, key: &str, default: usize| {
+            q.get(key).map_or(Some(default), |n| {
+                v.whole(n, &q.path(key), 1, i64::from(u32::MAX), "30")
+                    .map(|n| n as usize)
+            })
+        };
+        let window = count(self, "window", d.window);
+        let min_samples = count(self, "minSamples", d.min_samples);
+        let limits = |v: &mut Self, key: &str, base: quality::Limits| {
+            let Some(node) = q.get(key) else { return Some(base) };
+            let l = v.fields(
+                node,
+                &q.path(key),
+                &["minCoverage", "maxUnderPrediction", "maxShortfall"],
+            )?;
+            let share = |v: &mut Self, key: &str, default: f64| {
+                l.get(key).map_or(Some(default), |x| {
+                    let value = v.number(x, &l.path(key), "0.5")?;
+                    if !(0.0..=1.0).contains(&value) {
+                        v.at(
+                            x,
+                            &l.path(key),
+                            format!("{value} must be a share from 0 to 1, e.g. 0.5"),
+                        );
+                        return None;
+                    }
+                    Some(value)
+                })
+            };
+            Some(quality::Limits {
+                min_coverage: share(v, "minCoverage", base.min_coverage)?,
+                max_under_rate: share(v, "maxUnderPrediction", base.max_under_rate)?,
+                max_shortfall: share(v, "maxShortfall", base.max_shortfall)?,
+            })
+        };
+        let demote = limits(self, "demote", d.demote);
+        let promote = limits(self, "promote", d.promote);
+        if self.problems.len() > before {
+            return None;
+        }
+        let bounds = quality::Bounds {
+            auto_demote: auto_demote?,
+            window: window?,
+            min_samples: min_samples?,
+            demote: demote?,
+            promote: promote?,
+        };
+        if let Err(e) = bounds.validate() {
+            self.at(node, field, format!("{e} (defaults: {})", describe_bounds(&d)));
+            return None;
+        }
+        Some(bounds)
+    }
+
+    /// `adaptiveQuantile:` over the defaults (the service level is read separately).
+    fn adaptive(&mut self, node: &Spanned<Node>, field: &str) -> Option<Adaptive> {
+        let d = Adaptive::default();
+        let a = self.fields(
+            node,
+            field,
+            &["enabled", "halfLife", "warmup", "replay", "unservedVsReactive"],
+        )?;
+        if let Some(old) = a.get("unservedVsReactive") {
+            self.at(
+                old,
+                &a.path("unservedVsReactive"),
+                "is replaced by serviceLevel.maxUnserved, the share of demand that may go unserved, e.g. \
+                 serviceLevel: {maxUnserved: 0.1%, window: 7d}",
+            );
+        }
+        let enabled = a
+            .get("enabled")
+            .map_or(Some(d.enabled), |e| self.boolean(e, &a.path("enabled")));
+        let span = |v: &mut Self, key: &str, default: TimeDelta, least: TimeDelta| {
+            let Some(node) = a.get(key) else { return Some(default) };
+            let x = v.duration(node, &a.path(key))?;
+            if x < least || x > TimeDelta::days(60) {
+                v.at(
+                    node,
+                    &a.path(key),
+                    format!(
+                        "{} must be between {} and 60d (default {})",
+                        written(node),
+                        duration::format(least),
+                        duration::format(default)
+                    ),
+                );
+                return None;
+            }
+            Some(x)
+        };
+        let half_life = span(self, "halfLife", d.half_life, TimeDelta::hours(1));
+        let warmup = span(self, "warmup", d.warmup, TimeDelta::zero());
+        let replay = span(self, "replay", d.replay, TimeDelta::zero());
+        Some(Adaptive {
+            enabled: enabled?,
+            half_life: half_life?,
+            warmup: warmup?,
+            replay: replay?,
+            slo: d.slo,
+        })
+    }
+
+    /// `serviceLevel:` over the defaults.
+    fn service_level(&mut self, node: &Spanned<Node>, field: &str) -> Option<ServiceLevel> {
+        let d = ServiceLevel::default();
+        let l = self.fields(node, field, &["maxUnserved", "window"])?;
+        let max_unserved = match l.get("maxUnserved") {
+            None => Some(d.max_unserved),
+            Some(x) => match &x.value {
+                Node::Str(t) => ServiceLevel::parse_share(t)
+                    .map_err(|e| self.at(x, &l.path("maxUnserved"), e.to_string()))
+                    .ok(),
+                Node::Int(_) | Node::Float(_) => {
+                    self.at(
+                        x,
+                        &l.path("maxUnserved"),
+                        format!(
+                            "{} is not a percentage; write the share of demand that may go unserved with a % sign, \
+                             e.g. {}",
+                            match &x.value {
+                                Node::Float(v) if v.is_finite() => v.to_string(),
+                                Node::Int(i) => i.to_string(),
+                                other => other.found(),
+                            },
+                            ServiceLevel::format_share(d.max_unserved)
+                        ),
+                    );
+                    None
+                }
+                other => {
+                    self.at(
+                        x,
+                        &l.path("maxUnserved"),
+                        format!("expected a percentage like 1%, found {}", other.found()),
+                    );
+                    None
+                }
+            },
+        };
+        let window = match l.get("window") {
+            None => Some(d.window),
+            Some(w) => self.duration(w, &l.path("window")).and_then(|x| {
+                if !(ServiceLevel::MIN_WINDOW..=ServiceLevel::MAX_WINDOW).contains(&x) {
+                    self.at(
+                        w,
+                        &l.path("window"),
+                        format!(
+                            "{} must be between 1h and 60d (default {})",
+                            written(w),
+                            duration::format(d.window)
+                        ),
+                    );
+                    return None;
+                }
+                Some(x)
+            }),
+        };
+        Some(ServiceLevel {
+            max_unserved: max_unserved?,
+            window: window?,
+        })
+    }
+
+    /// `prometheus:`: each field read and located, then [`PrometheusSettings::check`], the check the client runs.
+    fn prometheus(&mut self, node: &Spanned<Node>) -> Option<PrometheusSettings> {
+        let p = self.fields(node, "prometheus", PROMETHEUS_FIELDS)?;
+        let before = self.problems.len();
+        let url = match p.get("url") {
+            None => {
+                self.at(
+                    node,
+                    "prometheus.url",
+                    "is required; write e.g. http://prometheus.monitoring:9090",
+                );
+                None
+            }
+            Some(u) => self.text(u, "prometheus.url", "http://prometheus.monitoring:9090"),
+        };
+        let mut s = PrometheusSettings::new(url.unwrap_or_default());
+        let file = |v: &mut Self, key: &str| {
+            p.get(key)
+                .and_then(|n| v.text(n, &p.path(key), "/var/run/secrets/token"))
+                .map(PathBuf::from)
+        };
+        s.bearer_token_file = file(self, "bearerTokenFile");
+        s.ca_file = file(self, "caFile");
+        s.bearer_token = p
+            .get("bearerToken")
+            .and_then(|n| self.text(n, "prometheus.bearerToken", "a token"))
+            .map(Secret::new);
+        if let Some(b) = p.get("basicAuth") {
+            if let Some(b) = self.fields(b, "prometheus.basicAuth", &["username", "password", "passwordFile"]) {
+                let username = match b.get("username") {
+                    None => {
+                        self.at(
+                            b.node,
+                            &b.path("username"),
+                            "is required; write e.g. username: prescale",
+                        );
+                        None
+                    }
+                    Some(u) => self.text(u, &b.path("username"), "prescale"),
+                };
+                s.basic_auth = Some(BasicAuth {
+                    username: username.unwrap_or_default(),
+                    password: b
+                        .get("password")
+                        .and_then(|n| self.text(n, &b.path("password"), "a password"))
+                        .map(Secret::new),
+                    password_file: b
+                        .get("passwordFile")
+                        .and_then(|n| self.text(n, &b.path("passwordFile"), "/etc/prometheus/password"))
+                        .map(PathBuf::from),
+                });
+            }
+        }
+        let std_duration = |v: &mut Self, key: &str, default: std::time::Duration| {
+            p.get(key)
+                .and_then(|n| v.duration(n, &p.path(key)))
+                .map_or(default, |d| d.to_std().unwrap_or_default())
+        };
+        s.timeout = std_duration(self, "timeout", s.timeout);
+        s.retry_backoff = std_duration(self, "retryBackoff", s.retry_backoff);
+        s.max_retry_backoff = std_duration(self, "maxRetryBackoff", s.max_retry_backoff);
+        if let Some(n) = p.get("retries") {
+            let most = i64::from(prometheus::MAX_RETRIES);
+            if let Some(r) = self.whole(n, "prometheus.retries", 0, most, "2") {
+                s.retries = r as u32;
+            }
+        }
+        if let Some(n) = p.get("maxConcurrentQueries") {
+            let most = prometheus::MAX_CONCURRENT_QUERIES as i64;
+            if let Some(m) = self.whole(n, "prometheus.maxConcurrentQueries", 1, most, "4") {
+                s.max_concurrent_queries = m as usize;
+            }
+        }
+        // A field refused above kept its default, so the check below does not repeat it.
+        for problem in s.check() {
+            // The field the check names is a key here, or a key of `basicAuth`.
+            let key = problem.field().split('.').next().unwrap_or_default();
+            let at = p.entries.iter().find(|(k, _)| k.value == key).map_or(node, |(_, v)| v);
+            self.at(at, &format!("prometheus.{}", problem.field()), problem.problem());
+        }
+        (self.problems.len() == before).then_some(s)
     }
 }
 
@@ -942,125 +1515,6 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
-}
-
-fn count_workloads<'de, D: de::Deserializer<'de>>(d: D) -> Result<Spanned<usize>, D::Error> {
-    struct Count;
-    impl<'de> Deserialize<'de> for Count {
-        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_seq(CountVisitor).map(|_| Count)
-        }
-    }
-    struct CountVisitor;
-    impl<'de> Visitor<'de> for CountVisitor {
-        type Value = usize;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of workloads")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-            let mut n = 0;
-            while seq.next_element::<IgnoredAny>()?.is_some() {
-                n += 1;
-            }
-            COUNTED.with(|c| c.set(n));
-            Ok(n)
-        }
-    }
-    let spanned = Spanned::<Count>::deserialize(d)?;
-    let n = COUNTED.with(|c| c.get());
-    Ok(Spanned {
-        value: n,
-        referenced: spanned.referenced,
-        defined: spanned.defined,
-    })
-}
-
-thread_local! {
-    // serde's derive cannot pass state into a field's deserializer; these carry it within one parse on one thread.
-    static COUNTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    static PICK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Counts `workloads` entries when the top level failed to parse, so their own problems are still reported.
-fn count_leniently(text: &str) -> usize {
-    #[derive(Deserialize)]
-    struct Loose {
-        #[serde(default)]
-        workloads: Vec<IgnoredAny>,
-    }
-    serde_saphyr::from_str::<Loose>(text)
-        .map(|l| l.workloads.len())
-        .unwrap_or(0)
-}
-
-/// Deserializes only `workloads[index]` from the whole document, so its errors carry exact positions.
-fn pick_workload(text: &str, index: usize) -> Result<RawWorkload, serde_saphyr::Error> {
-    struct Top(usize);
-    impl<'de> DeserializeSeed<'de> for Top {
-        type Value = Option<RawWorkload>;
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Top {
-        type Value = Option<RawWorkload>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a config mapping")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(key) = map.next_key::<String>()? {
-                if key == "workloads" {
-                    found = map.next_value_seed(Pick(self.0))?;
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(found)
-        }
-    }
-    struct Pick(usize);
-    impl<'de> DeserializeSeed<'de> for Pick {
-        type Value = Option<RawWorkload>;
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_seq(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Pick {
-        type Value = Option<RawWorkload>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of workloads")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            let mut i = 0;
-            loop {
-                if i == self.0 {
-                    match seq.next_element::<RawWorkload>()? {
-                        Some(w) => found = Some(w),
-                        None => break,
-                    }
-                } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                    break;
-                }
-                i += 1;
-            }
-            Ok(found)
-        }
-    }
-    struct PickedDoc(Option<RawWorkload>);
-    impl<'de> Deserialize<'de> for PickedDoc {
-        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let index = PICK.with(|c| c.get());
-            Top(index).deserialize(d).map(PickedDoc)
-        }
-    }
-    PICK.with(|c| c.set(index));
-    let picked: PickedDoc = serde_saphyr::from_str(text)?;
-    // The top-level pass counted this many entries, so the index exists; stay total anyway.
-    picked
-        .0
-        .ok_or_else(|| <serde_saphyr::Error as de::Error>::custom(format!("workloads[{index}] is missing")))
 }
 
 #[cfg(test)]
@@ -1166,7 +1620,7 @@ mod tests {
         for (block, expect) in [
             (
                 "{halfLife: 10m}",
-                "p.yaml:6:23: workloads[0].adaptiveQuantile.halfLife: 10m must be between 1h and 60d (default 1d)",
+                "p.yaml:6:34: workloads[0].adaptiveQuantile.halfLife: 10m must be between 1h and 60d (default 1d)",
             ),
             ("{warmup: soon}", "workloads[0].adaptiveQuantile.warmup:"),
             (
@@ -1176,7 +1630,7 @@ mod tests {
             ("{enable: true}", "unknown field `enable`"),
             (
                 "{unservedVsReactive: 0.8}",
-                "p.yaml:6:23: workloads[0].adaptiveQuantile.unservedVsReactive: is replaced by serviceLevel.maxUnserved",
+                "p.yaml:6:44: workloads[0].adaptiveQuantile.unservedVsReactive: is replaced by serviceLevel.maxUnserved",
             ),
         ] {
             let err = parse(&text(block), Path::new("p.yaml")).unwrap_err().to_string();
@@ -1247,7 +1701,7 @@ mod tests {
         for (block, expect) in [
             (
                 "{maxUnserved: 0.1}",
-                "p.yaml:6:19: workloads[0].serviceLevel.maxUnserved: 0.1 is not a percentage; write the share of \
+                "p.yaml:6:33: workloads[0].serviceLevel.maxUnserved: 0.1 is not a percentage; write the share of \
                  demand that may go unserved with a % sign, e.g. 1%",
             ),
             (
@@ -1412,7 +1866,10 @@ maxForecastAge: soon
             "workloads:\n  - name: a\n    demand: {promql: up}\n    capacityPerReplica: lots\n    maxReplicas: 3\n",
         );
         assert_eq!(ps.len(), 1, "{ps:?}");
-        assert!(ps[0].starts_with("p.yaml:4:25: workloads[0]:"), "{ps:?}");
+        assert!(
+            ps[0].starts_with("p.yaml:4:25: workloads[0].capacityPerReplica: expected a number, found text `lots`"),
+            "{ps:?}"
+        );
         let ps = problems("listen: 1\nworkloads: []\n");
         assert!(ps[0].contains("unknown field `listen`"), "{ps:?}");
         let ps = problems("workloads: []\n");
@@ -1422,7 +1879,8 @@ maxForecastAge: soon
     #[test]
     fn mode_and_quality_bounds_default_and_parse() {
         let base =
-            "workloads:\n  - name: a\n    demand: {trace: a.csv}\n    capacityPerReplica: 3\n    maxReplicas: 4\n";
+            "workloads:\n  - name: a\n    demand: {generator: {profile: embeddings}}\n    capacityPerReplica: 3\n    \
+                    maxReplicas: 4\n";
         let c = parse(base, Path::new("p.yaml")).unwrap();
         assert_eq!(c.workloads[0].serving, ServingConfig::default());
         assert_eq!(c.workloads[0].serving.mode, Mode::Serve);
@@ -1442,7 +1900,7 @@ maxForecastAge: soon
 
         let ps = problems(&format!("{base}    mode: forecast\n"));
         assert!(
-            ps[0].contains("workloads[0]") && ps[0].contains("unknown variant `forecast`"),
+            ps[0].contains("workloads[0].mode: `forecast` is not allowed; write one of serve, forecastOnly"),
             "{ps:?}"
         );
         let ps = problems(&format!(
@@ -1454,5 +1912,214 @@ maxForecastAge: soon
         );
         let ps = problems(&format!("{base}    quality: {{demote: {{maxUnder: 0.9}}}}\n"));
         assert!(ps[0].contains("unknown field `maxUnder`"), "{ps:?}");
+    }
+
+    /// A workload with a given body (indented four spaces), after a Prometheus section.
+    fn one_workload(prometheus: &str, body: &str) -> String {
+        format!("prometheus: {prometheus}\nworkloads:\n  - name: a\n{body}")
+    }
+
+    #[test]
+    fn one_bad_value_never_hides_the_others() {
+        let text = "\
+prometheus: {url: 'http://p:9090', maxConcurrentQueries: -3, retries: .nan, timeout: [1]}
+workloads:
+  - name: 5
+    demand: {promql: 'up', step: .inf}
+    capacityPerReplica: lots
+    quantile: .nan
+    minReplicas: -1
+    maxReplicas: '4'
+    fallbackUtilization: -.inf
+    unit: [a]
+    quality: {window: x, demote: {minCoverage: .nan}}
+    mode: 3
+  - name: b
+    demand: [promql]
+    capacityPerReplica: .nan
+    maxReplicas: 2.5
+    hpaSync: {a: 1}
+";
+        let ps = problems(text);
+        let joined = ps.join("\n");
+        for expect in [
+            "p.yaml:1:58: prometheus.maxConcurrentQueries: -3 must be a whole number from 1 to 1024",
+            "p.yaml:1:71: prometheus.retries: expected a number, found `.nan`",
+            "p.yaml:1:86: prometheus.timeout: expected a duration like 30s, 5m or 1h, found a list",
+            "p.yaml:3:11: workloads[0].name: expected text, found the number 5",
+            "p.yaml:4:34: workloads[0].demand.step: expected a duration like 30s, 5m or 1h, found `.inf`",
+            "p.yaml:5:25: workloads[0].capacityPerReplica: expected a number, found text `lots`; write e.g. 12",
+            "p.yaml:6:15: workloads[0].quantile: expected a number, found `.nan`; write e.g. 0.9",
+            "p.yaml:7:18: workloads[0].minReplicas: -1 must be a whole number from 0 to 2147483647",
+            "p.yaml:8:18: workloads[0].maxReplicas: `4` is quoted text; write the number without quotes",
+            "p.yaml:9:26: workloads[0].fallbackUtilization: expected a number, found `-.inf`",
+            "p.yaml:10:11: workloads[0].unit: expected text, found a list",
+            "p.yaml:11:23: workloads[0].quality.window: expected a number, found text `x`",
+            "p.yaml:11:48: workloads[0].quality.demote.minCoverage: expected a number, found `.nan`",
+            "p.yaml:12:11: workloads[0].mode: the number 3 is not allowed; write one of serve, forecastOnly",
+            "p.yaml:14:13: workloads[1].demand: expected a mapping of fields (promql, combine, step, trace, generator), \
+             found a list",
+            "p.yaml:15:25: workloads[1].capacityPerReplica: expected a number, found `.nan`",
+            "p.yaml:16:18: workloads[1].maxReplicas: 2.5 must be a whole number from 1 to 2147483647",
+            "p.yaml:17:14: workloads[1].hpaSync: expected a duration like 30s, 5m or 1h, found a mapping",
+        ] {
+            assert!(joined.contains(expect), "missing {expect}:\n{joined}");
+        }
+        assert_eq!(ps.len(), 18, "{joined}");
+        assert!(
+            !joined.contains("policy") && !joined.contains("invalid type"),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn steps_periods_and_windows_have_physical_bounds() {
+        let p = "{url: 'http://p:9090'}";
+        let cases = [
+            ("    demand: {promql: up, step: 1000w}\n", "p.yaml:4:32: workloads[0].demand.step: 1000w must be between 1s and 1h"),
+            ("    demand: {promql: up, step: 1500ms}\n", "workloads[0].demand.step: 1500ms must be whole seconds"),
+            ("    demand: {promql: up}\n    seasonality: [1000w]\n", "p.yaml:5:19: workloads[0].seasonality[0]: period 1000w is longer than half the history a fit sees (15d)"),
+            ("    demand: {promql: up}\n    seasonality: [1d, 90s]\n", "p.yaml:5:23: workloads[0].seasonality[1]: period 90s must be a whole number of demand steps (1m), at least two"),
+            ("    demand: {promql: up}\n    history: 10m\n", "p.yaml:5:14: workloads[0].history: 10m must be between 20m and 35d"),
+            ("    demand: {promql: up}\n    history: 1d\n    seasonality: [1w]\n", "workloads[0].seasonality[0]: period 1w is longer than half the history a fit sees (1d)"),
+            ("    demand: {promql: up, step: 5m}\n    refitInterval: 1m\n", "workloads[0].refitInterval: 1m must be between 5m and 1d"),
+            ("    demand: {promql: up}\n    refitInterval: 2d\n", "workloads[0].refitInterval: 2d must be between 1m and 1d"),
+            ("    demand: {promql: up}\n    hpaSync: 10m\n", "workloads[0].hpaSync: 10m must be between 1s and 5m"),
+            ("    demand: {promql: up}\n    leadTime: 1000w\n", "workloads[0].leadTime: 1000w is longer than 1h"),
+        ];
+        for (body, expect) in cases {
+            let text = one_workload(p, &format!("{body}    capacityPerReplica: 3\n    maxReplicas: 4\n"));
+            let joined = problems(&text).join("\n");
+            assert!(joined.contains(expect), "{body}: {joined}");
+        }
+        let ok = one_workload(p, "    demand: {promql: up, step: 1h}\n    seasonality: [1d, 1w]\n    capacityPerReplica: 3\n    maxReplicas: 4\n    refitInterval: 1d\n    hpaSync: 5m\n");
+        let c = parse(&ok, Path::new("p.yaml")).unwrap();
+        assert_eq!(c.workloads[0].history, TimeDelta::days(35));
+        let text = |top: &str| {
+            format!(
+                "{top}\n{}",
+                one_workload(
+                    p,
+                    "    demand: {promql: up}\n    capacityPerReplica: 3\n    maxReplicas: 4\n"
+                )
+            )
+        };
+        let joined = problems(&text("maxForecastAge: 20s")).join("\n");
+        assert!(
+            joined.contains("p.yaml:1:17: maxForecastAge: 20s must be between 1m and 1h"),
+            "{joined}"
+        );
+        let joined = problems(&text("interval: 10m")).join("\n");
+        assert!(
+            joined.contains("p.yaml:1:11: interval: 10m leaves less than two intervals"),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn promql_is_parsed_before_it_is_sent() {
+        let text = |q: &str| {
+            one_workload(
+                "{url: 'http://p:9090'}",
+                &format!("    demand: {{promql: '{q}'}}\n    capacityPerReplica: 3\n    maxReplicas: 4\n"),
+            )
+        };
+        let joined = problems(&text("sum(rate(x[1m])")).join("\n");
+        assert!(
+            joined.contains("p.yaml:4:22: workloads[0].demand.promql: is not valid PromQL: unclosed left parenthesis"),
+            "{joined}"
+        );
+        let joined = problems(&text("sum(x) +")).join("\n");
+        assert!(
+            joined.contains("workloads[0].demand.promql: is not valid PromQL: invalid promql query"),
+            "{joined}"
+        );
+        assert!(parse(
+            &text("histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))"),
+            Path::new("p.yaml")
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn prometheus_settings_are_refused_as_the_client_refuses_them() {
+        let text = |p: &str| {
+            one_workload(
+                p,
+                "    demand: {promql: up}\n    capacityPerReplica: 3\n    maxReplicas: 4\n",
+            )
+        };
+        for (p, expect) in [
+            (
+                "{url: 'ftp://x'}",
+                "p.yaml:1:19: prometheus.url: `ftp://x` must start with http:// or https://",
+            ),
+            ("{url: 'http://'}", "prometheus.url: `http://` is not a URL"),
+            (
+                "{url: 'http://p', timeout: 0s}",
+                "p.yaml:1:40: prometheus.timeout: 0s must be longer than 0s and at most 5m",
+            ),
+            (
+                "{url: 'http://p', timeout: 6m}",
+                "prometheus.timeout: 6m must be longer than 0s and at most 5m",
+            ),
+            (
+                "{url: 'http://p', maxConcurrentQueries: 0}",
+                "p.yaml:1:53: prometheus.maxConcurrentQueries: 0 must be a whole number from 1 to 1024",
+            ),
+            (
+                "{url: 'http://p', retries: 11}",
+                "prometheus.retries: 11 must be a whole number from 0 to 10",
+            ),
+            (
+                "{url: 'http://p', retryBackoff: 0s}",
+                "prometheus.retryBackoff: 0s must be at least 10ms",
+            ),
+            (
+                "{url: 'http://p', retryBackoff: 10s}",
+                "prometheus.retryBackoff: 10s is longer than maxRetryBackoff 5s",
+            ),
+            (
+                "{url: 'http://p', bearerTokenFile: /nonexistent/token}",
+                "p.yaml:1:48: prometheus.bearerTokenFile: cannot read /nonexistent/token",
+            ),
+            (
+                "{url: 'http://p', basicAuth: {username: u}}",
+                "prometheus.basicAuth: set exactly one of password and passwordFile",
+            ),
+            (
+                "{url: 'http://p', timeot: 5s}",
+                "p.yaml:1:31: prometheus: unknown field `timeot`",
+            ),
+        ] {
+            let joined = problems(&text(p)).join("\n");
+            assert!(joined.contains(expect), "{p}: {joined}");
+        }
+    }
+
+    #[test]
+    fn trace_files_are_read_from_the_config_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.csv"),
+            "timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00Z,2\n2024-01-01T00:02:00Z,3\n",
+        )
+        .unwrap();
+        let body = |t: &str| {
+            format!(
+                "workloads:\n  - name: a\n    demand: {{trace: {t}}}\n    capacityPerReplica: 3\n    maxReplicas: 4\n"
+            )
+        };
+        let c = parse(&body("t.csv"), &dir.path().join("p.yaml")).unwrap();
+        assert!(matches!(&c.workloads[0].demand, DemandSource::Trace { path } if *path == dir.path().join("t.csv")));
+        let err = parse(&body("missing.csv"), &dir.path().join("p.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p.yaml:3:21: workloads[0].demand.trace:")
+                && err.contains("missing.csv: cannot read trace")
+                && err.contains("read from the config file's directory"),
+            "{err}"
+        );
     }
 }

@@ -33,7 +33,7 @@ fn a_broken_file_fails_with_every_problem_located() {
     let path = dir.path().join("broken.yaml");
     std::fs::write(
         &path,
-        "workloads:\n  - name: a\n    demand: {trace: a.csv}\n    capacityPerReplica: 3\n    maxReplicas: 4\n    \
+        "workloads:\n  - name: a\n    demand: {generator: {profile: embeddings}}\n    capacityPerReplica: 3\n    maxReplicas: 4\n    \
          fallbackUtilization: 1.5\n    hpaScaleDownStabilization: 2h\n",
     )
     .unwrap();
@@ -110,4 +110,50 @@ fn serve_refuses_an_unusable_serving_certificate_before_listening() {
         "{stderr}"
     );
     assert!(!stdout.contains("admin: "), "nothing listened: {stdout}");
+}
+
+/// What `serve` refuses or cannot run is refused here too, every problem at once: a Prometheus it cannot reach, a
+/// query it cannot parse, a trace that is not there, a step that never yields a sample, a `.nan`, a type error.
+#[test]
+fn check_config_refuses_what_serve_cannot_run_and_lists_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "prometheus: {url: 'ftp://x', timeout: 0s, maxConcurrentQueries: 0}
+workloads:
+  - name: a
+    demand: {promql: 'sum(rate(x[1m])'}
+    capacityPerReplica: .nan
+    maxReplicas: many
+  - name: b
+    demand: {promql: up, step: 1000w}
+    capacityPerReplica: 3
+    maxReplicas: 4
+    seasonality: [1000w]
+  - name: c
+    demand: {trace: missing.csv}
+    capacityPerReplica: 3
+    maxReplicas: 4
+",
+    )
+    .unwrap();
+    let out = check_config(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expect in [
+        "bad.yaml:1:19: prometheus.url: `ftp://x` must start with http:// or https://",
+        "bad.yaml:1:39: prometheus.timeout: 0s must be longer than 0s and at most 5m",
+        "bad.yaml:1:65: prometheus.maxConcurrentQueries: 0 must be a whole number from 1 to 1024",
+        "bad.yaml:4:22: workloads[0].demand.promql: is not valid PromQL: unclosed left parenthesis",
+        "bad.yaml:5:25: workloads[0].capacityPerReplica: expected a number, found `.nan`",
+        "bad.yaml:6:18: workloads[0].maxReplicas: expected a number, found text `many`",
+        "bad.yaml:8:32: workloads[1].demand.step: 1000w must be between 1s and 1h",
+        "bad.yaml:11:19: workloads[1].seasonality[0]: period 1000w is longer than half the history a fit sees",
+        "bad.yaml:13:21: workloads[2].demand.trace:",
+    ] {
+        assert!(stderr.contains(expect), "missing {expect}:\n{stderr}");
+    }
+    assert!(stderr.contains("missing.csv: cannot read trace"), "{stderr}");
+    assert!(stderr.contains("9 problem(s)"), "{stderr}");
 }

@@ -103,7 +103,8 @@ async fn prometheus_and_csv_sources_serve_identical_targets() {
     let mut stores = Vec::new();
     for (history, source) in [
         (from_prometheus, format!("{{promql: '{query}', step: 10m}}")),
-        (from_csv, "{trace: servegen.csv, step: 10m}".to_string()),
+        // The history is handed over directly; the config only needs a source that passes the check.
+        (from_csv, "{generator: {profile: llm-chat}, step: 10m}".to_string()),
     ] {
         let store = Arc::new(PlanStore::new());
         let mut cycle = Cycle::new(Workload {

@@ -192,6 +192,162 @@ impl PrometheusSettings {
     }
 }
 
+/// Longest `timeout`: a range query that needs more than this will not get faster by waiting; split or simplify it.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Most `retries`: past this a dead Prometheus only delays the fallback, and `maxForecastAge` decides anyway.
+pub const MAX_RETRIES: u32 = 10;
+/// Shortest `retryBackoff`: retrying sooner only adds load to a Prometheus that is already failing.
+pub const MIN_RETRY_BACKOFF: Duration = Duration::from_millis(10);
+/// Longest `maxRetryBackoff`: a plan waits on its query; waiting longer than this outlasts a default `maxForecastAge`.
+pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5 * 60);
+/// Most `maxConcurrentQueries`: far more than any Prometheus serves at once (its own default is 20).
+pub const MAX_CONCURRENT_QUERIES: usize = 1024;
+
+impl PrometheusSettings {
+    /// Every problem with these settings, each naming its field and the fix; empty when they can be used.
+    ///
+    /// The one check of the `prometheus:` section: the config check reports all of them with positions, and
+    /// [`PrometheusClient::new`] refuses the first. Files named by the settings are read (relative paths from the
+    /// working directory), so a typo fails here and not at the first query.
+    pub fn check(&self) -> Vec<PrometheusError> {
+        let invalid = |field, problem: String| PrometheusError::Invalid { field, problem };
+        let mut problems = Vec::new();
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => problems.push(invalid(
+                "url",
+                format!(
+                    "`{}` must start with http:// or https://, e.g. http://prometheus.monitoring:9090",
+                    self.url
+                ),
+            )),
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => problems.push(invalid(
+                "url",
+                format!("`{}` has no host; write e.g. http://prometheus.monitoring:9090", self.url),
+            )),
+            Ok(_) => {}
+            Err(e) => problems.push(invalid(
+                "url",
+                format!(
+                    "`{}` is not a URL ({e}); write http:// or https:// and a host, e.g. http://prometheus.monitoring:9090",
+                    self.url
+                ),
+            )),
+        }
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            problems.push(invalid(
+                "timeout",
+                format!(
+                    "{} must be longer than 0s and at most 5m (default 10s): it bounds one request, connect to last \
+                     byte",
+                    crate::duration::Duration::from(self.timeout)
+                ),
+            ));
+        }
+        if self.retries > MAX_RETRIES {
+            problems.push(invalid(
+                "retries",
+                format!("{} must be from 0 to {MAX_RETRIES} (default 2)", self.retries),
+            ));
+        }
+        if self.max_concurrent_queries == 0 || self.max_concurrent_queries > MAX_CONCURRENT_QUERIES {
+            problems.push(invalid(
+                "maxConcurrentQueries",
+                format!(
+                    "{} must be from 1 to {MAX_CONCURRENT_QUERIES} (default 4): at least one query must run",
+                    self.max_concurrent_queries
+                ),
+            ));
+        }
+        let show = |d: Duration| crate::duration::Duration::from(d).to_string();
+        if self.max_retry_backoff > MAX_RETRY_BACKOFF {
+            problems.push(invalid(
+                "maxRetryBackoff",
+                format!("{} must be at most 5m (default 5s)", show(self.max_retry_backoff)),
+            ));
+        }
+        if self.retry_backoff < MIN_RETRY_BACKOFF {
+            problems.push(invalid(
+                "retryBackoff",
+                format!("{} must be at least 10ms (default 500ms)", show(self.retry_backoff)),
+            ));
+        } else if self.retry_backoff > self.max_retry_backoff {
+            problems.push(invalid(
+                "retryBackoff",
+                format!(
+                    "{} is longer than maxRetryBackoff {}; lower it or raise maxRetryBackoff",
+                    show(self.retry_backoff),
+                    show(self.max_retry_backoff)
+                ),
+            ));
+        }
+        match (&self.bearer_token, &self.bearer_token_file, &self.basic_auth) {
+            (_, Some(path), None) if self.bearer_token.is_none() => {
+                if let Err(e) = read_secret("bearerTokenFile", path) {
+                    problems.push(e);
+                }
+            }
+            (None, None, Some(basic)) => match (&basic.password, &basic.password_file) {
+                (Some(_), None) => {}
+                (None, Some(path)) => {
+                    if let Err(e) = read_secret("basicAuth.passwordFile", path) {
+                        problems.push(e);
+                    }
+                }
+                _ => problems.push(invalid(
+                    "basicAuth",
+                    "set exactly one of password and passwordFile".into(),
+                )),
+            },
+            (_, None, None) => {}
+            _ => problems.push(invalid(
+                "bearerToken",
+                "bearerToken, bearerTokenFile and basicAuth are exclusive; keep one".into(),
+            )),
+        }
+        if let Some(path) = &self.ca_file {
+            match std::fs::read(path) {
+                Err(source) => problems.push(PrometheusError::ReadFile {
+                    field: "caFile",
+                    path: path.clone(),
+                    source,
+                }),
+                Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Err(e) => problems.push(invalid(
+                        "caFile",
+                        format!("{} is not a PEM certificate bundle: {e}", path.display()),
+                    )),
+                    Ok(certs) if certs.is_empty() => problems.push(invalid(
+                        "caFile",
+                        format!("{} holds no PEM certificate", path.display()),
+                    )),
+                    Ok(_) => {}
+                },
+            }
+        }
+        problems
+    }
+}
+
+impl PrometheusError {
+    /// The setting the error is about, as spelled in the config file (`basicAuth.passwordFile`); empty for a
+    /// client that could not be built.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Invalid { field, .. } | Self::ReadFile { field, .. } => field,
+            Self::Client(_) => "",
+        }
+    }
+
+    /// What is wrong and how to fix it, without the field name.
+    pub fn problem(&self) -> String {
+        match self {
+            Self::Invalid { problem, .. } => problem.clone(),
+            Self::ReadFile { path, source, .. } => format!("cannot read {}: {source}", path.display()),
+            Self::Client(e) => format!("cannot build the HTTP client: {e}"),
+        }
+    }
+}
+
 /// What a PromQL query returning several series is reduced to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -300,22 +456,11 @@ impl PrometheusClient {
             max_retry_backoff,
             max_concurrent_queries,
         } = settings;
+        // The config check runs the same checks first, so `serve` and `check-config` refuse the same settings.
+        if let Some(first) = settings.check().into_iter().next() {
+            return Err(first);
+        }
         let invalid = |field, problem: String| PrometheusError::Invalid { field, problem };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid("url", format!("`{url}` must start with http:// or https://")));
-        }
-        if timeout.is_zero() {
-            return Err(invalid("timeout", "must be positive, e.g. 10s".into()));
-        }
-        if *max_concurrent_queries == 0 {
-            return Err(invalid("maxConcurrentQueries", "must be at least 1".into()));
-        }
-        if retry_backoff > max_retry_backoff {
-            return Err(invalid(
-                "retryBackoff",
-                format!("{retry_backoff:?} is longer than maxRetryBackoff {max_retry_backoff:?}; lower it"),
-            ));
-        }
         let auth = match (bearer_token, bearer_token_file, basic_auth) {
             (None, None, None) => Auth::None,
             (Some(token), None, None) => Auth::Bearer(token.clone()),
@@ -973,7 +1118,7 @@ mod tests {
         check(s, "prometheus.bearerTokenFile: cannot read /nonexistent/token");
         let mut s = PrometheusSettings::new("http://p");
         s.max_concurrent_queries = 0;
-        check(s, "prometheus.maxConcurrentQueries: must be at least 1");
+        check(s, "prometheus.maxConcurrentQueries: 0 must be from 1 to 1024");
     }
 
     #[tokio::test]
