@@ -382,19 +382,7 @@ fn alert_rules_pass_promtool() {
 /// record do not. Annotations are left out (promtool compares them whole; `check rules` checks their templates).
 #[test]
 fn the_slo_alerts_fire_when_they_should() {
-    let objects = render("deploy/base");
-    let rule = find(&objects, "PrometheusRule", "prescale");
-    let mut spec = rule["spec"].clone();
-    for group in spec["groups"].as_array_mut().unwrap() {
-        for r in group["rules"].as_array_mut().unwrap() {
-            r.as_object_mut().unwrap().remove("annotations");
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), serde_json::to_string(&spec).unwrap()).unwrap();
-    let series = |name: &str, workload: &str, values: &str| {
-        format!("      - series: '{name}{{namespace=\"shop\",workload=\"{workload}\"}}'\n        values: '{values}'\n")
-    };
+    let dir = shipped_rules_without_annotations();
     let mut input = String::new();
     // workload, realised share, error budget left, reachable: 3 h at one sample a minute.
     for (workload, unserved, budget, reachable) in [
@@ -454,19 +442,7 @@ fn the_slo_alerts_fire_when_they_should() {
 /// workload and one with a longer bound do not.
 #[test]
 fn the_freshness_alerts_follow_the_configured_bounds() {
-    let objects = render("deploy/base");
-    let rule = find(&objects, "PrometheusRule", "prescale");
-    let mut spec = rule["spec"].clone();
-    for group in spec["groups"].as_array_mut().unwrap() {
-        for r in group["rules"].as_array_mut().unwrap() {
-            r.as_object_mut().unwrap().remove("annotations");
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), serde_json::to_string(&spec).unwrap()).unwrap();
-    let series = |name: &str, workload: &str, values: &str| {
-        format!("      - series: '{name}{{namespace=\"shop\",workload=\"{workload}\"}}'\n        values: '{values}'\n")
-    };
+    let dir = shipped_rules_without_annotations();
     let mut input = String::new();
     // workload, forecast age, data age, not planned: an hour at one sample a minute.
     for (workload, forecast_age, data_age, not_planned) in [
@@ -848,4 +824,25 @@ fn exported(metric: &str, literals: &BTreeSet<String>) -> bool {
     }
     bare.match_indices('_')
         .any(|(at, _)| literals.contains(&bare[..at]) && literals.contains(&bare[at + 1..]))
+}
+
+/// The shipped PrometheusRule's groups as `rules.yaml` in a new directory, annotations left out (promtool compares
+/// them whole; `check rules` checks their templates).
+fn shipped_rules_without_annotations() -> tempfile::TempDir {
+    let objects = render("deploy/base");
+    let rule = find(&objects, "PrometheusRule", "prescale");
+    let mut spec = rule["spec"].clone();
+    for group in spec["groups"].as_array_mut().unwrap() {
+        for r in group["rules"].as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("annotations");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), serde_json::to_string(&spec).unwrap()).unwrap();
+    dir
+}
+
+/// One input series of a `promtool test rules` case, for a workload in namespace `shop`.
+fn series(name: &str, workload: &str, values: &str) -> String {
+    format!("      - series: '{name}{{namespace=\"shop\",workload=\"{workload}\"}}'\n        values: '{values}'\n")
 }

@@ -311,7 +311,9 @@ async fn prometheus_started_late_is_picked_up_by_retries() {
     assert_eq!(requests(&registry_once, "unreachable"), 1.0);
 
     let mut patient = settings(&prometheus.url());
-    patient.retries = 100;
+    // The most retries a config may ask for, backing off up to 2 s: about 11 s for Prometheus to come up.
+    patient.retries = 10;
+    patient.max_retry_backoff = Duration::from_secs(2);
     let (client, registry) = client(&patient);
     let q = query(&client, PRIVATE_QUERY, MINUTE);
     let starter = tokio::task::spawn_blocking(move || {

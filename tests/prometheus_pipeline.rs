@@ -314,8 +314,10 @@ async fn a_broken_or_empty_query_names_the_workload_instead_of_404() {
             namespace: "llm".into(),
             name: "servegen".into(),
         });
+        // The config names a query check-config accepts; the history sends the broken one, as a query Prometheus
+        // rejects at run time (e.g. a function it does not know) would be.
         let mut cycle = Cycle::new(Workload {
-            config: workload_config(&format!("{{promql: '{query}', step: 10m}}")),
+            config: workload_config("{promql: 'demand', step: 10m}"),
             history: Arc::new(PromQuery::new(&client, query.to_owned(), STEP).unwrap()),
         });
         assert!(cycle.run_once(&store, now).await.is_none(), "{query}");
