@@ -405,13 +405,10 @@ async fn run(
         shutdown().await;
         let _ = stop.send(true);
     });
-    let stopped = {
-        let stopping = stopping.clone();
-        move || {
-            let mut stopping = stopping.clone();
-            async move {
-                let _ = stopping.wait_for(|s| *s).await;
-            }
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
         }
     };
     let api_stopped = stopped();

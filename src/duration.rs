@@ -58,9 +58,6 @@ impl From<ParseDurationError> for String {
 }
 
 impl Duration {
-    /// Zero.
-    pub const ZERO: Duration = Duration(TimeDelta::zero());
-
     /// The span as chrono's type.
     pub fn as_delta(self) -> TimeDelta {
         self.0

@@ -151,7 +151,7 @@ fn parse_lead(s: &str) -> Result<TimeDelta, String> {
 }
 
 fn parse_positive(s: &str) -> Result<TimeDelta, String> {
-    let d = crate::duration::parse(s).map_err(|e| e.to_string())?;
+    let d = crate::duration::parse(s)?;
     if d <= TimeDelta::zero() {
         return Err(format!("`{s}` must be a positive duration, e.g. 1h"));
     }
@@ -159,7 +159,7 @@ fn parse_positive(s: &str) -> Result<TimeDelta, String> {
 }
 
 fn parse_replay(s: &str) -> Result<TimeDelta, String> {
-    let d = crate::duration::parse(s).map_err(|e| e.to_string())?;
+    let d = crate::duration::parse(s)?;
     if d < TimeDelta::zero() || d > TimeDelta::days(60) {
         return Err(format!("`{s}` must be between 0s and 60d, e.g. 3d"));
     }

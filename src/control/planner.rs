@@ -48,10 +48,7 @@ pub const GLITCH_REFERENCE: TimeDelta = TimeDelta::hours(1);
 /// workloads honest: from a quiet hour at 0.2/s a burst to 5/s is no glitch when it fills a replica or two. A rise
 /// that holds is honoured on its second sample, whose reference holds the first.
 pub fn glitch_limit(history: &Series, slot: usize, capacity: f64) -> Option<f64> {
-    let step_ms = history.step().num_milliseconds().max(1);
-    let reach = ((GLITCH_REFERENCE.num_milliseconds() + step_ms - 1) / step_ms).max(4) as usize;
-    let end = slot.min(history.len());
-    let reference = history.values()[end.saturating_sub(reach)..end]
+    let reference = reference_slots(history, slot)
         .iter()
         .flatten()
         .copied()
@@ -59,6 +56,14 @@ pub fn glitch_limit(history: &Series, slot: usize, capacity: f64) -> Option<f64>
         .reduce(f64::max)?;
     let capacity = if capacity.is_finite() { capacity.max(0.0) } else { 0.0 };
     Some(GLITCH_FACTOR * reference.max(capacity))
+}
+
+/// The slots a sample in slot `slot` is judged against: the [`GLITCH_REFERENCE`] before it, at least four slots.
+fn reference_slots(history: &Series, slot: usize) -> &[Option<f64>] {
+    let step_ms = history.step().num_milliseconds().max(1);
+    let reach = ((GLITCH_REFERENCE.num_milliseconds() + step_ms - 1) / step_ms).max(4) as usize;
+    let end = slot.min(history.len());
+    &history.values()[end.saturating_sub(reach)..end]
 }
 
 /// Observed demand as the reactive floor reads it (see [`glitch_limit`]).
@@ -86,10 +91,7 @@ impl Observed {
         }
         // The latest sample of the reference: the highest would hold the floor at the hour's peak, and a noisy hour
         // then costs a third more replicas for one glitch.
-        let step_ms = history.step().num_milliseconds().max(1);
-        let reach = ((GLITCH_REFERENCE.num_milliseconds() + step_ms - 1) / step_ms).max(4) as usize;
-        let end = first.min(history.len());
-        let before = history.values()[end.saturating_sub(reach)..end]
+        let before = reference_slots(history, first)
             .iter()
             .rev()
             .flatten()
