@@ -401,6 +401,33 @@ fn value_of(metric: &str, snapshot: &Snapshot) -> Option<f64> {
     }
 }
 
+impl ApiState {
+    /// The value of `metric` in `snapshot` as this API serves it, with its canonical Quantity, or the refusal: a
+    /// snapshot older than [`Self::max_forecast_age`] at `now` is [`ApiError::Stale`], a value that is not a finite
+    /// quantity (or a metric not served) is [`ApiError::BadValue`]. Every surface serving plans (this API, the KEDA
+    /// external scaler) goes through here, so they agree on the value and on what is refused.
+    pub fn serve(&self, snapshot: &Snapshot, metric: &str, now: DateTime<Utc>) -> Result<(f64, String), Box<ApiError>> {
+        let age = now - snapshot.published_at;
+        if age > self.max_forecast_age {
+            return Err(Box::new(ApiError::Stale {
+                workload: snapshot.id.clone(),
+                age_seconds: age.num_seconds(),
+                max_age_seconds: self.max_forecast_age.num_seconds(),
+            }));
+        }
+        let value = value_of(metric, snapshot).unwrap_or(f64::NAN);
+        let quantity = quantity::format(value).map_err(|source| {
+            Box::new(ApiError::BadValue {
+                workload: snapshot.id.clone(),
+                metric: metric.to_owned(),
+                value,
+                source,
+            })
+        })?;
+        Ok((value, quantity))
+    }
+}
+
 /// `GET .../namespaces/{namespace}/{metric}?labelSelector=...`
 async fn metric_values(
     State(state): State<ApiState>,
@@ -428,22 +455,8 @@ async fn metric_values(
         if !selector.matches(&labels) {
             continue;
         }
-        let age = now - snapshot.published_at;
-        if age > state.max_forecast_age {
-            // One stale item would skew the HPA's sum: refuse the whole answer.
-            return Err(ApiError::Stale {
-                workload: snapshot.id.clone(),
-                age_seconds: age.num_seconds(),
-                max_age_seconds: state.max_forecast_age.num_seconds(),
-            });
-        }
-        let value = value_of(&metric, &snapshot).unwrap_or(f64::NAN);
-        let quantity = quantity::format(value).map_err(|source| ApiError::BadValue {
-            workload: snapshot.id.clone(),
-            metric: metric.clone(),
-            value,
-            source,
-        })?;
+        // One stale item would skew the HPA's sum: refuse the whole answer.
+        let (_, quantity) = state.serve(&snapshot, &metric, now).map_err(|e| *e)?;
         items.push(ExternalMetricValue {
             metric_name: metric.clone(),
             metric_labels: labels,
