@@ -6,7 +6,9 @@
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 # Sources only; target/ and other build output are excluded by .dockerignore.
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY Cargo.toml Cargo.lock rustfmt.toml build.rs ./
+# The KEDA external scaler's contract, compiled by build.rs (protox: no protoc needed).
+COPY proto ./proto
 COPY src ./src
 COPY benches ./benches
 # Cache the registry and target directory between builds; copy the binary out of the cache mount.
@@ -21,7 +23,8 @@ LABEL org.opencontainers.image.title="prescale" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/prescale /usr/local/bin/prescale
 USER 65532:65532
-# 6443: external.metrics.k8s.io over TLS; 8080: admin (probes, /metrics, SRE endpoints).
-EXPOSE 6443 8080
+# 6443: external.metrics.k8s.io over TLS; 8080: admin (probes, /metrics, SRE endpoints); 9443: the KEDA external
+# scaler (gRPC over TLS) when --keda-addr is set.
+EXPOSE 6443 8080 9443
 ENTRYPOINT ["/usr/local/bin/prescale"]
 CMD ["serve"]

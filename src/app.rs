@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 
 use crate::apiserver::api::{self, ApiState};
 use crate::apiserver::http::{self, HttpSettings};
-use crate::apiserver::{auth, tls};
+use crate::apiserver::{auth, keda, tls};
 use crate::backtest::publish::{ConfigMapRef, PublishedBacktests};
 use crate::clock::Clock;
 use crate::config::{self, Config, DemandSource, WorkloadConfig};
@@ -36,6 +36,10 @@ pub struct ListenArgs {
     /// Address of the admin/SRE HTTP server (overrides the config's adminAddr).
     #[arg(long, env = "PRESCALE_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
+    /// Address of the KEDA external scaler (gRPC). `serve`: off unless given, TLS; `demo`: plain gRPC, on an
+    /// ephemeral loopback port unless given.
+    #[arg(long, env = "PRESCALE_KEDA_ADDR")]
+    pub keda_addr: Option<SocketAddr>,
 }
 
 /// How the external metrics API is secured.
@@ -45,6 +49,8 @@ pub struct SecurityArgs {
     tls: tls::TlsArgs,
     #[command(flatten)]
     auth: auth::AuthArgs,
+    #[command(flatten)]
+    keda: keda::KedaTlsArgs,
     /// Serve the API over TLS without authentication or authorization (local trials only; never in a cluster).
     #[arg(long, env = "PRESCALE_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
@@ -108,9 +114,20 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
     let SecurityArgs {
         tls: tls_args,
         auth: auth_args,
+        keda: keda_tls,
         insecure_no_auth,
         backtest_configmap,
     } = security;
+    // The KEDA listener's certificate and client CA are checked before anything listens, like the API's.
+    let keda = match listen.keda_addr {
+        Some(addr) => Some(KedaListener {
+            addr,
+            transport: keda_tls
+                .into_transport(&tls_args)
+                .context("the KEDA listener's TLS (--keda-tls-cert-file, --keda-client-ca-file) cannot be used")?,
+        }),
+        None => None,
+    };
     // The serving certificate is checked before anything listens: a pod whose API cannot come up must not start.
     if let (Some(cert), Some(key)) = (&tls_args.tls_cert_file, &tls_args.tls_key_file) {
         tls::load_certified_key(cert, key).with_context(|| {
@@ -155,6 +172,7 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
         Extras {
             prometheus,
             backtest_configmap,
+            keda,
         },
     )
     .await;
@@ -227,12 +245,19 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
         prometheus: None,
     };
     apply_listen(&mut config, &listen);
+    let keda = KedaListener {
+        addr: listen.keda_addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+        transport: keda::Transport::Plain,
+    };
     run(
         config,
         workloads,
         Clock::system(),
         ApiSecurity::PlainHttp,
-        Extras::default(),
+        Extras {
+            keda: Some(keda),
+            ..Extras::default()
+        },
     )
     .await
 }
@@ -326,6 +351,14 @@ struct Extras {
     prometheus: Option<PrometheusClient>,
     /// Where the scheduled backtests publish their results.
     backtest_configmap: Option<ConfigMapRef>,
+    /// The KEDA external scaler's listener, when it is on.
+    keda: Option<KedaListener>,
+}
+
+/// Where and how the KEDA external scaler listens.
+struct KedaListener {
+    addr: SocketAddr,
+    transport: keda::Transport,
 }
 
 async fn run(
@@ -352,18 +385,35 @@ async fn run(
     } else {
         "https"
     };
+    let keda_listener = match extras.keda {
+        Some(KedaListener { addr, transport }) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the KEDA external scaler to {addr}"))?;
+            Some((listener, transport))
+        }
+        None => None,
+    };
     let api_url = format!("{scheme}://{}", api_listener.local_addr()?);
     let admin_url = format!("http://{}", admin_listener.local_addr()?);
-    print_banner(&config, &api_url, &admin_url, access);
+    let keda_banner = match &keda_listener {
+        Some((listener, transport)) => Some(KedaBanner {
+            addr: listener.local_addr()?.to_string(),
+            tls: matches!(transport, keda::Transport::Tls { .. }),
+        }),
+        None => None,
+    };
+    print_banner(&config, &api_url, &admin_url, access, keda_banner.as_ref());
 
     let telemetry = telemetry::Registry::new(store.clone(), clock.clone());
     if let Some(client) = &extras.prometheus {
         telemetry.register_with(|r| client.register_metrics(r));
     }
-    let api_router = api::router(ApiState {
+    let api_state = ApiState {
         store: store.clone(),
         clock: clock.clone(),
-    });
+    };
+    let api_router = api::router(api_state.clone());
     // Instrumentation goes outside the auth layer, so 401 and 403 answers are counted too.
     let api_metrics = telemetry.http("api");
     let admin_router = telemetry::instrument(
@@ -399,8 +449,9 @@ async fn run(
     };
     let tasks = pipeline::spawn_with(workloads, store.clone(), clock, config.interval, options);
 
-    // One shutdown signal for both servers.
+    // One shutdown signal for every server.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let keda_stopping = stopping.clone();
     tokio::spawn(async move {
         shutdown().await;
         let _ = stop.send(true);
@@ -413,6 +464,26 @@ async fn run(
     };
     let api_stopped = stopped();
     let admin_stopped = stopped();
+    let keda = keda_listener.map(|(listener, transport)| {
+        let state = keda::KedaState {
+            api: api_state,
+            stopping: keda_stopping,
+        };
+        let require_client_ca = matches!(
+            &transport,
+            keda::Transport::Tls {
+                client_ca_file: Some(_),
+                ..
+            }
+        );
+        let router = keda::router(state, telemetry.grpc("keda"), require_client_ca);
+        let stopped = stopped();
+        tokio::spawn(async move {
+            keda::serve(listener, router, transport, stopped)
+                .await
+                .map_err(anyhow::Error::from)
+        })
+    });
     let api = tokio::spawn(async move {
         match security {
             ApiSecurity::PlainHttp => http::serve_plain(
@@ -445,8 +516,17 @@ async fn run(
         HttpSettings::default(),
         admin_stopped,
     ));
+    let servers = async move {
+        match keda {
+            Some(keda) => {
+                let others = [api.abort_handle(), admin.abort_handle()];
+                supervise_keda(supervise(api, admin), keda, others).await
+            }
+            None => supervise(api, admin).await,
+        }
+    };
     // Each server bounds its own drain (http::DRAIN_TIMEOUT).
-    let result = supervise(api, admin).await;
+    let result = servers.await;
     for t in tasks.into_iter().chain(background) {
         t.abort();
     }
@@ -527,9 +607,51 @@ pub fn kubectl_get_raw(api_url: &str, path: &str, access: ApiAccess) -> (String,
     }
 }
 
-fn print_banner(config: &Config, api_url: &str, admin_url: &str, access: ApiAccess) {
+/// Runs the API and admin servers (`servers`: [`supervise`]) alongside the KEDA external scaler, under the same rule:
+/// the first to stop on its own ends the others, so a dead gRPC listener takes the process down with it.
+async fn supervise_keda(
+    servers: impl std::future::Future<Output = anyhow::Result<()>>,
+    mut keda: tokio::task::JoinHandle<anyhow::Result<()>>,
+    others: [tokio::task::AbortHandle; 2],
+) -> anyhow::Result<()> {
+    let keda_result = |r: Result<anyhow::Result<()>, tokio::task::JoinError>| -> anyhow::Result<()> {
+        r.context("the KEDA external scaler panicked")?
+            .context("the KEDA external scaler stopped")
+    };
+    let mut servers = std::pin::pin!(servers);
+    tokio::select! {
+        r = &mut servers => match r {
+            Ok(()) => keda_result(keda.await),
+            Err(error) => {
+                keda.abort();
+                Err(error)
+            }
+        },
+        r = &mut keda => match keda_result(r) {
+            Ok(()) => servers.await,
+            Err(error) => {
+                for other in others {
+                    other.abort();
+                }
+                error!("{error:#}; stopping");
+                Err(error)
+            }
+        },
+    }
+}
+
+/// What the banner says about the KEDA listener.
+struct KedaBanner {
+    addr: String,
+    tls: bool,
+}
+
+fn print_banner(config: &Config, api_url: &str, admin_url: &str, access: ApiAccess, keda: Option<&KedaBanner>) {
     println!("api: {api_url}");
     println!("admin: {admin_url}");
+    if let Some(k) = keda {
+        println!("keda: {}", k.addr);
+    }
     println!();
     println!("prescale is planning {} workload(s):", config.workloads.len());
     for w in &config.workloads {
@@ -564,6 +686,13 @@ fn print_banner(config: &Config, api_url: &str, admin_url: &str, access: ApiAcce
             w.id.name, w.id.namespace
         );
         println!("  open {admin_url}/ for charts, {admin_url}/metrics for Prometheus");
+        if let Some(k) = keda {
+            println!();
+            println!("KEDA (external scaler at {}): a ScaledObject for {}:", k.addr, w.id);
+            for line in keda::scaled_object(&k.addr, &w.id, k.tls).lines() {
+                println!("  {line}");
+            }
+        }
     }
 }
 
@@ -618,5 +747,37 @@ mod tests {
         let api = tokio::spawn(async { anyhow::Ok(()) });
         let admin = tokio::spawn(async { std::io::Result::Ok(()) });
         supervise(api, admin).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failing_keda_listener_stops_the_other_servers() {
+        let api = tokio::spawn(async { std::future::pending::<anyhow::Result<()>>().await });
+        let admin = tokio::spawn(async { std::future::pending::<std::io::Result<()>>().await });
+        let others = [api.abort_handle(), admin.abort_handle()];
+        let watch = others.clone();
+        let keda = tokio::spawn(async { Err(anyhow::anyhow!("accept failed")) });
+        let error = supervise_keda(supervise(api, admin), keda, others).await.unwrap_err();
+        assert_eq!(format!("{error:#}"), "the KEDA external scaler stopped: accept failed");
+        tokio::task::yield_now().await;
+        assert!(watch.iter().all(tokio::task::AbortHandle::is_finished));
+        // The API dies: the KEDA listener is stopped too.
+        let api = tokio::spawn(async { Err(anyhow::anyhow!("listener closed")) });
+        let admin = tokio::spawn(async { std::future::pending::<std::io::Result<()>>().await });
+        let keda = tokio::spawn(async { std::future::pending::<anyhow::Result<()>>().await });
+        let watch = keda.abort_handle();
+        let others = [api.abort_handle(), admin.abort_handle()];
+        let error = supervise_keda(supervise(api, admin), keda, others).await.unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "the external metrics API server stopped: listener closed"
+        );
+        tokio::task::yield_now().await;
+        assert!(watch.is_finished());
+        // A shutdown: all end cleanly.
+        let api = tokio::spawn(async { anyhow::Ok(()) });
+        let admin = tokio::spawn(async { std::io::Result::Ok(()) });
+        let keda = tokio::spawn(async { anyhow::Ok(()) });
+        let others = [api.abort_handle(), admin.abort_handle()];
+        supervise_keda(supervise(api, admin), keda, others).await.unwrap();
     }
 }

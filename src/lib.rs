@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! Prometheus ─► history ─► forecast ─► control ─► store ─► apiserver (external.metrics.k8s.io) ─► HPA
-//!   (or a recorded trace,                                 └─► sre (admin JSON, page, explain, /metrics)
-//!    or the demo generator)
+//!   (or a recorded trace,                                 ├─► apiserver::keda (gRPC external scaler) ─► KEDA
+//!    or the demo generator)                               └─► sre (admin JSON, page, explain, /metrics)
 //! backtest = the same forecast + control + the HPA's arithmetic and a pod model (k8s::hpa), fed a recorded trace
 //! ```
 //!
@@ -17,7 +17,8 @@
 //!   per-workload engine that runs them (shared by production and the backtest).
 //! - [`store`]: the latest published snapshot per workload.
 //! - [`pipeline`]: the loop that fetches, fits, plans and publishes to the store.
-//! - [`apiserver`]: the `external.metrics.k8s.io/v1beta1` API as an aggregated API server (routes, auth, TLS).
+//! - [`apiserver`]: the `external.metrics.k8s.io/v1beta1` API as an aggregated API server (routes, auth, TLS), and
+//!   the same plans as a KEDA external scaler over gRPC.
 //! - [`sre`]: what an SRE reads: admin JSON API, page with charts, "why N?", `/metrics`.
 //! - [`backtest`]: replay a trace through policies and score them.
 //! - [`config`]: the YAML workload file.

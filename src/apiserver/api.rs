@@ -523,6 +523,37 @@ fn value_of(metric: &str, snapshot: &Snapshot) -> Option<f64> {
     }
 }
 
+impl ApiState {
+    /// The value of `metric` for workload `id` as this API serves it: the snapshot, the value and its canonical
+    /// Quantity, or the refusal. A plan [`PlanStore::servable`] refuses (none yet, forecast or data too old) is
+    /// [`ApiError::Refused`]; a value that is not a finite quantity (or a metric not served) is
+    /// [`ApiError::BadValue`]. Every surface serving plans (this API, the KEDA external scaler) goes through here, so
+    /// they agree on the value and on what is refused.
+    pub fn serve(
+        &self,
+        id: &WorkloadId,
+        metric: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<Snapshot>, f64, String), Box<ApiError>> {
+        let snapshot = self.store.servable(id, now).map_err(|refusal| {
+            Box::new(ApiError::Refused {
+                workload: id.clone(),
+                refusal,
+            })
+        })?;
+        let value = value_of(metric, &snapshot).unwrap_or(f64::NAN);
+        let quantity = quantity::format(value).map_err(|source| {
+            Box::new(ApiError::BadValue {
+                workload: id.clone(),
+                metric: metric.to_owned(),
+                value,
+                source,
+            })
+        })?;
+        Ok((snapshot, value, quantity))
+    }
+}
+
 /// `GET .../namespaces/{namespace}/{metric}?labelSelector=...`
 async fn metric_values(
     State(state): State<ApiState>,
@@ -551,17 +582,7 @@ async fn metric_values(
             continue;
         }
         // One missing or stale item would skew the HPA's sum: refuse the whole answer.
-        let snapshot = state
-            .store
-            .servable(&id, now)
-            .map_err(|refusal| ApiError::Refused { workload: id, refusal })?;
-        let value = value_of(&metric, &snapshot).unwrap_or(f64::NAN);
-        let quantity = quantity::format(value).map_err(|source| ApiError::BadValue {
-            workload: snapshot.id.clone(),
-            metric: metric.clone(),
-            value,
-            source,
-        })?;
+        let (snapshot, _, quantity) = state.serve(&id, &metric, now).map_err(|e| *e)?;
         items.push(ExternalMetricValue {
             metric_name: metric.clone(),
             metric_labels: labels,

@@ -8,6 +8,7 @@
 //! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
 //! | history | `history_data_age_seconds`, `history_max_data_age_seconds`, `forecast_max_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
 //! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` | [`instrument`] middleware (labels bounded: [`method_label`], route templates) |
+//! | keda | `keda_requests_total{method,code}` (gRPC calls by RPC name and status code, streams counted when they end), `keda_streams_open` | [`crate::apiserver::keda`] (labels bounded: the service's five RPC names or `other`, gRPC code names) |
 //!
 //! Per-workload metrics carry `namespace` and `workload` labels. A value that is not known (no observation, no
 //! score yet) is absent rather than zero.
@@ -163,6 +164,46 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
     KNOWN.iter().find(|m| *m == method).map_or("other", Method::as_str)
 }
 
+/// Labels of gRPC call metrics. Both are bounded by the caller: `method` is one of the service's RPC names or
+/// `other`, `code` a gRPC status code name (`OK`, `NotFound`, ...).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    /// RPC name, or `other`.
+    pub method: &'static str,
+    /// gRPC status code name.
+    pub code: &'static str,
+}
+
+/// Call metrics of one gRPC server.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcMetrics {
+    requests: Family<GrpcLabels, Counter>,
+    streams: Gauge,
+}
+
+impl GrpcMetrics {
+    /// Counts one call answered (a stream: ended) with `code`.
+    pub fn handled(&self, labels: GrpcLabels) {
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    /// Counts a server stream as open until the returned guard is dropped.
+    pub fn stream_opened(&self) -> OpenStream {
+        self.streams.inc();
+        OpenStream(self.streams.clone())
+    }
+}
+
+/// An open server stream, counted in `streams_open` while it lives.
+#[derive(Debug)]
+pub struct OpenStream(Gauge);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The one Prometheus registry of a prescale process. Cheap to clone; clones share it.
 #[derive(Clone)]
 pub struct Registry {
@@ -222,6 +263,21 @@ impl Registry {
             metrics.duration.clone(),
         );
         map.insert(server.to_owned(), metrics.clone());
+        metrics
+    }
+
+    /// Call metrics for the gRPC server `server` (`keda`), registered on first use as `prescale_{server}_requests_total`
+    /// and `prescale_{server}_streams_open`. Call once per server.
+    pub fn grpc(&self, server: &str) -> GrpcMetrics {
+        let metrics = GrpcMetrics::default();
+        let mut root = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let sub = root.sub_registry_with_prefix(server);
+        sub.register(
+            "requests",
+            "gRPC calls answered, by method and status code (streams when they end)",
+            metrics.requests.clone(),
+        );
+        sub.register("streams_open", "Server streams open now", metrics.streams.clone());
         metrics
     }
 
