@@ -20,7 +20,9 @@ use crate::forecast::{self, ForecastSettings};
 use crate::history::History;
 use crate::series::Series;
 use crate::sre::telemetry::PipelineMetrics;
-use crate::store::{Insight, PlanStore, Problem, ReplayState, ReplayStatus, Snapshot, WorkloadStatus, RECENT_HISTORY};
+use crate::store::{
+    Insight, PlanStore, Problem, Publication, ReplayState, ReplayStatus, Snapshot, WorkloadStatus, RECENT_HISTORY,
+};
 
 /// A configured workload wired to its history source.
 pub struct Workload {
@@ -338,13 +340,17 @@ impl Cycle {
             forecast: Arc::new(decision.forecast),
             plan: decision.plan,
         };
-        // The insight first: a reader that sees the new snapshot finds its insight too.
-        store.set_insight(&config.id, insight);
-        store.publish(snapshot);
         self.status.last_success = Some(now);
         self.status.error = None;
         self.status.problem = None;
-        store.set_status(&config.id, self.status.clone());
+        // One unit: a reader never pairs this plan with the last cycle's insight or status.
+        store.record(
+            &config.id,
+            Publication {
+                status: self.status.clone(),
+                plan: Some((snapshot, insight)),
+            },
+        );
         store.get(&config.id)
     }
 }

@@ -49,25 +49,68 @@ pub struct Snapshot {
     pub plan: ReplicaPlan,
 }
 
-/// Shared, read-mostly map of the latest snapshot per workload.
+/// Everything the store holds about one workload, replaced as a unit: a reader of an [`Entry`] sees one cycle's
+/// plan, insight and status together, never a new insight beside an old plan.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    /// The latest plan; `None` until the first cycle that made one.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// What explains [`Self::snapshot`], published with it.
+    pub insight: Option<Arc<Insight>>,
+    /// The pipeline's health after its latest cycle, planned or not; `None` before the first cycle ends.
+    pub status: Option<WorkloadStatus>,
+    /// `maxDataAge`: plans made from demand data older than this are refused.
+    pub max_data_age: Option<TimeDelta>,
+}
+
+impl Entry {
+    /// The plan if the API may serve it at `now` under `max_forecast_age`, or why not (see [`PlanStore::servable`]).
+    pub fn servable(&self, max_forecast_age: TimeDelta, now: DateTime<Utc>) -> Result<Arc<Snapshot>, Refusal> {
+        let problem = || self.status.as_ref().and_then(|s| s.problem);
+        let Some(snapshot) = &self.snapshot else {
+            return Err(Refusal::NotPlanned { problem: problem() });
+        };
+        if let (Some(until), Some(max)) = (snapshot.data_until, self.max_data_age) {
+            let age = now - until;
+            if age > max {
+                return Err(Refusal::StaleData { age, max });
+            }
+        }
+        let age = now - snapshot.published_at;
+        if age > max_forecast_age {
+            return Err(Refusal::StaleForecast {
+                age,
+                max: max_forecast_age,
+                problem: problem(),
+            });
+        }
+        Ok(snapshot.clone())
+    }
+}
+
+/// What one pipeline cycle publishes: its status always, and a plan with its insight when it made one.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// The pipeline's health after the cycle.
+    pub status: WorkloadStatus,
+    /// The new plan and what explains it; `None` leaves the last plan in place (it ages until it is refused).
+    pub plan: Option<(Snapshot, Insight)>,
+}
+
+/// Shared, read-mostly map of every workload's latest [`Entry`].
+///
+/// Writers replace a workload's entry whole (copy on write), so a reader holding an `Arc<Entry>` never sees half a
+/// cycle; the lock is held only to swap or clone an `Arc`.
 #[derive(Debug)]
 pub struct PlanStore {
-    snapshots: RwLock<BTreeMap<WorkloadId, Arc<Snapshot>>>,
-    statuses: RwLock<BTreeMap<WorkloadId, WorkloadStatus>>,
-    insights: RwLock<BTreeMap<WorkloadId, Arc<Insight>>>,
-    expected: RwLock<std::collections::BTreeSet<WorkloadId>>,
-    max_data_ages: RwLock<BTreeMap<WorkloadId, TimeDelta>>,
+    entries: RwLock<BTreeMap<WorkloadId, Arc<Entry>>>,
     max_forecast_age: TimeDelta,
 }
 
 impl Default for PlanStore {
     fn default() -> Self {
         Self {
-            snapshots: Default::default(),
-            statuses: Default::default(),
-            insights: Default::default(),
-            expected: Default::default(),
-            max_data_ages: Default::default(),
+            entries: Default::default(),
             max_forecast_age: DEFAULT_MAX_FORECAST_AGE,
         }
     }
@@ -93,53 +136,66 @@ impl PlanStore {
         self.max_forecast_age
     }
 
+    /// Replaces `id`'s entry with `change` applied to a copy of it (a new entry when there was none), in one step.
+    fn update(&self, id: &WorkloadId, change: impl FnOnce(&mut Entry)) {
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(id.clone()).or_default();
+        let mut next = Entry::clone(entry);
+        change(&mut next);
+        *entry = Arc::new(next);
+    }
+
+    /// The entry of `id`: its plan, insight and status from the same cycle.
+    pub fn entry(&self, id: &WorkloadId) -> Option<Arc<Entry>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    /// Every entry, ordered by namespace then name.
+    pub fn entries(&self) -> Vec<(WorkloadId, Arc<Entry>)> {
+        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(id, e)| (id.clone(), e.clone())).collect()
+    }
+
+    /// Publishes one cycle of `id`: its status, and its plan with its insight when it made one, as one unit.
+    pub fn record(&self, id: &WorkloadId, publication: Publication) {
+        let Publication { status, plan } = publication;
+        self.update(id, |entry| {
+            entry.status = Some(status);
+            if let Some((snapshot, insight)) = plan {
+                entry.snapshot = Some(Arc::new(snapshot));
+                entry.insight = Some(Arc::new(insight));
+            }
+        });
+    }
+
     /// Refuses plans of `id` made from demand data older than `max_data_age` (`maxDataAge`); the pipeline sets it
     /// every cycle. A workload without one is bounded by its forecast age only.
     pub fn limit_data_age(&self, id: &WorkloadId, max_data_age: TimeDelta) {
-        let mut map = self.max_data_ages.write().unwrap_or_else(|e| e.into_inner());
-        if map.get(id) != Some(&max_data_age) {
-            map.insert(id.clone(), max_data_age);
+        if self.entry(id).is_some_and(|e| e.max_data_age == Some(max_data_age)) {
+            return;
         }
+        self.update(id, |entry| entry.max_data_age = Some(max_data_age));
     }
 
     /// The data-age bound of `id`, if one is set.
     pub fn max_data_age(&self, id: &WorkloadId) -> Option<TimeDelta> {
-        self.max_data_ages
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .copied()
+        self.entry(id)?.max_data_age
     }
 
     /// Every workload the store knows in `namespace` (configured, reporting a status, or with a plan), by name.
     pub fn known_in(&self, namespace: &str) -> Vec<WorkloadId> {
-        let mut ids = std::collections::BTreeSet::new();
-        let ours = |id: &&WorkloadId| id.namespace == namespace;
-        ids.extend(
-            self.expected
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .filter(ours)
-                .cloned(),
-        );
-        ids.extend(
-            self.statuses
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .filter(ours)
-                .cloned(),
-        );
-        ids.extend(
-            self.snapshots
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .filter(ours)
-                .cloned(),
-        );
-        ids.into_iter().collect()
+        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        map.keys().filter(|id| id.namespace == namespace).cloned().collect()
+    }
+
+    /// True when the store knows `id` (configured, reporting a status, or with a plan).
+    pub fn knows(&self, id: &WorkloadId) -> bool {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).contains_key(id)
+    }
+
+    /// Forgets `id` entirely: its plan is no longer served, and readiness no longer waits for it.
+    pub fn remove(&self, id: &WorkloadId) {
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
     /// The plan of `id` if the API may serve it at `now`, or why not.
@@ -148,75 +204,48 @@ impl PlanStore {
     /// data stops, the pipeline stops publishing and the plan soon ages too, but the data is the cause); a plan
     /// older than `maxForecastAge`.
     pub fn servable(&self, id: &WorkloadId, now: DateTime<Utc>) -> Result<Arc<Snapshot>, Refusal> {
-        let problem = || self.status(id).and_then(|s| s.problem);
-        let Some(snapshot) = self.get(id) else {
-            return Err(Refusal::NotPlanned { problem: problem() });
-        };
-        if let (Some(until), Some(max)) = (snapshot.data_until, self.max_data_age(id)) {
-            let age = now - until;
-            if age > max {
-                return Err(Refusal::StaleData { age, max });
-            }
+        match self.entry(id) {
+            Some(entry) => entry.servable(self.max_forecast_age, now),
+            None => Err(Refusal::NotPlanned { problem: None }),
         }
-        let age = now - snapshot.published_at;
-        if age > self.max_forecast_age {
-            return Err(Refusal::StaleForecast {
-                age,
-                max: self.max_forecast_age,
-                problem: problem(),
-            });
-        }
-        Ok(snapshot)
     }
 
-    /// Replaces the snapshot of `snapshot.id`.
+    /// Replaces the snapshot of `snapshot.id`, leaving its insight and status as they are.
     pub fn publish(&self, snapshot: Snapshot) {
-        let mut map = self.snapshots.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(snapshot.id.clone(), Arc::new(snapshot));
+        let id = snapshot.id.clone();
+        self.update(&id, |entry| entry.snapshot = Some(Arc::new(snapshot)));
     }
 
     /// The latest snapshot of every workload, ordered by namespace then name.
     pub fn all(&self) -> Vec<Arc<Snapshot>> {
-        self.snapshots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        map.values().filter_map(|e| e.snapshot.clone()).collect()
     }
 
     /// The latest snapshots of the workloads in `namespace`.
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Snapshot>> {
-        let map = self.snapshots.read().unwrap_or_else(|e| e.into_inner());
-        map.values().filter(|s| s.id.namespace == namespace).cloned().collect()
+        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter(|(id, _)| id.namespace == namespace)
+            .filter_map(|(_, e)| e.snapshot.clone())
+            .collect()
     }
 
     /// The latest snapshot of one workload.
     pub fn get(&self, id: &WorkloadId) -> Option<Arc<Snapshot>> {
-        self.snapshots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
+        self.entry(id)?.snapshot.clone()
     }
 
     /// Registers a workload whose first cycle readiness waits for.
     pub fn expect(&self, id: WorkloadId) {
-        self.expected.write().unwrap_or_else(|e| e.into_inner()).insert(id);
+        self.update(&id, |_| {});
     }
 
-    /// True once at least one plan is published and every expected workload has finished its first cycle (with a
+    /// True once at least one plan is published and every known workload has finished its first cycle (with a
     /// plan, or with a reported problem), so a new replica never answers for part of its workloads only.
     pub fn is_ready(&self) -> bool {
-        let snapshots = self.snapshots.read().unwrap_or_else(|e| e.into_inner());
-        if snapshots.is_empty() {
-            return false;
-        }
-        let statuses = self.statuses.read().unwrap_or_else(|e| e.into_inner());
-        let expected = self.expected.read().unwrap_or_else(|e| e.into_inner());
-        expected
-            .iter()
-            .all(|id| snapshots.contains_key(id) || statuses.contains_key(id))
+        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        map.values().any(|e| e.snapshot.is_some()) && map.values().all(|e| e.snapshot.is_some() || e.status.is_some())
     }
 }
 
@@ -399,33 +428,161 @@ pub struct Insight {
 }
 
 impl PlanStore {
-    /// Replaces the insight of `id`.
+    /// Replaces the insight of `id`, leaving its plan and status as they are.
     pub fn set_insight(&self, id: &WorkloadId, insight: Insight) {
-        let mut map = self.insights.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(id.clone(), Arc::new(insight));
+        self.update(id, |entry| entry.insight = Some(Arc::new(insight)));
     }
 
     /// The latest insight of `id`.
     pub fn insight(&self, id: &WorkloadId) -> Option<Arc<Insight>> {
-        self.insights.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.entry(id)?.insight.clone()
     }
-}
 
-impl PlanStore {
-    /// Replaces the status of `id`.
+    /// Replaces the status of `id`, leaving its plan and insight as they are.
     pub fn set_status(&self, id: &WorkloadId, status: WorkloadStatus) {
-        let mut map = self.statuses.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(id.clone(), status);
+        self.update(id, |entry| entry.status = Some(status));
     }
 
     /// The status of `id`.
     pub fn status(&self, id: &WorkloadId) -> Option<WorkloadStatus> {
-        self.statuses.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.entry(id)?.status.clone()
     }
 
     /// Every workload's status.
     pub fn statuses(&self) -> Vec<(WorkloadId, WorkloadStatus)> {
-        let map = self.statuses.read().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter_map(|(id, e)| Some((id.clone(), e.status.clone()?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::fixtures::t;
+    use crate::control::engine::{Mode, Serving};
+    use crate::control::planner;
+    use crate::control::quality::{Bounds, Tracker};
+
+    fn id() -> WorkloadId {
+        WorkloadId {
+            namespace: "shop".into(),
+            name: "web".into(),
+        }
+    }
+
+    /// Cycle `i`: a plan published at `t(i)`, an insight whose one target is `(t(i), i)`, a status with `i` fits.
+    fn cycle(i: i64) -> Publication {
+        let at = t(i);
+        let policy = Policy::new(1.0, 100);
+        let forecast = Forecast::from_median(at, TimeDelta::minutes(1), vec![1.0; 5], at);
+        let plan = planner::plan(&forecast, Some(1.0), &policy, at);
+        let insight = Insight {
+            unit: "requests/s".into(),
+            mode: Mode::Serve,
+            serving: Serving::Forecast,
+            forecast_plan: plan.clone(),
+            reactive_plan: plan.clone(),
+            history: Series::empty(at, TimeDelta::minutes(1)),
+            targets: vec![(at, u32::try_from(i).unwrap())],
+            quality: Tracker::new(Bounds::default(), policy.quantile).report(),
+            scored: Vec::new(),
+            adaptive: None,
+            policy,
+        };
+        let snapshot = Snapshot {
+            id: id(),
+            published_at: at,
+            data_until: Some(at),
+            forecast: Arc::new(forecast),
+            plan,
+        };
+        let status = WorkloadStatus {
+            fits: u64::try_from(i).unwrap(),
+            last_success: Some(at),
+            ..Default::default()
+        };
+        Publication {
+            status,
+            plan: Some((snapshot, insight)),
+        }
+    }
+
+    #[test]
+    fn readers_see_a_cycle_whole_while_it_is_replaced() {
+        let store = Arc::new(PlanStore::new());
+        store.record(&id(), cycle(0));
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 1..=2_000 {
+                    store.record(&id(), cycle(i));
+                }
+            })
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        while !writer.is_finished() || seen.len() < 2 {
+            let entry = store.entry(&id()).expect("recorded");
+            let (snapshot, insight, status) = (
+                entry.snapshot.as_ref().unwrap(),
+                entry.insight.as_ref().unwrap(),
+                entry.status.as_ref().unwrap(),
+            );
+            let i = status.fits;
+            assert_eq!(
+                snapshot.published_at,
+                t(i64::try_from(i).unwrap()),
+                "plan of another cycle than status {i}"
+            );
+            assert_eq!(
+                insight.targets,
+                vec![(snapshot.published_at, u32::try_from(i).unwrap())]
+            );
+            seen.insert(i);
+        }
+        writer.join().unwrap();
+        assert_eq!(store.entry(&id()).unwrap().status.as_ref().unwrap().fits, 2_000);
+    }
+
+    #[test]
+    fn a_cycle_without_a_plan_keeps_the_last_plan_and_its_insight() {
+        let store = PlanStore::new();
+        store.record(&id(), cycle(1));
+        let status = WorkloadStatus {
+            problem: Some(Problem::QueryFailed),
+            ..Default::default()
+        };
+        store.record(&id(), Publication { status, plan: None });
+        let entry = store.entry(&id()).unwrap();
+        assert_eq!(entry.snapshot.as_ref().unwrap().published_at, t(1));
+        assert_eq!(entry.insight.as_ref().unwrap().targets, vec![(t(1), 1)]);
+        assert_eq!(entry.status.as_ref().unwrap().problem, Some(Problem::QueryFailed));
+        // The refusal names the cycle's problem once the plan ages out.
+        let refusal = store.servable(&id(), t(1) + TimeDelta::minutes(6)).unwrap_err();
+        assert!(matches!(
+            refusal,
+            Refusal::StaleForecast {
+                problem: Some(Problem::QueryFailed),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn removed_workloads_are_unknown_and_readiness_stops_waiting_for_them() {
+        let store = PlanStore::new();
+        store.record(&id(), cycle(1));
+        let other = WorkloadId {
+            namespace: "shop".into(),
+            name: "new".into(),
+        };
+        store.expect(other.clone());
+        assert!(!store.is_ready(), "waits for the expected workload's first cycle");
+        assert!(store.knows(&other));
+        store.remove(&other);
+        assert!(!store.knows(&other));
+        assert_eq!(store.known_in("shop"), vec![id()]);
+        assert!(store.is_ready());
     }
 }

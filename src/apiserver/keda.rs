@@ -164,7 +164,7 @@ impl KedaState {
             name: name.to_owned(),
         };
         // The same workloads the external metrics API knows: configured, reporting or planned.
-        if self.api.store.known_in(&id.namespace).contains(&id) {
+        if self.api.store.knows(&id) {
             Ok(id)
         } else {
             Err(KedaError::UnknownWorkload(id))

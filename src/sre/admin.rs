@@ -70,9 +70,9 @@ async fn readyz(State(state): State<AdminState>, RawQuery(query): RawQuery) -> R
     let now = state.clock.now();
     let mut out = String::new();
     let (mut served, mut total) = (0, 0);
-    for (id, _) in state.store.statuses() {
+    for (id, entry) in state.store.entries() {
         total += 1;
-        match state.store.servable(&id, now) {
+        match entry.servable(state.store.max_forecast_age(), now) {
             Ok(_) => {
                 served += 1;
                 out.push_str(&format!("[+]workload {id} served\n"));
@@ -115,10 +115,11 @@ impl IntoResponse for AdminError {
 
 fn lookup(state: &AdminState, namespace: String, name: String) -> Result<WorkloadId, AdminError> {
     let id = WorkloadId { namespace, name };
-    if state.store.get(&id).is_some() {
+    let entry = state.store.entry(&id);
+    if entry.as_ref().is_some_and(|e| e.snapshot.is_some()) {
         return Ok(id);
     }
-    if let Some(status) = state.store.status(&id) {
+    if let Some(status) = entry.and_then(|e| e.status.clone()) {
         return Err(AdminError::NotFound(format!(
             "workload {id} has no plan, so the API answers an error and the HPA holds its current scale: {}",
             match (status.problem, status.error) {
@@ -147,14 +148,12 @@ async fn explanation(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Json<Explanation>, AdminError> {
     let id = lookup(&state, namespace, name)?;
-    let snap = state
-        .store
-        .get(&id)
-        .ok_or_else(|| AdminError::NotFound(format!("workload {id} has no forecast")))?;
-    let insight = state.store.insight(&id);
+    let no_forecast = || AdminError::NotFound(format!("workload {id} has no forecast"));
+    let entry = state.store.entry(&id).ok_or_else(no_forecast)?;
+    let snap = entry.snapshot.as_ref().ok_or_else(no_forecast)?;
     let now = state.clock.now();
-    let standing = Standing::of(&state.store, &id, now);
-    Ok(Json(explain::explain(&snap, insight.as_deref(), &standing, now)))
+    let standing = Standing::of(&state.store, &entry, now);
+    Ok(Json(explain::explain(snap, entry.insight.as_deref(), &standing, now)))
 }
 
 async fn page(State(state): State<AdminState>) -> Response {

@@ -16,7 +16,7 @@ use crate::control::policy::ServiceLevel;
 use crate::control::quality::{Health, Report};
 use crate::control::service_level::{candidate_label, Report as SloReport};
 use crate::duration;
-use crate::store::{Insight, PlanStore, Refusal, Snapshot, WorkloadId};
+use crate::store::{Entry, Insight, PlanStore, Refusal, Snapshot};
 
 /// prescale's version, reported with every explanation.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -105,12 +105,12 @@ pub struct Standing {
 }
 
 impl Standing {
-    /// Where `id` stands in `store` at `now`.
-    pub fn of(store: &PlanStore, id: &WorkloadId, now: DateTime<Utc>) -> Self {
+    /// Where a workload with `entry` in `store` stands at `now`.
+    pub fn of(store: &PlanStore, entry: &Entry, now: DateTime<Utc>) -> Self {
         Self {
-            refusal: store.servable(id, now).err(),
+            refusal: entry.servable(store.max_forecast_age(), now).err(),
             max_forecast_age: Some(store.max_forecast_age()),
-            max_data_age: store.max_data_age(id),
+            max_data_age: entry.max_data_age,
         }
     }
 }

@@ -512,17 +512,23 @@ impl Collector for StoreCollector {
         let query_errors = EmitCounter::new("history_query_errors", "History fetches that failed");
         let fits = EmitCounter::new("forecast_fits", "Models fitted");
 
-        for (id, status) in self.store.statuses() {
-            let l = WorkloadLabels::from(&id);
+        // One entry per workload: its plan, insight and status come from the same cycle.
+        let entries = self.store.entries();
+        for (id, entry) in &entries {
+            let Some(status) = &entry.status else { continue };
+            let l = WorkloadLabels::from(id);
             // The newest sample fetched, also when no plan was made from it (stale data, never planned).
-            if let Some(t) = status.data_until.or(self.store.get(&id).and_then(|s| s.data_until)) {
+            if let Some(t) = status.data_until.or(entry.snapshot.as_ref().and_then(|s| s.data_until)) {
                 data_age.set(l.clone(), seconds(now - t));
             }
-            if let Some(max) = self.store.max_data_age(&id) {
+            if let Some(max) = entry.max_data_age {
                 max_data_age.set(l.clone(), seconds(max));
             }
             max_forecast_age.set(l.clone(), seconds(self.store.max_forecast_age()));
-            let why = self.store.servable(&id, now).err().map(|r| r.reason());
+            let why = entry
+                .servable(self.store.max_forecast_age(), now)
+                .err()
+                .map(|r| r.reason());
             for reason in ["not_planned", "stale_data", "stale_forecast"] {
                 refused.set(
                     ReasonLabels {
@@ -542,7 +548,8 @@ impl Collector for StoreCollector {
             query_errors.set(l.clone(), status.query_errors as f64);
             fits.set(l.clone(), status.fits as f64);
         }
-        for snap in self.store.all() {
+        for entry in entries.iter().map(|(_, e)| e) {
+            let Some(snap) = &entry.snapshot else { continue };
             let l = WorkloadLabels::from(&snap.id);
             let plan = &snap.plan;
             let q = |level: String| LevelLabels {
@@ -551,7 +558,7 @@ impl Collector for StoreCollector {
                 level,
             };
             forecast_age.set(l.clone(), seconds(now - snap.published_at));
-            if let (None, Some(t)) = (self.store.status(&snap.id), snap.data_until) {
+            if let (None, Some(t)) = (&entry.status, snap.data_until) {
                 data_age.set(l.clone(), seconds(now - t));
             }
             let f = &snap.forecast;
@@ -575,7 +582,7 @@ impl Collector for StoreCollector {
             );
             served.set(l.clone(), f64::from(plan.replicas));
             served_demand.set(l.clone(), plan.planned_demand);
-            let insight = self.store.insight(&snap.id);
+            let insight = entry.insight.as_deref();
             let forecast_plan = insight.as_ref().map_or(plan, |i| &i.forecast_plan);
             forecast_replicas.set(l.clone(), f64::from(forecast_plan.forecast_replicas));
             planning_quantile.set(l.clone(), forecast_plan.quantile);

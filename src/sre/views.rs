@@ -126,13 +126,15 @@ pub struct WorkloadView {
 /// Every workload's row, ordered by namespace then name.
 pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView> {
     store
-        .statuses()
+        .entries()
         .into_iter()
-        .map(|(id, status)| {
-            let snap = store.get(&id);
-            let insight = store.insight(&id);
-            let refusal = store.servable(&id, now).err();
-            WorkloadView {
+        .filter_map(|(id, entry)| {
+            // One entry: the plan, insight and status of one cycle.
+            let status = entry.status.clone()?;
+            let snap = entry.snapshot.clone();
+            let insight = entry.insight.clone();
+            let refusal = entry.servable(store.max_forecast_age(), now).err();
+            Some(WorkloadView {
                 refused: refusal.as_ref().map(|r| r.reason().to_owned()),
                 refused_message: refusal.as_ref().map(ToString::to_string),
                 replicas: snap.as_ref().map(|s| s.plan.replicas),
@@ -165,7 +167,7 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
                 slo: insight.as_ref().and_then(|i| i.adaptive.as_ref()).map(SloView::of),
                 id,
                 status,
-            }
+            })
         })
         .collect()
 }
@@ -258,10 +260,10 @@ pub struct WorkloadDetail {
 
 /// One workload's detail, or `None` when it has no published plan.
 pub fn workload_detail(store: &PlanStore, id: &WorkloadId, now: DateTime<Utc>) -> Option<WorkloadDetail> {
-    let snap = store.get(id)?;
-    let insight = store.insight(id);
-    let standing = Standing::of(store, id, now);
-    Some(detail_of(&snap, insight.as_deref(), &standing, now))
+    let entry = store.entry(id)?;
+    let snap = entry.snapshot.as_ref()?;
+    let standing = Standing::of(store, &entry, now);
+    Some(detail_of(snap, entry.insight.as_deref(), &standing, now))
 }
 
 fn detail_of(

@@ -124,6 +124,8 @@ pub struct Prometheus {
     replies: BufReader<ChildStdout>,
     pid: Option<u32>,
     port: u16,
+    /// Whether Prometheus has been up once: restarts keep the port (clients hold the URL).
+    launched: bool,
     dir: PathBuf,
     authorization: Option<String>,
 }
@@ -194,12 +196,11 @@ impl Prometheus {
             args.push("--web.config.file=web.yml".to_owned());
         }
         let port = free_port();
-        args.push(format!("--web.listen-address=127.0.0.1:{port}"));
         let script = r#"
 dir=$1; shift
 pid=
-start() { prometheus "$@" >>"$dir/prometheus.log" 2>&1 & pid=$!; echo "$pid"; }
-while read -r cmd; do
+start() { prometheus "$@" --web.listen-address="127.0.0.1:$port" >>"$dir/prometheus.log" 2>&1 & pid=$!; echo "$pid"; }
+while read -r cmd port; do
   case $cmd in
     start) start "$@" ;;
     kill) kill -9 "$pid"; wait "$pid"; echo killed ;;
@@ -228,6 +229,7 @@ rm -rf "$dir"
             commands,
             replies,
             pid: None,
+            launched: false,
             port,
             dir,
             authorization: None,
@@ -235,23 +237,43 @@ rm -rf "$dir"
     }
 
     /// Starts (or restarts) Prometheus on this instance's port and data; returns once it is ready.
+    ///
+    /// The port was free when it was reserved, but another process may bind it before Prometheus does. Readiness
+    /// therefore also requires this process's own log to say it is listening (a `/-/ready` answer could come from
+    /// whoever took the port); on a first launch that lost its port, Prometheus starts again on a new one.
     pub fn launch(&mut self) {
         assert!(self.pid.is_none(), "Prometheus is already running");
-        let reply = self.command("start");
-        self.pid = Some(
-            reply
-                .parse()
-                .unwrap_or_else(|_| panic!("supervisor answered {reply:?}")),
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.ready() {
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus not ready after 30 s; its log:\n{}",
-                self.log()
+        let first = !self.launched;
+        for _ in 0..5 {
+            let logged = self.log().len();
+            let reply = self.command(&format!("start {}", self.port));
+            self.pid = Some(
+                reply
+                    .parse()
+                    .unwrap_or_else(|_| panic!("supervisor answered {reply:?}")),
             );
-            std::thread::sleep(Duration::from_millis(25));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let log = self.log();
+                let ours = log.get(logged..).unwrap_or_default();
+                if ours.contains("address already in use") && first {
+                    self.kill();
+                    self.port = free_port();
+                    break;
+                }
+                if ours.contains("msg=\"Listening on\"") && self.ready() {
+                    self.launched = true;
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "Prometheus not ready on port {} after 30 s; its log:\n{log}",
+                    self.port
+                );
+                std::thread::sleep(Duration::from_millis(25));
+            }
         }
+        panic!("Prometheus found no free port in five tries; its log:\n{}", self.log());
     }
 
     /// Kills Prometheus with SIGKILL and waits until it is gone; [`Prometheus::launch`] brings it back.
