@@ -57,7 +57,7 @@ mod sim;
 pub use cli::{run_cli, BacktestArgs, Connect};
 pub use output::write_outputs;
 pub use report::{PolicyRun, PredictiveInfo, Report, ReportSettings, Scores, SloResult, TickRow};
-pub use sim::run;
+pub use sim::{run, UNSCORABLE};
 
 /// HPA sync period: one tick of the simulation.
 pub const TICK: TimeDelta = TimeDelta::seconds(15);

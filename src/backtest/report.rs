@@ -168,6 +168,9 @@ pub struct ReportSettings {
     pub ticks: usize,
     /// Ticks with a demand sample (scored).
     pub scored_ticks: usize,
+    /// Ticks whose sample was left out of the scores as no demand a system could serve: over 1,000 × the highest
+    /// sample of the hour before and one replica's capacity (a `1e308` row); 0 on every recorded trace.
+    pub unscorable_ticks: usize,
     /// p99 of demand at the scored ticks (linear interpolation).
     pub p99_demand: f64,
     /// Capacity per replica `c`.
@@ -381,6 +384,14 @@ impl Report {
             s.capacity_per_replica,
             s.p99_demand
         );
+        if s.unscorable_ticks > 0 {
+            let _ = writeln!(
+                out,
+                "warning: {} ticks left out of the scores: their demand is over 1,000 times the hour before it, no \
+                 demand a system could serve (a scrape glitch or a corrupt row: fix the trace)",
+                s.unscorable_ticks
+            );
+        }
         let width = self
             .runs
             .iter()
