@@ -447,7 +447,10 @@ async fn run(
     let options = pipeline::Options {
         metrics: telemetry.pipeline(),
     };
-    let tasks = pipeline::spawn_with(workloads, store.clone(), clock, config.interval, options);
+    let pipelines = pipeline::Pipelines::new(store.clone(), clock, config.interval, options);
+    for workload in workloads {
+        pipelines.apply(workload).await;
+    }
 
     // One shutdown signal for every server.
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -527,7 +530,8 @@ async fn run(
     };
     // Each server bounds its own drain (http::DRAIN_TIMEOUT).
     let result = servers.await;
-    for t in tasks.into_iter().chain(background) {
+    drop(pipelines);
+    for t in background {
         t.abort();
     }
     result?;

@@ -21,7 +21,8 @@ use crate::history::History;
 use crate::series::Series;
 use crate::sre::telemetry::PipelineMetrics;
 use crate::store::{
-    Insight, PlanStore, Problem, Publication, ReplayState, ReplayStatus, Snapshot, WorkloadStatus, RECENT_HISTORY,
+    Insight, PlanStore, Problem, Publication, ReplayState, ReplayStatus, Snapshot, WorkloadId, WorkloadStatus,
+    RECENT_HISTORY,
 };
 
 /// A configured workload wired to its history source.
@@ -47,33 +48,118 @@ pub struct Options {
     pub metrics: PipelineMetrics,
 }
 
-/// Runs every workload until the returned handles are aborted, each with its configured mode and quality bounds.
-pub fn spawn(
-    workloads: Vec<Workload>,
-    store: Arc<PlanStore>,
-    clock: Clock,
-    interval: TimeDelta,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    spawn_with(workloads, store, clock, interval, Options::default())
-}
-
-/// Runs every workload until the returned handles are aborted.
-pub fn spawn_with(
-    workloads: Vec<Workload>,
+/// The running workloads, changed while they run: one task per workload, each started, replaced or stopped on its
+/// own, so adding, changing or deleting one never disturbs the others (their models, scores and replays go on).
+pub struct Pipelines {
     store: Arc<PlanStore>,
     clock: Clock,
     interval: TimeDelta,
     options: Options,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    workloads
-        .into_iter()
-        .map(|w| {
-            let span = info_span!("workload", workload = %w.config.id);
-            store.expect(w.config.id.clone());
-            let cycle = Cycle::with_metrics(w, options.metrics.clone()).with_interval(interval);
-            tokio::spawn(run_workload(cycle, store.clone(), clock.clone(), interval).instrument(span))
-        })
-        .collect()
+    running: std::sync::Mutex<std::collections::BTreeMap<WorkloadId, Running>>,
+}
+
+struct Running {
+    config: WorkloadConfig,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Cancels the task and waits until it has ended (a fit on the blocking pool finishes on its own, unread).
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// What [`Pipelines::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new workload: its task started (and with it its startup replay).
+    Started,
+    /// Its settings changed: its task was replaced, learning from scratch; its last plan is served until the new
+    /// task's first cycle replaces it.
+    Restarted,
+    /// Same settings: its task runs on untouched.
+    Unchanged,
+}
+
+impl Pipelines {
+    /// No workloads yet; each will run every `interval` on `clock`, publishing into `store`.
+    pub fn new(store: Arc<PlanStore>, clock: Clock, interval: TimeDelta, options: Options) -> Self {
+        Self {
+            store,
+            clock,
+            interval,
+            options,
+            running: Default::default(),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<WorkloadId, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `workload`: starts it, replaces it when its settings differ from the running ones, or leaves it be.
+    /// A replaced task has ended before its successor starts, so the two never publish side by side.
+    pub async fn apply(&self, workload: Workload) -> Applied {
+        let id = workload.config.id.clone();
+        let old = {
+            let mut running = self.running();
+            match running.get(&id) {
+                Some(r) if r.config == workload.config && !r.task.is_finished() => return Applied::Unchanged,
+                _ => running.remove(&id),
+            }
+        };
+        let applied = match old {
+            Some(old) => {
+                old.stop().await;
+                Applied::Restarted
+            }
+            None => Applied::Started,
+        };
+        let mut running = self.running();
+        let config = workload.config.clone();
+        let span = info_span!("workload", workload = %id);
+        self.store.expect(id.clone());
+        let cycle = Cycle::with_metrics(workload, self.options.metrics.clone()).with_interval(self.interval);
+        let task =
+            tokio::spawn(run_workload(cycle, self.store.clone(), self.clock.clone(), self.interval).instrument(span));
+        running.insert(id, Running { config, task });
+        applied
+    }
+
+    /// Stops `id` and forgets it: its plan is no longer served and readiness no longer waits for it. False when it
+    /// was not running. The task has ended before the store forgets it, so no late cycle brings it back.
+    pub async fn remove(&self, id: &WorkloadId) -> bool {
+        let removed = self.running().remove(id);
+        let was_running = match removed {
+            Some(r) => {
+                r.stop().await;
+                true
+            }
+            None => false,
+        };
+        self.store.remove(id);
+        was_running
+    }
+
+    /// The running workloads, ordered by namespace then name.
+    pub fn ids(&self) -> Vec<WorkloadId> {
+        self.running().keys().cloned().collect()
+    }
+
+    /// The settings `id` runs with.
+    pub fn config(&self, id: &WorkloadId) -> Option<WorkloadConfig> {
+        self.running().get(id).map(|r| r.config.clone())
+    }
+}
+
+impl Drop for Pipelines {
+    fn drop(&mut self) {
+        for (_, r) in std::mem::take(&mut *self.running()) {
+            r.task.abort();
+        }
+    }
 }
 
 /// A workload's state between cycles.

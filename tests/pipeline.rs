@@ -203,3 +203,60 @@ async fn a_startup_replay_warms_the_adaptive_quantile_while_the_workload_is_serv
     assert_eq!(json["replay"]["state"], "done");
     assert_eq!(json["replay"]["decisions"], 180);
 }
+
+/// Workloads come and go while the others run: a new one starts, a changed one alone restarts, an unchanged one is
+/// left alone (its learning goes on), a deleted one is no longer served.
+#[tokio::test]
+async fn workloads_are_added_changed_and_removed_without_disturbing_the_others() {
+    use prescale::pipeline::{Applied, Options, Pipelines};
+    let named = |name: &str, capacity: f64| {
+        let mut w = workload(Arc::new(Generator::new(Profile::LlmChat, 1)));
+        w.config.id.name = name.into();
+        w.config.policy.capacity_per_replica = capacity;
+        w
+    };
+    let id = |name: &str| prescale::store::WorkloadId {
+        namespace: "default".into(),
+        name: name.into(),
+    };
+    let store = Arc::new(PlanStore::new());
+    let clock = prescale::clock::Clock::fixed(at("2026-03-04T12:00:30Z"));
+    let pipelines = Pipelines::new(store.clone(), clock, TimeDelta::seconds(1), Options::default());
+    assert_eq!(pipelines.apply(named("a", 10.0)).await, Applied::Started);
+    assert_eq!(pipelines.apply(named("b", 10.0)).await, Applied::Started);
+    let planned = |name: &str| store.get(&id(name)).is_some();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(planned("a") && planned("b")) {
+        assert!(std::time::Instant::now() < deadline, "both plan within a minute");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let fits_of_a = store.status(&id("a")).unwrap().fits;
+    assert!(fits_of_a >= 1);
+
+    assert_eq!(pipelines.apply(named("a", 10.0)).await, Applied::Unchanged);
+    assert_eq!(pipelines.apply(named("b", 5.0)).await, Applied::Restarted);
+    assert_eq!(pipelines.config(&id("b")).unwrap().policy.capacity_per_replica, 5.0);
+    // b's new task plans with its new capacity: twice the replicas for the same demand.
+    let before = store.get(&id("b")).unwrap().plan.replicas;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = store.get(&id("b")).unwrap().plan.replicas;
+        if now > before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b replans at its new capacity ({before} → {now})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // a was not restarted: its task kept its model (no refit on a fixed clock), so its fit count did not reset.
+    assert_eq!(store.status(&id("a")).unwrap().fits, fits_of_a);
+
+    assert!(pipelines.remove(&id("b")).await);
+    assert!(!store.knows(&id("b")));
+    assert_eq!(store.known_in("default"), vec![id("a")]);
+    assert_eq!(pipelines.ids(), vec![id("a")]);
+    assert!(!pipelines.remove(&id("b")).await, "already gone");
+    assert!(store.is_ready(), "readiness no longer waits for a removed workload");
+}
