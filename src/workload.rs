@@ -116,13 +116,18 @@ pub const CONDITION_SLO_MET: &str = "SLOMet";
          workload label on the served metric"
     )
 )]
-#[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas")
-    .message("minReplicas must not exceed maxReplicas"))]
+#[x_kube(
+    validation = Rule::new("has(self.scaleTargetRef)").message(
+        "scaleTargetRef is required: the object whose replicas are planned, e.g. {apiVersion: apps/v1, kind: \
+         Deployment, name: web}"
+    ),
+    validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas")
+        .message("minReplicas must not exceed maxReplicas")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveAutoscalerSpec {
     /// The object whose replicas are planned: a Deployment, StatefulSet or anything with a scale subresource, in
     /// the object's namespace. Required in a PredictiveAutoscaler; optional in the workload file.
-    #[schemars(required)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_target_ref: Option<ScaleTargetRef>,
     /// Where demand history comes from.
@@ -234,11 +239,14 @@ pub const SUBDOMAIN_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9](
 /// Where a workload's demand history comes from: a PromQL query (in the workload file, also a recorded trace or
 /// the demo generator).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.promql)").message(
+    "demand.promql is required: the PromQL query of the workload's demand, e.g. sum(rate(requests_total[1m]))"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct DemandSpec {
     /// PromQL returning one series of demand in units per second, e.g.
     /// `sum(rate(http_requests_total{service="web"}[2m]))`; parsed when the object or file is checked.
-    #[schemars(required, length(min = 1))]
+    #[schemars(length(min = 1))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promql: Option<String>,
     /// What a query returning several series is reduced to: `error` (default, naming them), `sum` or `max`.
