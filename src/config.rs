@@ -2450,6 +2450,100 @@ workloads:
     }
 
     #[test]
+    fn scale_target_hpa_and_own_data_age_are_read_and_checked() {
+        let text = |extra: &str| {
+            format!(
+                "maxDataAge: 45m\nworkloads:\n  - name: a\n    demand: {{generator: {{profile: embeddings}}}}\n    \
+                 capacityPerReplica: 3\n    maxReplicas: 4\n    seasonality: []\n{extra}"
+            )
+        };
+        let target = "    scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: a}\n";
+        let c = parse(&text(""), Path::new("p.yaml")).unwrap();
+        let w = &c.workloads[0];
+        assert_eq!(w.max_data_age, TimeDelta::minutes(45), "the file's");
+        assert_eq!(w.scale_target, None);
+        assert!(w.describe().contains("seasonality none"), "{}", w.describe());
+
+        let own = format!(
+            "{target}    maxDataAge: 20m\n    hpa: {{behavior: {{scaleDown: {{stabilizationWindowSeconds: 600}}}}}}\n"
+        );
+        let c = parse(&text(&own), Path::new("p.yaml")).unwrap();
+        let w = &c.workloads[0];
+        assert_eq!(w.max_data_age, TimeDelta::minutes(20), "its own wins over the file's");
+        assert_eq!(
+            w.policy.downscale_stabilization,
+            TimeDelta::minutes(10),
+            "the managed HPA's hold"
+        );
+        let t = w.scale_target.as_ref().unwrap();
+        assert!(t.managed_hpa);
+        assert_eq!(t.reference.name, "a");
+        assert!(w
+            .describe()
+            .contains("target: Deployment a (apps/v1), HPA managed by prescale, with its behavior set"));
+
+        for (extra, expect) in [
+            ("    hpa: {managed: false}\n", "p.yaml:8:10: workloads[0].hpa: needs scaleTargetRef"),
+            (
+                &format!("{target}    hpaScaleDownStabilization: 5m\n    hpa: {{behavior: {{scaleDown: {{stabilizationWindowSeconds: 600}}}}}}\n"),
+                "p.yaml:9:32: workloads[0].hpaScaleDownStabilization: 5m differs from hpa.behavior.scaleDown.stabilizationWindowSeconds (600s)",
+            ),
+            (
+                &format!("{target}    hpa: {{managed: false, behavior: {{}}}}\n"),
+                "workloads[0].hpa.behavior: applies only to a managed HPA",
+            ),
+            (
+                &format!("{target}    hpa: {{behavior: {{scaleUp: {{policies: [], selectPolicy: Most}}}}}}\n"),
+                "workloads[0].hpa.behavior.scaleUp.policies: expected a list of 1 to 10 policies",
+            ),
+            (
+                "    scaleTargetRef: {apiVersion: apps, kind: Deployment}\n",
+                "workloads[0].scaleTargetRef.apiVersion: `apps` is not an API version",
+            ),
+            (
+                "    scaleTargetRef: {apiVersion: apps/v1, kind: Deployment}\n",
+                "workloads[0].scaleTargetRef.name: is required",
+            ),
+            ("    maxDataAge: 1m\n", "p.yaml:8:17: workloads[0].maxDataAge: 1m is shorter than two demand steps (1m each)"),
+            ("    maxDataAge: 2d\n", "workloads[0].maxDataAge: 2d is outside 1m to 1d"),
+        ] {
+            let joined = problems(&text(extra)).join("\n");
+            assert!(joined.contains(expect), "{extra}: {joined}");
+        }
+        assert!(is_api_version("v1") && is_api_version("argoproj.io/v1alpha1") && !is_api_version("apps/v1gamma1"));
+        assert_eq!(bounds::MAX_HISTORY, crate::forecast::history_span(MAX_STEP));
+    }
+
+    #[test]
+    fn an_object_spec_is_checked_by_field_path() {
+        let spec = serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "demand": {"promql": "up", "generator": {"profile": "embeddings"}},
+            "capacityPerReplica": 3, "maxReplicas": 4, "leadTime": "2h",
+        });
+        let ps: Vec<String> = check_spec("shop", "web", &spec)
+            .unwrap_err()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            ps,
+            [
+                "shop/web: spec.demand.generator: is for the workload file only; a PredictiveAutoscaler reads its \
+                 demand from Prometheus: set `promql`",
+                "shop/web: spec.leadTime: 2h is longer than 1h: a cold start is node + image + model weights until \
+                 Ready, minutes in practice; the plan looks this far ahead at every decision",
+            ]
+        );
+        let mut ok = spec.clone();
+        ok["demand"] = serde_json::json!({"promql": "up"});
+        ok["leadTime"] = serde_json::json!("5m");
+        let w = check_spec("shop", "web", &ok).unwrap();
+        assert_eq!(w.id.to_string(), "shop/web");
+        assert!(w.scale_target.unwrap().managed_hpa, "managed by default");
+    }
+
+    #[test]
     fn every_problem_is_listed_with_its_position() {
         let text = "\
 workloads:
