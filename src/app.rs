@@ -277,6 +277,7 @@ fn demo_workload(name: &str, demand: DemandSource, capacity: f64, step: TimeDelt
         refit_interval: TimeDelta::hours(1),
         history: TimeDelta::days(14),
         serving: Default::default(),
+        scale_target: None,
     }
 }
 

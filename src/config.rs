@@ -22,6 +22,8 @@ use crate::forecast::{Quantile, Seasonality};
 use crate::history::prometheus::{self, BasicAuth, Combine, PrometheusSettings, Secret};
 use crate::history::synthetic::{Generator, Profile};
 use crate::store::WorkloadId;
+use crate::workload::{PolicyType, ScaleTargetRef, SelectPolicy};
+use k8s_openapi::api::autoscaling::v2::{HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscalerBehavior};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,6 +64,29 @@ pub struct WorkloadConfig {
     pub max_data_age: TimeDelta,
     /// How the forecast is used (`mode`) and judged (`quality`).
     pub serving: ServingConfig,
+    /// The object scaled and the HPA that reads the target (`scaleTargetRef`, `hpa`); always set for a
+    /// PredictiveAutoscaler, optional in the workload file.
+    pub scale_target: Option<ScaleTarget>,
+}
+
+/// The object a workload scales, and the HPA that reads its target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaleTarget {
+    /// The object (`scaleTargetRef`).
+    pub reference: ScaleTargetRef,
+    /// Whether prescale creates and owns the HPA (`hpa.managed`).
+    pub managed_hpa: bool,
+    /// The managed HPA's behavior (`hpa.behavior`), when set.
+    pub hpa_behavior: Option<HorizontalPodAutoscalerBehavior>,
+}
+
+/// Where a workload's spec is read from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Origin<'a> {
+    /// An entry of the workload file at this path (relative trace paths are read from its directory).
+    File(&'a Path),
+    /// A PredictiveAutoscaler's spec: `scaleTargetRef` required, no trace or generator.
+    Object,
 }
 
 impl WorkloadConfig {
@@ -76,6 +101,7 @@ impl WorkloadConfig {
         let seasonality = match &self.seasonality {
             Seasonality::Auto => "auto".to_owned(),
             Seasonality::None => "none".to_owned(),
+            Seasonality::Periods(ps) if ps.is_empty() => "none".to_owned(),
             Seasonality::Periods(ps) => ps.iter().map(|d| duration::format(*d)).collect::<Vec<_>>().join(", "),
         };
         let mode = match self.serving.mode {
@@ -108,6 +134,20 @@ impl WorkloadConfig {
         } else {
             format!("p{} of demand", p.quantile.get() * 100.0)
         };
+        let target = match &self.scale_target {
+            None => String::new(),
+            Some(t) => format!(
+                "\n  target: {} {} ({}), HPA {}",
+                t.reference.kind,
+                t.reference.name,
+                t.reference.api_version,
+                match (t.managed_hpa, &t.hpa_behavior) {
+                    (false, _) => "not managed by prescale",
+                    (true, None) => "managed by prescale",
+                    (true, Some(_)) => "managed by prescale, with its behavior set",
+                }
+            ),
+        };
         format!(
             "{id}: {source}, history {history}, seasonality {seasonality}, refit every {refit}\n  \
              slo: {slo}\n  \
@@ -115,7 +155,7 @@ impl WorkloadConfig {
              scale-in on {scale_in}\n  \
              serving: {mode}, {demotion}; fallback at {fallback}% utilization; not served once the newest \
              demand sample is over {max_data_age} old\n  \
-             HPA: sync {sync}, scale-down hold {hold}",
+             HPA: sync {sync}, scale-down hold {hold}{target}",
             id = self.id,
             slo = p.adaptive.slo,
             history = duration::format(self.history),
@@ -133,14 +173,50 @@ impl WorkloadConfig {
     }
 }
 
-/// Smallest `capacityPerReplica`: the HPA reads a target in thousandths of a unit.
-const MIN_CAPACITY: f64 = 0.001;
-/// Largest `capacityPerReplica`: far past any real replica, and well inside what a quantity can carry.
-const MAX_CAPACITY: f64 = 1e12;
-/// Shortest `maxDataAge`: Prometheus itself lags by a scrape interval and a rule evaluation.
-const MIN_DATA_AGE: TimeDelta = TimeDelta::minutes(1);
-/// Longest `maxDataAge`: a plan from demand a day old is a guess, not a forecast.
-const MAX_DATA_AGE: TimeDelta = TimeDelta::days(1);
+/// The bounds of a workload's settings: the validator checks them, and the PredictiveAutoscaler CRD's rules are built
+/// from them ([`crate::workload`]).
+pub mod bounds {
+    use chrono::TimeDelta;
+
+    /// Smallest `capacityPerReplica`: the HPA reads a target in thousandths of a unit.
+    pub const MIN_CAPACITY: f64 = 0.001;
+    /// Largest `capacityPerReplica`: far past any real replica, and well inside what a quantity can carry.
+    pub const MAX_CAPACITY: f64 = 1e12;
+    /// Shortest `maxDataAge`: Prometheus itself lags by a scrape interval and a rule evaluation.
+    pub const MIN_DATA_AGE: TimeDelta = TimeDelta::minutes(1);
+    /// Longest `maxDataAge`: a plan from demand a day old is a guess, not a forecast.
+    pub const MAX_DATA_AGE: TimeDelta = TimeDelta::days(1);
+    /// Longest `leadTime`: cold starts (node, image, model weights) take minutes; the plan looks this far ahead.
+    pub const MAX_LEAD_TIME: TimeDelta = TimeDelta::hours(1);
+    /// Finest `demand.step`: a second; scrapes come seconds apart, finer data only repeats samples.
+    pub const MIN_STEP: TimeDelta = TimeDelta::seconds(1);
+    /// Coarsest `demand.step`: an hour already blurs the daily shape the forecast is for.
+    pub const MAX_STEP: TimeDelta = TimeDelta::hours(1);
+    /// Fewest steps `history` may cover: below this no model has samples to fit on.
+    pub const MIN_HISTORY_STEPS: i32 = 20;
+    /// Longest `history`: what a fit reads at the coarsest step, [`crate::forecast::history_span`] of
+    /// [`MAX_STEP`].
+    pub const MAX_HISTORY: TimeDelta = TimeDelta::days(35);
+    /// Shortest `refitInterval` (it is also never shorter than a step): a fit takes seconds of CPU.
+    pub const MIN_REFIT: TimeDelta = TimeDelta::minutes(1);
+    /// Longest `refitInterval`: a model refitted less than daily misses yesterday's demand.
+    pub const MAX_REFIT: TimeDelta = TimeDelta::days(1);
+    /// Longest `hpaSync`: the HPA controller syncs every 15s by default; minutes would make it blind to the plan.
+    pub const MAX_HPA_SYNC: TimeDelta = TimeDelta::minutes(5);
+    /// Longest `hpaScaleDownStabilization`: the HPA's own limit on `stabilizationWindowSeconds`.
+    pub const MAX_SCALE_DOWN_STABILIZATION: TimeDelta = TimeDelta::hours(1);
+    /// Shortest `adaptiveQuantile.halfLife`: scores fading faster would follow noise.
+    pub const MIN_HALF_LIFE: TimeDelta = TimeDelta::hours(1);
+    /// Longest `adaptiveQuantile` span (`halfLife`, `warmup`, `replay`).
+    pub const MAX_ADAPTIVE_SPAN: TimeDelta = TimeDelta::days(60);
+    /// Most seconds in an HPA behavior's `stabilizationWindowSeconds`.
+    pub const MAX_STABILIZATION_SECONDS: i64 = 3600;
+    /// Most seconds in an HPA scaling policy's `periodSeconds`.
+    pub const MAX_POLICY_PERIOD_SECONDS: i64 = 1800;
+    /// Most policies in one direction of an HPA behavior.
+    pub const MAX_POLICIES: usize = 10;
+}
+use bounds::*;
 
 /// The `maxDataAge` a workload gets when the file sets none: `max(leadTime, 3 × demand.step, 2m)`.
 ///
@@ -153,20 +229,6 @@ pub fn default_max_data_age(lead: TimeDelta, step: TimeDelta) -> TimeDelta {
     lead.max(step * 3).max(TimeDelta::minutes(2))
 }
 
-/// Longest `leadTime`: cold starts (node, image, model weights) take minutes; the plan looks this far ahead.
-const MAX_LEAD_TIME: TimeDelta = TimeDelta::hours(1);
-/// Finest `demand.step`: a second; scrapes come seconds apart, finer data only repeats samples.
-const MIN_STEP: TimeDelta = TimeDelta::seconds(1);
-/// Coarsest `demand.step`: an hour already blurs the daily shape the forecast is for.
-const MAX_STEP: TimeDelta = TimeDelta::hours(1);
-/// Fewest steps `history` may cover: below this no model has samples to fit on.
-const MIN_HISTORY_STEPS: i32 = 20;
-/// Shortest `refitInterval` (it is also never shorter than a step): a fit takes seconds of CPU.
-const MIN_REFIT: TimeDelta = TimeDelta::minutes(1);
-/// Longest `refitInterval`: a model refitted less than daily misses yesterday's demand.
-const MAX_REFIT: TimeDelta = TimeDelta::days(1);
-/// Longest `hpaSync`: the HPA controller syncs every 15s by default; minutes would make it blind to the plan.
-const MAX_HPA_SYNC: TimeDelta = TimeDelta::minutes(5);
 /// Longest `interval`: the plan is recomputed at least this often.
 const MAX_INTERVAL: TimeDelta = TimeDelta::hours(1);
 /// Longest `maxForecastAge`: older plans no longer describe demand; the HPA holding is safer.
@@ -368,28 +430,86 @@ const TOP_FIELDS: &[&str] = &[
     "prometheus",
     "workloads",
 ];
-const WORKLOAD_FIELDS: &[&str] = &[
-    "name",
-    "namespace",
+/// The fields of a workload file entry before the spec's: a PredictiveAutoscaler's metadata.
+const ENTRY_FIELDS: &[&str] = &["name", "namespace"];
+/// The fields of a workload's spec, in the file's entries and in a PredictiveAutoscaler alike
+/// ([`crate::workload::PredictiveAutoscalerSpec`]).
+const SPEC_FIELDS: &[&str] = &[
+    "scaleTargetRef",
     "demand",
     "unit",
     "capacityPerReplica",
     "leadTime",
     "quantile",
+    "serviceLevel",
+    "adaptiveQuantile",
     "minReplicas",
     "maxReplicas",
     "seasonality",
     "refitInterval",
     "history",
+    "maxDataAge",
     "hpaSync",
+    "hpaScaleDownStabilization",
     "scaleIn",
     "fallbackUtilization",
-    "hpaScaleDownStabilization",
     "mode",
     "quality",
-    "adaptiveQuantile",
-    "serviceLevel",
+    "hpa",
 ];
+const TARGET_FIELDS: &[&str] = &["apiVersion", "kind", "name"];
+const DEMAND_FIELDS: &[&str] = &["promql", "combine", "step", "trace", "generator"];
+const GENERATOR_FIELDS: &[&str] = &["profile", "seed", "scale"];
+const SERVICE_LEVEL_FIELDS: &[&str] = &["maxUnserved", "window"];
+/// `unservedVsReactive` is known only to say what replaced it.
+const ADAPTIVE_FIELDS: &[&str] = &["enabled", "halfLife", "warmup", "replay", "unservedVsReactive"];
+const RETIRED_FIELDS: &[&str] = &["adaptiveQuantile.unservedVsReactive"];
+const QUALITY_FIELDS: &[&str] = &["autoDemote", "window", "minSamples", "demote", "promote"];
+const LIMITS_FIELDS: &[&str] = &["minCoverage", "maxUnderPrediction", "maxShortfall"];
+const HPA_FIELDS: &[&str] = &["managed", "behavior"];
+const BEHAVIOR_FIELDS: &[&str] = &["scaleUp", "scaleDown"];
+const RULES_FIELDS: &[&str] = &["stabilizationWindowSeconds", "selectPolicy", "policies"];
+const POLICY_FIELDS: &[&str] = &["type", "value", "periodSeconds"];
+
+/// Every field the validator accepts in a workload file entry, as dotted paths (`demand.step`; a list's items'
+/// fields after the list's name: `hpa.behavior.scaleUp.policies.type`). The PredictiveAutoscaler's spec has the same
+/// fields but [`crate::workload::FILE_ONLY_FIELDS`]; a test holds the two to that.
+pub fn workload_fields() -> Vec<String> {
+    fn add(out: &mut Vec<String>, prefix: &str, fields: &[&str]) {
+        for f in fields {
+            let path = if prefix.is_empty() {
+                f.to_string()
+            } else {
+                format!("{prefix}.{f}")
+            };
+            if RETIRED_FIELDS.contains(&path.as_str()) {
+                continue;
+            }
+            out.push(path.clone());
+            let children: &[&[&str]] = match *f {
+                "scaleTargetRef" => &[TARGET_FIELDS],
+                "demand" => &[DEMAND_FIELDS],
+                "generator" => &[GENERATOR_FIELDS],
+                "serviceLevel" => &[SERVICE_LEVEL_FIELDS],
+                "adaptiveQuantile" => &[ADAPTIVE_FIELDS],
+                "quality" => &[QUALITY_FIELDS],
+                "demote" | "promote" => &[LIMITS_FIELDS],
+                "hpa" => &[HPA_FIELDS],
+                "behavior" => &[BEHAVIOR_FIELDS],
+                "scaleUp" | "scaleDown" => &[RULES_FIELDS],
+                "policies" => &[POLICY_FIELDS],
+                _ => &[],
+            };
+            for child in children {
+                add(out, &path, child);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    add(&mut out, "", ENTRY_FIELDS);
+    add(&mut out, "", SPEC_FIELDS);
+    out
+}
 const PROMETHEUS_FIELDS: &[&str] = &[
     "url",
     "bearerToken",
@@ -505,7 +625,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         },
     }
     let mut seen = std::collections::BTreeSet::new();
-    for w in &workloads {
+    for (w, _) in &workloads {
         if !seen.insert(w.id.clone()) {
             v.problems.push(Problem {
                 file: path.into(),
@@ -558,7 +678,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                     ),
                 );
             }
-            for w in &mut workloads {
+            // A workload's own `maxDataAge` wins over the file's.
+            for (w, _) in workloads.iter_mut().filter(|(_, own)| !own) {
                 if let DemandSource::Promql { step, .. } | DemandSource::Generator(Generator { step, .. }) = &w.demand {
                     if max_data_age < *step * 2 {
                         v.at(
@@ -580,6 +701,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     }
     let prometheus = top.get("prometheus").and_then(|p| v.prometheus(p));
+    let workloads: Vec<WorkloadConfig> = workloads.into_iter().map(|(w, _)| w).collect();
     if top.get("prometheus").is_none() {
         for w in &workloads {
             if matches!(w.demand, DemandSource::Promql { .. }) {
@@ -610,12 +732,205 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
 }
 
+/// Validates a PredictiveAutoscaler's spec, as the API serves it, with the rules of the workload file: the same
+/// validator, the same messages. Problems name the object (`namespace/name`) where a file problem names the file,
+/// and are located by field path (`spec.demand.step`).
+pub fn check_spec(namespace: &str, name: &str, spec: &serde_json::Value) -> Result<WorkloadConfig, Vec<Problem>> {
+    let mut v = Validator {
+        file: PathBuf::from(format!("{namespace}/{name}")),
+        problems: Vec::new(),
+    };
+    if !is_dns_label(name) {
+        v.problems.push(Problem {
+            file: v.file.clone(),
+            line: 0,
+            column: 0,
+            field: "metadata.name".into(),
+            message: format!("`{name}` must be a DNS label: it is the workload label on the served metric"),
+        });
+    }
+    let id = WorkloadId {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    };
+    let config = v.object_spec(&from_json(spec), Some(id));
+    match config {
+        Some(config) if v.problems.is_empty() => Ok(config),
+        _ => Err(v.problems),
+    }
+}
+
+/// Reads and validates a file of PredictiveAutoscaler objects (YAML documents, or a `List` of them as
+/// `kubectl get -o yaml` writes it) with the rules of the workload file; problems are located by line and column.
+pub fn load_objects(path: impl AsRef<Path>) -> Result<Vec<WorkloadConfig>, ConfigError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.into(),
+        source,
+    })?;
+    parse_objects(&text, path)
+}
+
+/// Parses and validates PredictiveAutoscaler objects; `path` names the file in problems.
+pub fn parse_objects(text: &str, path: &Path) -> Result<Vec<WorkloadConfig>, ConfigError> {
+    let mut v = Validator {
+        file: path.to_path_buf(),
+        problems: Vec::new(),
+    };
+    let options = serde_saphyr::options! { non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough };
+    let documents: Vec<Spanned<Node>> = match serde_saphyr::from_multiple_with_options(text, options) {
+        Ok(documents) => documents,
+        Err(e) => {
+            v.parse_error(&e);
+            return Err(ConfigError::Invalid(v.problems));
+        }
+    };
+    let mut objects = Vec::new();
+    for document in &documents {
+        match (entry(document, "kind").map(|k| &k.value), entry(document, "items")) {
+            (Some(Node::Str(kind)), Some(items)) if kind == "List" => match &items.value {
+                Node::Seq(items) => objects.extend(items),
+                other => v.at(
+                    items,
+                    "items",
+                    format!("expected a list of objects, found {}", other.found()),
+                ),
+            },
+            _ => objects.push(document),
+        }
+    }
+    if objects.is_empty() {
+        v.problems.push(Problem {
+            file: path.into(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!(
+                "holds no object; write PredictiveAutoscaler objects (apiVersion: {}/{}, kind: PredictiveAutoscaler)",
+                crate::workload::GROUP,
+                crate::workload::VERSION
+            ),
+        });
+    }
+    let mut workloads: Vec<WorkloadConfig> = Vec::new();
+    for object in objects {
+        if let Some(w) = v.object(object) {
+            if workloads.iter().any(|seen| seen.id == w.id) {
+                v.at(object, "metadata.name", format!("{} is in the file twice", w.id));
+            }
+            workloads.push(w);
+        }
+    }
+    if v.problems.is_empty() {
+        Ok(workloads)
+    } else {
+        Err(ConfigError::Invalid(v.problems))
+    }
+}
+
+/// The value of `key` in a mapping node.
+fn entry<'a>(node: &'a Spanned<Node>, key: &str) -> Option<&'a Spanned<Node>> {
+    match &node.value {
+        Node::Map(entries) => entries.iter().find(|(k, _)| k.value == key).map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// A JSON value as the validator reads YAML, without positions.
+fn from_json(value: &serde_json::Value) -> Spanned<Node> {
+    use serde_json::Value;
+    let node = match value {
+        Value::Null => Node::Null,
+        Value::Bool(b) => Node::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Node::Int(i.into()),
+            (None, Some(u)) => Node::Int(u.into()),
+            (None, None) => Node::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Node::Str(s.clone()),
+        Value::Array(items) => Node::Seq(items.iter().map(from_json).collect()),
+        Value::Object(map) => Node::Map(map.iter().map(|(k, v)| (unplaced(k.clone()), from_json(v))).collect()),
+    };
+    unplaced(node)
+}
+
+/// A value with no position: a problem about it is located by its field path alone.
+fn unplaced<T>(value: T) -> Spanned<T> {
+    use serde_saphyr::Location;
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+
 struct Validator {
     file: PathBuf,
     problems: Vec<Problem>,
 }
 
 impl Validator {
+    /// A PredictiveAutoscaler's spec.
+    fn object_spec(&mut self, spec: &Spanned<Node>, id: Option<WorkloadId>) -> Option<WorkloadConfig> {
+        let before = self.problems.len();
+        let w = self.fields(spec, "spec", SPEC_FIELDS)?;
+        let config = self.spec(&w, id, Origin::Object).map(|(config, _)| config);
+        config.filter(|_| self.problems.len() == before)
+    }
+
+    /// One PredictiveAutoscaler object read from YAML: its type, name and namespace, then its spec.
+    fn object(&mut self, node: &Spanned<Node>) -> Option<WorkloadConfig> {
+        let o = self.fields(node, "", &["apiVersion", "kind", "metadata", "spec", "status"])?;
+        let api_version = format!("{}/{}", crate::workload::GROUP, crate::workload::VERSION);
+        for (key, want) in [("apiVersion", api_version.as_str()), ("kind", "PredictiveAutoscaler")] {
+            match o.get(key) {
+                Some(n) if matches!(&n.value, Node::Str(s) if s == want) => {}
+                Some(n) => self.at(
+                    n,
+                    key,
+                    format!(
+                        "{} is not `{want}`; this checks PredictiveAutoscaler objects",
+                        n.value.found()
+                    ),
+                ),
+                None => self.at(node, key, format!("is required; add `{key}: {want}`")),
+            }
+        }
+        let Some(metadata) = o.get("metadata") else {
+            self.at(
+                node,
+                "metadata",
+                "is required; add `metadata: {name: web, namespace: default}`",
+            );
+            return None;
+        };
+        let name = match entry(metadata, "name") {
+            None => {
+                self.at(metadata, "metadata.name", "is required; add e.g. `name: web`");
+                None
+            }
+            Some(n) => self.text(n, "metadata.name", "web").filter(|name| {
+                let ok = is_dns_label(name);
+                if !ok {
+                    self.at(n, "metadata.name", format!("`{name}` must be a DNS label (lowercase letters, digits and '-', at most 63 characters): it is the workload label on the served metric"));
+                }
+                ok
+            }),
+        };
+        let namespace = match entry(metadata, "namespace") {
+            None => Some("default".to_owned()),
+            Some(n) => self.text(n, "metadata.namespace", "default"),
+        };
+        let Some(spec) = o.get("spec") else {
+            self.at(
+                node,
+                "spec",
+                "is required; add the workload's settings (see the PredictiveAutoscaler reference)",
+            );
+            return None;
+        };
+        let id = name
+            .zip(namespace)
+            .map(|(name, namespace)| WorkloadId { namespace, name });
+        self.object_spec(spec, id)
+    }
+
     fn at<T>(&mut self, span: &Spanned<T>, field: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             file: self.file.clone(),
@@ -836,24 +1151,24 @@ impl Validator {
         })
     }
 
-    fn workload(&mut self, node: &Spanned<Node>, field: &str, config_path: &Path) -> Option<WorkloadConfig> {
+    /// One entry of the file's `workloads:` list: its name and namespace, then the spec's fields. The flag says
+    /// whether the entry sets its own `maxDataAge` (the file's applies otherwise).
+    fn workload(&mut self, node: &Spanned<Node>, field: &str, config_path: &Path) -> Option<(WorkloadConfig, bool)> {
         let before = self.problems.len();
-        let w = self.fields(node, field, WORKLOAD_FIELDS)?;
+        let w = self.fields(node, field, &[ENTRY_FIELDS, SPEC_FIELDS].concat())?;
         let f = |name: &str| w.path(name);
-        let required = |v: &mut Self, key: &str, example: &str| {
-            let found = w.get(key);
-            if found.is_none() {
-                v.at(w.node, &f(key), format!("is required; add e.g. `{key}: {example}`"));
+        let name = match w.get("name") {
+            None => {
+                self.at(w.node, &f("name"), "is required; add e.g. `name: web`");
+                None
             }
-            found
+            Some(n) => self.text(n, &f("name"), "web"),
         };
-        let name = required(self, "name", "web").and_then(|n| {
-            let name = self.text(n, &f("name"), "web")?;
-            if !is_dns_label(&name) {
+        if let (Some(name), Some(n)) = (&name, w.get("name")) {
+            if !is_dns_label(name) {
                 self.at(n, &f("name"), format!("`{name}` must be a DNS label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit"));
             }
-            Some(name)
-        });
+        }
         let namespace = match w.get("namespace") {
             None => Some("default".to_owned()),
             Some(n) => self.text(n, &f("namespace"), "default").inspect(|ns| {
@@ -866,11 +1181,44 @@ impl Validator {
                 }
             }),
         };
+        let id = name
+            .zip(namespace)
+            .map(|(name, namespace)| WorkloadId { namespace, name });
+        let spec = self.spec(&w, id, Origin::File(config_path));
+        // An unknown field or a bad name is a problem of the workload too.
+        spec.filter(|_| self.problems.len() == before)
+    }
+
+    /// A workload's spec, from a file entry or a PredictiveAutoscaler: every field read and located, then the
+    /// validated workload (`None` when `id` is, or when a problem was found). The flag says whether the spec sets its
+    /// own `maxDataAge`.
+    fn spec(&mut self, w: &Fields<'_>, id: Option<WorkloadId>, origin: Origin<'_>) -> Option<(WorkloadConfig, bool)> {
+        let before = self.problems.len();
+        let f = |name: &str| w.path(name);
+        let required = |v: &mut Self, key: &str, example: &str| {
+            let found = w.get(key);
+            if found.is_none() {
+                v.at(w.node, &f(key), format!("is required; add e.g. `{key}: {example}`"));
+            }
+            found
+        };
+        let target = match w.get("scaleTargetRef") {
+            None if origin == Origin::Object => {
+                self.at(
+                    w.node,
+                    &f("scaleTargetRef"),
+                    "is required; add the object whose replicas are planned, e.g. \
+                     `scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}`",
+                );
+                None
+            }
+            None => Some(None),
+            Some(t) => self.scale_target_ref(t, &f("scaleTargetRef")).map(Some),
+        };
 
         // Demand.
         let demand_node = required(self, "demand", "{promql: 'sum(rate(requests_total[1m]))'}");
-        let d = demand_node
-            .and_then(|d| self.fields(d, &f("demand"), &["promql", "combine", "step", "trace", "generator"]));
+        let d = demand_node.and_then(|d| self.fields(d, &f("demand"), DEMAND_FIELDS));
         let step = d
             .as_ref()
             .and_then(|d| d.get("step").map(|s| (s, d.path("step"))))
@@ -894,6 +1242,32 @@ impl Validator {
             );
         let step_or_default = step.unwrap_or_else(|| duration::parse(defaults::STEP).expect("default parses"));
         let demand = d.as_ref().and_then(|d| {
+            let Origin::File(config_path) = origin else {
+                let file_only: Vec<_> = ["trace", "generator"]
+                    .into_iter()
+                    .filter_map(|k| Some((k, d.get(k)?)))
+                    .collect();
+                for (key, node) in &file_only {
+                    self.at(
+                        node,
+                        &d.path(key),
+                        "is for the workload file only; a PredictiveAutoscaler reads its demand from Prometheus: \
+                         set `promql`",
+                    );
+                }
+                if d.get("promql").is_none() {
+                    if file_only.is_empty() {
+                        self.at(
+                            d.node,
+                            &d.path("promql"),
+                            "is required; add the PromQL query of the workload's demand, e.g. \
+                             `promql: 'sum(rate(requests_total[1m]))'`",
+                        );
+                    }
+                    return None;
+                }
+                return self.promql(d, step_or_default);
+            };
             let sources: Vec<_> = ["promql", "trace", "generator"]
                 .into_iter()
                 .filter(|k| d.get(k).is_some())
@@ -906,32 +1280,11 @@ impl Validator {
                 );
                 return None;
             }
-            let combine = d.get("combine").map_or(Some(Combine::default()), |c| {
-                self.choice(c, &d.path("combine"), &["error", "sum", "max"])
-            });
-            if let Some(q) = d.get("promql") {
-                let qf = d.path("promql");
-                let query = self.text(q, &qf, "'sum(rate(requests_total[1m]))'")?;
-                if query.trim().is_empty() {
-                    self.at(q, &qf, "is empty; write a PromQL query returning one series");
-                    return None;
-                }
-                if let Err(e) = promql_parser::parser::parse(&query) {
-                    self.at(
-                        q,
-                        &qf,
-                        format!(
-                            "is not valid PromQL: {e}; check its brackets, quotes and operators (the query is sent \
-                             to Prometheus as written, e.g. sum(rate(requests_total[1m])))"
-                        ),
-                    );
-                    return None;
-                }
-                return Some(DemandSource::Promql {
-                    query,
-                    step: step_or_default,
-                    combine: combine?,
-                });
+            if d.get("promql").is_some() {
+                return self.promql(d, step_or_default);
+            }
+            if let Some(c) = d.get("combine") {
+                self.choice::<Combine>(c, &d.path("combine"), &["error", "sum", "max"]);
             }
             if let Some(t) = d.get("trace") {
                 let tf = d.path("trace");
@@ -954,7 +1307,7 @@ impl Validator {
             }
             let g = d.get("generator")?;
             let gp = d.path("generator");
-            let g = self.fields(g, &gp, &["profile", "seed", "scale"])?;
+            let g = self.fields(g, &gp, GENERATOR_FIELDS)?;
             let profile = match g.get("profile") {
                 None => {
                     self.at(
@@ -1042,20 +1395,6 @@ impl Validator {
                 ": the HPA controller's --horizontal-pod-autoscaler-sync-period (Kubernetes' default 15s)",
             ),
         };
-        let downscale_stabilization = match w.get("hpaScaleDownStabilization") {
-            None => Some(crate::control::policy::DOWNSCALE_STABILIZATION),
-            Some(s) => self.duration(s, &f("hpaScaleDownStabilization")).and_then(|d| {
-                if d > TimeDelta::hours(1) {
-                    self.at(
-                        s,
-                        &f("hpaScaleDownStabilization"),
-                        "must be at most 1h, the HPA's own limit on stabilizationWindowSeconds",
-                    );
-                    return None;
-                }
-                Some(d)
-            }),
-        };
         let quantile = match w.get("quantile") {
             None => Some(Quantile::try_new(defaults::QUANTILE).expect("default quantile is valid")),
             Some(q) => self.number(q, &f("quantile"), "0.9").and_then(|x| {
@@ -1120,7 +1459,7 @@ impl Validator {
                 some,
                 &f("history"),
                 step_or_default * MIN_HISTORY_STEPS,
-                crate::forecast::history_span(MAX_STEP),
+                MAX_HISTORY,
                 &format!(
                     ": at least {MIN_HISTORY_STEPS} demand steps to fit on, and at most 35d, more than any fit reads"
                 ),
@@ -1197,20 +1536,103 @@ impl Validator {
         let slo = w.get("serviceLevel").map_or(Some(ServiceLevel::default()), |l| {
             self.service_level(l, &f("serviceLevel"))
         });
+        let own_max_data_age = match w.get("maxDataAge") {
+            None => Some(None),
+            Some(m) => self.duration(m, &f("maxDataAge")).and_then(|age| {
+                if !(MIN_DATA_AGE..=MAX_DATA_AGE).contains(&age) {
+                    self.at(
+                        m,
+                        &f("maxDataAge"),
+                        format!(
+                            "{} is outside 1m to 1d; leave it out for max(leadTime, 3 × demand.step, 2m)",
+                            written(m)
+                        ),
+                    );
+                    return None;
+                }
+                let stepped = !matches!(demand, Some(DemandSource::Trace { .. }));
+                if stepped && age < step_or_default * 2 {
+                    self.at(
+                        m,
+                        &f("maxDataAge"),
+                        format!(
+                            "{} is shorter than two demand steps ({} each): its data is normally that old; raise it \
+                             to at least {}",
+                            written(m),
+                            duration::format(step_or_default),
+                            duration::format(step_or_default * 2)
+                        ),
+                    );
+                    return None;
+                }
+                Some(Some(age))
+            }),
+        };
+        let hpa = match w.get("hpa") {
+            None => Some((true, None)),
+            Some(h) => {
+                if matches!(target, Some(None)) {
+                    self.at(
+                        h,
+                        &f("hpa"),
+                        "needs scaleTargetRef, the object the HPA scales; add scaleTargetRef or remove hpa",
+                    );
+                }
+                self.hpa(h, &f("hpa"))
+            }
+        };
+        // The hold the HPA applies is the one the plan must cover: the managed HPA's behavior sets it, or agrees.
+        let behavior_hold = hpa
+            .as_ref()
+            .and_then(|(_, b)| b.as_ref()?.scale_down.as_ref()?.stabilization_window_seconds);
+        let downscale_stabilization = match (w.get("hpaScaleDownStabilization"), behavior_hold) {
+            (None, None) => Some(crate::control::policy::DOWNSCALE_STABILIZATION),
+            (None, Some(seconds)) => Some(TimeDelta::seconds(seconds.into())),
+            (Some(s), hold) => self.duration(s, &f("hpaScaleDownStabilization")).and_then(|d| {
+                if d > MAX_SCALE_DOWN_STABILIZATION {
+                    self.at(
+                        s,
+                        &f("hpaScaleDownStabilization"),
+                        "must be at most 1h, the HPA's own limit on stabilizationWindowSeconds",
+                    );
+                    return None;
+                }
+                if let Some(seconds) = hold.filter(|h| TimeDelta::seconds((*h).into()) != d) {
+                    self.at(
+                        s,
+                        &f("hpaScaleDownStabilization"),
+                        format!(
+                            "{} differs from hpa.behavior.scaleDown.stabilizationWindowSeconds ({seconds}s), the hold \
+                             the managed HPA applies; leave it out or make the two equal",
+                            written(s)
+                        ),
+                    );
+                    return None;
+                }
+                Some(d)
+            }),
+        };
         if self.problems.len() > before {
             return None;
         }
         let (max, min) = (max?, min?);
-        Some(WorkloadConfig {
-            id: WorkloadId {
-                namespace: namespace?,
-                name: name?,
-            },
+        let lead = lead?;
+        let scale_target = target?.map(|reference| {
+            let (managed, behavior) = hpa.clone().unwrap_or((true, None));
+            ScaleTarget {
+                reference,
+                managed_hpa: managed,
+                hpa_behavior: behavior,
+            }
+        });
+        let own_max_data_age = own_max_data_age?;
+        let config = WorkloadConfig {
+            id: id?,
             demand: demand?,
             unit: unit?,
             policy: Policy {
                 capacity_per_replica: cap?,
-                lead: lead?,
+                lead,
                 sync: sync?,
                 quantile: quantile?,
                 replicas: Replicas::new(min, max).ok()?,
@@ -1222,22 +1644,232 @@ impl Validator {
             seasonality: seasonality?,
             refit_interval: refit_interval?,
             history: history?,
-            max_data_age: default_max_data_age(lead?, step_or_default),
+            max_data_age: own_max_data_age.unwrap_or_else(|| default_max_data_age(lead, step_or_default)),
             serving: ServingConfig {
                 mode: mode?,
                 quality: bounds?,
             },
+            scale_target,
+        };
+        Some((config, own_max_data_age.is_some()))
+    }
+
+    /// `demand.promql` (and `combine`): the query parsed as Prometheus would parse it.
+    fn promql(&mut self, d: &Fields<'_>, step: TimeDelta) -> Option<DemandSource> {
+        let combine = d.get("combine").map_or(Some(Combine::default()), |c| {
+            self.choice(c, &d.path("combine"), &["error", "sum", "max"])
+        });
+        let q = d.get("promql")?;
+        let qf = d.path("promql");
+        let query = self.text(q, &qf, "'sum(rate(requests_total[1m]))'")?;
+        if query.trim().is_empty() {
+            self.at(q, &qf, "is empty; write a PromQL query returning one series");
+            return None;
+        }
+        if let Err(e) = promql_parser::parser::parse(&query) {
+            self.at(
+                q,
+                &qf,
+                format!(
+                    "is not valid PromQL: {e}; check its brackets, quotes and operators (the query is sent to \
+                     Prometheus as written, e.g. sum(rate(requests_total[1m])))"
+                ),
+            );
+            return None;
+        }
+        Some(DemandSource::Promql {
+            query,
+            step,
+            combine: combine?,
+        })
+    }
+
+    /// `scaleTargetRef:` the object scaled, as an HPA names it.
+    fn scale_target_ref(&mut self, node: &Spanned<Node>, field: &str) -> Option<ScaleTargetRef> {
+        let t = self.fields(node, field, TARGET_FIELDS)?;
+        let part = |v: &mut Self, key: &str, example: &str, valid: fn(&str) -> bool, what: &str| {
+            let Some(n) = t.get(key) else {
+                v.at(
+                    t.node,
+                    &t.path(key),
+                    format!("is required; add e.g. `{key}: {example}`"),
+                );
+                return None;
+            };
+            let text = v.text(n, &t.path(key), example)?;
+            if !valid(&text) {
+                v.at(n, &t.path(key), format!("`{text}` is not {what}, e.g. {example}"));
+                return None;
+            }
+            Some(text)
+        };
+        let api_version = part(
+            self,
+            "apiVersion",
+            "apps/v1",
+            is_api_version,
+            "an API version (group/version or v1)",
+        );
+        let kind = part(
+            self,
+            "kind",
+            "Deployment",
+            is_kind,
+            "a kind (a capital letter, then letters and digits)",
+        );
+        let name = part(
+            self,
+            "name",
+            "web",
+            is_dns_subdomain,
+            "an object name (a DNS subdomain)",
+        );
+        Some(ScaleTargetRef {
+            api_version: api_version?,
+            kind: kind?,
+            name: name?,
+        })
+    }
+
+    /// `hpa:` whether prescale manages the HPA, and its behavior.
+    fn hpa(&mut self, node: &Spanned<Node>, field: &str) -> Option<(bool, Option<HorizontalPodAutoscalerBehavior>)> {
+        let h = self.fields(node, field, HPA_FIELDS)?;
+        let before = self.problems.len();
+        let managed = h
+            .get("managed")
+            .map_or(Some(true), |m| self.boolean(m, &h.path("managed")));
+        let behavior = match h.get("behavior") {
+            None => Some(None),
+            Some(b) => {
+                if managed == Some(false) {
+                    self.at(
+                        b,
+                        &h.path("behavior"),
+                        "applies only to a managed HPA; set managed: true or remove behavior",
+                    );
+                }
+                self.behavior(b, &h.path("behavior")).map(Some)
+            }
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        Some((managed?, behavior?))
+    }
+
+    /// `hpa.behavior:` as autoscaling/v2 writes it, within the API server's bounds.
+    fn behavior(&mut self, node: &Spanned<Node>, field: &str) -> Option<HorizontalPodAutoscalerBehavior> {
+        let b = self.fields(node, field, BEHAVIOR_FIELDS)?;
+        let rules = |v: &mut Self, key: &str| match b.get(key) {
+            None => Some(None),
+            Some(r) => v.scaling_rules(r, &b.path(key)).map(Some),
+        };
+        let scale_up = rules(self, "scaleUp");
+        let scale_down = rules(self, "scaleDown");
+        Some(HorizontalPodAutoscalerBehavior {
+            scale_up: scale_up?,
+            scale_down: scale_down?,
+        })
+    }
+
+    /// One direction of `hpa.behavior`.
+    fn scaling_rules(&mut self, node: &Spanned<Node>, field: &str) -> Option<HPAScalingRules> {
+        let r = self.fields(node, field, RULES_FIELDS)?;
+        let window = match r.get("stabilizationWindowSeconds") {
+            None => Some(None),
+            Some(n) => self
+                .whole(
+                    n,
+                    &r.path("stabilizationWindowSeconds"),
+                    0,
+                    MAX_STABILIZATION_SECONDS,
+                    "600",
+                )
+                .map(|x| Some(x as i32)),
+        };
+        let select_policy = match r.get("selectPolicy") {
+            None => Some(None),
+            Some(n) => self
+                .choice::<SelectPolicy>(n, &r.path("selectPolicy"), &["Max", "Min", "Disabled"])
+                .map(|p| Some(format!("{p:?}"))),
+        };
+        let policies = match r.get("policies") {
+            None => Some(None),
+            Some(n) => {
+                let pf = r.path("policies");
+                match &n.value {
+                    Node::Seq(items) if (1..=MAX_POLICIES).contains(&items.len()) => {
+                        let read: Vec<_> = items
+                            .iter()
+                            .enumerate()
+                            .map(|(i, p)| self.scaling_policy(p, &format!("{pf}[{i}]")))
+                            .collect();
+                        read.into_iter().collect::<Option<Vec<_>>>().map(Some)
+                    }
+                    other => {
+                        self.at(
+                            n,
+                            &pf,
+                            format!(
+                                "expected a list of 1 to {MAX_POLICIES} policies like \
+                                 [{{type: Pods, value: 4, periodSeconds: 60}}], found {}",
+                                match other {
+                                    Node::Seq(items) => format!("{} policies", items.len()),
+                                    other => other.found(),
+                                }
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        Some(HPAScalingRules {
+            stabilization_window_seconds: window?,
+            select_policy: select_policy?,
+            policies: policies?,
+            tolerance: None,
+        })
+    }
+
+    /// One HPA scaling policy.
+    fn scaling_policy(&mut self, node: &Spanned<Node>, field: &str) -> Option<HPAScalingPolicy> {
+        let p = self.fields(node, field, POLICY_FIELDS)?;
+        let required = |v: &mut Self, key: &str| {
+            let found = p.get(key);
+            if found.is_none() {
+                v.at(
+                    p.node,
+                    &p.path(key),
+                    format!(
+                        "is required; add e.g. `{key}: {}`",
+                        match key {
+                            "type" => "Pods",
+                            "value" => "4",
+                            _ => "60",
+                        }
+                    ),
+                );
+            }
+            found
+        };
+        let type_ = required(self, "type")
+            .and_then(|t| self.choice::<PolicyType>(t, &p.path("type"), &["Pods", "Percent"]))
+            .map(|t| format!("{t:?}"));
+        let value = required(self, "value").and_then(|n| self.whole(n, &p.path("value"), 1, i64::from(i32::MAX), "4"));
+        let period = required(self, "periodSeconds")
+            .and_then(|n| self.whole(n, &p.path("periodSeconds"), 1, MAX_POLICY_PERIOD_SECONDS, "60"));
+        Some(HPAScalingPolicy {
+            type_: type_?,
+            value: value? as i32,
+            period_seconds: period? as i32,
         })
     }
 
     /// `quality:` over the defaults; nested limits are read one by one so each is located.
     fn quality(&mut self, node: &Spanned<Node>, field: &str) -> Option<quality::Bounds> {
         let d = quality::Bounds::default();
-        let q = self.fields(
-            node,
-            field,
-            &["autoDemote", "window", "minSamples", "demote", "promote"],
-        )?;
+        let q = self.fields(node, field, QUALITY_FIELDS)?;
         let before = self.problems.len();
         let auto_demote = q
             .get("autoDemote")
@@ -1252,11 +1884,7 @@ impl Validator {
         let min_samples = count(self, "minSamples", d.min_samples);
         let limits = |v: &mut Self, key: &str, base: quality::Limits| {
             let Some(node) = q.get(key) else { return Some(base) };
-            let l = v.fields(
-                node,
-                &q.path(key),
-                &["minCoverage", "maxUnderPrediction", "maxShortfall"],
-            )?;
+            let l = v.fields(node, &q.path(key), LIMITS_FIELDS)?;
             let share = |v: &mut Self, key: &str, default: f64| {
                 l.get(key).map_or(Some(default), |x| {
                     let value = v.number(x, &l.path(key), "0.5")?;
@@ -1299,11 +1927,7 @@ impl Validator {
     /// `adaptiveQuantile:` over the defaults (the service level is read separately).
     fn adaptive(&mut self, node: &Spanned<Node>, field: &str) -> Option<Adaptive> {
         let d = Adaptive::default();
-        let a = self.fields(
-            node,
-            field,
-            &["enabled", "halfLife", "warmup", "replay", "unservedVsReactive"],
-        )?;
+        let a = self.fields(node, field, ADAPTIVE_FIELDS)?;
         if let Some(old) = a.get("unservedVsReactive") {
             self.at(
                 old,
@@ -1318,7 +1942,7 @@ impl Validator {
         let span = |v: &mut Self, key: &str, default: TimeDelta, least: TimeDelta| {
             let Some(node) = a.get(key) else { return Some(default) };
             let x = v.duration(node, &a.path(key))?;
-            if x < least || x > TimeDelta::days(60) {
+            if x < least || x > MAX_ADAPTIVE_SPAN {
                 v.at(
                     node,
                     &a.path(key),
@@ -1333,7 +1957,7 @@ impl Validator {
             }
             Some(x)
         };
-        let half_life = span(self, "halfLife", d.half_life, TimeDelta::hours(1));
+        let half_life = span(self, "halfLife", d.half_life, MIN_HALF_LIFE);
         let warmup = span(self, "warmup", d.warmup, TimeDelta::zero());
         let replay = span(self, "replay", d.replay, TimeDelta::zero());
         Some(Adaptive {
@@ -1348,7 +1972,7 @@ impl Validator {
     /// `serviceLevel:` over the defaults.
     fn service_level(&mut self, node: &Spanned<Node>, field: &str) -> Option<ServiceLevel> {
         let d = ServiceLevel::default();
-        let l = self.fields(node, field, &["maxUnserved", "window"])?;
+        let l = self.fields(node, field, SERVICE_LEVEL_FIELDS)?;
         let max_unserved = match l.get("maxUnserved") {
             None => Some(d.max_unserved),
             Some(x) => match &x.value {
@@ -1503,6 +2127,32 @@ fn describe_bounds(b: &quality::Bounds) -> String {
         b.promote.max_under_rate,
         b.promote.max_shortfall
     )
+}
+
+/// True for a DNS subdomain (RFC 1123), as most object names are: DNS labels joined by dots, at most 253 characters.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// True for an API version: `v1`-like, after an optional API group and a slash (`apps/v1`, `argoproj.io/v1alpha1`).
+fn is_api_version(s: &str) -> bool {
+    let (group, version) = s.rsplit_once('/').unwrap_or(("", s));
+    let Some(rest) = version.strip_prefix('v') else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let tail = &rest[digits..];
+    let tail_ok = tail.is_empty()
+        || ["alpha", "beta"].iter().any(|stage| {
+            tail.strip_prefix(stage)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+    s.len() <= 253 && digits > 0 && tail_ok && (!s.contains('/') || is_dns_subdomain(group))
+}
+
+/// True for a kind: a capital letter, then letters and digits, at most 63 characters.
+fn is_kind(s: &str) -> bool {
+    s.len() <= 63 && s.starts_with(|c: char| c.is_ascii_uppercase()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// True for a Kubernetes DNS label (RFC 1123).
@@ -1797,6 +2447,100 @@ workloads:
                 "{bad}: {joined}"
             );
         }
+    }
+
+    #[test]
+    fn scale_target_hpa_and_own_data_age_are_read_and_checked() {
+        let text = |extra: &str| {
+            format!(
+                "maxDataAge: 45m\nworkloads:\n  - name: a\n    demand: {{generator: {{profile: embeddings}}}}\n    \
+                 capacityPerReplica: 3\n    maxReplicas: 4\n    seasonality: []\n{extra}"
+            )
+        };
+        let target = "    scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: a}\n";
+        let c = parse(&text(""), Path::new("p.yaml")).unwrap();
+        let w = &c.workloads[0];
+        assert_eq!(w.max_data_age, TimeDelta::minutes(45), "the file's");
+        assert_eq!(w.scale_target, None);
+        assert!(w.describe().contains("seasonality none"), "{}", w.describe());
+
+        let own = format!(
+            "{target}    maxDataAge: 20m\n    hpa: {{behavior: {{scaleDown: {{stabilizationWindowSeconds: 600}}}}}}\n"
+        );
+        let c = parse(&text(&own), Path::new("p.yaml")).unwrap();
+        let w = &c.workloads[0];
+        assert_eq!(w.max_data_age, TimeDelta::minutes(20), "its own wins over the file's");
+        assert_eq!(
+            w.policy.downscale_stabilization,
+            TimeDelta::minutes(10),
+            "the managed HPA's hold"
+        );
+        let t = w.scale_target.as_ref().unwrap();
+        assert!(t.managed_hpa);
+        assert_eq!(t.reference.name, "a");
+        assert!(w
+            .describe()
+            .contains("target: Deployment a (apps/v1), HPA managed by prescale, with its behavior set"));
+
+        for (extra, expect) in [
+            ("    hpa: {managed: false}\n", "p.yaml:8:10: workloads[0].hpa: needs scaleTargetRef"),
+            (
+                &format!("{target}    hpaScaleDownStabilization: 5m\n    hpa: {{behavior: {{scaleDown: {{stabilizationWindowSeconds: 600}}}}}}\n"),
+                "p.yaml:9:32: workloads[0].hpaScaleDownStabilization: 5m differs from hpa.behavior.scaleDown.stabilizationWindowSeconds (600s)",
+            ),
+            (
+                &format!("{target}    hpa: {{managed: false, behavior: {{}}}}\n"),
+                "workloads[0].hpa.behavior: applies only to a managed HPA",
+            ),
+            (
+                &format!("{target}    hpa: {{behavior: {{scaleUp: {{policies: [], selectPolicy: Most}}}}}}\n"),
+                "workloads[0].hpa.behavior.scaleUp.policies: expected a list of 1 to 10 policies",
+            ),
+            (
+                "    scaleTargetRef: {apiVersion: apps, kind: Deployment}\n",
+                "workloads[0].scaleTargetRef.apiVersion: `apps` is not an API version",
+            ),
+            (
+                "    scaleTargetRef: {apiVersion: apps/v1, kind: Deployment}\n",
+                "workloads[0].scaleTargetRef.name: is required",
+            ),
+            ("    maxDataAge: 1m\n", "p.yaml:8:17: workloads[0].maxDataAge: 1m is shorter than two demand steps (1m each)"),
+            ("    maxDataAge: 2d\n", "workloads[0].maxDataAge: 2d is outside 1m to 1d"),
+        ] {
+            let joined = problems(&text(extra)).join("\n");
+            assert!(joined.contains(expect), "{extra}: {joined}");
+        }
+        assert!(is_api_version("v1") && is_api_version("argoproj.io/v1alpha1") && !is_api_version("apps/v1gamma1"));
+        assert_eq!(bounds::MAX_HISTORY, crate::forecast::history_span(MAX_STEP));
+    }
+
+    #[test]
+    fn an_object_spec_is_checked_by_field_path() {
+        let spec = serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "demand": {"promql": "up", "generator": {"profile": "embeddings"}},
+            "capacityPerReplica": 3, "maxReplicas": 4, "leadTime": "2h",
+        });
+        let ps: Vec<String> = check_spec("shop", "web", &spec)
+            .unwrap_err()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            ps,
+            [
+                "shop/web: spec.demand.generator: is for the workload file only; a PredictiveAutoscaler reads its \
+                 demand from Prometheus: set `promql`",
+                "shop/web: spec.leadTime: 2h is longer than 1h: a cold start is node + image + model weights until \
+                 Ready, minutes in practice; the plan looks this far ahead at every decision",
+            ]
+        );
+        let mut ok = spec.clone();
+        ok["demand"] = serde_json::json!({"promql": "up"});
+        ok["leadTime"] = serde_json::json!("5m");
+        let w = check_spec("shop", "web", &ok).unwrap();
+        assert_eq!(w.id.to_string(), "shop/web");
+        assert!(w.scale_target.unwrap().managed_hpa, "managed by default");
     }
 
     #[test]

@@ -173,6 +173,32 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// What a duration's text looks like in a schema (the PredictiveAutoscaler CRD): digits and a unit, repeated, with no
+/// spaces. [`Duration`]'s parser reads the same, and trims surrounding spaces besides.
+pub const PATTERN: &str = "^([0-9]+(ms|s|m|h|d|w))+$";
+
+/// The longest duration text a schema admits: far past any duration a setting allows, and short enough that the
+/// API server's CEL cost estimate for a rule reading it stays small.
+pub const MAX_LENGTH: u32 = 32;
+
+impl schemars::JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": PATTERN,
+            "maxLength": MAX_LENGTH,
+        })
+    }
+}
+
 /// Reads a duration as chrono's type.
 pub fn parse(s: &str) -> Result<TimeDelta, ParseDurationError> {
     s.parse::<Duration>().map(TimeDelta::from)

@@ -21,7 +21,9 @@
 //!   the same plans as a KEDA external scaler over gRPC.
 //! - [`sre`]: what an SRE reads: admin JSON API, page with charts, "why N?", `/metrics`.
 //! - [`backtest`]: replay a trace through policies and score them.
-//! - [`config`]: the YAML workload file.
+//! - [`config`]: the YAML workload file, and the one validation of a workload (file entry or object).
+//! - [`workload`]: the one type of a workload's settings: the PredictiveAutoscaler custom resource's spec and the
+//!   workload file's entries.
 //! - [`app`]: the composition root (wires everything; the only place clients are built).
 
 pub mod apiserver;
@@ -39,3 +41,4 @@ pub mod pipeline;
 pub mod series;
 pub mod sre;
 pub mod store;
+pub mod workload;

@@ -42,9 +42,14 @@ enum Command {
     Explain(prescale::sre::explain::ExplainArgs),
     /// Validate a config file; lists every problem and exits non-zero when there is one.
     CheckConfig {
-        /// The workload config (YAML).
+        /// The workload config (YAML), or with `--objects` a file of PredictiveAutoscaler objects.
         file: PathBuf,
+        /// Check PredictiveAutoscaler objects (YAML documents, or `kubectl get pas -o yaml`) with the same rules.
+        #[arg(long)]
+        objects: bool,
     },
+    /// Print the PredictiveAutoscaler CustomResourceDefinition (YAML), generated from the workload type.
+    Crd,
 }
 
 fn main() -> ExitCode {
@@ -53,19 +58,30 @@ fn main() -> ExitCode {
     init_tracing(&log);
     prescale::app::init();
     let result = match command {
-        Command::CheckConfig { file } => match prescale::config::load(&file) {
-            Ok(config) => {
-                println!("{}: ok ({} workload(s))", file.display(), config.workloads.len());
-                for w in &config.workloads {
-                    println!("{}", w.describe());
+        Command::CheckConfig { file, objects } => {
+            let workloads = if objects {
+                prescale::config::load_objects(&file)
+            } else {
+                prescale::config::load(&file).map(|config| config.workloads)
+            };
+            match workloads {
+                Ok(workloads) => {
+                    println!("{}: ok ({} workload(s))", file.display(), workloads.len());
+                    for w in &workloads {
+                        println!("{}", w.describe());
+                    }
+                    Ok(())
                 }
-                Ok(())
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(1);
-            }
-        },
+        }
+        Command::Crd => {
+            print!("{}", prescale::workload::crd_yaml());
+            Ok(())
+        }
         Command::Explain(args) => run_async(prescale::app::explain(args)),
         Command::Backtest(args) => prescale::app::backtest(*args),
         Command::Demo { traces, listen } => run_async(prescale::app::demo(&traces, listen)),

@@ -651,6 +651,7 @@ async fn the_pipeline_publishes_what_the_api_explains() {
             mode: Mode::ForecastOnly,
             ..Default::default()
         },
+        scale_target: None,
     };
     let mut cycle = Cycle::with_metrics(
         Workload {

@@ -51,6 +51,63 @@ fn a_broken_file_fails_with_every_problem_located() {
     );
 }
 
+#[test]
+fn objects_are_checked_with_the_same_rules() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/examples/gpu-inference/predictiveautoscaler.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["check-config", "--objects"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(": ok (1 workload(s))"), "{stdout}");
+    assert!(
+        stdout.contains("target: Deployment llm-inference (apps/v1), HPA not managed by prescale"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pas.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: prescale.dev/v1alpha1\nkind: PredictiveAutoscaler\nmetadata: {name: web}\nspec:\n  \
+         scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  demand: {promql: up}\n  \
+         capacityPerReplica: 3\n  maxReplicas: 4\n  quantile: 1.5\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["check-config", "--objects"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pas.yaml:9:13: spec.quantile: quantile must be strictly between 0 and 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn crd_prints_the_committed_definition() {
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .arg("crd")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crd/prescale.dev_predictiveautoscalers.yaml"),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        committed,
+        "regenerate with: cargo run -- crd > deploy/crd/prescale.dev_predictiveautoscalers.yaml"
+    );
+}
+
 /// A garbage certificate ends `serve` at once with a message naming the files, before any listener (the admin
 /// server's `/readyz` included) comes up: never a pod that looks ready with a dead API listener.
 #[test]

@@ -642,6 +642,46 @@ fn rbac_grants_what_delegated_authentication_needs() {
     let rule = &role["rules"][0];
     assert_eq!(rule["apiGroups"], serde_json::json!([prescale::apiserver::api::GROUP]));
     assert_eq!(rule["verbs"], serde_json::json!(["get", "list"]));
+
+    // The controller reads PredictiveAutoscalers, writes their status, and manages their HPAs.
+    let binding = of_kind(&objects, "ClusterRoleBinding")
+        .find(|b| b["roleRef"]["name"] == "prescale:controller")
+        .expect("a binding of the controller role");
+    assert!(binding["subjects"].as_array().unwrap().contains(&subject));
+    let role = find(&objects, "ClusterRole", "prescale:controller");
+    let grants = |group: &str, resource: &str| -> BTreeSet<String> {
+        role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["apiGroups"].as_array().unwrap().iter().any(|g| g == group)
+                    && r["resources"].as_array().unwrap().iter().any(|x| x == resource)
+            })
+            .flat_map(|r| {
+                r["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let set = |verbs: &[&str]| verbs.iter().map(|v| v.to_string()).collect::<BTreeSet<_>>();
+    let group = prescale::workload::GROUP;
+    assert_eq!(grants(group, "predictiveautoscalers"), set(&["get", "list", "watch"]));
+    assert_eq!(grants(group, "predictiveautoscalers/status"), set(&["patch", "update"]));
+    assert_eq!(
+        grants("autoscaling", "horizontalpodautoscalers"),
+        set(&["get", "list", "watch", "create", "update", "patch", "delete"])
+    );
+    // The CRD the role names is deployed with it.
+    let crd = find(
+        &objects,
+        "CustomResourceDefinition",
+        "predictiveautoscalers.prescale.dev",
+    );
+    assert_eq!(crd["spec"]["group"], group);
 }
 
 #[test]

@@ -24,8 +24,9 @@ use crate::series::Series;
 /// is heading and how the plan will follow it.
 pub const DISPLAY_HORIZON: TimeDelta = TimeDelta::hours(1);
 
-/// How a workload's forecast is used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How a workload's forecast is used (`mode`): `serve` (the default) serves the plan; `forecastOnly` forecasts, shows
+/// and scores it but serves the reactive target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Mode {
     /// Serve the forecast plan (the default).

@@ -139,8 +139,9 @@ impl Utilization {
     }
 }
 
-/// When the target may go down (workload config `scaleIn`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+/// When the target may go down (`scaleIn`): `forecast` (the default) follows the forecast down; `observed` scales in
+/// only when observed demand allows it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ScaleIn {
     /// Follow the forecast down.

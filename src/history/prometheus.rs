@@ -348,8 +348,9 @@ impl PrometheusError {
     }
 }
 
-/// What a PromQL query returning several series is reduced to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// What a PromQL query returning several series is reduced to (`combine`): `error` (the default, naming them),
+/// `sum` or `max`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Combine {
     /// Several series are an error naming them (the query should aggregate, e.g. `sum(...)`).
