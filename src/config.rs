@@ -2046,10 +2046,12 @@ impl Validator {
             Some(u) => self.text(u, "prometheus.url", "http://prometheus.monitoring:9090"),
         };
         let mut s = PrometheusSettings::new(url.unwrap_or_default());
+        // Relative to the config file, like trace paths: the file and what it names move together.
+        let base = self.file.parent().map(Path::to_path_buf).unwrap_or_default();
         let file = |v: &mut Self, key: &str| {
             p.get(key)
                 .and_then(|n| v.text(n, &p.path(key), "/var/run/secrets/token"))
-                .map(PathBuf::from)
+                .map(|f| base.join(f))
         };
         s.bearer_token_file = file(self, "bearerTokenFile");
         s.ca_file = file(self, "caFile");
@@ -2079,7 +2081,7 @@ impl Validator {
                     password_file: b
                         .get("passwordFile")
                         .and_then(|n| self.text(n, &b.path("passwordFile"), "/etc/prometheus/password"))
-                        .map(PathBuf::from),
+                        .map(|f| base.join(f)),
                 });
             }
         }
@@ -2865,5 +2867,28 @@ workloads:
                 && err.contains("read from the config file's directory"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn credential_files_are_read_from_the_config_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+        std::fs::write(dir.path().join("password"), "hunter2\n").unwrap();
+        let body = |token: &str| {
+            format!(
+                "prometheus: {{url: 'http://p:9090', bearerTokenFile: {token}}}\nworkloads:\n  - name: a\n    \
+                 demand: {{promql: up}}\n    capacityPerReplica: 3\n    maxReplicas: 4\n"
+            )
+        };
+        let c = parse(&body("token"), &dir.path().join("p.yaml")).unwrap();
+        let prometheus = c.prometheus.unwrap();
+        assert_eq!(prometheus.bearer_token_file, Some(dir.path().join("token")));
+        let c = parse(&body("/nonexistent/token"), &dir.path().join("p.yaml")).unwrap_err();
+        assert!(c.to_string().contains("cannot read /nonexistent/token"), "{c}");
+        let basic = "prometheus: {url: 'http://p:9090', basicAuth: {username: u, passwordFile: password}}\n\
+                     workloads:\n  - name: a\n    demand: {promql: up}\n    capacityPerReplica: 3\n    maxReplicas: 4\n";
+        let c = parse(basic, &dir.path().join("p.yaml")).unwrap();
+        let auth = c.prometheus.unwrap().basic_auth.unwrap();
+        assert_eq!(auth.password_file, Some(dir.path().join("password")));
     }
 }
