@@ -598,6 +598,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError::Invalid(v.problems));
     };
     let mut workloads = Vec::new();
+    // Where each read workload sits, so a duplicate is pointed at.
+    let mut items_read = Vec::new();
     match top.get("workloads") {
         None => v.at(
             &root,
@@ -614,6 +616,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 for (i, item) in items.iter().enumerate() {
                     if let Some(w) = v.workload(item, &format!("workloads[{i}]"), path) {
                         workloads.push(w);
+                        items_read.push((i, item));
                     }
                 }
             }
@@ -624,19 +627,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             ),
         },
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for (w, _) in &workloads {
-        if !seen.insert(w.id.clone()) {
-            v.problems.push(Problem {
-                file: path.into(),
-                line: 0,
-                column: 0,
-                field: "workloads".into(),
-                message: format!(
-                    "workload {} is listed twice; names must be unique within a namespace",
+    let mut seen = std::collections::BTreeMap::new();
+    for ((w, _), (i, item)) in workloads.iter().zip(&items_read) {
+        if let Some(first) = seen.insert(w.id.clone(), *i) {
+            let at = child(item, "name").unwrap_or(item);
+            v.at(
+                at,
+                &format!("workloads[{i}].name"),
+                format!(
+                    "workload {} is listed twice (first as workloads[{first}]); names must be unique within a \
+                     namespace",
                     w.id
                 ),
-            });
+            );
         }
     }
     let api_addr = v.addr(top.get("apiAddr"), "apiAddr", defaults::API_ADDR);
@@ -701,23 +704,23 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     }
     let prometheus = top.get("prometheus").and_then(|p| v.prometheus(p));
-    let workloads: Vec<WorkloadConfig> = workloads.into_iter().map(|(w, _)| w).collect();
     if top.get("prometheus").is_none() {
-        for w in &workloads {
+        for ((w, _), (i, item)) in workloads.iter().zip(&items_read) {
             if matches!(w.demand, DemandSource::Promql { .. }) {
-                v.problems.push(Problem {
-                    file: path.into(),
-                    line: 0,
-                    column: 0,
-                    field: "prometheus".into(),
-                    message: format!(
-                        "workload {} has a `promql` demand source; add `prometheus: {{url: http://prometheus:9090}}`",
+                let at = child(item, "demand").and_then(|d| child(d, "promql")).unwrap_or(item);
+                v.at(
+                    at,
+                    &format!("workloads[{i}].demand.promql"),
+                    format!(
+                        "workload {} reads Prometheus, and the file has no `prometheus:` section; add \
+                         `prometheus: {{url: http://prometheus:9090}}` at the top level",
                         w.id
                     ),
-                });
+                );
             }
         }
     }
+    let workloads: Vec<WorkloadConfig> = workloads.into_iter().map(|(w, _)| w).collect();
     if v.problems.is_empty() {
         Ok(Config {
             api_addr,
@@ -729,6 +732,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         })
     } else {
         Err(ConfigError::Invalid(v.problems))
+    }
+}
+
+/// The value of `key` in the mapping `node`, if it is one and has it.
+fn child<'a>(node: &'a Spanned<Node>, key: &str) -> Option<&'a Spanned<Node>> {
+    match &node.value {
+        Node::Map(fields) => fields.iter().find(|(k, _)| k.value == key).map(|(_, v)| v),
+        _ => None,
     }
 }
 
@@ -2890,5 +2901,24 @@ workloads:
         let c = parse(basic, &dir.path().join("p.yaml")).unwrap();
         let auth = c.prometheus.unwrap().basic_auth.unwrap();
         assert_eq!(auth.password_file, Some(dir.path().join("password")));
+    }
+
+    #[test]
+    fn a_duplicate_workload_is_pointed_at_where_it_repeats() {
+        let yaml =
+            "workloads:\n  - name: a\n    demand: {promql: up}\n    capacityPerReplica: 3\n    maxReplicas: 4\n  \
+                    - name: a\n    demand: {promql: up}\n    capacityPerReplica: 3\n    maxReplicas: 4\n";
+        let err = parse(yaml, Path::new("p.yaml")).unwrap_err().to_string();
+        assert!(
+            err.contains("p.yaml:6:11: workloads[1].name: workload default/a is listed twice (first as workloads[0])"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "p.yaml:3:22: workloads[0].demand.promql: workload default/a reads Prometheus, and the file \
+                          has no `prometheus:` section"
+            ),
+            "{err}"
+        );
     }
 }
