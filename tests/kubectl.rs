@@ -1,5 +1,5 @@
 //! End to end: the real `prescale demo` binary, queried by real kubectl clients (the oldest and the newest installed
-//! release), as a user or the aggregator would.
+//! release), as a user or the aggregator would, and by the official Python client (`tests/python_client.py`).
 //!
 //! Needs `kubectl` on PATH with versioned siblings `kubectl.1.NN` beside the resolved binary (the Google Cloud SDK
 //! layout; at least two releases). The test fails, saying what to install, when they are missing.
@@ -406,5 +406,79 @@ fn the_kubectl_line_serve_prints_works_as_pasted() {
         let list = stdout_json(&out, &format!("{who}: {line}"));
         assert_eq!(list["kind"], "ExternalMetricValueList", "{who}: {list}");
         assert_eq!(list["items"][0]["metricLabels"]["workload"], "web", "{who}: {list}");
+    }
+}
+
+/// The official Python client (`kubernetes` on PyPI, pydantic models) reads the group, its resources and every demo
+/// workload's value, and parses each refusal (unknown workload or metric, a bad selector, an unacceptable media type)
+/// as its own `V1Status`.
+#[test]
+fn the_python_kubernetes_client_reads_values_and_refusals() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo::start(dir.path());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_client.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .args([demo.api.as_str(), "default", &DEMO_WORKLOADS.join(",")])
+        .output()
+        .expect("running python3 (the Python client: python3 -m pip install -r .ci/requirements.txt)");
+    assert!(
+        output.status.success(),
+        "the Python Kubernetes client failed (python3 -m pip install -r .ci/requirements.txt if `kubernetes` is \
+         missing):\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        demo.log_tail()
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+
+    assert_eq!(seen["group"][0]["name"], "external.metrics.k8s.io", "{seen}");
+    assert_eq!(seen["group"][0]["preferred"], "external.metrics.k8s.io/v1beta1");
+    let resources: Vec<&str> = seen["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        resources,
+        ["prescale_replicas", "prescale_demand_planned", "prescale_demand_median"]
+    );
+    assert!(seen["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["namespaced"] == true && r["verbs"] == serde_json::json!(["get"])));
+
+    for workload in DEMO_WORKLOADS {
+        let list = &seen["values"][workload];
+        assert_eq!(list["kind"], "ExternalMetricValueList", "{workload}: {list}");
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{workload}: {list}");
+        assert_eq!(items[0]["metricLabels"]["workload"], workload);
+        let value = items[0]["value"].as_str().unwrap();
+        let milli = quantity::parse_milli(value).unwrap_or_else(|e| panic!("{workload}: {value:?}: {e}"));
+        assert!(milli >= 1000, "{workload}: at least one replica, got {value}");
+        let at: DateTime<Utc> = items[0]["timestamp"].as_str().unwrap().parse().unwrap();
+        assert!(
+            (Utc::now() - at).num_seconds() < 120,
+            "{workload}: a fresh value, stamped {at}"
+        );
+    }
+
+    for (case, code, reason, words) in [
+        ("unknown_workload", 404, "NotFound", "no-such-workload"),
+        ("unknown_metric", 404, "NotFound", "no_such_metric"),
+        ("bad_selector", 400, "BadRequest", "workload in (a"),
+        ("unacceptable", 406, "NotAcceptable", "application/json"),
+    ] {
+        let r = &seen["refusals"][case];
+        assert_eq!(r["http"], code, "{case}: {r}");
+        assert_eq!(r["code"], code, "{case}: {r}");
+        assert_eq!(r["kind"], "Status", "{case}: {r}");
+        assert_eq!(r["apiVersion"], "v1", "{case}: {r}");
+        assert_eq!(r["status"], "Failure", "{case}: {r}");
+        assert_eq!(r["reason"], reason, "{case}: {r}");
+        assert!(r["message"].as_str().unwrap().contains(words), "{case}: {r}");
+        assert_eq!(r["content_type"], "application/json", "{case}: {r}");
     }
 }
