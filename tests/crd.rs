@@ -11,6 +11,8 @@ use prescale::config::{self, ConfigError};
 use serde_json::{json, Value};
 
 const CRD_FILE: &str = "deploy/crd/prescale.dev_predictiveautoscalers.yaml";
+/// The Helm chart's copy (Helm installs what `crds/` holds before anything else).
+const CHART_CRD_FILE: &str = "deploy/helm/prescale/crds/prescale.dev_predictiveautoscalers.yaml";
 const EXAMPLE: &str = "deploy/examples/gpu-inference/predictiveautoscaler.yaml";
 
 fn repo() -> PathBuf {
@@ -27,13 +29,16 @@ fn spec_schema() -> Value {
 
 #[test]
 fn the_committed_crd_is_what_the_code_generates() {
-    let committed = std::fs::read_to_string(repo().join(CRD_FILE)).unwrap();
     let generated = prescale::workload::crd_yaml();
-    assert!(
-        committed == generated,
-        "{CRD_FILE} is out of date with src/workload.rs; regenerate it with\n  \
-         cargo run -- crd > {CRD_FILE}"
-    );
+    for file in [CRD_FILE, CHART_CRD_FILE] {
+        let committed = std::fs::read_to_string(repo().join(file)).unwrap();
+        assert!(
+            committed == generated,
+            "{file} is out of date with src/workload.rs; regenerate both copies with\n  \
+             cargo run -- crd > {CRD_FILE} && cp {CRD_FILE} {CHART_CRD_FILE}"
+        );
+    }
+    let committed = std::fs::read_to_string(repo().join(CRD_FILE)).unwrap();
     let parsed: Value = serde_saphyr::from_str(&committed).unwrap();
     assert_eq!(parsed, crd(), "the YAML reads back as the CRD");
 }
