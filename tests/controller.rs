@@ -312,7 +312,7 @@ async fn a_dropped_watch_resumes_and_a_relist_removes_what_was_deleted_meanwhile
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn conflicts_are_reported_and_status_writes_stay_bounded() {
+async fn hpa_conflicts_opt_outs_and_overrides_and_bounded_status_writes() {
     let f = fixture().await;
     // Someone else's HPA already scales web-u.
     let user_hpa = json!({
@@ -335,6 +335,7 @@ async fn conflicts_are_reported_and_status_writes_stay_bounded() {
     assert_eq!(f.api.writes("PUT horizontalpodautoscalers"), 0);
     assert_eq!(f.api.writes("PATCH horizontalpodautoscalers"), 0);
     assert_eq!(f.api.writes("POST horizontalpodautoscalers"), 0);
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers"), 0);
 
     f.until("from-file is refused", |f| f.condition("from-file", "Ready").is_some())
         .await;
