@@ -356,3 +356,48 @@ async fn hpa_conflicts_opt_outs_and_overrides_and_bounded_status_writes() {
     assert_eq!(file, 0, "an unchanging status is not rewritten");
     assert_eq!(f.api.writes("PATCH predictiveautoscalers/status llm/from-file"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_that_keeps_failing_ends_the_controller() {
+    prescale::app::init();
+    // Nothing listens here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client =
+        kube::Client::try_from(kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap())).unwrap();
+    let store = Arc::new(PlanStore::new());
+    let clock = Clock::system();
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    let history: HistoryFactory = Arc::new(|_| anyhow::bail!("no sources here"));
+    let controller = Controller::new(
+        client,
+        pipelines,
+        store,
+        clock,
+        BTreeSet::new(),
+        history,
+        Settings {
+            namespace: Some(NS.into()),
+            limits: LIMITS,
+            failure_limit: Duration::from_secs(2),
+        },
+    );
+    let started = std::time::Instant::now();
+    let error = tokio::time::timeout(Duration::from_secs(60), controller.run())
+        .await
+        .expect("the controller gave up")
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("watching PredictiveAutoscalers has failed for"),
+        "{error:#}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}

@@ -44,6 +44,10 @@ pub type HistoryFactory = Arc<dyn Fn(&WorkloadConfig) -> anyhow::Result<Arc<dyn 
 /// (a pod whose controller cannot see its objects must not look healthy).
 pub const DEFAULT_FAILURE_LIMIT: Duration = Duration::from_secs(600);
 
+/// Two watch errors further apart than this belong to different failures (kube's watcher backs off at most 30 s
+/// between attempts; a request may take up to 30 s more to fail).
+const STREAK_GAP: Duration = Duration::from_secs(120);
+
 /// What the controller watches and how it writes.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -126,13 +130,21 @@ impl Controller {
         let mut tick = tokio::time::interval(limits.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing_since: Option<Instant> = None;
+        let mut last_error: Option<Instant> = None;
         info!(namespace = ?self.settings.namespace, "watching PredictiveAutoscalers");
         loop {
             tokio::select! {
                 event = events.next() => match event {
                     None => anyhow::bail!("the PredictiveAutoscaler watch ended"),
                     Some(Err(error)) => {
-                        let since = *failing_since.get_or_insert_with(Instant::now);
+                        // Errors further apart than the watcher's longest backoff plus a request timeout are not
+                        // one failure: the watch worked in between (a resumed watch sends nothing until a change).
+                        let now = Instant::now();
+                        if last_error.is_some_and(|last: Instant| now.duration_since(last) > STREAK_GAP) {
+                            failing_since = None;
+                        }
+                        last_error = Some(now);
+                        let since = *failing_since.get_or_insert(now);
                         warn!(%error, "watching PredictiveAutoscalers failed; retrying");
                         if since.elapsed() >= self.settings.failure_limit {
                             anyhow::bail!(
@@ -142,7 +154,10 @@ impl Controller {
                         }
                     }
                     Some(Ok(event)) => {
-                        failing_since = None;
+                        // `Init` comes before the list is even tried: only what the API server sent proves contact.
+                        if !matches!(event, Event::Init) {
+                            failing_since = None;
+                        }
                         match event {
                             Event::Init => listing = Some(BTreeSet::new()),
                             Event::InitApply(object) => {
