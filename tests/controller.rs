@@ -401,3 +401,77 @@ async fn a_watch_that_keeps_failing_ends_the_controller() {
     );
     assert!(started.elapsed() >= Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_writes_across_objects_share_one_rate_limit() {
+    prescale::app::init();
+    let api = ApiServer::start().await;
+    // 100 invalid objects: each status is written once, and never again while nothing changes.
+    for i in 0..100 {
+        api.apply(NS, &format!("bad-{i}"), json!({"maxReplicas": 0}));
+    }
+    let store = Arc::new(PlanStore::new());
+    let clock = Clock::system();
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    let history: HistoryFactory = Arc::new(|_| anyhow::bail!("never asked: every spec is invalid"));
+    let (rate, burst) = (50.0, 10);
+    let controller = Controller::new(
+        api.client(),
+        pipelines,
+        store,
+        clock,
+        BTreeSet::new(),
+        history,
+        Settings {
+            namespace: None,
+            limits: WriteLimits {
+                rate,
+                burst,
+                tick: Duration::from_millis(50),
+                ..LIMITS
+            },
+            failure_limit: Duration::from_secs(60),
+        },
+    );
+    let started = std::time::Instant::now();
+    let controller = tokio::spawn(controller.run());
+    let writes = || api.writes("PATCH predictiveautoscalers/status");
+    while writes() < 100 {
+        let allowed = f64::from(burst) + rate * started.elapsed().as_secs_f64();
+        assert!(
+            f64::from(writes() as u32) <= allowed + 1.0,
+            "{} writes after {:?}",
+            writes(),
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "only {} of 100 statuses written",
+            writes()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The bucket let 10 through at once and 50 a second after that: 90 more take at least 1.8 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(writes(), 100, "unchanging statuses are not rewritten");
+    for i in 0..100 {
+        let object = api.get(Kind::Pa, NS, &format!("bad-{i}")).unwrap();
+        let ready = &object["status"]["conditions"][0];
+        assert_eq!(
+            (ready["type"].as_str(), ready["reason"].as_str()),
+            (Some("Ready"), Some("InvalidSpec"))
+        );
+        assert_eq!(object["status"]["observedGeneration"], 1);
+    }
+    controller.abort();
+}
