@@ -150,45 +150,48 @@ pub async fn reconcile(client: &kube::Client, config: &WorkloadConfig, owner: &O
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &config.id.namespace);
     let name = config.id.name.clone();
     let failed = |what: &str, e: kube::Error| HpaState::Failed(format!("{what} HorizontalPodAutoscaler {name}: {e}"));
-    let target = want.spec.as_ref().map(|s| s.scale_target_ref.clone());
-    let all = match api.list(&Default::default()).await {
-        Ok(list) => list.items,
-        Err(e) => return failed("listing to check", e),
-    };
-    let other = all.iter().find(|h| {
-        h.metadata.name.as_deref() != Some(name.as_str())
-            && !owned_by(h, &owner.uid)
-            && h.spec
-                .as_ref()
-                .map(|s| same_target(&s.scale_target_ref, target.as_ref()))
-                == Some(true)
-    });
-    if let Some(other) = other {
-        return HpaState::Conflict(format!(
-            "HorizontalPodAutoscaler {} already scales {}; prescale leaves it alone and manages none: point it at \
-             prescale_replicas (selector workload={name}) yourself and set hpa.managed: false, or delete it",
-            other.metadata.name.clone().unwrap_or_default(),
-            target.map(|t| format!("{}/{}", t.kind, t.name)).unwrap_or_default()
-        ));
-    }
-    match all.iter().find(|h| h.metadata.name.as_deref() == Some(name.as_str())) {
-        None => match api.create(&PostParams::default(), &want).await {
-            Ok(_) => HpaState::Managed(name),
-            Err(e) => failed("creating", e),
-        },
-        Some(existing) if !owned_by(existing, &owner.uid) => HpaState::Conflict(format!(
+    match api.get_opt(&name).await {
+        Err(e) => failed("reading", e),
+        Ok(Some(existing)) if !owned_by(&existing, &owner.uid) => HpaState::Conflict(format!(
             "HorizontalPodAutoscaler {name} exists and is not prescale's (no controller ownerReference to this \
              object); prescale leaves it alone: delete it to let prescale manage one, or set hpa.managed: false"
         )),
-        Some(existing) if existing.spec == want.spec && existing.metadata.labels == want.metadata.labels => {
+        Ok(Some(existing)) if existing.spec == want.spec && existing.metadata.labels == want.metadata.labels => {
             HpaState::Managed(name)
         }
-        Some(existing) => {
+        Ok(Some(existing)) => {
             let mut replacement = want;
             replacement.metadata.resource_version = existing.metadata.resource_version.clone();
             match api.replace(&name, &PostParams::default(), &replacement).await {
                 Ok(_) => HpaState::Managed(name),
                 Err(e) => failed("updating", e),
+            }
+        }
+        // None yet: one is created unless another HPA already scales the same object (listed only here, so an
+        // object whose HPA exists costs one read per reconcile).
+        Ok(None) => {
+            let target = want.spec.as_ref().map(|s| s.scale_target_ref.clone());
+            let all = match api.list(&Default::default()).await {
+                Ok(list) => list.items,
+                Err(e) => return failed("listing to check before creating", e),
+            };
+            let other = all.iter().find(|h| {
+                h.spec
+                    .as_ref()
+                    .is_some_and(|s| same_target(&s.scale_target_ref, target.as_ref()))
+            });
+            match other {
+                Some(other) => HpaState::Conflict(format!(
+                    "HorizontalPodAutoscaler {} already scales {}; prescale leaves it alone and manages none: point \
+                     it at prescale_replicas (selector workload={name}) yourself and set hpa.managed: false, or \
+                     delete it",
+                    other.metadata.name.clone().unwrap_or_default(),
+                    target.map(|t| format!("{}/{}", t.kind, t.name)).unwrap_or_default()
+                )),
+                None => match api.create(&PostParams::default(), &want).await {
+                    Ok(_) => HpaState::Managed(name),
+                    Err(e) => failed("creating", e),
+                },
             }
         }
     }
