@@ -22,6 +22,7 @@ use crate::history::prometheus::{PromQuery, PrometheusClient, PrometheusSettings
 use crate::history::synthetic::{Generator, Profile};
 use crate::history::trace::{self, Replay};
 use crate::history::History;
+use crate::k8s::controller;
 use crate::pipeline::{self, Workload};
 use crate::sre::admin::{self, AdminState};
 use crate::sre::telemetry;
@@ -59,6 +60,18 @@ pub struct SecurityArgs {
     backtest_configmap: Option<ConfigMapRef>,
 }
 
+/// The PredictiveAutoscaler controller (`serve` only).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WatchArgs {
+    /// Also plan for every PredictiveAutoscaler object (prescale.dev/v1alpha1): watch them, report their status,
+    /// and manage their HPAs. Needs the controller's RBAC (deploy/base/controller-rbac.yaml).
+    #[arg(long, env = "PRESCALE_WATCH_OBJECTS")]
+    pub watch_objects: bool,
+    /// Watch this namespace's objects only (default: every namespace).
+    #[arg(long, env = "PRESCALE_WATCH_NAMESPACE", requires = "watch_objects")]
+    pub watch_namespace: Option<String>,
+}
+
 /// Process-wide setup every command needs, done once before anything else: ring as rustls's crypto provider (the
 /// HTTP and Kubernetes clients are built without a default one).
 pub fn init() {
@@ -93,7 +106,12 @@ pub async fn explain(args: crate::sre::explain::ExplainArgs) -> anyhow::Result<(
 }
 
 /// `prescale serve`: run from a config file.
-pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArgs) -> anyhow::Result<()> {
+pub async fn serve(
+    config_path: &Path,
+    listen: ListenArgs,
+    security: SecurityArgs,
+    objects: WatchArgs,
+) -> anyhow::Result<()> {
     let mut config = config::load(config_path)?;
     apply_listen(&mut config, &listen);
     let now = Utc::now();
@@ -164,6 +182,20 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
             watch,
         )
     };
+    let controller = if objects.watch_objects {
+        let client = kube::Client::try_default()
+            .await
+            .context("building the Kubernetes client for --watch-objects")?;
+        Some(ControllerSetup {
+            client,
+            settings: controller::Settings {
+                namespace: objects.watch_namespace,
+                ..Default::default()
+            },
+        })
+    } else {
+        None
+    };
     let result = run(
         config,
         workloads,
@@ -173,6 +205,7 @@ pub async fn serve(config_path: &Path, listen: ListenArgs, security: SecurityArg
             prometheus,
             backtest_configmap,
             keda,
+            controller,
         },
     )
     .await;
@@ -318,7 +351,9 @@ fn apply_listen(config: &mut Config, listen: &ListenArgs) {
     }
 }
 
-fn history_for(
+/// The demand source of workload `w`: its generator, its trace replayed to end at `now`, or its PromQL query on
+/// `prometheus`. The one construction of sources, for the workload file's workloads and the controller's objects.
+pub fn history_for(
     w: &WorkloadConfig,
     prometheus: Option<&PrometheusClient>,
     now: chrono::DateTime<Utc>,
@@ -354,6 +389,14 @@ struct Extras {
     backtest_configmap: Option<ConfigMapRef>,
     /// The KEDA external scaler's listener, when it is on.
     keda: Option<KedaListener>,
+    /// The PredictiveAutoscaler controller, when it is on.
+    controller: Option<ControllerSetup>,
+}
+
+/// The controller's client and settings.
+struct ControllerSetup {
+    client: kube::Client,
+    settings: controller::Settings,
 }
 
 /// Where and how the KEDA external scaler listens.
@@ -448,10 +491,32 @@ async fn run(
     let options = pipeline::Options {
         metrics: telemetry.pipeline(),
     };
-    let pipelines = pipeline::Pipelines::new(store.clone(), clock, config.interval, options);
+    let pipelines = Arc::new(pipeline::Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        config.interval,
+        options,
+    ));
+    let reserved = workloads.iter().map(|w| w.config.id.clone()).collect();
     for workload in workloads {
         pipelines.apply(workload).await;
     }
+    let controller = extras.controller.map(|setup| {
+        let prometheus = extras.prometheus.clone();
+        let sources = clock.clone();
+        let history: controller::HistoryFactory =
+            Arc::new(move |w: &WorkloadConfig| history_for(w, prometheus.as_ref(), sources.now()));
+        let controller = controller::Controller::new(
+            setup.client,
+            pipelines.clone(),
+            store.clone(),
+            clock.clone(),
+            reserved,
+            history,
+            setup.settings,
+        );
+        tokio::spawn(controller.run())
+    });
 
     // One shutdown signal for every server.
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -521,12 +586,18 @@ async fn run(
         admin_stopped,
     ));
     let servers = async move {
-        match keda {
+        let mut others = vec![api.abort_handle(), admin.abort_handle()];
+        let servers: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> = match keda {
             Some(keda) => {
-                let others = [api.abort_handle(), admin.abort_handle()];
-                supervise_keda(supervise(api, admin), keda, others).await
+                let two = [api.abort_handle(), admin.abort_handle()];
+                others.push(keda.abort_handle());
+                Box::pin(supervise_keda(supervise(api, admin), keda, two))
             }
-            None => supervise(api, admin).await,
+            None => Box::pin(supervise(api, admin)),
+        };
+        match controller {
+            Some(controller) => supervise_controller(servers, controller, others).await,
+            None => servers.await,
         }
     };
     // Each server bounds its own drain (http::DRAIN_TIMEOUT).
@@ -645,6 +716,35 @@ async fn supervise_keda(
     }
 }
 
+/// Runs the servers (`servers`) alongside the PredictiveAutoscaler controller: a controller that ends (it ends only
+/// when its watch has failed for good, or it panicked) stops the servers, so the pod is restarted instead of serving
+/// stale objects while looking healthy; a shutdown stops the controller.
+async fn supervise_controller(
+    servers: impl std::future::Future<Output = anyhow::Result<()>>,
+    mut controller: tokio::task::JoinHandle<anyhow::Result<()>>,
+    others: Vec<tokio::task::AbortHandle>,
+) -> anyhow::Result<()> {
+    let mut servers = std::pin::pin!(servers);
+    tokio::select! {
+        r = &mut servers => {
+            controller.abort();
+            r
+        }
+        r = &mut controller => {
+            let error = match r {
+                Ok(Ok(())) => anyhow::anyhow!("the PredictiveAutoscaler controller stopped"),
+                Ok(Err(e)) => e.context("the PredictiveAutoscaler controller stopped"),
+                Err(e) => anyhow::Error::from(e).context("the PredictiveAutoscaler controller panicked"),
+            };
+            for other in others {
+                other.abort();
+            }
+            error!("{error:#}; stopping");
+            Err(error)
+        }
+    }
+}
+
 /// What the banner says about the KEDA listener.
 struct KedaBanner {
     addr: String,
@@ -752,6 +852,34 @@ mod tests {
         let api = tokio::spawn(async { anyhow::Ok(()) });
         let admin = tokio::spawn(async { std::io::Result::Ok(()) });
         supervise(api, admin).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failing_controller_stops_the_servers_and_a_shutdown_stops_the_controller() {
+        let api = tokio::spawn(async { std::future::pending::<anyhow::Result<()>>().await });
+        let admin = tokio::spawn(async { std::future::pending::<std::io::Result<()>>().await });
+        let others = vec![api.abort_handle(), admin.abort_handle()];
+        let watch = others.clone();
+        let controller = tokio::spawn(async { Err(anyhow::anyhow!("the watch failed for 600s")) });
+        let error = supervise_controller(supervise(api, admin), controller, others)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "the PredictiveAutoscaler controller stopped: the watch failed for 600s"
+        );
+        tokio::task::yield_now().await;
+        assert!(watch.iter().all(tokio::task::AbortHandle::is_finished));
+        // A shutdown: the servers end cleanly and the controller, which never ends by itself, is stopped.
+        let api = tokio::spawn(async { anyhow::Ok(()) });
+        let admin = tokio::spawn(async { std::io::Result::Ok(()) });
+        let controller = tokio::spawn(async { std::future::pending::<anyhow::Result<()>>().await });
+        let watch = controller.abort_handle();
+        supervise_controller(supervise(api, admin), controller, vec![])
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+        assert!(watch.is_finished());
     }
 
     #[tokio::test]

@@ -35,6 +35,8 @@ enum Command {
         listen: prescale::app::ListenArgs,
         #[command(flatten)]
         security: Box<prescale::app::SecurityArgs>,
+        #[command(flatten)]
+        watch: prescale::app::WatchArgs,
     },
     /// Backtest a recorded trace, or the configured workloads' history, through every policy and the HPA's arithmetic.
     Backtest(Box<prescale::backtest::BacktestArgs>),
@@ -89,7 +91,8 @@ fn main() -> ExitCode {
             config,
             listen,
             security,
-        } => run_async(prescale::app::serve(&config, listen, *security)),
+            watch,
+        } => run_async(prescale::app::serve(&config, listen, *security, watch)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -55,6 +55,8 @@ pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_FORECAST_TRUSTED: &str = "ForecastTrusted";
 /// The `type` of the condition that says whether the SLO is met over its window.
 pub const CONDITION_SLO_MET: &str = "SLOMet";
+/// The `type` of the condition that says whether prescale manages the workload's HPA (with `hpa.managed` only).
+pub const CONDITION_HPA_MANAGED: &str = "HPAManaged";
 
 /// The settings of one workload prescale plans replicas for: where its demand comes from, what one replica serves,
 /// how far ahead to plan, the SLO and the bounds. Every field but `scaleTargetRef`, `demand.promql`,
@@ -476,8 +478,9 @@ pub enum PolicyType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveAutoscalerStatus {
-    /// `Ready` (a fresh target is served), `ForecastTrusted` (the forecast is not demoted for poor live quality)
-    /// and `SLOMet` (the SLO holds over its window).
+    /// `Ready` (a fresh target is served), `ForecastTrusted` (the forecast is not demoted for poor live quality),
+    /// `SLOMet` (the SLO holds over its window) and, with `hpa.managed`, `HPAManaged` (prescale's HPA reads the
+    /// target).
     #[schemars(schema_with = "conditions_schema")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -549,7 +552,7 @@ fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "type": "object",
             "required": ["type", "status", "lastTransitionTime", "reason", "message"],
             "properties": {
-                "type": {"type": "string", "maxLength": 316, "description": "Ready, ForecastTrusted or SLOMet."},
+                "type": {"type": "string", "maxLength": 316, "description": "Ready, ForecastTrusted, SLOMet or HPAManaged."},
                 "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
                 "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
                 "lastTransitionTime": {"type": "string", "format": "date-time"},

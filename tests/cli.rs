@@ -90,3 +90,17 @@ fn sigterm_during_the_startup_replay_exits_promptly() {
         "took {took:?} to exit after SIGTERM:\n{text}"
     );
 }
+
+#[test]
+fn a_watched_namespace_needs_the_controller_on() {
+    let out = prescale(&[
+        "serve",
+        "--config",
+        "deploy/base/config.yaml",
+        "--watch-namespace",
+        "inference",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--watch-objects"), "{stderr}");
+}

@@ -450,7 +450,7 @@ fn the_chart_renders_the_kustomizations_for_the_equivalent_values() {
                 "--set",
                 monitoring,
                 "--set",
-                "replicaCount=1,image.tag=dev",
+                "replicaCount=1,image.tag=dev,watchObjects.enabled=true",
                 "--set",
                 r"logLevel=info\,prescale=debug",
             ],

@@ -1,6 +1,10 @@
 //! Kubernetes semantics prescale must reproduce exactly: resource quantities, label selectors, and the HPA
-//! controller's arithmetic (with a pod model, for simulation).
+//! controller's arithmetic (with a pod model, for simulation); and the PredictiveAutoscaler controller: the watch
+//! of the objects, their status, and the HPAs prescale manages for them.
 
+pub mod controller;
 pub mod hpa;
+pub mod managed_hpa;
 pub mod quantity;
 pub mod selector;
+pub mod status;

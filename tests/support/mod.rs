@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use prescale::series::Series;
 
+pub mod apiserver;
+
 /// The directory of recorded traces: `$PRESCALE_TRACES_DIR`, else `../shared/traces` next to the repository.
 pub fn traces_dir() -> PathBuf {
     match std::env::var_os("PRESCALE_TRACES_DIR") {

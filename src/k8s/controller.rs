@@ -1,0 +1,378 @@
+//! The PredictiveAutoscaler controller: watches the objects (in every namespace, or one) and runs a workload for
+//! each, beside the workload file's.
+//!
+//! - An added or changed object is checked with the workload file's validator ([`crate::config::check_spec`]);
+//!   a valid one runs (its demand source built like the file's, by the composition root's [`HistoryFactory`]) and
+//!   a change replaces only its own pipeline ([`Pipelines::apply`]); an invalid one serves nothing and says why in
+//!   its `Ready` condition (`InvalidSpec`, one line per field and its fix).
+//! - A deleted object's workload stops and is no longer served; its managed HPA is left to the garbage collector
+//!   (it carries a controller ownerReference to the object).
+//! - After every (re)list of the watch, workloads whose object is gone are stopped: a deletion missed while the
+//!   watch was down is caught there.
+//! - An object with the namespace and name of a workload of the workload file is not run (`Ready=False`,
+//!   `Conflict`): the file's workload keeps running.
+//! - Each object's status is written from the plan store, as [`crate::k8s::status`] bounds it.
+//!
+//! Objects are read as untyped JSON so that a spec the typed struct cannot hold is still reported field by field
+//! instead of failing the whole list.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::ResourceExt;
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::WorkloadConfig;
+use crate::history::History;
+use crate::k8s::managed_hpa::{self, Owner};
+use crate::k8s::status::{self, HpaState, Outcome, TokenBucket, WriteLimits, Written};
+use crate::pipeline::{Pipelines, Workload};
+use crate::store::{PlanStore, WorkloadId};
+use crate::workload::PredictiveAutoscaler;
+
+/// Builds a workload's demand source from its settings (the composition root's, shared with the workload file).
+pub type HistoryFactory = Arc<dyn Fn(&WorkloadConfig) -> anyhow::Result<Arc<dyn History>> + Send + Sync>;
+
+/// How long the watch may fail without a single success before the controller gives up and ends the process
+/// (a pod whose controller cannot see its objects must not look healthy).
+pub const DEFAULT_FAILURE_LIMIT: Duration = Duration::from_secs(600);
+
+/// Two watch errors further apart than this belong to different failures (kube's watcher backs off at most 30 s
+/// between attempts; a request may take up to 30 s more to fail).
+const STREAK_GAP: Duration = Duration::from_secs(120);
+
+/// What the controller watches and how it writes.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Watch this namespace only; every namespace when `None`.
+    pub namespace: Option<String>,
+    /// How often status is written.
+    pub limits: WriteLimits,
+    /// See [`DEFAULT_FAILURE_LIMIT`].
+    pub failure_limit: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            limits: WriteLimits::default(),
+            failure_limit: DEFAULT_FAILURE_LIMIT,
+        }
+    }
+}
+
+/// The controller; [`Controller::run`] runs it until its watch fails for good.
+pub struct Controller {
+    client: kube::Client,
+    pipelines: Arc<Pipelines>,
+    store: Arc<PlanStore>,
+    clock: Clock,
+    reserved: BTreeSet<WorkloadId>,
+    history: HistoryFactory,
+    settings: Settings,
+}
+
+/// What the controller knows of one object.
+struct Known {
+    uid: String,
+    generation: Option<i64>,
+    outcome: Outcome,
+    hpa: HpaState,
+    written: Option<Written>,
+    /// The conditions last written (or found on the object), whose transition times carry over.
+    conditions: Vec<Condition>,
+}
+
+impl Controller {
+    /// A controller running workloads in `pipelines` (which publish into `store`), building their demand sources
+    /// with `history`; `reserved` are the workload file's workloads, which objects may not replace.
+    pub fn new(
+        client: kube::Client,
+        pipelines: Arc<Pipelines>,
+        store: Arc<PlanStore>,
+        clock: Clock,
+        reserved: BTreeSet<WorkloadId>,
+        history: HistoryFactory,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            client,
+            pipelines,
+            store,
+            clock,
+            reserved,
+            history,
+            settings,
+        }
+    }
+
+    /// Watches the objects and keeps their workloads, HPAs and status in step. Ends only with an error: when the
+    /// watch has failed for [`Settings::failure_limit`] without a success.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let resource = ApiResource::erase::<PredictiveAutoscaler>(&());
+        let api: Api<DynamicObject> = match &self.settings.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        };
+        let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut known: BTreeMap<WorkloadId, Known> = BTreeMap::new();
+        let mut listing: Option<BTreeSet<WorkloadId>> = None;
+        let limits = self.settings.limits;
+        let mut bucket = TokenBucket::new(limits.rate, limits.burst, Instant::now());
+        let mut tick = tokio::time::interval(limits.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing_since: Option<Instant> = None;
+        let mut last_error: Option<Instant> = None;
+        info!(namespace = ?self.settings.namespace, "watching PredictiveAutoscalers");
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    None => anyhow::bail!("the PredictiveAutoscaler watch ended"),
+                    Some(Err(error)) => {
+                        // Errors further apart than the watcher's longest backoff plus a request timeout are not
+                        // one failure: the watch worked in between (a resumed watch sends nothing until a change).
+                        let now = Instant::now();
+                        if last_error.is_some_and(|last: Instant| now.duration_since(last) > STREAK_GAP) {
+                            failing_since = None;
+                        }
+                        last_error = Some(now);
+                        let since = *failing_since.get_or_insert(now);
+                        warn!(%error, "watching PredictiveAutoscalers failed; retrying");
+                        if since.elapsed() >= self.settings.failure_limit {
+                            anyhow::bail!(
+                                "watching PredictiveAutoscalers has failed for {}s: {error}",
+                                since.elapsed().as_secs()
+                            );
+                        }
+                    }
+                    Some(Ok(event)) => {
+                        // `Init` comes before the list is even tried: only what the API server sent proves contact.
+                        if !matches!(event, Event::Init) {
+                            failing_since = None;
+                        }
+                        match event {
+                            Event::Init => listing = Some(BTreeSet::new()),
+                            Event::InitApply(object) => {
+                                if let (Some(listed), Some(id)) = (listing.as_mut(), id_of(&object)) {
+                                    listed.insert(id);
+                                }
+                                self.reconcile(&object, true, &mut known, &resource, &mut bucket).await;
+                            }
+                            Event::InitDone => {
+                                let listed = listing.take().unwrap_or_default();
+                                let gone: Vec<WorkloadId> =
+                                    known.keys().filter(|id| !listed.contains(*id)).cloned().collect();
+                                for id in gone {
+                                    self.forget(&id, &mut known).await;
+                                }
+                            }
+                            Event::Apply(object) => {
+                                self.reconcile(&object, false, &mut known, &resource, &mut bucket).await
+                            }
+                            Event::Delete(object) => {
+                                if let Some(id) = id_of(&object) {
+                                    self.forget(&id, &mut known).await;
+                                }
+                            }
+                        }
+                    }
+                },
+                _ = tick.tick() => self.write_statuses(&mut known, &resource, &mut bucket).await,
+            }
+        }
+    }
+
+    /// Runs, replaces or stops `object`'s workload, and brings its HPA and status in step. Unless `resync` (a
+    /// relist), an object whose generation was already reconciled successfully is left be: its own status writes
+    /// come back as changes.
+    async fn reconcile(
+        &self,
+        object: &DynamicObject,
+        resync: bool,
+        known: &mut BTreeMap<WorkloadId, Known>,
+        resource: &ApiResource,
+        bucket: &mut TokenBucket,
+    ) {
+        let Some(id) = id_of(object) else { return };
+        let uid = object.uid().unwrap_or_default();
+        let generation = object.metadata.generation;
+        if let Some(k) = known.get(&id) {
+            // A status write (ours) or a metadata change: nothing to do.
+            let settled = !matches!(k.hpa, HpaState::Failed(_)) && !matches!(k.outcome, Outcome::SourceUnavailable(_));
+            if !resync && settled && k.uid == uid && k.generation == generation {
+                return;
+            }
+        }
+        let outcome = if self.reserved.contains(&id) {
+            Outcome::Conflict
+        } else {
+            let spec = object.data.get("spec").cloned().unwrap_or(serde_json::Value::Null);
+            match crate::config::check_spec(&id.namespace, &id.name, &spec) {
+                Err(problems) => Outcome::InvalidSpec(
+                    problems
+                        .iter()
+                        .map(|p| {
+                            if p.field.is_empty() {
+                                p.message.clone()
+                            } else {
+                                format!("{}: {}", p.field, p.message)
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+                Ok(config) => match (self.history)(&config) {
+                    Err(error) => Outcome::SourceUnavailable(format!("{error:#}")),
+                    Ok(history) => {
+                        let applied = self
+                            .pipelines
+                            .apply(Workload {
+                                config: config.clone(),
+                                history,
+                            })
+                            .await;
+                        info!(workload = %id, ?applied, "PredictiveAutoscaler applied");
+                        Outcome::Running(Box::new(config))
+                    }
+                },
+            }
+        };
+        if !matches!(outcome, Outcome::Running(_) | Outcome::Conflict) && self.pipelines.config(&id).is_some() {
+            self.pipelines.remove(&id).await;
+            info!(workload = %id, "PredictiveAutoscaler no longer valid: stopped");
+        }
+        let hpa = match &outcome {
+            Outcome::Running(config) => {
+                let owner = Owner {
+                    name: id.name.clone(),
+                    uid: uid.clone(),
+                };
+                managed_hpa::reconcile(&self.client, config, &owner).await
+            }
+            _ => HpaState::Unmanaged,
+        };
+        if let HpaState::Conflict(message) | HpaState::Failed(message) = &hpa {
+            warn!(workload = %id, "{message}");
+        }
+        let entry = known.entry(id.clone()).or_insert_with(|| Known {
+            uid: uid.clone(),
+            generation: None,
+            outcome: outcome.clone(),
+            hpa: HpaState::Unmanaged,
+            written: None,
+            conditions: conditions_of(object),
+        });
+        if entry.uid != uid {
+            // The object was deleted and made again while the watch was down: what was written is gone with it.
+            entry.written = None;
+            entry.conditions = conditions_of(object);
+        }
+        entry.uid = uid;
+        entry.generation = generation;
+        entry.outcome = outcome;
+        entry.hpa = hpa;
+        self.write_one(&id, entry, resource, bucket).await;
+    }
+
+    /// Stops a deleted object's workload (unless it is the workload file's) and forgets the object.
+    async fn forget(&self, id: &WorkloadId, known: &mut BTreeMap<WorkloadId, Known>) {
+        known.remove(id);
+        if !self.reserved.contains(id) && self.pipelines.remove(id).await {
+            info!(workload = %id, "PredictiveAutoscaler deleted: stopped");
+        }
+    }
+
+    /// Writes every object's status that is due, longest-waiting first, as far as the global bucket allows.
+    async fn write_statuses(
+        &self,
+        known: &mut BTreeMap<WorkloadId, Known>,
+        resource: &ApiResource,
+        bucket: &mut TokenBucket,
+    ) {
+        let now = Instant::now();
+        let mut due: Vec<(Option<Instant>, WorkloadId)> = known
+            .iter()
+            .filter(|(id, k)| status::due(&self.desired(id, k), k.written.as_ref(), &self.settings.limits, now))
+            .map(|(id, k)| (k.written.as_ref().map(|w| w.at), id.clone()))
+            .collect();
+        due.sort();
+        for (_, id) in due {
+            let Some(k) = known.get_mut(&id) else { continue };
+            if !self.write_one(&id, k, resource, bucket).await {
+                break;
+            }
+        }
+    }
+
+    fn desired(&self, id: &WorkloadId, k: &Known) -> crate::workload::PredictiveAutoscalerStatus {
+        let entry = self.store.entry(id);
+        status::status_of(
+            &k.outcome,
+            &k.hpa,
+            entry.as_deref(),
+            self.store.max_forecast_age(),
+            k.generation,
+            &k.conditions,
+            self.clock.now(),
+        )
+    }
+
+    /// Writes `k`'s status if it is due and a token is there; false when the bucket is empty.
+    async fn write_one(
+        &self,
+        id: &WorkloadId,
+        k: &mut Known,
+        resource: &ApiResource,
+        bucket: &mut TokenBucket,
+    ) -> bool {
+        let desired = self.desired(id, k);
+        let now = Instant::now();
+        if !status::due(&desired, k.written.as_ref(), &self.settings.limits, now) {
+            return true;
+        }
+        if !bucket.try_take(now) {
+            return false;
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &id.namespace, resource);
+        let patch = status::patch_of(&desired);
+        match api
+            .patch_status(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                k.conditions = desired.conditions.clone();
+                k.written = Some(Written {
+                    status: desired,
+                    at: now,
+                });
+            }
+            Err(error) => warn!(workload = %id, %error, "writing the PredictiveAutoscaler's status failed"),
+        }
+        true
+    }
+}
+
+fn id_of(object: &DynamicObject) -> Option<WorkloadId> {
+    Some(WorkloadId {
+        namespace: object.namespace()?,
+        name: object.metadata.name.clone()?,
+    })
+}
+
+/// The conditions an object carries, so that a restart keeps their transition times.
+fn conditions_of(object: &DynamicObject) -> Vec<Condition> {
+    object
+        .data
+        .get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,477 @@
+//! The PredictiveAutoscaler controller end to end: a real Prometheus holding recorded demand, the stand-in API server
+//! (tests/support/apiserver.rs), and the real kube client, watcher and pipelines.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use serde_json::{json, Value};
+
+use prescale::clock::Clock;
+use prescale::history::prometheus::{PrometheusClient, PrometheusSettings};
+use prescale::k8s::controller::{Controller, HistoryFactory, Settings};
+use prescale::k8s::status::WriteLimits;
+use prescale::pipeline::{Options, Pipelines};
+use prescale::store::{PlanStore, WorkloadId};
+use support::apiserver::{ApiServer, Kind};
+use support::{demand_query, load_trace, shift_to_end_before, OpenMetrics, Prometheus};
+
+const NS: &str = "llm";
+const STEP: TimeDelta = TimeDelta::minutes(10);
+
+/// Status limits scaled down for a test that lasts seconds.
+const LIMITS: WriteLimits = WriteLimits {
+    min_interval: Duration::from_secs(1),
+    refresh: Duration::from_secs(3),
+    rate: 50.0,
+    burst: 50,
+    tick: Duration::from_millis(200),
+};
+
+struct Fixture {
+    _prometheus: Prometheus,
+    api: ApiServer,
+    store: Arc<PlanStore>,
+    pipelines: Arc<Pipelines>,
+    query: String,
+    clock: Clock,
+    controller: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.controller.abort();
+    }
+}
+
+fn id(name: &str) -> WorkloadId {
+    WorkloadId {
+        namespace: NS.into(),
+        name: name.into(),
+    }
+}
+
+/// Prometheus with two weeks of recorded demand, a clock running from just after its end, the stand-in API server,
+/// and the controller (with `llm/from-file` reserved by the workload file) running against them.
+async fn fixture() -> Fixture {
+    prescale::app::init();
+    let trace = shift_to_end_before(&load_trace("servegen_lang_m_small.csv"), Utc::now());
+    let mut om = OpenMetrics::new();
+    om.demand("demand", &[("trace", "servegen")], &trace);
+    let prometheus = Prometheus::start(&om);
+    let base = trace.end() + TimeDelta::seconds(30);
+    let started = Utc::now();
+    let clock = Clock::from_fn(move || base + (Utc::now() - started));
+    let store = Arc::new(PlanStore::new());
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    let client = PrometheusClient::new(&PrometheusSettings::new(prometheus.url())).unwrap();
+    let sources = clock.clone();
+    let history: HistoryFactory = Arc::new(move |w| prescale::app::history_for(w, Some(&client), sources.now()));
+    let api = ApiServer::start().await;
+    let controller = Controller::new(
+        api.client(),
+        pipelines.clone(),
+        store.clone(),
+        clock.clone(),
+        BTreeSet::from([id("from-file")]),
+        history,
+        Settings {
+            namespace: None,
+            limits: LIMITS,
+            failure_limit: Duration::from_secs(120),
+        },
+    );
+    let controller = tokio::spawn(controller.run());
+    Fixture {
+        _prometheus: prometheus,
+        api,
+        store,
+        pipelines,
+        query: demand_query("demand{trace=\"servegen\"}", STEP),
+        clock,
+        controller,
+    }
+}
+
+impl Fixture {
+    fn spec(&self, target: &str, max_replicas: i64) -> Value {
+        json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "demand": {"promql": self.query, "step": "10m"},
+            "capacityPerReplica": 120,
+            "maxReplicas": max_replicas,
+            "history": "14d",
+            "seasonality": ["1d"],
+            "adaptiveQuantile": {"replay": "0s"},
+        })
+    }
+
+    fn status(&self, name: &str) -> Value {
+        self.api
+            .get(Kind::Pa, NS, name)
+            .map(|o| o["status"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// `(status, reason, message)` of condition `type_` of `name`.
+    fn condition(&self, name: &str, type_: &str) -> Option<(String, String, String)> {
+        let status = self.status(name);
+        let c = status["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)?
+            .clone();
+        Some((
+            c["status"].as_str()?.into(),
+            c["reason"].as_str()?.into(),
+            c["message"].as_str()?.into(),
+        ))
+    }
+
+    fn ready(&self, name: &str) -> bool {
+        self.condition(name, "Ready").is_some_and(|(s, _, _)| s == "True")
+    }
+
+    fn hpa(&self, name: &str) -> Option<Value> {
+        self.api.get(Kind::Hpa, NS, name)
+    }
+
+    fn fitted_at(&self, name: &str) -> chrono::DateTime<Utc> {
+        self.store
+            .entry(&id(name))
+            .unwrap()
+            .snapshot
+            .as_ref()
+            .unwrap()
+            .forecast
+            .fitted_at
+    }
+
+    fn fits(&self, name: &str) -> u64 {
+        self.store.entry(&id(name)).unwrap().status.as_ref().unwrap().fits
+    }
+
+    async fn until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while !done(self) {
+            assert!(
+                !self.controller.is_finished(),
+                "the controller ended while waiting until {what}"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not {what} after 120 s; statuses: {:?}",
+                self.store.statuses()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_are_planned_changed_deleted_and_refused_one_at_a_time() {
+    let f = fixture().await;
+    f.api.apply(NS, "a", f.spec("web-a", 40));
+    f.api.apply(NS, "b", f.spec("web-b", 40));
+    f.until("both objects are Ready", |f| f.ready("a") && f.ready("b"))
+        .await;
+    for name in ["a", "b"] {
+        let status = f.status(name);
+        assert_eq!(status["observedGeneration"], 1);
+        assert!(status["currentTarget"].as_i64().unwrap() >= 1, "{status}");
+        assert!(status["plannedDemand"].as_f64().unwrap() > 0.0, "{status}");
+        assert!(status["model"].as_str().is_some(), "{status}");
+        assert_eq!(status["periods"], json!(["1d"]));
+        assert_eq!(status["slo"], "1% over 7d");
+        assert!(status["dataAge"].as_str().is_some() && status["forecastAge"].as_str().is_some());
+        // Served: the store answers for it as the external metrics API does.
+        let served = f.store.servable(&id(name), f.clock.now()).expect("served");
+        assert_eq!(
+            i64::from(served.plan.replicas),
+            status["currentTarget"].as_i64().unwrap()
+        );
+        assert_eq!(
+            f.condition(name, "Ready").unwrap().1,
+            "Serving",
+            "{:?}",
+            f.condition(name, "Ready")
+        );
+        // Its managed HPA reads prescale_replicas for it, owned by the object.
+        let hpa = f.hpa(name).expect("a managed HPA");
+        let uid = f.api.get(Kind::Pa, NS, name).unwrap()["metadata"]["uid"].clone();
+        assert_eq!(hpa["metadata"]["ownerReferences"][0]["uid"], uid);
+        assert_eq!(hpa["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(hpa["metadata"]["ownerReferences"][0]["kind"], "PredictiveAutoscaler");
+        assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], format!("web-{name}"));
+        assert_eq!(hpa["spec"]["maxReplicas"], 40);
+        let metric = &hpa["spec"]["metrics"][0]["external"];
+        assert_eq!(metric["metric"]["name"], "prescale_replicas");
+        assert_eq!(metric["metric"]["selector"]["matchLabels"]["workload"], name);
+        assert_eq!(metric["target"], json!({"type": "AverageValue", "averageValue": "1"}));
+        assert_eq!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 300);
+        assert_eq!(f.condition(name, "HPAManaged").unwrap().1, "Managed");
+    }
+
+    // Change a: only a restarts; b's model is the one it fitted first.
+    let (b_fitted, b_fits) = (f.fitted_at("b"), f.fits("b"));
+    let a_fitted = f.fitted_at("a");
+    let mut spec = f.spec("web-a", 30);
+    spec["capacityPerReplica"] = json!(100);
+    f.api.apply(NS, "a", spec);
+    f.until("a runs its new settings and its HPA follows", |f| {
+        f.pipelines
+            .config(&id("a"))
+            .is_some_and(|c| c.policy.replicas.max() == 30)
+            && f.hpa("a").is_some_and(|h| h["spec"]["maxReplicas"] == 30)
+            && f.status("a")["observedGeneration"] == 2
+    })
+    .await;
+    f.until("a is planned again", |f| f.fitted_at("a") > a_fitted && f.ready("a"))
+        .await;
+    assert_eq!(f.pipelines.config(&id("a")).unwrap().policy.capacity_per_replica, 100.0);
+    assert_eq!(f.fitted_at("b"), b_fitted, "b was not restarted");
+    assert_eq!(f.fits("b"), b_fits, "b was not refitted");
+    assert_eq!(f.api.writes("PUT horizontalpodautoscalers llm/a"), 1);
+    assert_eq!(f.api.writes("PUT horizontalpodautoscalers llm/b"), 0);
+
+    // Delete b: no longer served; its HPA is left to the garbage collector, owned by b.
+    let b_uid = f.api.get(Kind::Pa, NS, "b").unwrap()["metadata"]["uid"].clone();
+    f.api.delete(NS, "b");
+    f.until("b is gone", |f| f.store.entry(&id("b")).is_none()).await;
+    assert!(!f.pipelines.ids().contains(&id("b")));
+    assert!(f.pipelines.ids().contains(&id("a")));
+    assert_eq!(f.hpa("b").unwrap()["metadata"]["ownerReferences"][0]["uid"], b_uid);
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers"), 0);
+
+    // An invalid object: refused field by field, nothing served, no HPA.
+    let mut bad = f.spec("web-c", 10);
+    bad["demand"]["promql"] = json!("sum(rate(requests_total[5m])");
+    f.api.apply(NS, "c", bad);
+    f.until("c is refused", |f| f.condition("c", "Ready").is_some()).await;
+    let (state, reason, message) = f.condition("c", "Ready").unwrap();
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(message.contains("spec.demand.promql"), "{message}");
+    assert!(f.store.entry(&id("c")).is_none());
+    assert!(f.hpa("c").is_none());
+    assert!(f.status("c")["currentTarget"].is_null());
+
+    // a turns invalid: it stops being served, and its status loses the target it no longer has.
+    let mut bad = f.spec("web-a", 30);
+    bad["maxReplicas"] = json!(0);
+    f.api.apply(NS, "a", bad);
+    f.until("a is refused", |f| {
+        f.condition("a", "Ready")
+            .is_some_and(|(_, reason, _)| reason == "InvalidSpec")
+    })
+    .await;
+    assert!(f.status("a")["currentTarget"].is_null(), "{}", f.status("a"));
+    assert!(f.store.entry(&id("a")).is_none());
+    assert!(f.pipelines.ids().is_empty());
+    assert!(f.condition("a", "Ready").unwrap().2.contains("spec.maxReplicas"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_watch_resumes_and_a_relist_removes_what_was_deleted_meanwhile() {
+    let f = fixture().await;
+    f.api.apply(NS, "a", f.spec("web-a", 40));
+    f.until("a is Ready", |f| f.ready("a")).await;
+
+    // Every watch dropped, then a change: it takes effect once the watch resumes.
+    let watches = f.api.watches();
+    f.api.drop_watches();
+    f.api.apply(NS, "a", f.spec("web-a", 25));
+    f.until("the change made after the drop is applied", |f| {
+        f.pipelines
+            .config(&id("a"))
+            .is_some_and(|c| c.policy.replicas.max() == 25)
+            && f.hpa("a").is_some_and(|h| h["spec"]["maxReplicas"] == 25)
+    })
+    .await;
+    assert!(f.api.watches() > watches, "the watch was reopened");
+
+    // The watch misses a deletion and its history is compacted: the resumed watch gets 410, the watcher relists,
+    // and the workload whose object is gone is stopped.
+    f.api.freeze(true);
+    f.api.delete(NS, "a");
+    f.api.compact();
+    f.api.freeze(false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(f.pipelines.ids().contains(&id("a")), "the deletion was not seen yet");
+    f.api.drop_watches();
+    f.until("a is stopped after the relist", |f| f.pipelines.ids().is_empty())
+        .await;
+    assert!(f.store.entry(&id("a")).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hpa_conflicts_opt_outs_and_overrides_and_bounded_status_writes() {
+    let f = fixture().await;
+    // Someone else's HPA already scales web-u.
+    let user_hpa = json!({
+        "metadata": {"name": "web-u-hpa", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-u"},
+                 "minReplicas": 1, "maxReplicas": 5,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]},
+    });
+    f.api.put_hpa(user_hpa.clone());
+    f.api.apply(NS, "u", f.spec("web-u", 40));
+    // The workload file has llm/from-file.
+    f.api.apply(NS, "from-file", f.spec("web-f", 40));
+    f.until("u is Ready", |f| f.ready("u")).await;
+    let (state, reason, message) = f.condition("u", "HPAManaged").unwrap();
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "HPAConflict"));
+    assert!(message.contains("web-u-hpa"), "{message}");
+    assert!(f.hpa("u").is_none(), "no second HPA for web-u");
+    let stored = f.hpa("web-u-hpa").unwrap();
+    assert_eq!(stored["spec"], user_hpa["spec"], "the user's HPA is untouched");
+    assert_eq!(f.api.writes("PUT horizontalpodautoscalers"), 0);
+    assert_eq!(f.api.writes("PATCH horizontalpodautoscalers"), 0);
+    assert_eq!(f.api.writes("POST horizontalpodautoscalers"), 0);
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers"), 0);
+
+    f.until("from-file is refused", |f| f.condition("from-file", "Ready").is_some())
+        .await;
+    let (state, reason, _) = f.condition("from-file", "Ready").unwrap();
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "Conflict"));
+    assert!(!f.pipelines.ids().contains(&id("from-file")));
+
+    // Over 8 s of 1 s cycles and 200 ms ticks: u's ages move every second, but with nothing else changing its status
+    // is written about every 3 s (refresh); the conflicting object's status never changes, and is written once.
+    let u_before = f.api.writes("PATCH predictiveautoscalers/status llm/u");
+    let file_before = f.api.writes("PATCH predictiveautoscalers/status llm/from-file");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let u = f.api.writes("PATCH predictiveautoscalers/status llm/u") - u_before;
+    let file = f.api.writes("PATCH predictiveautoscalers/status llm/from-file") - file_before;
+    // Ages alone: every 3 s, so 2 or 3 writes; one more allowed for a change of target. Without the refresh bound
+    // it would be about 8 (once per second), without the minimum interval about 40 (every tick).
+    assert!((1..=4).contains(&u), "u's status was written {u} times in 8 s");
+    assert_eq!(file, 0, "an unchanging status is not rewritten");
+    assert_eq!(f.api.writes("PATCH predictiveautoscalers/status llm/from-file"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_that_keeps_failing_ends_the_controller() {
+    prescale::app::init();
+    // Nothing listens here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client =
+        kube::Client::try_from(kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap())).unwrap();
+    let store = Arc::new(PlanStore::new());
+    let clock = Clock::system();
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    let history: HistoryFactory = Arc::new(|_| anyhow::bail!("no sources here"));
+    let controller = Controller::new(
+        client,
+        pipelines,
+        store,
+        clock,
+        BTreeSet::new(),
+        history,
+        Settings {
+            namespace: Some(NS.into()),
+            limits: LIMITS,
+            failure_limit: Duration::from_secs(2),
+        },
+    );
+    let started = std::time::Instant::now();
+    let error = tokio::time::timeout(Duration::from_secs(60), controller.run())
+        .await
+        .expect("the controller gave up")
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("watching PredictiveAutoscalers has failed for"),
+        "{error:#}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_writes_across_objects_share_one_rate_limit() {
+    prescale::app::init();
+    let api = ApiServer::start().await;
+    // 100 invalid objects: each status is written once, and never again while nothing changes.
+    for i in 0..100 {
+        api.apply(NS, &format!("bad-{i}"), json!({"maxReplicas": 0}));
+    }
+    let store = Arc::new(PlanStore::new());
+    let clock = Clock::system();
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    let history: HistoryFactory = Arc::new(|_| anyhow::bail!("never asked: every spec is invalid"));
+    let (rate, burst) = (50.0, 10);
+    let controller = Controller::new(
+        api.client(),
+        pipelines,
+        store,
+        clock,
+        BTreeSet::new(),
+        history,
+        Settings {
+            namespace: None,
+            limits: WriteLimits {
+                rate,
+                burst,
+                tick: Duration::from_millis(50),
+                ..LIMITS
+            },
+            failure_limit: Duration::from_secs(60),
+        },
+    );
+    let started = std::time::Instant::now();
+    let controller = tokio::spawn(controller.run());
+    let writes = || api.writes("PATCH predictiveautoscalers/status");
+    while writes() < 100 {
+        let allowed = f64::from(burst) + rate * started.elapsed().as_secs_f64();
+        assert!(
+            f64::from(writes() as u32) <= allowed + 1.0,
+            "{} writes after {:?}",
+            writes(),
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "only {} of 100 statuses written",
+            writes()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The bucket let 10 through at once and 50 a second after that: 90 more take at least 1.8 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(writes(), 100, "unchanging statuses are not rewritten");
+    for i in 0..100 {
+        let object = api.get(Kind::Pa, NS, &format!("bad-{i}")).unwrap();
+        let ready = &object["status"]["conditions"][0];
+        assert_eq!(
+            (ready["type"].as_str(), ready["reason"].as_str()),
+            (Some("Ready"), Some("InvalidSpec"))
+        );
+        assert_eq!(object["status"]["observedGeneration"], 1);
+    }
+    controller.abort();
+}

@@ -1,0 +1,495 @@
+//! A stand-in for kube-apiserver, because none can run here: an in-memory API server on loopback (axum) speaking
+//! the real JSON of kube and k8s-openapi types, for the resources the PredictiveAutoscaler controller uses.
+//!
+//! - `predictiveautoscalers` (prescale.dev/v1alpha1, all namespaces or one): list (with the current
+//!   `resourceVersion`), watch (`?watch=true&resourceVersion=N`: the events after N, then live ones, newline
+//!   delimited; an `ERROR` event with code 410 Gone for a resourceVersion older than the last compaction), get, and
+//!   merge patch of `/status` (which, as on a real server, never bumps `metadata.generation`).
+//! - `horizontalpodautoscalers` (autoscaling/v2): list, get, create, replace, merge patch, delete.
+//!
+//! Tests change objects directly ([`ApiServer::apply`], [`ApiServer::delete`], [`ApiServer::put_hpa`]); knobs drop
+//! every open watch ([`ApiServer::drop_watches`]), hold events back from open watches ([`ApiServer::freeze`]) and
+//! forget history ([`ApiServer::compact`]) so a resuming watch gets 410 and relists; every write is counted
+//! ([`ApiServer::writes`]).
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch};
+
+/// The resources served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// prescale.dev/v1alpha1 PredictiveAutoscaler.
+    Pa,
+    /// autoscaling/v2 HorizontalPodAutoscaler.
+    Hpa,
+}
+
+impl Kind {
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::Pa => "predictiveautoscalers",
+            Kind::Hpa => "horizontalpodautoscalers",
+        }
+    }
+    fn api_version(self) -> &'static str {
+        match self {
+            Kind::Pa => "prescale.dev/v1alpha1",
+            Kind::Hpa => "autoscaling/v2",
+        }
+    }
+    fn kind(self) -> &'static str {
+        match self {
+            Kind::Pa => "PredictiveAutoscaler",
+            Kind::Hpa => "HorizontalPodAutoscaler",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Event {
+    rv: u64,
+    kind: Kind,
+    namespace: String,
+    type_: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    rv: u64,
+    /// Watches from a resourceVersion below this get 410 Gone.
+    floor: u64,
+    uids: u64,
+    objects: BTreeMap<(Kind, String, String), Value>,
+    log: Vec<Event>,
+    frozen: bool,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Event>,
+    drops: watch::Sender<u64>,
+    writes: Mutex<BTreeMap<String, usize>>,
+    watches: Mutex<usize>,
+}
+
+/// The stand-in; dropping it does not stop the server (tests end the process).
+#[derive(Clone)]
+pub struct ApiServer {
+    shared: Arc<Shared>,
+    url: String,
+}
+
+impl ApiServer {
+    /// Serves an empty API on a loopback port.
+    pub async fn start() -> Self {
+        let (events, _) = broadcast::channel(16_384);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            events,
+            drops: watch::channel(0).0,
+            writes: Mutex::new(BTreeMap::new()),
+            watches: Mutex::new(0),
+        });
+        let router = Router::new()
+            .route("/apis/prescale.dev/v1alpha1/predictiveautoscalers", get(pa_all))
+            .route(
+                "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers",
+                get(pa_in),
+            )
+            .route(
+                "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers/{name}",
+                get(pa_get),
+            )
+            .route(
+                "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers/{name}/status",
+                get(pa_get).patch(pa_status),
+            )
+            .route(
+                "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+                get(hpa_list).post(hpa_create),
+            )
+            .route(
+                "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}",
+                get(hpa_get).put(hpa_write).patch(hpa_write).delete(hpa_write),
+            )
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self { shared, url }
+    }
+
+    /// A real kube client pointed at the stand-in.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(kube::Config::new(self.url.parse().unwrap())).unwrap()
+    }
+
+    /// Creates or updates a PredictiveAutoscaler with `spec` (its generation grows when the spec changes).
+    pub fn apply(&self, namespace: &str, name: &str, spec: Value) -> Value {
+        let mut inner = self.shared.inner.lock().unwrap();
+        let key = (Kind::Pa, namespace.to_owned(), name.to_owned());
+        let object = match inner.objects.get(&key).cloned() {
+            Some(mut old) => {
+                if old["spec"] != spec {
+                    old["spec"] = spec;
+                    let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+                    old["metadata"]["generation"] = json!(generation);
+                }
+                old
+            }
+            None => {
+                inner.uids += 1;
+                json!({
+                    "apiVersion": Kind::Pa.api_version(),
+                    "kind": Kind::Pa.kind(),
+                    "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{}", inner.uids), "generation": 1,
+                                 "creationTimestamp": "2026-01-01T00:00:00Z"},
+                    "spec": spec,
+                })
+            }
+        };
+        let type_ = if inner.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.shared.store(&mut inner, key, object, type_)
+    }
+
+    /// Deletes a PredictiveAutoscaler (its HPA stays: there is no garbage collector here).
+    pub fn delete(&self, namespace: &str, name: &str) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        let key = (Kind::Pa, namespace.to_owned(), name.to_owned());
+        let mut object = inner.objects.remove(&key).expect("the object exists");
+        inner.rv += 1;
+        object["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
+        let rv = inner.rv;
+        self.shared.emit(
+            &mut inner,
+            Event {
+                rv,
+                kind: Kind::Pa,
+                namespace: namespace.to_owned(),
+                type_: "DELETED",
+                object,
+            },
+        );
+    }
+
+    /// Stores an HPA as someone else would create it.
+    pub fn put_hpa(&self, hpa: Value) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        let ns = hpa["metadata"]["namespace"].as_str().unwrap().to_owned();
+        let name = hpa["metadata"]["name"].as_str().unwrap().to_owned();
+        let mut hpa = hpa;
+        hpa["apiVersion"] = json!(Kind::Hpa.api_version());
+        hpa["kind"] = json!(Kind::Hpa.kind());
+        self.shared.store(&mut inner, (Kind::Hpa, ns, name), hpa, "ADDED");
+    }
+
+    /// An object as stored now.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Value> {
+        let inner = self.shared.inner.lock().unwrap();
+        inner
+            .objects
+            .get(&(kind, namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Ends every open watch, as a restarted API server or a dropped connection does.
+    pub fn drop_watches(&self) {
+        self.shared.drops.send_modify(|n| *n += 1);
+    }
+
+    /// Holds events back from open watches (they are still logged for watches that resume), or lets them through.
+    pub fn freeze(&self, frozen: bool) {
+        self.shared.inner.lock().unwrap().frozen = frozen;
+    }
+
+    /// Forgets every event so far: a watch resuming from an older resourceVersion gets 410 Gone and must relist.
+    pub fn compact(&self) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        inner.floor = inner.rv;
+        inner.log.clear();
+    }
+
+    /// Writes so far whose description starts with `prefix`: `PATCH predictiveautoscalers/status NS/NAME`,
+    /// `POST horizontalpodautoscalers NS/NAME`, `PUT ...`, `PATCH ...`, `DELETE ...`.
+    pub fn writes(&self, prefix: &str) -> usize {
+        let writes = self.shared.writes.lock().unwrap();
+        writes
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Watch requests received so far.
+    pub fn watches(&self) -> usize {
+        *self.shared.watches.lock().unwrap()
+    }
+}
+
+impl Shared {
+    fn store(&self, inner: &mut Inner, key: (Kind, String, String), mut object: Value, type_: &'static str) -> Value {
+        inner.rv += 1;
+        object["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
+        inner.objects.insert(key.clone(), object.clone());
+        let rv = inner.rv;
+        self.emit(
+            inner,
+            Event {
+                rv,
+                kind: key.0,
+                namespace: key.1,
+                type_,
+                object: object.clone(),
+            },
+        );
+        object
+    }
+
+    fn emit(&self, inner: &mut Inner, event: Event) {
+        inner.log.push(event.clone());
+        if !inner.frozen {
+            let _ = self.events.send(event);
+        }
+    }
+
+    fn count(&self, method: &Method, what: &str) {
+        *self
+            .writes
+            .lock()
+            .unwrap()
+            .entry(format!("{method} {what}"))
+            .or_default() += 1;
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+                      "reason": reason, "code": code});
+    (StatusCode::from_u16(code).unwrap(), Json(body)).into_response()
+}
+
+fn line(value: &Value) -> Bytes {
+    Bytes::from(value.to_string() + "\n")
+}
+
+async fn pa_all(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    list_or_watch(s, Kind::Pa, None, q)
+}
+
+async fn pa_in(
+    State(s): State<Arc<Shared>>,
+    Path(ns): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_or_watch(s, Kind::Pa, Some(ns), q)
+}
+
+async fn hpa_list(
+    State(s): State<Arc<Shared>>,
+    Path(ns): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_or_watch(s, Kind::Hpa, Some(ns), q)
+}
+
+fn list_or_watch(s: Arc<Shared>, kind: Kind, ns: Option<String>, q: HashMap<String, String>) -> Response {
+    let matches = move |k: Kind, namespace: &str| k == kind && ns.as_deref().is_none_or(|n| n == namespace);
+    let inner = s.inner.lock().unwrap();
+    if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        *s.watches.lock().unwrap() += 1;
+        let from: u64 = q.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+        if from < inner.floor {
+            let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": format!("too old resource version: {from} ({})", inner.floor),
+                "reason": "Expired", "code": 410}});
+            return Body::from(line(&gone)).into_response();
+        }
+        let backlog: VecDeque<Event> = inner
+            .log
+            .iter()
+            .filter(|e| e.rv > from && matches(e.kind, &e.namespace))
+            .cloned()
+            .collect();
+        // Subscribed under the lock that sends: no event is missed or seen twice.
+        let live = s.events.subscribe();
+        let drops = s.drops.subscribe();
+        drop(inner);
+        let events = futures::stream::unfold(
+            (backlog, live, drops, matches),
+            |(mut backlog, mut live, mut drops, matches)| async move {
+                let event = match backlog.pop_front() {
+                    Some(e) => e,
+                    None => loop {
+                        tokio::select! {
+                            _ = drops.changed() => return None,
+                            e = live.recv() => match e {
+                                Ok(e) if matches(e.kind, &e.namespace) => break e,
+                                Ok(_) => continue,
+                                Err(_) => return None,
+                            },
+                        }
+                    },
+                };
+                let body = line(&json!({"type": event.type_, "object": event.object}));
+                Some((Ok::<_, std::convert::Infallible>(body), (backlog, live, drops, matches)))
+            },
+        );
+        return ([("content-type", "application/json")], Body::from_stream(events)).into_response();
+    }
+    let items: Vec<Value> = inner
+        .objects
+        .iter()
+        .filter(|((k, namespace, _), _)| matches(*k, namespace))
+        .map(|(_, o)| o.clone())
+        .collect();
+    Json(
+        json!({"apiVersion": kind.api_version(), "kind": format!("{}List", kind.kind()),
+                "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}),
+    )
+    .into_response()
+}
+
+fn get_one(s: &Shared, kind: Kind, ns: &str, name: &str) -> Response {
+    match s
+        .inner
+        .lock()
+        .unwrap()
+        .objects
+        .get(&(kind, ns.to_owned(), name.to_owned()))
+    {
+        Some(o) => Json(o.clone()).into_response(),
+        None => status(404, "NotFound", &format!("{} \"{name}\" not found", kind.plural())),
+    }
+}
+
+async fn pa_get(State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+    get_one(&s, Kind::Pa, &ns, &name)
+}
+
+async fn hpa_get(State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+    get_one(&s, Kind::Hpa, &ns, &name)
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().unwrap();
+            for (k, v) in fields {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+async fn pa_status(State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>, body: Bytes) -> Response {
+    s.count(&Method::PATCH, &format!("predictiveautoscalers/status {ns}/{name}"));
+    let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
+        return status(400, "BadRequest", "the body is not JSON");
+    };
+    let mut inner = s.inner.lock().unwrap();
+    let key = (Kind::Pa, ns, name.clone());
+    let Some(mut object) = inner.objects.get(&key).cloned() else {
+        return status(404, "NotFound", &format!("predictiveautoscalers \"{name}\" not found"));
+    };
+    // Only the status subresource changes.
+    if let Some(st) = patch.get("status") {
+        merge(&mut object["status"], st);
+    }
+    Json(s.store(&mut inner, key, object, "MODIFIED")).into_response()
+}
+
+async fn hpa_create(State(s): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
+    let Ok(mut hpa) = serde_json::from_slice::<Value>(&body) else {
+        return status(400, "BadRequest", "the body is not JSON");
+    };
+    let name = hpa["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    s.count(&Method::POST, &format!("horizontalpodautoscalers {ns}/{name}"));
+    let mut inner = s.inner.lock().unwrap();
+    let key = (Kind::Hpa, ns, name.clone());
+    if inner.objects.contains_key(&key) {
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("horizontalpodautoscalers \"{name}\" already exists"),
+        );
+    }
+    inner.uids += 1;
+    hpa["metadata"]["uid"] = json!(format!("uid-{}", inner.uids));
+    hpa["apiVersion"] = json!(Kind::Hpa.api_version());
+    hpa["kind"] = json!(Kind::Hpa.kind());
+    let stored = s.store(&mut inner, key, hpa, "ADDED");
+    (StatusCode::CREATED, Json(stored)).into_response()
+}
+
+async fn hpa_write(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    s.count(&method, &format!("horizontalpodautoscalers {ns}/{name}"));
+    let mut inner = s.inner.lock().unwrap();
+    let key = (Kind::Hpa, ns.clone(), name.clone());
+    let Some(old) = inner.objects.get(&key).cloned() else {
+        return status(
+            404,
+            "NotFound",
+            &format!("horizontalpodautoscalers \"{name}\" not found"),
+        );
+    };
+    if method == Method::DELETE {
+        inner.objects.remove(&key);
+        inner.rv += 1;
+        let rv = inner.rv;
+        s.emit(
+            &mut inner,
+            Event {
+                rv,
+                kind: Kind::Hpa,
+                namespace: ns,
+                type_: "DELETED",
+                object: old.clone(),
+            },
+        );
+        return Json(old).into_response();
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return status(400, "BadRequest", "the body is not JSON");
+    };
+    let object = if method == Method::PUT {
+        let mut new = body;
+        new["metadata"]["uid"] = old["metadata"]["uid"].clone();
+        new["apiVersion"] = json!(Kind::Hpa.api_version());
+        new["kind"] = json!(Kind::Hpa.kind());
+        new
+    } else {
+        let mut new = old;
+        merge(&mut new, &body);
+        new
+    };
+    Json(s.store(&mut inner, key, object, "MODIFIED")).into_response()
+}
