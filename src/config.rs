@@ -630,7 +630,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut seen = std::collections::BTreeMap::new();
     for ((w, _), (i, item)) in workloads.iter().zip(&items_read) {
         if let Some(first) = seen.insert(w.id.clone(), *i) {
-            let at = child(item, "name").unwrap_or(item);
+            let at = entry(item, "name").unwrap_or(item);
             v.at(
                 at,
                 &format!("workloads[{i}].name"),
@@ -707,7 +707,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     if top.get("prometheus").is_none() {
         for ((w, _), (i, item)) in workloads.iter().zip(&items_read) {
             if matches!(w.demand, DemandSource::Promql { .. }) {
-                let at = child(item, "demand").and_then(|d| child(d, "promql")).unwrap_or(item);
+                let at = entry(item, "demand").and_then(|d| entry(d, "promql")).unwrap_or(item);
                 v.at(
                     at,
                     &format!("workloads[{i}].demand.promql"),
@@ -732,14 +732,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         })
     } else {
         Err(ConfigError::Invalid(v.problems))
-    }
-}
-
-/// The value of `key` in the mapping `node`, if it is one and has it.
-fn child<'a>(node: &'a Spanned<Node>, key: &str) -> Option<&'a Spanned<Node>> {
-    match &node.value {
-        Node::Map(fields) => fields.iter().find(|(k, _)| k.value == key).map(|(_, v)| v),
-        _ => None,
     }
 }
 

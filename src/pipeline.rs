@@ -419,13 +419,13 @@ impl Cycle {
             scored: quality.recent().copied().collect(),
             adaptive: self.engine.service_level(),
         };
-        let snapshot = Snapshot {
+        let snapshot = Arc::new(Snapshot {
             id: config.id.clone(),
             published_at: now,
             data_until: Some(data_until),
             forecast: Arc::new(decision.forecast),
             plan: decision.plan,
-        };
+        });
         self.status.last_success = Some(now);
         self.status.error = None;
         self.status.problem = None;
@@ -434,10 +434,10 @@ impl Cycle {
             &config.id,
             Publication {
                 status: self.status.clone(),
-                plan: Some((snapshot, insight)),
+                plan: Some((snapshot.clone(), Arc::new(insight))),
             },
         );
-        store.get(&config.id)
+        Some(snapshot)
     }
 }
 

@@ -94,7 +94,7 @@ pub struct Publication {
     /// The pipeline's health after the cycle.
     pub status: WorkloadStatus,
     /// The new plan and what explains it; `None` leaves the last plan in place (it ages until it is refused).
-    pub plan: Option<(Snapshot, Insight)>,
+    pub plan: Option<(Arc<Snapshot>, Arc<Insight>)>,
 }
 
 /// Shared, read-mostly map of every workload's latest [`Entry`].
@@ -162,8 +162,8 @@ impl PlanStore {
         self.update(id, |entry| {
             entry.status = Some(status);
             if let Some((snapshot, insight)) = plan {
-                entry.snapshot = Some(Arc::new(snapshot));
-                entry.insight = Some(Arc::new(insight));
+                entry.snapshot = Some(snapshot);
+                entry.insight = Some(insight);
             }
         });
     }
@@ -214,21 +214,6 @@ impl PlanStore {
     pub fn publish(&self, snapshot: Snapshot) {
         let id = snapshot.id.clone();
         self.update(&id, |entry| entry.snapshot = Some(Arc::new(snapshot)));
-    }
-
-    /// The latest snapshot of every workload, ordered by namespace then name.
-    pub fn all(&self) -> Vec<Arc<Snapshot>> {
-        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        map.values().filter_map(|e| e.snapshot.clone()).collect()
-    }
-
-    /// The latest snapshots of the workloads in `namespace`.
-    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Snapshot>> {
-        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        map.iter()
-            .filter(|(id, _)| id.namespace == namespace)
-            .filter_map(|(_, e)| e.snapshot.clone())
-            .collect()
     }
 
     /// The latest snapshot of one workload.
@@ -505,7 +490,7 @@ mod tests {
         };
         Publication {
             status,
-            plan: Some((snapshot, insight)),
+            plan: Some((Arc::new(snapshot), Arc::new(insight))),
         }
     }
 

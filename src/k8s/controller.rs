@@ -298,15 +298,15 @@ impl Controller {
         bucket: &mut TokenBucket,
     ) {
         let now = Instant::now();
-        let mut due: Vec<(Option<Instant>, WorkloadId)> = known
+        let mut due: Vec<_> = known
             .iter()
-            .filter(|(id, k)| status::due(&self.desired(id, k), k.written.as_ref(), &self.settings.limits, now))
-            .map(|(id, k)| (k.written.as_ref().map(|w| w.at), id.clone()))
+            .map(|(id, k)| (k.written.as_ref().map(|w| w.at), id.clone(), self.desired(id, k)))
+            .filter(|(_, id, desired)| status::due(desired, known[id].written.as_ref(), &self.settings.limits, now))
             .collect();
-        due.sort();
-        for (_, id) in due {
+        due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, id, desired) in due {
             let Some(k) = known.get_mut(&id) else { continue };
-            if !self.write_one(&id, k, resource, bucket).await {
+            if !self.write(&id, k, desired, resource, bucket).await {
                 break;
             }
         }
@@ -334,6 +334,18 @@ impl Controller {
         bucket: &mut TokenBucket,
     ) -> bool {
         let desired = self.desired(id, k);
+        self.write(id, k, desired, resource, bucket).await
+    }
+
+    /// Writes `desired` as `k`'s status if it is due and a token is there; false when the bucket is empty.
+    async fn write(
+        &self,
+        id: &WorkloadId,
+        k: &mut Known,
+        desired: crate::workload::PredictiveAutoscalerStatus,
+        resource: &ApiResource,
+        bucket: &mut TokenBucket,
+    ) -> bool {
         let now = Instant::now();
         if !status::due(&desired, k.written.as_ref(), &self.settings.limits, now) {
             return true;
