@@ -393,6 +393,13 @@ impl Cycle {
             }
         }
         let decision = self.engine.decide(history, now, now)?;
+        if let Some(observed) = decision.observed.filter(|o| o.glitch.is_some()) {
+            warn!(
+                observed = observed.glitch,
+                floor_reads = observed.demand,
+                "observed demand far above the hour before it: taken for a glitch until a second sample confirms it"
+            );
+        }
         if let Some(t) = &decision.transition {
             match t.to {
                 Health::Demoted => {

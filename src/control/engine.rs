@@ -235,6 +235,8 @@ pub struct Decision {
     pub serving: Serving,
     /// A change of forecast health this decision caused, if any.
     pub transition: Option<quality::Transition>,
+    /// Observed demand as the reactive floor read it (`glitch` set when the latest observation was taken for one).
+    pub observed: Option<planner::Observed>,
 }
 
 impl Engine {
@@ -318,13 +320,6 @@ impl Engine {
     pub fn decide(&mut self, history: &Series, now: DateTime<Utc>, observed_at: DateTime<Utc>) -> Option<Decision> {
         let model = self.model.as_ref()?;
         let vetted = vetted_demand(history, observed_at, self.policy.capacity_per_replica);
-        if let Some(glitch) = vetted.and_then(|v| v.glitch) {
-            tracing::warn!(
-                observed = glitch,
-                floor_reads = vetted.map_or(0.0, |v| v.demand),
-                "observed demand far above the hour before it: taken for a glitch until a second sample confirms it"
-            );
-        }
         let observed = vetted.map(|v| v.demand);
         history.last_present()?;
         let lag = (now - history.end()).max(TimeDelta::zero());
@@ -379,6 +374,7 @@ impl Engine {
             reactive_plan: reactive,
             serving,
             transition,
+            observed: vetted,
         })
     }
 

@@ -101,6 +101,27 @@ pub struct ScalingPolicy {
     pub period_seconds: i32,
 }
 
+/// The API server's default `scaleUp` policies: up to 4 pods or 100% every 15 s (with `selectPolicy: Max`).
+pub const DEFAULT_SCALE_UP_POLICIES: [ScalingPolicy; 2] = [
+    ScalingPolicy {
+        kind: PolicyKind::Pods,
+        value: 4,
+        period_seconds: 15,
+    },
+    ScalingPolicy {
+        kind: PolicyKind::Percent,
+        value: 100,
+        period_seconds: 15,
+    },
+];
+
+/// The API server's default `scaleDown` policy: up to 100% every 15 s.
+pub const DEFAULT_SCALE_DOWN_POLICIES: [ScalingPolicy; 1] = [ScalingPolicy {
+    kind: PolicyKind::Percent,
+    value: 100,
+    period_seconds: 15,
+}];
+
 /// `HPAScalingRules` as written by a user: every field optional, defaulted like the API server does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ScalingRules {
@@ -298,30 +319,9 @@ impl Hpa {
             down: direction_tol(behavior.and_then(|b| b.scale_down.as_ref())),
             up: direction_tol(behavior.and_then(|b| b.scale_up.as_ref())),
         };
-        let up = behavior.map(|b| {
-            let defaults = vec![
-                ScalingPolicy {
-                    kind: PolicyKind::Pods,
-                    value: 4,
-                    period_seconds: 15,
-                },
-                ScalingPolicy {
-                    kind: PolicyKind::Percent,
-                    value: 100,
-                    period_seconds: 15,
-                },
-            ];
-            resolve(b.scale_up.as_ref(), 0, defaults)
-        });
+        let up = behavior.map(|b| resolve(b.scale_up.as_ref(), 0, DEFAULT_SCALE_UP_POLICIES.to_vec()));
         let window = i32::try_from(spec.downscale_stabilization.num_seconds()).unwrap_or(i32::MAX);
-        let down = behavior.map(|b| {
-            let defaults = vec![ScalingPolicy {
-                kind: PolicyKind::Percent,
-                value: 100,
-                period_seconds: 15,
-            }];
-            resolve(b.scale_down.as_ref(), window, defaults)
-        });
+        let down = behavior.map(|b| resolve(b.scale_down.as_ref(), window, DEFAULT_SCALE_DOWN_POLICIES.to_vec()));
         Ok(Self {
             spec,
             tolerances,

@@ -17,6 +17,7 @@ use kube::api::{Api, PostParams};
 
 use crate::apiserver::api::METRIC_REPLICAS;
 use crate::config::WorkloadConfig;
+use crate::k8s::hpa;
 use crate::k8s::status::HpaState;
 use crate::workload::{GROUP, VERSION};
 
@@ -27,22 +28,31 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "prescale"
 /// up to 4 pods or 100% every 15 s, whichever is more; scale down by up to 100% every 15 s), with the scale-down
 /// hold prescale plans for (`hpaScaleDownStabilization`, default 5m) as the scale-down stabilization window.
 pub fn default_behavior(config: &WorkloadConfig) -> HorizontalPodAutoscalerBehavior {
-    let policy = |type_: &str, value: i32| HPAScalingPolicy {
-        type_: type_.into(),
-        value,
-        period_seconds: 15,
+    let policies = |defaults: &[hpa::ScalingPolicy]| {
+        defaults
+            .iter()
+            .map(|p| HPAScalingPolicy {
+                type_: match p.kind {
+                    hpa::PolicyKind::Pods => "Pods",
+                    hpa::PolicyKind::Percent => "Percent",
+                }
+                .into(),
+                value: p.value,
+                period_seconds: p.period_seconds,
+            })
+            .collect()
     };
     HorizontalPodAutoscalerBehavior {
         scale_up: Some(HPAScalingRules {
             stabilization_window_seconds: Some(0),
             select_policy: Some("Max".into()),
-            policies: Some(vec![policy("Pods", 4), policy("Percent", 100)]),
+            policies: Some(policies(&hpa::DEFAULT_SCALE_UP_POLICIES)),
             tolerance: None,
         }),
         scale_down: Some(HPAScalingRules {
             stabilization_window_seconds: Some(config.policy.downscale_stabilization.num_seconds() as i32),
             select_policy: Some("Max".into()),
-            policies: Some(vec![policy("Percent", 100)]),
+            policies: Some(policies(&hpa::DEFAULT_SCALE_DOWN_POLICIES)),
             tolerance: None,
         }),
     }
