@@ -71,7 +71,8 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         .zip(demand)
         .map(|(&t, d)| {
             let i = trace.slot_of(t)?;
-            let limit = crate::control::planner::glitch_limit(trace, i, capacity).map(|l| l * UNSCORABLE);
+            let ceiling = capacity * f64::from(MAX_REPLICAS);
+            let limit = crate::control::planner::glitch_limit(trace, i, ceiling).map(|l| l * UNSCORABLE);
             match d {
                 Some(v) if limit.is_some_and(|l| v > l) => {
                     unscorable += 1;

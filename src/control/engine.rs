@@ -159,9 +159,10 @@ pub fn observed_demand(history: &Series, at: DateTime<Utc>) -> Option<f64> {
         .or_else(|| history.visible_at(at).last_present().map(|(_, v)| v))
 }
 
-/// [`observed_demand`] as the reactive floor reads it: vetted against the hour before it, so that one absurd
-/// sample is flagged instead of scaling the workload to `maxReplicas` (see [`planner::glitch_limit`]).
-pub fn vetted_demand(history: &Series, at: DateTime<Utc>, capacity: f64) -> Option<planner::Observed> {
+/// [`observed_demand`] as the reactive floor reads it: vetted against the hour before it and the demand `ceiling`
+/// of `maxReplicas`, so that one absurd sample is flagged instead of scaling the workload to `maxReplicas` (see
+/// [`planner::glitch_limit`]).
+pub fn vetted_demand(history: &Series, at: DateTime<Utc>, ceiling: f64) -> Option<planner::Observed> {
     let observed = observed_demand(history, at)?;
     let recent = at - TimeDelta::seconds(60);
     // The first slot the observation is made of: the window's, or else the latest sample's.
@@ -171,7 +172,7 @@ pub fn vetted_demand(history: &Series, at: DateTime<Utc>, capacity: f64) -> Opti
         let visible = history.count_ended_by(at);
         history.values()[..visible].iter().rposition(Option::is_some)?
     };
-    planner::Observed::vet(history, first, observed, capacity)
+    planner::Observed::vet(history, first, observed, ceiling)
 }
 
 /// How much history the engine reads, in slots of a series' step: a replay or a backtest hands it a tail this long
@@ -243,7 +244,7 @@ impl Engine {
     /// A new engine with no model yet, serving its forecast, with the default quality bounds.
     pub fn new(settings: ForecastSettings, policy: Policy, refit_interval: TimeDelta) -> Self {
         let quality =
-            Tracker::new(quality::Bounds::default(), policy.quantile).with_capacity(policy.capacity_per_replica);
+            Tracker::new(quality::Bounds::default(), policy.quantile).with_glitch_ceiling(policy.glitch_ceiling());
         let adaptive = policy.adaptive.enabled.then(|| Controller::new(policy.adaptive));
         Self {
             settings,
@@ -260,7 +261,7 @@ impl Engine {
     /// The same engine with this mode and these quality bounds.
     pub fn with_serving(mut self, mode: Mode, bounds: quality::Bounds) -> Self {
         self.mode = mode;
-        self.quality = Tracker::new(bounds, self.policy.quantile).with_capacity(self.policy.capacity_per_replica);
+        self.quality = Tracker::new(bounds, self.policy.quantile).with_glitch_ceiling(self.policy.glitch_ceiling());
         self
     }
 
@@ -319,7 +320,7 @@ impl Engine {
     /// `observed_at` is the instant whose recent samples count as observed demand (now, less any scrape lag).
     pub fn decide(&mut self, history: &Series, now: DateTime<Utc>, observed_at: DateTime<Utc>) -> Option<Decision> {
         let model = self.model.as_ref()?;
-        let vetted = vetted_demand(history, observed_at, self.policy.capacity_per_replica);
+        let vetted = vetted_demand(history, observed_at, self.policy.glitch_ceiling());
         let observed = vetted.map(|v| v.demand);
         history.last_present()?;
         let lag = (now - history.end()).max(TimeDelta::zero());
@@ -333,7 +334,7 @@ impl Engine {
         let mut choice = None;
         let mut fallback = None;
         if let Some(adaptive) = self.adaptive.as_mut() {
-            adaptive.observe(history, self.policy.capacity_per_replica);
+            adaptive.observe(history, &self.policy);
             adaptive.record(&forecast, observed, &self.policy, now);
             choice = adaptive.choose();
             fallback = adaptive.reactive_fallback();

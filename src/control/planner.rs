@@ -14,9 +14,11 @@
 //!
 //! The reactive floor means a forecast that runs low never takes capacity below what demand needs right now. It
 //! reads observed demand through one guard (see [`glitch_limit`]): a latest observation more than [`GLITCH_FACTOR`]
-//! times both the highest sample of the hour before it and one replica's capacity is taken for a scrape glitch,
-//! flagged, and the floor reads the sample before it instead; a rise that holds for a second sample is honoured,
-//! since the first of it is then part of the hour before. A
+//! times both the highest sample of the hour before it and the demand `maxReplicas` serve is taken for a scrape
+//! glitch, flagged, and the floor reads the sample before it instead; a rise that holds for a second sample is
+//! honoured, since the first of it is then part of the hour before. Any observation the workload could serve within
+//! an order of magnitude of its ceiling is honoured at once, as the HPA would: a news spike of 50× is real demand,
+//! and holding it back one sample leaves it unserved. A
 
 //! scale-up the HPA would ignore (within its 10% tolerance of the previous target) is raised to the first count past
 //! the tolerance (see [`past_tolerance`]). With [`ScaleIn::Observed`], a target below the previous plan is only
@@ -42,20 +44,22 @@ pub const GLITCH_REFERENCE: TimeDelta = TimeDelta::hours(1);
 
 /// The demand above which a sample in slot `slot` of `history` (or an observation made of slots from `slot` on)
 /// is taken for a glitch: [`GLITCH_FACTOR`] × the larger of the highest present sample in the [`GLITCH_REFERENCE`]
-/// before the slot (at least the four slots before it) and one replica's `capacity`.
+/// before the slot (at least the four slots before it) and `ceiling`, the demand `maxReplicas` serve
+/// ([`Policy::glitch_ceiling`]).
 ///
-/// `None` when nothing before the slot can be judged against (the sample is honoured). The capacity keeps small
-/// workloads honest: from a quiet hour at 0.2/s a burst to 5/s is no glitch when it fills a replica or two. A rise
-/// that holds is honoured on its second sample, whose reference holds the first.
-pub fn glitch_limit(history: &Series, slot: usize, capacity: f64) -> Option<f64> {
+/// `None` when nothing before the slot can be judged against (the sample is honoured). The ceiling keeps real
+/// surges honest: from a quiet hour, a burst the workload can serve at most ten times over is demand, and the HPA
+/// would scale for it too; only an observation no replica count could come near (a `1e308`, a doubled-up counter
+/// read as a rate) is held back. A rise that holds is honoured on its second sample, whose reference holds the first.
+pub fn glitch_limit(history: &Series, slot: usize, ceiling: f64) -> Option<f64> {
     let reference = reference_slots(history, slot)
         .iter()
         .flatten()
         .copied()
         .filter(|v| v.is_finite())
         .reduce(f64::max)?;
-    let capacity = if capacity.is_finite() { capacity.max(0.0) } else { 0.0 };
-    Some(GLITCH_FACTOR * reference.max(capacity))
+    let ceiling = if ceiling.is_finite() { ceiling.max(0.0) } else { 0.0 };
+    Some(GLITCH_FACTOR * reference.max(ceiling))
 }
 
 /// The slots a sample in slot `slot` is judged against: the [`GLITCH_REFERENCE`] before it, at least four slots.
@@ -78,10 +82,10 @@ pub struct Observed {
 
 impl Observed {
     /// `observed`, made of the samples of `history` from slot `first` on, vetted against the reference before
-    /// `first`. A non-finite or negative observation is a glitch whatever the reference; with nothing to replace
-    /// it by, there is no observation.
-    pub fn vet(history: &Series, first: usize, observed: f64, capacity: f64) -> Option<Self> {
-        let limit = glitch_limit(history, first, capacity);
+    /// `first` and the demand `ceiling` of `maxReplicas` (see [`glitch_limit`]). A non-finite or negative
+    /// observation is a glitch whatever the reference; with nothing to replace it by, there is no observation.
+    pub fn vet(history: &Series, first: usize, observed: f64, ceiling: f64) -> Option<Self> {
+        let limit = glitch_limit(history, first, ceiling);
         let sane = observed.is_finite() && observed >= 0.0;
         if sane && limit.is_none_or(|l| observed <= l) {
             return Some(Self {
@@ -627,9 +631,10 @@ mod tests {
     #[test]
     fn one_absurd_observation_does_not_drive_the_floor_to_the_ceiling() {
         let capacity = 110.0;
+        let ceiling = policy(capacity).glitch_ceiling();
         let f = forecast(&[1100.0; 30]);
         let h = history_then(&[1e308]);
-        let vetted = Observed::vet(&h, 12, 1e308, capacity).unwrap();
+        let vetted = Observed::vet(&h, 12, 1e308, ceiling).unwrap();
         assert_eq!(vetted.glitch, Some(1e308));
         assert!((1100.0..=1155.0).contains(&vetted.demand), "{vetted:?}");
         let p = plan(&f, Some(vetted.demand), &policy(capacity), t(0));
@@ -638,7 +643,7 @@ mod tests {
         assert_eq!(plan(&f, Some(1e308), &policy(capacity), t(0)).replicas, 40);
         // Non-finite and negative observations are glitches whatever the reference.
         for raw in [f64::NAN, f64::INFINITY, -3.0] {
-            let v = Observed::vet(&h, 12, raw, capacity).unwrap();
+            let v = Observed::vet(&h, 12, raw, ceiling).unwrap();
             assert!(
                 v.glitch.is_some() && (1100.0..=1155.0).contains(&v.demand),
                 "{raw}: {v:?}"
@@ -647,24 +652,32 @@ mod tests {
     }
 
     #[test]
-    fn a_rise_that_holds_for_a_second_sample_is_honoured() {
+    fn a_surge_the_workload_could_serve_is_honoured_at_once_and_a_larger_rise_on_its_second_sample() {
         let capacity = 110.0;
+        // 40 replicas serve 4,400: the limit is ten times that, or ten times the hour before if higher.
+        let ceiling = policy(capacity).glitch_ceiling();
+        assert_eq!(ceiling, 4400.0);
         // A tripling is no glitch at all.
         let h = history_then(&[3300.0]);
-        assert_eq!(Observed::vet(&h, 12, 3300.0, capacity).unwrap().glitch, None);
-        // A twenty-fold jump is held back once, and honoured on its second sample.
-        let h = history_then(&[22_000.0, 23_000.0]);
-        assert!(Observed::vet(&h, 12, 22_000.0, capacity).unwrap().glitch.is_some());
-        let second = Observed::vet(&h, 13, 23_000.0, capacity).unwrap();
-        assert_eq!((second.demand, second.glitch), (23_000.0, None));
-        // From a quiet hour, a jump that fills a few replicas is no glitch: the limit is at least ten replicas.
+        assert_eq!(Observed::vet(&h, 12, 3300.0, ceiling).unwrap().glitch, None);
+        // A twenty-fold jump, past maxReplicas but within ten times what they serve, is honoured at once: the HPA
+        // would scale for it, and holding it back would leave a real surge unserved.
+        let h = history_then(&[22_000.0]);
+        assert_eq!(glitch_limit(&h, 12, ceiling), Some(44_000.0));
+        assert_eq!(Observed::vet(&h, 12, 22_000.0, ceiling).unwrap().glitch, None);
+        // A hundred-fold jump is held back once, and honoured on its second sample.
+        let h = history_then(&[110_000.0, 115_000.0]);
+        assert!(Observed::vet(&h, 12, 110_000.0, ceiling).unwrap().glitch.is_some());
+        let second = Observed::vet(&h, 13, 115_000.0, ceiling).unwrap();
+        assert_eq!((second.demand, second.glitch), (115_000.0, None));
+        // From a quiet hour, the limit is still ten times the ceiling.
         let quiet = Series::from_values(t(0), TimeDelta::minutes(1), vec![Some(0.0); 60]);
-        assert_eq!(glitch_limit(&quiet, 60, capacity), Some(1100.0));
-        assert_eq!(Observed::vet(&quiet, 60, 500.0, capacity).unwrap().glitch, None);
+        assert_eq!(glitch_limit(&quiet, 60, ceiling), Some(44_000.0));
+        assert_eq!(Observed::vet(&quiet, 60, 500.0, ceiling).unwrap().glitch, None);
         // With nothing before it, an observation is taken as it is.
         let first = Series::from_values(t(0), TimeDelta::minutes(1), vec![Some(1e6)]);
-        assert_eq!(glitch_limit(&first, 0, capacity), None);
-        assert_eq!(Observed::vet(&first, 0, 1e6, capacity).unwrap().glitch, None);
+        assert_eq!(glitch_limit(&first, 0, ceiling), None);
+        assert_eq!(Observed::vet(&first, 0, 1e6, ceiling).unwrap().glitch, None);
     }
 
     #[test]

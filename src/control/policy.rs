@@ -36,6 +36,12 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The demand `maxReplicas` serve: an observation below [`GLITCH_FACTOR`](crate::forecast::GLITCH_FACTOR)
+    /// times it is demand, never a glitch (see [`crate::control::planner::glitch_limit`]).
+    pub fn glitch_ceiling(&self) -> f64 {
+        self.capacity_per_replica * f64::from(self.replicas.max())
+    }
+
     /// A policy with the workload file's defaults: lead 5 min, sync 15 s, plan at p90, 1 to `max_replicas` replicas
     /// (at least 1), scale in on the forecast, fallback at [`DEFAULT_FALLBACK_UTILIZATION`], the HPA's legacy
     /// [`DOWNSCALE_STABILIZATION`], the quantile adapted to the workload ([`Adaptive::default`]).

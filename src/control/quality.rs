@@ -352,9 +352,9 @@ pub struct Tracker {
     demotions: u64,
     promotions: u64,
     scored_total: u64,
-    /// Demand one replica serves, when known: samples taken for glitches against it are not scored (see
+    /// Demand `maxReplicas` serve, when known: samples taken for glitches against it are not scored (see
     /// [`crate::control::planner::glitch_limit`]).
-    capacity: Option<f64>,
+    glitch_ceiling: Option<f64>,
 }
 
 impl Tracker {
@@ -372,15 +372,16 @@ impl Tracker {
             demotions: 0,
             promotions: 0,
             scored_total: 0,
-            capacity: None,
+            glitch_ceiling: None,
         }
     }
 
-    /// The same tracker, judging samples for glitches against `capacity` per replica: one absurd sample (a
+    /// The same tracker, judging samples for glitches against `ceiling`, the demand `maxReplicas` serve
+    /// ([`crate::control::policy::Policy::glitch_ceiling`]): one absurd sample (a
     /// `1e308`) is a miss by every measure, and would count against the forecast although nothing could have
     /// predicted it. Its claim is dropped unscored, as for a slot whose data never came.
-    pub fn with_capacity(mut self, capacity: f64) -> Self {
-        self.capacity = Some(capacity);
+    pub fn with_glitch_ceiling(mut self, ceiling: f64) -> Self {
+        self.glitch_ceiling = Some(ceiling);
         self
     }
 
@@ -429,7 +430,7 @@ impl Tracker {
     /// health it caused, if any.
     pub fn observe(&mut self, history: &Series, now: DateTime<Utc>) -> Option<Transition> {
         let step = history.step();
-        let capacity = self.capacity;
+        let ceiling = self.glitch_ceiling;
         let mut scored = Vec::new();
         self.pending.retain(|slot, prediction| {
             let end = *slot + step;
@@ -438,7 +439,7 @@ impl Tracker {
             }
             let index = history.slot_of(*slot).filter(|&i| history.time_at(i) == *slot);
             let actual = index.and_then(|i| history.values().get(i).copied().flatten());
-            let glitch = match (index, actual, capacity) {
+            let glitch = match (index, actual, ceiling) {
                 (Some(i), Some(a), Some(c)) => {
                     crate::control::planner::glitch_limit(history, i, c).is_some_and(|l| a > l)
                 }

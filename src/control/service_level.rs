@@ -456,7 +456,10 @@ impl Controller {
     }
 
     /// Scores the recorded moments whose demand `history` now holds (a moment in a gap is dropped, not scored).
-    pub fn observe(&mut self, history: &Series, capacity: f64) {
+    /// Demand is served at `policy`'s capacity per replica; a sample past its glitch limit is not scored
+    /// ([`Policy::glitch_ceiling`]).
+    pub fn observe(&mut self, history: &Series, policy: &Policy) {
+        let (capacity, ceiling) = (policy.capacity_per_replica, policy.glitch_ceiling());
         let step = history.step();
         while let Some(&(at, ready)) = self.pending.front() {
             let slot = history.slot_of(at);
@@ -468,7 +471,7 @@ impl Controller {
             // would outweigh days of real demand in every candidate's record.
             let Some(actual) = slot
                 .and_then(|i| {
-                    history.values()[i].filter(|&v| planner::glitch_limit(history, i, capacity).is_none_or(|l| v <= l))
+                    history.values()[i].filter(|&v| planner::glitch_limit(history, i, ceiling).is_none_or(|l| v <= l))
                 })
                 .filter(|v| v.is_finite() && *v >= 0.0)
             else {
@@ -697,7 +700,7 @@ mod tests {
             let now = t(k * 15);
             let visible = series.visible_at(now - TimeDelta::seconds(30));
             let observed = crate::control::engine::observed_demand(&visible, now - TimeDelta::seconds(30));
-            c.observe(&visible, p.capacity_per_replica);
+            c.observe(&visible, &p);
             // A forecast made at `now` for the next 20 one-minute slots.
             let first = k * 15 / 60;
             let f = Forecast::from_median(
