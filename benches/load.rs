@@ -1,0 +1,496 @@
+//! The load harness: the real `prescale serve` binary with N generated workloads, measured from outside the way a
+//! platform team would measure it.
+//!
+//! ```sh
+//! cargo build --release
+//! cargo bench --bench load -- --workloads 1000
+//! ```
+//!
+//! It writes a workload file of N generator-fed workloads (three profiles, one seed each), starts the binary on
+//! loopback, and reports:
+//!
+//! - **time until all are planned**: from the process start until `/readyz?verbose` lists every workload served
+//!   (a progress line every few seconds meanwhile);
+//! - **memory**: the process's resident set (VmRSS) once all are planned and after the steady window, per workload;
+//! - **CPU**: cores used on average over the steady window (every cycle's decisions and the refits due in it);
+//! - **`/metrics`**: bytes and series of the exposition, per workload;
+//! - **API latency** under a fixed-rate (open-loop, as wrk2) load of external-metrics GETs over TLS keep-alive
+//!   connections, each latency measured from the moment the request was due, not sent, so a stalled server cannot
+//!   hide its queue (no coordinated omission). The same load runs against a trivial axum handler behind the same TLS listener code, in its own
+//!   process, in the same run: compare the ratio between runs, not the absolute numbers.
+//!
+//! Flags: `--workloads N` (1000), `--binary PATH` (`target/release/prescale`), `--history DUR` (`15d`),
+//! `--step DUR` (`1m`), `--replay DUR` (`0s`: the SLO controller's startup replay off; `3d` is the default of a
+//! workload file), `--interval DUR` (`30s`), `--steady SECONDS` (60), `--rate REQ_PER_S` (5000),
+//! `--load SECONDS` (10), `--connections N` (32), `--ready-timeout SECONDS` (1800).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The harness's settings, from its flags.
+#[derive(Debug, Clone)]
+struct Args {
+    workloads: usize,
+    binary: PathBuf,
+    history: String,
+    step: String,
+    replay: String,
+    interval: String,
+    steady: u64,
+    rate: u64,
+    load: u64,
+    connections: usize,
+    ready_timeout: u64,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let mut args = Self {
+            workloads: 1000,
+            binary: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/prescale"),
+            history: "15d".into(),
+            step: "1m".into(),
+            replay: "0s".into(),
+            interval: "30s".into(),
+            steady: 60,
+            rate: 5000,
+            load: 10,
+            connections: 32,
+            ready_timeout: 1800,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            // `cargo bench` passes `--bench` to every bench binary.
+            if flag == "--bench" {
+                continue;
+            }
+            let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--workloads" => args.workloads = value()?.parse().context("--workloads: a whole number")?,
+                "--binary" => args.binary = PathBuf::from(value()?),
+                "--history" => args.history = value()?,
+                "--step" => args.step = value()?,
+                "--replay" => args.replay = value()?,
+                "--interval" => args.interval = value()?,
+                "--steady" => args.steady = value()?.parse().context("--steady: seconds")?,
+                "--rate" => args.rate = value()?.parse().context("--rate: requests per second")?,
+                "--load" => args.load = value()?.parse().context("--load: seconds")?,
+                "--connections" => args.connections = value()?.parse().context("--connections: a whole number")?,
+                "--ready-timeout" => args.ready_timeout = value()?.parse().context("--ready-timeout: seconds")?,
+                "--serve-baseline" => {
+                    let addr: SocketAddr = value()?.parse().context("--serve-baseline: an address")?;
+                    serve_baseline(addr)?;
+                    std::process::exit(0);
+                }
+                other => bail!("unknown flag {other}: see the module documentation of benches/load.rs"),
+            }
+        }
+        if args.workloads == 0 || args.rate == 0 || args.connections == 0 {
+            bail!("--workloads, --rate and --connections must be at least 1");
+        }
+        Ok(args)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse()?;
+    prescale::apiserver::tls::install_crypto_provider();
+    if !args.binary.is_file() {
+        bail!(
+            "{} not found: run `cargo build --release` first, or pass --binary",
+            args.binary.display()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let config = write_config(dir.path(), &args)?;
+    let (api, admin) = (free_port()?, free_port()?);
+    let log = std::fs::File::create(dir.path().join("prescale.log"))?;
+    println!(
+        "load harness: {} workloads, history {} at {}, replay {}, interval {}",
+        args.workloads, args.history, args.step, args.replay, args.interval
+    );
+    let started = Instant::now();
+    let server = Guard(
+        Command::new(&args.binary)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--api-addr", &format!("127.0.0.1:{api}")])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--insecure-no-auth", "--authentication-skip-lookup", "--log", "warn"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", args.binary.display()))?,
+    );
+    let pid = server.0.id();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+
+    // Until every workload is planned.
+    let readyz = format!("http://127.0.0.1:{admin}/readyz?verbose");
+    let mut last_print = Instant::now();
+    let planned_after = loop {
+        let served = rt
+            .block_on(async { http.get(&readyz).send().await?.text().await })
+            .map_or(0, |text| text.lines().filter(|l| l.starts_with("[+]workload ")).count());
+        if served >= args.workloads {
+            break started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(args.ready_timeout) {
+            bail!(
+                "{served} of {} workloads planned after {} s (--ready-timeout); log: {}",
+                args.workloads,
+                args.ready_timeout,
+                tail(&dir.path().join("prescale.log"))
+            );
+        }
+        if let Some(status) = server.exited() {
+            bail!("prescale exited ({status}): {}", tail(&dir.path().join("prescale.log")));
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            last_print = Instant::now();
+            println!(
+                "  {:>6.0} s  planned {served:>6} / {}  rss {:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                args.workloads,
+                rss_kib(pid)? as f64 / 1024.0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let rss_planned = rss_kib(pid)?;
+    println!(
+        "all {} planned after {:.1} s; rss {:.1} MiB ({:.0} KiB per workload)",
+        args.workloads,
+        planned_after.as_secs_f64(),
+        rss_planned as f64 / 1024.0,
+        rss_planned as f64 / args.workloads as f64
+    );
+
+    // The steady state: cycles and the refits due in the window.
+    let (cpu0, t0) = (cpu_seconds(pid)?, Instant::now());
+    std::thread::sleep(Duration::from_secs(args.steady));
+    let cores = (cpu_seconds(pid)? - cpu0) / t0.elapsed().as_secs_f64();
+    let rss_steady = rss_kib(pid)?;
+    println!(
+        "steady {} s: {:.2} cores on average; rss {:.1} MiB ({:.0} KiB per workload)",
+        args.steady,
+        cores,
+        rss_steady as f64 / 1024.0,
+        rss_steady as f64 / args.workloads as f64
+    );
+
+    let exposition = rt.block_on(async {
+        http.get(format!("http://127.0.0.1:{admin}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await
+    })?;
+    let series = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count();
+    let per_workload = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("workload=\""))
+        .count();
+    println!(
+        "/metrics: {:.2} MB, {series} series ({:.1} per workload carry a workload label)",
+        exposition.len() as f64 / 1e6,
+        per_workload as f64 / args.workloads as f64
+    );
+
+    // API latency, against a trivial handler behind the same TLS code in its own process.
+    let base_port = free_port()?;
+    let baseline = Guard(
+        Command::new(std::env::current_exe()?)
+            .args(["--serve-baseline", &format!("127.0.0.1:{base_port}")])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    wait_for_port(base_port)?;
+    let path = "/apis/external.metrics.k8s.io/v1beta1/namespaces";
+    let base_urls = vec![format!(
+        "https://127.0.0.1:{base_port}{path}/ns0/prescale_replicas?labelSelector=workload%3Dw0"
+    )];
+    let api_urls: Vec<String> = (0..args.workloads.min(1000))
+        .map(|i| {
+            format!(
+                "https://127.0.0.1:{api}{path}/ns{}/prescale_replicas?labelSelector=workload%3Dw{i}",
+                i % 4
+            )
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for (name, urls) in [
+        ("trivial handler (baseline)", &base_urls),
+        ("prescale_replicas", &api_urls),
+    ] {
+        let stats = rt.block_on(fixed_rate(
+            urls,
+            args.rate,
+            Duration::from_secs(args.load),
+            args.connections,
+        ))?;
+        rows.push((name, stats));
+    }
+    drop(baseline);
+    println!(
+        "\nAPI under a fixed {} req/s for {} s over {} TLS connections:",
+        args.rate, args.load, args.connections
+    );
+    println!("| handler | sent/s | errors | p50 | p99 | p99.9 | max | p99 ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let base_p99 = rows[0].1.quantile(0.99);
+    for (name, s) in &rows {
+        println!(
+            "| {name} | {:.0} | {} | {} | {} | {} | {} | {:.2} |",
+            s.sent as f64 / s.elapsed.as_secs_f64(),
+            s.errors,
+            ms(s.quantile(0.5)),
+            ms(s.quantile(0.99)),
+            ms(s.quantile(0.999)),
+            ms(s.quantile(1.0)),
+            s.quantile(0.99).as_secs_f64() / base_p99.as_secs_f64().max(1e-9)
+        );
+    }
+    if let Some(status) = server.exited() {
+        bail!(
+            "prescale exited during the run ({status}): {}",
+            tail(&dir.path().join("prescale.log"))
+        );
+    }
+    println!(
+        "\nsummary | workloads {} | planned after {:.0} s | rss {:.0} KiB/workload | {:.2} cores steady | /metrics {:.2} MB, {:.1} series/workload | API p99 {} (trivial {})",
+        args.workloads,
+        planned_after.as_secs_f64(),
+        rss_steady as f64 / args.workloads as f64,
+        cores,
+        exposition.len() as f64 / 1e6,
+        per_workload as f64 / args.workloads as f64,
+        ms(rows[1].1.quantile(0.99)),
+        ms(base_p99),
+    );
+    Ok(())
+}
+
+/// A child process killed when dropped.
+struct Guard(Child);
+
+impl Guard {
+    fn exited(&self) -> Option<String> {
+        // `try_wait` needs `&mut`; a fresh handle on the pid would too, so read /proc instead.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).ok()?;
+        let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+        (state == "Z" || state == "X").then(|| format!("state {state}"))
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_config(dir: &Path, args: &Args) -> anyhow::Result<PathBuf> {
+    let path = dir.join("load.yaml");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    writeln!(f, "interval: {}\nworkloads:", args.interval)?;
+    let profiles = ["llm-chat", "web-frontend", "embeddings"];
+    for i in 0..args.workloads {
+        writeln!(
+            f,
+            "  - name: w{i}\n    namespace: ns{}\n    demand: {{generator: {{profile: {}, seed: {i}}}, step: {}}}\n    \
+             capacityPerReplica: 10\n    maxReplicas: 200\n    history: {}\n    adaptiveQuantile: {{replay: {}}}",
+            i % 4,
+            profiles[i % profiles.len()],
+            args.step,
+            args.history,
+            args.replay
+        )?;
+    }
+    f.flush()?;
+    Ok(path)
+}
+
+/// Waits until something accepts connections on loopback `port` (10 s at most).
+fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on 127.0.0.1:{port} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Resident set of `pid`, KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
+
+/// User + system CPU time of `pid`, seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed /proc/PID/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Latencies of one fixed-rate run.
+struct Stats {
+    latencies: Vec<Duration>,
+    sent: u64,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Stats {
+    fn quantile(&self, q: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::MAX;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * q).round() as usize;
+        self.latencies[i]
+    }
+}
+
+/// Sends GETs to `urls` (round robin) at `rate` per second for `length` over `connections` keep-alive connections,
+/// open loop (as wrk2 does): request `k` is due at `k / rate`; whichever connection is free takes the next due request
+/// and its latency counts from when it was due, so a slow server shows its queue instead of slowing the schedule.
+async fn fixed_rate(urls: &[String], rate: u64, length: Duration, connections: usize) -> anyhow::Result<Stats> {
+    let urls: Arc<Vec<String>> = Arc::new(urls.to_vec());
+    let total = rate * length.as_secs();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = Vec::with_capacity(connections);
+    // Each worker owns one client holding one connection, opened (and warmed) before the clock starts.
+    let mut clients = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .pool_max_idle_per_host(1)
+            .http1_only()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let r = client
+            .get(&urls[i % urls.len()])
+            .send()
+            .await
+            .context("warming a connection")?;
+        if !r.status().is_success() {
+            bail!("{} answered {}", r.url(), r.status());
+        }
+        r.bytes().await?;
+        clients.push(client);
+    }
+    let start = tokio::time::Instant::now();
+    for client in clients {
+        let (urls, next) = (urls.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k >= total {
+                    break;
+                }
+                let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
+                tokio::time::sleep_until(due).await;
+                let ok = match client.get(&urls[k as usize % urls.len()]).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(due.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total as usize);
+    let mut errors = 0;
+    for worker in workers {
+        let (l, e) = worker.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort();
+    Ok(Stats {
+        latencies,
+        sent: total,
+        errors,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// `--serve-baseline ADDR`: a trivial axum handler behind prescale's own TLS listener code, until killed.
+fn serve_baseline(addr: SocketAddr) -> anyhow::Result<()> {
+    use prescale::apiserver::tls::{self, CertSource, ClientCas, TlsSettings};
+    tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let router = axum::Router::new().fallback(|| async {
+            axum::Json(BTreeMap::from([
+                ("kind", "ExternalMetricValueList"),
+                ("apiVersion", "external.metrics.k8s.io/v1beta1"),
+            ]))
+        });
+        let settings = TlsSettings {
+            certificate: CertSource::SelfSigned {
+                names: vec!["127.0.0.1".into()],
+            },
+            reload_interval: Duration::from_secs(3600),
+            client_cas: ClientCas::default(),
+            http: Default::default(),
+        };
+        tls::serve(listener, router, settings, std::future::pending()).await?;
+        anyhow::Ok(())
+    })
+}
