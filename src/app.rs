@@ -113,6 +113,12 @@ pub async fn serve(
     objects: WatchArgs,
 ) -> anyhow::Result<()> {
     let mut config = config::load(config_path)?;
+    anyhow::ensure!(
+        objects.watch_objects || !config.workloads.is_empty(),
+        "{}: workloads: none listed, so there is nothing to plan: list at least one workload (see the README's \
+         config reference), or pass --watch-objects to plan for PredictiveAutoscaler objects",
+        config_path.display()
+    );
     apply_listen(&mut config, &listen);
     let now = Utc::now();
     let prometheus = match &config.prometheus {
@@ -447,7 +453,18 @@ async fn run(
         }),
         None => None,
     };
-    print_banner(&config, &api_url, &admin_url, access, keda_banner.as_ref());
+    let watched = extras.controller.as_ref().map(|c| match &c.settings.namespace {
+        Some(ns) => format!("the PredictiveAutoscaler objects of namespace {ns}"),
+        None => "the PredictiveAutoscaler objects of every namespace".to_owned(),
+    });
+    print_banner(
+        &config,
+        &api_url,
+        &admin_url,
+        access,
+        keda_banner.as_ref(),
+        watched.as_deref(),
+    );
 
     let telemetry = telemetry::Registry::new(store.clone(), clock.clone());
     if let Some(client) = &extras.prometheus {
@@ -751,14 +768,28 @@ struct KedaBanner {
     tls: bool,
 }
 
-fn print_banner(config: &Config, api_url: &str, admin_url: &str, access: ApiAccess, keda: Option<&KedaBanner>) {
+/// `watched` says which objects the controller plans for, when it is on.
+fn print_banner(
+    config: &Config,
+    api_url: &str,
+    admin_url: &str,
+    access: ApiAccess,
+    keda: Option<&KedaBanner>,
+    watched: Option<&str>,
+) {
     println!("api: {api_url}");
     println!("admin: {admin_url}");
     if let Some(k) = keda {
         println!("keda: {}", k.addr);
     }
     println!();
-    println!("prescale is planning {} workload(s):", config.workloads.len());
+    match watched {
+        Some(objects) => println!(
+            "prescale is planning {} workload(s) of the workload file, and {objects}:",
+            config.workloads.len()
+        ),
+        None => println!("prescale is planning {} workload(s):", config.workloads.len()),
+    }
     for w in &config.workloads {
         println!(
             "  {:<28} capacity {:>8.3} {}/replica, lead {}, p{:.0}, replicas {}..{}",

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use prescale::clock::Clock;
 use prescale::history::prometheus::{PrometheusClient, PrometheusSettings};
-use prescale::k8s::controller::{Controller, HistoryFactory, Settings};
+use prescale::history::{Fetch, History};
+use prescale::k8s::controller::{Controller, HistoryFactory, Settings, FIRST_LIST};
 use prescale::k8s::status::WriteLimits;
 use prescale::pipeline::{Options, Pipelines};
 use prescale::store::{PlanStore, WorkloadId};
@@ -54,10 +55,15 @@ fn id(name: &str) -> WorkloadId {
     }
 }
 
-/// Prometheus with two weeks of recorded demand, a clock running from just after its end, the stand-in API server,
-/// and the controller (with `llm/from-file` reserved by the workload file) running against them.
-async fn fixture() -> Fixture {
-    prescale::app::init();
+/// Prometheus with two weeks of recorded demand, and a clock running from just after its end.
+struct Demand {
+    prometheus: Prometheus,
+    clock: Clock,
+    /// The demand sources of objects, built as `serve` builds them, on that Prometheus.
+    history: HistoryFactory,
+}
+
+fn demand() -> Demand {
     let trace = shift_to_end_before(&load_trace("servegen_lang_m_small.csv"), Utc::now());
     let mut om = OpenMetrics::new();
     om.demand("demand", &[("trace", "servegen")], &trace);
@@ -65,6 +71,41 @@ async fn fixture() -> Fixture {
     let base = trace.end() + TimeDelta::seconds(30);
     let started = Utc::now();
     let clock = Clock::from_fn(move || base + (Utc::now() - started));
+    let client = PrometheusClient::new(&PrometheusSettings::new(prometheus.url())).unwrap();
+    let sources = clock.clone();
+    let history: HistoryFactory = Arc::new(move |w| prescale::app::history_for(w, Some(&client), sources.now()));
+    Demand {
+        prometheus,
+        clock,
+        history,
+    }
+}
+
+fn spec_of(query: &str, target: &str, max_replicas: i64) -> Value {
+    json!({
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+        "demand": {"promql": query, "step": "10m"},
+        "capacityPerReplica": 120,
+        "maxReplicas": max_replicas,
+        "history": "14d",
+        "seasonality": ["1d"],
+        "adaptiveQuantile": {"replay": "0s"},
+    })
+}
+
+fn query() -> String {
+    demand_query("demand{trace=\"servegen\"}", STEP)
+}
+
+/// [`demand`], the stand-in API server, and the controller (with `llm/from-file` reserved by the workload file)
+/// running against them.
+async fn fixture() -> Fixture {
+    prescale::app::init();
+    let Demand {
+        prometheus,
+        clock,
+        history,
+    } = demand();
     let store = Arc::new(PlanStore::new());
     let pipelines = Arc::new(Pipelines::new(
         store.clone(),
@@ -72,9 +113,6 @@ async fn fixture() -> Fixture {
         TimeDelta::seconds(1),
         Options::default(),
     ));
-    let client = PrometheusClient::new(&PrometheusSettings::new(prometheus.url())).unwrap();
-    let sources = clock.clone();
-    let history: HistoryFactory = Arc::new(move |w| prescale::app::history_for(w, Some(&client), sources.now()));
     let api = ApiServer::start().await;
     let controller = Controller::new(
         api.client(),
@@ -95,7 +133,7 @@ async fn fixture() -> Fixture {
         api,
         store,
         pipelines,
-        query: demand_query("demand{trace=\"servegen\"}", STEP),
+        query: query(),
         clock,
         controller,
     }
@@ -103,15 +141,7 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     fn spec(&self, target: &str, max_replicas: i64) -> Value {
-        json!({
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "demand": {"promql": self.query, "step": "10m"},
-            "capacityPerReplica": 120,
-            "maxReplicas": max_replicas,
-            "history": "14d",
-            "seasonality": ["1d"],
-            "adaptiveQuantile": {"replay": "0s"},
-        })
+        spec_of(&self.query, target, max_replicas)
     }
 
     fn status(&self, name: &str) -> Value {
@@ -474,4 +504,217 @@ async fn status_writes_across_objects_share_one_rate_limit() {
         assert_eq!(object["status"]["observedGeneration"], 1);
     }
     controller.abort();
+}
+
+/// Waits up to 60 s until `done`.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "not {what} after 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A demand source that answers only once the test opens it: its workload's first cycle waits until then.
+struct Gated {
+    inner: Arc<dyn History>,
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+impl History for Gated {
+    fn step(&self) -> TimeDelta {
+        self.inner.step()
+    }
+
+    fn fetch(&self, from: chrono::DateTime<Utc>, to: chrono::DateTime<Utc>) -> Fetch<'_> {
+        let mut open = self.open.clone();
+        Box::pin(async move {
+            let _ = open.wait_for(|o| *o).await;
+            self.inner.fetch(from, to).await
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_waits_for_the_first_list_then_for_the_first_cycles_of_the_objects_listed() {
+    prescale::app::init();
+    let Demand {
+        prometheus: _prometheus,
+        clock,
+        history,
+    } = demand();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let gated: HistoryFactory = Arc::new(move |w| {
+        Ok(Arc::new(Gated {
+            inner: history(w)?,
+            open: gate.clone(),
+        }) as Arc<dyn History>)
+    });
+    let api = ApiServer::start().await;
+    api.apply(NS, "a", spec_of(&query(), "web-a", 40));
+    api.apply(NS, "bad", json!({"maxReplicas": 0}));
+    api.fail_lists(true);
+    // No workload file: the objects are all there is.
+    let store = Arc::new(PlanStore::new());
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    let controller = Controller::new(
+        api.client(),
+        pipelines,
+        store.clone(),
+        clock,
+        BTreeSet::new(),
+        gated,
+        Settings {
+            namespace: None,
+            limits: LIMITS,
+            failure_limit: Duration::from_secs(120),
+        },
+    );
+    let controller = tokio::spawn(controller.run());
+
+    // The list fails: readiness waits for it, and says so.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!store.is_ready());
+    assert_eq!(store.held_by(), vec![FIRST_LIST]);
+    assert!(!store.knows(&id("a")), "nothing listed yet");
+
+    // Listed: a's workload runs and readiness waits for its first cycle, which waits for its demand.
+    api.fail_lists(false);
+    wait_until("listed", || store.held_by().is_empty() && store.knows(&id("a"))).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!store.is_ready(), "a's first cycle has not finished");
+    // The invalid object is reported in its status; it has no cycle to wait for.
+    let bad = api.get(Kind::Pa, NS, "bad").unwrap();
+    assert_eq!(bad["status"]["conditions"][0]["reason"], "InvalidSpec", "{bad}");
+    assert!(!store.knows(&id("bad")));
+
+    open.send(true).unwrap();
+    wait_until("ready", || store.is_ready()).await;
+    assert!(store.get(&id("a")).is_some(), "ready with a's plan published");
+    assert!(!controller.is_finished());
+    controller.abort();
+}
+
+/// `serve` with a workload file listing no workloads and `--watch-objects`: the real binary, its kube client read
+/// from a kubeconfig pointing at the stand-in. Not ready while the objects cannot be listed; ready once they are,
+/// with nothing to plan.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_no_workloads_is_ready_once_the_objects_are_listed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let api = ApiServer::start().await;
+    api.fail_lists(true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("objects-only.yaml");
+    std::fs::write(&config, "interval: 30s\n").unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: stand-in, cluster: {{server: '{}'}}}}]\n\
+             users: [{{name: test, user: {{}}}}]\n\
+             contexts: [{{name: test, context: {{cluster: stand-in, user: test, namespace: {NS}}}}}]\n\
+             current-context: test\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args([
+            "serve",
+            "--watch-objects",
+            "--insecure-no-auth",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("PRESCALE_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start `prescale serve`");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Kill(child);
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let (mut admin, mut planning) = (None, None);
+    while admin.is_none() || planning.is_none() {
+        let line = lines.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            panic!(
+                "no banner from serve:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        if let Some(url) = line.strip_prefix("admin: ") {
+            admin = Some(url.trim().to_owned());
+        }
+        if line.starts_with("prescale is planning ") {
+            planning = Some(line);
+        }
+    }
+    let (admin, planning) = (admin.unwrap(), planning.unwrap());
+    assert_eq!(
+        planning,
+        "prescale is planning 0 workload(s) of the workload file, and the PredictiveAutoscaler objects of every \
+         namespace:"
+    );
+    let http = reqwest::Client::new();
+    let readyz = || async {
+        let reply = http.get(format!("{admin}/readyz?verbose")).send().await.unwrap();
+        (reply.status().as_u16(), reply.text().await.unwrap())
+    };
+    // The objects cannot be listed: not ready, and the verbose answer says what it waits for.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, text) = readyz().await;
+    assert_eq!(code, 503, "{text}");
+    assert!(
+        text.contains("[-]waiting for the PredictiveAutoscaler controller's first list of objects"),
+        "{text}"
+    );
+    assert!(child.0.try_wait().unwrap().is_none(), "serve is still running");
+
+    api.fail_lists(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, text) = readyz().await;
+        if code == 200 {
+            assert!(text.contains("readyz check passed (0 of 0 workloads served"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready 60 s after the list was served: {text}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(child.0.try_wait().unwrap().is_none(), "serve is still running");
 }

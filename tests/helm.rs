@@ -786,6 +786,32 @@ fn the_workload_file_is_the_bases_and_prescale_accepts_it() {
 }
 
 #[test]
+fn with_the_controller_the_workload_file_may_list_no_workloads() {
+    let objects = objects(&[
+        "--set",
+        "config.workloads=null,watchObjects.enabled=true,backtest.enabled=false",
+    ]);
+    let text = config_text(&objects);
+    let config = prescale::config::parse(&text, Path::new("config.yaml"))
+        .unwrap_or_else(|e| panic!("prescale rejects the rendered config:\n{e}"));
+    assert!(config.workloads.is_empty(), "{text}");
+    let deployment = find(&objects, "Deployment", "prescale");
+    assert_eq!(
+        env(deployment).get("PRESCALE_WATCH_OBJECTS").map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "CronJob"),
+        "no backtest of no workloads"
+    );
+    lint(&[
+        "--set",
+        "config.workloads=null,watchObjects.enabled=true,backtest.enabled=false",
+    ])
+    .unwrap();
+}
+
+#[test]
 fn prometheus_credentials_are_mounted_where_the_config_reads_them() {
     let objects = objects(&["-f", &ci("basic-auth-values.yaml")]);
     let text = config_text(&objects);
@@ -893,6 +919,15 @@ fn a_bad_value_fails_with_a_message_naming_it() {
             "set at most one",
         ),
         ("serviceAccount.create=false", "serviceAccount.name is required"),
+        (
+            "config.workloads=null",
+            "config.workloads: none listed, so prescale has nothing to plan; list at least one workload, or set \
+             watchObjects.enabled: true",
+        ),
+        (
+            "config.workloads=null,watchObjects.enabled=true",
+            "backtest.enabled: the nightly backtest replays config.workloads, and none are listed",
+        ),
     ] {
         let error = template_as(RELEASE, NAMESPACE, &["--set", set]).expect_err(set);
         assert!(error.contains(message), "--set {set}: helm template says\n{error}");

@@ -12,6 +12,9 @@
 //! - An object with the namespace and name of a workload of the workload file is not run (`Ready=False`,
 //!   `Conflict`): the file's workload keeps running.
 //! - Each object's status is written from the plan store, as [`crate::k8s::status`] bounds it.
+//! - Readiness waits for the first list ([`FIRST_LIST`]): a new replica answers only once it knows every object's
+//!   workload (and then waits for their first cycles, like the workload file's); with no workload at all, a
+//!   replica whose list is done is ready.
 //!
 //! Objects are read as untyped JSON so that a spec the typed struct cannot hold is still reported field by field
 //! instead of failing the whole list.
@@ -39,6 +42,10 @@ use crate::workload::PredictiveAutoscaler;
 
 /// Builds a workload's demand source from its settings (the composition root's, shared with the workload file).
 pub type HistoryFactory = Arc<dyn Fn(&WorkloadConfig) -> anyhow::Result<Arc<dyn History>> + Send + Sync>;
+
+/// What readiness waits for until the controller's first list of objects is done (see [`PlanStore::hold`]): the
+/// workloads of the objects listed are then known, and readiness waits for their first cycles.
+pub const FIRST_LIST: &str = "the PredictiveAutoscaler controller's first list of objects";
 
 /// How long the watch may fail without a single success before the controller gives up and ends the process
 /// (a pod whose controller cannot see its objects must not look healthy).
@@ -93,7 +100,8 @@ struct Known {
 
 impl Controller {
     /// A controller running workloads in `pipelines` (which publish into `store`), building their demand sources
-    /// with `history`; `reserved` are the workload file's workloads, which objects may not replace.
+    /// with `history`; `reserved` are the workload file's workloads, which objects may not replace. `store` is not
+    /// ready until the controller's first list is done ([`FIRST_LIST`]).
     pub fn new(
         client: kube::Client,
         pipelines: Arc<Pipelines>,
@@ -103,6 +111,7 @@ impl Controller {
         history: HistoryFactory,
         settings: Settings,
     ) -> Self {
+        store.hold(FIRST_LIST);
         Self {
             client,
             pipelines,
@@ -173,6 +182,9 @@ impl Controller {
                                 for id in gone {
                                     self.forget(&id, &mut known).await;
                                 }
+                                // Every listed valid object's workload is in the store now: readiness waits for
+                                // their first cycles, and with none at all the pod is ready.
+                                self.store.release(FIRST_LIST);
                             }
                             Event::Apply(object) => {
                                 self.reconcile(&object, false, &mut known, &resource, &mut bucket).await

@@ -9,8 +9,8 @@
 //!
 //! Tests change objects directly ([`ApiServer::apply`], [`ApiServer::delete`], [`ApiServer::put_hpa`]); knobs drop
 //! every open watch ([`ApiServer::drop_watches`]), hold events back from open watches ([`ApiServer::freeze`]) and
-//! forget history ([`ApiServer::compact`]) so a resuming watch gets 410 and relists; every write is counted
-//! ([`ApiServer::writes`]).
+//! forget history ([`ApiServer::compact`]) so a resuming watch gets 410 and relists, or fail every list and watch
+//! ([`ApiServer::fail_lists`]); every write is counted ([`ApiServer::writes`]).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -73,6 +73,8 @@ struct Inner {
     objects: BTreeMap<(Kind, String, String), Value>,
     log: Vec<Event>,
     frozen: bool,
+    /// Lists and watches are answered 503, as by an API server that is down.
+    unavailable: bool,
 }
 
 struct Shared {
@@ -128,6 +130,16 @@ impl ApiServer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self { shared, url }
+    }
+
+    /// The stand-in's address, for a kubeconfig.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Answers every list and watch with 503 Service Unavailable (`true`), or serves them again.
+    pub fn fail_lists(&self, failing: bool) {
+        self.shared.inner.lock().unwrap().unavailable = failing;
     }
 
     /// A real kube client pointed at the stand-in.
@@ -310,6 +322,9 @@ async fn hpa_list(
 fn list_or_watch(s: Arc<Shared>, kind: Kind, ns: Option<String>, q: HashMap<String, String>) -> Response {
     let matches = move |k: Kind, namespace: &str| k == kind && ns.as_deref().is_none_or(|n| n == namespace);
     let inner = s.inner.lock().unwrap();
+    if inner.unavailable {
+        return status(503, "ServiceUnavailable", "the API server is unavailable");
+    }
     if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
         *s.watches.lock().unwrap() += 1;
         let from: u64 = q.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
