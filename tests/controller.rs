@@ -32,6 +32,9 @@ const LIMITS: WriteLimits = WriteLimits {
     tick: Duration::from_millis(200),
 };
 
+/// How often managed HPAs are checked, scaled down likewise.
+const HPA_RESYNC: Duration = Duration::from_secs(1);
+
 struct Fixture {
     _prometheus: Prometheus,
     api: ApiServer,
@@ -125,6 +128,7 @@ async fn fixture() -> Fixture {
             namespace: None,
             limits: LIMITS,
             failure_limit: Duration::from_secs(120),
+            hpa_resync: HPA_RESYNC,
         },
     );
     let controller = tokio::spawn(controller.run());
@@ -418,6 +422,7 @@ async fn a_watch_that_keeps_failing_ends_the_controller() {
             namespace: Some(NS.into()),
             limits: LIMITS,
             failure_limit: Duration::from_secs(2),
+            hpa_resync: HPA_RESYNC,
         },
     );
     let started = std::time::Instant::now();
@@ -466,6 +471,7 @@ async fn status_writes_across_objects_share_one_rate_limit() {
                 ..LIMITS
             },
             failure_limit: Duration::from_secs(60),
+            hpa_resync: HPA_RESYNC,
         },
     );
     let started = std::time::Instant::now();
@@ -577,6 +583,7 @@ async fn readiness_waits_for_the_first_list_then_for_the_first_cycles_of_the_obj
             namespace: None,
             limits: LIMITS,
             failure_limit: Duration::from_secs(120),
+            hpa_resync: HPA_RESYNC,
         },
     );
     let controller = tokio::spawn(controller.run());
@@ -717,4 +724,123 @@ async fn serve_with_no_workloads_is_ready_once_the_objects_are_listed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(child.0.try_wait().unwrap().is_none(), "serve is still running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_managed_hpa_is_restored_after_an_edit_or_a_deletion_and_removed_when_no_longer_managed() {
+    let f = fixture().await;
+    f.api.apply(NS, "a", f.spec("web-a", 40));
+    f.until("a's HPA is managed", |f| {
+        f.condition("a", "HPAManaged").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    let uid = f.api.get(Kind::Pa, NS, "a").unwrap()["metadata"]["uid"].clone();
+    let written = f.hpa("a").unwrap();
+
+    // Someone edits it: the periodic pass puts back what prescale writes.
+    let mut edited = written.clone();
+    edited["spec"]["maxReplicas"] = json!(99);
+    edited["spec"]["behavior"] = Value::Null;
+    f.api.put_hpa(edited);
+    let puts = f.api.writes("PUT horizontalpodautoscalers llm/a");
+    f.until("the edit is undone", |f| {
+        f.hpa("a").is_some_and(|h| h["spec"] == written["spec"])
+    })
+    .await;
+    assert_eq!(f.api.writes("PUT horizontalpodautoscalers llm/a"), puts + 1);
+
+    // Someone deletes it: created again, owned by the object.
+    f.api.delete_hpa(NS, "a");
+    let posts = f.api.writes("POST horizontalpodautoscalers llm/a");
+    f.until("it is created again", |f| f.hpa("a").is_some()).await;
+    let hpa = f.hpa("a").unwrap();
+    assert_eq!(hpa["spec"], written["spec"]);
+    assert_eq!(hpa["metadata"]["ownerReferences"][0]["uid"], uid);
+    assert_eq!(f.api.writes("POST horizontalpodautoscalers llm/a"), posts + 1);
+    // In step now: left alone, pass after pass.
+    let writes = f.api.writes("PUT horizontalpodautoscalers") + f.api.writes("POST horizontalpodautoscalers");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        f.api.writes("PUT horizontalpodautoscalers") + f.api.writes("POST horizontalpodautoscalers"),
+        writes
+    );
+
+    // The object no longer asks for one: prescale deletes its own, and the condition goes.
+    let mut spec = f.spec("web-a", 40);
+    spec["hpa"] = json!({"managed": false});
+    f.api.apply(NS, "a", spec.clone());
+    f.until("a's HPA is deleted", |f| f.hpa("a").is_none()).await;
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers llm/a"), 1);
+    f.until("the HPAManaged condition is gone", |f| {
+        f.status("a")["observedGeneration"] == 2 && f.condition("a", "HPAManaged").is_none()
+    })
+    .await;
+    assert!(f.ready("a") || f.condition("a", "Ready").is_some());
+
+    // The user ships their own HPA with the object's name, as `managed: false` means: never touched.
+    let user_hpa = json!({
+        "metadata": {"name": "a", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-a"},
+                 "minReplicas": 2, "maxReplicas": 40,
+                 "metrics": [{"type": "External", "external": {"metric": {"name": "prescale_replicas",
+                     "selector": {"matchLabels": {"workload": "a"}}}, "target": {"type": "AverageValue", "averageValue": "1"}}}]},
+    });
+    f.api.put_hpa(user_hpa.clone());
+    // A change of the object, and a few passes.
+    spec["maxReplicas"] = json!(35);
+    f.api.apply(NS, "a", spec);
+    f.until("a's change is applied", |f| f.status("a")["observedGeneration"] == 3)
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        f.hpa("a").unwrap()["spec"],
+        user_hpa["spec"],
+        "the user's HPA is untouched"
+    );
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers llm/a"), 1);
+    assert_eq!(f.api.writes("PUT horizontalpodautoscalers llm/a"), puts + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_hpa_someone_makes_later_for_the_same_target_takes_over_from_prescale_s() {
+    let f = fixture().await;
+    f.api.apply(NS, "u", f.spec("web-u", 40));
+    f.until("u's HPA is managed", |f| {
+        f.condition("u", "HPAManaged").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    assert!(f.hpa("u").is_some());
+
+    // Someone else's HPA for web-u appears: prescale deletes its own, leaves theirs, and says so.
+    let user_hpa = json!({
+        "metadata": {"name": "web-u-cpu", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-u"},
+                 "minReplicas": 1, "maxReplicas": 5,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]},
+    });
+    f.api.put_hpa(user_hpa.clone());
+    f.until("prescale's HPA is gone", |f| f.hpa("u").is_none()).await;
+    f.until("u says which HPA it yields to", |f| {
+        f.condition("u", "HPAManaged").is_some_and(|(s, reason, message)| {
+            s == "False" && reason == "HPAConflict" && message.contains("web-u-cpu")
+        })
+    })
+    .await;
+    assert_eq!(f.hpa("web-u-cpu").unwrap()["spec"], user_hpa["spec"]);
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers llm/u"), 1);
+    assert_eq!(f.api.writes("PUT horizontalpodautoscalers llm/web-u-cpu"), 0);
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers llm/web-u-cpu"), 0);
+    // Still served: the user's HPA can read prescale_replicas.
+    f.until("u is served", |f| f.ready("u")).await;
+    // Pass after pass, none is made again while theirs is there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(f.hpa("u").is_none());
+    assert_eq!(f.api.writes("POST horizontalpodautoscalers llm/u"), 1);
+
+    // Theirs goes: prescale manages one again.
+    f.api.delete_hpa(NS, "web-u-cpu");
+    f.until("prescale's HPA is back", |f| {
+        f.hpa("u").is_some() && f.condition("u", "HPAManaged").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
 }

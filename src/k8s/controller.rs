@@ -7,6 +7,10 @@
 //!   its `Ready` condition (`InvalidSpec`, one line per field and its fix).
 //! - A deleted object's workload stops and is no longer served; its managed HPA is left to the garbage collector
 //!   (it carries a controller ownerReference to the object).
+//! - Managed HPAs follow their objects: on each change of an object, and every [`Settings::hpa_resync`] for all of
+//!   them at once (one list of the HPAs, writes through the global bucket), prescale's HPA is created, restored
+//!   after an edit or a deletion, deleted when the object sets `hpa.managed: false`, or deleted when another HPA
+//!   scales the same target ([`managed_hpa::decide`]).
 //! - After every (re)list of the watch, workloads whose object is gone are stopped: a deletion missed while the
 //!   watch was down is caught there.
 //! - An object with the namespace and name of a workload of the workload file is not run (`Ready=False`,
@@ -24,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::watcher::{self, watcher, Event};
@@ -34,7 +39,7 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::WorkloadConfig;
 use crate::history::History;
-use crate::k8s::managed_hpa::{self, Owner};
+use crate::k8s::managed_hpa::{self, Found, Owner, Step};
 use crate::k8s::status::{self, HpaState, Outcome, TokenBucket, WriteLimits, Written};
 use crate::pipeline::{Pipelines, Workload};
 use crate::store::{PlanStore, WorkloadId};
@@ -51,6 +56,11 @@ pub const FIRST_LIST: &str = "the PredictiveAutoscaler controller's first list o
 /// (a pod whose controller cannot see its objects must not look healthy).
 pub const DEFAULT_FAILURE_LIMIT: Duration = Duration::from_secs(600);
 
+/// How often every managed HPA is checked against its object: an HPA someone edited or deleted is restored, one
+/// whose object no longer asks for it is deleted, and one that another HPA for the same target now rivals is
+/// deleted, within this time (or as fast as the global write bucket allows). Each pass is one list of the HPAs.
+pub const DEFAULT_HPA_RESYNC: Duration = Duration::from_secs(30);
+
 /// Two watch errors further apart than this belong to different failures (kube's watcher backs off at most 30 s
 /// between attempts; a request may take up to 30 s more to fail).
 const STREAK_GAP: Duration = Duration::from_secs(120);
@@ -64,6 +74,8 @@ pub struct Settings {
     pub limits: WriteLimits,
     /// See [`DEFAULT_FAILURE_LIMIT`].
     pub failure_limit: Duration,
+    /// How often every managed HPA is checked against its object ([`DEFAULT_HPA_RESYNC`]).
+    pub hpa_resync: Duration,
 }
 
 impl Default for Settings {
@@ -72,6 +84,7 @@ impl Default for Settings {
             namespace: None,
             limits: WriteLimits::default(),
             failure_limit: DEFAULT_FAILURE_LIMIT,
+            hpa_resync: DEFAULT_HPA_RESYNC,
         }
     }
 }
@@ -140,6 +153,9 @@ impl Controller {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing_since: Option<Instant> = None;
         let mut last_error: Option<Instant> = None;
+        // The first pass over the HPAs comes one period after the start: the first list reconciles every object.
+        let mut last_pass = Instant::now();
+        let mut pass_unfinished = false;
         info!(namespace = ?self.settings.namespace, "watching PredictiveAutoscalers");
         loop {
             tokio::select! {
@@ -197,7 +213,13 @@ impl Controller {
                         }
                     }
                 },
-                _ = tick.tick() => self.write_statuses(&mut known, &resource, &mut bucket).await,
+                _ = tick.tick() => {
+                    if pass_unfinished || last_pass.elapsed() >= self.settings.hpa_resync {
+                        pass_unfinished = !self.check_hpas(&mut known, &mut bucket).await;
+                        last_pass = Instant::now();
+                    }
+                    self.write_statuses(&mut known, &resource, &mut bucket).await
+                }
             }
         }
     }
@@ -300,6 +322,75 @@ impl Controller {
         if !self.reserved.contains(id) && self.pipelines.remove(id).await {
             info!(workload = %id, "PredictiveAutoscaler deleted: stopped");
         }
+    }
+
+    /// The periodic pass over managed HPAs: lists the HPAs of the watched namespaces at once and brings each
+    /// running object's in step ([`managed_hpa::decide`]), each write taking a token of the global bucket. False
+    /// when the bucket ran out first: the pass goes on at the next tick, from a new list.
+    async fn check_hpas(&self, known: &mut BTreeMap<WorkloadId, Known>, bucket: &mut TokenBucket) -> bool {
+        if !known.values().any(|k| matches!(k.outcome, Outcome::Running(_))) {
+            return true;
+        }
+        let api: Api<HorizontalPodAutoscaler> = match &self.settings.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let hpas = match api.list(&Default::default()).await {
+            Ok(list) => list.items,
+            Err(error) => {
+                warn!(%error, "listing HorizontalPodAutoscalers to check the managed ones failed; retrying next pass");
+                return true;
+            }
+        };
+        let mut by_namespace: BTreeMap<&str, Vec<&HorizontalPodAutoscaler>> = BTreeMap::new();
+        for hpa in &hpas {
+            by_namespace
+                .entry(hpa.metadata.namespace.as_deref().unwrap_or_default())
+                .or_default()
+                .push(hpa);
+        }
+        for (id, k) in known.iter_mut() {
+            let Outcome::Running(config) = &k.outcome else { continue };
+            let owner = Owner {
+                name: id.name.clone(),
+                uid: k.uid.clone(),
+            };
+            let want = managed_hpa::desired(config, &owner);
+            let here = by_namespace.get(id.namespace.as_str()).map_or(&[][..], Vec::as_slice);
+            let named = here
+                .iter()
+                .copied()
+                .find(|h| h.metadata.name.as_deref() == Some(&id.name));
+            let rival = want
+                .as_ref()
+                .and_then(|w| managed_hpa::rival(here.iter().copied(), &id.name, w));
+            let step = managed_hpa::decide(want, &owner, &id.name, Found { named, rival });
+            let state = match step {
+                Step::Keep(state) => state,
+                step => {
+                    if !bucket.try_take(Instant::now()) {
+                        return false;
+                    }
+                    let what = match &step {
+                        Step::Create(_) => "created (it was missing: deleted, or never written)",
+                        Step::Replace(_) => "put back in step with its object (it was edited)",
+                        _ => "deleted (the object no longer asks for it, or another HPA scales its target)",
+                    };
+                    let state = managed_hpa::apply(&self.client, &id.namespace, step).await;
+                    if !matches!(state, HpaState::Failed(_)) {
+                        info!(workload = %id, "managed HorizontalPodAutoscaler {what}");
+                    }
+                    state
+                }
+            };
+            if let HpaState::Conflict(message) | HpaState::Failed(message) = &state {
+                if k.hpa != state {
+                    warn!(workload = %id, "{message}");
+                }
+            }
+            k.hpa = state;
+        }
+        true
     }
 
     /// Writes every object's status that is due, longest-waiting first, as far as the global bucket allows.

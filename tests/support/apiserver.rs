@@ -5,9 +5,11 @@
 //!   `resourceVersion`), watch (`?watch=true&resourceVersion=N`: the events after N, then live ones, newline
 //!   delimited; an `ERROR` event with code 410 Gone for a resourceVersion older than the last compaction), get, and
 //!   merge patch of `/status` (which, as on a real server, never bumps `metadata.generation`).
-//! - `horizontalpodautoscalers` (autoscaling/v2): list, get, create, replace, merge patch, delete.
+//! - `horizontalpodautoscalers` (autoscaling/v2): list (all namespaces or one), get, create, replace (409 Conflict
+//!   when the `resourceVersion` it carries is not the stored one), merge patch, delete.
 //!
-//! Tests change objects directly ([`ApiServer::apply`], [`ApiServer::delete`], [`ApiServer::put_hpa`]); knobs drop
+//! Tests change objects directly ([`ApiServer::apply`], [`ApiServer::delete`], [`ApiServer::put_hpa`],
+//! [`ApiServer::delete_hpa`]); knobs drop
 //! every open watch ([`ApiServer::drop_watches`]), hold events back from open watches ([`ApiServer::freeze`]) and
 //! forget history ([`ApiServer::compact`]) so a resuming watch gets 410 and relists, or fail every list and watch
 //! ([`ApiServer::fail_lists`]); every write is counted ([`ApiServer::writes`]).
@@ -117,6 +119,7 @@ impl ApiServer {
                 "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers/{name}/status",
                 get(pa_get).patch(pa_status),
             )
+            .route("/apis/autoscaling/v2/horizontalpodautoscalers", get(hpa_all))
             .route(
                 "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
                 get(hpa_list).post(hpa_create),
@@ -208,6 +211,25 @@ impl ApiServer {
         hpa["apiVersion"] = json!(Kind::Hpa.api_version());
         hpa["kind"] = json!(Kind::Hpa.kind());
         self.shared.store(&mut inner, (Kind::Hpa, ns, name), hpa, "ADDED");
+    }
+
+    /// Deletes an HPA, as someone else would.
+    pub fn delete_hpa(&self, namespace: &str, name: &str) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        let key = (Kind::Hpa, namespace.to_owned(), name.to_owned());
+        let object = inner.objects.remove(&key).expect("the HPA exists");
+        inner.rv += 1;
+        let rv = inner.rv;
+        self.shared.emit(
+            &mut inner,
+            Event {
+                rv,
+                kind: Kind::Hpa,
+                namespace: namespace.to_owned(),
+                type_: "DELETED",
+                object,
+            },
+        );
     }
 
     /// An object as stored now.
@@ -309,6 +331,10 @@ async fn pa_in(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     list_or_watch(s, Kind::Pa, Some(ns), q)
+}
+
+async fn hpa_all(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    list_or_watch(s, Kind::Hpa, None, q)
 }
 
 async fn hpa_list(
@@ -496,6 +522,18 @@ async fn hpa_write(
         return status(400, "BadRequest", "the body is not JSON");
     };
     let object = if method == Method::PUT {
+        // A replace names the version it read; another write since then is a conflict, as on a real server.
+        let read = &body["metadata"]["resourceVersion"];
+        if !read.is_null() && *read != old["metadata"]["resourceVersion"] {
+            return status(
+                409,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on horizontalpodautoscalers \"{name}\": the object has been \
+                     modified; please apply your changes to the latest version and try again"
+                ),
+            );
+        }
         let mut new = body;
         new["metadata"]["uid"] = old["metadata"]["uid"].clone();
         new["apiVersion"] = json!(Kind::Hpa.api_version());
