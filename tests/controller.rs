@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 
 use prescale::clock::Clock;
 use prescale::history::prometheus::{PrometheusClient, PrometheusSettings};
-use prescale::history::{Fetch, History};
+use prescale::history::{Fetch, History, HistoryError};
 use prescale::k8s::controller::{Controller, HistoryFactory, Settings, FIRST_LIST};
+use prescale::k8s::leader;
 use prescale::k8s::status::WriteLimits;
 use prescale::pipeline::{Options, Pipelines};
 use prescale::store::{PlanStore, WorkloadId};
@@ -129,6 +130,7 @@ async fn fixture() -> Fixture {
             limits: LIMITS,
             failure_limit: Duration::from_secs(120),
             hpa_resync: HPA_RESYNC,
+            election: None,
         },
     );
     let controller = tokio::spawn(controller.run());
@@ -423,6 +425,7 @@ async fn a_watch_that_keeps_failing_ends_the_controller() {
             limits: LIMITS,
             failure_limit: Duration::from_secs(2),
             hpa_resync: HPA_RESYNC,
+            election: None,
         },
     );
     let started = std::time::Instant::now();
@@ -472,6 +475,7 @@ async fn status_writes_across_objects_share_one_rate_limit() {
             },
             failure_limit: Duration::from_secs(60),
             hpa_resync: HPA_RESYNC,
+            election: None,
         },
     );
     let started = std::time::Instant::now();
@@ -584,6 +588,7 @@ async fn readiness_waits_for_the_first_list_then_for_the_first_cycles_of_the_obj
             limits: LIMITS,
             failure_limit: Duration::from_secs(120),
             hpa_resync: HPA_RESYNC,
+            election: None,
         },
     );
     let controller = tokio::spawn(controller.run());
@@ -650,6 +655,10 @@ async fn serve_with_no_workloads_is_ready_once_the_objects_are_listed() {
         .arg("--config")
         .arg(&config)
         .env("KUBECONFIG", &kubeconfig)
+        // As the downward API sets them: the replica's name in the Lease, and the Lease's namespace.
+        .env("POD_NAME", "prescale-5d8f7-x2x9q")
+        .env("POD_NAMESPACE", "prescale")
+        .env("PRESCALE_LEADER_ELECT_LEASE_DURATION", "3s")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("PRESCALE_LOG")
         .stdin(Stdio::null())
@@ -724,6 +733,21 @@ async fn serve_with_no_workloads_is_ready_once_the_objects_are_listed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(child.0.try_wait().unwrap().is_none(), "serve is still running");
+    // With nobody else, it leads: it holds the Lease, as the pod, for the duration given.
+    let lease = api
+        .get(Kind::Lease, "prescale", "prescale-controller")
+        .expect("the Lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "prescale-5d8f7-x2x9q", "{lease}");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 3, "{lease}");
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nprescale_controller_leader 1\n"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -843,4 +867,194 @@ async fn an_hpa_someone_makes_later_for_the_same_target_takes_over_from_prescale
         f.hpa("u").is_some() && f.condition("u", "HPAManaged").is_some_and(|(s, _, _)| s == "True")
     })
     .await;
+}
+
+/// A demand source that is always down: its workload runs (and its HPA is managed) but never plans, which costs
+/// nothing.
+struct Down;
+
+impl History for Down {
+    fn step(&self) -> TimeDelta {
+        STEP
+    }
+
+    fn fetch(&self, _: chrono::DateTime<Utc>, _: chrono::DateTime<Utc>) -> Fetch<'_> {
+        Box::pin(async {
+            Err(HistoryError::Unavailable {
+                message: "down for the test".into(),
+                source: None,
+            })
+        })
+    }
+
+    fn describe(&self) -> String {
+        "down".into()
+    }
+}
+
+const LEASE: &str = "prescale-controller";
+const LEASE_NAMESPACE: &str = "prescale";
+const LEASE_DURATION: Duration = Duration::from_secs(2);
+
+fn election(identity: &str) -> leader::Settings {
+    leader::Settings {
+        name: LEASE.into(),
+        namespace: LEASE_NAMESPACE.into(),
+        identity: identity.into(),
+        duration: LEASE_DURATION,
+        failure_limit: Duration::from_secs(60),
+    }
+}
+
+/// One replica: its own store and pipelines, its controller writing through its own door of the stand-in.
+struct Replica {
+    controller: tokio::task::JoinHandle<anyhow::Result<()>>,
+    leadership: leader::Leadership,
+}
+
+async fn replica(api: &ApiServer, name: &str) -> Replica {
+    let store = Arc::new(PlanStore::new());
+    let clock = Clock::system();
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    let history: HistoryFactory = Arc::new(|_| Ok(Arc::new(Down) as Arc<dyn History>));
+    let controller = Controller::new(
+        api.client_as(name).await,
+        pipelines,
+        store,
+        clock,
+        BTreeSet::new(),
+        history,
+        Settings {
+            namespace: None,
+            limits: LIMITS,
+            failure_limit: Duration::from_secs(60),
+            hpa_resync: HPA_RESYNC,
+            election: Some(election(name)),
+        },
+    );
+    let leadership = controller.leadership();
+    Replica {
+        controller: tokio::spawn(controller.run()),
+        leadership,
+    }
+}
+
+fn holder(api: &ApiServer) -> Option<String> {
+    let lease = api.get(Kind::Lease, LEASE_NAMESPACE, LEASE)?;
+    lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over_when_it_dies() {
+    prescale::app::init();
+    let api = ApiServer::start().await;
+    let spec = spec_of("sum(rate(requests_total[2m]))", "web-a", 40);
+    api.apply(NS, "a", spec.clone());
+    api.apply(NS, "bad", json!({"maxReplicas": 0}));
+    let mut replicas = BTreeMap::new();
+    for name in ["one", "two"] {
+        replicas.insert(name, replica(&api, name).await);
+    }
+    let generation = |name: &str| api.get(Kind::Pa, NS, name).unwrap()["status"]["observedGeneration"].clone();
+    wait_until("a leader wrote both statuses and a's HPA", || {
+        holder(&api).is_some()
+            && generation("a") == 1
+            && generation("bad") == 1
+            && api.get(Kind::Hpa, NS, "a").is_some()
+    })
+    .await;
+    let leader = holder(&api).unwrap();
+    let follower = if leader == "one" { "two" } else { "one" };
+    assert!(replicas[leader.as_str()].leadership.is_leader());
+    assert!(!replicas[follower].leadership.is_leader());
+
+    // Changes of an object and of its HPA, over two Lease durations: the leader writes them, the follower nothing,
+    // though it runs every workload too.
+    api.apply(NS, "bad", json!({"maxReplicas": -1}));
+    let mut edited = api.get(Kind::Hpa, NS, "a").unwrap();
+    edited["spec"]["maxReplicas"] = json!(99);
+    api.put_hpa(edited);
+    wait_until("the leader wrote bad's new status and restored a's HPA", || {
+        generation("bad") == 2 && api.get(Kind::Hpa, NS, "a").unwrap()["spec"]["maxReplicas"] == 40
+    })
+    .await;
+    tokio::time::sleep(2 * LEASE_DURATION).await;
+    assert_eq!(
+        holder(&api).as_deref(),
+        Some(leader.as_str()),
+        "the leader kept the Lease"
+    );
+    assert!(api.writes_via(&leader, "PATCH", "/predictiveautoscalers/bad/status") >= 2);
+    assert!(api.writes_via(&leader, "PUT", "/horizontalpodautoscalers/a") >= 1);
+    assert_eq!(api.object_writes_via(follower), 0, "the follower wrote nothing");
+    assert!(api.writes_via(&leader, "PUT", "/leases/") >= 2, "the leader renews");
+
+    // The leader dies: the follower takes over within about a Lease duration and writes what changes.
+    let died = std::time::Instant::now();
+    replicas.remove(leader.as_str()).unwrap().controller.abort();
+    api.apply(NS, "bad", json!({"maxReplicas": -2}));
+    wait_until("the follower wrote bad's status", || generation("bad") == 3).await;
+    let took = died.elapsed();
+    assert!(
+        took < 2 * LEASE_DURATION + Duration::from_secs(1),
+        "the new leader wrote {took:?} after the old one died"
+    );
+    assert_eq!(holder(&api).as_deref(), Some(follower));
+    let lease = api.get(Kind::Lease, LEASE_NAMESPACE, LEASE).unwrap();
+    assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 2);
+    assert!(replicas[follower].leadership.is_leader());
+    assert!(api.writes_via(follower, "PATCH", "/predictiveautoscalers/bad/status") >= 1);
+    // It checks the managed HPAs too.
+    let mut edited = api.get(Kind::Hpa, NS, "a").unwrap();
+    edited["spec"]["maxReplicas"] = json!(77);
+    api.put_hpa(edited);
+    wait_until("the new leader restored a's HPA", || {
+        api.get(Kind::Hpa, NS, "a").unwrap()["spec"]["maxReplicas"] == 40
+    })
+    .await;
+    assert!(api.writes_via(follower, "PUT", "/horizontalpodautoscalers/a") >= 1);
+    // What the old leader wrote and nothing changed since was not written again: a's status is the same.
+    assert_eq!(api.writes_via(follower, "PATCH", "/predictiveautoscalers/a/status"), 0);
+    assert!(!replicas[follower].controller.is_finished());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires_and_an_elector_cut_off_ends() {
+    prescale::app::init();
+    let api = ApiServer::start().await;
+    let settings = leader::Settings {
+        failure_limit: Duration::from_secs(4),
+        ..election("alone")
+    };
+    let (elector, leadership) = leader::elector(api.client(), settings);
+    let elector = tokio::spawn(elector.run());
+    wait_until("it leads", || leadership.is_leader()).await;
+    assert_eq!(holder(&api).as_deref(), Some("alone"));
+
+    // The Lease cannot be renewed: leadership ends before any other replica could take the Lease over.
+    api.fail_leases(true);
+    let cut = std::time::Instant::now();
+    wait_until("it steps down", || !leadership.is_leader()).await;
+    assert!(
+        cut.elapsed() < LEASE_DURATION,
+        "still leading {:?} after the last possible renewal",
+        cut.elapsed()
+    );
+    // Still failing at the failure limit: the elector ends, with an error naming the Lease.
+    let error = tokio::time::timeout(Duration::from_secs(20), elector)
+        .await
+        .expect("the elector gave up")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("the Lease prescale/prescale-controller could not be read or written for"),
+        "{error:#}"
+    );
+    assert!(cut.elapsed() >= Duration::from_secs(4));
 }

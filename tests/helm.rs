@@ -103,16 +103,18 @@ fn container(deployment: &Value) -> &Value {
     &deployment["spec"]["template"]["spec"]["containers"][0]
 }
 
+/// Each variable's value, or `fieldRef:PATH` for one from the downward API.
 fn env(deployment: &Value) -> BTreeMap<String, String> {
     container(deployment)["env"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_owned(),
-                e["value"].as_str().unwrap().to_owned(),
-            )
+            let value = match e["value"].as_str() {
+                Some(value) => value.to_owned(),
+                None => format!("fieldRef:{}", e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap()),
+            };
+            (e["name"].as_str().unwrap().to_owned(), value)
         })
         .collect()
 }
@@ -783,6 +785,44 @@ fn the_workload_file_is_the_bases_and_prescale_accepts_it() {
     };
     assert!(checksum(&default).is_string());
     assert_ne!(checksum(&default), checksum(&changed));
+}
+
+#[test]
+fn the_controller_elects_its_writer_through_a_lease_of_the_release() {
+    // Another release in another namespace: a Lease of its own, named in its Role and passed to prescale, in the
+    // pod's namespace, which the downward API gives it with the pod's name.
+    let other = objects_as("other", "ops", &["--set", "watchObjects.enabled=true"]);
+    let deployment = find(&other, "Deployment", "other-prescale");
+    let vars = env(deployment);
+    assert_eq!(vars["PRESCALE_LEADER_ELECT_LEASE"], "other-prescale-controller");
+    assert_eq!(vars["POD_NAME"], "fieldRef:metadata.name");
+    assert_eq!(vars["POD_NAMESPACE"], "fieldRef:metadata.namespace");
+    let role = find(&other, "Role", "other-prescale:leader-election");
+    assert_eq!(role["metadata"]["namespace"], "ops");
+    assert_eq!(
+        role["rules"],
+        json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": ["other-prescale-controller"], "verbs": ["get", "update"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        ])
+    );
+    let binding = find(&other, "RoleBinding", "other-prescale:leader-election");
+    assert_eq!(binding["metadata"]["namespace"], "ops");
+    assert_eq!(binding["roleRef"]["name"], "other-prescale:leader-election");
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "namespace": "ops",
+                "name": deployment["spec"]["template"]["spec"]["serviceAccountName"]}])
+    );
+    // A release named prescale uses the flag's default Lease: nothing to pass.
+    let default = objects(&["--set", "watchObjects.enabled=true"]);
+    let vars = env(find(&default, "Deployment", "prescale"));
+    assert!(!vars.contains_key("PRESCALE_LEADER_ELECT_LEASE"), "{vars:?}");
+    assert_eq!(
+        find(&default, "Role", "prescale:leader-election")["rules"][0]["resourceNames"],
+        json!([prescale::k8s::leader::DEFAULT_LEASE_NAME])
+    );
 }
 
 #[test]

@@ -16,6 +16,10 @@
 //! - An object with the namespace and name of a workload of the workload file is not run (`Ready=False`,
 //!   `Conflict`): the file's workload keeps running.
 //! - Each object's status is written from the plan store, as [`crate::k8s::status`] bounds it.
+//! - With several replicas, one writes ([`crate::k8s::leader`]): every replica watches the objects and runs and
+//!   serves every workload, but only the holder of the Lease writes status and managed HPAs. A follower keeps what
+//!   the leader wrote (the status it watches), so once it leads it writes only what changed, after checking every
+//!   managed HPA first.
 //! - Readiness waits for the first list ([`FIRST_LIST`]): a new replica answers only once it knows every object's
 //!   workload (and then waits for their first cycles, like the workload file's); with no workload at all, a
 //!   replica whose list is done is ready.
@@ -39,11 +43,12 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::WorkloadConfig;
 use crate::history::History;
+use crate::k8s::leader::{self, Leadership};
 use crate::k8s::managed_hpa::{self, Found, Owner, Step};
 use crate::k8s::status::{self, HpaState, Outcome, TokenBucket, WriteLimits, Written};
 use crate::pipeline::{Pipelines, Workload};
 use crate::store::{PlanStore, WorkloadId};
-use crate::workload::PredictiveAutoscaler;
+use crate::workload::{PredictiveAutoscaler, PredictiveAutoscalerStatus};
 
 /// Builds a workload's demand source from its settings (the composition root's, shared with the workload file).
 pub type HistoryFactory = Arc<dyn Fn(&WorkloadConfig) -> anyhow::Result<Arc<dyn History>> + Send + Sync>;
@@ -76,6 +81,8 @@ pub struct Settings {
     pub failure_limit: Duration,
     /// How often every managed HPA is checked against its object ([`DEFAULT_HPA_RESYNC`]).
     pub hpa_resync: Duration,
+    /// Elect one writer among the replicas through this Lease; `None`: this replica always writes (one replica).
+    pub election: Option<leader::Settings>,
 }
 
 impl Default for Settings {
@@ -85,6 +92,7 @@ impl Default for Settings {
             limits: WriteLimits::default(),
             failure_limit: DEFAULT_FAILURE_LIMIT,
             hpa_resync: DEFAULT_HPA_RESYNC,
+            election: None,
         }
     }
 }
@@ -98,6 +106,10 @@ pub struct Controller {
     reserved: BTreeSet<WorkloadId>,
     history: HistoryFactory,
     settings: Settings,
+    /// The election [`Controller::run`] starts, when there is one.
+    elector: Option<leader::Elector>,
+    /// Whether this replica writes.
+    leadership: Leadership,
 }
 
 /// What the controller knows of one object.
@@ -105,7 +117,9 @@ struct Known {
     uid: String,
     generation: Option<i64>,
     outcome: Outcome,
-    hpa: HpaState,
+    /// `None` until this replica has reconciled the HPA as leader (a follower leaves it to the leader).
+    hpa: Option<HpaState>,
+    /// What this replica last wrote; on a follower, what the leader last wrote (the status watched).
     written: Option<Written>,
     /// The conditions last written (or found on the object), whose transition times carry over.
     conditions: Vec<Condition>,
@@ -125,6 +139,13 @@ impl Controller {
         settings: Settings,
     ) -> Self {
         store.hold(FIRST_LIST);
+        let (elector, leadership) = match &settings.election {
+            Some(election) => {
+                let (elector, leadership) = leader::elector(client.clone(), election.clone());
+                (Some(elector), leadership)
+            }
+            None => (None, Leadership::always()),
+        };
         Self {
             client,
             pipelines,
@@ -133,12 +154,24 @@ impl Controller {
             reserved,
             history,
             settings,
+            elector,
+            leadership,
         }
     }
 
+    /// Whether this replica writes status and managed HPAs, as the election decides it.
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.clone()
+    }
+
     /// Watches the objects and keeps their workloads, HPAs and status in step. Ends only with an error: when the
-    /// watch has failed for [`Settings::failure_limit`] without a success.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// watch has failed for [`Settings::failure_limit`] without a success, or the election failed
+    /// ([`leader::Elector::run`]).
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        // The election runs on its own task, so that renewing the Lease never waits for a long reconcile here; it
+        // ends with the controller.
+        let mut election = self.elector.take().map(|e| Aborting(tokio::spawn(e.run())));
+        let mut leadership = self.leadership.clone();
         let resource = ApiResource::erase::<PredictiveAutoscaler>(&());
         let api: Api<DynamicObject> = match &self.settings.namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
@@ -159,6 +192,24 @@ impl Controller {
         info!(namespace = ?self.settings.namespace, "watching PredictiveAutoscalers");
         loop {
             tokio::select! {
+                ended = async {
+                    match election.as_mut() {
+                        Some(task) => (&mut task.0).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    return Err(match ended {
+                        Ok(Ok(())) => anyhow::anyhow!("leader election ended"),
+                        Ok(Err(error)) => error,
+                        Err(error) => anyhow::Error::from(error).context("leader election panicked"),
+                    });
+                }
+                _ = leadership.changed() => {
+                    // A new leader checks every managed HPA at the next tick, before it writes any status.
+                    if leadership.is_leader() {
+                        pass_unfinished = true;
+                    }
+                }
                 event = events.next() => match event {
                     None => anyhow::bail!("the PredictiveAutoscaler watch ended"),
                     Some(Err(error)) => {
@@ -238,9 +289,14 @@ impl Controller {
         let Some(id) = id_of(object) else { return };
         let uid = object.uid().unwrap_or_default();
         let generation = object.metadata.generation;
-        if let Some(k) = known.get(&id) {
-            // A status write (ours) or a metadata change: nothing to do.
-            let settled = !matches!(k.hpa, HpaState::Failed(_)) && !matches!(k.outcome, Outcome::SourceUnavailable(_));
+        let leading = self.leadership.is_leader();
+        if let Some(k) = known.get_mut(&id) {
+            if !leading && k.uid == uid {
+                observe(k, object);
+            }
+            // A status write (ours, or the leader's) or a metadata change: nothing to do.
+            let settled =
+                !matches!(k.hpa, Some(HpaState::Failed(_))) && !matches!(k.outcome, Outcome::SourceUnavailable(_));
             if !resync && settled && k.uid == uid && k.generation == generation {
                 return;
             }
@@ -284,23 +340,25 @@ impl Controller {
             info!(workload = %id, "PredictiveAutoscaler no longer valid: stopped");
         }
         let hpa = match &outcome {
-            Outcome::Running(config) => {
+            Outcome::Running(config) if leading => {
                 let owner = Owner {
                     name: id.name.clone(),
                     uid: uid.clone(),
                 };
-                managed_hpa::reconcile(&self.client, config, &owner).await
+                Some(managed_hpa::reconcile(&self.client, config, &owner).await)
             }
-            _ => HpaState::Unmanaged,
+            // The leader's to write; this replica checks it when it leads.
+            Outcome::Running(_) => None,
+            _ => Some(HpaState::Unmanaged),
         };
-        if let HpaState::Conflict(message) | HpaState::Failed(message) = &hpa {
+        if let Some(HpaState::Conflict(message) | HpaState::Failed(message)) = &hpa {
             warn!(workload = %id, "{message}");
         }
         let entry = known.entry(id.clone()).or_insert_with(|| Known {
             uid: uid.clone(),
             generation: None,
             outcome: outcome.clone(),
-            hpa: HpaState::Unmanaged,
+            hpa: None,
             written: None,
             conditions: conditions_of(object),
         });
@@ -308,6 +366,9 @@ impl Controller {
             // The object was deleted and made again while the watch was down: what was written is gone with it.
             entry.written = None;
             entry.conditions = conditions_of(object);
+        }
+        if !leading && entry.written.is_none() {
+            observe(entry, object);
         }
         entry.uid = uid;
         entry.generation = generation;
@@ -328,7 +389,7 @@ impl Controller {
     /// running object's in step ([`managed_hpa::decide`]), each write taking a token of the global bucket. False
     /// when the bucket ran out first: the pass goes on at the next tick, from a new list.
     async fn check_hpas(&self, known: &mut BTreeMap<WorkloadId, Known>, bucket: &mut TokenBucket) -> bool {
-        if !known.values().any(|k| matches!(k.outcome, Outcome::Running(_))) {
+        if !self.leadership.is_leader() || !known.values().any(|k| matches!(k.outcome, Outcome::Running(_))) {
             return true;
         }
         let api: Api<HorizontalPodAutoscaler> = match &self.settings.namespace {
@@ -338,8 +399,12 @@ impl Controller {
         let hpas = match api.list(&Default::default()).await {
             Ok(list) => list.items,
             Err(error) => {
-                warn!(%error, "listing HorizontalPodAutoscalers to check the managed ones failed; retrying next pass");
-                return true;
+                warn!(%error, "listing HorizontalPodAutoscalers to check the managed ones failed; retrying");
+                // At the next tick while a new leader's objects wait for this pass to write their status, else at
+                // the next pass.
+                return !known
+                    .values()
+                    .any(|k| matches!(k.outcome, Outcome::Running(_)) && k.hpa.is_none());
             }
         };
         let mut by_namespace: BTreeMap<&str, Vec<&HorizontalPodAutoscaler>> = BTreeMap::new();
@@ -368,6 +433,9 @@ impl Controller {
             let state = match step {
                 Step::Keep(state) => state,
                 step => {
+                    if !self.leadership.is_leader() {
+                        return true;
+                    }
                     if !bucket.try_take(Instant::now()) {
                         return false;
                     }
@@ -384,11 +452,11 @@ impl Controller {
                 }
             };
             if let HpaState::Conflict(message) | HpaState::Failed(message) = &state {
-                if k.hpa != state {
+                if k.hpa.as_ref() != Some(&state) {
                     warn!(workload = %id, "{message}");
                 }
             }
-            k.hpa = state;
+            k.hpa = Some(state);
         }
         true
     }
@@ -400,9 +468,13 @@ impl Controller {
         resource: &ApiResource,
         bucket: &mut TokenBucket,
     ) {
+        if !self.leadership.is_leader() {
+            return;
+        }
         let now = Instant::now();
         let mut due: Vec<_> = known
             .iter()
+            .filter(|(_, k)| k.hpa.is_some())
             .map(|(id, k)| (k.written.as_ref().map(|w| w.at), id.clone(), self.desired(id, k)))
             .filter(|(_, id, desired)| status::due(desired, known[id].written.as_ref(), &self.settings.limits, now))
             .collect();
@@ -415,11 +487,11 @@ impl Controller {
         }
     }
 
-    fn desired(&self, id: &WorkloadId, k: &Known) -> crate::workload::PredictiveAutoscalerStatus {
+    fn desired(&self, id: &WorkloadId, k: &Known) -> PredictiveAutoscalerStatus {
         let entry = self.store.entry(id);
         status::status_of(
             &k.outcome,
-            &k.hpa,
+            k.hpa.as_ref().unwrap_or(&HpaState::Unmanaged),
             entry.as_deref(),
             self.store.max_forecast_age(),
             k.generation,
@@ -436,6 +508,10 @@ impl Controller {
         resource: &ApiResource,
         bucket: &mut TokenBucket,
     ) -> bool {
+        if k.hpa.is_none() {
+            // Written once the HPA is known (a new leader's first pass).
+            return true;
+        }
         let desired = self.desired(id, k);
         self.write(id, k, desired, resource, bucket).await
     }
@@ -445,12 +521,12 @@ impl Controller {
         &self,
         id: &WorkloadId,
         k: &mut Known,
-        desired: crate::workload::PredictiveAutoscalerStatus,
+        desired: PredictiveAutoscalerStatus,
         resource: &ApiResource,
         bucket: &mut TokenBucket,
     ) -> bool {
         let now = Instant::now();
-        if !status::due(&desired, k.written.as_ref(), &self.settings.limits, now) {
+        if !self.leadership.is_leader() || !status::due(&desired, k.written.as_ref(), &self.settings.limits, now) {
             return true;
         }
         if !bucket.try_take(now) {
@@ -473,6 +549,36 @@ impl Controller {
         }
         true
     }
+}
+
+/// A task aborted when dropped: the election ends with the controller, however the controller ends.
+struct Aborting(tokio::task::JoinHandle<anyhow::Result<()>>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A follower's record of what the leader wrote: `object`'s status as watched (with when it was first seen), so
+/// that once this replica leads it writes only what changed, no sooner than the per-object interval allows, and
+/// keeps the conditions' transition times.
+fn observe(k: &mut Known, object: &DynamicObject) {
+    let Some(status) = object
+        .data
+        .get("status")
+        .and_then(|s| serde_json::from_value::<PredictiveAutoscalerStatus>(s.clone()).ok())
+    else {
+        return;
+    };
+    if k.written.as_ref().is_some_and(|w| w.status == status) {
+        return;
+    }
+    k.conditions = status.conditions.clone();
+    k.written = Some(Written {
+        status,
+        at: Instant::now(),
+    });
 }
 
 fn id_of(object: &DynamicObject) -> Option<WorkloadId> {

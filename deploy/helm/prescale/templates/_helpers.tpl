@@ -226,3 +226,8 @@ capabilities:
     - port: 53
       protocol: TCP
 {{- end -}}
+
+{{/* The controller's leader-election Lease: `prescale-controller` for a release named prescale, the flag's default. */}}
+{{- define "prescale.lease" -}}
+{{ include "prescale.fullname" . }}-controller
+{{- end -}}
