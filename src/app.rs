@@ -22,7 +22,7 @@ use crate::history::prometheus::{PromQuery, PrometheusClient, PrometheusSettings
 use crate::history::synthetic::{Generator, Profile};
 use crate::history::trace::{self, Replay};
 use crate::history::History;
-use crate::k8s::controller;
+use crate::k8s::{controller, leader};
 use crate::pipeline::{self, Workload};
 use crate::sre::admin::{self, AdminState};
 use crate::sre::telemetry;
@@ -61,7 +61,7 @@ pub struct SecurityArgs {
 }
 
 /// The PredictiveAutoscaler controller (`serve` only).
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct WatchArgs {
     /// Also plan for every PredictiveAutoscaler object (prescale.dev/v1alpha1): watch them, report their status,
     /// and manage their HPAs. Needs the controller's RBAC (deploy/base/controller-rbac.yaml).
@@ -70,6 +70,89 @@ pub struct WatchArgs {
     /// Watch this namespace's objects only (default: every namespace).
     #[arg(long, env = "PRESCALE_WATCH_NAMESPACE", requires = "watch_objects")]
     pub watch_namespace: Option<String>,
+    /// With --watch-objects: of several replicas, only the holder of a coordination.k8s.io Lease writes status and
+    /// managed HPAs (every replica still plans and serves every object). `--leader-elect=false` when one replica
+    /// runs.
+    #[arg(
+        long,
+        env = "PRESCALE_LEADER_ELECT",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, env = "PRESCALE_LEADER_ELECT_LEASE", default_value = leader::DEFAULT_LEASE_NAME, value_parser = dns_subdomain)]
+    pub leader_elect_lease: String,
+    /// The Lease's namespace: the pod's (POD_NAMESPACE, from the downward API); default: the Kubernetes client's
+    /// namespace (in a pod, its ServiceAccount's).
+    #[arg(long, env = "POD_NAMESPACE", value_parser = dns_label)]
+    pub leader_elect_namespace: Option<String>,
+    /// This replica's holder identity in the Lease, unique among the replicas: the pod's name (POD_NAME, from the
+    /// downward API); default: the host name (a pod's name).
+    #[arg(long, env = "POD_NAME", value_parser = identity)]
+    pub leader_elect_identity: Option<String>,
+    /// How long the Lease lasts unrenewed: the longest status and HPA writes pause when the leader dies (whole
+    /// seconds, 2s to 5m).
+    #[arg(long, env = "PRESCALE_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = lease_duration)]
+    pub leader_elect_lease_duration: std::time::Duration,
+}
+
+/// A DNS subdomain, as Kubernetes object names are.
+fn dns_subdomain(s: &str) -> Result<String, String> {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if s.len() <= 253 && s.split('.').all(label) {
+        Ok(s.to_owned())
+    } else {
+        Err("must be a DNS subdomain: lowercase letters, digits, '-' and '.', e.g. prescale-controller".into())
+    }
+}
+
+/// A DNS label, as namespace names are.
+fn dns_label(s: &str) -> Result<String, String> {
+    match dns_subdomain(s) {
+        Ok(s) if !s.contains('.') => Ok(s),
+        _ => Err("must be a namespace name: lowercase letters, digits and '-', e.g. prescale".into()),
+    }
+}
+
+/// A holder identity: any text but none, no longer than a Lease accepts.
+fn identity(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() || s.len() > 253 {
+        Err("must be this replica's unique name (the pod's), 1 to 253 characters".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// A Lease duration: whole seconds from 2s to 5m (the leader renews every third of it).
+fn lease_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::duration::parse(s).map_err(|e| format!("{e}; write e.g. 15s"))?;
+    let ms = d.num_milliseconds();
+    if ms % 1000 != 0 || !(2..=300).contains(&(ms / 1000)) {
+        return Err(format!(
+            "{s} must be whole seconds from 2s to 5m (leaseDurationSeconds is a whole number), e.g. 15s"
+        ));
+    }
+    Ok(std::time::Duration::from_secs((ms / 1000) as u64))
+}
+
+/// This host's name (in a pod, the pod's), for a holder identity when POD_NAME is not set.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 /// Process-wide setup every command needs, done once before anything else: ring as rustls's crypto provider (the
@@ -113,6 +196,12 @@ pub async fn serve(
     objects: WatchArgs,
 ) -> anyhow::Result<()> {
     let mut config = config::load(config_path)?;
+    anyhow::ensure!(
+        objects.watch_objects || !config.workloads.is_empty(),
+        "{}: workloads: none listed, so there is nothing to plan: list at least one workload (see the README's \
+         config reference), or pass --watch-objects to plan for PredictiveAutoscaler objects",
+        config_path.display()
+    );
     apply_listen(&mut config, &listen);
     let now = Utc::now();
     let prometheus = match &config.prometheus {
@@ -182,14 +271,40 @@ pub async fn serve(
             watch,
         )
     };
-    let controller = if objects.watch_objects {
+    let WatchArgs {
+        watch_objects,
+        watch_namespace,
+        leader_elect,
+        leader_elect_lease,
+        leader_elect_namespace,
+        leader_elect_identity,
+        leader_elect_lease_duration,
+    } = objects;
+    let controller = if watch_objects {
         let client = kube::Client::try_default()
             .await
             .context("building the Kubernetes client for --watch-objects")?;
+        let election = if leader_elect {
+            let identity = leader_elect_identity.or_else(host_name).context(
+                "--leader-elect-identity: this replica has no name to hold the Lease as: set POD_NAME (the \
+                 downward API's metadata.name) or --leader-elect-identity, or pass --leader-elect=false when one \
+                 replica runs",
+            )?;
+            Some(leader::Settings {
+                name: leader_elect_lease,
+                namespace: leader_elect_namespace.unwrap_or_else(|| client.default_namespace().to_owned()),
+                identity,
+                duration: leader_elect_lease_duration,
+                failure_limit: controller::DEFAULT_FAILURE_LIMIT,
+            })
+        } else {
+            None
+        };
         Some(ControllerSetup {
             client,
             settings: controller::Settings {
-                namespace: objects.watch_namespace,
+                namespace: watch_namespace,
+                election,
                 ..Default::default()
             },
         })
@@ -447,7 +562,18 @@ async fn run(
         }),
         None => None,
     };
-    print_banner(&config, &api_url, &admin_url, access, keda_banner.as_ref());
+    let watched = extras.controller.as_ref().map(|c| match &c.settings.namespace {
+        Some(ns) => format!("the PredictiveAutoscaler objects of namespace {ns}"),
+        None => "the PredictiveAutoscaler objects of every namespace".to_owned(),
+    });
+    print_banner(
+        &config,
+        &api_url,
+        &admin_url,
+        access,
+        keda_banner.as_ref(),
+        watched.as_deref(),
+    );
 
     let telemetry = telemetry::Registry::new(store.clone(), clock.clone());
     if let Some(client) = &extras.prometheus {
@@ -515,6 +641,8 @@ async fn run(
             history,
             setup.settings,
         );
+        let leadership = controller.leadership();
+        telemetry.register_with(|r| leadership.register_metrics(r));
         tokio::spawn(controller.run())
     });
 
@@ -751,14 +879,28 @@ struct KedaBanner {
     tls: bool,
 }
 
-fn print_banner(config: &Config, api_url: &str, admin_url: &str, access: ApiAccess, keda: Option<&KedaBanner>) {
+/// `watched` says which objects the controller plans for, when it is on.
+fn print_banner(
+    config: &Config,
+    api_url: &str,
+    admin_url: &str,
+    access: ApiAccess,
+    keda: Option<&KedaBanner>,
+    watched: Option<&str>,
+) {
     println!("api: {api_url}");
     println!("admin: {admin_url}");
     if let Some(k) = keda {
         println!("keda: {}", k.addr);
     }
     println!();
-    println!("prescale is planning {} workload(s):", config.workloads.len());
+    match watched {
+        Some(objects) => println!(
+            "prescale is planning {} workload(s) of the workload file, and {objects}:",
+            config.workloads.len()
+        ),
+        None => println!("prescale is planning {} workload(s):", config.workloads.len()),
+    }
     for w in &config.workloads {
         println!(
             "  {:<28} capacity {:>8.3} {}/replica, lead {}, p{:.0}, replicas {}..{}",

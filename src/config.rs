@@ -36,7 +36,7 @@ pub struct Config {
     pub max_forecast_age: TimeDelta,
     /// How often each workload's history is refreshed and its plan recomputed.
     pub interval: TimeDelta,
-    /// The workloads to plan for.
+    /// The workloads to plan for; empty when the file lists none (valid for `serve --watch-objects` only).
     pub workloads: Vec<WorkloadConfig>,
     /// The Prometheus-compatible query API for `promql` demand sources.
     pub prometheus: Option<PrometheusSettings>,
@@ -600,18 +600,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut workloads = Vec::new();
     // Where each read workload sits, so a duplicate is pointed at.
     let mut items_read = Vec::new();
+    // No workloads is a valid file: `serve --watch-objects` plans for PredictiveAutoscaler objects only. Commands that
+    // need the file's workloads (`serve` without the controller, `backtest --config`) refuse it themselves.
     match top.get("workloads") {
-        None => v.at(
-            &root,
-            "workloads",
-            "is missing; list at least one workload (see the README's config reference)",
-        ),
+        None => {}
         Some(list) => match &list.value {
-            Node::Seq(items) if items.is_empty() => v.at(
-                list,
-                "workloads",
-                "is empty; list at least one workload (see the README's config reference)",
-            ),
+            Node::Null => {}
             Node::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     if let Some(w) = v.workload(item, &format!("workloads[{i}]"), path) {
@@ -2621,8 +2615,19 @@ maxForecastAge: soon
         );
         let ps = problems("listen: 1\nworkloads: []\n");
         assert!(ps[0].contains("unknown field `listen`"), "{ps:?}");
-        let ps = problems("workloads: []\n");
-        assert!(ps[0].contains("workloads: is empty"), "{ps:?}");
+    }
+
+    #[test]
+    fn a_file_may_list_no_workloads() {
+        // `serve --watch-objects` plans for objects only; the commands that need the file's workloads refuse it.
+        for text in ["workloads: []\n", "workloads:\n", "interval: 1m\n", ""] {
+            let c = parse(text, Path::new("p.yaml")).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(c.workloads.is_empty(), "{text:?}");
+        }
+        let c = parse("interval: 1m\n", Path::new("p.yaml")).unwrap();
+        assert_eq!(c.interval, TimeDelta::minutes(1));
+        let ps = problems("workloads: {name: a}\n");
+        assert!(ps[0].contains("workloads: expected a list of workloads"), "{ps:?}");
     }
 
     #[test]

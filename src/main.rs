@@ -72,6 +72,12 @@ fn main() -> ExitCode {
                     for w in &workloads {
                         println!("{}", w.describe());
                     }
+                    if workloads.is_empty() && !objects {
+                        println!(
+                            "no workloads: `prescale serve` runs with this file only with --watch-objects, planning \
+                             for PredictiveAutoscaler objects; `prescale backtest --config` has nothing to replay"
+                        );
+                    }
                     Ok(())
                 }
                 Err(e) => {

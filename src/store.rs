@@ -3,7 +3,7 @@
 //! [`PlanStore::servable`] is the one place that decides whether a workload's plan may be served: the API, the
 //! explanation, readiness and the metrics all ask it, so none of them can tell a different story.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -105,6 +105,16 @@ pub struct Publication {
 pub struct PlanStore {
     entries: RwLock<BTreeMap<WorkloadId, Arc<Entry>>>,
     max_forecast_age: TimeDelta,
+    holds: RwLock<Holds>,
+}
+
+/// What readiness waits for besides the workloads' first cycles.
+#[derive(Debug, Default)]
+struct Holds {
+    /// Not yet released.
+    pending: BTreeSet<&'static str>,
+    /// A hold was released: the set of workloads is known, and may be empty.
+    released: bool,
 }
 
 impl Default for PlanStore {
@@ -112,6 +122,7 @@ impl Default for PlanStore {
         Self {
             entries: Default::default(),
             max_forecast_age: DEFAULT_MAX_FORECAST_AGE,
+            holds: Default::default(),
         }
     }
 }
@@ -226,11 +237,43 @@ impl PlanStore {
         self.update(&id, |_| {});
     }
 
-    /// True once at least one plan is published and every known workload has finished its first cycle (with a
-    /// plan, or with a reported problem), so a new replica never answers for part of its workloads only.
+    /// Makes readiness wait for `what` (the controller's first list of its objects, which decides what workloads
+    /// there are) until [`Self::release`].
+    pub fn hold(&self, what: &'static str) {
+        self.holds
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending
+            .insert(what);
+    }
+
+    /// Readiness stops waiting for `what`. From then on a store with no workload at all is ready: whoever held it
+    /// has found nothing to plan, which is not a failure to plan.
+    pub fn release(&self, what: &'static str) {
+        let mut holds = self.holds.write().unwrap_or_else(|e| e.into_inner());
+        if holds.pending.remove(what) {
+            holds.released = true;
+        }
+    }
+
+    /// What readiness still waits for besides the workloads (see [`Self::hold`]).
+    pub fn held_by(&self) -> Vec<&'static str> {
+        let holds = self.holds.read().unwrap_or_else(|e| e.into_inner());
+        holds.pending.iter().copied().collect()
+    }
+
+    /// True once nothing holds readiness ([`Self::hold`]), every known workload has finished its first cycle (with
+    /// a plan, or with a reported problem), so a new replica never answers for part of its workloads only, and at
+    /// least one plan is published, or, after a hold was released, there is no workload at all.
     pub fn is_ready(&self) -> bool {
+        let holds = self.holds.read().unwrap_or_else(|e| e.into_inner());
+        if !holds.pending.is_empty() {
+            return false;
+        }
         let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        map.values().any(|e| e.snapshot.is_some()) && map.values().all(|e| e.snapshot.is_some() || e.status.is_some())
+        let finished = map.values().all(|e| e.snapshot.is_some() || e.status.is_some());
+        let planned = map.values().any(|e| e.snapshot.is_some()) || (holds.released && map.is_empty());
+        finished && planned
     }
 }
 
@@ -569,5 +612,29 @@ mod tests {
         assert!(!store.knows(&other));
         assert_eq!(store.known_in("shop"), vec![id()]);
         assert!(store.is_ready());
+    }
+
+    #[test]
+    fn a_hold_keeps_readiness_down_and_once_released_no_workload_at_all_is_ready() {
+        const LIST: &str = "the first list";
+        let store = PlanStore::new();
+        assert!(
+            !store.is_ready(),
+            "nothing planned and nothing said there is nothing to plan"
+        );
+        store.hold(LIST);
+        assert_eq!(store.held_by(), vec![LIST]);
+        assert!(!store.is_ready());
+        store.release(LIST);
+        assert!(store.held_by().is_empty());
+        assert!(store.is_ready(), "nothing to plan");
+        // A workload that appears afterwards is waited for, then its plan makes the store ready again.
+        store.expect(id());
+        assert!(!store.is_ready());
+        store.record(&id(), cycle(1));
+        assert!(store.is_ready());
+        // A hold taken while planned still keeps readiness down.
+        store.hold(LIST);
+        assert!(!store.is_ready());
     }
 }

@@ -108,6 +108,60 @@ fn crd_prints_the_committed_definition() {
     );
 }
 
+/// A workload file may list no workloads: `check-config` accepts it and says what it is good for; `serve` without
+/// the controller refuses it at once, naming the two fixes, before anything listens.
+#[test]
+fn a_file_without_workloads_is_for_the_controller_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("objects-only.yaml");
+    std::fs::write(&config, "interval: 30s\nworkloads: []\n").unwrap();
+    let out = check_config(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(": ok (0 workload(s))"), "{stdout}");
+    assert!(stdout.contains("only with --watch-objects"), "{stdout}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args([
+            "serve",
+            "--insecure-no-auth",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .env_remove("PRESCALE_WATCH_OBJECTS")
+        .output()
+        .expect("the prescale binary runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: workloads: none listed", config.display()))
+            && stderr.contains("list at least one workload")
+            && stderr.contains("pass --watch-objects"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("admin: "), "nothing listened: {stdout}");
+
+    // The backtest of the file's workloads has nothing to replay, and says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args(["backtest", "--from", "-7d", "--config"])
+        .arg(&config)
+        .output()
+        .expect("the prescale binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("workloads: none listed, so there is nothing to backtest") && stderr.contains("--trace"),
+        "{stderr}"
+    );
+}
+
 /// A garbage certificate ends `serve` at once with a message naming the files, before any listener (the admin
 /// server's `/readyz` included) comes up: never a pod that looks ready with a dead API listener.
 #[test]

@@ -104,3 +104,28 @@ fn a_watched_namespace_needs_the_controller_on() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--watch-objects"), "{stderr}");
 }
+
+#[test]
+fn a_lease_duration_the_lease_cannot_hold_is_refused_with_the_fix() {
+    for bad in ["1500ms", "1s", "10m", "soon"] {
+        let out = prescale(&[
+            "serve",
+            "--config",
+            "deploy/base/config.yaml",
+            "--watch-objects",
+            "--leader-elect-lease-duration",
+            bad,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("--leader-elect-lease-duration") && stderr.contains("e.g. 15s"),
+            "{bad}: {stderr}"
+        );
+    }
+    // `--leader-elect` takes its value after `=` only, so a bare flag never swallows the next argument.
+    let out = prescale(&["serve", "--config", "deploy/base/config.yaml", "--leader-elect=maybe"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--leader-elect"), "{stderr}");
+}

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 
 use prescale::clock::Clock;
 use prescale::history::prometheus::{PrometheusClient, PrometheusSettings};
-use prescale::k8s::controller::{Controller, HistoryFactory, Settings};
+use prescale::history::{Fetch, History, HistoryError};
+use prescale::k8s::controller::{Controller, HistoryFactory, Settings, FIRST_LIST};
+use prescale::k8s::leader;
 use prescale::k8s::status::WriteLimits;
 use prescale::pipeline::{Options, Pipelines};
 use prescale::store::{PlanStore, WorkloadId};
@@ -30,6 +32,9 @@ const LIMITS: WriteLimits = WriteLimits {
     burst: 50,
     tick: Duration::from_millis(200),
 };
+
+/// How often managed HPAs are checked, scaled down likewise.
+const HPA_RESYNC: Duration = Duration::from_secs(1);
 
 struct Fixture {
     _prometheus: Prometheus,
@@ -54,10 +59,15 @@ fn id(name: &str) -> WorkloadId {
     }
 }
 
-/// Prometheus with two weeks of recorded demand, a clock running from just after its end, the stand-in API server,
-/// and the controller (with `llm/from-file` reserved by the workload file) running against them.
-async fn fixture() -> Fixture {
-    prescale::app::init();
+/// Prometheus with two weeks of recorded demand, and a clock running from just after its end.
+struct Demand {
+    prometheus: Prometheus,
+    clock: Clock,
+    /// The demand sources of objects, built as `serve` builds them, on that Prometheus.
+    history: HistoryFactory,
+}
+
+fn demand() -> Demand {
     let trace = shift_to_end_before(&load_trace("servegen_lang_m_small.csv"), Utc::now());
     let mut om = OpenMetrics::new();
     om.demand("demand", &[("trace", "servegen")], &trace);
@@ -65,6 +75,41 @@ async fn fixture() -> Fixture {
     let base = trace.end() + TimeDelta::seconds(30);
     let started = Utc::now();
     let clock = Clock::from_fn(move || base + (Utc::now() - started));
+    let client = PrometheusClient::new(&PrometheusSettings::new(prometheus.url())).unwrap();
+    let sources = clock.clone();
+    let history: HistoryFactory = Arc::new(move |w| prescale::app::history_for(w, Some(&client), sources.now()));
+    Demand {
+        prometheus,
+        clock,
+        history,
+    }
+}
+
+fn spec_of(query: &str, target: &str, max_replicas: i64) -> Value {
+    json!({
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+        "demand": {"promql": query, "step": "10m"},
+        "capacityPerReplica": 120,
+        "maxReplicas": max_replicas,
+        "history": "14d",
+        "seasonality": ["1d"],
+        "adaptiveQuantile": {"replay": "0s"},
+    })
+}
+
+fn query() -> String {
+    demand_query("demand{trace=\"servegen\"}", STEP)
+}
+
+/// [`demand`], the stand-in API server, and the controller (with `llm/from-file` reserved by the workload file)
+/// running against them.
+async fn fixture() -> Fixture {
+    prescale::app::init();
+    let Demand {
+        prometheus,
+        clock,
+        history,
+    } = demand();
     let store = Arc::new(PlanStore::new());
     let pipelines = Arc::new(Pipelines::new(
         store.clone(),
@@ -72,9 +117,6 @@ async fn fixture() -> Fixture {
         TimeDelta::seconds(1),
         Options::default(),
     ));
-    let client = PrometheusClient::new(&PrometheusSettings::new(prometheus.url())).unwrap();
-    let sources = clock.clone();
-    let history: HistoryFactory = Arc::new(move |w| prescale::app::history_for(w, Some(&client), sources.now()));
     let api = ApiServer::start().await;
     let controller = Controller::new(
         api.client(),
@@ -87,6 +129,8 @@ async fn fixture() -> Fixture {
             namespace: None,
             limits: LIMITS,
             failure_limit: Duration::from_secs(120),
+            hpa_resync: HPA_RESYNC,
+            election: None,
         },
     );
     let controller = tokio::spawn(controller.run());
@@ -95,7 +139,7 @@ async fn fixture() -> Fixture {
         api,
         store,
         pipelines,
-        query: demand_query("demand{trace=\"servegen\"}", STEP),
+        query: query(),
         clock,
         controller,
     }
@@ -103,15 +147,7 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     fn spec(&self, target: &str, max_replicas: i64) -> Value {
-        json!({
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "demand": {"promql": self.query, "step": "10m"},
-            "capacityPerReplica": 120,
-            "maxReplicas": max_replicas,
-            "history": "14d",
-            "seasonality": ["1d"],
-            "adaptiveQuantile": {"replay": "0s"},
-        })
+        spec_of(&self.query, target, max_replicas)
     }
 
     fn status(&self, name: &str) -> Value {
@@ -388,6 +424,8 @@ async fn a_watch_that_keeps_failing_ends_the_controller() {
             namespace: Some(NS.into()),
             limits: LIMITS,
             failure_limit: Duration::from_secs(2),
+            hpa_resync: HPA_RESYNC,
+            election: None,
         },
     );
     let started = std::time::Instant::now();
@@ -436,6 +474,8 @@ async fn status_writes_across_objects_share_one_rate_limit() {
                 ..LIMITS
             },
             failure_limit: Duration::from_secs(60),
+            hpa_resync: HPA_RESYNC,
+            election: None,
         },
     );
     let started = std::time::Instant::now();
@@ -474,4 +514,547 @@ async fn status_writes_across_objects_share_one_rate_limit() {
         assert_eq!(object["status"]["observedGeneration"], 1);
     }
     controller.abort();
+}
+
+/// Waits up to 60 s until `done`.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "not {what} after 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A demand source that answers only once the test opens it: its workload's first cycle waits until then.
+struct Gated {
+    inner: Arc<dyn History>,
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+impl History for Gated {
+    fn step(&self) -> TimeDelta {
+        self.inner.step()
+    }
+
+    fn fetch(&self, from: chrono::DateTime<Utc>, to: chrono::DateTime<Utc>) -> Fetch<'_> {
+        let mut open = self.open.clone();
+        Box::pin(async move {
+            let _ = open.wait_for(|o| *o).await;
+            self.inner.fetch(from, to).await
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_waits_for_the_first_list_then_for_the_first_cycles_of_the_objects_listed() {
+    prescale::app::init();
+    let Demand {
+        prometheus: _prometheus,
+        clock,
+        history,
+    } = demand();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let gated: HistoryFactory = Arc::new(move |w| {
+        Ok(Arc::new(Gated {
+            inner: history(w)?,
+            open: gate.clone(),
+        }) as Arc<dyn History>)
+    });
+    let api = ApiServer::start().await;
+    api.apply(NS, "a", spec_of(&query(), "web-a", 40));
+    api.apply(NS, "bad", json!({"maxReplicas": 0}));
+    api.fail_lists(true);
+    // No workload file: the objects are all there is.
+    let store = Arc::new(PlanStore::new());
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    let controller = Controller::new(
+        api.client(),
+        pipelines,
+        store.clone(),
+        clock,
+        BTreeSet::new(),
+        gated,
+        Settings {
+            namespace: None,
+            limits: LIMITS,
+            failure_limit: Duration::from_secs(120),
+            hpa_resync: HPA_RESYNC,
+            election: None,
+        },
+    );
+    let controller = tokio::spawn(controller.run());
+
+    // The list fails: readiness waits for it, and says so.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!store.is_ready());
+    assert_eq!(store.held_by(), vec![FIRST_LIST]);
+    assert!(!store.knows(&id("a")), "nothing listed yet");
+
+    // Listed: a's workload runs and readiness waits for its first cycle, which waits for its demand.
+    api.fail_lists(false);
+    wait_until("listed", || store.held_by().is_empty() && store.knows(&id("a"))).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!store.is_ready(), "a's first cycle has not finished");
+    // The invalid object is reported in its status; it has no cycle to wait for.
+    let bad = api.get(Kind::Pa, NS, "bad").unwrap();
+    assert_eq!(bad["status"]["conditions"][0]["reason"], "InvalidSpec", "{bad}");
+    assert!(!store.knows(&id("bad")));
+
+    open.send(true).unwrap();
+    wait_until("ready", || store.is_ready()).await;
+    assert!(store.get(&id("a")).is_some(), "ready with a's plan published");
+    assert!(!controller.is_finished());
+    controller.abort();
+}
+
+/// `serve` with a workload file listing no workloads and `--watch-objects`: the real binary, its kube client read
+/// from a kubeconfig pointing at the stand-in. Not ready while the objects cannot be listed; ready once they are,
+/// with nothing to plan.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_no_workloads_is_ready_once_the_objects_are_listed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let api = ApiServer::start().await;
+    api.fail_lists(true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("objects-only.yaml");
+    std::fs::write(&config, "interval: 30s\n").unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: stand-in, cluster: {{server: '{}'}}}}]\n\
+             users: [{{name: test, user: {{}}}}]\n\
+             contexts: [{{name: test, context: {{cluster: stand-in, user: test, namespace: {NS}}}}}]\n\
+             current-context: test\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args([
+            "serve",
+            "--watch-objects",
+            "--insecure-no-auth",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .env("KUBECONFIG", &kubeconfig)
+        // As the downward API sets them: the replica's name in the Lease, and the Lease's namespace.
+        .env("POD_NAME", "prescale-5d8f7-x2x9q")
+        .env("POD_NAMESPACE", "prescale")
+        .env("PRESCALE_LEADER_ELECT_LEASE_DURATION", "3s")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("PRESCALE_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start `prescale serve`");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Kill(child);
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let (mut admin, mut planning) = (None, None);
+    while admin.is_none() || planning.is_none() {
+        let line = lines.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            panic!(
+                "no banner from serve:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        if let Some(url) = line.strip_prefix("admin: ") {
+            admin = Some(url.trim().to_owned());
+        }
+        if line.starts_with("prescale is planning ") {
+            planning = Some(line);
+        }
+    }
+    let (admin, planning) = (admin.unwrap(), planning.unwrap());
+    assert_eq!(
+        planning,
+        "prescale is planning 0 workload(s) of the workload file, and the PredictiveAutoscaler objects of every \
+         namespace:"
+    );
+    let http = reqwest::Client::new();
+    let readyz = || async {
+        let reply = http.get(format!("{admin}/readyz?verbose")).send().await.unwrap();
+        (reply.status().as_u16(), reply.text().await.unwrap())
+    };
+    // The objects cannot be listed: not ready, and the verbose answer says what it waits for.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, text) = readyz().await;
+    assert_eq!(code, 503, "{text}");
+    assert!(
+        text.contains("[-]waiting for the PredictiveAutoscaler controller's first list of objects"),
+        "{text}"
+    );
+    assert!(child.0.try_wait().unwrap().is_none(), "serve is still running");
+
+    api.fail_lists(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, text) = readyz().await;
+        if code == 200 {
+            assert!(text.contains("readyz check passed (0 of 0 workloads served"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready 60 s after the list was served: {text}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(child.0.try_wait().unwrap().is_none(), "serve is still running");
+    // With nobody else, it leads: it holds the Lease, as the pod, for the duration given.
+    let lease = api
+        .get(Kind::Lease, "prescale", "prescale-controller")
+        .expect("the Lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "prescale-5d8f7-x2x9q", "{lease}");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 3, "{lease}");
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nprescale_controller_leader 1\n"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_managed_hpa_is_restored_after_an_edit_or_a_deletion_and_removed_when_no_longer_managed() {
+    let f = fixture().await;
+    f.api.apply(NS, "a", f.spec("web-a", 40));
+    f.until("a's HPA is managed", |f| {
+        f.condition("a", "HPAManaged").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    let uid = f.api.get(Kind::Pa, NS, "a").unwrap()["metadata"]["uid"].clone();
+    let written = f.hpa("a").unwrap();
+
+    // Someone edits it: the periodic pass puts back what prescale writes.
+    let mut edited = written.clone();
+    edited["spec"]["maxReplicas"] = json!(99);
+    edited["spec"]["behavior"] = Value::Null;
+    f.api.put_hpa(edited);
+    let puts = f.api.writes("PUT horizontalpodautoscalers llm/a");
+    f.until("the edit is undone", |f| {
+        f.hpa("a").is_some_and(|h| h["spec"] == written["spec"])
+    })
+    .await;
+    assert_eq!(f.api.writes("PUT horizontalpodautoscalers llm/a"), puts + 1);
+
+    // Someone deletes it: created again, owned by the object.
+    f.api.delete_hpa(NS, "a");
+    let posts = f.api.writes("POST horizontalpodautoscalers llm/a");
+    f.until("it is created again", |f| f.hpa("a").is_some()).await;
+    let hpa = f.hpa("a").unwrap();
+    assert_eq!(hpa["spec"], written["spec"]);
+    assert_eq!(hpa["metadata"]["ownerReferences"][0]["uid"], uid);
+    assert_eq!(f.api.writes("POST horizontalpodautoscalers llm/a"), posts + 1);
+    // In step now: left alone, pass after pass.
+    let writes = f.api.writes("PUT horizontalpodautoscalers") + f.api.writes("POST horizontalpodautoscalers");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        f.api.writes("PUT horizontalpodautoscalers") + f.api.writes("POST horizontalpodautoscalers"),
+        writes
+    );
+
+    // The object no longer asks for one: prescale deletes its own, and the condition goes.
+    let mut spec = f.spec("web-a", 40);
+    spec["hpa"] = json!({"managed": false});
+    f.api.apply(NS, "a", spec.clone());
+    f.until("a's HPA is deleted", |f| f.hpa("a").is_none()).await;
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers llm/a"), 1);
+    f.until("the HPAManaged condition is gone", |f| {
+        f.status("a")["observedGeneration"] == 2 && f.condition("a", "HPAManaged").is_none()
+    })
+    .await;
+    assert!(f.ready("a") || f.condition("a", "Ready").is_some());
+
+    // The user ships their own HPA with the object's name, as `managed: false` means: never touched.
+    let user_hpa = json!({
+        "metadata": {"name": "a", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-a"},
+                 "minReplicas": 2, "maxReplicas": 40,
+                 "metrics": [{"type": "External", "external": {"metric": {"name": "prescale_replicas",
+                     "selector": {"matchLabels": {"workload": "a"}}}, "target": {"type": "AverageValue", "averageValue": "1"}}}]},
+    });
+    f.api.put_hpa(user_hpa.clone());
+    // A change of the object, and a few passes.
+    spec["maxReplicas"] = json!(35);
+    f.api.apply(NS, "a", spec);
+    f.until("a's change is applied", |f| f.status("a")["observedGeneration"] == 3)
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        f.hpa("a").unwrap()["spec"],
+        user_hpa["spec"],
+        "the user's HPA is untouched"
+    );
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers llm/a"), 1);
+    assert_eq!(f.api.writes("PUT horizontalpodautoscalers llm/a"), puts + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_hpa_someone_makes_later_for_the_same_target_takes_over_from_prescale_s() {
+    let f = fixture().await;
+    f.api.apply(NS, "u", f.spec("web-u", 40));
+    f.until("u's HPA is managed", |f| {
+        f.condition("u", "HPAManaged").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    assert!(f.hpa("u").is_some());
+
+    // Someone else's HPA for web-u appears: prescale deletes its own, leaves theirs, and says so.
+    let user_hpa = json!({
+        "metadata": {"name": "web-u-cpu", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-u"},
+                 "minReplicas": 1, "maxReplicas": 5,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]},
+    });
+    f.api.put_hpa(user_hpa.clone());
+    f.until("prescale's HPA is gone", |f| f.hpa("u").is_none()).await;
+    f.until("u says which HPA it yields to", |f| {
+        f.condition("u", "HPAManaged").is_some_and(|(s, reason, message)| {
+            s == "False" && reason == "HPAConflict" && message.contains("web-u-cpu")
+        })
+    })
+    .await;
+    assert_eq!(f.hpa("web-u-cpu").unwrap()["spec"], user_hpa["spec"]);
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers llm/u"), 1);
+    assert_eq!(f.api.writes("PUT horizontalpodautoscalers llm/web-u-cpu"), 0);
+    assert_eq!(f.api.writes("DELETE horizontalpodautoscalers llm/web-u-cpu"), 0);
+    // Still served: the user's HPA can read prescale_replicas.
+    f.until("u is served", |f| f.ready("u")).await;
+    // Pass after pass, none is made again while theirs is there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(f.hpa("u").is_none());
+    assert_eq!(f.api.writes("POST horizontalpodautoscalers llm/u"), 1);
+
+    // Theirs goes: prescale manages one again.
+    f.api.delete_hpa(NS, "web-u-cpu");
+    f.until("prescale's HPA is back", |f| {
+        f.hpa("u").is_some() && f.condition("u", "HPAManaged").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+}
+
+/// A demand source that is always down: its workload runs (and its HPA is managed) but never plans, which costs
+/// nothing.
+struct Down;
+
+impl History for Down {
+    fn step(&self) -> TimeDelta {
+        STEP
+    }
+
+    fn fetch(&self, _: chrono::DateTime<Utc>, _: chrono::DateTime<Utc>) -> Fetch<'_> {
+        Box::pin(async {
+            Err(HistoryError::Unavailable {
+                message: "down for the test".into(),
+                source: None,
+            })
+        })
+    }
+
+    fn describe(&self) -> String {
+        "down".into()
+    }
+}
+
+const LEASE: &str = "prescale-controller";
+const LEASE_NAMESPACE: &str = "prescale";
+const LEASE_DURATION: Duration = Duration::from_secs(2);
+
+fn election(identity: &str) -> leader::Settings {
+    leader::Settings {
+        name: LEASE.into(),
+        namespace: LEASE_NAMESPACE.into(),
+        identity: identity.into(),
+        duration: LEASE_DURATION,
+        failure_limit: Duration::from_secs(60),
+    }
+}
+
+/// One replica: its own store and pipelines, its controller writing through its own door of the stand-in.
+struct Replica {
+    controller: tokio::task::JoinHandle<anyhow::Result<()>>,
+    leadership: leader::Leadership,
+}
+
+async fn replica(api: &ApiServer, name: &str) -> Replica {
+    let store = Arc::new(PlanStore::new());
+    let clock = Clock::system();
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    let history: HistoryFactory = Arc::new(|_| Ok(Arc::new(Down) as Arc<dyn History>));
+    let controller = Controller::new(
+        api.client_as(name).await,
+        pipelines,
+        store,
+        clock,
+        BTreeSet::new(),
+        history,
+        Settings {
+            namespace: None,
+            limits: LIMITS,
+            failure_limit: Duration::from_secs(60),
+            hpa_resync: HPA_RESYNC,
+            election: Some(election(name)),
+        },
+    );
+    let leadership = controller.leadership();
+    Replica {
+        controller: tokio::spawn(controller.run()),
+        leadership,
+    }
+}
+
+fn holder(api: &ApiServer) -> Option<String> {
+    let lease = api.get(Kind::Lease, LEASE_NAMESPACE, LEASE)?;
+    lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over_when_it_dies() {
+    prescale::app::init();
+    let api = ApiServer::start().await;
+    let spec = spec_of("sum(rate(requests_total[2m]))", "web-a", 40);
+    api.apply(NS, "a", spec.clone());
+    api.apply(NS, "bad", json!({"maxReplicas": 0}));
+    let mut replicas = BTreeMap::new();
+    for name in ["one", "two"] {
+        replicas.insert(name, replica(&api, name).await);
+    }
+    let generation = |name: &str| api.get(Kind::Pa, NS, name).unwrap()["status"]["observedGeneration"].clone();
+    wait_until("a leader wrote both statuses and a's HPA", || {
+        holder(&api).is_some()
+            && generation("a") == 1
+            && generation("bad") == 1
+            && api.get(Kind::Hpa, NS, "a").is_some()
+    })
+    .await;
+    let leader = holder(&api).unwrap();
+    let follower = if leader == "one" { "two" } else { "one" };
+    assert!(replicas[leader.as_str()].leadership.is_leader());
+    assert!(!replicas[follower].leadership.is_leader());
+
+    // Changes of an object and of its HPA, over two Lease durations: the leader writes them, the follower nothing,
+    // though it runs every workload too.
+    api.apply(NS, "bad", json!({"maxReplicas": -1}));
+    let mut edited = api.get(Kind::Hpa, NS, "a").unwrap();
+    edited["spec"]["maxReplicas"] = json!(99);
+    api.put_hpa(edited);
+    wait_until("the leader wrote bad's new status and restored a's HPA", || {
+        generation("bad") == 2 && api.get(Kind::Hpa, NS, "a").unwrap()["spec"]["maxReplicas"] == 40
+    })
+    .await;
+    tokio::time::sleep(2 * LEASE_DURATION).await;
+    assert_eq!(
+        holder(&api).as_deref(),
+        Some(leader.as_str()),
+        "the leader kept the Lease"
+    );
+    assert!(api.writes_via(&leader, "PATCH", "/predictiveautoscalers/bad/status") >= 2);
+    assert!(api.writes_via(&leader, "PUT", "/horizontalpodautoscalers/a") >= 1);
+    assert_eq!(api.object_writes_via(follower), 0, "the follower wrote nothing");
+    assert!(api.writes_via(&leader, "PUT", "/leases/") >= 2, "the leader renews");
+
+    // The leader dies: the follower takes over within about a Lease duration and writes what changes.
+    let died = std::time::Instant::now();
+    replicas.remove(leader.as_str()).unwrap().controller.abort();
+    api.apply(NS, "bad", json!({"maxReplicas": -2}));
+    wait_until("the follower wrote bad's status", || generation("bad") == 3).await;
+    let took = died.elapsed();
+    assert!(
+        took < 2 * LEASE_DURATION + Duration::from_secs(1),
+        "the new leader wrote {took:?} after the old one died"
+    );
+    assert_eq!(holder(&api).as_deref(), Some(follower));
+    let lease = api.get(Kind::Lease, LEASE_NAMESPACE, LEASE).unwrap();
+    assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 2);
+    assert!(replicas[follower].leadership.is_leader());
+    assert!(api.writes_via(follower, "PATCH", "/predictiveautoscalers/bad/status") >= 1);
+    // It checks the managed HPAs too.
+    let mut edited = api.get(Kind::Hpa, NS, "a").unwrap();
+    edited["spec"]["maxReplicas"] = json!(77);
+    api.put_hpa(edited);
+    wait_until("the new leader restored a's HPA", || {
+        api.get(Kind::Hpa, NS, "a").unwrap()["spec"]["maxReplicas"] == 40
+    })
+    .await;
+    assert!(api.writes_via(follower, "PUT", "/horizontalpodautoscalers/a") >= 1);
+    // What the old leader wrote and nothing changed since was not written again: a's status is the same.
+    assert_eq!(api.writes_via(follower, "PATCH", "/predictiveautoscalers/a/status"), 0);
+    assert!(!replicas[follower].controller.is_finished());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires_and_an_elector_cut_off_ends() {
+    prescale::app::init();
+    let api = ApiServer::start().await;
+    let settings = leader::Settings {
+        failure_limit: Duration::from_secs(4),
+        ..election("alone")
+    };
+    let (elector, leadership) = leader::elector(api.client(), settings);
+    let elector = tokio::spawn(elector.run());
+    wait_until("it leads", || leadership.is_leader()).await;
+    assert_eq!(holder(&api).as_deref(), Some("alone"));
+
+    // The Lease cannot be renewed: leadership ends before any other replica could take the Lease over.
+    api.fail_leases(true);
+    let cut = std::time::Instant::now();
+    wait_until("it steps down", || !leadership.is_leader()).await;
+    assert!(
+        cut.elapsed() < LEASE_DURATION,
+        "still leading {:?} after the last possible renewal",
+        cut.elapsed()
+    );
+    // Still failing at the failure limit: the elector ends, with an error naming the Lease.
+    let error = tokio::time::timeout(Duration::from_secs(20), elector)
+        .await
+        .expect("the elector gave up")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("the Lease prescale/prescale-controller could not be read or written for"),
+        "{error:#}"
+    );
+    assert!(cut.elapsed() >= Duration::from_secs(4));
 }

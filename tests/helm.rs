@@ -103,16 +103,18 @@ fn container(deployment: &Value) -> &Value {
     &deployment["spec"]["template"]["spec"]["containers"][0]
 }
 
+/// Each variable's value, or `fieldRef:PATH` for one from the downward API.
 fn env(deployment: &Value) -> BTreeMap<String, String> {
     container(deployment)["env"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_owned(),
-                e["value"].as_str().unwrap().to_owned(),
-            )
+            let value = match e["value"].as_str() {
+                Some(value) => value.to_owned(),
+                None => format!("fieldRef:{}", e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap()),
+            };
+            (e["name"].as_str().unwrap().to_owned(), value)
         })
         .collect()
 }
@@ -786,6 +788,70 @@ fn the_workload_file_is_the_bases_and_prescale_accepts_it() {
 }
 
 #[test]
+fn the_controller_elects_its_writer_through_a_lease_of_the_release() {
+    // Another release in another namespace: a Lease of its own, named in its Role and passed to prescale, in the
+    // pod's namespace, which the downward API gives it with the pod's name.
+    let other = objects_as("other", "ops", &["--set", "watchObjects.enabled=true"]);
+    let deployment = find(&other, "Deployment", "other-prescale");
+    let vars = env(deployment);
+    assert_eq!(vars["PRESCALE_LEADER_ELECT_LEASE"], "other-prescale-controller");
+    assert_eq!(vars["POD_NAME"], "fieldRef:metadata.name");
+    assert_eq!(vars["POD_NAMESPACE"], "fieldRef:metadata.namespace");
+    let role = find(&other, "Role", "other-prescale:leader-election");
+    assert_eq!(role["metadata"]["namespace"], "ops");
+    assert_eq!(
+        role["rules"],
+        json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": ["other-prescale-controller"], "verbs": ["get", "update"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        ])
+    );
+    let binding = find(&other, "RoleBinding", "other-prescale:leader-election");
+    assert_eq!(binding["metadata"]["namespace"], "ops");
+    assert_eq!(binding["roleRef"]["name"], "other-prescale:leader-election");
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "namespace": "ops",
+                "name": deployment["spec"]["template"]["spec"]["serviceAccountName"]}])
+    );
+    // A release named prescale uses the flag's default Lease: nothing to pass.
+    let default = objects(&["--set", "watchObjects.enabled=true"]);
+    let vars = env(find(&default, "Deployment", "prescale"));
+    assert!(!vars.contains_key("PRESCALE_LEADER_ELECT_LEASE"), "{vars:?}");
+    assert_eq!(
+        find(&default, "Role", "prescale:leader-election")["rules"][0]["resourceNames"],
+        json!([prescale::k8s::leader::DEFAULT_LEASE_NAME])
+    );
+}
+
+#[test]
+fn with_the_controller_the_workload_file_may_list_no_workloads() {
+    let objects = objects(&[
+        "--set",
+        "config.workloads=null,watchObjects.enabled=true,backtest.enabled=false",
+    ]);
+    let text = config_text(&objects);
+    let config = prescale::config::parse(&text, Path::new("config.yaml"))
+        .unwrap_or_else(|e| panic!("prescale rejects the rendered config:\n{e}"));
+    assert!(config.workloads.is_empty(), "{text}");
+    let deployment = find(&objects, "Deployment", "prescale");
+    assert_eq!(
+        env(deployment).get("PRESCALE_WATCH_OBJECTS").map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "CronJob"),
+        "no backtest of no workloads"
+    );
+    lint(&[
+        "--set",
+        "config.workloads=null,watchObjects.enabled=true,backtest.enabled=false",
+    ])
+    .unwrap();
+}
+
+#[test]
 fn prometheus_credentials_are_mounted_where_the_config_reads_them() {
     let objects = objects(&["-f", &ci("basic-auth-values.yaml")]);
     let text = config_text(&objects);
@@ -893,6 +959,15 @@ fn a_bad_value_fails_with_a_message_naming_it() {
             "set at most one",
         ),
         ("serviceAccount.create=false", "serviceAccount.name is required"),
+        (
+            "config.workloads=null",
+            "config.workloads: none listed, so prescale has nothing to plan; list at least one workload, or set \
+             watchObjects.enabled: true",
+        ),
+        (
+            "config.workloads=null,watchObjects.enabled=true",
+            "backtest.enabled: the nightly backtest replays config.workloads, and none are listed",
+        ),
     ] {
         let error = template_as(RELEASE, NAMESPACE, &["--set", set]).expect_err(set);
         assert!(error.contains(message), "--set {set}: helm template says\n{error}");

@@ -339,6 +339,35 @@ fn rbac_grants_what_delegated_authentication_needs() {
         grants("autoscaling", "horizontalpodautoscalers"),
         set(&["get", "list", "watch", "create", "update", "patch", "delete"])
     );
+    // Of several replicas one writes: the holder of the Lease (--leader-elect-lease's default) in prescale's
+    // namespace, which it may read, renew and create, and nothing else.
+    let lease = prescale::k8s::leader::DEFAULT_LEASE_NAME;
+    assert!(bound("RoleBinding", "prescale:leader-election"));
+    let election = find(&objects, "Role", "prescale:leader-election");
+    assert_eq!(election["metadata"]["namespace"], namespace);
+    let rules = election["rules"].as_array().unwrap();
+    assert!(rules
+        .iter()
+        .all(|r| r["apiGroups"] == serde_json::json!(["coordination.k8s.io"])
+            && r["resources"] == serde_json::json!(["leases"])));
+    let verbs = |names: Option<&[&str]>| -> BTreeSet<String> {
+        rules
+            .iter()
+            .filter(|r| match names {
+                Some(names) => r["resourceNames"] == serde_json::json!(names),
+                None => r.get("resourceNames").is_none(),
+            })
+            .flat_map(|r| {
+                r["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    assert_eq!(verbs(Some(&[lease])), set(&["get", "update"]));
+    assert_eq!(verbs(None), set(&["create"]), "create cannot be restricted by name");
     // The CRD the role names is deployed with it.
     let crd = find(
         &objects,
@@ -414,6 +443,23 @@ fn the_deployment_is_hardened_and_highly_available() {
             BTreeSet::from([6443, 8080]),
             "{dir}: ingress only to the API and admin ports"
         );
+    }
+}
+
+#[test]
+fn the_controller_component_gives_each_pod_its_name_and_namespace_for_the_lease() {
+    let objects = render("deploy/overlays/dev");
+    let literals = source_literals();
+    let deployment = find(&objects, "Deployment", "prescale");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    let var = |name: &str| env.iter().find(|e| e["name"] == name);
+    assert_eq!(var("PRESCALE_WATCH_OBJECTS").unwrap()["value"], "true");
+    for (name, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
+        let var = var(name).unwrap_or_else(|| panic!("{name} is not set"));
+        assert_eq!(var["valueFrom"]["fieldRef"]["fieldPath"], field, "{var}");
+        assert!(literals.contains(name), "env {name} is not read by any flag in src/");
     }
 }
 

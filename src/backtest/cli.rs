@@ -294,6 +294,12 @@ fn run_config(path: &Path, args: BacktestArgs, connect: &dyn Connect) -> anyhow:
         "--from ({from}) is not before --to ({to}); give an earlier --from or a later --to"
     );
     let config = crate::config::load(path)?;
+    anyhow::ensure!(
+        !config.workloads.is_empty(),
+        "{}: workloads: none listed, so there is nothing to backtest: list a workload under `workloads:`, or \
+         backtest a recorded trace with --trace",
+        path.display()
+    );
     let selected = select(&config, workload.as_deref(), path)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,11 +7,22 @@
 //!   its `Ready` condition (`InvalidSpec`, one line per field and its fix).
 //! - A deleted object's workload stops and is no longer served; its managed HPA is left to the garbage collector
 //!   (it carries a controller ownerReference to the object).
+//! - Managed HPAs follow their objects: on each change of an object, and every [`Settings::hpa_resync`] for all of
+//!   them at once (one list of the HPAs, writes through the global bucket), prescale's HPA is created, restored
+//!   after an edit or a deletion, deleted when the object sets `hpa.managed: false`, or deleted when another HPA
+//!   scales the same target ([`managed_hpa::decide`]).
 //! - After every (re)list of the watch, workloads whose object is gone are stopped: a deletion missed while the
 //!   watch was down is caught there.
 //! - An object with the namespace and name of a workload of the workload file is not run (`Ready=False`,
 //!   `Conflict`): the file's workload keeps running.
 //! - Each object's status is written from the plan store, as [`crate::k8s::status`] bounds it.
+//! - With several replicas, one writes ([`crate::k8s::leader`]): every replica watches the objects and runs and
+//!   serves every workload, but only the holder of the Lease writes status and managed HPAs. A follower keeps what
+//!   the leader wrote (the status it watches), so once it leads it writes only what changed, after checking every
+//!   managed HPA first.
+//! - Readiness waits for the first list ([`FIRST_LIST`]): a new replica answers only once it knows every object's
+//!   workload (and then waits for their first cycles, like the workload file's); with no workload at all, a
+//!   replica whose list is done is ready.
 //!
 //! Objects are read as untyped JSON so that a spec the typed struct cannot hold is still reported field by field
 //! instead of failing the whole list.
@@ -21,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::watcher::{self, watcher, Event};
@@ -31,18 +43,28 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::WorkloadConfig;
 use crate::history::History;
-use crate::k8s::managed_hpa::{self, Owner};
+use crate::k8s::leader::{self, Leadership};
+use crate::k8s::managed_hpa::{self, Found, Owner, Step};
 use crate::k8s::status::{self, HpaState, Outcome, TokenBucket, WriteLimits, Written};
 use crate::pipeline::{Pipelines, Workload};
 use crate::store::{PlanStore, WorkloadId};
-use crate::workload::PredictiveAutoscaler;
+use crate::workload::{PredictiveAutoscaler, PredictiveAutoscalerStatus};
 
 /// Builds a workload's demand source from its settings (the composition root's, shared with the workload file).
 pub type HistoryFactory = Arc<dyn Fn(&WorkloadConfig) -> anyhow::Result<Arc<dyn History>> + Send + Sync>;
 
+/// What readiness waits for until the controller's first list of objects is done (see [`PlanStore::hold`]): the
+/// workloads of the objects listed are then known, and readiness waits for their first cycles.
+pub const FIRST_LIST: &str = "the PredictiveAutoscaler controller's first list of objects";
+
 /// How long the watch may fail without a single success before the controller gives up and ends the process
 /// (a pod whose controller cannot see its objects must not look healthy).
 pub const DEFAULT_FAILURE_LIMIT: Duration = Duration::from_secs(600);
+
+/// How often every managed HPA is checked against its object: an HPA someone edited or deleted is restored, one
+/// whose object no longer asks for it is deleted, and one that another HPA for the same target now rivals is
+/// deleted, within this time (or as fast as the global write bucket allows). Each pass is one list of the HPAs.
+pub const DEFAULT_HPA_RESYNC: Duration = Duration::from_secs(30);
 
 /// Two watch errors further apart than this belong to different failures (kube's watcher backs off at most 30 s
 /// between attempts; a request may take up to 30 s more to fail).
@@ -57,6 +79,10 @@ pub struct Settings {
     pub limits: WriteLimits,
     /// See [`DEFAULT_FAILURE_LIMIT`].
     pub failure_limit: Duration,
+    /// How often every managed HPA is checked against its object ([`DEFAULT_HPA_RESYNC`]).
+    pub hpa_resync: Duration,
+    /// Elect one writer among the replicas through this Lease; `None`: this replica always writes (one replica).
+    pub election: Option<leader::Settings>,
 }
 
 impl Default for Settings {
@@ -65,6 +91,8 @@ impl Default for Settings {
             namespace: None,
             limits: WriteLimits::default(),
             failure_limit: DEFAULT_FAILURE_LIMIT,
+            hpa_resync: DEFAULT_HPA_RESYNC,
+            election: None,
         }
     }
 }
@@ -78,6 +106,10 @@ pub struct Controller {
     reserved: BTreeSet<WorkloadId>,
     history: HistoryFactory,
     settings: Settings,
+    /// The election [`Controller::run`] starts, when there is one.
+    elector: Option<leader::Elector>,
+    /// Whether this replica writes.
+    leadership: Leadership,
 }
 
 /// What the controller knows of one object.
@@ -85,7 +117,9 @@ struct Known {
     uid: String,
     generation: Option<i64>,
     outcome: Outcome,
-    hpa: HpaState,
+    /// `None` until this replica has reconciled the HPA as leader (a follower leaves it to the leader).
+    hpa: Option<HpaState>,
+    /// What this replica last wrote; on a follower, what the leader last wrote (the status watched).
     written: Option<Written>,
     /// The conditions last written (or found on the object), whose transition times carry over.
     conditions: Vec<Condition>,
@@ -93,7 +127,8 @@ struct Known {
 
 impl Controller {
     /// A controller running workloads in `pipelines` (which publish into `store`), building their demand sources
-    /// with `history`; `reserved` are the workload file's workloads, which objects may not replace.
+    /// with `history`; `reserved` are the workload file's workloads, which objects may not replace. `store` is not
+    /// ready until the controller's first list is done ([`FIRST_LIST`]).
     pub fn new(
         client: kube::Client,
         pipelines: Arc<Pipelines>,
@@ -103,6 +138,14 @@ impl Controller {
         history: HistoryFactory,
         settings: Settings,
     ) -> Self {
+        store.hold(FIRST_LIST);
+        let (elector, leadership) = match &settings.election {
+            Some(election) => {
+                let (elector, leadership) = leader::elector(client.clone(), election.clone());
+                (Some(elector), leadership)
+            }
+            None => (None, Leadership::always()),
+        };
         Self {
             client,
             pipelines,
@@ -111,12 +154,24 @@ impl Controller {
             reserved,
             history,
             settings,
+            elector,
+            leadership,
         }
     }
 
+    /// Whether this replica writes status and managed HPAs, as the election decides it.
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.clone()
+    }
+
     /// Watches the objects and keeps their workloads, HPAs and status in step. Ends only with an error: when the
-    /// watch has failed for [`Settings::failure_limit`] without a success.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// watch has failed for [`Settings::failure_limit`] without a success, or the election failed
+    /// ([`leader::Elector::run`]).
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        // The election runs on its own task, so that renewing the Lease never waits for a long reconcile here; it
+        // ends with the controller.
+        let mut election = self.elector.take().map(|e| Aborting(tokio::spawn(e.run())));
+        let mut leadership = self.leadership.clone();
         let resource = ApiResource::erase::<PredictiveAutoscaler>(&());
         let api: Api<DynamicObject> = match &self.settings.namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
@@ -131,9 +186,30 @@ impl Controller {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing_since: Option<Instant> = None;
         let mut last_error: Option<Instant> = None;
+        // The first pass over the HPAs comes one period after the start: the first list reconciles every object.
+        let mut last_pass = Instant::now();
+        let mut pass_unfinished = false;
         info!(namespace = ?self.settings.namespace, "watching PredictiveAutoscalers");
         loop {
             tokio::select! {
+                ended = async {
+                    match election.as_mut() {
+                        Some(task) => (&mut task.0).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    return Err(match ended {
+                        Ok(Ok(())) => anyhow::anyhow!("leader election ended"),
+                        Ok(Err(error)) => error,
+                        Err(error) => anyhow::Error::from(error).context("leader election panicked"),
+                    });
+                }
+                _ = leadership.changed() => {
+                    // A new leader checks every managed HPA at the next tick, before it writes any status.
+                    if leadership.is_leader() {
+                        pass_unfinished = true;
+                    }
+                }
                 event = events.next() => match event {
                     None => anyhow::bail!("the PredictiveAutoscaler watch ended"),
                     Some(Err(error)) => {
@@ -173,6 +249,9 @@ impl Controller {
                                 for id in gone {
                                     self.forget(&id, &mut known).await;
                                 }
+                                // Every listed valid object's workload is in the store now: readiness waits for
+                                // their first cycles, and with none at all the pod is ready.
+                                self.store.release(FIRST_LIST);
                             }
                             Event::Apply(object) => {
                                 self.reconcile(&object, false, &mut known, &resource, &mut bucket).await
@@ -185,7 +264,13 @@ impl Controller {
                         }
                     }
                 },
-                _ = tick.tick() => self.write_statuses(&mut known, &resource, &mut bucket).await,
+                _ = tick.tick() => {
+                    if pass_unfinished || last_pass.elapsed() >= self.settings.hpa_resync {
+                        pass_unfinished = !self.check_hpas(&mut known, &mut bucket).await;
+                        last_pass = Instant::now();
+                    }
+                    self.write_statuses(&mut known, &resource, &mut bucket).await
+                }
             }
         }
     }
@@ -204,9 +289,14 @@ impl Controller {
         let Some(id) = id_of(object) else { return };
         let uid = object.uid().unwrap_or_default();
         let generation = object.metadata.generation;
-        if let Some(k) = known.get(&id) {
-            // A status write (ours) or a metadata change: nothing to do.
-            let settled = !matches!(k.hpa, HpaState::Failed(_)) && !matches!(k.outcome, Outcome::SourceUnavailable(_));
+        let leading = self.leadership.is_leader();
+        if let Some(k) = known.get_mut(&id) {
+            if !leading && k.uid == uid {
+                observe(k, object);
+            }
+            // A status write (ours, or the leader's) or a metadata change: nothing to do.
+            let settled =
+                !matches!(k.hpa, Some(HpaState::Failed(_))) && !matches!(k.outcome, Outcome::SourceUnavailable(_));
             if !resync && settled && k.uid == uid && k.generation == generation {
                 return;
             }
@@ -250,23 +340,25 @@ impl Controller {
             info!(workload = %id, "PredictiveAutoscaler no longer valid: stopped");
         }
         let hpa = match &outcome {
-            Outcome::Running(config) => {
+            Outcome::Running(config) if leading => {
                 let owner = Owner {
                     name: id.name.clone(),
                     uid: uid.clone(),
                 };
-                managed_hpa::reconcile(&self.client, config, &owner).await
+                Some(managed_hpa::reconcile(&self.client, config, &owner).await)
             }
-            _ => HpaState::Unmanaged,
+            // The leader's to write; this replica checks it when it leads.
+            Outcome::Running(_) => None,
+            _ => Some(HpaState::Unmanaged),
         };
-        if let HpaState::Conflict(message) | HpaState::Failed(message) = &hpa {
+        if let Some(HpaState::Conflict(message) | HpaState::Failed(message)) = &hpa {
             warn!(workload = %id, "{message}");
         }
         let entry = known.entry(id.clone()).or_insert_with(|| Known {
             uid: uid.clone(),
             generation: None,
             outcome: outcome.clone(),
-            hpa: HpaState::Unmanaged,
+            hpa: None,
             written: None,
             conditions: conditions_of(object),
         });
@@ -274,6 +366,9 @@ impl Controller {
             // The object was deleted and made again while the watch was down: what was written is gone with it.
             entry.written = None;
             entry.conditions = conditions_of(object);
+        }
+        if !leading && entry.written.is_none() {
+            observe(entry, object);
         }
         entry.uid = uid;
         entry.generation = generation;
@@ -290,6 +385,82 @@ impl Controller {
         }
     }
 
+    /// The periodic pass over managed HPAs: lists the HPAs of the watched namespaces at once and brings each
+    /// running object's in step ([`managed_hpa::decide`]), each write taking a token of the global bucket. False
+    /// when the bucket ran out first: the pass goes on at the next tick, from a new list.
+    async fn check_hpas(&self, known: &mut BTreeMap<WorkloadId, Known>, bucket: &mut TokenBucket) -> bool {
+        if !self.leadership.is_leader() || !known.values().any(|k| matches!(k.outcome, Outcome::Running(_))) {
+            return true;
+        }
+        let api: Api<HorizontalPodAutoscaler> = match &self.settings.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let hpas = match api.list(&Default::default()).await {
+            Ok(list) => list.items,
+            Err(error) => {
+                warn!(%error, "listing HorizontalPodAutoscalers to check the managed ones failed; retrying");
+                // At the next tick while a new leader's objects wait for this pass to write their status, else at
+                // the next pass.
+                return !known
+                    .values()
+                    .any(|k| matches!(k.outcome, Outcome::Running(_)) && k.hpa.is_none());
+            }
+        };
+        let mut by_namespace: BTreeMap<&str, Vec<&HorizontalPodAutoscaler>> = BTreeMap::new();
+        for hpa in &hpas {
+            by_namespace
+                .entry(hpa.metadata.namespace.as_deref().unwrap_or_default())
+                .or_default()
+                .push(hpa);
+        }
+        for (id, k) in known.iter_mut() {
+            let Outcome::Running(config) = &k.outcome else { continue };
+            let owner = Owner {
+                name: id.name.clone(),
+                uid: k.uid.clone(),
+            };
+            let want = managed_hpa::desired(config, &owner);
+            let here = by_namespace.get(id.namespace.as_str()).map_or(&[][..], Vec::as_slice);
+            let named = here
+                .iter()
+                .copied()
+                .find(|h| h.metadata.name.as_deref() == Some(&id.name));
+            let rival = want
+                .as_ref()
+                .and_then(|w| managed_hpa::rival(here.iter().copied(), &id.name, w));
+            let step = managed_hpa::decide(want, &owner, &id.name, Found { named, rival });
+            let state = match step {
+                Step::Keep(state) => state,
+                step => {
+                    if !self.leadership.is_leader() {
+                        return true;
+                    }
+                    if !bucket.try_take(Instant::now()) {
+                        return false;
+                    }
+                    let what = match &step {
+                        Step::Create(_) => "created (it was missing: deleted, or never written)",
+                        Step::Replace(_) => "put back in step with its object (it was edited)",
+                        _ => "deleted (the object no longer asks for it, or another HPA scales its target)",
+                    };
+                    let state = managed_hpa::apply(&self.client, &id.namespace, step).await;
+                    if !matches!(state, HpaState::Failed(_)) {
+                        info!(workload = %id, "managed HorizontalPodAutoscaler {what}");
+                    }
+                    state
+                }
+            };
+            if let HpaState::Conflict(message) | HpaState::Failed(message) = &state {
+                if k.hpa.as_ref() != Some(&state) {
+                    warn!(workload = %id, "{message}");
+                }
+            }
+            k.hpa = Some(state);
+        }
+        true
+    }
+
     /// Writes every object's status that is due, longest-waiting first, as far as the global bucket allows.
     async fn write_statuses(
         &self,
@@ -297,9 +468,13 @@ impl Controller {
         resource: &ApiResource,
         bucket: &mut TokenBucket,
     ) {
+        if !self.leadership.is_leader() {
+            return;
+        }
         let now = Instant::now();
         let mut due: Vec<_> = known
             .iter()
+            .filter(|(_, k)| k.hpa.is_some())
             .map(|(id, k)| (k.written.as_ref().map(|w| w.at), id.clone(), self.desired(id, k)))
             .filter(|(_, id, desired)| status::due(desired, known[id].written.as_ref(), &self.settings.limits, now))
             .collect();
@@ -312,11 +487,11 @@ impl Controller {
         }
     }
 
-    fn desired(&self, id: &WorkloadId, k: &Known) -> crate::workload::PredictiveAutoscalerStatus {
+    fn desired(&self, id: &WorkloadId, k: &Known) -> PredictiveAutoscalerStatus {
         let entry = self.store.entry(id);
         status::status_of(
             &k.outcome,
-            &k.hpa,
+            k.hpa.as_ref().unwrap_or(&HpaState::Unmanaged),
             entry.as_deref(),
             self.store.max_forecast_age(),
             k.generation,
@@ -333,6 +508,10 @@ impl Controller {
         resource: &ApiResource,
         bucket: &mut TokenBucket,
     ) -> bool {
+        if k.hpa.is_none() {
+            // Written once the HPA is known (a new leader's first pass).
+            return true;
+        }
         let desired = self.desired(id, k);
         self.write(id, k, desired, resource, bucket).await
     }
@@ -342,12 +521,12 @@ impl Controller {
         &self,
         id: &WorkloadId,
         k: &mut Known,
-        desired: crate::workload::PredictiveAutoscalerStatus,
+        desired: PredictiveAutoscalerStatus,
         resource: &ApiResource,
         bucket: &mut TokenBucket,
     ) -> bool {
         let now = Instant::now();
-        if !status::due(&desired, k.written.as_ref(), &self.settings.limits, now) {
+        if !self.leadership.is_leader() || !status::due(&desired, k.written.as_ref(), &self.settings.limits, now) {
             return true;
         }
         if !bucket.try_take(now) {
@@ -370,6 +549,36 @@ impl Controller {
         }
         true
     }
+}
+
+/// A task aborted when dropped: the election ends with the controller, however the controller ends.
+struct Aborting(tokio::task::JoinHandle<anyhow::Result<()>>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A follower's record of what the leader wrote: `object`'s status as watched (with when it was first seen), so
+/// that once this replica leads it writes only what changed, no sooner than the per-object interval allows, and
+/// keeps the conditions' transition times.
+fn observe(k: &mut Known, object: &DynamicObject) {
+    let Some(status) = object
+        .data
+        .get("status")
+        .and_then(|s| serde_json::from_value::<PredictiveAutoscalerStatus>(s.clone()).ok())
+    else {
+        return;
+    };
+    if k.written.as_ref().is_some_and(|w| w.status == status) {
+        return;
+    }
+    k.conditions = status.conditions.clone();
+    k.written = Some(Written {
+        status,
+        at: Instant::now(),
+    });
 }
 
 fn id_of(object: &DynamicObject) -> Option<WorkloadId> {

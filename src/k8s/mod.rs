@@ -1,9 +1,11 @@
 //! Kubernetes semantics prescale must reproduce exactly: resource quantities, label selectors, and the HPA
 //! controller's arithmetic (with a pod model, for simulation); and the PredictiveAutoscaler controller: the watch
-//! of the objects, their status, and the HPAs prescale manages for them.
+//! of the objects, their status, the HPAs prescale manages for them, and the leader election that lets one replica
+//! of several write.
 
 pub mod controller;
 pub mod hpa;
+pub mod leader;
 pub mod managed_hpa;
 pub mod quantity;
 pub mod selector;

@@ -94,7 +94,7 @@ pub enum HpaState {
     Managed(String),
     /// Someone else's HPA has that name or targets the same object: left alone.
     Conflict(String),
-    /// The API refused a write; retried on the object's next change or relist.
+    /// The API refused a read or a write; retried on the object's next change or relist, and by the periodic pass.
     Failed(String),
 }
 

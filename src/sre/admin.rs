@@ -8,7 +8,7 @@
 //! | `/api/v1/workloads` | every workload: target, demand, model, serving state, quality, ages |
 //! | `/api/v1/workloads/{namespace}/{name}` | one workload: recent history, the forecast with its intervals, the replica plan over the horizon, scored past forecasts, the explanation |
 //! | `/api/v1/workloads/{namespace}/{name}/explain` | why the workload is served its replicas ([`explain::Explanation`]) |
-//! | `/healthz`, `/livez`, `/readyz` | probes; ready once a forecast is published and every workload has finished its first cycle; `/readyz?verbose` adds a line per workload saying whether the API serves it |
+//! | `/healthz`, `/livez`, `/readyz` | probes; ready once a forecast is published and every workload has finished its first cycle (with `--watch-objects`, once the controller has listed its objects too; then no workload at all is ready as well); `/readyz?verbose` adds a line per workload saying whether the API serves it, and what else readiness waits for |
 //!
 //! Readiness is the process's: once ready, a pod stays ready when one workload's data goes stale or its query
 //! breaks. Its replicas all read the same Prometheus, so taking the pod out of the Service would not bring a
@@ -69,6 +69,9 @@ async fn readyz(State(state): State<AdminState>, RawQuery(query): RawQuery) -> R
     }
     let now = state.clock.now();
     let mut out = String::new();
+    for what in state.store.held_by() {
+        out.push_str(&format!("[-]waiting for {what}\n"));
+    }
     let (mut served, mut total) = (0, 0);
     for (id, entry) in state.store.entries() {
         total += 1;
@@ -88,7 +91,8 @@ async fn readyz(State(state): State<AdminState>, RawQuery(query): RawQuery) -> R
         out.into_response()
     } else {
         out.push_str(
-            "readyz check failed: no forecast published yet, or a workload has not finished its first cycle\n",
+            "readyz check failed: no forecast published yet, a workload has not finished its first cycle, or the \
+             controller has not listed its objects yet\n",
         );
         (StatusCode::SERVICE_UNAVAILABLE, out).into_response()
     }

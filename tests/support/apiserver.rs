@@ -5,12 +5,18 @@
 //!   `resourceVersion`), watch (`?watch=true&resourceVersion=N`: the events after N, then live ones, newline
 //!   delimited; an `ERROR` event with code 410 Gone for a resourceVersion older than the last compaction), get, and
 //!   merge patch of `/status` (which, as on a real server, never bumps `metadata.generation`).
-//! - `horizontalpodautoscalers` (autoscaling/v2): list, get, create, replace, merge patch, delete.
+//! - `horizontalpodautoscalers` (autoscaling/v2): list (all namespaces or one), get, create, replace (409 Conflict
+//!   when the `resourceVersion` it carries is not the stored one), merge patch, delete.
+//! - `leases` (coordination.k8s.io/v1): get, create (409 AlreadyExists), replace (409 Conflict unless it carries
+//!   the stored `resourceVersion`).
 //!
-//! Tests change objects directly ([`ApiServer::apply`], [`ApiServer::delete`], [`ApiServer::put_hpa`]); knobs drop
+//! Tests change objects directly ([`ApiServer::apply`], [`ApiServer::delete`], [`ApiServer::put_hpa`],
+//! [`ApiServer::delete_hpa`]); knobs drop
 //! every open watch ([`ApiServer::drop_watches`]), hold events back from open watches ([`ApiServer::freeze`]) and
-//! forget history ([`ApiServer::compact`]) so a resuming watch gets 410 and relists; every write is counted
-//! ([`ApiServer::writes`]).
+//! forget history ([`ApiServer::compact`]) so a resuming watch gets 410 and relists, or fail every list and watch
+//! ([`ApiServer::fail_lists`]) or every Lease request ([`ApiServer::fail_leases`]); every write is counted
+//! ([`ApiServer::writes`]), and by the door it came through when clients have their own
+//! ([`ApiServer::client_as`], [`ApiServer::writes_via`]).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -32,6 +38,8 @@ pub enum Kind {
     Pa,
     /// autoscaling/v2 HorizontalPodAutoscaler.
     Hpa,
+    /// coordination.k8s.io/v1 Lease.
+    Lease,
 }
 
 impl Kind {
@@ -39,18 +47,21 @@ impl Kind {
         match self {
             Kind::Pa => "predictiveautoscalers",
             Kind::Hpa => "horizontalpodautoscalers",
+            Kind::Lease => "leases",
         }
     }
     fn api_version(self) -> &'static str {
         match self {
             Kind::Pa => "prescale.dev/v1alpha1",
             Kind::Hpa => "autoscaling/v2",
+            Kind::Lease => "coordination.k8s.io/v1",
         }
     }
     fn kind(self) -> &'static str {
         match self {
             Kind::Pa => "PredictiveAutoscaler",
             Kind::Hpa => "HorizontalPodAutoscaler",
+            Kind::Lease => "Lease",
         }
     }
 }
@@ -73,6 +84,10 @@ struct Inner {
     objects: BTreeMap<(Kind, String, String), Value>,
     log: Vec<Event>,
     frozen: bool,
+    /// Lists and watches are answered 503, as by an API server that is down.
+    unavailable: bool,
+    /// Lease requests are answered 503.
+    leases_unavailable: bool,
 }
 
 struct Shared {
@@ -81,6 +96,8 @@ struct Shared {
     drops: watch::Sender<u64>,
     writes: Mutex<BTreeMap<String, usize>>,
     watches: Mutex<usize>,
+    /// Requests other than GET by the door they came through ([`ApiServer::client_as`]) and `METHOD path`.
+    door_writes: Mutex<BTreeMap<(String, String), usize>>,
 }
 
 /// The stand-in; dropping it does not stop the server (tests end the process).
@@ -100,34 +117,78 @@ impl ApiServer {
             drops: watch::channel(0).0,
             writes: Mutex::new(BTreeMap::new()),
             watches: Mutex::new(0),
+            door_writes: Mutex::new(BTreeMap::new()),
         });
-        let router = Router::new()
-            .route("/apis/prescale.dev/v1alpha1/predictiveautoscalers", get(pa_all))
-            .route(
-                "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers",
-                get(pa_in),
-            )
-            .route(
-                "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers/{name}",
-                get(pa_get),
-            )
-            .route(
-                "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers/{name}/status",
-                get(pa_get).patch(pa_status),
-            )
-            .route(
-                "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
-                get(hpa_list).post(hpa_create),
-            )
-            .route(
-                "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}",
-                get(hpa_get).put(hpa_write).patch(hpa_write).delete(hpa_write),
-            )
-            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = router(shared.clone());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self { shared, url }
+    }
+
+    /// A real kube client pointed at the stand-in through a door of its own, named `door`: the same API, with
+    /// every write through it counted under that name ([`ApiServer::writes_via`]), so a test with several clients
+    /// (replicas) can tell who wrote.
+    pub async fn client_as(&self, door: &str) -> kube::Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (shared, door) = (self.shared.clone(), door.to_owned());
+        let router = router(self.shared.clone()).layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let (shared, door) = (shared.clone(), door.clone());
+                async move {
+                    if request.method() != Method::GET {
+                        let key = (door, format!("{} {}", request.method(), request.uri().path()));
+                        *shared.door_writes.lock().unwrap().entry(key).or_default() += 1;
+                    }
+                    next.run(request).await
+                }
+            },
+        ));
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
+    }
+
+    /// Requests other than GET that came through `door` ([`ApiServer::client_as`]) with `method` and a path
+    /// containing `path`, e.g. `writes_via("a", "PATCH", "/status")`.
+    pub fn writes_via(&self, door: &str, method: &str, path: &str) -> usize {
+        let writes = self.shared.door_writes.lock().unwrap();
+        writes
+            .iter()
+            .filter(|((d, what), _)| {
+                d == door
+                    && what
+                        .split_once(' ')
+                        .is_some_and(|(m, p)| m == method && p.contains(path))
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Requests other than GET that came through `door`, Lease requests left out: what a replica wrote to the
+    /// objects and HPAs.
+    pub fn object_writes_via(&self, door: &str) -> usize {
+        let writes = self.shared.door_writes.lock().unwrap();
+        writes
+            .iter()
+            .filter(|((d, what), _)| d == door && !what.contains("/leases"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Answers every Lease request with 503 Service Unavailable (`true`), or serves them again.
+    pub fn fail_leases(&self, failing: bool) {
+        self.shared.inner.lock().unwrap().leases_unavailable = failing;
+    }
+
+    /// The stand-in's address, for a kubeconfig.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Answers every list and watch with 503 Service Unavailable (`true`), or serves them again.
+    pub fn fail_lists(&self, failing: bool) {
+        self.shared.inner.lock().unwrap().unavailable = failing;
     }
 
     /// A real kube client pointed at the stand-in.
@@ -196,6 +257,25 @@ impl ApiServer {
         hpa["apiVersion"] = json!(Kind::Hpa.api_version());
         hpa["kind"] = json!(Kind::Hpa.kind());
         self.shared.store(&mut inner, (Kind::Hpa, ns, name), hpa, "ADDED");
+    }
+
+    /// Deletes an HPA, as someone else would.
+    pub fn delete_hpa(&self, namespace: &str, name: &str) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        let key = (Kind::Hpa, namespace.to_owned(), name.to_owned());
+        let object = inner.objects.remove(&key).expect("the HPA exists");
+        inner.rv += 1;
+        let rv = inner.rv;
+        self.shared.emit(
+            &mut inner,
+            Event {
+                rv,
+                kind: Kind::Hpa,
+                namespace: namespace.to_owned(),
+                type_: "DELETED",
+                object,
+            },
+        );
     }
 
     /// An object as stored now.
@@ -299,6 +379,10 @@ async fn pa_in(
     list_or_watch(s, Kind::Pa, Some(ns), q)
 }
 
+async fn hpa_all(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    list_or_watch(s, Kind::Hpa, None, q)
+}
+
 async fn hpa_list(
     State(s): State<Arc<Shared>>,
     Path(ns): Path<String>,
@@ -310,6 +394,9 @@ async fn hpa_list(
 fn list_or_watch(s: Arc<Shared>, kind: Kind, ns: Option<String>, q: HashMap<String, String>) -> Response {
     let matches = move |k: Kind, namespace: &str| k == kind && ns.as_deref().is_none_or(|n| n == namespace);
     let inner = s.inner.lock().unwrap();
+    if inner.unavailable {
+        return status(503, "ServiceUnavailable", "the API server is unavailable");
+    }
     if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
         *s.watches.lock().unwrap() += 1;
         let from: u64 = q.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -481,6 +568,18 @@ async fn hpa_write(
         return status(400, "BadRequest", "the body is not JSON");
     };
     let object = if method == Method::PUT {
+        // A replace names the version it read; another write since then is a conflict, as on a real server.
+        let read = &body["metadata"]["resourceVersion"];
+        if !read.is_null() && *read != old["metadata"]["resourceVersion"] {
+            return status(
+                409,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on horizontalpodautoscalers \"{name}\": the object has been \
+                     modified; please apply your changes to the latest version and try again"
+                ),
+            );
+        }
         let mut new = body;
         new["metadata"]["uid"] = old["metadata"]["uid"].clone();
         new["apiVersion"] = json!(Kind::Hpa.api_version());
@@ -492,4 +591,112 @@ async fn hpa_write(
         new
     };
     Json(s.store(&mut inner, key, object, "MODIFIED")).into_response()
+}
+
+async fn lease_get(State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+    if s.inner.lock().unwrap().leases_unavailable {
+        return status(503, "ServiceUnavailable", "the API server is unavailable");
+    }
+    get_one(&s, Kind::Lease, &ns, &name)
+}
+
+async fn lease_create(State(s): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
+    let Ok(mut lease) = serde_json::from_slice::<Value>(&body) else {
+        return status(400, "BadRequest", "the body is not JSON");
+    };
+    let name = lease["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    s.count(&Method::POST, &format!("leases {ns}/{name}"));
+    let mut inner = s.inner.lock().unwrap();
+    if inner.leases_unavailable {
+        return status(503, "ServiceUnavailable", "the API server is unavailable");
+    }
+    let key = (Kind::Lease, ns, name.clone());
+    if inner.objects.contains_key(&key) {
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("leases.coordination.k8s.io \"{name}\" already exists"),
+        );
+    }
+    inner.uids += 1;
+    lease["metadata"]["uid"] = json!(format!("uid-{}", inner.uids));
+    lease["apiVersion"] = json!(Kind::Lease.api_version());
+    lease["kind"] = json!(Kind::Lease.kind());
+    let stored = s.store(&mut inner, key, lease, "ADDED");
+    (StatusCode::CREATED, Json(stored)).into_response()
+}
+
+/// A replace: 409 Conflict unless it carries the stored `resourceVersion`, as on a real server (the election's
+/// safety rests on it).
+async fn lease_replace(
+    State(s): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    s.count(&Method::PUT, &format!("leases {ns}/{name}"));
+    let Ok(mut lease) = serde_json::from_slice::<Value>(&body) else {
+        return status(400, "BadRequest", "the body is not JSON");
+    };
+    let mut inner = s.inner.lock().unwrap();
+    if inner.leases_unavailable {
+        return status(503, "ServiceUnavailable", "the API server is unavailable");
+    }
+    let key = (Kind::Lease, ns, name.clone());
+    let Some(old) = inner.objects.get(&key).cloned() else {
+        return status(
+            404,
+            "NotFound",
+            &format!("leases.coordination.k8s.io \"{name}\" not found"),
+        );
+    };
+    if lease["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
+        return status(
+            409,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": the object has been \
+                 modified; please apply your changes to the latest version and try again"
+            ),
+        );
+    }
+    lease["metadata"]["uid"] = old["metadata"]["uid"].clone();
+    lease["apiVersion"] = json!(Kind::Lease.api_version());
+    lease["kind"] = json!(Kind::Lease.kind());
+    Json(s.store(&mut inner, key, lease, "MODIFIED")).into_response()
+}
+
+/// The routes, on `shared`.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/apis/prescale.dev/v1alpha1/predictiveautoscalers", get(pa_all))
+        .route(
+            "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers",
+            get(pa_in),
+        )
+        .route(
+            "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers/{name}",
+            get(pa_get),
+        )
+        .route(
+            "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictiveautoscalers/{name}/status",
+            get(pa_get).patch(pa_status),
+        )
+        .route("/apis/autoscaling/v2/horizontalpodautoscalers", get(hpa_all))
+        .route(
+            "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+            get(hpa_list).post(hpa_create),
+        )
+        .route(
+            "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}",
+            get(hpa_get).put(hpa_write).patch(hpa_write).delete(hpa_write),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+            axum::routing::post(lease_create),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
+            get(lease_get).put(lease_replace),
+        )
+        .with_state(shared)
 }

@@ -113,6 +113,14 @@ section completed from `prometheus` (URL, credential files). Keys the chart owns
 */}}
 {{- define "prescale.config" -}}
 {{- $config := deepCopy .Values.config -}}
+{{- if not (get $config "workloads") -}}
+{{- if not .Values.watchObjects.enabled -}}
+{{- fail "config.workloads: none listed, so prescale has nothing to plan; list at least one workload, or set watchObjects.enabled: true to plan for PredictiveAutoscaler objects only" -}}
+{{- end -}}
+{{- if .Values.backtest.enabled -}}
+{{- fail "backtest.enabled: the nightly backtest replays config.workloads, and none are listed; list one, or set backtest.enabled: false" -}}
+{{- end -}}
+{{- end -}}
 {{- range $key := list "apiAddr" "adminAddr" -}}
 {{- if hasKey $config $key -}}
 {{- fail (printf "config.%s: the chart sets the listen addresses (the container ports); remove it from config" $key) -}}
@@ -217,4 +225,9 @@ capabilities:
       protocol: UDP
     - port: 53
       protocol: TCP
+{{- end -}}
+
+{{/* The controller's leader-election Lease: `prescale-controller` for a release named prescale, the flag's default. */}}
+{{- define "prescale.lease" -}}
+{{ include "prescale.fullname" . }}-controller
 {{- end -}}
