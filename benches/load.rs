@@ -137,9 +137,12 @@ fn main() -> anyhow::Result<()> {
     let readyz = format!("http://127.0.0.1:{admin}/readyz?verbose");
     let mut last_print = Instant::now();
     let planned_after = loop {
-        let served = rt
+        let text = rt
             .block_on(async { http.get(&readyz).send().await?.text().await })
-            .map_or(0, |text| text.lines().filter(|l| l.starts_with("[+]workload ")).count());
+            .unwrap_or_default();
+        let served = text.lines().filter(|l| l.starts_with("[+]workload ")).count();
+        // Why the first workload still waiting is not served, for the progress line.
+        let waiting = text.lines().find(|l| l.starts_with("[-]")).unwrap_or("");
         if served >= args.workloads {
             break started.elapsed();
         }
@@ -157,7 +160,7 @@ fn main() -> anyhow::Result<()> {
         if last_print.elapsed() >= Duration::from_secs(5) {
             last_print = Instant::now();
             println!(
-                "  {:>6.0} s  planned {served:>6} / {}  rss {:.0} MiB",
+                "  {:>6.0} s  planned {served:>6} / {}  rss {:.0} MiB  {waiting}",
                 started.elapsed().as_secs_f64(),
                 args.workloads,
                 rss_kib(pid)? as f64 / 1024.0

@@ -66,7 +66,7 @@ impl Series {
             return ingest;
         };
         if i >= self.values.len() {
-            self.values.resize(i + 1, None);
+            self.grow_to(i + 1);
         } else if self.values[i].is_some() {
             ingest.duplicates += 1;
         }
@@ -189,8 +189,19 @@ impl Series {
         let step_ms = self.step.num_milliseconds();
         let want = ((offset.max(0) + step_ms - 1) / step_ms) as usize;
         if want > self.values.len() {
-            self.values.resize(want, None);
+            self.grow_to(want);
         }
+    }
+
+    /// Extends the grid with gaps to `len` slots, keeping the spare capacity to a sixteenth of the length (at least
+    /// 16 slots). A live history grows by a few slots a cycle and is trimmed at the front: a doubling `Vec` would
+    /// hold up to twice the window (for 15 days of 1-minute slots, 180 KiB more per workload), forever.
+    fn grow_to(&mut self, len: usize) {
+        let spare = len / 16 + 16;
+        if len > self.values.capacity() {
+            self.values.reserve_exact(len + spare - self.values.len());
+        }
+        self.values.resize(len, None);
     }
 
     /// Drops slots that start before `t`, keeping the grid aligned.
@@ -206,6 +217,13 @@ impl Series {
     ///
     /// Returns the number of samples taken from `other`.
     pub fn merge(&mut self, other: &Series) -> Ingest {
+        // Room for all of `other` at once, not a reallocation per sixteenth.
+        if let Some(last) = other.len().checked_sub(1).and_then(|i| self.slot_of(other.time_at(i))) {
+            if last >= self.values.capacity() {
+                self.values
+                    .reserve_exact(last + 1 + (last + 1) / 16 + 16 - self.values.len());
+            }
+        }
         let mut ingest = Ingest::default();
         for (t, v) in other.points() {
             ingest.merge(self.insert(t, v));
@@ -340,5 +358,39 @@ mod tests {
         assert_eq!(percentile(&v, 0.0), 1.0);
         assert_eq!(percentile(&[7.0], 0.9), 7.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn a_live_window_keeps_little_spare_capacity() {
+        // Fifteen days of one-minute slots, then a day of cycles that add three slots and trim the front.
+        let step = TimeDelta::minutes(1);
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let n = 15 * 1440;
+        let fresh = Series::from_values(t0, step, vec![Some(1.0); n]);
+        let mut live = Series::empty(t0, step);
+        live.merge(&fresh);
+        let tight = |s: &Series| s.values.capacity() <= s.len() + s.len() / 16 + 16;
+        assert!(
+            tight(&live),
+            "{} slots in {} capacity",
+            live.len(),
+            live.values.capacity()
+        );
+        for k in 0..480 {
+            let end = t0 + step * (n as i32 + 3 * (k + 1));
+            let more = Series::from_values(end - step * 3, step, vec![Some(2.0); 3]);
+            live.merge(&more);
+            live.pad_to(end);
+            live.trim_before(end - step * n as i32);
+            assert_eq!(live.len(), n);
+            assert!(
+                tight(&live),
+                "cycle {k}: {} slots in {} capacity",
+                live.len(),
+                live.values.capacity()
+            );
+        }
     }
 }
