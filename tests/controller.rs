@@ -36,6 +36,17 @@ const LIMITS: WriteLimits = WriteLimits {
 /// How often managed HPAs are checked, scaled down likewise.
 const HPA_RESYNC: Duration = Duration::from_secs(1);
 
+/// The controller settings of most tests: every namespace, the test write limits, no election.
+fn settings() -> Settings {
+    Settings {
+        namespace: None,
+        limits: LIMITS,
+        failure_limit: Duration::from_secs(120),
+        hpa_resync: HPA_RESYNC,
+        election: None,
+    }
+}
+
 struct Fixture {
     _prometheus: Prometheus,
     api: ApiServer,
@@ -125,13 +136,7 @@ async fn fixture() -> Fixture {
         clock.clone(),
         BTreeSet::from([id("from-file")]),
         history,
-        Settings {
-            namespace: None,
-            limits: LIMITS,
-            failure_limit: Duration::from_secs(120),
-            hpa_resync: HPA_RESYNC,
-            election: None,
-        },
+        settings(),
     );
     let controller = tokio::spawn(controller.run());
     Fixture {
@@ -583,13 +588,7 @@ async fn readiness_waits_for_the_first_list_then_for_the_first_cycles_of_the_obj
         clock,
         BTreeSet::new(),
         gated,
-        Settings {
-            namespace: None,
-            limits: LIMITS,
-            failure_limit: Duration::from_secs(120),
-            hpa_resync: HPA_RESYNC,
-            election: None,
-        },
+        settings(),
     );
     let controller = tokio::spawn(controller.run());
 
