@@ -28,7 +28,7 @@ use crate::sre::admin::{self, AdminState};
 use crate::sre::telemetry;
 use crate::store::{PlanStore, WorkloadId};
 
-/// Listener overrides from the command line.
+/// Overrides of what the servers listen on and serve, from the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ListenArgs {
     /// Address of the external metrics API (overrides the config's apiAddr).
@@ -41,6 +41,11 @@ pub struct ListenArgs {
     /// ephemeral loopback port unless given.
     #[arg(long, env = "PRESCALE_KEDA_ADDR")]
     pub keda_addr: Option<SocketAddr>,
+    /// Export every per-workload series on /metrics (forecast levels, quality scores, cost ratios, a fit-duration
+    /// histogram per workload: about 50 series a workload), not only the 15 at most that alerts and the dashboard
+    /// use (turns on the config's metricsDetail).
+    #[arg(long, env = "PRESCALE_METRICS_DETAIL")]
+    pub metrics_detail: bool,
 }
 
 /// How the external metrics API is secured.
@@ -391,6 +396,7 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
         interval: config::DEFAULT_INTERVAL,
         workloads: workloads.iter().map(|w| w.config.clone()).collect(),
         prometheus: None,
+        metrics_detail: false,
     };
     apply_listen(&mut config, &listen);
     let keda = KedaListener {
@@ -464,6 +470,7 @@ fn apply_listen(config: &mut Config, listen: &ListenArgs) {
     if let Some(a) = listen.admin_addr {
         config.admin_addr = a;
     }
+    config.metrics_detail |= listen.metrics_detail;
 }
 
 /// The demand source of workload `w`: its generator, its trace replayed to end at `now`, or its PromQL query on
@@ -575,7 +582,11 @@ async fn run(
         watched.as_deref(),
     );
 
-    let telemetry = telemetry::Registry::new(store.clone(), clock.clone());
+    let telemetry = telemetry::Registry::with_detail(
+        store.clone(),
+        clock.clone(),
+        telemetry::Detail::full_if(config.metrics_detail),
+    );
     if let Some(client) = &extras.prometheus {
         telemetry.register_with(|r| client.register_metrics(r));
     }

@@ -40,6 +40,9 @@ pub struct Config {
     pub workloads: Vec<WorkloadConfig>,
     /// The Prometheus-compatible query API for `promql` demand sources.
     pub prometheus: Option<PrometheusSettings>,
+    /// `/metrics` carries every per-workload series (`metricsDetail`), not only the default set
+    /// ([`crate::sre::telemetry::Detail`]).
+    pub metrics_detail: bool,
 }
 
 /// One validated workload.
@@ -427,6 +430,7 @@ const TOP_FIELDS: &[&str] = &[
     "maxForecastAge",
     "maxDataAge",
     "interval",
+    "metricsDetail",
     "prometheus",
     "workloads",
 ];
@@ -697,6 +701,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             }
         }
     }
+    let metrics_detail = top
+        .get("metricsDetail")
+        .and_then(|b| v.boolean(b, "metricsDetail"))
+        .unwrap_or(false);
     let prometheus = top.get("prometheus").and_then(|p| v.prometheus(p));
     if top.get("prometheus").is_none() {
         for ((w, _), (i, item)) in workloads.iter().zip(&items_read) {
@@ -723,6 +731,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             interval,
             workloads,
             prometheus,
+            metrics_detail,
         })
     } else {
         Err(ConfigError::Invalid(v.problems))
@@ -2234,6 +2243,32 @@ mod tests {
         let ps = problems(&text("maxDataAge: soon\n"));
         assert!(
             ps[0].starts_with("p.yaml:1:13: maxDataAge: `soon` is not a duration"),
+            "{ps:?}"
+        );
+    }
+
+    #[test]
+    fn metrics_detail_is_off_unless_asked_for() {
+        let text = |top: &str| {
+            format!(
+                "{top}workloads:\n  - name: a\n    demand: {{generator: {{profile: embeddings}}}}\n    capacityPerReplica: 3\n    \
+                 maxReplicas: 4\n"
+            )
+        };
+        assert!(!parse(&text(""), Path::new("p.yaml")).unwrap().metrics_detail);
+        assert!(
+            parse(&text("metricsDetail: true\n"), Path::new("p.yaml"))
+                .unwrap()
+                .metrics_detail
+        );
+        assert!(
+            !parse(&text("metricsDetail: false\n"), Path::new("p.yaml"))
+                .unwrap()
+                .metrics_detail
+        );
+        let ps = problems(&text("metricsDetail: yes please\n"));
+        assert!(
+            ps[0].starts_with("p.yaml:1:16: metricsDetail: expected true or false"),
             "{ps:?}"
         );
     }

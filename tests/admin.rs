@@ -4,6 +4,7 @@
 //! `UPDATE_GOLDEN=1 cargo test --test admin` rewrites the golden files from the current output.
 //! `promtool` comes from the Debian package `prometheus` (`apt-get install -y prometheus`).
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -27,7 +28,9 @@ use prescale::series::Series;
 use prescale::sre::admin::{self, AdminState};
 use prescale::sre::explain::{self, Explanation};
 use prescale::sre::telemetry;
-use prescale::store::{Insight, PlanStore, ReplayState, ReplayStatus, Snapshot, WorkloadId, WorkloadStatus};
+use prescale::store::{
+    Insight, PlanStore, Publication, ReplayState, ReplayStatus, Snapshot, WorkloadId, WorkloadStatus,
+};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -558,15 +561,19 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
     let store = filled_store();
     let clock = Clock::fixed(at(NOW));
     let registry = telemetry::Registry::new(store.clone(), clock.clone());
-    registry.pipeline().fit(
-        &WorkloadId {
-            namespace: "default".into(),
-            name: "llm-chat".into(),
-        },
-        0.25,
-    );
-    let router = telemetry::instrument(admin::router(AdminState { store, clock }), registry.http("admin"))
-        .merge(registry.router());
+    let chat = WorkloadId {
+        namespace: "default".into(),
+        name: "llm-chat".into(),
+    };
+    registry.pipeline().fit(&chat, 0.25);
+    let router = telemetry::instrument(
+        admin::router(AdminState {
+            store: store.clone(),
+            clock: clock.clone(),
+        }),
+        registry.http("admin"),
+    )
+    .merge(registry.router());
     for uri in [
         "/api/v1/workloads",
         "/api/v1/workloads",
@@ -584,24 +591,22 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
         r#"prescale_served_replicas{namespace="default",workload="llm-chat"} 5.0"#,
         r#"prescale_served_replicas{namespace="default",workload="web"} 9.0"#,
         r#"prescale_reactive_replicas{namespace="default",workload="batch"} 9.0"#,
-        r#"prescale_forecast_replicas{namespace="default",workload="batch"} 5.0"#,
         r#"prescale_forecast_age_seconds{namespace="default",workload="web"} 20.0"#,
         r#"prescale_history_data_age_seconds{namespace="default",workload="web"} 60.0"#,
         r#"prescale_quality_demoted{namespace="default",workload="web"} 1.0"#,
         r#"prescale_quality_demoted{namespace="default",workload="llm-chat"} 0.0"#,
         r#"prescale_serving{namespace="default",workload="batch",state="forecast_only"} 1.0"#,
-        r#"prescale_forecast_only{namespace="default",workload="batch"} 1.0"#,
+        r#"prescale_serving{namespace="default",workload="web",state="demoted"} 1.0"#,
+        r#"prescale_serving_refused{namespace="default",workload="waiting",reason="not_planned"} 1.0"#,
         r#"prescale_slo_max_unserved_ratio{namespace="default",workload="llm-chat"} 0.005"#,
         r#"prescale_slo_unserved_ratio{namespace="default",workload="llm-chat"} 0.0035"#,
         r#"prescale_slo_error_budget_remaining_ratio{namespace="default",workload="llm-chat"} 0.3"#,
         r#"prescale_slo_error_budget_remaining_ratio{namespace="default",workload="web"} -3.0"#,
         r#"prescale_slo_reachable{namespace="default",workload="llm-chat"} 1.0"#,
         r#"prescale_slo_reachable{namespace="default",workload="web"} 0.0"#,
-        r#"prescale_slo_cost_vs_reactive_ratio{namespace="default",workload="llm-chat"} 0.94"#,
-        r#"prescale_served_pods_vs_reactive_ratio{namespace="default",workload="llm-chat"} 0.93"#,
-        r#"prescale_quality_demotions_total{namespace="default",workload="web"} 1"#,
-        r#"prescale_forecast_demand{namespace="default",workload="llm-chat",level="0.9"}"#,
-        r#"prescale_forecast_fit_duration_seconds_count{namespace="default",workload="llm-chat"} 1"#,
+        r#"prescale_history_query_errors_total{namespace="default",workload="web"} 0"#,
+        "prescale_forecast_max_age_seconds 300.0",
+        "prescale_forecast_fit_duration_seconds_count 1",
         r#"prescale_admin_requests_total{method="GET",route="/api/v1/workloads",code="200"} 2"#,
         r#"prescale_admin_requests_total{method="GET",route="/api/v1/workloads/{namespace}/{name}",code="404"} 1"#,
         r#"prescale_admin_request_duration_seconds_count{method="GET",route="/api/v1/workloads"} 2"#,
@@ -618,13 +623,222 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
         "no SLO series for a workload without the controller"
     );
     assert!(
-        !text.contains(r#"prescale_served_pods_vs_reactive_ratio{namespace="default",workload="web"}"#),
-        "nothing served scored, no record"
-    );
-    assert!(
         !text.contains(r#"workload="waiting",state"#),
         "no serving state for an unplanned workload"
     );
+    assert!(
+        !text.contains(r#"prescale_serving_refused{namespace="default",workload="web""#),
+        "no refusal while the plan is served"
+    );
+    assert_eq!(
+        text.matches(r#"prescale_serving{namespace="default",workload="web""#)
+            .count(),
+        1,
+        "one state series: the current one"
+    );
+    for detail in [
+        "prescale_forecast_replicas",
+        "prescale_forecast_demand",
+        "prescale_quality_coverage_ratio",
+        "prescale_slo_cost_vs_reactive_ratio",
+        "prescale_forecast_workload_fit_duration_seconds",
+        "prescale_history_max_data_age_seconds",
+    ] {
+        assert!(!text.contains(detail), "{detail} is detail:\n{text}");
+    }
+
+    // With detail on: every per-workload series.
+    let registry = telemetry::Registry::with_detail(store, clock, telemetry::Detail::Full);
+    registry.pipeline().fit(&chat, 0.25);
+    let text = registry.encode();
+    promtool_check(&text);
+    for line in [
+        r#"prescale_served_replicas{namespace="default",workload="llm-chat"} 5.0"#,
+        r#"prescale_forecast_replicas{namespace="default",workload="batch"} 5.0"#,
+        r#"prescale_forecast_only{namespace="default",workload="batch"} 1.0"#,
+        r#"prescale_slo_cost_vs_reactive_ratio{namespace="default",workload="llm-chat"} 0.94"#,
+        r#"prescale_served_pods_vs_reactive_ratio{namespace="default",workload="llm-chat"} 0.93"#,
+        r#"prescale_quality_demotions_total{namespace="default",workload="web"} 1"#,
+        r#"prescale_forecast_demand{namespace="default",workload="llm-chat",level="0.9"}"#,
+        r#"prescale_history_missing_ratio{namespace="default",workload="web"} 0.025"#,
+        r#"prescale_history_last_success_timestamp_seconds{namespace="default",workload="web"}"#,
+        r#"prescale_forecast_workload_fit_duration_seconds_count{namespace="default",workload="llm-chat"} 1"#,
+        "prescale_forecast_fit_duration_seconds_count 1",
+        "prescale_forecast_max_age_seconds 300.0",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert!(!text.contains("NaN"), "never export NaN:\n{text}");
+    assert!(
+        !text.contains(r#"prescale_served_pods_vs_reactive_ratio{namespace="default",workload="web"}"#),
+        "nothing served scored, no record"
+    );
+}
+
+/// `n` copies of llm-chat (served, under an SLO, every score known) as `team-NN/workload-NNNNN`, each with one fit:
+/// the store and registry of a replica planning `n` workloads.
+fn many_workloads(n: usize, now: DateTime<Utc>, detail: telemetry::Detail) -> telemetry::Registry {
+    let template = PlanStore::new();
+    publish(&template, "llm-chat", Mode::Serve, 40.0, 1.0, 38.0);
+    let entry = template
+        .entry(&WorkloadId {
+            namespace: "default".into(),
+            name: "llm-chat".into(),
+        })
+        .unwrap();
+    let snapshot = entry.snapshot.clone().unwrap();
+    let insight = entry.insight.clone().unwrap();
+    let status = entry.status.clone().unwrap();
+    let store = Arc::new(PlanStore::new());
+    let registry = telemetry::Registry::with_detail(store.clone(), Clock::fixed(now), detail);
+    for i in 0..n {
+        let id = WorkloadId {
+            namespace: format!("team-{:02}", i % 100),
+            name: format!("workload-{i:05}"),
+        };
+        store.limit_data_age(&id, TimeDelta::minutes(5));
+        let snapshot = Snapshot {
+            id: id.clone(),
+            ..Snapshot::clone(&snapshot)
+        };
+        store.record(
+            &id,
+            Publication {
+                status: status.clone(),
+                plan: Some((Arc::new(snapshot), insight.clone())),
+            },
+        );
+        registry.pipeline().fit(&id, 0.2);
+    }
+    registry
+}
+
+/// The metric names of each workload's series in `text` (histogram buckets and sums count as series), by workload.
+fn series_by_workload(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((_, rest)) = line.split_once("workload=\"") else {
+            continue;
+        };
+        let workload = rest.split('"').next().unwrap().to_owned();
+        let name = line.split(['{', ' ']).next().unwrap().to_owned();
+        out.entry(workload).or_default().push(name);
+    }
+    out
+}
+
+#[tokio::test]
+async fn metrics_carry_at_most_15_series_per_workload_unless_detail_is_on() {
+    const N: usize = 40;
+    let default_set = [
+        "prescale_served_replicas",
+        "prescale_served_demand",
+        "prescale_reactive_replicas",
+        "prescale_observed_demand",
+        "prescale_forecast_age_seconds",
+        "prescale_history_data_age_seconds",
+        "prescale_serving",
+        "prescale_fallback_active",
+        "prescale_slo_max_unserved_ratio",
+        "prescale_slo_unserved_ratio",
+        "prescale_slo_error_budget_remaining_ratio",
+        "prescale_slo_reachable",
+        "prescale_quality_demoted",
+        "prescale_history_query_errors_total",
+    ];
+    // Served now; an hour later every plan is refused (its data is past maxDataAge): one series more.
+    for (now, extra) in [
+        (at(NOW), None),
+        (at(NOW) + TimeDelta::hours(1), Some("prescale_serving_refused")),
+    ] {
+        let text = many_workloads(N, now, telemetry::Detail::Default).encode();
+        promtool_check(&text);
+        let by_workload = series_by_workload(&text);
+        assert_eq!(by_workload.len(), N);
+        let mut expected: Vec<&str> = default_set.iter().copied().chain(extra).collect();
+        expected.sort_unstable();
+        for (workload, names) in &by_workload {
+            assert!(
+                names.len() <= telemetry::DEFAULT_SERIES_PER_WORKLOAD,
+                "{workload}: {} series: {names:#?}",
+                names.len()
+            );
+            let mut names = names.clone();
+            names.sort_unstable();
+            assert_eq!(names, expected, "{workload}: one series of each, the default set only");
+        }
+        assert!(
+            text.contains(&format!("\nprescale_forecast_fit_duration_seconds_count {N}\n")),
+            "{text}"
+        );
+        assert!(text.contains("\nprescale_forecast_max_age_seconds 300.0\n"), "{text}");
+    }
+
+    // Detail adds the rest: levels, scores, ratios, the model, counters, a histogram per workload.
+    let text = many_workloads(N, at(NOW), telemetry::Detail::Full).encode();
+    promtool_check(&text);
+    let by_workload = series_by_workload(&text);
+    assert_eq!(by_workload.len(), N);
+    for (workload, names) in &by_workload {
+        for name in default_set.iter().chain(&[
+            "prescale_forecast_demand",
+            "prescale_forecast_replicas",
+            "prescale_planning_quantile",
+            "prescale_forecast_model_info",
+            "prescale_forecast_only",
+            "prescale_slo_cost_vs_reactive_ratio",
+            "prescale_served_pods_vs_reactive_ratio",
+            "prescale_quality_coverage_ratio",
+            "prescale_quality_nominal_coverage_ratio",
+            "prescale_quality_under_prediction_ratio",
+            "prescale_quality_window_samples",
+            "prescale_quality_scored_total",
+            "prescale_quality_demotions_total",
+            "prescale_quality_promotions_total",
+            "prescale_history_last_success_timestamp_seconds",
+            "prescale_history_missing_ratio",
+            "prescale_history_max_data_age_seconds",
+            "prescale_forecast_fits_total",
+            "prescale_forecast_workload_fit_duration_seconds_count",
+        ]) {
+            assert!(names.iter().any(|n| n == name), "{workload}: no {name} with detail on");
+        }
+        assert!(names.len() > 45, "{workload}: {} series with detail on", names.len());
+    }
+    assert!(
+        text.contains(&format!("\nprescale_forecast_fit_duration_seconds_count {N}\n")),
+        "{text}"
+    );
+}
+
+/// The most bytes `/metrics` may take at 10,000 workloads by default: 15 series a workload at about 80 bytes each
+/// (name, `namespace` and `workload` labels, value). Every workload's full set took 52.8 MB.
+const METRICS_BYTES_AT_10000: usize = 12_000_000;
+
+/// The exposition at 10,000 workloads, by default and with detail on (sizes in BENCHMARKS.md):
+/// `cargo test --test admin metrics_at_10000_workloads -- --nocapture`.
+#[tokio::test]
+async fn metrics_at_10000_workloads() {
+    const N: usize = 10_000;
+    for detail in [telemetry::Detail::Default, telemetry::Detail::Full] {
+        let registry = many_workloads(N, at(NOW), detail);
+        let started = std::time::Instant::now();
+        let text = registry.encode();
+        let elapsed = started.elapsed();
+        let by_workload = series_by_workload(&text);
+        assert_eq!(by_workload.len(), N);
+        let series: usize = by_workload.values().map(Vec::len).sum();
+        let most = by_workload.values().map(Vec::len).max().unwrap();
+        println!(
+            "{detail:?}: {N} workloads, {series} per-workload series ({most} at most per workload), {} bytes ({:.2} MB), encoded in {elapsed:.2?} (debug build)",
+            text.len(),
+            text.len() as f64 / 1e6
+        );
+        if detail == telemetry::Detail::Default {
+            assert!(most <= telemetry::DEFAULT_SERIES_PER_WORKLOAD);
+            assert!(text.len() < METRICS_BYTES_AT_10000, "{} bytes", text.len());
+        }
+    }
 }
 
 /// The real pipeline (generator history, real model fits) feeds the same API: the explanation's numbers are the
@@ -702,7 +916,7 @@ async fn the_pipeline_publishes_what_the_api_explains() {
     let metrics = registry.encode();
     promtool_check(&metrics);
     assert!(
-        metrics.contains(r#"prescale_forecast_fit_duration_seconds_count{namespace="shop",workload="web"} 1"#),
+        metrics.contains("\nprescale_forecast_fit_duration_seconds_count 1\n"),
         "{metrics}"
     );
 }
@@ -797,32 +1011,39 @@ async fn the_explain_client_reads_a_running_server() {
     );
 }
 
-/// Every `prescale_*` metric the Grafana dashboard queries is one prescale exports.
+/// Every `prescale_*` metric the Grafana dashboard queries is one prescale exports: by default outside its Detail
+/// row, with `--metrics-detail` inside it.
 #[tokio::test]
 async fn the_grafana_dashboard_queries_exported_metrics() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/prescale.json");
     let text = std::fs::read_to_string(&path).unwrap();
     let dashboard: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
-    let store = filled_store();
-    let registry = telemetry::Registry::new(store.clone(), Clock::fixed(at(NOW)));
-    registry.pipeline().fit(
-        &WorkloadId {
-            namespace: "default".into(),
-            name: "web".into(),
-        },
-        0.1,
-    );
-    let api = telemetry::instrument(
-        admin::router(AdminState {
-            store,
-            clock: Clock::fixed(at(NOW)),
-        }),
-        registry.http("api"),
-    );
-    send(api, "/api/v1/workloads").await;
-    let exposition = registry.encode();
+    let exposition = |detail| {
+        let store = filled_store();
+        let registry = telemetry::Registry::with_detail(store.clone(), Clock::fixed(at(NOW)), detail);
+        registry.pipeline().fit(
+            &WorkloadId {
+                namespace: "default".into(),
+                name: "web".into(),
+            },
+            0.1,
+        );
+        let api = telemetry::instrument(
+            admin::router(AdminState {
+                store,
+                clock: Clock::fixed(at(NOW)),
+            }),
+            registry.http("api"),
+        );
+        async move {
+            send(api, "/api/v1/workloads").await;
+            registry.encode()
+        }
+    };
+    let default = exposition(telemetry::Detail::Default).await;
+    let detail = exposition(telemetry::Detail::Full).await;
     let mut checked = 0;
-    for panel in dashboard["panels"].as_array().unwrap() {
+    let mut check = |panel: &Value, exposition: &str, set: &str| {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             for (i, _) in expr.match_indices("prescale_") {
@@ -835,14 +1056,31 @@ async fn the_grafana_dashboard_queries_exported_metrics() {
                     .fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
                 assert!(
                     exposition.contains(&format!("# TYPE {family} ")),
-                    "panel `{}` queries {name}, which prescale does not export",
+                    "panel `{}` queries {name}, which is not in prescale's {set} metrics",
                     panel["title"]
                 );
                 checked += 1;
             }
         }
+    };
+    let mut rows = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            assert!(
+                panel["title"].as_str().unwrap().contains("--metrics-detail"),
+                "{}",
+                panel["title"]
+            );
+            for panel in panel["panels"].as_array().unwrap() {
+                check(panel, &detail, "detail");
+            }
+            rows += 1;
+        } else {
+            check(panel, &default, "default");
+        }
     }
-    assert!(checked >= 15, "{checked} metric references checked");
+    assert_eq!(rows, 1, "one Detail row");
+    assert!(checked >= 25, "{checked} metric references checked");
 }
 
 /// The client `prescale explain` reads the admin server with, as the composition root builds it.

@@ -119,27 +119,51 @@ fn the_slo_alerts_fire_when_they_should() {
     assert!(report.contains("SUCCESS"), "{report}");
 }
 
-/// The freshness alerts, with `promtool test rules`: a plan older than its workload's maxForecastAge (10 min here,
-/// not a fixed 5), data older than maxDataAge while plans keep coming, and a workload never planned fire; a fresh
-/// workload and one with a longer bound do not.
+/// The freshness alerts, with `promtool test rules`: they follow prescale's own refusal (`prescale_serving_refused`,
+/// present while the API refuses a plan), so a plan older than its workload's maxForecastAge (10 min here, not a
+/// fixed 5), data older than maxDataAge while plans keep coming, and a workload never planned fire; a fresh workload
+/// and one within its bounds do not. Prometheus unreachable: plans stop while the workload's queries fail; stale
+/// plans without query errors, and query errors while plans are fresh, do not fire it.
 #[test]
 fn the_freshness_alerts_follow_the_configured_bounds() {
     let dir = shipped_rules_without_annotations();
     let mut input = String::new();
-    // workload, forecast age, data age, not planned: an hour at one sample a minute.
-    for (workload, forecast_age, data_age, not_planned) in [
-        ("fresh", "20x60", "60x60", "0x60"),
-        // 7 minutes old, then older: past 300 s but within its 600 s maxForecastAge until minute 3 + 5.
-        ("slow", "420+60x60", "60x60", "0x60"),
-        ("dead-exporter", "20x60", "600+60x60", "0x60"),
-        ("broken", "_x60", "_x60", "1x60"),
+    // workload, forecast age, data age, refused (and why), history query errors: an hour at one sample a minute.
+    for (workload, forecast_age, data_age, refused, query_errors) in [
+        ("fresh", "20x60", "60x60", None, "0+1x60"),
+        // 7 minutes old, then older: past its 600 s maxForecastAge at minute 4, refused from then on.
+        (
+            "slow",
+            "420+60x60",
+            "60x60",
+            Some(("stale_forecast", "_x4 1x55")),
+            "0x60",
+        ),
+        // Past its 1800 s maxDataAge at minute 21.
+        (
+            "dead-exporter",
+            "20x60",
+            "600+60x60",
+            Some(("stale_data", "_x21 1x38")),
+            "0x60",
+        ),
+        ("broken", "_x60", "_x60", Some(("not_planned", "1x60")), "0+1x60"),
+        // Queries fail from the start: past 600 s at minute 10, stale_forecast (5 min bound) from minute 5.
+        (
+            "cut-off",
+            "20+60x60",
+            "80+60x60",
+            Some(("stale_forecast", "_x5 1x54")),
+            "0+2x60",
+        ),
     ] {
-        input += &series("prescale_forecast_max_age_seconds", workload, "600x60");
-        input += &series("prescale_history_max_data_age_seconds", workload, "1800x60");
         input += &series("prescale_forecast_age_seconds", workload, forecast_age);
         input += &series("prescale_history_data_age_seconds", workload, data_age);
-        input += &series("prescale_serving_refused", workload, not_planned)
-            .replace("workload=", "reason=\"not_planned\",workload=");
+        input += &series("prescale_history_query_errors_total", workload, query_errors);
+        if let Some((reason, values)) = refused {
+            input += &series("prescale_serving_refused", workload, values)
+                .replace("workload=", &format!("reason=\"{reason}\",workload="));
+        }
     }
     let alert = |name: &str, at: &str, firing: &[&str]| {
         let mut out = format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts:");
@@ -155,14 +179,18 @@ fn the_freshness_alerts_follow_the_configured_bounds() {
         out
     };
     let checks = [
-        // slow passes 600 s at minute 3 and fires five minutes later; at 300 s it would have fired from the start.
+        // slow is refused from minute 4 (past its 600 s) and fires five minutes later; cut-off, refused from minute 5,
+        // too. At a 300 s bound slow would have been refused from the start.
         alert("PrescaleForecastStale", "6m", &[]),
-        alert("PrescaleForecastStale", "10m", &["slow"]),
-        // dead-exporter passes 1800 s at minute 20.
+        alert("PrescaleForecastStale", "10m", &["slow", "cut-off"]),
+        // dead-exporter is refused from minute 21 (past 1800 s).
         alert("PrescaleDataStale", "22m", &[]),
         alert("PrescaleDataStale", "30m", &["dead-exporter"]),
         alert("PrescaleWorkloadNotPlanned", "5m", &[]),
         alert("PrescaleWorkloadNotPlanned", "15m", &["broken"]),
+        // cut-off passes 600 s at minute 10 and fires five minutes later; slow is as old, without query errors.
+        alert("PrescalePrometheusUnreachable", "13m", &[]),
+        alert("PrescalePrometheusUnreachable", "20m", &["cut-off"]),
     ]
     .concat();
     let tests = format!(

@@ -50,9 +50,10 @@ async fn admin_get(store: Arc<PlanStore>, now: DateTime<Utc>, path: &str) -> (St
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
-/// The value of `prescale_<name>{namespace="llm",workload="servegen"}` on `/metrics`.
+/// The value of `prescale_<name>{namespace="llm",workload="servegen"}` on `/metrics` with every series on.
 fn metric(store: Arc<PlanStore>, now: DateTime<Utc>, name: &str) -> Option<f64> {
-    let text = prescale::sre::telemetry::Registry::new(store, Clock::fixed(now)).encode();
+    use prescale::sre::telemetry::{Detail, Registry};
+    let text = Registry::with_detail(store, Clock::fixed(now), Detail::Full).encode();
     let prefix = format!("prescale_{name}{{namespace=\"llm\",workload=\"servegen\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

@@ -1,17 +1,23 @@
 //! prescale's own metrics: one Prometheus registry, a sub-registry per component, served at `/metrics`.
 //!
-//! | component | metrics (all prefixed `prescale_`) | source |
-//! |---|---|---|
-//! | forecast | `forecast_demand{level}`, `forecast_replicas`, `planning_quantile`, `forecast_age_seconds`, `forecast_fit_duration_seconds`, `fallback_active`, `forecast_info{method,periods}` | the plan store at scrape time; fit durations pushed by the pipeline |
-//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}`, `forecast_only`, `serving_refused{reason}` | the plan store |
-//! | slo | `slo_max_unserved_ratio`, `slo_unserved_ratio`, `slo_error_budget_remaining_ratio`, `slo_reachable`, `slo_cost_vs_reactive_ratio`, `served_pods_vs_reactive_ratio` | the plan store: the SLO controller's report ([`crate::control::service_level::Report`]) |
-//! | quality | `quality_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_scored_total`, `quality_demoted`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
-//! | history | `history_data_age_seconds`, `history_max_data_age_seconds`, `forecast_max_age_seconds`, `history_last_success_timestamp_seconds`, `history_query_errors_total`, `history_missing_ratio` | the plan store |
-//! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` | [`instrument`] middleware (labels bounded: [`method_label`], route templates) |
-//! | keda | `keda_requests_total{method,code}` (gRPC calls by RPC name and status code, streams counted when they end), `keda_streams_open` | [`crate::apiserver::keda`] (labels bounded: the service's five RPC names or `other`, gRPC code names) |
+//! Per-workload metrics come in two sets, chosen by [`Detail`] (`--metrics-detail`, the config's
+//! `metricsDetail`). By default `/metrics` carries at most [`DEFAULT_SERIES_PER_WORKLOAD`] series per workload, the
+//! ones an SRE alerts and graphs on (ten thousand workloads: 11 MB a scrape, 48 MB with detail); fit durations go to
+//! one histogram for all workloads. With detail on, every per-workload series below is exported as well.
 //!
-//! Per-workload metrics carry `namespace` and `workload` labels. A value that is not known (no observation, no
-//! score yet) is absent rather than zero.
+//! | component | by default (all prefixed `prescale_`) | with detail, also | source |
+//! |---|---|---|---|
+//! | forecast | `forecast_age_seconds`, `fallback_active`; `forecast_max_age_seconds` and `forecast_fit_duration_seconds` once for the process (no workload labels) | `forecast_demand{level}`, `forecast_replicas`, `planning_quantile`, `forecast_model_info{method,periods}`, `forecast_fits_total`, `forecast_workload_fit_duration_seconds` | the plan store at scrape time; fit durations pushed by the pipeline |
+//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}` (one series: the current state), `serving_refused{reason}` (one series while the API refuses the plan, else none) | `forecast_only` | the plan store |
+//! | slo | `slo_max_unserved_ratio`, `slo_unserved_ratio`, `slo_error_budget_remaining_ratio`, `slo_reachable` | `slo_cost_vs_reactive_ratio`, `served_pods_vs_reactive_ratio` | the plan store: the SLO controller's report ([`crate::control::service_level::Report`]) |
+//! | quality | `quality_demoted` | `quality_coverage_ratio`, `quality_nominal_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_window_samples`, `quality_scored_total`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
+//! | history | `history_data_age_seconds`, `history_query_errors_total` | `history_max_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_missing_ratio` | the plan store |
+//! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` (no workload labels) | | [`instrument`] middleware (labels bounded: [`method_label`], route templates) |
+//! | keda | `keda_requests_total{method,code}` (gRPC calls by RPC name and status code, streams counted when they end), `keda_streams_open` (no workload labels) | | [`crate::apiserver::keda`] (labels bounded: the service's five RPC names or `other`, gRPC code names) |
+//!
+//! Per-workload metrics carry `namespace` and `workload` labels, and no others but the bounded `state`, `reason`,
+//! `level`, `method` and `periods` above. A value that is not known (no observation, no score yet) is absent rather
+//! than zero.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -32,7 +38,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::clock::Clock;
-use crate::control::engine::{Mode, Serving};
+use crate::control::engine::Mode;
 use crate::control::quality::Health;
 use crate::store::{PlanStore, WorkloadId};
 
@@ -76,26 +82,68 @@ struct LatencyLabels {
     route: String,
 }
 
+/// How much of each workload `/metrics` carries (see the module documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// The series an SRE alerts and graphs on: at most [`DEFAULT_SERIES_PER_WORKLOAD`] per workload; fit durations
+    /// in one histogram for all workloads.
+    #[default]
+    Default,
+    /// Every per-workload series: forecast levels, quality scores, cost ratios, the model in use, counters and a
+    /// fit-duration histogram per workload (about 50 series per workload).
+    Full,
+}
+
+impl Detail {
+    /// `Full` when `on` (`--metrics-detail`, `metricsDetail: true`), else `Default`.
+    pub fn full_if(on: bool) -> Self {
+        if on {
+            Self::Full
+        } else {
+            Self::Default
+        }
+    }
+}
+
+/// The most series one workload adds to `/metrics` with [`Detail::Default`] (with every feature on: an SLO, a
+/// refusal).
+pub const DEFAULT_SERIES_PER_WORKLOAD: usize = 15;
+
 /// Metrics the pipeline pushes (what cannot be read from the store afterwards).
 #[derive(Debug, Clone)]
 pub struct PipelineMetrics {
-    fit_duration: Family<WorkloadLabels, Histogram>,
+    fit_duration: Histogram,
+    /// With [`Detail::Full`] only.
+    fit_duration_by_workload: Option<Family<WorkloadLabels, Histogram>>,
+}
+
+/// 10 ms .. ~80 s: a short daily model fits in tens of ms, two weeks of 1-min data in about a second.
+fn fit_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 14))
 }
 
 impl Default for PipelineMetrics {
     /// Metrics not attached to any registry: recorded, never exported.
     fn default() -> Self {
-        // 10 ms .. ~80 s: a short daily model fits in tens of ms, two weeks of 1-min data in about a second.
-        Self {
-            fit_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.01, 2.0, 14))),
-        }
+        Self::new(Detail::Default)
     }
 }
 
 impl PipelineMetrics {
+    fn new(detail: Detail) -> Self {
+        Self {
+            fit_duration: fit_histogram(),
+            fit_duration_by_workload: (detail == Detail::Full)
+                .then(|| Family::new_with_constructor(fit_histogram as fn() -> Histogram)),
+        }
+    }
+
     /// Records one model fit.
     pub fn fit(&self, id: &WorkloadId, seconds: f64) {
-        self.fit_duration.get_or_create(&id.into()).observe(seconds);
+        self.fit_duration.observe(seconds);
+        if let Some(by_workload) = &self.fit_duration_by_workload {
+            by_workload.get_or_create(&id.into()).observe(seconds);
+        }
     }
 }
 
@@ -220,16 +268,29 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// A registry exporting the store's workloads (read at scrape time, ages against `clock`) and the pipeline's
-    /// fit durations.
+    /// fit durations, with [`Detail::Default`].
     pub fn new(store: Arc<PlanStore>, clock: Clock) -> Self {
+        Self::with_detail(store, clock, Detail::Default)
+    }
+
+    /// [`Registry::new`] exporting `detail` of each workload.
+    pub fn with_detail(store: Arc<PlanStore>, clock: Clock, detail: Detail) -> Self {
         let mut root = prometheus_client::registry::Registry::with_prefix("prescale");
-        let pipeline = PipelineMetrics::default();
-        root.register_collector(Box::new(StoreCollector { store, clock }));
-        root.sub_registry_with_prefix("forecast").register(
+        let pipeline = PipelineMetrics::new(detail);
+        root.register_collector(Box::new(StoreCollector { store, clock, detail }));
+        let forecast = root.sub_registry_with_prefix("forecast");
+        forecast.register(
             "fit_duration_seconds",
-            "Duration of model fits",
+            "Duration of model fits, all workloads",
             pipeline.fit_duration.clone(),
         );
+        if let Some(by_workload) = &pipeline.fit_duration_by_workload {
+            forecast.register(
+                "workload_fit_duration_seconds",
+                "Duration of model fits, by workload",
+                by_workload.clone(),
+            );
+        }
         Self {
             inner: Arc::new(RwLock::new(root)),
             pipeline,
@@ -316,6 +377,7 @@ impl Registry {
 struct StoreCollector {
     store: Arc<PlanStore>,
     clock: Clock,
+    detail: Detail,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -355,6 +417,8 @@ pub(crate) struct Emit<'a, L> {
     name: &'a str,
     help: &'a str,
     family: Family<L, F64Gauge>,
+    /// False: nothing is recorded or encoded, not even the family's HELP and TYPE.
+    enabled: bool,
 }
 
 impl<'a, L: Clone + Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static> Emit<'a, L> {
@@ -363,17 +427,26 @@ impl<'a, L: Clone + Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync +
             name,
             help,
             family: Family::default(),
+            enabled: true,
         }
+    }
+
+    /// The same family, exported only when `enabled`.
+    pub(crate) fn only_if(self, enabled: bool) -> Self {
+        Self { enabled, ..self }
     }
 
     pub(crate) fn set(&self, labels: L, value: f64) {
         // Never export NaN: a value that is not a number is not known.
-        if value.is_finite() {
+        if self.enabled && value.is_finite() {
             self.family.get_or_create(&labels).set(value);
         }
     }
 
     pub(crate) fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if !self.enabled {
+            return Ok(());
+        }
         let metric = encoder.encode_descriptor(self.name, self.help, None, self.family.metric_type())?;
         self.family.encode(metric)
     }
@@ -384,6 +457,7 @@ struct EmitCounter<'a> {
     name: &'a str,
     help: &'a str,
     family: Family<WorkloadLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    enabled: bool,
 }
 
 impl<'a> EmitCounter<'a> {
@@ -392,16 +466,24 @@ impl<'a> EmitCounter<'a> {
             name,
             help,
             family: Family::default(),
+            enabled: true,
         }
     }
 
+    fn only_if(self, enabled: bool) -> Self {
+        Self { enabled, ..self }
+    }
+
     fn set(&self, labels: WorkloadLabels, value: f64) {
-        if value.is_finite() && value >= 0.0 {
+        if self.enabled && value.is_finite() && value >= 0.0 {
             self.family.get_or_create(&labels).inc_by(value);
         }
     }
 
     fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if !self.enabled {
+            return Ok(());
+        }
         let metric = encoder.encode_descriptor(self.name, self.help, None, self.family.metric_type())?;
         self.family.encode(metric)
     }
@@ -410,33 +492,28 @@ impl<'a> EmitCounter<'a> {
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now = self.clock.now();
-        let demand = Emit::<LevelLabels>::new(
-            "forecast_demand",
-            "Peak forecast demand over the lead window, by quantile (0.5 = median, and the planned quantile)",
-        );
-        let forecast_replicas = Emit::<WorkloadLabels>::new("forecast_replicas", "Replicas the forecast asks for now");
-        let planning_quantile = Emit::<WorkloadLabels>::new(
-            "planning_quantile",
-            "Quantile the forecast plan is made at now (adapted to the workload unless adaptiveQuantile is off)",
-        );
-        let forecast_age =
-            Emit::<WorkloadLabels>::new("forecast_age_seconds", "Seconds since the served plan was published");
-        let fallback =
-            Emit::<WorkloadLabels>::new("fallback_active", "1 when the forecast comes from a fallback model");
-        let model = Emit::<ModelLabels>::new(
-            "forecast_model_info",
-            "The model family and seasonal periods in use (value 1)",
-        );
+        let full = self.detail == Detail::Full;
+        // The default set (see the module documentation): at most DEFAULT_SERIES_PER_WORKLOAD series a workload.
         let served = Emit::<WorkloadLabels>::new("served_replicas", "Replica target served to the HPA");
         let served_demand = Emit::<WorkloadLabels>::new("served_demand", "Demand the served target is sized for");
         let reactive = Emit::<WorkloadLabels>::new("reactive_replicas", "ceil(observed demand / capacity), clamped");
         let observed = Emit::<WorkloadLabels>::new("observed_demand", "Demand observed now");
+        let forecast_age =
+            Emit::<WorkloadLabels>::new("forecast_age_seconds", "Seconds since the served plan was published");
+        let data_age = Emit::<WorkloadLabels>::new(
+            "history_data_age_seconds",
+            "Seconds since the end of the latest demand sample",
+        );
         let serving = Emit::<StateLabels>::new(
             "serving",
-            "What the served target follows: state forecast, forecast_only, demoted or reactive (the adaptive choice); 1 for the current state",
+            "What the served target follows, as state: forecast, forecast_only, demoted or reactive (the SLO controller's choice); one series per planned workload, value 1",
         );
-        let forecast_only =
-            Emit::<WorkloadLabels>::new("forecast_only", "1 when the workload is configured forecastOnly");
+        let refused = Emit::<ReasonLabels>::new(
+            "serving_refused",
+            "Present (value 1) while the API refuses the workload's plan, with the reason: not_planned, stale_data or stale_forecast; absent while the plan is served",
+        );
+        let fallback =
+            Emit::<WorkloadLabels>::new("fallback_active", "1 when the forecast comes from a fallback model");
         let slo_max = Emit::<WorkloadLabels>::new(
             "slo_max_unserved_ratio",
             "The SLO: the share of demand that may go unserved over the SLO window (serviceLevel.maxUnserved)",
@@ -453,66 +530,88 @@ impl Collector for StoreCollector {
             "slo_reachable",
             "1 when some candidate recently met the SLO, 0 when none did (the SLO cannot be met now); absent before warm-up",
         );
+        let demoted =
+            Emit::<WorkloadLabels>::new("quality_demoted", "1 while forecast quality has demoted the workload");
+        let query_errors = EmitCounter::new("history_query_errors", "History fetches that failed");
+
+        // Detail: only with Detail::Full.
+        let demand = Emit::<LevelLabels>::new(
+            "forecast_demand",
+            "Peak forecast demand over the lead window, by quantile (0.5 = median, and the planned quantile)",
+        )
+        .only_if(full);
+        let forecast_replicas =
+            Emit::<WorkloadLabels>::new("forecast_replicas", "Replicas the forecast asks for now").only_if(full);
+        let planning_quantile = Emit::<WorkloadLabels>::new(
+            "planning_quantile",
+            "Quantile the forecast plan is made at now (adapted to the workload unless adaptiveQuantile is off)",
+        )
+        .only_if(full);
+        let model = Emit::<ModelLabels>::new(
+            "forecast_model_info",
+            "The model family and seasonal periods in use (value 1)",
+        )
+        .only_if(full);
+        let forecast_only =
+            Emit::<WorkloadLabels>::new("forecast_only", "1 when the workload is configured forecastOnly")
+                .only_if(full);
         let slo_cost = Emit::<WorkloadLabels>::new(
             "slo_cost_vs_reactive_ratio",
             "Recent pods held by the chosen candidate over those of the cheapest reactive HPA target that met the SLO (none did: the least unserved)",
-        );
+        )
+        .only_if(full);
         let served_pods = Emit::<WorkloadLabels>::new(
             "served_pods_vs_reactive_ratio",
             "Recent pods held by what was served over those of the cheapest reactive HPA target that met the SLO (none did: the least unserved)",
-        );
+        )
+        .only_if(full);
         let coverage = Emit::<WorkloadLabels>::new(
             "quality_coverage_ratio",
             "Share of recent actuals inside the forecast interval",
-        );
+        )
+        .only_if(full);
         let nominal = Emit::<WorkloadLabels>::new(
             "quality_nominal_coverage_ratio",
             "Coverage a calibrated forecast would have",
-        );
+        )
+        .only_if(full);
         let under = Emit::<WorkloadLabels>::new(
             "quality_under_prediction_ratio",
             "Share of recent slots whose demand exceeded the planned quantile",
-        );
+        )
+        .only_if(full);
         let under_size = Emit::<WorkloadLabels>::new(
             "quality_under_prediction_size_ratio",
             "Mean fraction of demand above the plan, over the under-predicted slots",
-        );
+        )
+        .only_if(full);
         let shortfall = Emit::<WorkloadLabels>::new(
             "quality_shortfall_ratio",
             "Mean fraction of demand above the plan, over all recent slots",
-        );
-        let samples = Emit::<WorkloadLabels>::new("quality_window_samples", "Scored slots in the quality window");
-        let demoted =
-            Emit::<WorkloadLabels>::new("quality_demoted", "1 while forecast quality has demoted the workload");
-        let scored = EmitCounter::new("quality_scored", "Forecast slots scored against observed demand");
-        let demotions = EmitCounter::new("quality_demotions", "Demotions to reactive scaling");
-        let promotions = EmitCounter::new("quality_promotions", "Promotions back to forecast scaling");
-        let data_age = Emit::<WorkloadLabels>::new(
-            "history_data_age_seconds",
-            "Seconds since the end of the latest demand sample",
-        );
+        )
+        .only_if(full);
+        let samples =
+            Emit::<WorkloadLabels>::new("quality_window_samples", "Scored slots in the quality window").only_if(full);
+        let scored = EmitCounter::new("quality_scored", "Forecast slots scored against observed demand").only_if(full);
+        let demotions = EmitCounter::new("quality_demotions", "Demotions to reactive scaling").only_if(full);
+        let promotions = EmitCounter::new("quality_promotions", "Promotions back to forecast scaling").only_if(full);
         let last_success = Emit::<WorkloadLabels>::new(
             "history_last_success_timestamp_seconds",
             "Unix time of the latest cycle that published a plan",
-        );
+        )
+        .only_if(full);
         let missing =
-            Emit::<WorkloadLabels>::new("history_missing_ratio", "Share of missing slots in the history window");
+            Emit::<WorkloadLabels>::new("history_missing_ratio", "Share of missing slots in the history window")
+                .only_if(full);
         let max_data_age = Emit::<WorkloadLabels>::new(
             "history_max_data_age_seconds",
             "maxDataAge: past it the API refuses the workload's plan and the HPA holds",
-        );
-        let max_forecast_age = Emit::<WorkloadLabels>::new(
-            "forecast_max_age_seconds",
-            "maxForecastAge: past it the API refuses the workload's plan and the HPA holds",
-        );
-        let refused = Emit::<ReasonLabels>::new(
-            "serving_refused",
-            "1 for the reason the API refuses the workload's plan now (not_planned, stale_data, stale_forecast), 0 for the others; all 0 while it is served",
-        );
-        let query_errors = EmitCounter::new("history_query_errors", "History fetches that failed");
-        let fits = EmitCounter::new("forecast_fits", "Models fitted");
+        )
+        .only_if(full);
+        let fits = EmitCounter::new("forecast_fits", "Models fitted").only_if(full);
 
         // One entry per workload: its plan, insight and status come from the same cycle.
+        let max_forecast_age = self.store.max_forecast_age();
         let entries = self.store.entries();
         for (id, entry) in &entries {
             let Some(status) = &entry.status else { continue };
@@ -524,19 +623,14 @@ impl Collector for StoreCollector {
             if let Some(max) = entry.max_data_age {
                 max_data_age.set(l.clone(), seconds(max));
             }
-            max_forecast_age.set(l.clone(), seconds(self.store.max_forecast_age()));
-            let why = entry
-                .servable(self.store.max_forecast_age(), now)
-                .err()
-                .map(|r| r.reason());
-            for reason in ["not_planned", "stale_data", "stale_forecast"] {
+            if let Err(why) = entry.servable(max_forecast_age, now) {
                 refused.set(
                     ReasonLabels {
                         namespace: l.namespace.clone(),
                         workload: l.workload.clone(),
-                        reason: reason.into(),
+                        reason: why.reason().into(),
                     },
-                    if why == Some(reason) { 1.0 } else { 0.0 },
+                    1.0,
                 );
             }
             if let Some(t) = status.last_success {
@@ -546,7 +640,7 @@ impl Collector for StoreCollector {
                 missing.set(l.clone(), status.missing as f64 / status.slots as f64);
             }
             query_errors.set(l.clone(), status.query_errors as f64);
-            fits.set(l.clone(), status.fits as f64);
+            fits.set(l, status.fits as f64);
         }
         for entry in entries.iter().map(|(_, e)| e) {
             let Some(snap) = &entry.snapshot else { continue };
@@ -563,52 +657,48 @@ impl Collector for StoreCollector {
             }
             let f = &snap.forecast;
             fallback.set(l.clone(), if f.fallback.is_some() { 1.0 } else { 0.0 });
-            model.set(
-                ModelLabels {
-                    namespace: snap.id.namespace.clone(),
-                    workload: snap.id.name.clone(),
-                    method: serde_json::to_value(f.method)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    periods: f
-                        .periods
-                        .iter()
-                        .map(|p| crate::duration::format(*p))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                },
-                1.0,
-            );
+            if full {
+                model.set(
+                    ModelLabels {
+                        namespace: snap.id.namespace.clone(),
+                        workload: snap.id.name.clone(),
+                        method: serde_json::to_value(f.method)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        periods: f
+                            .periods
+                            .iter()
+                            .map(|p| crate::duration::format(*p))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    },
+                    1.0,
+                );
+            }
             served.set(l.clone(), f64::from(plan.replicas));
             served_demand.set(l.clone(), plan.planned_demand);
             let insight = entry.insight.as_deref();
             let forecast_plan = insight.as_ref().map_or(plan, |i| &i.forecast_plan);
-            forecast_replicas.set(l.clone(), f64::from(forecast_plan.forecast_replicas));
-            planning_quantile.set(l.clone(), forecast_plan.quantile);
-            demand.set(q("0.5".into()), forecast_plan.median_demand);
-            demand.set(q(format!("{}", forecast_plan.quantile)), forecast_plan.planned_demand);
+            if full {
+                forecast_replicas.set(l.clone(), f64::from(forecast_plan.forecast_replicas));
+                planning_quantile.set(l.clone(), forecast_plan.quantile);
+                demand.set(q("0.5".into()), forecast_plan.median_demand);
+                demand.set(q(format!("{}", forecast_plan.quantile)), forecast_plan.planned_demand);
+            }
             if let Some(o) = plan.observed_demand {
                 observed.set(l.clone(), o);
             }
             let Some(insight) = insight else { continue };
             reactive.set(l.clone(), f64::from(insight.reactive_plan.replicas));
-            for state in [
-                Serving::Forecast,
-                Serving::ForecastOnly,
-                Serving::Demoted,
-                Serving::Reactive,
-            ] {
-                let name = state.as_str();
-                serving.set(
-                    StateLabels {
-                        namespace: l.namespace.clone(),
-                        workload: l.workload.clone(),
-                        state: name.into(),
-                    },
-                    if insight.serving == state { 1.0 } else { 0.0 },
-                );
-            }
+            serving.set(
+                StateLabels {
+                    namespace: l.namespace.clone(),
+                    workload: l.workload.clone(),
+                    state: insight.serving.as_str().into(),
+                },
+                1.0,
+            );
             forecast_only.set(l.clone(), if insight.mode == Mode::ForecastOnly { 1.0 } else { 0.0 });
             if let Some(a) = &insight.adaptive {
                 slo_max.set(l.clone(), a.slo_max_unserved);
@@ -628,21 +718,23 @@ impl Collector for StoreCollector {
             }
             let r = &insight.quality;
             demoted.set(l.clone(), if r.health == Health::Demoted { 1.0 } else { 0.0 });
-            nominal.set(l.clone(), r.scores.nominal_coverage);
-            samples.set(l.clone(), r.scores.samples as f64);
-            for (emit, value) in [
-                (&coverage, r.scores.coverage),
-                (&under, r.scores.under_rate),
-                (&under_size, r.scores.under_size),
-                (&shortfall, r.scores.shortfall),
-            ] {
-                if let Some(v) = value {
-                    emit.set(l.clone(), v);
+            if full {
+                nominal.set(l.clone(), r.scores.nominal_coverage);
+                samples.set(l.clone(), r.scores.samples as f64);
+                for (emit, value) in [
+                    (&coverage, r.scores.coverage),
+                    (&under, r.scores.under_rate),
+                    (&under_size, r.scores.under_size),
+                    (&shortfall, r.scores.shortfall),
+                ] {
+                    if let Some(v) = value {
+                        emit.set(l.clone(), v);
+                    }
                 }
+                scored.set(l.clone(), r.scored_total as f64);
+                demotions.set(l.clone(), r.demotions as f64);
+                promotions.set(l, r.promotions as f64);
             }
-            scored.set(l.clone(), r.scored_total as f64);
-            demotions.set(l.clone(), r.demotions as f64);
-            promotions.set(l.clone(), r.promotions as f64);
         }
         for e in [
             &forecast_replicas,
@@ -669,12 +761,21 @@ impl Collector for StoreCollector {
             &demoted,
             &data_age,
             &max_data_age,
-            &max_forecast_age,
             &last_success,
             &missing,
         ] {
             e.encode(&mut encoder)?;
         }
+        // maxForecastAge is the process's, not a workload's: one series.
+        let max_age = F64Gauge::default();
+        max_age.set(seconds(max_forecast_age));
+        let metric = encoder.encode_descriptor(
+            "forecast_max_age_seconds",
+            "maxForecastAge: past it the API refuses a workload's plan and the HPA holds",
+            None,
+            max_age.metric_type(),
+        )?;
+        max_age.encode(metric)?;
         demand.encode(&mut encoder)?;
         model.encode(&mut encoder)?;
         serving.encode(&mut encoder)?;
