@@ -36,6 +36,18 @@ const LIMITS: WriteLimits = WriteLimits {
 /// How often managed HPAs are checked, scaled down likewise.
 const HPA_RESYNC: Duration = Duration::from_secs(1);
 
+/// An empty plan store and the pipelines that publish into it, cycling every second on `clock`.
+fn running(clock: &Clock) -> (Arc<PlanStore>, Arc<Pipelines>) {
+    let store = Arc::new(PlanStore::new());
+    let pipelines = Arc::new(Pipelines::new(
+        store.clone(),
+        clock.clone(),
+        TimeDelta::seconds(1),
+        Options::default(),
+    ));
+    (store, pipelines)
+}
+
 /// The controller settings of most tests: every namespace, the test write limits, no election.
 fn settings() -> Settings {
     Settings {
@@ -121,13 +133,7 @@ async fn fixture() -> Fixture {
         clock,
         history,
     } = demand();
-    let store = Arc::new(PlanStore::new());
-    let pipelines = Arc::new(Pipelines::new(
-        store.clone(),
-        clock.clone(),
-        TimeDelta::seconds(1),
-        Options::default(),
-    ));
+    let (store, pipelines) = running(&clock);
     let api = ApiServer::start().await;
     let controller = Controller::new(
         api.client(),
@@ -409,14 +415,8 @@ async fn a_watch_that_keeps_failing_ends_the_controller() {
         .port();
     let client =
         kube::Client::try_from(kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap())).unwrap();
-    let store = Arc::new(PlanStore::new());
     let clock = Clock::system();
-    let pipelines = Arc::new(Pipelines::new(
-        store.clone(),
-        clock.clone(),
-        TimeDelta::seconds(1),
-        Options::default(),
-    ));
+    let (store, pipelines) = running(&clock);
     let history: HistoryFactory = Arc::new(|_| anyhow::bail!("no sources here"));
     let controller = Controller::new(
         client,
@@ -453,14 +453,8 @@ async fn status_writes_across_objects_share_one_rate_limit() {
     for i in 0..100 {
         api.apply(NS, &format!("bad-{i}"), json!({"maxReplicas": 0}));
     }
-    let store = Arc::new(PlanStore::new());
     let clock = Clock::system();
-    let pipelines = Arc::new(Pipelines::new(
-        store.clone(),
-        clock.clone(),
-        TimeDelta::seconds(1),
-        Options::default(),
-    ));
+    let (store, pipelines) = running(&clock);
     let history: HistoryFactory = Arc::new(|_| anyhow::bail!("never asked: every spec is invalid"));
     let (rate, burst) = (50.0, 10);
     let controller = Controller::new(
@@ -574,13 +568,7 @@ async fn readiness_waits_for_the_first_list_then_for_the_first_cycles_of_the_obj
     api.apply(NS, "bad", json!({"maxReplicas": 0}));
     api.fail_lists(true);
     // No workload file: the objects are all there is.
-    let store = Arc::new(PlanStore::new());
-    let pipelines = Arc::new(Pipelines::new(
-        store.clone(),
-        clock.clone(),
-        TimeDelta::seconds(1),
-        Options::default(),
-    ));
+    let (store, pipelines) = running(&clock);
     let controller = Controller::new(
         api.client(),
         pipelines,
@@ -912,14 +900,8 @@ struct Replica {
 }
 
 async fn replica(api: &ApiServer, name: &str) -> Replica {
-    let store = Arc::new(PlanStore::new());
     let clock = Clock::system();
-    let pipelines = Arc::new(Pipelines::new(
-        store.clone(),
-        clock.clone(),
-        TimeDelta::seconds(1),
-        Options::default(),
-    ));
+    let (store, pipelines) = running(&clock);
     let history: HistoryFactory = Arc::new(|_| Ok(Arc::new(Down) as Arc<dyn History>));
     let controller = Controller::new(
         api.client_as(name).await,
