@@ -66,12 +66,12 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
     // (`planner::glitch_limit`). One `1e308` would otherwise be all of the trace's demand, and every policy would
     // leave it all unserved. Such samples are counted in the report.
     let mut unscorable = 0;
+    let ceiling = capacity * f64::from(MAX_REPLICAS);
     let demand: Vec<Option<f64>> = ticks
         .iter()
         .zip(demand)
         .map(|(&t, d)| {
             let i = trace.slot_of(t)?;
-            let ceiling = capacity * f64::from(MAX_REPLICAS);
             let limit = crate::control::planner::glitch_limit(trace, i, ceiling).map(|l| l * UNSCORABLE);
             match d {
                 Some(v) if limit.is_some_and(|l| v > l) => {
