@@ -399,13 +399,12 @@ fn a_future_sample_cannot_change_a_past_decision() {
     let step = trace.step();
     let values = trace
         .values()
-        .iter()
         .enumerate()
         .map(|(i, v)| {
             if trace.time_at(i) + step > cut {
                 v.map(|x| 3.0 * x + 1.0)
             } else {
-                *v
+                v
             }
         })
         .collect();

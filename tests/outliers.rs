@@ -161,19 +161,19 @@ fn real_spikes_in_the_recorded_traces_are_honoured_and_scored() {
         "nyc_taxi_passengers_2014",
     ] {
         let trace = load(&trace_path(name));
-        let mut present: Vec<f64> = trace.values().iter().flatten().copied().collect();
+        let mut present: Vec<f64> = trace.values().flatten().collect();
         present.sort_by(f64::total_cmp);
         let capacity = prescale::series::percentile(&present, 0.99) / backtest::P99_REPLICAS;
         let ceiling = capacity * f64::from(backtest::MAX_REPLICAS);
-        for (i, v) in trace.values().iter().enumerate() {
+        for (i, v) in trace.values().enumerate() {
             // Judged against the hour before alone (no ceiling), the jumps a naive guard would hold back.
             let (Some(v), Some(naive)) = (v, prescale::control::planner::glitch_limit(&trace, i, 0.0)) else {
                 continue;
             };
-            jumps += usize::from(*v > naive);
+            jumps += usize::from(v > naive);
             let limit = prescale::control::planner::glitch_limit(&trace, i, ceiling).expect("a reference exists");
             assert!(
-                *v <= limit,
+                v <= limit,
                 "{name} slot {i}: {v} would be held back by the live floor (limit {limit})"
             );
         }

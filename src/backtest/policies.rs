@@ -24,7 +24,7 @@ impl<'a> Visible<'a> {
     pub fn new(trace: &'a Series) -> Self {
         let mut latest = Vec::with_capacity(trace.len() + 1);
         latest.push(None);
-        for (i, v) in trace.values().iter().enumerate() {
+        for (i, v) in trace.values().enumerate() {
             let prev = latest[i];
             latest.push(if v.is_some() { Some(i) } else { prev });
         }
@@ -44,15 +44,15 @@ impl<'a> Visible<'a> {
         // Slot i ends at start + (i+1)·step; it ends after `from` when i ≥ floor((from − start) / step).
         let from_ms = (t - LAG - OBSERVED_WINDOW - self.trace.start()).num_milliseconds();
         let first = usize::try_from(from_ms.div_euclid(step_ms)).unwrap_or(0).min(n);
-        let values = self.trace.values();
-        let (sum, k) = values[first..n]
-            .iter()
+        let (sum, k) = self
+            .trace
+            .slots(first..n)
             .flatten()
             .fold((0.0, 0usize), |(s, k), v| (s + v, k + 1));
         if k > 0 {
             return Some(sum / k as f64);
         }
-        self.latest[n].and_then(|i| values[i])
+        self.latest[n].and_then(|i| self.trace.get(i))
     }
 
     /// The visible slots from `from` (an index) to the visibility edge at `t`, as a series.
@@ -62,7 +62,7 @@ impl<'a> Visible<'a> {
         Series::from_values(
             self.trace.time_at(from),
             self.trace.step(),
-            self.trace.values()[from..n].to_vec(),
+            self.trace.slots(from..n).collect(),
         )
     }
 

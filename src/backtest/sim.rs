@@ -40,7 +40,7 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
         .collect();
     let demand: Vec<Option<f64>> = ticks
         .iter()
-        .map(|&t| trace.slot_of(t).and_then(|i| trace.values().get(i).copied().flatten()))
+        .map(|&t| trace.slot_of(t).and_then(|i| trace.get(i)))
         .collect();
     let mut present: Vec<f64> = demand.iter().flatten().copied().collect();
     if present.is_empty() {

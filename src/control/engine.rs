@@ -170,7 +170,7 @@ pub fn vetted_demand(history: &Series, at: DateTime<Utc>, ceiling: f64) -> Optio
         history.count_ended_by(recent)
     } else {
         let visible = history.count_ended_by(at);
-        history.values()[..visible].iter().rposition(Option::is_some)?
+        history.slots(0..visible).rposition(|v| v.is_some())?
     };
     planner::Observed::vet(history, first, observed, ceiling)
 }
@@ -428,9 +428,9 @@ impl Engine {
             decide_slots,
         } = Reads::at(step);
         let tail = |n: usize, keep: usize| {
-            let latest = history.values()[..n].iter().rposition(Option::is_some).unwrap_or(n);
+            let latest = history.slots(0..n).rposition(|v| v.is_some()).unwrap_or(n);
             let first = n.saturating_sub(keep).min(latest.saturating_sub(keep));
-            Series::from_values(history.time_at(first), step, history.values()[first..n].to_vec())
+            Series::from_values(history.time_at(first), step, history.slots(first..n).collect())
         };
         let mut now = from;
         while now < to {
@@ -544,9 +544,9 @@ mod tests {
     }
 
     fn with(series: &Series, slot: usize, value: f64) -> Series {
-        let mut values = series.values().to_vec();
-        values[slot] = Some(value);
-        Series::from_values(series.start(), series.step(), values)
+        let mut series = series.clone();
+        series.set(slot, Some(value));
+        series
     }
 
     #[test]

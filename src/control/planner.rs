@@ -53,9 +53,7 @@ pub const GLITCH_REFERENCE: TimeDelta = TimeDelta::hours(1);
 /// read as a rate) is held back. A rise that holds is honoured on its second sample, whose reference holds the first.
 pub fn glitch_limit(history: &Series, slot: usize, ceiling: f64) -> Option<f64> {
     let reference = reference_slots(history, slot)
-        .iter()
         .flatten()
-        .copied()
         .filter(|v| v.is_finite())
         .reduce(f64::max)?;
     let ceiling = if ceiling.is_finite() { ceiling.max(0.0) } else { 0.0 };
@@ -63,11 +61,11 @@ pub fn glitch_limit(history: &Series, slot: usize, ceiling: f64) -> Option<f64> 
 }
 
 /// The slots a sample in slot `slot` is judged against: the [`GLITCH_REFERENCE`] before it, at least four slots.
-fn reference_slots(history: &Series, slot: usize) -> &[Option<f64>] {
+fn reference_slots(history: &Series, slot: usize) -> crate::series::Slots<'_> {
     let step_ms = history.step().num_milliseconds().max(1);
     let reach = ((GLITCH_REFERENCE.num_milliseconds() + step_ms - 1) / step_ms).max(4) as usize;
     let end = slot.min(history.len());
-    &history.values()[end.saturating_sub(reach)..end]
+    history.slots(end.saturating_sub(reach)..end)
 }
 
 /// Observed demand as the reactive floor reads it (see [`glitch_limit`]).
@@ -96,10 +94,8 @@ impl Observed {
         // The latest sample of the reference: the highest would hold the floor at the hour's peak, and a noisy hour
         // then costs a third more replicas for one glitch.
         let before = reference_slots(history, first)
-            .iter()
             .rev()
             .flatten()
-            .copied()
             .find(|v| v.is_finite() && *v >= 0.0)?;
         Some(Self {
             demand: before,

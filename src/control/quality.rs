@@ -438,7 +438,7 @@ impl Tracker {
                 return true;
             }
             let index = history.slot_of(*slot).filter(|&i| history.time_at(i) == *slot);
-            let actual = index.and_then(|i| history.values().get(i).copied().flatten());
+            let actual = index.and_then(|i| history.get(i));
             let glitch = match (index, actual, ceiling) {
                 (Some(i), Some(a), Some(c)) => {
                     crate::control::planner::glitch_limit(history, i, c).is_some_and(|l| a > l)

@@ -471,7 +471,9 @@ impl Controller {
             // would outweigh days of real demand in every candidate's record.
             let Some(actual) = slot
                 .and_then(|i| {
-                    history.values()[i].filter(|&v| planner::glitch_limit(history, i, ceiling).is_none_or(|l| v <= l))
+                    history
+                        .get(i)
+                        .filter(|&v| planner::glitch_limit(history, i, ceiling).is_none_or(|l| v <= l))
                 })
                 .filter(|v| v.is_finite() && *v >= 0.0)
             else {

@@ -73,7 +73,7 @@ pub(crate) fn coverage(
         }
         let f = model.as_ref().unwrap().forecast(series, now, step * horizon as i32);
         for h in 0..horizon {
-            let Some(y) = series.values()[o + h] else { continue };
+            let Some(y) = series.get(o + h) else { continue };
             n += 1;
             in80 += usize::from(y >= f.quantile_at(h, q(0.1)) && y <= f.quantile_at(h, q(0.9)));
             in90 += usize::from(y >= f.quantile_at(h, q(0.05)) && y <= f.quantile_at(h, q(0.95)));
@@ -105,7 +105,7 @@ pub(crate) enum Replay {
 /// A compact replay of the backtest protocol (15 s ticks, 30 s visibility lag, legacy HPA with tolerance 0.1 and
 /// 300 s downscale stabilization, scale-up limit max(2·cur, 4), cold start `lead`), scored from `warmup` slots on.
 pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kind: Replay) -> Score {
-    let values = series.values();
+    let values: Vec<Option<f64>> = series.values().collect();
     let c = {
         let mut v: Vec<f64> = values[warmup..].iter().flatten().copied().collect();
         v.sort_by(f64::total_cmp);
@@ -219,7 +219,7 @@ pub(crate) fn replay(series: &Series, warmup: usize, lead: TimeDelta, policy_kin
 
 /// Oracle replica-hours: pods for `ceil(demand / c)` created `lead` before they are needed.
 pub(crate) fn oracle_replica_hours(series: &Series, warmup: usize, lead: TimeDelta) -> f64 {
-    let values = series.values();
+    let values: Vec<Option<f64>> = series.values().collect();
     let mut v: Vec<f64> = values[warmup..].iter().flatten().copied().collect();
     v.sort_by(f64::total_cmp);
     let c = v[((v.len() - 1) as f64 * 0.99).round() as usize] / 20.0;

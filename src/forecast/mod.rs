@@ -595,11 +595,13 @@ impl Model {
             return Forecast::empty(origin, step, self.fitted_at, self.missing_fraction);
         };
         let visible = self.despiked_tail(&visible);
-        let values = visible.values();
-        let o = values.len();
+        let o = visible.len();
         let window = self.correction.window();
-        let residuals = (o.saturating_sub(window)..o)
-            .filter_map(|i| values[i].map(|y| (o - 1 - i, y - fit.baseline.at(visible.time_at(i), step))));
+        let residuals = (o.saturating_sub(window)..o).filter_map(|i| {
+            visible
+                .get(i)
+                .map(|y| (o - 1 - i, y - fit.baseline.at(visible.time_at(i), step)))
+        });
         let level = self.correction.level(residuals);
         // Steps since the last real sample: a trailing gap makes every forecast slot that much further ahead.
         let last_slot = visible.slot_of(last_t).unwrap_or(o.saturating_sub(1));
@@ -651,14 +653,15 @@ impl Model {
     /// The fit saw a cleaned history; residuals of raw samples against it would bring the glitch back through the
     /// level correction, which follows the latest residuals closely.
     fn despiked_tail(&self, visible: &Series) -> Series {
-        let values = visible.values();
-        let o = values.len();
+        let o = visible.len();
         let recent = (RECENT_ERRORS.num_milliseconds() / self.step.num_milliseconds()).max(1) as usize;
         let from = o.saturating_sub(recent + self.correction.window() + prep::SPIKE_CONTEXT);
-        let (tail, _) = prep::despike(&values[from..]);
-        let mut cleaned = values[..from].to_vec();
-        cleaned.extend(tail);
-        Series::from_values(visible.start(), visible.step(), cleaned)
+        let (tail, _) = prep::despike(&visible.slots(from..o).collect::<Vec<_>>());
+        let mut cleaned = visible.clone();
+        for (k, v) in tail.into_iter().enumerate() {
+            cleaned.set(from + k, v);
+        }
+        cleaned
     }
 
     /// Samples of the fit window that were replaced as glitches.
@@ -676,8 +679,7 @@ impl Model {
         if scale <= 0.0 {
             return 1.0;
         }
-        let values = visible.values();
-        let o = values.len();
+        let o = visible.len();
         let recent = (RECENT_ERRORS.num_milliseconds() / self.step.num_milliseconds()).max(1) as usize;
         let window = self.correction.window();
         let from = o.saturating_sub(recent + window);
@@ -690,7 +692,7 @@ impl Model {
             .collect();
         for i in from..o {
             let k = i - from;
-            if let Some(y) = values[i] {
+            if let Some(y) = visible.get(i) {
                 if i >= o - recent.min(o) && w > 1e-9 {
                     let point = (base[k] + self.correction.shift(s / w, 1)).max(0.0);
                     errors.push(((y - point) / self.table.scale.of(point)).abs());
@@ -698,12 +700,12 @@ impl Model {
             }
             s *= decay;
             w *= decay;
-            if let Some(y) = values[i] {
+            if let Some(y) = visible.get(i) {
                 s += y - base[k];
                 w += 1.0;
             }
             if k >= window {
-                if let Some(y) = values[i - window] {
+                if let Some(y) = visible.get(i - window) {
                     s -= cut * (y - base[k - window]);
                     w -= cut;
                 }

@@ -30,7 +30,7 @@ impl Grid {
         Self {
             start: series.start(),
             step: series.step(),
-            values: series.values().to_vec(),
+            values: series.values().collect(),
         }
     }
 

@@ -1043,10 +1043,10 @@ mod tests {
              it must return one: aggregate it, e.g. sum(...), or set `combine: sum` or `combine: max`"
         );
         let sum = assemble("up", t(0), STEP, matrix(), Combine::Sum).unwrap();
-        assert_eq!(sum.series.values(), &[Some(4.0), Some(5.0)]);
+        assert_eq!(sum.series.values().collect::<Vec<_>>(), [Some(4.0), Some(5.0)]);
         assert_eq!(sum.dropped, 1);
         let max = assemble("up", t(0), STEP, matrix(), Combine::Max).unwrap();
-        assert_eq!(max.series.values(), &[Some(3.0), Some(5.0)]);
+        assert_eq!(max.series.values().collect::<Vec<_>>(), [Some(3.0), Some(5.0)]);
     }
 
     #[test]

@@ -307,9 +307,8 @@ fn detail_of(
             .map(|i| {
                 let h = &i.history;
                 h.values()
-                    .iter()
                     .enumerate()
-                    .map(|(k, v)| Point { t: h.time_at(k), v: *v })
+                    .map(|(k, v)| Point { t: h.time_at(k), v })
                     .collect()
             })
             .unwrap_or_default(),

@@ -45,7 +45,7 @@ pub fn shift_to_end_before(series: &Series, now: DateTime<Utc>) -> Series {
     Series::from_values(
         series.start() + TimeDelta::days(days),
         series.step(),
-        series.values().to_vec(),
+        series.values().collect(),
     )
 }
 
