@@ -4,6 +4,8 @@
 # The image runs as UID 65532 (distroless "nonroot"), needs no writable root filesystem and no capabilities.
 
 FROM rust:1-slim-bookworm AS build
+# make: the jemalloc allocator is built from its C sources.
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Sources only; target/ and other build output are excluded by .dockerignore.
 COPY Cargo.toml Cargo.lock rustfmt.toml build.rs ./

@@ -178,6 +178,15 @@ pub struct Cycle {
 /// must not starve their first live fits (readiness waits for those) of CPU.
 static REPLAYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
+/// Live fits running at once, process-wide: one per core the process may use. A fit spreads its model and holdout
+/// fits over the cores already; more at once would only multiply the memory in flight (a fit of 15 days of 1-minute
+/// history holds a few MB while it runs) and slow each of them down, so at startup with many workloads the first
+/// plans would all arrive late together instead of one after another. Waiting is first come, first served.
+fn fit_permits() -> &'static tokio::sync::Semaphore {
+    static FITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    FITS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+}
+
 /// The startup replay (see [`Engine::replay`]).
 enum Replay {
     /// Not started: waiting for history.
@@ -380,6 +389,7 @@ impl Cycle {
         let (config, history) = (&self.workload.config, self.history.as_ref()?);
         if self.engine.needs_refit(now) {
             let (h, settings) = (history.clone(), self.engine.settings().clone());
+            let _turn = fit_permits().acquire().await;
             let started = Instant::now();
             match tokio::task::spawn_blocking(move || forecast::fit(&h, &settings, now)).await {
                 Ok(model) => {
