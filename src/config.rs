@@ -583,15 +583,30 @@ pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
     parse(&text, path)
 }
 
+/// Nodes a workload file may hold: 100,000 workloads of ~40 nodes each, twenty times the parser's default (which a
+/// file of 10,000 workloads of ~25 nodes each already exceeds). Alias expansion stays capped by the parser's alias,
+/// anchor and alias-to-anchor-ratio limits, so a small file still cannot expand into millions of nodes.
+const MAX_YAML_NODES: usize = 5_000_000;
+
+/// How workload files and object manifests are read: `.nan` and `.inf` are read as numbers and refused where they
+/// stand, with the field's name; the node and event budgets allow [`MAX_YAML_NODES`].
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_YAML_NODES,
+            max_events: 2 * MAX_YAML_NODES,
+        },
+    }
+}
+
 /// Parses and validates config text; `path` names the file in problems and anchors relative trace paths.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut v = Validator {
         file: path.to_path_buf(),
         problems: Vec::new(),
     };
-    // `.nan` and `.inf` are read as numbers and refused where they stand, with the field's name.
-    let options = serde_saphyr::options! { non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough };
-    let root: Spanned<Node> = match serde_saphyr::from_str_with_options(text, options) {
+    let root: Spanned<Node> = match serde_saphyr::from_str_with_options(text, yaml_options()) {
         Ok(root) => root,
         Err(e) => {
             v.parse_error(&e);
@@ -783,8 +798,7 @@ pub fn parse_objects(text: &str, path: &Path) -> Result<Vec<WorkloadConfig>, Con
         file: path.to_path_buf(),
         problems: Vec::new(),
     };
-    let options = serde_saphyr::options! { non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough };
-    let documents: Vec<Spanned<Node>> = match serde_saphyr::from_multiple_with_options(text, options) {
+    let documents: Vec<Spanned<Node>> = match serde_saphyr::from_multiple_with_options(text, yaml_options()) {
         Ok(documents) => documents,
         Err(e) => {
             v.parse_error(&e);
@@ -2184,6 +2198,30 @@ mod tests {
             Err(ConfigError::Invalid(ps)) => ps.iter().map(|p| p.to_string()).collect(),
             other => panic!("expected problems, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_file_of_twelve_thousand_workloads_is_read() {
+        // ~25 nodes a workload: past the YAML parser's default budget of 250,000 nodes.
+        let mut text = String::from("interval: 30s\nworkloads:\n");
+        for i in 0..12_000 {
+            text.push_str(&format!(
+                "  - name: w{i}\n    namespace: ns{}\n    demand: {{generator: {{profile: llm-chat, seed: {i}}}, step: 5m}}\n    \
+                 capacityPerReplica: 10\n    maxReplicas: 200\n    history: 14d\n    adaptiveQuantile: {{replay: 0s}}\n",
+                i % 4
+            ));
+        }
+        let config = parse(&text, Path::new("many.yaml")).expect("12,000 workloads load");
+        assert_eq!(config.workloads.len(), 12_000);
+        // An alias bomb is still refused (the parser's alias limits).
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for k in 1..8 {
+            let prev = k - 1;
+            bomb.push_str(&format!("a{k}: &a{k} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"));
+        }
+        bomb.push_str("workloads: *a7\n");
+        let refused = parse(&bomb, Path::new("bomb.yaml")).unwrap_err().to_string();
+        assert!(refused.contains("budget"), "{refused}");
     }
 
     #[test]
