@@ -829,10 +829,22 @@ async fn metrics_at_10000_workloads() {
         assert_eq!(by_workload.len(), N);
         let series: usize = by_workload.values().map(Vec::len).sum();
         let most = by_workload.values().map(Vec::len).max().unwrap();
+        // As `/metrics` answers a scraper that accepts gzip (Prometheus does by default).
+        let started = std::time::Instant::now();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let gz_elapsed = started.elapsed();
         println!(
-            "{detail:?}: {N} workloads, {series} per-workload series ({most} at most per workload), {} bytes ({:.2} MB), encoded in {elapsed:.2?} (debug build)",
+            "{detail:?}: {N} workloads, {series} per-workload series ({most} at most per workload), {} bytes ({:.2} MB), encoded in {elapsed:.2?}; gzipped {:.2} MB in {gz_elapsed:.2?} (debug build)",
             text.len(),
-            text.len() as f64 / 1e6
+            text.len() as f64 / 1e6,
+            gz.len() as f64 / 1e6
+        );
+        assert!(
+            gz.len() * 5 < text.len(),
+            "gzip shrinks the exposition at least fivefold: {} bytes",
+            gz.len()
         );
         if detail == telemetry::Detail::Default {
             assert!(most <= telemetry::DEFAULT_SERIES_PER_WORKLOAD);
