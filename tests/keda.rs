@@ -583,6 +583,16 @@ async fn demo_serves_keda_over_plain_grpc_with_the_api_values() {
     let client = http_client(None);
     wait_ready(&client, &admin, &demo).await;
 
+    // A scraper that accepts gzip (as Prometheus does) gets the exposition gzipped: curl asks for it and decodes it.
+    let curl = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--compressed", "-D", "-", &format!("{admin}/metrics")])
+        .output()
+        .expect("curl runs (scripts/test installs it)");
+    let out = String::from_utf8_lossy(&curl.stdout);
+    assert!(curl.status.success(), "curl: {}", String::from_utf8_lossy(&curl.stderr));
+    assert!(out.to_ascii_lowercase().contains("content-encoding: gzip"), "{out}");
+    assert!(out.contains("# TYPE prescale_served_replicas gauge"), "{out}");
+
     for workload in ["llm-chat", "web-frontend"] {
         let before = api_replicas(&client, &api, "default", workload).await;
         let stubs = stubs.clone();
