@@ -195,8 +195,40 @@ impl PlanStore {
 
     /// Every workload the store knows in `namespace` (configured, reporting a status, or with a plan), by name.
     pub fn known_in(&self, namespace: &str) -> Vec<WorkloadId> {
+        self.known_among(namespace, None)
+    }
+
+    /// [`PlanStore::known_in`], only among `names` when given (in name order, each once): what a selector that pins
+    /// the workload label asks for, found without walking the namespace. The namespace itself is a range of the
+    /// map, never a scan of every workload.
+    pub fn known_among(&self, namespace: &str, names: Option<&[String]>) -> Vec<WorkloadId> {
         let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        map.keys().filter(|id| id.namespace == namespace).cloned().collect()
+        match names {
+            Some(names) => {
+                let mut names: Vec<&String> = names.iter().collect();
+                names.sort();
+                names.dedup();
+                names
+                    .into_iter()
+                    .map(|name| WorkloadId {
+                        namespace: namespace.to_owned(),
+                        name: name.clone(),
+                    })
+                    .filter(|id| map.contains_key(id))
+                    .collect()
+            }
+            None => {
+                let first = WorkloadId {
+                    namespace: namespace.to_owned(),
+                    name: String::new(),
+                };
+                map.range(first..)
+                    .map(|(id, _)| id)
+                    .take_while(|id| id.namespace == namespace)
+                    .cloned()
+                    .collect()
+            }
+        }
     }
 
     /// True when the store knows `id` (configured, reporting a status, or with a plan).
@@ -612,6 +644,33 @@ mod tests {
         assert!(!store.knows(&other));
         assert_eq!(store.known_in("shop"), vec![id()]);
         assert!(store.is_ready());
+    }
+
+    #[test]
+    fn workloads_of_a_namespace_are_found_by_range_or_by_name() {
+        let store = PlanStore::new();
+        let wid = |ns: &str, name: &str| WorkloadId {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        for (ns, name) in [("a", "z"), ("ab", "x"), ("b", "y"), ("ab", "w"), ("", "v")] {
+            store.expect(wid(ns, name));
+        }
+        // A namespace is exactly its own workloads, in name order: not its prefix's neighbours.
+        assert_eq!(store.known_in("ab"), [wid("ab", "w"), wid("ab", "x")]);
+        assert_eq!(store.known_in("a"), [wid("a", "z")]);
+        assert_eq!(store.known_in(""), [wid("", "v")]);
+        assert!(store.known_in("c").is_empty());
+        // By name: sorted, each once, only those the store knows in that namespace.
+        let names = [
+            "x".to_owned(),
+            "nope".to_owned(),
+            "w".to_owned(),
+            "x".to_owned(),
+            "z".to_owned(),
+        ];
+        assert_eq!(store.known_among("ab", Some(&names)), [wid("ab", "w"), wid("ab", "x")]);
+        assert!(store.known_among("ab", Some(&[])).is_empty());
     }
 
     #[test]
