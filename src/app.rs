@@ -42,8 +42,8 @@ pub struct ListenArgs {
     #[arg(long, env = "PRESCALE_KEDA_ADDR")]
     pub keda_addr: Option<SocketAddr>,
     /// Export every per-workload series on /metrics (forecast levels, quality scores, cost ratios, a fit-duration
-    /// histogram per workload: about 50 series a workload), not only the 15 at most that alerts and the dashboard
-    /// use (turns on the config's metricsDetail).
+    /// histogram per workload, nightly backtest scores: about 50 series a workload), not only the 5 (9 at most)
+    /// that alerts and the dashboard use (turns on the config's metricsDetail).
     #[arg(long, env = "PRESCALE_METRICS_DETAIL")]
     pub metrics_detail: bool,
 }
@@ -612,7 +612,8 @@ async fn run(
                 .await
                 .context("Kubernetes client for --backtest-configmap")?;
             let published = PublishedBacktests::new();
-            telemetry.register_with(|r| published.register_metrics(r));
+            let detail = telemetry.detail();
+            telemetry.register_with(|r| published.register_metrics(r, detail));
             // Re-read every minute: the nightly job writes once a day, and the page should show it soon after.
             let poll = published.clone().poll(
                 client,

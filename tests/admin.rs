@@ -1,8 +1,9 @@
 //! The admin/SRE server: its JSON API against golden files (router `oneshot`), `/metrics` checked by a real
-//! `promtool`, the explain client against a real listener, and the real pipeline feeding the API.
+//! `promtool` and fetched gzip-encoded by a real `curl`, the explain client against a real listener, and the real
+//! pipeline feeding the API.
 //!
 //! `UPDATE_GOLDEN=1 cargo test --test admin` rewrites the golden files from the current output.
-//! `promtool` comes from the Debian package `prometheus` (`apt-get install -y prometheus`).
+//! `promtool` comes from the Debian package `prometheus` (`apt-get install -y prometheus`), `curl` from `curl`.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -22,7 +23,9 @@ use prescale::control::planner;
 use prescale::control::policy::Policy;
 use prescale::control::quality::{self, Tracker};
 use prescale::forecast::{Forecast, Seasonality};
+use prescale::history::prometheus::{PromQuery, PrometheusClient, PrometheusSettings};
 use prescale::history::synthetic::{Generator, Profile};
+use prescale::history::History as _;
 use prescale::pipeline::{Cycle, Workload};
 use prescale::series::Series;
 use prescale::sre::admin::{self, AdminState};
@@ -590,27 +593,20 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
     for line in [
         r#"prescale_served_replicas{namespace="default",workload="llm-chat"} 5.0"#,
         r#"prescale_served_replicas{namespace="default",workload="web"} 9.0"#,
-        r#"prescale_reactive_replicas{namespace="default",workload="batch"} 9.0"#,
+        r#"prescale_observed_demand{namespace="default",workload="web"} 62.5"#,
         r#"prescale_forecast_age_seconds{namespace="default",workload="web"} 20.0"#,
         r#"prescale_history_data_age_seconds{namespace="default",workload="web"} 60.0"#,
-        r#"prescale_quality_demoted{namespace="default",workload="web"} 1.0"#,
-        r#"prescale_quality_demoted{namespace="default",workload="llm-chat"} 0.0"#,
         r#"prescale_serving{namespace="default",workload="batch",state="forecast_only"} 1.0"#,
         r#"prescale_serving{namespace="default",workload="web",state="demoted"} 1.0"#,
         r#"prescale_serving_refused{namespace="default",workload="waiting",reason="not_planned"} 1.0"#,
-        r#"prescale_slo_max_unserved_ratio{namespace="default",workload="llm-chat"} 0.005"#,
-        r#"prescale_slo_unserved_ratio{namespace="default",workload="llm-chat"} 0.0035"#,
         r#"prescale_slo_error_budget_remaining_ratio{namespace="default",workload="llm-chat"} 0.3"#,
         r#"prescale_slo_error_budget_remaining_ratio{namespace="default",workload="web"} -3.0"#,
-        r#"prescale_slo_reachable{namespace="default",workload="llm-chat"} 1.0"#,
         r#"prescale_slo_reachable{namespace="default",workload="web"} 0.0"#,
-        r#"prescale_history_query_errors_total{namespace="default",workload="web"} 0"#,
         "prescale_forecast_max_age_seconds 300.0",
         "prescale_forecast_fit_duration_seconds_count 1",
         r#"prescale_admin_requests_total{method="GET",route="/api/v1/workloads",code="200"} 2"#,
         r#"prescale_admin_requests_total{method="GET",route="/api/v1/workloads/{namespace}/{name}",code="404"} 1"#,
         r#"prescale_admin_request_duration_seconds_count{method="GET",route="/api/v1/workloads"} 2"#,
-        "# TYPE prescale_history_query_errors_total counter",
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
@@ -619,7 +615,7 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
         assert!(!text.contains(gone), "{gone} is replaced by the SLO series:\n{text}");
     }
     assert!(
-        !text.contains(r#"prescale_slo_max_unserved_ratio{namespace="default",workload="batch"}"#),
+        !text.contains(r#"prescale_slo_error_budget_remaining_ratio{namespace="default",workload="batch"}"#),
         "no SLO series for a workload without the controller"
     );
     assert!(
@@ -636,11 +632,25 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
         1,
         "one state series: the current one"
     );
+    // Flags are there by default only in the state alerts look for: llm-chat follows its forecast and meets its SLO.
+    for quiet in [
+        r#"prescale_serving{namespace="default",workload="llm-chat""#,
+        r#"prescale_slo_reachable{namespace="default",workload="llm-chat"}"#,
+        r#"prescale_fallback_active{namespace="default",workload="llm-chat"}"#,
+    ] {
+        assert!(!text.contains(quiet), "{quiet} is not flagged:\n{text}");
+    }
     for detail in [
         "prescale_forecast_replicas",
         "prescale_forecast_demand",
+        "prescale_served_demand",
+        "prescale_reactive_replicas",
+        "prescale_quality_demoted",
         "prescale_quality_coverage_ratio",
+        "prescale_slo_max_unserved_ratio",
+        "prescale_slo_unserved_ratio",
         "prescale_slo_cost_vs_reactive_ratio",
+        "prescale_history_query_errors_total",
         "prescale_forecast_workload_fit_duration_seconds",
         "prescale_history_max_data_age_seconds",
     ] {
@@ -654,6 +664,18 @@ async fn metrics_pass_promtool_and_carry_the_served_numbers() {
     promtool_check(&text);
     for line in [
         r#"prescale_served_replicas{namespace="default",workload="llm-chat"} 5.0"#,
+        r#"prescale_served_demand{namespace="default",workload="llm-chat"}"#,
+        r#"prescale_reactive_replicas{namespace="default",workload="batch"} 9.0"#,
+        r#"prescale_serving{namespace="default",workload="llm-chat",state="forecast"} 1.0"#,
+        r#"prescale_fallback_active{namespace="default",workload="llm-chat"} 0.0"#,
+        r#"prescale_quality_demoted{namespace="default",workload="web"} 1.0"#,
+        r#"prescale_quality_demoted{namespace="default",workload="llm-chat"} 0.0"#,
+        r#"prescale_slo_max_unserved_ratio{namespace="default",workload="llm-chat"} 0.005"#,
+        r#"prescale_slo_unserved_ratio{namespace="default",workload="llm-chat"} 0.0035"#,
+        r#"prescale_slo_reachable{namespace="default",workload="llm-chat"} 1.0"#,
+        r#"prescale_slo_reachable{namespace="default",workload="web"} 0.0"#,
+        r#"prescale_history_query_errors_total{namespace="default",workload="web"} 0"#,
+        "# TYPE prescale_history_query_errors_total counter",
         r#"prescale_forecast_replicas{namespace="default",workload="batch"} 5.0"#,
         r#"prescale_forecast_only{namespace="default",workload="batch"} 1.0"#,
         r#"prescale_slo_cost_vs_reactive_ratio{namespace="default",workload="llm-chat"} 0.94"#,
@@ -728,23 +750,15 @@ fn series_by_workload(text: &str) -> BTreeMap<String, Vec<String>> {
 }
 
 #[tokio::test]
-async fn metrics_carry_at_most_15_series_per_workload_unless_detail_is_on() {
+async fn metrics_carry_five_series_per_workload_and_flags_unless_detail_is_on() {
     const N: usize = 40;
+    // A workload served from its forecast, within its SLO: no flag raised.
     let default_set = [
         "prescale_served_replicas",
-        "prescale_served_demand",
-        "prescale_reactive_replicas",
         "prescale_observed_demand",
         "prescale_forecast_age_seconds",
         "prescale_history_data_age_seconds",
-        "prescale_serving",
-        "prescale_fallback_active",
-        "prescale_slo_max_unserved_ratio",
-        "prescale_slo_unserved_ratio",
         "prescale_slo_error_budget_remaining_ratio",
-        "prescale_slo_reachable",
-        "prescale_quality_demoted",
-        "prescale_history_query_errors_total",
     ];
     // Served now; an hour later every plan is refused (its data is past maxDataAge): one series more.
     for (now, extra) in [
@@ -774,13 +788,23 @@ async fn metrics_carry_at_most_15_series_per_workload_unless_detail_is_on() {
         assert!(text.contains("\nprescale_forecast_max_age_seconds 300.0\n"), "{text}");
     }
 
-    // Detail adds the rest: levels, scores, ratios, the model, counters, a histogram per workload.
+    // Detail adds the rest: the flags in every state, levels, scores, ratios, the model, counters, a histogram per
+    // workload.
     let text = many_workloads(N, at(NOW), telemetry::Detail::Full).encode();
     promtool_check(&text);
     let by_workload = series_by_workload(&text);
     assert_eq!(by_workload.len(), N);
     for (workload, names) in &by_workload {
         for name in default_set.iter().chain(&[
+            "prescale_serving",
+            "prescale_fallback_active",
+            "prescale_slo_reachable",
+            "prescale_served_demand",
+            "prescale_reactive_replicas",
+            "prescale_quality_demoted",
+            "prescale_slo_max_unserved_ratio",
+            "prescale_slo_unserved_ratio",
+            "prescale_history_query_errors_total",
             "prescale_forecast_demand",
             "prescale_forecast_replicas",
             "prescale_planning_quantile",
@@ -811,12 +835,43 @@ async fn metrics_carry_at_most_15_series_per_workload_unless_detail_is_on() {
     );
 }
 
-/// The most bytes `/metrics` may take at 10,000 workloads by default: 15 series a workload at about 80 bytes each
-/// (name, `namespace` and `workload` labels, value). Every workload's full set took 52.8 MB.
-const METRICS_BYTES_AT_10000: usize = 12_000_000;
+/// The most bytes `/metrics` may take at 10,000 workloads by default, identity-encoded: five series a workload at
+/// about 83 bytes each (name, `namespace` and `workload` labels, value) and a flag while something is wrong. Every
+/// workload's full set took 52.8 MB, the default set before it was cut to what the alerts read 11.3 MB.
+const METRICS_BYTES_AT_10000: usize = 5_000_000;
 
-/// The exposition at 10,000 workloads, by default and with detail on (sizes in BENCHMARKS.md):
-/// `cargo test --test admin metrics_at_10000_workloads -- --nocapture`.
+/// `bytes` gunzipped.
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("a gzip body");
+    out
+}
+
+/// The lines of an exposition, sorted: two encodings of one store list each family's series in their own order.
+fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines
+}
+
+/// `GET /metrics` through the registry's router, with `accept_encoding` if given.
+async fn scrape(registry: &telemetry::Registry, accept_encoding: Option<&str>) -> axum::response::Response {
+    let mut request = Request::get("/metrics");
+    if let Some(value) = accept_encoding {
+        request = request.header(header::ACCEPT_ENCODING, value);
+    }
+    registry
+        .router()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+/// The exposition at 10,000 workloads, by default and with detail on, identity and gzip-encoded (sizes in
+/// BENCHMARKS.md): `cargo test --test admin metrics_at_10000_workloads -- --nocapture`.
 #[tokio::test]
 async fn metrics_at_10000_workloads() {
     const N: usize = 10_000;
@@ -824,33 +879,153 @@ async fn metrics_at_10000_workloads() {
         let registry = many_workloads(N, at(NOW), detail);
         let started = std::time::Instant::now();
         let text = registry.encode();
-        let elapsed = started.elapsed();
+        let encoded_in = started.elapsed();
+        let started = std::time::Instant::now();
+        let gzipped = telemetry::gzip(text.as_bytes());
+        let gzipped_in = started.elapsed();
+        assert!(
+            gunzip(&gzipped) == text.as_bytes(),
+            "the gzip body decodes to the identity body"
+        );
         let by_workload = series_by_workload(&text);
         assert_eq!(by_workload.len(), N);
         let series: usize = by_workload.values().map(Vec::len).sum();
         let most = by_workload.values().map(Vec::len).max().unwrap();
-        // As `/metrics` answers a scraper that accepts gzip (Prometheus does by default).
-        let started = std::time::Instant::now();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
-        let gz = gz.finish().unwrap();
-        let gz_elapsed = started.elapsed();
         println!(
-            "{detail:?}: {N} workloads, {series} per-workload series ({most} at most per workload), {} bytes ({:.2} MB), encoded in {elapsed:.2?}; gzipped {:.2} MB in {gz_elapsed:.2?} (debug build)",
+            "{detail:?}: {N} workloads, {series} per-workload series ({most} at most per workload), identity {} bytes \
+             ({:.2} MB) encoded in {encoded_in:.2?}, gzip {} bytes ({:.2} MB, {:.1}x smaller) in {gzipped_in:.2?} more \
+             (debug build)",
             text.len(),
             text.len() as f64 / 1e6,
-            gz.len() as f64 / 1e6
+            gzipped.len(),
+            gzipped.len() as f64 / 1e6,
+            text.len() as f64 / gzipped.len() as f64,
         );
-        assert!(
-            gz.len() * 5 < text.len(),
-            "gzip shrinks the exposition at least fivefold: {} bytes",
-            gz.len()
-        );
+        // The levels `/metrics` does not use, for comparison.
+        for level in [1, 9] {
+            use std::io::Write as _;
+            let started = std::time::Instant::now();
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            encoder.write_all(text.as_bytes()).unwrap();
+            let other = encoder.finish().unwrap();
+            println!(
+                "{detail:?}: gzip level {level} would be {} bytes ({:.1}x smaller) in {:.2?}",
+                other.len(),
+                text.len() as f64 / other.len() as f64,
+                started.elapsed()
+            );
+        }
         if detail == telemetry::Detail::Default {
             assert!(most <= telemetry::DEFAULT_SERIES_PER_WORKLOAD);
             assert!(text.len() < METRICS_BYTES_AT_10000, "{} bytes", text.len());
+            assert!(gzipped.len() < text.len() / 10, "{} bytes gzipped", gzipped.len());
+            // Served: gzip when asked for, decoding to the same series.
+            let started = std::time::Instant::now();
+            let response = scrape(&registry, Some("gzip")).await;
+            assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let served_in = started.elapsed();
+            let served = String::from_utf8(gunzip(&body)).unwrap();
+            assert_eq!(sorted_lines(&served), sorted_lines(&text));
+            println!(
+                "{detail:?}: served gzip-encoded, {} bytes, in {served_in:.2?} (encoded and gzipped on a blocking thread)",
+                body.len()
+            );
         }
     }
+    // An hour later every plan is refused (its data is past maxDataAge): a flag more on every workload.
+    let text = many_workloads(N, at(NOW) + TimeDelta::hours(1), telemetry::Detail::Default).encode();
+    let by_workload = series_by_workload(&text);
+    let most = by_workload.values().map(Vec::len).max().unwrap();
+    assert!(most <= telemetry::DEFAULT_SERIES_PER_WORKLOAD);
+    println!(
+        "Default, every plan refused: {most} series per workload, identity {} bytes ({:.2} MB), gzip {} bytes",
+        text.len(),
+        text.len() as f64 / 1e6,
+        telemetry::gzip(text.as_bytes()).len()
+    );
+}
+
+/// `/metrics` answers a scraper that accepts gzip (Prometheus does by default) gzip-encoded, and any other
+/// identity-encoded: content negotiation on the router, then `curl` against a real listener.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_gzip_encoded_for_scrapers_that_accept_it() {
+    let registry = many_workloads(200, at(NOW), telemetry::Detail::Default);
+    let identity = registry.encode();
+    for (accept, gzip) in [
+        (None, false),
+        (Some("gzip"), true),
+        (Some("gzip, deflate, br"), true),
+        (Some("GZIP;q=0.5, identity"), true),
+        (Some("x-gzip"), true),
+        (Some("*"), true),
+        (Some("identity"), false),
+        (Some("br, deflate"), false),
+        (Some("gzip;q=0, identity"), false),
+        (Some("*;q=0.1, gzip;q=0"), false),
+    ] {
+        let response = scrape(&registry, accept).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers().clone();
+        assert_eq!(headers[header::CONTENT_TYPE], telemetry::CONTENT_TYPE, "{accept:?}");
+        assert_eq!(headers[header::VARY], "Accept-Encoding", "{accept:?}");
+        assert_eq!(
+            headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap()),
+            gzip.then_some("gzip"),
+            "{accept:?}"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let text = String::from_utf8(if gzip { gunzip(&body) } else { body }).unwrap();
+        assert_eq!(sorted_lines(&text), sorted_lines(&identity), "{accept:?}");
+    }
+
+    // A real client over a real socket: curl decodes what it asked for, and without --compressed shows the raw
+    // bytes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let router = registry.router();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let dir = tempfile::tempdir().unwrap();
+    let curl = |args: &[&str]| {
+        let headers = dir.path().join("headers");
+        let body = dir.path().join("body");
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "-D"])
+            .arg(&headers)
+            .arg("-o")
+            .arg(&body)
+            .args(args)
+            .arg(&url)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run curl ({e}): install it with `apt-get install -y curl`"));
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let headers = std::fs::read_to_string(headers).unwrap().to_ascii_lowercase();
+        (headers, std::fs::read(body).unwrap())
+    };
+    let identity_lines = sorted_lines(&identity);
+    let (headers, body) = tokio::task::block_in_place(|| curl(&["--compressed", "-H", "Accept-Encoding: gzip"]));
+    assert!(headers.contains("\r\ncontent-encoding: gzip\r\n"), "{headers}");
+    assert!(headers.contains("\r\nvary: accept-encoding\r\n"), "{headers}");
+    assert_eq!(sorted_lines(std::str::from_utf8(&body).unwrap()), identity_lines);
+    let (headers, raw) = tokio::task::block_in_place(|| curl(&["-H", "Accept-Encoding: gzip"]));
+    assert!(headers.contains("\r\ncontent-encoding: gzip\r\n"), "{headers}");
+    assert_eq!(raw[..2], [0x1f, 0x8b], "the gzip magic number");
+    assert!(
+        raw.len() < identity.len() / 5,
+        "{} bytes gzipped, {} identity",
+        raw.len(),
+        identity.len()
+    );
+    assert_eq!(sorted_lines(&String::from_utf8(gunzip(&raw)).unwrap()), identity_lines);
+    let (headers, body) = tokio::task::block_in_place(|| curl(&[]));
+    assert!(!headers.contains("content-encoding"), "{headers}");
+    assert!(headers.contains("\r\nvary: accept-encoding\r\n"), "{headers}");
+    assert_eq!(sorted_lines(std::str::from_utf8(&body).unwrap()), identity_lines);
+    server.abort();
 }
 
 /// The real pipeline (generator history, real model fits) feeds the same API: the explanation's numbers are the
@@ -1023,6 +1198,80 @@ async fn the_explain_client_reads_a_running_server() {
     );
 }
 
+/// The exposition of the filled store with `detail`, as `serve` makes it: the pipeline's fit histogram, the API's
+/// request metrics and the Prometheus history client's.
+async fn exposition(detail: telemetry::Detail) -> String {
+    let store = filled_store();
+    let registry = telemetry::Registry::with_detail(store.clone(), Clock::fixed(at(NOW)), detail);
+    registry.pipeline().fit(
+        &WorkloadId {
+            namespace: "default".into(),
+            name: "web".into(),
+        },
+        0.1,
+    );
+    prescale::app::init();
+    let settings = PrometheusSettings {
+        retries: 0,
+        ..PrometheusSettings::new("http://127.0.0.1:9")
+    };
+    let prometheus = PrometheusClient::new(&settings).unwrap();
+    registry.register_with(|r| prometheus.register_metrics(r));
+    // One query that finds no Prometheus (nothing listens on port 9): the client's request counter gets a series.
+    let query = PromQuery::new(&prometheus, "up", TimeDelta::minutes(1)).unwrap();
+    assert!(query.fetch(at(NOW) - TimeDelta::hours(1), at(NOW)).await.is_err());
+    let api = telemetry::instrument(
+        admin::router(AdminState {
+            store,
+            clock: Clock::fixed(at(NOW)),
+        }),
+        registry.http("api"),
+    );
+    send(api, "/api/v1/workloads").await;
+    registry.encode()
+}
+
+/// The metric names `expr` reads (histogram series by their family's name).
+fn prescale_metrics(expr: &str) -> Vec<&str> {
+    expr.match_indices("prescale_")
+        .map(|(i, _)| {
+            let name = &expr[i..];
+            let name = &name[..name
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(name.len())];
+            ["_bucket", "_count", "_sum"]
+                .iter()
+                .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n))
+        })
+        .collect()
+}
+
+/// Every alert of the shipped PrometheusRule reads only series prescale exports by default: they work without
+/// `--metrics-detail`.
+#[tokio::test]
+async fn the_alerts_read_only_default_metrics() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/base/prometheusrule.yaml");
+    let rule: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let default = exposition(telemetry::Detail::Default).await;
+    let mut checked = 0;
+    for r in rule["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+    {
+        for family in prescale_metrics(r["expr"].as_str().unwrap()) {
+            assert!(
+                default.contains(&format!("# TYPE {family} ")),
+                "alert {} reads {family}, which is not in prescale's default metrics",
+                r["alert"]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "{checked} metric references checked");
+}
+
 /// Every `prescale_*` metric the Grafana dashboard queries is one prescale exports: by default outside its Detail
 /// row, with `--metrics-detail` inside it.
 #[tokio::test]
@@ -1030,45 +1279,15 @@ async fn the_grafana_dashboard_queries_exported_metrics() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/prescale.json");
     let text = std::fs::read_to_string(&path).unwrap();
     let dashboard: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
-    let exposition = |detail| {
-        let store = filled_store();
-        let registry = telemetry::Registry::with_detail(store.clone(), Clock::fixed(at(NOW)), detail);
-        registry.pipeline().fit(
-            &WorkloadId {
-                namespace: "default".into(),
-                name: "web".into(),
-            },
-            0.1,
-        );
-        let api = telemetry::instrument(
-            admin::router(AdminState {
-                store,
-                clock: Clock::fixed(at(NOW)),
-            }),
-            registry.http("api"),
-        );
-        async move {
-            send(api, "/api/v1/workloads").await;
-            registry.encode()
-        }
-    };
     let default = exposition(telemetry::Detail::Default).await;
     let detail = exposition(telemetry::Detail::Full).await;
     let mut checked = 0;
     let mut check = |panel: &Value, exposition: &str, set: &str| {
         for target in panel["targets"].as_array().unwrap() {
-            let expr = target["expr"].as_str().unwrap();
-            for (i, _) in expr.match_indices("prescale_") {
-                let name: String = expr[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let family = ["_bucket", "_count", "_sum"]
-                    .iter()
-                    .fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+            for family in prescale_metrics(target["expr"].as_str().unwrap()) {
                 assert!(
                     exposition.contains(&format!("# TYPE {family} ")),
-                    "panel `{}` queries {name}, which is not in prescale's {set} metrics",
+                    "panel `{}` queries {family}, which is not in prescale's {set} metrics",
                     panel["title"]
                 );
                 checked += 1;

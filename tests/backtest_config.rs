@@ -386,7 +386,7 @@ async fn config_workloads_are_backtested_published_and_served() {
     assert_eq!(listed[0], summary, "served as published");
     assert_eq!(listed[1].workload, "servegen-csv");
     let mut registry = prometheus_client::registry::Registry::with_prefix("prescale");
-    published.register_metrics(&mut registry);
+    published.register_metrics(&mut registry, prescale::sre::telemetry::Detail::Full);
     let mut metrics = String::new();
     prometheus_client::encoding::text::encode(&mut metrics, &registry).unwrap();
     // Compare numbers, not text: two shortest round-trip spellings of one f64 can differ in the last digit.

@@ -61,25 +61,38 @@ fn alert_rules_pass_promtool() {
 
 /// The SLO alerts against made-up series, with `promtool test rules`: a missed SLO, an unreachable one, a fast and
 /// steady burn fire; a workload within its SLO and the one-off step of a restarted replica adopting its replayed
-/// record do not. Annotations are left out (promtool compares them whole; `check rules` checks their templates).
+/// record do not. `prescale_slo_reachable` is exported by default only while 0 (with `--metrics-detail` as 1 too):
+/// an SLO one replica of two cannot meet does not fire. Annotations are left out (promtool compares them whole;
+/// `check rules` checks their templates).
 #[test]
 fn the_slo_alerts_fire_when_they_should() {
     let dir = shipped_rules_without_annotations();
     let mut input = String::new();
-    // workload, realised share, error budget left, reachable: 3 h at one sample a minute.
-    for (workload, unserved, budget, reachable) in [
-        ("ok", "0.005x180", "0.5x180", "1x180"),
-        ("missed", "0.012x180", "-0.2x180", "1x180"),
-        ("unreachable", "0.008x180", "0.2x180", "0x180"),
+    // workload, error budget left, reachable (None: not exported, as by default while reachable): 3 h at one sample
+    // a minute.
+    for (workload, budget, reachable) in [
+        ("ok", "0.5x180", Some("1x180")),
+        ("missed", "-0.2x180", None),
+        ("unreachable", "0.2x180", Some("0x180")),
         // 0.2% of the budget a minute (12% an hour), still within the SLO.
-        ("burning", "0.004x180", "1-0.002x180", "1x180"),
+        ("burning", "1-0.002x180", None),
         // A restarted replica adopts its replayed record after 30 minutes: one step, then steady.
-        ("restarted", "0.004x180", "1x30 0.6x150", "1x180"),
+        ("restarted", "1x30 0.6x150", Some("1x180")),
     ] {
-        input += &series("prescale_slo_max_unserved_ratio", workload, "0.01x180");
-        input += &series("prescale_slo_unserved_ratio", workload, unserved);
+        input += &series("prescale_served_replicas", workload, "5x180");
         input += &series("prescale_slo_error_budget_remaining_ratio", workload, budget);
-        input += &series("prescale_slo_reachable", workload, reachable);
+        if let Some(reachable) = reachable {
+            input += &series("prescale_slo_reachable", workload, reachable);
+        }
+    }
+    // Two replicas: one finds the SLO cannot be met, the other exports nothing (it can).
+    for (replica, reachable) in [("a", Some("0x180")), ("b", None)] {
+        let on = |text: String| text.replace("workload=", &format!("instance=\"{replica}\",workload="));
+        input += &on(series("prescale_served_replicas", "split", "5x180"));
+        input += &on(series("prescale_slo_error_budget_remaining_ratio", "split", "0.5x180"));
+        if let Some(reachable) = reachable {
+            input += &on(series("prescale_slo_reachable", "split", reachable));
+        }
     }
     let alert = |name: &str, at: &str, firing: &[(&str, &str)]| {
         let mut out = format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts:");
@@ -122,44 +135,25 @@ fn the_slo_alerts_fire_when_they_should() {
 /// The freshness alerts, with `promtool test rules`: they follow prescale's own refusal (`prescale_serving_refused`,
 /// present while the API refuses a plan), so a plan older than its workload's maxForecastAge (10 min here, not a
 /// fixed 5), data older than maxDataAge while plans keep coming, and a workload never planned fire; a fresh workload
-/// and one within its bounds do not. Prometheus unreachable: plans stop while the workload's queries fail; stale
-/// plans without query errors, and query errors while plans are fresh, do not fire it.
+/// and one within its bounds do not. Prometheus unreachable: plans and samples stop while prescale's requests to
+/// Prometheus fail; stale plans from fresh data, and the same workload while Prometheus answers, do not fire it.
 #[test]
 fn the_freshness_alerts_follow_the_configured_bounds() {
     let dir = shipped_rules_without_annotations();
     let mut input = String::new();
-    // workload, forecast age, data age, refused (and why), history query errors: an hour at one sample a minute.
-    for (workload, forecast_age, data_age, refused, query_errors) in [
-        ("fresh", "20x60", "60x60", None, "0+1x60"),
+    // workload, forecast age, data age, refused (and why): an hour at one sample a minute.
+    for (workload, forecast_age, data_age, refused) in [
+        ("fresh", "20x60", "60x60", None),
         // 7 minutes old, then older: past its 600 s maxForecastAge at minute 4, refused from then on.
-        (
-            "slow",
-            "420+60x60",
-            "60x60",
-            Some(("stale_forecast", "_x4 1x55")),
-            "0x60",
-        ),
+        ("slow", "420+60x60", "60x60", Some(("stale_forecast", "_x4 1x55"))),
         // Past its 1800 s maxDataAge at minute 21.
-        (
-            "dead-exporter",
-            "20x60",
-            "600+60x60",
-            Some(("stale_data", "_x21 1x38")),
-            "0x60",
-        ),
-        ("broken", "_x60", "_x60", Some(("not_planned", "1x60")), "0+1x60"),
+        ("dead-exporter", "20x60", "600+60x60", Some(("stale_data", "_x21 1x38"))),
+        ("broken", "_x60", "_x60", Some(("not_planned", "1x60"))),
         // Queries fail from the start: past 600 s at minute 10, stale_forecast (5 min bound) from minute 5.
-        (
-            "cut-off",
-            "20+60x60",
-            "80+60x60",
-            Some(("stale_forecast", "_x5 1x54")),
-            "0+2x60",
-        ),
+        ("cut-off", "20+60x60", "80+60x60", Some(("stale_forecast", "_x5 1x54"))),
     ] {
         input += &series("prescale_forecast_age_seconds", workload, forecast_age);
         input += &series("prescale_history_data_age_seconds", workload, data_age);
-        input += &series("prescale_history_query_errors_total", workload, query_errors);
         if let Some((reason, values)) = refused {
             input += &series("prescale_serving_refused", workload, values)
                 .replace("workload=", &format!("reason=\"{reason}\",workload="));
@@ -188,13 +182,18 @@ fn the_freshness_alerts_follow_the_configured_bounds() {
         alert("PrescaleDataStale", "30m", &["dead-exporter"]),
         alert("PrescaleWorkloadNotPlanned", "5m", &[]),
         alert("PrescaleWorkloadNotPlanned", "15m", &["broken"]),
-        // cut-off passes 600 s at minute 10 and fires five minutes later; slow is as old, without query errors.
+        // cut-off passes 600 s at minute 10 and fires five minutes later; slow is as old, from fresh data.
         alert("PrescalePrometheusUnreachable", "13m", &[]),
         alert("PrescalePrometheusUnreachable", "20m", &["cut-off"]),
     ]
     .concat();
+    // Prescale's requests to Prometheus (per process, no workload labels): failing, then all answered.
+    let failing =
+        "      - series: 'prescale_prometheus_requests_total{outcome=\"unreachable\"}'\n        values: '0+2x60'\n";
+    let answered = "      - series: 'prescale_prometheus_requests_total{outcome=\"ok\"}'\n        values: '0+2x60'\n";
     let tests = format!(
-        "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{checks}"
+        "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{input}{failing}    alert_rule_test:\n{checks}  - interval: 1m\n    input_series:\n{input}{answered}    alert_rule_test:\n{}",
+        alert("PrescalePrometheusUnreachable", "20m", &[])
     );
     std::fs::write(dir.path().join("tests.yaml"), tests).unwrap();
     let report = run(Command::new(promtool())

@@ -9,9 +9,12 @@
 //!
 //! A summary holds every run, the predictive policy's once per SLO it was run at (`slo`), and the bar per (SLO,
 //! lead). The gauges carry one predictive run and one bar per lead: those at the summary's `slo`, the workload's own
-//! service level (or, when `--slo` left it out, the lowest SLO run).
+//! service level (or, when `--slo` left it out, the lowest SLO run). Per workload they are exported only with
+//! [`Detail::Full`] (`--metrics-detail`); by default `/metrics` carries two summaries without workload labels: how
+//! many workloads missed the bar at each lead, and when the oldest summary was made.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,12 +26,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::Api;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use super::{PolicyName, Report};
-use crate::sre::telemetry::Emit;
+use crate::sre::telemetry::{Detail, Emit};
 use crate::store::WorkloadId;
 
 /// The field manager of the writer's server-side apply.
@@ -426,14 +430,19 @@ impl PublishedBacktests {
     }
 
     /// Registers the `backtest_*` gauges, read from the summaries at scrape time, on `registry` (whose prefix,
-    /// `prescale`, the caller sets).
-    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register_collector(Box::new(Metrics(self.clone())));
+    /// `prescale`, the caller sets): the summaries by default, the per-workload gauges too with [`Detail::Full`].
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry, detail: Detail) {
+        registry.register_collector(Box::new(Metrics(self.clone(), detail)));
     }
 }
 
 #[derive(Debug)]
-struct Metrics(PublishedBacktests);
+struct Metrics(PublishedBacktests, Detail);
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BarLabels {
+    lead: String,
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScoreLabels {
@@ -458,30 +467,45 @@ struct WorkloadLabels {
 
 impl Collector for Metrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let full = self.1 == Detail::Full;
+        // By default: summaries over the workloads, no workload labels.
+        let failed = Emit::<BarLabels>::new(
+            "backtest_bar_failed_workloads",
+            "Workloads whose last published backtest did not meet the bar at this lead (at each workload's SLO); per workload: backtest_bar_passed, with metrics detail",
+        );
+        // Per workload: with detail only.
         let unserved = Emit::<ScoreLabels>::new(
             "backtest_unserved_fraction",
             "Share of demand ready pods did not serve in the last published backtest",
-        );
+        )
+        .only_if(full);
         let violation = Emit::<ScoreLabels>::new(
             "backtest_violation_minutes_per_day",
             "Minutes per day demand exceeded ready capacity in the last published backtest",
-        );
+        )
+        .only_if(full);
         let hours = Emit::<ScoreLabels>::new(
             "backtest_replica_hours",
             "Pod-hours held (ready + starting) in the last published backtest",
-        );
+        )
+        .only_if(full);
         let ratio = Emit::<ScoreLabels>::new(
             "backtest_replica_hours_ratio_to_oracle",
             "Replica-hours relative to the perfect-foresight oracle at the same lead",
-        );
+        )
+        .only_if(full);
         let bar = Emit::<LeadLabels>::new(
             "backtest_bar_passed",
             "1 when predictive met the bar at the workload's SLO (SLO met where a reactive target meets it, and no more replica-hours than the best-tuned reactive HPA at the same unserved share), else 0",
-        );
+        )
+        .only_if(full);
         let generated = Emit::<WorkloadLabels>::new(
             "backtest_generated_timestamp_seconds",
             "When the last published backtest of the workload ran (Unix seconds)",
-        );
+        )
+        .only_if(full);
+        let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+        let mut oldest_at: Option<DateTime<Utc>> = None;
         for s in self.0.summaries() {
             // One predictive run and one bar per lead: those at the summary's SLO.
             let at_slo = |slo: Option<f64>| slo.is_none() || slo == s.slo;
@@ -506,12 +530,29 @@ impl Collector for Metrics {
                     lead: v.lead.clone(),
                 };
                 bar.set(labels, if v.passed { 1.0 } else { 0.0 });
+                *failures.entry(v.lead.clone()).or_default() += usize::from(!v.passed);
             }
+            oldest_at = Some(oldest_at.map_or(s.generated_at, |t| t.min(s.generated_at)));
             let labels = WorkloadLabels {
                 namespace: s.namespace.clone(),
                 workload: s.workload.clone(),
             };
             generated.set(labels, s.generated_at.timestamp_millis() as f64 / 1000.0);
+        }
+        for (lead, n) in failures {
+            failed.set(BarLabels { lead }, n as f64);
+        }
+        failed.encode(&mut encoder)?;
+        if let Some(t) = oldest_at {
+            let oldest = Gauge::<f64, AtomicU64>::default();
+            oldest.set(t.timestamp_millis() as f64 / 1000.0);
+            let metric = encoder.encode_descriptor(
+                "backtest_oldest_generated_timestamp_seconds",
+                "When the oldest of the published backtests ran (Unix seconds)",
+                None,
+                oldest.metric_type(),
+            )?;
+            oldest.encode(metric)?;
         }
         unserved.encode(&mut encoder)?;
         violation.encode(&mut encoder)?;
@@ -600,7 +641,7 @@ mod tests {
         assert_eq!(published.load(Some(&cm)), 1);
         assert_eq!(published.summaries()[0], s, "every SLO is kept in the summary");
         let mut registry = prometheus_client::registry::Registry::with_prefix("prescale");
-        published.register_metrics(&mut registry);
+        published.register_metrics(&mut registry, Detail::Full);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let lines = |name: &str| text.lines().filter(|l| l.starts_with(name)).collect::<Vec<_>>();
@@ -645,7 +686,7 @@ mod tests {
         assert_eq!(published.load(Some(&cm)), 1);
         assert_eq!(published.summaries()[0].workload, "a");
         let mut registry = prometheus_client::registry::Registry::with_prefix("prescale");
-        published.register_metrics(&mut registry);
+        published.register_metrics(&mut registry, Detail::Full);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
@@ -665,5 +706,72 @@ mod tests {
         );
         assert_eq!(published.load(None), 0, "an absent ConfigMap means no backtests");
         assert!(published.summaries().is_empty());
+    }
+
+    #[test]
+    fn by_default_the_gauges_summarise_the_workloads_without_their_labels() {
+        let bar = |lead: &str, passed: bool| BarVerdict {
+            lead: lead.into(),
+            lead_seconds: 300,
+            slo: Some(0.01),
+            unserved_ok: None,
+            replica_hours_ok: Some(passed),
+            slo_ok: Some(true),
+            savings_ok: Some(passed),
+            equal_service_savings: None,
+            foresight_captured: None,
+            passed,
+        };
+        let mut a = summary("a", 0.25);
+        a.bar = vec![bar("5m", true), bar("10m", true)];
+        let mut b = summary("b", 0.5);
+        b.bar = vec![bar("5m", false), bar("10m", true)];
+        b.generated_at = a.generated_at - chrono::TimeDelta::days(2);
+        let published = PublishedBacktests::new();
+        let cm = ConfigMap {
+            data: Some(BTreeMap::from([
+                ("llm.a.json".to_owned(), serde_json::to_string(&a).unwrap()),
+                ("llm.b.json".to_owned(), serde_json::to_string(&b).unwrap()),
+            ])),
+            ..ConfigMap::default()
+        };
+        assert_eq!(published.load(Some(&cm)), 2);
+        let encode = |detail| {
+            let mut registry = prometheus_client::registry::Registry::with_prefix("prescale");
+            published.register_metrics(&mut registry, detail);
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            text
+        };
+        let text = encode(Detail::Default);
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let mut sorted = samples.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            [
+                "prescale_backtest_bar_failed_workloads{lead=\"10m\"} 0.0",
+                "prescale_backtest_bar_failed_workloads{lead=\"5m\"} 1.0",
+                "prescale_backtest_oldest_generated_timestamp_seconds 1699827200.0",
+            ],
+            "{text}"
+        );
+        // With detail: the summaries and every workload's gauges.
+        let text = encode(Detail::Full);
+        assert!(
+            text.contains("prescale_backtest_bar_failed_workloads{lead=\"5m\"} 1.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prescale_backtest_bar_passed{namespace=\"llm\",workload=\"b\",lead=\"5m\"} 0.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prescale_backtest_generated_timestamp_seconds{namespace=\"llm\",workload=\"b\"} 1699827200"),
+            "{text}"
+        );
+        // Nothing published: no series at all.
+        assert_eq!(published.load(None), 0);
+        assert!(!encode(Detail::Default).lines().any(|l| !l.starts_with('#')));
     }
 }

@@ -1,18 +1,24 @@
 //! prescale's own metrics: one Prometheus registry, a sub-registry per component, served at `/metrics`.
 //!
 //! Per-workload metrics come in two sets, chosen by [`Detail`] (`--metrics-detail`, the config's
-//! `metricsDetail`). By default `/metrics` carries at most [`DEFAULT_SERIES_PER_WORKLOAD`] series per workload, the
-//! ones an SRE alerts and graphs on (ten thousand workloads: 11 MB a scrape, 48 MB with detail); fit durations go to
-//! one histogram for all workloads. With detail on, every per-workload series below is exported as well.
+//! `metricsDetail`). By default `/metrics` carries what an SRE alerts and graphs on: five series per workload in
+//! steady state, and a flag while something is wrong, at most [`DEFAULT_SERIES_PER_WORKLOAD`] (ten thousand
+//! workloads: 4.1 MB a scrape, 48 MB with detail); fit durations go to one histogram for all workloads. The flags
+//! (`serving`, `serving_refused`, `fallback_active`, `slo_reachable`) are present by default only in the state an
+//! alert or the dashboard looks for, so `serving{state="demoted"}` or `slo_reachable == 0` read the same in both
+//! sets. With detail on, every per-workload series below is exported, the flags in every state.
+//!
+//! `/metrics` is gzip-encoded when the scraper accepts it (Prometheus does by default): about 15 times smaller.
 //!
 //! | component | by default (all prefixed `prescale_`) | with detail, also | source |
 //! |---|---|---|---|
-//! | forecast | `forecast_age_seconds`, `fallback_active`; `forecast_max_age_seconds` and `forecast_fit_duration_seconds` once for the process (no workload labels) | `forecast_demand{level}`, `forecast_replicas`, `planning_quantile`, `forecast_model_info{method,periods}`, `forecast_fits_total`, `forecast_workload_fit_duration_seconds` | the plan store at scrape time; fit durations pushed by the pipeline |
-//! | serving | `served_replicas`, `served_demand`, `reactive_replicas`, `observed_demand`, `serving{state}` (one series: the current state), `serving_refused{reason}` (one series while the API refuses the plan, else none) | `forecast_only` | the plan store |
-//! | slo | `slo_max_unserved_ratio`, `slo_unserved_ratio`, `slo_error_budget_remaining_ratio`, `slo_reachable` | `slo_cost_vs_reactive_ratio`, `served_pods_vs_reactive_ratio` | the plan store: the SLO controller's report ([`crate::control::service_level::Report`]) |
-//! | quality | `quality_demoted` | `quality_coverage_ratio`, `quality_nominal_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_window_samples`, `quality_scored_total`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
-//! | history | `history_data_age_seconds`, `history_query_errors_total` | `history_max_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_missing_ratio` | the plan store |
+//! | forecast | `forecast_age_seconds`; `fallback_active` (value 1, while a fallback model is in use); `forecast_max_age_seconds` and `forecast_fit_duration_seconds` once for the process (no workload labels) | `fallback_active` 0, `forecast_demand{level}`, `forecast_replicas`, `planning_quantile`, `forecast_model_info{method,periods}`, `forecast_fits_total`, `forecast_workload_fit_duration_seconds` | the plan store at scrape time; fit durations pushed by the pipeline |
+//! | serving | `served_replicas`, `observed_demand`, `serving{state}` (value 1, while the state is not `forecast`), `serving_refused{reason}` (value 1, while the API refuses the plan; in both sets) | `serving{state="forecast"}`, `served_demand`, `reactive_replicas`, `forecast_only` | the plan store |
+//! | slo | `slo_error_budget_remaining_ratio`, `slo_reachable` (value 0, while no candidate meets the SLO) | `slo_reachable` 1, `slo_max_unserved_ratio`, `slo_unserved_ratio`, `slo_cost_vs_reactive_ratio`, `served_pods_vs_reactive_ratio` | the plan store: the SLO controller's report ([`crate::control::service_level::Report`]) |
+//! | quality | (the `demoted` state of `serving`) | `quality_demoted`, `quality_coverage_ratio`, `quality_nominal_coverage_ratio`, `quality_under_prediction_ratio`, `quality_under_prediction_size_ratio`, `quality_shortfall_ratio`, `quality_window_samples`, `quality_scored_total`, `quality_demotions_total`, `quality_promotions_total` | the plan store |
+//! | history | `history_data_age_seconds` | `history_query_errors_total`, `history_max_data_age_seconds`, `history_last_success_timestamp_seconds`, `history_missing_ratio` | the plan store |
 //! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` (no workload labels) | | [`instrument`] middleware (labels bounded: [`method_label`], route templates) |
+//! | backtest (with `--backtest-configmap`) | `backtest_bar_failed_workloads{lead}`, `backtest_oldest_generated_timestamp_seconds` (no workload labels) | `backtest_*{policy,lead}` per workload | [`crate::backtest::publish`] |
 //! | keda | `keda_requests_total{method,code}` (gRPC calls by RPC name and status code, streams counted when they end), `keda_streams_open` (no workload labels) | | [`crate::apiserver::keda`] (labels bounded: the service's five RPC names or `other`, gRPC code names) |
 //!
 //! Per-workload metrics carry `namespace` and `workload` labels, and no others but the bounded `state`, `reason`,
@@ -25,7 +31,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -38,7 +44,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::clock::Clock;
-use crate::control::engine::Mode;
+use crate::control::engine::{Mode, Serving};
 use crate::control::quality::Health;
 use crate::store::{PlanStore, WorkloadId};
 
@@ -85,12 +91,12 @@ struct LatencyLabels {
 /// How much of each workload `/metrics` carries (see the module documentation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Detail {
-    /// The series an SRE alerts and graphs on: at most [`DEFAULT_SERIES_PER_WORKLOAD`] per workload; fit durations
-    /// in one histogram for all workloads.
+    /// The series an SRE alerts and graphs on: five per workload in steady state, flags only while they flag, at most
+    /// [`DEFAULT_SERIES_PER_WORKLOAD`] per workload; fit durations in one histogram for all workloads.
     #[default]
     Default,
-    /// Every per-workload series: forecast levels, quality scores, cost ratios, the model in use, counters and a
-    /// fit-duration histogram per workload (about 50 series per workload).
+    /// Every per-workload series: forecast levels, quality scores, cost ratios, the model in use, counters, the flags
+    /// in every state and a fit-duration histogram per workload (about 50 series per workload).
     Full,
 }
 
@@ -105,9 +111,10 @@ impl Detail {
     }
 }
 
-/// The most series one workload adds to `/metrics` with [`Detail::Default`] (with every feature on: an SLO, a
-/// refusal).
-pub const DEFAULT_SERIES_PER_WORKLOAD: usize = 15;
+/// The most series one workload adds to `/metrics` with [`Detail::Default`]: the five always there (served replicas,
+/// observed demand, the forecast's and the data's age, the SLO's error budget) and the four flags all raised at once
+/// (a reactive serving state, a refusal, a fallback model, an SLO that cannot be met).
+pub const DEFAULT_SERIES_PER_WORKLOAD: usize = 9;
 
 /// Metrics the pipeline pushes (what cannot be read from the store afterwards).
 #[derive(Debug, Clone)]
@@ -258,6 +265,7 @@ pub struct Registry {
     inner: Arc<RwLock<prometheus_client::registry::Registry>>,
     pipeline: PipelineMetrics,
     http: Arc<Mutex<BTreeMap<String, HttpMetrics>>>,
+    detail: Detail,
 }
 
 impl std::fmt::Debug for Registry {
@@ -295,7 +303,14 @@ impl Registry {
             inner: Arc::new(RwLock::new(root)),
             pipeline,
             http: Arc::default(),
+            detail,
         }
+    }
+
+    /// How much of each workload this registry exports (components registered with [`Registry::register_with`]
+    /// follow it).
+    pub fn detail(&self) -> Detail {
+        self.detail
     }
 
     /// The metrics the pipeline records into (pass to `pipeline::Options`).
@@ -359,73 +374,92 @@ impl Registry {
         openmetrics_to_prometheus(&out)
     }
 
-    /// A router serving `GET /metrics`; merge it into the admin router.
-    ///
-    /// The exposition is encoded on a blocking thread (tens of milliseconds at 10,000 workloads), and gzipped when
-    /// the scraper accepts it, as Prometheus does by default: at 10,000 workloads the text is megabytes and the
-    /// gzip a tenth or less (`BENCHMARKS.md`).
+    /// A router serving `GET /metrics`; merge it into the admin router. The exposition is gzip-encoded when the
+    /// request accepts it ([`accepts_gzip`]), and both it and its encoding are made on a blocking thread: at ten
+    /// thousand workloads they take a few hundred milliseconds of CPU.
     pub fn router(&self) -> Router {
         let registry = self.clone();
         Router::new().route(
             "/metrics",
-            get(move |headers: header::HeaderMap| {
+            get(move |headers: HeaderMap| {
                 let registry = registry.clone();
-                async move {
-                    let gzip = accepts_gzip(&headers);
-                    let encoded = tokio::task::spawn_blocking(move || {
-                        let text = registry.encode();
-                        if gzip {
-                            gzipped(text.as_bytes())
-                        } else {
-                            text.into_bytes()
-                        }
-                    })
-                    .await;
-                    let Ok(body) = encoded else {
-                        return (
-                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                            "encoding the metrics failed\n",
-                        )
-                            .into_response();
-                    };
-                    let mut response = ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
-                    let h = response.headers_mut();
-                    h.insert(header::VARY, header::HeaderValue::from_static("accept-encoding"));
-                    if gzip {
-                        h.insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
-                    }
-                    response
-                }
+                async move { registry.respond(accepts_gzip(&headers)).await }
             }),
         )
     }
-}
 
-/// True when `Accept-Encoding` lists `gzip` (or `*`) with a non-zero weight.
-fn accepts_gzip(headers: &header::HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("");
-            let weight = parts
-                .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
-                .map_or(1.0, |q| q.trim().parse::<f64>().unwrap_or(0.0));
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && weight > 0.0
+    async fn respond(self, compress: bool) -> Response {
+        let body = tokio::task::spawn_blocking(move || {
+            let text = self.encode();
+            if compress {
+                gzip(text.as_bytes())
+            } else {
+                text.into_bytes()
+            }
         })
+        .await;
+        let body = match body {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::error!(%error, "encoding metrics failed");
+                return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        };
+        let mut response = (
+            [(header::CONTENT_TYPE, CONTENT_TYPE), (header::VARY, "Accept-Encoding")],
+            body,
+        )
+            .into_response();
+        if compress {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        response
+    }
 }
 
-/// `bytes` gzipped at a fast level (the exposition repeats itself; level 1 already shrinks it about tenfold).
-fn gzipped(bytes: &[u8]) -> Vec<u8> {
+/// Whether a request's `Accept-Encoding` accepts gzip: `gzip` (or `x-gzip`) listed with a non-zero weight, or else
+/// `*` with a non-zero weight. No header: identity.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim();
+            let weight = parts
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| v.trim().parse::<f32>().ok())?
+                })
+                .next()
+                .unwrap_or(1.0);
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzip = Some(weight > 0.0);
+            } else if coding == "*" {
+                any = Some(weight > 0.0);
+            }
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
+/// `bytes` gzip-encoded, as `/metrics` sends them: at the default level (6), as Prometheus's own client libraries
+/// do. At ten thousand workloads it adds about a fifth to the time the exposition takes to make and sends 15× fewer
+/// bytes; the fastest level would take an eighth of that time and send 11× fewer (`BENCHMARKS.md`).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write as _;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 8), flate2::Compression::fast());
-    // Writing into a Vec cannot fail.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 8), GZIP_LEVEL);
+    // Writing to a Vec does not fail.
     encoder.write_all(bytes).expect("gzip into memory");
     encoder.finish().expect("gzip into memory")
 }
+
+const GZIP_LEVEL: flate2::Compression = flate2::Compression::new(6);
 
 /// Reads every workload's latest snapshot, insight and status at scrape time.
 #[derive(Debug)]
@@ -550,8 +584,6 @@ impl Collector for StoreCollector {
         let full = self.detail == Detail::Full;
         // The default set (see the module documentation): at most DEFAULT_SERIES_PER_WORKLOAD series a workload.
         let served = Emit::<WorkloadLabels>::new("served_replicas", "Replica target served to the HPA");
-        let served_demand = Emit::<WorkloadLabels>::new("served_demand", "Demand the served target is sized for");
-        let reactive = Emit::<WorkloadLabels>::new("reactive_replicas", "ceil(observed demand / capacity), clamped");
         let observed = Emit::<WorkloadLabels>::new("observed_demand", "Demand observed now");
         let forecast_age =
             Emit::<WorkloadLabels>::new("forecast_age_seconds", "Seconds since the served plan was published");
@@ -559,37 +591,47 @@ impl Collector for StoreCollector {
             "history_data_age_seconds",
             "Seconds since the end of the latest demand sample",
         );
+        let slo_budget = Emit::<WorkloadLabels>::new(
+            "slo_error_budget_remaining_ratio",
+            "Error budget left over the SLO window: 1 - unserved share / serviceLevel.maxUnserved (negative: overspent)",
+        );
+        // Flags: by default present only in the state alerts and the dashboard look for; with detail in every state.
         let serving = Emit::<StateLabels>::new(
             "serving",
-            "What the served target follows, as state: forecast, forecast_only, demoted or reactive (the SLO controller's choice); one series per planned workload, value 1",
+            "What the served target follows, as state: forecast, forecast_only, demoted or reactive (the SLO controller's choice); value 1, one series per planned workload (without metrics detail only while the state is not forecast)",
         );
         let refused = Emit::<ReasonLabels>::new(
             "serving_refused",
             "Present (value 1) while the API refuses the workload's plan, with the reason: not_planned, stale_data or stale_forecast; absent while the plan is served",
         );
-        let fallback =
-            Emit::<WorkloadLabels>::new("fallback_active", "1 when the forecast comes from a fallback model");
-        let slo_max = Emit::<WorkloadLabels>::new(
-            "slo_max_unserved_ratio",
-            "The SLO: the share of demand that may go unserved over the SLO window (serviceLevel.maxUnserved)",
-        );
-        let slo_unserved = Emit::<WorkloadLabels>::new(
-            "slo_unserved_ratio",
-            "Share of demand the served plan's ready pods left unserved over the SLO window so far",
-        );
-        let slo_budget = Emit::<WorkloadLabels>::new(
-            "slo_error_budget_remaining_ratio",
-            "Error budget left over the SLO window: 1 - slo_unserved_ratio / slo_max_unserved_ratio (negative: overspent)",
+        let fallback = Emit::<WorkloadLabels>::new(
+            "fallback_active",
+            "1 when the forecast comes from a fallback model, else 0 (without metrics detail only while 1)",
         );
         let slo_reachable = Emit::<WorkloadLabels>::new(
             "slo_reachable",
-            "1 when some candidate recently met the SLO, 0 when none did (the SLO cannot be met now); absent before warm-up",
+            "1 when some candidate recently met the SLO, 0 when none did (the SLO cannot be met now); absent before warm-up (without metrics detail only while 0)",
         );
-        let demoted =
-            Emit::<WorkloadLabels>::new("quality_demoted", "1 while forecast quality has demoted the workload");
-        let query_errors = EmitCounter::new("history_query_errors", "History fetches that failed");
 
         // Detail: only with Detail::Full.
+        let served_demand =
+            Emit::<WorkloadLabels>::new("served_demand", "Demand the served target is sized for").only_if(full);
+        let reactive =
+            Emit::<WorkloadLabels>::new("reactive_replicas", "ceil(observed demand / capacity), clamped").only_if(full);
+        let slo_max = Emit::<WorkloadLabels>::new(
+            "slo_max_unserved_ratio",
+            "The SLO: the share of demand that may go unserved over the SLO window (serviceLevel.maxUnserved)",
+        )
+        .only_if(full);
+        let slo_unserved = Emit::<WorkloadLabels>::new(
+            "slo_unserved_ratio",
+            "Share of demand the served plan's ready pods left unserved over the SLO window so far",
+        )
+        .only_if(full);
+        let demoted =
+            Emit::<WorkloadLabels>::new("quality_demoted", "1 while forecast quality has demoted the workload")
+                .only_if(full);
+        let query_errors = EmitCounter::new("history_query_errors", "History fetches that failed").only_if(full);
         let demand = Emit::<LevelLabels>::new(
             "forecast_demand",
             "Peak forecast demand over the lead window, by quantile (0.5 = median, and the planned quantile)",
@@ -711,7 +753,9 @@ impl Collector for StoreCollector {
                 data_age.set(l.clone(), seconds(now - t));
             }
             let f = &snap.forecast;
-            fallback.set(l.clone(), if f.fallback.is_some() { 1.0 } else { 0.0 });
+            if full || f.fallback.is_some() {
+                fallback.set(l.clone(), if f.fallback.is_some() { 1.0 } else { 0.0 });
+            }
             if full {
                 model.set(
                     ModelLabels {
@@ -746,14 +790,16 @@ impl Collector for StoreCollector {
             }
             let Some(insight) = insight else { continue };
             reactive.set(l.clone(), f64::from(insight.reactive_plan.replicas));
-            serving.set(
-                StateLabels {
-                    namespace: l.namespace.clone(),
-                    workload: l.workload.clone(),
-                    state: insight.serving.as_str().into(),
-                },
-                1.0,
-            );
+            if full || insight.serving != Serving::Forecast {
+                serving.set(
+                    StateLabels {
+                        namespace: l.namespace.clone(),
+                        workload: l.workload.clone(),
+                        state: insight.serving.as_str().into(),
+                    },
+                    1.0,
+                );
+            }
             forecast_only.set(l.clone(), if insight.mode == Mode::ForecastOnly { 1.0 } else { 0.0 });
             if let Some(a) = &insight.adaptive {
                 slo_max.set(l.clone(), a.slo_max_unserved);
@@ -761,7 +807,7 @@ impl Collector for StoreCollector {
                     slo_unserved.set(l.clone(), w.unserved_fraction);
                     slo_budget.set(l.clone(), w.error_budget_left);
                 }
-                if a.warmed_up {
+                if a.warmed_up && (full || !a.slo_reachable) {
                     slo_reachable.set(l.clone(), if a.slo_reachable { 1.0 } else { 0.0 });
                 }
                 if let Some(c) = a.cost_vs_reactive_at_slo {
@@ -877,46 +923,6 @@ mod tests {
     use tower::ServiceExt;
 
     #[tokio::test]
-    async fn metrics_are_gzipped_when_the_scraper_accepts_gzip() {
-        use std::io::Read as _;
-        let registry = Registry::new(Arc::new(PlanStore::new()), Clock::system());
-        let scrape = |accept: Option<&'static str>| {
-            let router = registry.router();
-            async move {
-                let mut request = Request::builder().uri("/metrics");
-                if let Some(a) = accept {
-                    request = request.header(header::ACCEPT_ENCODING, a);
-                }
-                let response = router.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
-                assert_eq!(response.status(), StatusCode::OK);
-                assert_eq!(response.headers()[header::VARY], "accept-encoding");
-                let encoding = response.headers().get(header::CONTENT_ENCODING).cloned();
-                let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-                (encoding, body)
-            }
-        };
-        let (encoding, plain) = scrape(None).await;
-        assert_eq!(encoding, None);
-        let plain = String::from_utf8(plain.to_vec()).unwrap();
-        assert!(plain.contains("# TYPE prescale_"), "{plain}");
-        // What Prometheus sends.
-        for accept in ["gzip", "gzip, deflate", "identity;q=0.5, GZIP;q=0.8", "*"] {
-            let (encoding, body) = scrape(Some(accept)).await;
-            assert_eq!(encoding.as_ref().map(|v| v.to_str().unwrap()), Some("gzip"), "{accept}");
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_string(&mut text)
-                .unwrap();
-            assert_eq!(text, plain, "{accept}");
-        }
-        for refused in ["identity", "gzip;q=0", "deflate, br", "gzip;q=0.000"] {
-            let (encoding, body) = scrape(Some(refused)).await;
-            assert_eq!(encoding, None, "{refused}");
-            assert_eq!(body, plain.as_bytes(), "{refused}");
-        }
-    }
-
-    #[tokio::test]
     async fn request_labels_are_bounded_whatever_the_request_says() {
         let registry = Registry::new(Arc::new(PlanStore::new()), Clock::system());
         let router = instrument(
@@ -966,5 +972,44 @@ mod tests {
         assert!(text.contains("route=\"/apis/{group}\""), "{text}");
         assert_eq!(method_label(&Method::from_bytes(b"ZZZA").unwrap()), "other");
         assert_eq!(method_label(&Method::PATCH), "PATCH");
+    }
+
+    #[test]
+    fn gzip_is_sent_only_when_accepted() {
+        let accepts = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            accepts_gzip(&headers)
+        };
+        for yes in [
+            &["gzip"][..],
+            &["identity", "gzip"],
+            &["deflate, GZip;q=0.2"],
+            &["x-gzip"],
+            &["*"],
+            &["br;q=1.0, *;q=0.5"],
+        ] {
+            assert!(accepts(yes), "{yes:?}");
+        }
+        for no in [
+            &[][..],
+            &["identity"],
+            &["br, deflate, zstd"],
+            &["gzip;q=0"],
+            &["gzip; q=0.000"],
+            &["*;q=0.5, gzip;q=0"],
+            &["*;q=0"],
+        ] {
+            assert!(!accepts(no), "{no:?}");
+        }
+        let text = "prescale_served_replicas{namespace=\"a\",workload=\"b\"} 5.0\n".repeat(1000);
+        let gzipped = gzip(text.as_bytes());
+        assert_eq!(gzipped[..2], [0x1f, 0x8b]);
+        assert!(gzipped.len() < text.len() / 20, "{}", gzipped.len());
+        let mut decoded = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut decoded).unwrap();
+        assert_eq!(decoded, text);
     }
 }
