@@ -388,8 +388,9 @@ impl Cycle {
         }
         let (config, history) = (&self.workload.config, self.history.as_ref()?);
         if self.engine.needs_refit(now) {
-            let (h, settings) = (history.clone(), self.engine.settings().clone());
+            // The turn first: a workload waiting in line holds no copy of its history.
             let _turn = fit_permits().acquire().await;
+            let (h, settings) = (history.clone(), self.engine.settings().clone());
             let started = Instant::now();
             match tokio::task::spawn_blocking(move || forecast::fit(&h, &settings, now)).await {
                 Ok(model) => {
