@@ -9,8 +9,10 @@
 //! It writes a workload file of N generator-fed workloads (three profiles, one seed each), starts the binary on
 //! loopback, and reports:
 //!
-//! - **time until all are planned**: from the process start until `/readyz?verbose` lists every workload served
-//!   or waiting for its source: the generator drops 5–20 slots now and then, and a workload whose newest sample is
+//! - **time until all are served, and until all are planned**: from the process start until `/readyz?verbose`
+//!   lists every workload served (the reactive target while its first model is fitted counts: warming up), then
+//!   until every one is planned from its own model (none warming up any more); a workload waiting for its source
+//!   counts as done in both: the generator drops 5–20 slots now and then, and a workload whose newest sample is
 //!   older than its `maxDataAge` is rightly held until samples return (counted and reported apart)
 //!   (a progress line every few seconds meanwhile);
 //! - **memory**: the process's resident set (VmRSS) once all are planned and after the steady window, per workload;
@@ -18,13 +20,20 @@
 //! - **`/metrics`**: bytes and series of the exposition, per workload;
 //! - **API latency** under a fixed-rate (open-loop, as wrk2) load of external-metrics GETs over TLS keep-alive
 //!   connections, each latency measured from the moment the request was due, not sent, so a stalled server cannot
-//!   hide its queue (no coordinated omission). The same load runs against a trivial axum handler behind the same TLS listener code, in its own
+//!   hide its queue (no coordinated omission); answers that are not 2xx are counted by status (a workload whose
+//!   source is in an outage is rightly refused: 503). The same load runs against a trivial axum handler behind the same TLS listener code, in its own
 //!   process, in the same run: compare the ratio between runs, not the absolute numbers.
 //!
 //! Flags: `--workloads N` (1000), `--binary PATH` (`target/release/prescale`), `--history DUR` (`15d`),
 //! `--step DUR` (`1m`), `--replay DUR` (`0s`: the SLO controller's startup replay off; `3d` is the default of a
 //! workload file), `--interval DUR` (`30s`), `--steady SECONDS` (60), `--rate REQ_PER_S` (5000),
-//! `--load SECONDS` (10), `--connections N` (32), `--ready-timeout SECONDS` (1800).
+//! `--load SECONDS` (10), `--connections N` (32), `--ready-timeout SECONDS` (1800), `--refit-interval DUR` (`1h`,
+//! the default of a workload file; with a shorter one the steady window holds refits too, but only those whose
+//! due time, next cycle and turn all fall inside it: make the window several intervals long to average them),
+//! `--restart` (also run with
+//! `--state-dir` and a 20 s save interval and, after the API load, once every workload has saved its state, stop
+//! the server with SIGTERM, start it again on the same states and report the second start: until all are served,
+//! how many with their restored last plan, and until all are planned).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -35,6 +44,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use prescale::sre::admin::{RESTORED_NOTE, WARMING_NOTE};
 
 /// The harness's settings, from its flags.
 #[derive(Debug, Clone)]
@@ -50,6 +60,8 @@ struct Args {
     load: u64,
     connections: usize,
     ready_timeout: u64,
+    restart: bool,
+    refit_interval: String,
 }
 
 impl Args {
@@ -66,6 +78,8 @@ impl Args {
             load: 10,
             connections: 32,
             ready_timeout: 1800,
+            restart: false,
+            refit_interval: "1h".into(),
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -86,6 +100,8 @@ impl Args {
                 "--load" => args.load = value()?.parse().context("--load: seconds")?,
                 "--connections" => args.connections = value()?.parse().context("--connections: a whole number")?,
                 "--ready-timeout" => args.ready_timeout = value()?.parse().context("--ready-timeout: seconds")?,
+                "--restart" => args.restart = true,
+                "--refit-interval" => args.refit_interval = value()?,
                 "--serve-baseline" => {
                     let addr: SocketAddr = value()?.parse().context("--serve-baseline: an address")?;
                     serve_baseline(addr)?;
@@ -113,73 +129,47 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = write_config(dir.path(), &args)?;
     let (api, admin) = (free_port()?, free_port()?);
-    let log = std::fs::File::create(dir.path().join("prescale.log"))?;
     println!(
-        "load harness: {} workloads, history {} at {}, replay {}, interval {}",
-        args.workloads, args.history, args.step, args.replay, args.interval
+        "load harness: {} workloads, history {} at {}, replay {}, interval {}, refit interval {}",
+        args.workloads, args.history, args.step, args.replay, args.interval, args.refit_interval
     );
-    let started = Instant::now();
-    let server = Guard(
-        Command::new(&args.binary)
+    let states = dir.path().join("states");
+    let launch = |log_name: &str| -> anyhow::Result<Guard> {
+        let log = std::fs::File::create(dir.path().join(log_name))?;
+        let mut command = Command::new(&args.binary);
+        command
             .args(["serve", "--config"])
             .arg(&config)
             .args(["--api-addr", &format!("127.0.0.1:{api}")])
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-            .args(["--insecure-no-auth", "--authentication-skip-lookup", "--log", "warn"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", args.binary.display()))?,
-    );
+            .args(["--insecure-no-auth", "--authentication-skip-lookup", "--log", "warn"]);
+        if args.restart {
+            command
+                .arg("--state-dir")
+                .arg(&states)
+                .args(["--state-save-interval", "20s"]);
+        }
+        Ok(Guard(
+            command
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", args.binary.display()))?,
+        ))
+    };
+    let started = Instant::now();
+    let mut server = launch("prescale.log")?;
     let pid = server.0.id();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-
-    // Until every workload is planned.
     let readyz = format!("http://127.0.0.1:{admin}/readyz?verbose");
-    let mut last_print = Instant::now();
-    let (planned_after, in_outage) = loop {
-        let text = rt
-            .block_on(async { http.get(&readyz).send().await?.text().await })
-            .unwrap_or_default();
-        let served = text.lines().filter(|l| l.starts_with("[+]workload ")).count();
-        // The generator drops 5–20 slots now and then (an outage of its scrape); a workload whose newest sample is
-        // older than its maxDataAge is rightly not planned from it until samples return. Those are the source's
-        // wait, not prescale's: counted apart.
-        let outage = text
-            .lines()
-            .filter(|l| l.starts_with("[-]workload ") && STALE.iter().any(|s| l.ends_with(s)))
-            .count();
-        // Why the first workload still waiting (on prescale) is not served, for the progress line.
-        let waiting = text
-            .lines()
-            .find(|l| l.starts_with("[-]") && !STALE.iter().any(|s| l.ends_with(s)))
-            .unwrap_or("");
-        if served + outage >= args.workloads {
-            break (started.elapsed(), outage);
-        }
-        if started.elapsed() > Duration::from_secs(args.ready_timeout) {
-            bail!(
-                "{served} of {} workloads planned after {} s (--ready-timeout); log: {}",
-                args.workloads,
-                args.ready_timeout,
-                tail(&dir.path().join("prescale.log"))
-            );
-        }
-        if let Some(status) = server.exited() {
-            bail!("prescale exited ({status}): {}", tail(&dir.path().join("prescale.log")));
-        }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            last_print = Instant::now();
-            println!(
-                "  {:>6.0} s  planned {served:>6} / {}  ({outage} in a source outage)  rss {:.0} MiB  {waiting}",
-                started.elapsed().as_secs_f64(),
-                args.workloads,
-                rss_kib(pid)? as f64 / 1024.0
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let log_path = dir.path().join("prescale.log");
+    let Startup {
+        served_after,
+        planned_after,
+        in_outage,
+        ..
+    } = wait_planned(&rt, &http, &readyz, &args, &server, started, &log_path)?;
     let rss_planned = rss_kib(pid)?;
     println!(
         "all {} planned after {:.1} s ({in_outage} of them waiting for their source's outage to end, not planned); rss \
@@ -263,14 +253,14 @@ fn main() -> anyhow::Result<()> {
         "\nAPI under a fixed {} req/s for {} s over {} TLS connections:",
         args.rate, args.load, args.connections
     );
-    println!("| handler | sent/s | errors | p50 | p99 | p99.9 | max | p99 ratio |");
+    println!("| handler | sent/s | not 2xx | p50 | p99 | p99.9 | max | p99 ratio |");
     println!("|---|---|---|---|---|---|---|---|");
     let base_p99 = rows[0].1.quantile(0.99);
     for (name, s) in &rows {
         println!(
             "| {name} | {:.0} | {} | {} | {} | {} | {} | {:.2} |",
             s.sent as f64 / s.elapsed.as_secs_f64(),
-            s.errors,
+            s.failures(),
             ms(s.quantile(0.5)),
             ms(s.quantile(0.99)),
             ms(s.quantile(0.999)),
@@ -284,9 +274,35 @@ fn main() -> anyhow::Result<()> {
             tail(&dir.path().join("prescale.log"))
         );
     }
+    let restart = if args.restart {
+        Some(restart(
+            &rt,
+            &http,
+            &readyz,
+            &args,
+            &mut server,
+            &states,
+            &launch,
+            dir.path(),
+        )?)
+    } else {
+        None
+    };
+    if let Some(r) = &restart {
+        println!(
+            "\nrestart: all {} served after {:.1} s ({} restored: their last plan and SLO record; {} warming \
+             up: the reactive target); all planned after {:.1} s",
+            args.workloads,
+            r.served_after.as_secs_f64(),
+            r.restored,
+            r.warming,
+            r.planned_after.as_secs_f64()
+        );
+    }
     println!(
-        "\nsummary | workloads {} | planned after {:.0} s | rss {:.0} KiB/workload | {:.2} cores steady | /metrics {:.2} MB, {:.1} series/workload | API p99 {} (trivial {})",
+        "\nsummary | workloads {} | served after {:.0} s | planned after {:.0} s | rss {:.0} KiB/workload | {:.2} cores steady | /metrics {:.2} MB, {:.1} series/workload | API p99 {} (trivial {})",
         args.workloads,
+        served_after.as_secs_f64(),
         planned_after.as_secs_f64(),
         rss_steady as f64 / args.workloads as f64,
         cores,
@@ -296,6 +312,148 @@ fn main() -> anyhow::Result<()> {
         ms(base_p99),
     );
     Ok(())
+}
+
+/// How a start went, read from `/readyz?verbose`.
+struct Startup {
+    /// Until every workload was served (warming up counts).
+    served_after: Duration,
+    /// Until every workload was planned from its own model.
+    planned_after: Duration,
+    /// Workloads waiting for their source's outage to end.
+    in_outage: usize,
+    /// When all were first served: how many served their restored last plan.
+    restored: usize,
+    /// When all were first served: how many served the reactive target while warming up.
+    warming: usize,
+}
+
+/// Polls `/readyz?verbose` until every workload is served, then until every one is planned from its own model,
+/// printing progress every few seconds.
+fn wait_planned(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    readyz: &str,
+    args: &Args,
+    server: &Guard,
+    started: Instant,
+    log: &Path,
+) -> anyhow::Result<Startup> {
+    let pid = server.0.id();
+    let restored_note = format!("({RESTORED_NOTE})");
+    let warming_note = format!("({WARMING_NOTE})");
+    let mut last_print = Instant::now();
+    let mut first_served: Option<(Duration, usize, usize)> = None;
+    loop {
+        let text = rt
+            .block_on(async { http.get(readyz).send().await?.text().await })
+            .unwrap_or_default();
+        let served = text.lines().filter(|l| l.starts_with("[+]workload ")).count();
+        let restored = text.lines().filter(|l| l.ends_with(&restored_note)).count();
+        let warming = restored + text.lines().filter(|l| l.ends_with(&warming_note)).count();
+        // The generator drops 5–20 slots now and then (an outage of its scrape); a workload whose newest sample is
+        // older than its maxDataAge is rightly not planned from it until samples return. Those are the source's
+        // wait, not prescale's: counted apart.
+        let outage = text
+            .lines()
+            .filter(|l| l.starts_with("[-]workload ") && STALE.iter().any(|s| l.ends_with(s)))
+            .count();
+        // Why the first workload still waiting (on prescale) is not served, for the progress line.
+        let waiting = text
+            .lines()
+            .find(|l| l.starts_with("[-]") && !STALE.iter().any(|s| l.ends_with(s)))
+            .unwrap_or("");
+        if served + outage >= args.workloads && first_served.is_none() {
+            first_served = Some((started.elapsed(), restored, warming - restored));
+            println!(
+                "all {} served after {:.1} s ({restored} restored with their last plan, {} warming up: the reactive \
+                 target until their first model is in)",
+                args.workloads,
+                started.elapsed().as_secs_f64(),
+                warming - restored
+            );
+        }
+        if served + outage >= args.workloads && warming == 0 {
+            let (served_after, restored, warming) = first_served.unwrap_or((started.elapsed(), 0, 0));
+            return Ok(Startup {
+                served_after,
+                planned_after: started.elapsed(),
+                in_outage: outage,
+                restored,
+                warming,
+            });
+        }
+        if started.elapsed() > Duration::from_secs(args.ready_timeout) {
+            bail!(
+                "{served} of {} workloads planned after {} s (--ready-timeout); log: {}",
+                args.workloads,
+                args.ready_timeout,
+                tail(log)
+            );
+        }
+        if let Some(status) = server.exited() {
+            bail!("prescale exited ({status}): {}", tail(log));
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            last_print = Instant::now();
+            println!(
+                "  {:>6.0} s  served {served:>6} / {}, {warming:>6} of them warming up ({restored} restored)  \
+                 ({outage} in a source outage)  rss {:.0} MiB  {waiting}",
+                started.elapsed().as_secs_f64(),
+                args.workloads,
+                rss_kib(pid)? as f64 / 1024.0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `--restart`: waits until every workload has saved its state, stops the server (SIGTERM, as a rollout does),
+/// starts it again on the same state directory and measures the second start.
+#[allow(clippy::too_many_arguments)]
+fn restart(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    readyz: &str,
+    args: &Args,
+    server: &mut Guard,
+    states: &Path,
+    launch: &dyn Fn(&str) -> anyhow::Result<Guard>,
+    dir: &Path,
+) -> anyhow::Result<Startup> {
+    let count = || {
+        std::fs::read_dir(states)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten())
+            .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // A workload in a source outage saves too (it has a model); allow for one that never fitted.
+    while count() + args.workloads / 100 < args.workloads {
+        if Instant::now() > deadline {
+            bail!("{} of {} states saved after 120 s", count(), args.workloads);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("\n{} states saved; restarting", count());
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status();
+    let _ = server.0.wait();
+    let started = Instant::now();
+    *server = launch("prescale-restart.log")?;
+    wait_planned(
+        rt,
+        http,
+        readyz,
+        args,
+        server,
+        started,
+        &dir.join("prescale-restart.log"),
+    )
 }
 
 /// A child process killed when dropped.
@@ -326,11 +484,13 @@ fn write_config(dir: &Path, args: &Args) -> anyhow::Result<PathBuf> {
         writeln!(
             f,
             "  - name: w{i}\n    namespace: ns{}\n    demand: {{generator: {{profile: {}, seed: {i}}}, step: {}}}\n    \
-             capacityPerReplica: 10\n    maxReplicas: 200\n    history: {}\n    adaptiveQuantile: {{replay: {}}}",
+             capacityPerReplica: 10\n    maxReplicas: 200\n    history: {}\n    refitInterval: {}\n    \
+             adaptiveQuantile: {{replay: {}}}",
             i % 4,
             profiles[i % profiles.len()],
             args.step,
             args.history,
+            args.refit_interval,
             args.replay
         )?;
     }
@@ -407,13 +567,25 @@ fn ms(d: Duration) -> String {
 
 /// Latencies of one fixed-rate run.
 struct Stats {
+    /// Of every answered request, 2xx or not.
     latencies: Vec<Duration>,
     sent: u64,
-    errors: u64,
+    /// Answers that were not 2xx, by status (`transport` for no answer at all).
+    errors: BTreeMap<String, u64>,
     elapsed: Duration,
 }
 
 impl Stats {
+    /// The answers that were not 2xx, by status: `0`, or e.g. `350 (503: 350)`.
+    fn failures(&self) -> String {
+        let total: u64 = self.errors.values().sum();
+        if total == 0 {
+            return "0".into();
+        }
+        let by: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        format!("{total} ({})", by.join(", "))
+    }
+
     fn quantile(&self, q: f64) -> Duration {
         if self.latencies.is_empty() {
             return Duration::MAX;
@@ -455,7 +627,7 @@ async fn fixed_rate(urls: &[String], rate: u64, length: Duration, connections: u
     for client in clients {
         let (urls, next) = (urls.clone(), next.clone());
         workers.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            let (mut latencies, mut errors) = (Vec::new(), BTreeMap::<String, u64>::new());
             loop {
                 let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if k >= total {
@@ -463,25 +635,34 @@ async fn fixed_rate(urls: &[String], rate: u64, length: Duration, connections: u
                 }
                 let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
                 tokio::time::sleep_until(due).await;
-                let ok = match client.get(&urls[k as usize % urls.len()]).send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
+                let failure = match client.get(&urls[k as usize % urls.len()]).send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        match r.bytes().await {
+                            Ok(_) => {
+                                latencies.push(due.elapsed());
+                                (!status.is_success()).then(|| status.as_u16().to_string())
+                            }
+                            Err(_) => Some("transport".to_owned()),
+                        }
+                    }
+                    Err(_) => Some("transport".to_owned()),
                 };
-                if ok {
-                    latencies.push(due.elapsed());
-                } else {
-                    errors += 1;
+                if let Some(key) = failure {
+                    *errors.entry(key).or_insert(0) += 1;
                 }
             }
             (latencies, errors)
         }));
     }
     let mut latencies = Vec::with_capacity(total as usize);
-    let mut errors = 0;
+    let mut errors = BTreeMap::new();
     for worker in workers {
         let (l, e) = worker.await?;
         latencies.extend(l);
-        errors += e;
+        for (k, v) in e {
+            *errors.entry(k).or_insert(0) += v;
+        }
     }
     latencies.sort();
     Ok(Stats {

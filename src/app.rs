@@ -46,6 +46,40 @@ pub struct ListenArgs {
     /// that alerts and the dashboard use (turns on the config's metricsDetail).
     #[arg(long, env = "PRESCALE_METRICS_DETAIL")]
     pub metrics_detail: bool,
+    /// Keep what each workload learned (SLO record, quality gate, last plan) in this directory, one small JSON file
+    /// a workload, saved every few minutes and adopted at start: a restarted process serves its last plans and its
+    /// warm SLO choices at once instead of replaying history. Use a volume that outlives the container.
+    #[arg(long, env = "PRESCALE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Keep what each workload learned in ConfigMaps `PREFIX-0` … `PREFIX-<N-1>` (N = --state-shards) of
+    /// NAMESPACE (default: the pod's own), where every replica reads them and they outlive any pod: one gzipped key
+    /// a workload, each ConfigMap written at most once per --state-save-interval. Needs get, create and update on
+    /// configmaps there (deploy/base/state-rbac.yaml). Not with --state-dir.
+    #[arg(
+        long,
+        env = "PRESCALE_STATE_CONFIGMAPS",
+        value_name = "[NAMESPACE/]PREFIX",
+        conflicts_with = "state_dir"
+    )]
+    pub state_configmaps: Option<crate::k8s::states::StateConfigMaps>,
+    /// How many ConfigMaps --state-configmaps spreads the states over (1 to 4096): each holds up to 1 MiB, ~250
+    /// workloads. Changing it starts most workloads afresh once.
+    #[arg(long, env = "PRESCALE_STATE_SHARDS", default_value_t = crate::k8s::states::DEFAULT_SHARDS,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub state_shards: u32,
+    /// How often each workload saves its state (1s to 1h); with --state-configmaps, also how often each ConfigMap
+    /// is written at most.
+    #[arg(long, env = "PRESCALE_STATE_SAVE_INTERVAL", value_name = "DURATION", default_value = "5m", value_parser = save_interval)]
+    pub state_save_interval: TimeDelta,
+}
+
+/// A save interval: from 1 s to an hour.
+fn save_interval(s: &str) -> Result<TimeDelta, String> {
+    let d = crate::duration::parse(s).map_err(|e| format!("{e}; write e.g. 5m"))?;
+    if d < TimeDelta::seconds(1) || d > TimeDelta::hours(1) {
+        return Err(format!("{s} is outside 1s to 1h; write e.g. 5m"));
+    }
+    Ok(d)
 }
 
 /// How the external metrics API is secured.
@@ -326,6 +360,8 @@ pub async fn serve(
             backtest_configmap,
             keda,
             controller,
+            states: state_store(&listen).await?,
+            save_interval: listen.state_save_interval,
         },
     )
     .await;
@@ -410,6 +446,8 @@ pub async fn demo(traces: &[PathBuf], listen: ListenArgs) -> anyhow::Result<()> 
         ApiSecurity::PlainHttp,
         Extras {
             keda: Some(keda),
+            states: state_store(&listen).await?,
+            save_interval: listen.state_save_interval,
             ..Extras::default()
         },
     )
@@ -463,6 +501,44 @@ fn p99(mut v: Vec<f64>) -> f64 {
     crate::series::percentile(&v, 0.99)
 }
 
+/// The state store `--state-dir` or `--state-configmaps` names, if any.
+async fn state_store(listen: &ListenArgs) -> anyhow::Result<Option<StateSetup>> {
+    if let Some(dir) = &listen.state_dir {
+        return Ok(Some(StateSetup {
+            store: Arc::new(crate::state::DirStore::new(dir.clone())),
+            metrics: None,
+        }));
+    }
+    let Some(target) = &listen.state_configmaps else {
+        return Ok(None);
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("Kubernetes client for --state-configmaps")?;
+    let namespace = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let store = crate::k8s::states::ConfigMapStore::start(
+        client,
+        &namespace,
+        &target.prefix,
+        listen.state_shards,
+        listen.state_save_interval,
+        Clock::system(),
+    );
+    Ok(Some(StateSetup {
+        store: Arc::new(store.clone()),
+        metrics: Some(store),
+    }))
+}
+
+/// Where workload states are kept, and the store whose metrics join `/metrics`, if it has any.
+struct StateSetup {
+    store: Arc<dyn crate::state::StateStore>,
+    metrics: Option<crate::k8s::states::ConfigMapStore>,
+}
+
 fn apply_listen(config: &mut Config, listen: &ListenArgs) {
     if let Some(a) = listen.api_addr {
         config.api_addr = a;
@@ -513,6 +589,10 @@ struct Extras {
     keda: Option<KedaListener>,
     /// The PredictiveAutoscaler controller, when it is on.
     controller: Option<ControllerSetup>,
+    /// Where workload states are kept across restarts.
+    states: Option<StateSetup>,
+    /// How often each workload saves its state.
+    save_interval: TimeDelta,
 }
 
 /// The controller's client and settings.
@@ -626,8 +706,20 @@ async fn run(
         }
         None => admin_router,
     };
+    let states = extras.states.map(|setup| {
+        info!(
+            states = setup.store.describe(),
+            "workload states are kept across restarts"
+        );
+        if let Some(store) = setup.metrics {
+            telemetry.register_with(|r| store.register_metrics(r));
+        }
+        setup.store
+    });
     let options = pipeline::Options {
         metrics: telemetry.pipeline(),
+        states: states.clone(),
+        save_interval: extras.save_interval,
     };
     let pipelines = Arc::new(pipeline::Pipelines::new(
         store.clone(),
@@ -743,6 +835,14 @@ async fn run(
     // Each server bounds its own drain (http::DRAIN_TIMEOUT).
     let result = servers.await;
     drop(pipelines);
+    if let Some(states) = states {
+        // What was learned since the last write is written before the process ends, within the pod's grace period.
+        match tokio::time::timeout(std::time::Duration::from_secs(10), states.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, "writing workload states at shutdown failed"),
+            Err(_) => warn!("writing workload states at shutdown took over 10 s; the rest are not written"),
+        }
+    }
     for t in background {
         t.abort();
     }

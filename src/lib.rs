@@ -40,5 +40,6 @@ pub mod k8s;
 pub mod pipeline;
 pub mod series;
 pub mod sre;
+pub mod state;
 pub mod store;
 pub mod workload;

@@ -1,6 +1,9 @@
 //! The live loop: per workload, fetch new history, refit when due, forecast, plan, publish.
 //!
-//! Each workload runs on its own task. Fits run on the blocking pool so the API never waits on them. A failed fetch,
+//! Each workload runs on its own task. Fits run on the blocking pool, in the background: a cycle never waits for
+//! one, so every workload is served from its first cycle (the reactive target, [`Serving::Warming`], until its
+//! first model is in) and a refit never delays a decision (the previous model serves until the new one is in).
+//! A failed fetch,
 //! a workload with no data, or one whose newest sample is older than its `maxDataAge` publishes nothing new: the
 //! last plan stays served until it exceeds the max forecast age (or, for old data, at once), then the API answers
 //! an error and the HPA holds. Old data is never planned from: its last value is not demand "now".
@@ -13,13 +16,14 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::clock::Clock;
 use crate::config::WorkloadConfig;
-use crate::control::engine::{Engine, Replayed};
+use crate::control::engine::{Engine, Replayed, Serving};
 use crate::control::quality::Health;
 use crate::duration;
-use crate::forecast::{self, ForecastSettings};
+use crate::forecast::{self, ForecastSettings, Model};
 use crate::history::History;
 use crate::series::Series;
 use crate::sre::telemetry::PipelineMetrics;
+use crate::state::{ModelSummary, StateStore, WorkloadState};
 use crate::store::{
     Insight, PlanStore, Problem, Publication, ReplayState, ReplayStatus, Snapshot, WorkloadId, WorkloadStatus,
     RECENT_HISTORY,
@@ -41,11 +45,35 @@ pub fn forecast_settings(config: &WorkloadConfig) -> ForecastSettings {
     }
 }
 
-/// What the pipeline needs beyond the workloads: where to record metrics.
-#[derive(Debug, Clone, Default)]
+/// What the pipeline needs beyond the workloads: where to record metrics, and where to keep what each workload
+/// learned across restarts.
+#[derive(Clone)]
 pub struct Options {
     /// Where fit durations go (`telemetry::Registry::pipeline`).
     pub metrics: PipelineMetrics,
+    /// Where workload states are kept (`None`: nothing survives a restart; see [`crate::state`]).
+    pub states: Option<Arc<dyn StateStore>>,
+    /// How often each workload saves its state.
+    pub save_interval: TimeDelta,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            metrics: PipelineMetrics::default(),
+            states: None,
+            save_interval: crate::state::DEFAULT_SAVE_INTERVAL,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("states", &self.states.as_ref().map(|s| s.describe()))
+            .field("save_interval", &self.save_interval)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The running workloads, changed while they run: one task per workload, each started, replaced or stopped on its
@@ -121,9 +149,16 @@ impl Pipelines {
         let config = workload.config.clone();
         let span = info_span!("workload", workload = %id);
         self.store.expect(id.clone());
-        let cycle = Cycle::with_metrics(workload, self.options.metrics.clone()).with_interval(self.interval);
-        let task =
-            tokio::spawn(run_workload(cycle, self.store.clone(), self.clock.clone(), self.interval).instrument(span));
+        let cycle = Cycle::with_metrics(workload, self.options.metrics.clone())
+            .with_interval(self.interval)
+            .with_background_fits(self.clock.clone());
+        let saves = self.options.states.clone().map(|states| Saves {
+            states,
+            interval: self.options.save_interval,
+        });
+        let task = tokio::spawn(
+            run_workload(cycle, self.store.clone(), self.clock.clone(), self.interval, saves).instrument(span),
+        );
         running.insert(id, Running { config, task });
         applied
     }
@@ -166,12 +201,50 @@ impl Drop for Pipelines {
 pub struct Cycle {
     workload: Workload,
     engine: Engine,
-    history: Option<Series>,
+    /// The history, shared with a fit or a replay waiting for its turn: each copies it only once its turn has
+    /// come, so thousands of workloads queued at startup hold no copies.
+    history: SharedHistory,
     status: WorkloadStatus,
     metrics: PipelineMetrics,
     targets: std::collections::VecDeque<(DateTime<Utc>, u32)>,
     interval: TimeDelta,
     replay: Replay,
+    fits: Fits,
+}
+
+type SharedHistory = Arc<std::sync::Mutex<Option<Series>>>;
+
+fn lock(history: &SharedHistory) -> std::sync::MutexGuard<'_, Option<Series>> {
+    history.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a cycle fits its models.
+enum Fits {
+    /// In the cycle: the cycle waits for its turn and the fit (one-shot runs and tests, where each cycle's
+    /// decision should come from the model fitted for it).
+    Inline,
+    /// In the background ([`Cycle::with_background_fits`]): the cycle starts a fit when one is due and installs it
+    /// at the first cycle after it ends; the fit reads the history as it is when its turn comes, at `clock`'s time.
+    Background {
+        clock: Clock,
+        pending: Option<tokio::task::JoinHandle<Option<Fitted>>>,
+    },
+}
+
+/// A model fitted in the background, with the seconds it took.
+type Fitted = (Model, f64);
+
+impl Drop for Cycle {
+    fn drop(&mut self) {
+        // A fit or replay still waiting for its turn is not wanted any more (one already on a blocking thread runs
+        // to its end, unread).
+        if let Fits::Background { pending: Some(fit), .. } = &self.fits {
+            fit.abort();
+        }
+        if let Replay::Running(replay) = &self.replay {
+            replay.abort();
+        }
+    }
 }
 
 /// Startup replays run one at a time, process-wide: each takes seconds of a core, and a restart with many workloads
@@ -219,13 +292,22 @@ impl Cycle {
         Self {
             workload,
             engine,
-            history: None,
+            history: Default::default(),
             status,
             metrics,
             targets: Default::default(),
             interval: crate::config::DEFAULT_INTERVAL,
             replay: Replay::Pending,
+            fits: Fits::Inline,
         }
+    }
+
+    /// The same cycle fitting in the background, as the live loop does: a cycle never waits for a fit; until the
+    /// first model is in, the workload is served the reactive target ([`Serving::Warming`]). A fit runs at
+    /// `clock`'s time when its turn comes.
+    pub fn with_background_fits(mut self, clock: Clock) -> Self {
+        self.fits = Fits::Background { clock, pending: None };
+        self
     }
 
     /// The same cycle run every `interval` (the replay decides at the same pace).
@@ -238,19 +320,22 @@ impl Cycle {
     /// most the history window less a day of lead-in) through a clone of the engine, on a blocking thread, one
     /// workload at a time. Live cycles go on meanwhile; the first one after it finishes adopts its scores.
     fn start_replay(&mut self, now: DateTime<Utc>) {
-        let history = match &self.history {
-            Some(h) => h,
-            None => return,
+        let Some(start) = lock(&self.history).as_ref().map(Series::start) else {
+            return;
         };
-        let span = self.workload.config.policy.adaptive.replay_span(now - history.start());
+        let span = self.workload.config.policy.adaptive.replay_span(now - start);
         if span <= TimeDelta::zero() || self.interval <= TimeDelta::zero() {
             self.replay = Replay::Finished;
             return;
         }
         let from = now - span;
-        let (mut engine, history, interval) = (self.engine.clone(), history.clone(), self.interval);
+        let (mut engine, shared, interval) = (self.engine.clone(), self.history.clone(), self.interval);
         let handle = tokio::spawn(async move {
             let _turn = REPLAYS.acquire().await;
+            // The copy is taken once the turn has come: a workload waiting in line holds none.
+            let history = lock(&shared)
+                .clone()
+                .unwrap_or_else(|| Series::empty(from, TimeDelta::minutes(1)));
             tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
                 let replayed = engine.replay(&history, from, now, interval);
@@ -318,25 +403,82 @@ impl Cycle {
         self.finish_replay(true).await;
     }
 
+    /// Adopts the workload's saved state from `states`, if it has one made with its current settings: the SLO
+    /// controller's record and the quality gate's state at once (no startup replay), and the last plan, served
+    /// until the first model is in while younger than `max_forecast_age`. True when adopted; a state that cannot
+    /// be read or does not fit is logged and left to be overwritten by the next save.
+    pub async fn restore(&mut self, states: &dyn StateStore, max_forecast_age: TimeDelta) -> bool {
+        let config = &self.workload.config;
+        let saved = match states.load(&config.id).await {
+            Ok(Some(saved)) => saved,
+            Ok(None) => return false,
+            Err(error) => {
+                warn!(%error, "the saved state could not be read; starting afresh");
+                return false;
+            }
+        };
+        if let Some(why) = saved.mismatch(config) {
+            info!(why, "the saved state is not adopted; starting afresh");
+            return false;
+        }
+        let serve_until = saved
+            .learned
+            .last_plan
+            .as_ref()
+            .map_or(saved.saved_at, |p| p.at + max_forecast_age);
+        match self.engine.adopt_learned(&saved.learned, serve_until) {
+            Ok(()) => {
+                info!(saved_at = %saved.saved_at, "adopted the saved state: the SLO record and the quality gate are warm");
+                self.replay = Replay::Finished;
+                true
+            }
+            Err(error) => {
+                warn!(%error, "the saved state does not fit; starting afresh");
+                false
+            }
+        }
+    }
+
+    /// What this workload has learned, to save.
+    pub fn state(&self, now: DateTime<Utc>) -> WorkloadState {
+        let config = &self.workload.config;
+        WorkloadState {
+            version: crate::state::STATE_VERSION,
+            namespace: config.id.namespace.clone(),
+            name: config.id.name.clone(),
+            fingerprint: crate::state::fingerprint(config),
+            saved_at: now,
+            model: self.engine.model().and_then(|m| {
+                Some(ModelSummary {
+                    method: m.method()?.to_string(),
+                    fitted_at: m.fitted_at(),
+                })
+            }),
+            learned: self.engine.learned(),
+        }
+    }
+
     /// The decision engine (model, policy, forecast quality).
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    /// One cycle at `now`: fetch, refit if due, plan, publish. Returns the published snapshot, if any.
+    /// One cycle at `now`: fetch, refit if due (in the background with [`Cycle::with_background_fits`]), plan,
+    /// publish. Returns the published snapshot, if any.
     pub async fn run_once(&mut self, store: &PlanStore, now: DateTime<Utc>) -> Option<Arc<Snapshot>> {
         let config = &self.workload.config;
         let step = self.workload.history.step();
         self.status.last_attempt = Some(now);
         store.limit_data_age(&config.id, config.max_data_age);
         // Refetch a few recent slots each cycle: late-arriving samples replace earlier gaps.
-        let from = match &self.history {
+        let from = match lock(&self.history).as_ref() {
             Some(h) if !h.is_empty() => (h.end() - step * 3).max(now - config.history),
             _ => now - config.history,
         };
         match self.workload.history.fetch(from, now).await {
             Ok(fresh) => {
-                let history = self.history.get_or_insert_with(|| Series::empty(fresh.start(), step));
+                let mut slot = lock(&self.history);
+                let history = slot.get_or_insert_with(|| Series::empty(fresh.start(), step));
                 let ingest = history.merge(&fresh);
                 history.pad_to(fresh.end());
                 history.trim_before(now - config.history);
@@ -353,8 +495,23 @@ impl Cycle {
                 return None;
             }
         }
-        let history = self.history.as_ref()?;
-        let Some((last, _)) = history.last_present() else {
+        let data_until = self.fresh_data_until(store, now)?;
+        match self.replay {
+            Replay::Pending => self.start_replay(now),
+            Replay::Running(..) => self.finish_replay(false).await,
+            Replay::Finished => {}
+        }
+        self.fit_if_due(now).await;
+        self.decide_and_publish(store, now, data_until)
+    }
+
+    /// The end of the newest sample, when it is recent enough to plan from; otherwise says why in the status and
+    /// returns `None`.
+    fn fresh_data_until(&mut self, store: &PlanStore, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let config = &self.workload.config;
+        let step = self.workload.history.step();
+        let last = lock(&self.history).as_ref()?.last_present().map(|(t, _)| t);
+        let Some(last) = last else {
             warn!("no demand samples in the history window; holding");
             self.status.error = Some("no data: the source returned no samples in the history window".into());
             self.status.problem = Some(Problem::NoData);
@@ -381,28 +538,112 @@ impl Cycle {
         if self.status.problem == Some(Problem::StaleData) {
             info!(%data_until, "demand data is fresh again");
         }
-        match self.replay {
-            Replay::Pending => self.start_replay(now),
-            Replay::Running(..) => self.finish_replay(false).await,
-            Replay::Finished => {}
-        }
-        let (config, history) = (&self.workload.config, self.history.as_ref()?);
-        if self.engine.needs_refit(now) {
-            // The turn first: a workload waiting in line holds no copy of its history.
-            let _turn = fit_permits().acquire().await;
-            let (h, settings) = (history.clone(), self.engine.settings().clone());
-            let started = Instant::now();
-            match tokio::task::spawn_blocking(move || forecast::fit(&h, &settings, now)).await {
-                Ok(model) => {
-                    self.status.fits += 1;
-                    self.status.last_fit_seconds = started.elapsed().as_secs_f64();
-                    info!(seconds = self.status.last_fit_seconds, "model refitted");
-                    self.metrics.fit(&config.id, self.status.last_fit_seconds);
-                    self.engine.install(model);
+        Some(data_until)
+    }
+
+    /// Refits when due: inline, waiting for the turn and the fit; in the background, installing a finished fit and
+    /// starting the next one when due and none is under way.
+    async fn fit_if_due(&mut self, now: DateTime<Utc>) {
+        match &mut self.fits {
+            Fits::Inline => {
+                if !self.engine.needs_refit(now) {
+                    return;
                 }
-                Err(error) => warn!(%error, "model fit panicked; keeping the previous model"),
+                // The turn first: a workload waiting in line holds no copy of its history.
+                let _turn = fit_permits().acquire().await;
+                let Some(h) = lock(&self.history).clone() else {
+                    return;
+                };
+                let settings = self.engine.settings().clone();
+                let started = Instant::now();
+                match tokio::task::spawn_blocking(move || forecast::fit(&h, &settings, now)).await {
+                    Ok(model) => self.adopt_fit(model, started.elapsed().as_secs_f64()),
+                    Err(error) => warn!(%error, "model fit panicked; keeping the previous model"),
+                }
+            }
+            Fits::Background { pending, .. } => {
+                if pending.as_ref().is_some_and(|p| p.is_finished()) {
+                    let fit = pending.take().expect("a finished fit");
+                    self.install_fitted(fit).await;
+                    return;
+                }
+                let Fits::Background { clock, pending } = &mut self.fits else {
+                    return;
+                };
+                if pending.is_some() || !self.engine.needs_refit(now) {
+                    return;
+                }
+                let (shared, settings, clock) = (self.history.clone(), self.engine.settings().clone(), clock.clone());
+                *pending = Some(tokio::spawn(
+                    async move {
+                        let _turn = fit_permits().acquire().await;
+                        let history = lock(&shared).clone()?;
+                        let now = clock.now();
+                        let started = Instant::now();
+                        let model = tokio::task::spawn_blocking(move || forecast::fit(&history, &settings, now))
+                            .await
+                            .ok()?;
+                        Some((model, started.elapsed().as_secs_f64()))
+                    }
+                    .in_current_span(),
+                ));
             }
         }
+    }
+
+    fn adopt_fit(&mut self, model: Model, seconds: f64) {
+        self.status.fits += 1;
+        self.status.last_fit_seconds = seconds;
+        info!(seconds, "model refitted");
+        self.metrics.fit(&self.workload.config.id, seconds);
+        self.engine.install(model);
+    }
+
+    /// Waits for a fit under way in the background and installs it (the live loop installs it at the first cycle
+    /// after it ends, without waiting).
+    pub async fn wait_for_fit(&mut self) {
+        if let Fits::Background { pending, .. } = &mut self.fits {
+            if let Some(fit) = pending.take() {
+                self.install_fitted(fit).await;
+            }
+        }
+    }
+
+    async fn install_fitted(&mut self, fit: tokio::task::JoinHandle<Option<Fitted>>) {
+        self.install_result(fit.await);
+    }
+
+    /// The outcome of the background fit under way, once it has ended; never resolves while none is. Cancel-safe:
+    /// dropped before the fit ends, the fit stays under way.
+    async fn next_fitted(&mut self) -> Result<Option<Fitted>, tokio::task::JoinError> {
+        let Fits::Background { pending: Some(fit), .. } = &mut self.fits else {
+            return std::future::pending().await;
+        };
+        let done = fit.await;
+        if let Fits::Background { pending, .. } = &mut self.fits {
+            *pending = None;
+        }
+        done
+    }
+
+    fn install_result(&mut self, done: Result<Option<Fitted>, tokio::task::JoinError>) {
+        match done {
+            Ok(Some((model, seconds))) => self.adopt_fit(model, seconds),
+            // The history was gone, or the fit's blocking thread failed: the next cycle starts another.
+            Ok(None) => warn!("model fit failed; keeping the previous model"),
+            Err(error) => warn!(%error, "model fit panicked; keeping the previous model"),
+        }
+    }
+
+    /// Decides from the history and publishes the plan with what explains it.
+    fn decide_and_publish(
+        &mut self,
+        store: &PlanStore,
+        now: DateTime<Utc>,
+        data_until: DateTime<Utc>,
+    ) -> Option<Arc<Snapshot>> {
+        let guard = lock(&self.history);
+        let (config, history) = (&self.workload.config, guard.as_ref()?);
         let decision = self.engine.decide(history, now, now)?;
         if let Some(observed) = decision.observed.filter(|o| o.glitch.is_some()) {
             warn!(
@@ -418,6 +659,9 @@ impl Cycle {
                 }
                 Health::Trusted => info!(reason = %t.reason, "forecast quality recovered; serving the forecast again"),
             }
+        }
+        if decision.serving == Serving::Warming && self.status.last_success.is_none() {
+            info!("serving the reactive target until the first model is fitted");
         }
         self.targets.push_back((now, decision.plan.replicas));
         while self.targets.front().is_some_and(|(t, _)| *t < now - RECENT_HISTORY) {
@@ -437,6 +681,7 @@ impl Cycle {
             scored: quality.recent().copied().collect(),
             adaptive: self.engine.service_level(),
         };
+        drop(guard);
         let snapshot = Arc::new(Snapshot {
             id: config.id.clone(),
             published_at: now,
@@ -459,12 +704,74 @@ impl Cycle {
     }
 }
 
-async fn run_workload(mut cycle: Cycle, store: Arc<PlanStore>, clock: Clock, interval: TimeDelta) {
+/// Where and how often a workload saves its state.
+struct Saves {
+    states: Arc<dyn StateStore>,
+    interval: TimeDelta,
+}
+
+async fn run_workload(
+    mut cycle: Cycle,
+    store: Arc<PlanStore>,
+    clock: Clock,
+    interval: TimeDelta,
+    saves: Option<Saves>,
+) {
+    if let Some(saves) = &saves {
+        cycle.restore(saves.states.as_ref(), store.max_forecast_age()).await;
+    }
+    let id = cycle.workload.config.id.clone();
+    let mut next_save = saves
+        .as_ref()
+        .map(|s| next_save_after(clock.now(), crate::state::save_phase(&id, s.interval), s.interval));
     let period = interval.to_std().unwrap_or(std::time::Duration::from_secs(30));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
-        cycle.run_once(&store, clock.now()).await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            done = cycle.next_fitted() => {
+                // A refit is installed for the next cycle; the first model is served at once, not a cycle later.
+                let first = cycle.engine().model().is_none();
+                cycle.install_result(done);
+                if !first || cycle.engine().model().is_none() {
+                    continue;
+                }
+            }
+        }
+        let now = clock.now();
+        cycle.run_once(&store, now).await;
+        let (Some(saves), Some(due)) = (&saves, next_save) else {
+            continue;
+        };
+        // Saved once a model is in: until then there is nothing newer than what was adopted.
+        if now >= due && cycle.engine().model().is_some() {
+            let state = cycle.state(now);
+            if let Err(error) = saves.states.save(&state).await {
+                warn!(%error, "saving the workload's state failed; it is tried again at the next save");
+            }
+            next_save = Some(next_save_after(
+                now,
+                due - next_save_base(due, saves.interval),
+                saves.interval,
+            ));
+        }
+    }
+}
+
+/// The start of the save interval `due` falls in, counted from the Unix epoch.
+fn next_save_base(due: DateTime<Utc>, interval: TimeDelta) -> DateTime<Utc> {
+    let ms = interval.num_milliseconds().max(1);
+    let since = due.timestamp_millis().rem_euclid(ms);
+    due - TimeDelta::milliseconds(since)
+}
+
+/// The first instant after `now` at offset `phase` into an interval counted from the Unix epoch.
+fn next_save_after(now: DateTime<Utc>, phase: TimeDelta, interval: TimeDelta) -> DateTime<Utc> {
+    let at = next_save_base(now, interval) + phase;
+    if at > now {
+        at
+    } else {
+        at + interval
     }
 }

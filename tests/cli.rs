@@ -129,3 +129,111 @@ fn a_lease_duration_the_lease_cannot_hold_is_refused_with_the_fix() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--leader-elect"), "{stderr}");
 }
+
+/// A restart with `--state-dir` adopts what every workload learned: the first process saves each workload's state,
+/// the second adopts all of them (no startup replay) and serves from its first cycle.
+#[test]
+fn a_restarted_process_adopts_every_workload_s_saved_state() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let states = dir.path().join("states");
+    let start = |log: &std::path::Path| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args([
+                "--log",
+                "info",
+                "demo",
+                "--api-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--state-dir")
+            .arg(&states)
+            .args(["--state-save-interval", "1s"])
+            .env_remove("PRESCALE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start `prescale demo`");
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || for _ in BufReader::new(stdout).lines().map_while(Result::ok) {});
+        child
+    };
+    let saved = || -> Vec<std::path::PathBuf> {
+        let Ok(namespaces) = std::fs::read_dir(&states) else {
+            return Vec::new();
+        };
+        namespaces
+            .flatten()
+            .flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten())
+            .map(|f| f.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect()
+    };
+    let stop = |child: &mut std::process::Child| {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+    };
+
+    let first_log = dir.path().join("first.log");
+    let mut first = start(&first_log);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    // The demo plans three workloads; each saves once its first model is in.
+    while saved().len() < 3 {
+        let text = std::fs::read_to_string(&first_log).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "{} states saved within 180 s:\n{text}",
+            saved().len()
+        );
+        assert!(first.try_wait().unwrap().is_none(), "the demo exited early:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut first);
+    for file in saved() {
+        let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(state["version"], 1, "{}", file.display());
+        assert!(state["learned"]["lastPlan"]["replicas"].as_u64().is_some(), "{state}");
+        assert!(state["model"]["method"].is_string(), "{state}");
+    }
+
+    let second_log = dir.path().join("second.log");
+    let mut second = start(&second_log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&second_log).unwrap_or_default();
+        if text.matches("adopted the saved state").count() == 3 {
+            assert!(
+                !text.contains("replaying recent history"),
+                "a workload with a state is not replayed:\n{text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every state adopted within 60 s:\n{text}"
+        );
+        assert!(second.try_wait().unwrap().is_none(), "the demo exited early:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop(&mut second);
+}
+
+#[test]
+fn a_save_interval_out_of_range_is_refused_with_the_fix() {
+    for bad in ["0s", "2h", "soon"] {
+        let out = prescale(&["demo", "--state-save-interval", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("--state-save-interval") && stderr.contains("e.g. 5m"),
+            "{bad}: {stderr}"
+        );
+    }
+}

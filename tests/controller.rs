@@ -228,7 +228,14 @@ async fn objects_are_planned_changed_deleted_and_refused_one_at_a_time() {
     let f = fixture().await;
     f.api.apply(NS, "a", f.spec("web-a", 40));
     f.api.apply(NS, "b", f.spec("web-b", 40));
+    // Ready from the first cycle (the reactive target while warming up), then planned from a model.
+    let warming = |f: &Fixture, name: &str| {
+        f.condition(name, "ForecastTrusted")
+            .is_some_and(|(_, r, _)| r == "Warming")
+    };
     f.until("both objects are Ready", |f| f.ready("a") && f.ready("b"))
+        .await;
+    f.until("both objects have a model", |f| !warming(f, "a") && !warming(f, "b"))
         .await;
     for name in ["a", "b"] {
         let status = f.status(name);

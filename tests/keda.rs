@@ -468,11 +468,13 @@ fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
     builder.build().unwrap()
 }
 
+/// Waits until the pod is ready and no workload is warming up any more (each is served from its own model), so
+/// that the values compared below are not caught switching from the reactive target to the first forecast.
 async fn wait_ready(client: &reqwest::Client, admin: &str, running: &Running) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        if let Ok(r) = client.get(format!("{admin}/readyz")).send().await {
-            if r.status().is_success() {
+        if let Ok(r) = client.get(format!("{admin}/readyz?verbose")).send().await {
+            if r.status().is_success() && !r.text().await.unwrap_or_default().contains("(warming up") {
                 return;
             }
         }

@@ -204,8 +204,10 @@ fn stdout_json(out: &Output, what: &str) -> Value {
 fn wait_ready(demo: &mut Demo, kubectl: &Kubectl, admin: &Path) {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
-        let out = kubectl.run(admin, &["get", "--raw", "/readyz"]);
-        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
+        // Ready, and every workload served from its own model (none warming up any more).
+        let out = kubectl.run(admin, &["get", "--raw", "/readyz?verbose"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && text.contains("readyz check passed") && !text.contains("(warming up") {
             return;
         }
         if let Ok(Some(status)) = demo.child.try_wait() {

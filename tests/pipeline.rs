@@ -157,6 +157,47 @@ async fn readiness_waits_for_every_workload_s_first_cycle() {
     assert!(store.is_ready());
 }
 
+/// The live loop fits in the background: the first cycle serves the reactive target at once and says it is warming
+/// up; the first cycle after the fit ends serves the forecast. No cycle waits for a fit.
+#[tokio::test]
+async fn a_workload_is_served_from_its_first_cycle_while_its_first_model_is_fitted() {
+    use prescale::control::engine::{reactive_plan, Serving, WARMING};
+    let store = PlanStore::new();
+    let now = at("2026-03-04T19:00:30Z");
+    let clock = prescale::clock::Clock::fixed(now);
+    let mut cycle = Cycle::new(workload(Arc::new(Generator::new(Profile::LlmChat, 1)))).with_background_fits(clock);
+    let first = cycle.run_once(&store, now).await.expect("a plan at once");
+    let insight = store.insight(&first.id).unwrap();
+    assert_eq!(insight.serving, Serving::Warming);
+    assert!(first.forecast.is_empty());
+    assert_eq!(first.forecast.fallback.as_deref(), Some(WARMING));
+    let observed = first.plan.observed_demand.expect("demand observed");
+    assert_eq!(
+        first.plan,
+        reactive_plan(Some(observed), cycle.engine().policy(), now, None),
+        "the reactive target, as an HPA at the fallback utilization would ask for"
+    );
+    assert_eq!(store.status(&first.id).unwrap().fits, 0);
+    assert!(store.is_ready(), "a warming workload is served: the pod is ready");
+
+    cycle.wait_for_fit().await;
+    let later = now + TimeDelta::minutes(1);
+    let second = cycle.run_once(&store, later).await.expect("a plan");
+    let insight = store.insight(&second.id).unwrap();
+    assert_ne!(insight.serving, Serving::Warming);
+    assert!(!second.forecast.is_empty());
+    assert_eq!(second.forecast.fallback, None);
+    assert_eq!(
+        second.forecast.fitted_at, now,
+        "fitted at the clock's time when its turn came"
+    );
+    assert_eq!(store.status(&second.id).unwrap().fits, 1);
+    // The model is fresh: no refit starts, and the next cycle needs none.
+    assert!(cycle.run_once(&store, later + TimeDelta::minutes(1)).await.is_some());
+    cycle.wait_for_fit().await;
+    assert_eq!(store.status(&second.id).unwrap().fits, 1);
+}
+
 #[tokio::test]
 async fn a_startup_replay_warms_the_adaptive_quantile_while_the_workload_is_served() {
     let store = PlanStore::new();
@@ -224,7 +265,8 @@ async fn workloads_are_added_changed_and_removed_without_disturbing_the_others()
     let pipelines = Pipelines::new(store.clone(), clock, TimeDelta::seconds(1), Options::default());
     assert_eq!(pipelines.apply(named("a", 10.0)).await, Applied::Started);
     assert_eq!(pipelines.apply(named("b", 10.0)).await, Applied::Started);
-    let planned = |name: &str| store.get(&id(name)).is_some();
+    // Served from the first cycle; fitted a cycle or so later (fits run in the background).
+    let planned = |name: &str| store.get(&id(name)).is_some() && store.status(&id(name)).is_some_and(|s| s.fits >= 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !(planned("a") && planned("b")) {
         assert!(std::time::Instant::now() < deadline, "both plan within a minute");
@@ -259,4 +301,93 @@ async fn workloads_are_added_changed_and_removed_without_disturbing_the_others()
     assert_eq!(pipelines.ids(), vec![id("a")]);
     assert!(!pipelines.remove(&id("b")).await, "already gone");
     assert!(store.is_ready(), "readiness no longer waits for a removed workload");
+}
+
+/// A restart keeps what was learned: the state saved by one cycle is adopted by the next process's, which serves
+/// the last plan (never below the reactive target) while its first model is fitted, with the SLO record warm.
+#[tokio::test]
+async fn a_restarted_workload_adopts_its_saved_state_and_serves_its_last_plan() {
+    use prescale::control::engine::Serving;
+    use prescale::state::{DirStore, StateStore};
+    let dir = tempfile::tempdir().unwrap();
+    let states = DirStore::new(dir.path());
+    let generator = Arc::new(Generator::new(Profile::LlmChat, 1));
+    let now = at("2026-03-04T19:00:30Z");
+    let interval = TimeDelta::minutes(1);
+    let store = PlanStore::new();
+    let mut before = Cycle::new(workload_replaying(generator.clone(), "3h")).with_interval(interval);
+    before.run_once(&store, now).await.expect("a plan");
+    before.wait_for_replay().await;
+    let last = before.run_once(&store, now + interval).await.expect("a plan");
+    let learned = before.engine().service_level().unwrap();
+    assert!(learned.warmed_up, "{learned:?}");
+    states.save(&before.state(now + interval)).await.unwrap();
+
+    // The next process: no replay, no model yet.
+    let restart = now + interval * 2;
+    let store = PlanStore::new();
+    let clock = prescale::clock::Clock::fixed(restart);
+    let mut after = Cycle::new(workload_replaying(generator.clone(), "3h"))
+        .with_interval(interval)
+        .with_background_fits(clock.clone());
+    assert!(after.restore(&states, TimeDelta::minutes(5)).await);
+    assert_eq!(after.engine().service_level().unwrap(), learned, "warm at once");
+    let first = after.run_once(&store, restart).await.expect("a plan at once");
+    let insight = store.insight(&first.id).unwrap();
+    assert_eq!(insight.serving, Serving::Restored);
+    assert_eq!(
+        first.plan.replicas,
+        last.plan.replicas.max(insight.reactive_plan.replicas)
+    );
+    assert!(
+        store.status(&first.id).unwrap().replay.is_none(),
+        "no replay for a workload with state"
+    );
+    after.wait_for_fit().await;
+    let second = after.run_once(&store, restart + interval).await.expect("a plan");
+    let serving = store.insight(&second.id).unwrap().serving;
+    assert!(matches!(serving, Serving::Forecast | Serving::Reactive), "{serving:?}");
+
+    // Other settings: the state is not adopted.
+    let mut changed = workload_replaying(generator, "3h");
+    changed.config.policy.capacity_per_replica = 5.0;
+    let mut other = Cycle::new(changed).with_background_fits(clock);
+    assert!(!other.restore(&states, TimeDelta::minutes(5)).await);
+    assert!(!other.engine().service_level().unwrap().warmed_up);
+}
+
+/// The live loop saves each workload's state at its own phase of the save interval, once it has a model.
+#[tokio::test]
+async fn the_live_loop_saves_each_workload_s_state() {
+    use prescale::pipeline::{Options, Pipelines};
+    use prescale::state::{DirStore, StateStore};
+    let dir = tempfile::tempdir().unwrap();
+    let states = Arc::new(DirStore::new(dir.path()));
+    let store = Arc::new(PlanStore::new());
+    let options = Options {
+        states: Some(states.clone()),
+        save_interval: TimeDelta::seconds(1),
+        ..Options::default()
+    };
+    let pipelines = Pipelines::new(
+        store,
+        prescale::clock::Clock::system(),
+        TimeDelta::milliseconds(200),
+        options,
+    );
+    let w = workload(Arc::new(Generator::new(Profile::LlmChat, 1)));
+    let id = w.config.id.clone();
+    pipelines.apply(w).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let saved = loop {
+        if let Some(s) = states.load(&id).await.unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no state saved within a minute");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(saved.id(), id);
+    assert!(saved.model.is_some(), "saved once a model is in");
+    assert!(saved.learned.last_plan.is_some());
+    assert!(dir.path().join("default/llm.json").exists());
 }

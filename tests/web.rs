@@ -69,7 +69,7 @@ async fn get_json(url: &str) -> Option<Value> {
     r.json().await.ok()
 }
 
-/// Waits until `/readyz` is ok and every workload has a published plan.
+/// Waits until `/readyz` is ok and every workload has a published plan from its own model (none warming up).
 async fn wait_until_planned(admin: &str, count: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -78,7 +78,7 @@ async fn wait_until_planned(admin: &str, count: usize) -> Vec<String> {
             .is_ok_and(|r| r.status().is_success());
         if ready {
             if let Some(Value::Array(ws)) = get_json(&format!("{admin}/api/v1/workloads")).await {
-                if ws.len() == count && ws.iter().all(|w| w["replicas"].is_u64()) {
+                if ws.len() == count && ws.iter().all(|w| w["replicas"].is_u64() && w["serving"] != "warming") {
                     return ws
                         .iter()
                         .map(|w| {

@@ -194,6 +194,8 @@ pub(crate) fn predictive(
                         Serving::Demoted => "demoted".to_owned(),
                         Serving::ForecastOnly => "forecast only".to_owned(),
                         Serving::Reactive => crate::control::service_level::candidate_label(None, d.plan.utilization),
+                        Serving::Warming => "warming".to_owned(),
+                        Serving::Restored => "restored".to_owned(),
                     };
                     *by.entry(what).or_insert(0) += 1;
                     let key = match d.serving {
@@ -201,6 +203,8 @@ pub(crate) fn predictive(
                         Serving::Demoted => "reactive (demoted)".to_owned(),
                         Serving::ForecastOnly => "reactive (forecast only)".to_owned(),
                         Serving::Reactive => "reactive (adaptive choice)".to_owned(),
+                        Serving::Warming => "reactive (warming up)".to_owned(),
+                        Serving::Restored => "last plan (restored)".to_owned(),
                     };
                     *methods.entry(key).or_insert(0) += 1;
                     out.push(Some(d.plan.served));

@@ -24,6 +24,14 @@ use crate::series::Series;
 /// is heading and how the plan will follow it.
 pub const DISPLAY_HORIZON: TimeDelta = TimeDelta::hours(1);
 
+/// Why a [`Serving::Restored`] decision's forecast is empty.
+pub const RESTORED: &str =
+    "restored after a restart: the last plan is served (never below the reactive target) until the first model is fitted";
+
+/// Why a [`Serving::Warming`] decision's forecast is empty.
+pub const WARMING: &str =
+    "warming up: the first model is being fitted; the reactive target is served until it is ready";
+
 /// How a workload's forecast is used (`mode`): `serve` (the default) serves the plan; `forecastOnly` forecasts, shows
 /// and scores it but serves the reactive target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -49,6 +57,13 @@ pub enum Serving {
     /// A reactive target, because the service-level controller found that no forecast quantile recently met the
     /// SLO for fewer pods (see [`crate::control::service_level`]); the plan's `utilization` says which.
     Reactive,
+    /// The reactive target, because the workload's first model is still being fitted (just configured, or the
+    /// process just started): the HPA gets the target a reactive HPA would ask for at once instead of an error.
+    Warming,
+    /// The last plan made before a restart, raised to the reactive target if that asks for more, because the first
+    /// model since the restart is still being fitted and that plan is younger than `maxForecastAge` (see
+    /// [`Engine::adopt_learned`]).
+    Restored,
 }
 
 impl Serving {
@@ -59,6 +74,8 @@ impl Serving {
             Serving::ForecastOnly => "forecast_only",
             Serving::Demoted => "demoted",
             Serving::Reactive => "reactive",
+            Serving::Warming => "warming",
+            Serving::Restored => "restored",
         }
     }
 }
@@ -219,6 +236,22 @@ pub struct Engine {
     mode: Mode,
     quality: Tracker,
     adaptive: Option<Controller>,
+    /// A plan made before a restart, served while warming up until the instant given ([`Engine::adopt_learned`]).
+    restored: Option<(ReplicaPlan, DateTime<Utc>)>,
+}
+
+/// What an engine has learned, to carry across a restart ([`Engine::learned`], [`Engine::adopt_learned`]): the SLO
+/// controller's record, the quality gate's state and the last plan. Never history, and never the model: both are
+/// fetched and fitted anew.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Learned {
+    /// The SLO controller's record (`None` with adaptation off).
+    pub adaptive: Option<service_level::Learned>,
+    /// The quality gate's state.
+    pub quality: quality::Learned,
+    /// The last plan served.
+    pub last_plan: Option<ReplicaPlan>,
 }
 
 /// The result of one decision.
@@ -255,6 +288,7 @@ impl Engine {
             mode: Mode::Serve,
             quality,
             adaptive,
+            restored: None,
         }
     }
 
@@ -305,21 +339,25 @@ impl Engine {
     /// Installs a model fitted elsewhere (e.g. on a blocking thread).
     pub fn install(&mut self, model: Model) {
         self.model = Some(model);
+        self.restored = None;
     }
 
     /// Fits a model in place when one is due.
     pub fn refit_if_due(&mut self, history: &Series, now: DateTime<Utc>) {
         if self.needs_refit(now) {
-            self.model = Some(forecast::fit(history, &self.settings, now));
+            self.install(forecast::fit(history, &self.settings, now));
         }
     }
 
     /// Forecasts from `history`, scores earlier forecasts against it, and plans for `now`. `None` when there is no
-    /// model or no sample to plan from.
+    /// sample to plan from. With no model yet, the decision is [`Serving::Warming`]: the reactive target, with an
+    /// empty forecast that says why, and nothing scored.
     ///
     /// `observed_at` is the instant whose recent samples count as observed demand (now, less any scrape lag).
     pub fn decide(&mut self, history: &Series, now: DateTime<Utc>, observed_at: DateTime<Utc>) -> Option<Decision> {
-        let model = self.model.as_ref()?;
+        let Some(model) = self.model.as_ref() else {
+            return self.warming(history, now, observed_at);
+        };
         let vetted = vetted_demand(history, observed_at, self.policy.glitch_ceiling());
         let observed = vetted.map(|v| v.demand);
         history.last_present()?;
@@ -375,6 +413,51 @@ impl Engine {
             reactive_plan: reactive,
             serving,
             transition,
+            observed: vetted,
+        })
+    }
+
+    /// The decision while no model is fitted: the reactive target at the utilization the service-level controller
+    /// would fall back to (the configured fallback before it has warmed up). The forecast quality gate and the
+    /// controller's shadows score nothing: there is no forecast to score.
+    fn warming(&mut self, history: &Series, now: DateTime<Utc>, observed_at: DateTime<Utc>) -> Option<Decision> {
+        history.last_present()?;
+        let vetted = vetted_demand(history, observed_at, self.policy.glitch_ceiling());
+        let utilization = match self.mode {
+            Mode::ForecastOnly => self.policy.fallback_utilization,
+            Mode::Serve => self
+                .adaptive
+                .as_ref()
+                .and_then(Controller::reactive_fallback)
+                .map_or(self.policy.fallback_utilization, grid_utilization),
+        };
+        let reactive = reactive_plan_at(
+            vetted.map(|v| v.demand),
+            &self.policy,
+            utilization,
+            now,
+            self.last_plan.as_ref(),
+        );
+        let restored = self
+            .restored
+            .as_ref()
+            .filter(|(_, until)| now <= *until)
+            .map(|(p, _)| p.clone());
+        let (plan, serving, why) = match restored {
+            Some(p) if p.replicas >= reactive.replicas => (p, Serving::Restored, RESTORED),
+            Some(_) => (reactive.clone(), Serving::Restored, RESTORED),
+            None => (reactive.clone(), Serving::Warming, WARMING),
+        };
+        let mut forecast = Forecast::from_median(history.end().min(now), history.step(), Vec::new(), now);
+        forecast.fallback = Some(why.to_owned());
+        self.last_plan = Some(plan.clone());
+        Some(Decision {
+            forecast,
+            forecast_plan: plan.clone(),
+            plan,
+            reactive_plan: reactive,
+            serving,
+            transition: None,
             observed: vetted,
         })
     }
@@ -466,6 +549,37 @@ impl Engine {
         self.adaptive = warmed.adaptive;
     }
 
+    /// What this engine has learned, to adopt after a restart.
+    pub fn learned(&self) -> Learned {
+        Learned {
+            adaptive: self.adaptive.as_ref().map(Controller::learned),
+            quality: self.quality.learned(),
+            last_plan: self.last_plan.clone(),
+        }
+    }
+
+    /// Takes over what an engine of the same workload learned before a restart ([`Engine::learned`]): the SLO
+    /// controller's record and the quality gate's state. Until its first model is in, the engine serves the last
+    /// plan ([`Serving::Restored`], never below the reactive target) while `now` is before `serve_until`, instead
+    /// of the reactive target alone. Refused, with nothing changed, when the controller's record does not fit.
+    pub fn adopt_learned(
+        &mut self,
+        learned: &Learned,
+        serve_until: DateTime<Utc>,
+    ) -> Result<(), service_level::LearnedError> {
+        if let (Some(controller), Some(record)) = (self.adaptive.as_mut(), learned.adaptive.as_ref()) {
+            let mut adopted = controller.clone();
+            adopted.adopt(record)?;
+            *controller = adopted;
+        }
+        self.quality.adopt(&learned.quality);
+        if let Some(plan) = &learned.last_plan {
+            self.last_plan = Some(plan.clone());
+            self.restored = Some((plan.clone(), serve_until));
+        }
+        Ok(())
+    }
+
     /// The most recent plan.
     pub fn last_plan(&self) -> Option<&ReplicaPlan> {
         self.last_plan.as_ref()
@@ -547,6 +661,33 @@ mod tests {
         let mut series = series.clone();
         series.set(slot, Some(value));
         series
+    }
+
+    #[test]
+    fn before_its_first_model_an_engine_serves_the_reactive_target_and_says_it_is_warming() {
+        let series = daily(1100.0, 300.0);
+        let now = series.end();
+        for mode in [Mode::Serve, Mode::ForecastOnly] {
+            let mut e = engine(mode);
+            let d = e.decide(&series, now, now).expect("a sample to plan from");
+            assert_eq!(d.serving, Serving::Warming);
+            let observed = observed_demand(&series, now);
+            assert_eq!(d.plan, reactive_plan(observed, &policy(), now, None));
+            assert_eq!(d.plan, d.reactive_plan);
+            assert!(d.forecast.is_empty(), "no model, no forecast");
+            assert_eq!(d.forecast.fallback.as_deref(), Some(WARMING));
+            assert_eq!(e.quality().recent().count(), 0, "nothing to score");
+            // The first model ends the warm-up.
+            e.refit_if_due(&series, now);
+            let d = e.decide(&series, now + TimeDelta::minutes(1), now).unwrap();
+            assert_ne!(d.serving, Serving::Warming);
+            assert!(!d.forecast.is_empty());
+        }
+        let empty = Series::from_values(t0(), TimeDelta::minutes(10), vec![None; 6]);
+        assert!(
+            engine(Mode::Serve).decide(&empty, t0(), t0()).is_none(),
+            "missing data is not zero demand"
+        );
     }
 
     #[test]
@@ -672,7 +813,7 @@ mod tests {
                     served_reactive_while_demoted += 1;
                 }
                 Serving::Forecast => assert_eq!(d.plan, d.forecast_plan),
-                Serving::ForecastOnly | Serving::Reactive => unreachable!(),
+                Serving::ForecastOnly | Serving::Reactive | Serving::Warming | Serving::Restored => unreachable!(),
             }
             if minute < 120 {
                 assert_eq!(
@@ -719,23 +860,17 @@ mod tests {
         (policy, settings)
     }
 
-    #[test]
-    fn a_replay_warms_up_as_living_through_the_same_hours_would() {
+    /// Three hours of decisions every minute, two days into a calm `regime_change`, each on the history visible
+    /// then, by an engine with a two-hour warm-up: the series, the hours, a maker of fresh engines alike, and the
+    /// engine that lived them.
+    fn three_hours_lived() -> (Series, (DateTime<Utc>, DateTime<Utc>), impl Fn() -> Engine, Engine) {
         let series = regime_change(3, (0, 0));
         let (policy, settings) = two_hour_warm_up();
-        let engine = || Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1));
+        let engine = move || Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1));
         let (from, to) = (
             t0() + TimeDelta::days(2),
             t0() + TimeDelta::days(2) + TimeDelta::hours(3),
         );
-        let mut replayed = engine();
-        let done = replayed.replay(&series, from, to, TimeDelta::minutes(1));
-        assert_eq!((done.decisions, done.fits), (180, 3));
-        assert!(
-            replayed.last_plan().is_none(),
-            "the live HPA never followed a replayed plan"
-        );
-        // The same hours lived decision by decision, each on the whole history visible then.
         let mut lived = engine();
         let mut now = from;
         while now < to {
@@ -744,6 +879,73 @@ mod tests {
             lived.decide(&visible, now, now).unwrap();
             now += TimeDelta::minutes(1);
         }
+        (series, (from, to), engine, lived)
+    }
+
+    #[test]
+    fn what_an_engine_learned_survives_a_restart_and_its_last_plan_serves_until_the_first_model() {
+        let (series, (_, now), engine, lived) = three_hours_lived();
+        let before = lived.service_level().unwrap();
+        assert!(before.warmed_up, "{before:?}");
+        // Through JSON, as it is saved.
+        let json = serde_json::to_string(&lived.learned()).unwrap();
+        assert!(json.len() < 32 * 1024, "a few KiB: {}", json.len());
+        let learned: Learned = serde_json::from_str(&json).unwrap();
+        let mut restarted = engine();
+        let last = lived.last_plan().unwrap().clone();
+        let until = last.at + TimeDelta::minutes(5);
+        restarted.adopt_learned(&learned, until).unwrap();
+        assert_eq!(
+            restarted.service_level().unwrap(),
+            before,
+            "the SLO record and choice, warm at once"
+        );
+        let (a, b) = (restarted.quality().report(), lived.quality().report());
+        assert_eq!(
+            (a.health, a.scores, a.demotions, a.scored_total),
+            (b.health, b.scores, b.demotions, b.scored_total)
+        );
+
+        // No model yet: the last plan is served, never below the reactive target, while it is young enough.
+        let visible = series.visible_at(now);
+        let d = restarted.decide(&visible, now, now).unwrap();
+        assert_eq!(d.serving, Serving::Restored);
+        assert_eq!(d.forecast.fallback.as_deref(), Some(RESTORED));
+        assert_eq!(d.plan.replicas, last.replicas.max(d.reactive_plan.replicas));
+        let d = restarted.decide(&visible, until + TimeDelta::seconds(1), now).unwrap();
+        assert_eq!(d.serving, Serving::Warming, "too old to serve: the reactive target");
+        // The first model ends it.
+        restarted.refit_if_due(&visible, now);
+        let d = restarted.decide(&visible, now + TimeDelta::minutes(1), now).unwrap();
+        assert!(
+            matches!(d.serving, Serving::Forecast | Serving::Reactive),
+            "{:?}",
+            d.serving
+        );
+
+        // A record made for other candidates is refused and changes nothing.
+        let mut bad = learned.clone();
+        bad.adaptive.as_mut().unwrap().weighted_pods.pop();
+        let mut fresh = engine();
+        let e = fresh.adopt_learned(&bad, until).unwrap_err();
+        assert!(e.to_string().contains("weightedPods"), "{e}");
+        assert!(!fresh.service_level().unwrap().warmed_up);
+        let mut bad = learned;
+        bad.adaptive.as_mut().unwrap().total_demand = f64::NAN;
+        assert!(engine().adopt_learned(&bad, until).is_err());
+    }
+
+    #[test]
+    fn a_replay_warms_up_as_living_through_the_same_hours_would() {
+        let (series, (from, to), engine, lived) = three_hours_lived();
+        let mut replayed = engine();
+        let done = replayed.replay(&series, from, to, TimeDelta::minutes(1));
+        assert_eq!((done.decisions, done.fits), (180, 3));
+        assert!(
+            replayed.last_plan().is_none(),
+            "the live HPA never followed a replayed plan"
+        );
+        // `lived`: the same hours lived decision by decision, each on the whole history visible then.
         let report = replayed.service_level().unwrap();
         assert!(report.warmed_up && report.scored_seconds >= 2.0 * 3600.0, "{report:?}");
         assert_eq!(report, lived.service_level().unwrap());

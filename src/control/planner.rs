@@ -105,7 +105,7 @@ impl Observed {
 }
 
 /// Which rule decided a plan's replica count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bound {
     /// The forecast peak over the cover window (possibly raised past the HPA's tolerance).
@@ -140,7 +140,7 @@ impl std::fmt::Display for Bound {
 }
 
 /// The replica target and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ReplicaPlan {
     /// When it was planned.
     pub at: DateTime<Utc>,

@@ -338,6 +338,28 @@ pub struct Report {
     pub pending: usize,
 }
 
+/// What a [`Tracker`] has learned, to carry across a restart ([`Tracker::learned`], [`Tracker::adopt`]): its health
+/// and why, and the rolling window its next decision reads. The claims waiting for their slot (a lead time's worth)
+/// and the display's longer list of recent scores are not kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Learned {
+    /// Trusted or demoted.
+    pub health: Health,
+    /// When the health last changed.
+    pub since: Option<DateTime<Utc>>,
+    /// Why.
+    pub reason: Option<String>,
+    /// The rolling window, oldest first.
+    pub window: Vec<Score>,
+    /// Demotions so far.
+    pub demotions: u64,
+    /// Promotions so far.
+    pub promotions: u64,
+    /// Slots scored so far.
+    pub scored_total: u64,
+}
+
 /// Scores forecasts as their slots are observed and decides demotion and promotion.
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -516,6 +538,37 @@ impl Tracker {
         self.since = Some(now);
         self.reason = Some(transition.reason.clone());
         Some(transition)
+    }
+
+    /// What it has learned, to adopt after a restart.
+    pub fn learned(&self) -> Learned {
+        Learned {
+            health: self.health,
+            since: self.since,
+            reason: self.reason.clone(),
+            window: self.window.iter().copied().collect(),
+            demotions: self.demotions,
+            promotions: self.promotions,
+            scored_total: self.scored_total,
+        }
+    }
+
+    /// Takes over what another tracker of the same workload learned ([`Tracker::learned`]); the window is cut to
+    /// this tracker's bounds. A score with a non-finite number is dropped: no scoring makes one.
+    pub fn adopt(&mut self, learned: &Learned) {
+        self.health = learned.health;
+        self.since = learned.since;
+        self.reason = learned.reason.clone();
+        let finite = |s: &&Score| {
+            let p = &s.prediction;
+            [p.lower, p.median, p.planned, s.actual].iter().all(|v| v.is_finite())
+        };
+        let keep = self.bounds.window.max(1);
+        let scores: Vec<Score> = learned.window.iter().filter(finite).copied().collect();
+        self.window = scores[scores.len().saturating_sub(keep)..].iter().copied().collect();
+        self.demotions = learned.demotions;
+        self.promotions = learned.promotions;
+        self.scored_total = learned.scored_total;
     }
 
     /// Scores over the current window.

@@ -339,6 +339,61 @@ impl WindowRecord {
     }
 }
 
+/// What a [`Controller`] has learned, to carry across a restart ([`Controller::learned`], [`Controller::adopt`]):
+/// the candidates' decayed and total scores, the SLO window's record and the choice followed. The shadow HPAs and
+/// the moments still waiting for their demand are not kept: the shadows restart from the first sync after it, as
+/// they start on a new workload, and the moments in flight (a lead time's worth) go unscored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Learned {
+    /// Decayed unserved demand per track (the candidates, then what was served).
+    pub weighted_unserved: Vec<f64>,
+    /// Decayed pods per track.
+    pub weighted_pods: Vec<f64>,
+    /// Decayed demand.
+    pub weighted_demand: f64,
+    /// Total unserved demand per track.
+    pub total_unserved: Vec<f64>,
+    /// Total pods per track.
+    pub total_pods: Vec<f64>,
+    /// Total demand.
+    pub total_demand: f64,
+    /// Seconds scored.
+    pub scored_seconds: f64,
+    /// The last moment scored.
+    pub last_scored: Option<DateTime<Utc>>,
+    /// The SLO window's record: `(bucket start, unserved, demand, scored seconds)`, oldest first.
+    pub window: Vec<(DateTime<Utc>, f64, f64, f64)>,
+    /// The candidate followed (an index into the levels, then the utilizations).
+    pub current: Option<usize>,
+}
+
+/// Why a [`Learned`] record was not adopted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LearnedError {
+    /// The record was made for another set of candidates.
+    #[error("{field} holds {found} tracks, this version scores {expected}")]
+    Tracks {
+        /// Which list.
+        field: &'static str,
+        /// Its length.
+        found: usize,
+        /// The tracks scored now.
+        expected: usize,
+    },
+    /// A number is negative, NaN or infinite.
+    #[error("{field} holds {value}, not a finite non-negative number")]
+    NotFinite {
+        /// Which field.
+        field: &'static str,
+        /// The value.
+        value: f64,
+    },
+    /// The followed candidate is not one of the candidates.
+    #[error("current is {0}, past the last candidate")]
+    Current(usize),
+}
+
 /// Chooses what the planner serves from how each candidate would have served the workload's recent demand.
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -505,6 +560,68 @@ impl Controller {
     /// The candidate to follow now; `None` before warm-up.
     pub fn choose(&self) -> Option<Choice> {
         self.warm().then(|| choice_of(self.best()))
+    }
+
+    /// What it has learned, to adopt after a restart.
+    pub fn learned(&self) -> Learned {
+        Learned {
+            weighted_unserved: self.weighted.unserved.to_vec(),
+            weighted_pods: self.weighted.pods.to_vec(),
+            weighted_demand: self.weighted.demand,
+            total_unserved: self.total.unserved.to_vec(),
+            total_pods: self.total.pods.to_vec(),
+            total_demand: self.total.demand,
+            scored_seconds: self.scored.as_seconds_f64(),
+            last_scored: self.last_scored,
+            window: self.window.buckets.iter().copied().collect(),
+            current: self.current,
+        }
+    }
+
+    /// Takes over what another controller of the same workload learned ([`Controller::learned`]): its scores, its
+    /// SLO window's record and its choice. Refused, with nothing changed, when the record does not fit this
+    /// version's candidates or holds a number no scoring makes.
+    pub fn adopt(&mut self, learned: &Learned) -> Result<(), LearnedError> {
+        fn tracks(field: &'static str, v: &[f64]) -> Result<[f64; TRACKS], LearnedError> {
+            finite(field, v.iter().copied())?;
+            v.try_into().map_err(|_| LearnedError::Tracks {
+                field,
+                found: v.len(),
+                expected: TRACKS,
+            })
+        }
+        fn finite(field: &'static str, mut v: impl Iterator<Item = f64>) -> Result<(), LearnedError> {
+            match v.find(|x| !(x.is_finite() && *x >= 0.0)) {
+                Some(value) => Err(LearnedError::NotFinite { field, value }),
+                None => Ok(()),
+            }
+        }
+        let weighted = Sums {
+            unserved: tracks("weightedUnserved", &learned.weighted_unserved)?,
+            pods: tracks("weightedPods", &learned.weighted_pods)?,
+            demand: learned.weighted_demand,
+        };
+        let total = Sums {
+            unserved: tracks("totalUnserved", &learned.total_unserved)?,
+            pods: tracks("totalPods", &learned.total_pods)?,
+            demand: learned.total_demand,
+        };
+        finite("weightedDemand", std::iter::once(weighted.demand))?;
+        finite("totalDemand", std::iter::once(total.demand))?;
+        finite("scoredSeconds", std::iter::once(learned.scored_seconds))?;
+        finite("window", learned.window.iter().flat_map(|b| [b.1, b.2, b.3]))?;
+        if let Some(c) = learned.current.filter(|c| *c >= CANDIDATES) {
+            return Err(LearnedError::Current(c));
+        }
+        self.weighted = weighted;
+        self.total = total;
+        self.scored = TimeDelta::milliseconds((learned.scored_seconds * 1000.0).round() as i64);
+        self.last_scored = learned.last_scored;
+        self.window = WindowRecord {
+            buckets: learned.window.iter().copied().collect(),
+        };
+        self.current = learned.current;
+        Ok(())
     }
 
     /// True once [`Adaptive::warmup`] of decisions with demand has been scored.

@@ -342,7 +342,7 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
             ErrorTable::uncalibrated(scale),
         )
     });
-    Model {
+    let mut model = Model {
         fitted_at: now,
         step,
         fit: full,
@@ -350,8 +350,14 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
         table: Arc::new(table),
         missing_fraction,
         replaced,
-    }
+    };
+    model.compact();
+    model
 }
+
+/// How far before its fit a model's baseline is kept beyond what a forecast reads (`Model::compact`): a forecast
+/// made from history that stopped up to this long before the fit reads the same residuals as before compaction.
+const BASELINE_SLACK: TimeDelta = TimeDelta::days(1);
 
 /// Where the calibration folds of a native grid lie.
 ///
@@ -570,6 +576,31 @@ fn seasonal_naive(y: &[f64], p: usize) -> Vec<f64> {
 }
 
 impl Model {
+    /// Drops the in-sample part of the baseline no forecast reads: forecasts made at or after the fit read the
+    /// baseline only over the recent residual window (the level correction's, the recent spread's, the glitch
+    /// filter's context; [`BASELINE_SLACK`] earlier still for a history that stopped before the fit) and, beyond its
+    /// end, its last season. The rest was the largest part of a live model's memory (a week of 5-minute slots for
+    /// two weeks of history: 16 KiB a workload).
+    fn compact(&mut self) {
+        let Some(fit) = self.fit.as_mut() else { return };
+        let b = &mut fit.baseline;
+        let native = (RECENT_ERRORS.num_milliseconds()
+            + (self.correction.window() + prep::SPIKE_CONTEXT + 1) as i64 * self.step.num_milliseconds())
+            + BASELINE_SLACK.num_milliseconds();
+        let from = self.fitted_at - TimeDelta::milliseconds(native);
+        let step_ms = b.step.num_milliseconds().max(1);
+        // One slot more for the interpolation between slot centres.
+        let first_read = ((from - b.start).num_milliseconds() / step_ms - 1).max(0) as usize;
+        let season = b.wrap.unwrap_or(1).max(1);
+        let drop = first_read.min(b.values.len().saturating_sub(season));
+        if drop == 0 {
+            return;
+        }
+        b.values.drain(..drop);
+        b.values.shrink_to_fit();
+        b.start += b.step * drop as i32;
+    }
+
     /// When the model was fitted.
     pub fn fitted_at(&self) -> DateTime<Utc> {
         self.fitted_at
@@ -844,6 +875,62 @@ fn is_zero(n: &usize) -> bool {
 #[cfg(test)]
 mod span_tests {
     use super::*;
+
+    #[test]
+    fn a_compacted_model_forecasts_exactly_as_the_whole_one_until_its_next_refit_and_beyond() {
+        // 14 days of 5-minute demand with daily and weekly cycles, noise and a gap.
+        let step = TimeDelta::minutes(5);
+        let start = DateTime::from_timestamp(1_699_920_000, 0).unwrap();
+        let n = 16 * 288;
+        let values: Vec<Option<f64>> = (0..n)
+            .map(|i| {
+                let day = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+                let week = (i % 2016) as f64 / 2016.0 * std::f64::consts::TAU;
+                let noise = ((i * 7919) % 17) as f64 - 8.0;
+                ((i % 997) > 3).then_some(200.0 + 80.0 * day.sin() + 30.0 * week.cos() + noise)
+            })
+            .collect();
+        let full = Series::from_values(start, step, values);
+        let fitted_at = start + step * (14 * 288);
+        let settings = ForecastSettings {
+            seasonality: Seasonality::Auto,
+            horizon: TimeDelta::minutes(10),
+        };
+        let compact = fit(&full.window(start, fitted_at), &settings, fitted_at);
+        let mut whole = compact.clone();
+        whole.fit = fit_baseline(
+            &Grid::of(&full.visible_at(fitted_at))
+                .since(fitted_at - history_span(step))
+                .trim_gaps()
+                .despiked()
+                .0,
+            &settings.seasonality,
+            settings.horizon.max(step),
+        );
+        let (a, b) = (compact.fit.as_ref().unwrap(), whole.fit.as_ref().unwrap());
+        assert_eq!(a.method, b.method);
+        assert!(
+            a.baseline.values.len() * 3 < b.baseline.values.len() * 2,
+            "{} of {} slots kept",
+            a.baseline.values.len(),
+            b.baseline.values.len()
+        );
+        // Forecasts from the fit on, each from the history up to its time: refit due after an hour, but a model can
+        // serve longer (a slow or failing refit), and past the in-sample end the baseline wraps by its season.
+        for minutes in [0, 5, 30, 60, 125, 600, 2 * 1440] {
+            let now = fitted_at + TimeDelta::minutes(minutes);
+            let history = full.window(start, now);
+            let x = compact.forecast(&history, now, settings.horizon);
+            let y = whole.forecast(&history, now, settings.horizon);
+            assert_eq!(x.median, y.median, "{minutes} min after the fit");
+            for q in [0.1, 0.9, 0.99] {
+                let q = Quantile::try_new(q).unwrap();
+                for i in 0..x.len() {
+                    assert_eq!(x.quantile_at(i, q), y.quantile_at(i, q), "{minutes} min, {q:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn coarse_series_read_more_history_and_calibrate_on_enough_errors() {

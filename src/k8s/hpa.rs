@@ -587,19 +587,28 @@ fn ceil_to_i32(x: f64) -> i32 {
 }
 
 /// A Deployment's pods: creation times, oldest first. A pod is ready `lead` after it was created.
+///
+/// Kept as runs of pods created together (one per scale-up still starting, one for all the ready pods), not a time
+/// per pod: the SLO controller holds a pod model for each of its candidates, and a workload of hundreds of pods
+/// needs a few runs. Readiness is asked at or after the latest scale, as the HPA's simulations do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pods {
     lead: TimeDelta,
-    created: Vec<DateTime<Utc>>,
+    /// `(created, count)`, oldest first, each count at least 1.
+    runs: Vec<(DateTime<Utc>, u32)>,
+    len: usize,
 }
 
 impl Pods {
     /// `n` pods that are all ready at `now`.
     pub fn ready_at(n: usize, lead: TimeDelta, now: DateTime<Utc>) -> Self {
-        Self {
+        let mut pods = Self {
             lead,
-            created: vec![now - lead; n],
-        }
+            runs: Vec::new(),
+            len: 0,
+        };
+        pods.scale_to(n, now - lead);
+        pods
     }
 
     /// Cold start: time from creation to ready.
@@ -609,19 +618,23 @@ impl Pods {
 
     /// All pods, ready or not (`status.replicas`).
     pub fn len(&self) -> usize {
-        self.created.len()
+        self.len
     }
 
     /// True when there are no pods.
     pub fn is_empty(&self) -> bool {
-        self.created.is_empty()
+        self.len == 0
     }
 
     /// Pods ready at `now` (created at or before `now - lead`).
     pub fn ready(&self, now: DateTime<Utc>) -> usize {
         let cutoff = now - self.lead;
         // Pods are kept in creation order, so the ready ones form a prefix.
-        self.created.partition_point(|t| *t <= cutoff)
+        self.runs
+            .iter()
+            .take_while(|(t, _)| *t <= cutoff)
+            .map(|(_, n)| *n as usize)
+            .sum()
     }
 
     /// Pods created but not ready at `now`.
@@ -632,10 +645,32 @@ impl Pods {
     /// Scales to `n` pods at `now`: creates the missing ones now, or removes the newest first (which removes
     /// not-ready pods before ready ones, since readiness follows creation order).
     pub fn scale_to(&mut self, n: usize, now: DateTime<Utc>) {
-        if n > self.created.len() {
-            self.created.resize(n, now);
+        if n > self.len {
+            let more = u32::try_from(n - self.len).expect("fewer than 2^32 pods");
+            match self.runs.last_mut() {
+                Some((t, count)) if *t == now => *count += more,
+                _ => self.runs.push((now, more)),
+            }
         } else {
-            self.created.truncate(n);
+            let mut excess = self.len - n;
+            while excess > 0 {
+                let (_, count) = self.runs.last_mut().expect("pods to remove");
+                let take = excess.min(*count as usize);
+                *count -= take as u32;
+                excess -= take;
+                if *count == 0 {
+                    self.runs.pop();
+                }
+            }
+        }
+        self.len = n;
+        // Pods ready now stay ready: one run holds them all (readiness is asked at or after the latest scale).
+        let cutoff = now - self.lead;
+        let ready = self.runs.iter().take_while(|(t, _)| *t <= cutoff).count();
+        if ready > 1 {
+            let count = self.runs[..ready].iter().map(|(_, n)| n).sum();
+            let newest = self.runs[ready - 1].0;
+            self.runs.splice(..ready, [(newest, count)]);
         }
     }
 }
@@ -993,5 +1028,42 @@ mod tests {
         assert_eq!((p.ready(t(90)), p.starting(t(90))), (2, 1));
         p.scale_to(1, t(90));
         assert_eq!((p.len(), p.ready(t(90))), (1, 1));
+    }
+
+    #[test]
+    fn pods_kept_as_runs_behave_as_one_creation_time_per_pod() {
+        let lead = TimeDelta::seconds(150);
+        let mut p = Pods::ready_at(30, lead, t(0));
+        let mut each: Vec<DateTime<Utc>> = vec![t(0) - lead; 30];
+        // A deterministic walk of scale-ups and scale-downs every 15 s.
+        let mut x: u64 = 7;
+        for k in 1..2000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let n = (x >> 33) as usize % 400;
+            let now = t(15 * k);
+            p.scale_to(n, now);
+            if n > each.len() {
+                each.resize(n, now);
+            } else {
+                each.truncate(n);
+            }
+            for probe in [now, now + TimeDelta::seconds(60), now + lead] {
+                let cutoff = probe - lead;
+                assert_eq!(p.ready(probe), each.partition_point(|c| *c <= cutoff), "step {k}");
+            }
+            assert_eq!(p.len(), each.len());
+            // One run of ready pods, one per scale-up within the last cold start.
+            assert!(
+                p.runs.len() <= 2 + lead.num_seconds() as usize / 15,
+                "{} runs",
+                p.runs.len()
+            );
+        }
+        // Runs, not pods: a few hundred pods in a handful of entries once the scale-ups are all ready.
+        let mut p = Pods::ready_at(300, lead, t(0));
+        p.scale_to(350, t(10));
+        p.scale_to(320, t(20));
+        assert_eq!(p.runs.len(), 2);
+        assert_eq!((p.len(), p.ready(t(10) + lead)), (320, 320));
     }
 }

@@ -9,4 +9,5 @@ pub mod leader;
 pub mod managed_hpa;
 pub mod quantity;
 pub mod selector;
+pub mod states;
 pub mod status;

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::config::WorkloadConfig;
+use crate::control::engine::Serving;
 use crate::control::quality::Health;
 use crate::sre::explain::{self, share};
 use crate::sre::views::SloView;
@@ -195,20 +196,26 @@ pub fn status_of(
     let insight = entry.insight.clone();
     status
         .conditions
-        .push(match insight.as_ref().map(|i| i.quality.health) {
+        .push(match insight.as_ref().map(|i| (i.serving, i.quality.health)) {
+            Some((Serving::Warming | Serving::Restored, _)) => condition(
+                CONDITION_FORECAST_TRUSTED,
+                "Unknown",
+                "Warming",
+                "the first model is being fitted: the reactive target (after a restart, the last plan, never below it) is served until it is ready".into(),
+            ),
             None => condition(
                 CONDITION_FORECAST_TRUSTED,
                 "Unknown",
                 "NotPlanned",
                 "no forecast yet".into(),
             ),
-            Some(Health::Trusted) => condition(
+            Some((_, Health::Trusted)) => condition(
                 CONDITION_FORECAST_TRUSTED,
                 "True",
                 "QualityWithinBounds",
                 "live forecast quality is within its bounds (or not yet judged)".into(),
             ),
-            Some(Health::Demoted) => condition(
+            Some((_, Health::Demoted)) => condition(
                 CONDITION_FORECAST_TRUSTED,
                 "False",
                 "Demoted",
@@ -266,8 +273,13 @@ pub fn status_of(
         status.current_target = Some(s.plan.replicas as i32);
         status.planned_demand = Some(significant(s.plan.planned_demand));
         status.median_demand = Some(significant(s.plan.median_demand));
-        status.model = Some(s.forecast.method.to_string());
-        status.periods = s.forecast.periods.iter().map(|p| (*p).into()).collect();
+        let warming = insight
+            .as_ref()
+            .is_some_and(|i| matches!(i.serving, Serving::Warming | Serving::Restored));
+        if !warming {
+            status.model = Some(s.forecast.method.to_string());
+            status.periods = s.forecast.periods.iter().map(|p| (*p).into()).collect();
+        }
         status.forecast_age = Some(whole_seconds(now - s.published_at));
     }
     let data_until = entry

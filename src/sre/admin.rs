@@ -28,6 +28,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::clock::Clock;
+use crate::control::engine::Serving;
 use crate::sre::explain::{self, Explanation, Standing};
 use crate::sre::views::{workload_detail, workload_views, WorkloadDetail, WorkloadView};
 use crate::sre::web;
@@ -55,6 +56,13 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// How `/readyz?verbose` marks a served workload whose first model is still being fitted.
+pub const WARMING_NOTE: &str = "warming up: the reactive target until the first model is fitted";
+
+/// How `/readyz?verbose` marks a served workload that adopted its saved state and serves its last plan until its
+/// first model since the restart is fitted.
+pub const RESTORED_NOTE: &str = "warming up: restored, the last plan until the first model is fitted";
+
 async fn readyz(State(state): State<AdminState>, RawQuery(query): RawQuery) -> Response {
     let ready = state.store.is_ready();
     let verbose = query
@@ -72,10 +80,21 @@ async fn readyz(State(state): State<AdminState>, RawQuery(query): RawQuery) -> R
     for what in state.store.held_by() {
         out.push_str(&format!("[-]waiting for {what}\n"));
     }
-    let (mut served, mut total) = (0, 0);
+    let (mut served, mut total, mut warming) = (0, 0, 0);
     for (id, entry) in state.store.entries() {
         total += 1;
         match entry.servable(state.store.max_forecast_age(), now) {
+            Ok(_)
+                if entry
+                    .insight
+                    .as_ref()
+                    .is_some_and(|i| matches!(i.serving, Serving::Warming | Serving::Restored)) =>
+            {
+                (served, warming) = (served + 1, warming + 1);
+                let restored = entry.insight.as_ref().is_some_and(|i| i.serving == Serving::Restored);
+                let note = if restored { RESTORED_NOTE } else { WARMING_NOTE };
+                out.push_str(&format!("[+]workload {id} served ({note})\n"));
+            }
             Ok(_) => {
                 served += 1;
                 out.push_str(&format!("[+]workload {id} served\n"));
@@ -85,8 +104,8 @@ async fn readyz(State(state): State<AdminState>, RawQuery(query): RawQuery) -> R
     }
     if ready {
         out.push_str(&format!(
-            "readyz check passed ({served} of {total} workloads served; a workload the API refuses does not make \
-             the pod unready)\n"
+            "readyz check passed ({served} of {total} workloads served, {warming} of them warming up; a workload the \
+             API refuses does not make the pod unready)\n"
         ));
         out.into_response()
     } else {

@@ -380,6 +380,17 @@ fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -
             candidate_label(None, Some(e.reactive.utilization)),
             e.forecast.plan_replicas
         ),
+        Serving::Warming => format!(
+            "Warming up: the first model is being fitted, so the reactive target ({}) is served until it is \
+             ready. ",
+            candidate_label(None, Some(e.reactive.utilization)),
+        ),
+        Serving::Restored => format!(
+            "Restored after a restart: the first model is being fitted, so the last plan made before the restart \
+             is served, never below the reactive target ({}, {} replicas). ",
+            candidate_label(None, Some(e.reactive.utilization)),
+            e.reactive.replicas
+        ),
     };
     let unreachable = match &e.adaptive {
         Some(a) if a.warmed_up && !a.slo_reachable => format!(
@@ -492,6 +503,12 @@ impl Explanation {
                         "reactive at {utilization}% utilization, the SLO controller's choice; the forecast plan would \
                          be {}",
                         f.plan_replicas
+                    ),
+                    Serving::Warming =>
+                        format!("warming up, reactive at {utilization}% utilization until the first model is fitted"),
+                    Serving::Restored => format!(
+                        "restored: the last plan before the restart, never below reactive at {utilization}% \
+                         utilization, until the first model is fitted"
                     ),
                 }
             ),
@@ -1135,6 +1152,20 @@ mod tests {
                 "Serving reactive@55%, the SLO controller's choice: no forecast quantile recently met the SLO for fewer \
                  pods (the forecast plan would be 4). 5 replicas: observed demand of 27 requests/s needs 5 at 55% of 10 \
                  requests/s per replica."
+            ),
+            "{}",
+            e.summary
+        );
+        let e = explanation(Serving::Warming, None);
+        assert_eq!(
+            line(&e, "served").unwrap(),
+            "5 replicas, decided by reactive floor (warming up, reactive at 55% utilization until the first model is \
+             fitted)"
+        );
+        assert!(
+            e.summary.starts_with(
+                "Warming up: the first model is being fitted, so the reactive target (reactive@55%) is served until it \
+                 is ready. 5 replicas"
             ),
             "{}",
             e.summary

@@ -20,6 +20,7 @@
 //! | api, admin | `{api,admin}_requests_total{method,route,code}`, `{api,admin}_request_duration_seconds{method,route}` (no workload labels) | | [`instrument`] middleware (labels bounded: [`method_label`], route templates) |
 //! | backtest (with `--backtest-configmap`) | `backtest_bar_failed_workloads{lead}`, `backtest_oldest_generated_timestamp_seconds` (no workload labels) | `backtest_*{policy,lead}` per workload | [`crate::backtest::publish`] |
 //! | keda | `keda_requests_total{method,code}` (gRPC calls by RPC name and status code, streams counted when they end), `keda_streams_open` (no workload labels) | | [`crate::apiserver::keda`] (labels bounded: the service's five RPC names or `other`, gRPC code names) |
+//! | state (with `--state-configmaps`) | `state_configmap_writes_total{result}` (ok, conflict, error), `state_dropped_total` (no workload labels) | | [`crate::k8s::states`] |
 //!
 //! Per-workload metrics carry `namespace` and `workload` labels, and no others but the bounded `state`, `reason`,
 //! `level`, `method` and `periods` above. A value that is not known (no observation, no score yet) is absent rather
@@ -598,7 +599,7 @@ impl Collector for StoreCollector {
         // Flags: by default present only in the state alerts and the dashboard look for; with detail in every state.
         let serving = Emit::<StateLabels>::new(
             "serving",
-            "What the served target follows, as state: forecast, forecast_only, demoted or reactive (the SLO controller's choice); value 1, one series per planned workload (without metrics detail only while the state is not forecast)",
+            "What the served target follows, as state: forecast, forecast_only, demoted, reactive (the SLO controller's choice) warming (the first model is being fitted) or restored (the last plan before a restart, while the first model is fitted); value 1, one series per planned workload (without metrics detail only while the state is not forecast)",
         );
         let refused = Emit::<ReasonLabels>::new(
             "serving_refused",

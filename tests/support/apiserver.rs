@@ -7,14 +7,16 @@
 //!   merge patch of `/status` (which, as on a real server, never bumps `metadata.generation`).
 //! - `horizontalpodautoscalers` (autoscaling/v2): list (all namespaces or one), get, create, replace (409 Conflict
 //!   when the `resourceVersion` it carries is not the stored one), merge patch, delete.
-//! - `leases` (coordination.k8s.io/v1): get, create (409 AlreadyExists), replace (409 Conflict unless it carries
-//!   the stored `resourceVersion`).
+//! - `leases` (coordination.k8s.io/v1) and `configmaps` (v1): get, create (409 AlreadyExists), replace (409
+//!   Conflict unless it carries the stored `resourceVersion`); ConfigMaps over 1 MiB of data are refused (422), as
+//!   on a real server.
 //!
 //! Tests change objects directly ([`ApiServer::apply`], [`ApiServer::delete`], [`ApiServer::put_hpa`],
 //! [`ApiServer::delete_hpa`]); knobs drop
 //! every open watch ([`ApiServer::drop_watches`]), hold events back from open watches ([`ApiServer::freeze`]) and
 //! forget history ([`ApiServer::compact`]) so a resuming watch gets 410 and relists, or fail every list and watch
-//! ([`ApiServer::fail_lists`]) or every Lease request ([`ApiServer::fail_leases`]); every write is counted
+//! ([`ApiServer::fail_lists`]), every Lease request ([`ApiServer::fail_leases`]) or forbid every ConfigMap
+//! request ([`ApiServer::forbid_configmaps`]); every write is counted
 //! ([`ApiServer::writes`]), and by the door it came through when clients have their own
 //! ([`ApiServer::client_as`], [`ApiServer::writes_via`]).
 #![allow(dead_code)]
@@ -40,6 +42,8 @@ pub enum Kind {
     Hpa,
     /// coordination.k8s.io/v1 Lease.
     Lease,
+    /// v1 ConfigMap.
+    ConfigMap,
 }
 
 impl Kind {
@@ -48,6 +52,7 @@ impl Kind {
             Kind::Pa => "predictiveautoscalers",
             Kind::Hpa => "horizontalpodautoscalers",
             Kind::Lease => "leases",
+            Kind::ConfigMap => "configmaps",
         }
     }
     fn api_version(self) -> &'static str {
@@ -55,6 +60,7 @@ impl Kind {
             Kind::Pa => "prescale.dev/v1alpha1",
             Kind::Hpa => "autoscaling/v2",
             Kind::Lease => "coordination.k8s.io/v1",
+            Kind::ConfigMap => "v1",
         }
     }
     fn kind(self) -> &'static str {
@@ -62,6 +68,7 @@ impl Kind {
             Kind::Pa => "PredictiveAutoscaler",
             Kind::Hpa => "HorizontalPodAutoscaler",
             Kind::Lease => "Lease",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
 }
@@ -88,6 +95,8 @@ struct Inner {
     unavailable: bool,
     /// Lease requests are answered 503.
     leases_unavailable: bool,
+    /// ConfigMap requests are answered 403.
+    configmaps_forbidden: bool,
 }
 
 struct Shared {
@@ -179,6 +188,12 @@ impl ApiServer {
     /// Answers every Lease request with 503 Service Unavailable (`true`), or serves them again.
     pub fn fail_leases(&self, failing: bool) {
         self.shared.inner.lock().unwrap().leases_unavailable = failing;
+    }
+
+    /// Answers every ConfigMap request 403 Forbidden while `forbidden`, as for a ServiceAccount without the Role
+    /// (a 503 would be retried by the kube client for minutes).
+    pub fn forbid_configmaps(&self, forbidden: bool) {
+        self.shared.inner.lock().unwrap().configmaps_forbidden = forbidden;
     }
 
     /// The stand-in's address, for a kubeconfig.
@@ -593,76 +608,148 @@ async fn hpa_write(
     Json(s.store(&mut inner, key, object, "MODIFIED")).into_response()
 }
 
+fn unavailable(s: &Shared, kind: Kind) -> Option<Response> {
+    let inner = s.inner.lock().unwrap();
+    if kind == Kind::Lease && inner.leases_unavailable {
+        return Some(status(503, "ServiceUnavailable", "the API server is unavailable"));
+    }
+    (kind == Kind::ConfigMap && inner.configmaps_forbidden).then(|| {
+        status(
+            403,
+            "Forbidden",
+            "configmaps is forbidden: User \"system:serviceaccount:prescale:prescale\" cannot access resource \
+             \"configmaps\" in API group \"\" in the namespace",
+        )
+    })
+}
+
 async fn lease_get(State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
-    if s.inner.lock().unwrap().leases_unavailable {
-        return status(503, "ServiceUnavailable", "the API server is unavailable");
+    if let Some(refused) = unavailable(&s, Kind::Lease) {
+        return refused;
     }
     get_one(&s, Kind::Lease, &ns, &name)
 }
 
 async fn lease_create(State(s): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
-    let Ok(mut lease) = serde_json::from_slice::<Value>(&body) else {
-        return status(400, "BadRequest", "the body is not JSON");
-    };
-    let name = lease["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-    s.count(&Method::POST, &format!("leases {ns}/{name}"));
-    let mut inner = s.inner.lock().unwrap();
-    if inner.leases_unavailable {
-        return status(503, "ServiceUnavailable", "the API server is unavailable");
-    }
-    let key = (Kind::Lease, ns, name.clone());
-    if inner.objects.contains_key(&key) {
-        return status(
-            409,
-            "AlreadyExists",
-            &format!("leases.coordination.k8s.io \"{name}\" already exists"),
-        );
-    }
-    inner.uids += 1;
-    lease["metadata"]["uid"] = json!(format!("uid-{}", inner.uids));
-    lease["apiVersion"] = json!(Kind::Lease.api_version());
-    lease["kind"] = json!(Kind::Lease.kind());
-    let stored = s.store(&mut inner, key, lease, "ADDED");
-    (StatusCode::CREATED, Json(stored)).into_response()
+    create(&s, Kind::Lease, ns, body)
 }
 
-/// A replace: 409 Conflict unless it carries the stored `resourceVersion`, as on a real server (the election's
-/// safety rests on it).
 async fn lease_replace(
     State(s): State<Arc<Shared>>,
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    s.count(&Method::PUT, &format!("leases {ns}/{name}"));
-    let Ok(mut lease) = serde_json::from_slice::<Value>(&body) else {
+    replace(&s, Kind::Lease, ns, name, body)
+}
+
+async fn configmap_get(State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
+    if let Some(refused) = unavailable(&s, Kind::ConfigMap) {
+        return refused;
+    }
+    get_one(&s, Kind::ConfigMap, &ns, &name)
+}
+
+async fn configmap_create(State(s): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
+    create(&s, Kind::ConfigMap, ns, body)
+}
+
+async fn configmap_replace(
+    State(s): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    replace(&s, Kind::ConfigMap, ns, name, body)
+}
+
+/// 422 for a ConfigMap whose `data` and `binaryData` values exceed 1 MiB, as the API server's validation answers.
+fn too_large(kind: Kind, object: &Value) -> Option<Response> {
+    use base64::Engine as _;
+    if kind != Kind::ConfigMap {
+        return None;
+    }
+    let text: usize = object["data"]
+        .as_object()
+        .map_or(0, |m| m.values().map(|v| v.as_str().map_or(0, str::len)).sum());
+    let binary: usize = object["binaryData"].as_object().map_or(0, |m| {
+        m.values()
+            .map(|v| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap_or_default())
+                    .map_or(0, |b| b.len())
+            })
+            .sum()
+    });
+    (text + binary > 1024 * 1024).then(|| {
+        status(
+            422,
+            "Invalid",
+            "ConfigMap is invalid: []: Too long: must have at most 1048576 bytes",
+        )
+    })
+}
+
+fn create(s: &Shared, kind: Kind, ns: String, body: Bytes) -> Response {
+    let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
         return status(400, "BadRequest", "the body is not JSON");
     };
-    let mut inner = s.inner.lock().unwrap();
-    if inner.leases_unavailable {
-        return status(503, "ServiceUnavailable", "the API server is unavailable");
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    s.count(&Method::POST, &format!("{} {ns}/{name}", kind.plural()));
+    if let Some(refused) = unavailable(s, kind) {
+        return refused;
     }
-    let key = (Kind::Lease, ns, name.clone());
-    let Some(old) = inner.objects.get(&key).cloned() else {
+    if let Some(refused) = too_large(kind, &object) {
+        return refused;
+    }
+    let mut inner = s.inner.lock().unwrap();
+    let key = (kind, ns, name.clone());
+    if inner.objects.contains_key(&key) {
         return status(
-            404,
-            "NotFound",
-            &format!("leases.coordination.k8s.io \"{name}\" not found"),
+            409,
+            "AlreadyExists",
+            &format!("{} \"{name}\" already exists", kind.plural()),
         );
+    }
+    inner.uids += 1;
+    object["metadata"]["uid"] = json!(format!("uid-{}", inner.uids));
+    object["apiVersion"] = json!(kind.api_version());
+    object["kind"] = json!(kind.kind());
+    let stored = s.store(&mut inner, key, object, "ADDED");
+    (StatusCode::CREATED, Json(stored)).into_response()
+}
+
+/// A replace: 409 Conflict unless it carries the stored `resourceVersion`, as on a real server (the election's
+/// safety, and replicas sharing a ConfigMap, rest on it).
+fn replace(s: &Shared, kind: Kind, ns: String, name: String, body: Bytes) -> Response {
+    s.count(&Method::PUT, &format!("{} {ns}/{name}", kind.plural()));
+    let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
+        return status(400, "BadRequest", "the body is not JSON");
     };
-    if lease["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
+    if let Some(refused) = unavailable(s, kind) {
+        return refused;
+    }
+    if let Some(refused) = too_large(kind, &object) {
+        return refused;
+    }
+    let mut inner = s.inner.lock().unwrap();
+    let key = (kind, ns, name.clone());
+    let Some(old) = inner.objects.get(&key).cloned() else {
+        return status(404, "NotFound", &format!("{} \"{name}\" not found", kind.plural()));
+    };
+    if object["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
         return status(
             409,
             "Conflict",
             &format!(
-                "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": the object has been \
-                 modified; please apply your changes to the latest version and try again"
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your \
+                 changes to the latest version and try again",
+                kind.plural()
             ),
         );
     }
-    lease["metadata"]["uid"] = old["metadata"]["uid"].clone();
-    lease["apiVersion"] = json!(Kind::Lease.api_version());
-    lease["kind"] = json!(Kind::Lease.kind());
-    Json(s.store(&mut inner, key, lease, "MODIFIED")).into_response()
+    object["metadata"]["uid"] = old["metadata"]["uid"].clone();
+    object["apiVersion"] = json!(kind.api_version());
+    object["kind"] = json!(kind.kind());
+    Json(s.store(&mut inner, key, object, "MODIFIED")).into_response()
 }
 
 /// The routes, on `shared`.
@@ -697,6 +784,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
             get(lease_get).put(lease_replace),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps",
+            axum::routing::post(configmap_create),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps/{name}",
+            get(configmap_get).put(configmap_replace),
         )
         .with_state(shared)
 }

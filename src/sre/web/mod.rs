@@ -45,6 +45,12 @@ fn serving_badge(s: Option<Serving>) -> &'static str {
         Some(Serving::Reactive) => {
             r#"<span class="badge reactive" title="a reactive HPA target, chosen by the SLO controller: no forecast quantile recently met the SLO for fewer pods">reactive</span>"#
         }
+        Some(Serving::Warming) => {
+            r#"<span class="badge warming" title="the first model is being fitted: the reactive target is served until it is ready">warming</span>"#
+        }
+        Some(Serving::Restored) => {
+            r#"<span class="badge warming" title="restarted: the last plan made before the restart is served (never below the reactive target) until the first model is fitted">restored</span>"#
+        }
         None => r#"<span class="muted">–</span>"#,
     }
 }
