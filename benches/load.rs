@@ -31,9 +31,10 @@
 //! the default of a workload file; with a shorter one the steady window holds refits too, but only those whose
 //! due time, next cycle and turn all fall inside it: make the window several intervals long to average them),
 //! `--restart` (also run with
-//! `--state-dir` and a 20 s save interval and, after the API load, once every workload has saved its state, stop
-//! the server with SIGTERM, start it again on the same states and report the second start: until all are served,
-//! how many with their restored last plan, and until all are planned).
+//! `--state-configmaps` on an in-memory stand-in for kube-apiserver, tests/support/apiserver.rs, through a
+//! kubeconfig, or with `--state-dir` given `--state-dir`, and a 20 s save interval; after the API load, once every
+//! workload has saved its state, stop the server with SIGTERM, start it again on the same states and report the
+//! second start: until all are served, how many with their restored last plan, and until all are planned).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -45,6 +46,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use prescale::sre::admin::{RESTORED_NOTE, WARMING_NOTE};
+
+#[path = "../tests/support/apiserver.rs"]
+mod apiserver;
+use apiserver::{ApiServer, Kind};
 
 /// The harness's settings, from its flags.
 #[derive(Debug, Clone)]
@@ -61,6 +66,8 @@ struct Args {
     connections: usize,
     ready_timeout: u64,
     restart: bool,
+    /// `--state-dir` (true) or `--state-configmaps` on the stand-in API server (false) for `--restart`.
+    state_dir: bool,
     refit_interval: String,
 }
 
@@ -79,6 +86,7 @@ impl Args {
             connections: 32,
             ready_timeout: 1800,
             restart: false,
+            state_dir: false,
             refit_interval: "1h".into(),
         };
         let mut it = std::env::args().skip(1);
@@ -101,6 +109,7 @@ impl Args {
                 "--connections" => args.connections = value()?.parse().context("--connections: a whole number")?,
                 "--ready-timeout" => args.ready_timeout = value()?.parse().context("--ready-timeout: seconds")?,
                 "--restart" => args.restart = true,
+                "--state-dir" => args.state_dir = true,
                 "--refit-interval" => args.refit_interval = value()?,
                 "--serve-baseline" => {
                     let addr: SocketAddr = value()?.parse().context("--serve-baseline: an address")?;
@@ -134,6 +143,22 @@ fn main() -> anyhow::Result<()> {
         args.workloads, args.history, args.step, args.replay, args.interval, args.refit_interval
     );
     let states = dir.path().join("states");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // With --restart, states go to ConfigMaps on the in-memory stand-in for kube-apiserver (no real one can run
+    // here), reached through a kubeconfig, unless --state-dir.
+    let cluster = (args.restart && !args.state_dir).then(|| rt.block_on(ApiServer::start()));
+    let kubeconfig = dir.path().join("kubeconfig");
+    if let Some(cluster) = &cluster {
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: {}\n\
+                 users:\n- name: prescale\n  user:\n    token: t\ncontexts:\n- name: stand-in\n  context:\n    \
+                 cluster: stand-in\n    user: prescale\n    namespace: prescale\ncurrent-context: stand-in\n",
+                cluster.url()
+            ),
+        )?;
+    }
     let launch = |log_name: &str| -> anyhow::Result<Guard> {
         let log = std::fs::File::create(dir.path().join(log_name))?;
         let mut command = Command::new(&args.binary);
@@ -144,10 +169,15 @@ fn main() -> anyhow::Result<()> {
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
             .args(["--insecure-no-auth", "--authentication-skip-lookup", "--log", "warn"]);
         if args.restart {
-            command
-                .arg("--state-dir")
-                .arg(&states)
-                .args(["--state-save-interval", "20s"]);
+            command.args(["--state-save-interval", "20s"]);
+            if cluster.is_some() {
+                command
+                    .args(["--state-configmaps", "prescale-state"])
+                    .env("KUBECONFIG", &kubeconfig)
+                    .env_remove("POD_NAMESPACE");
+            } else {
+                command.arg("--state-dir").arg(&states);
+            }
         }
         Ok(Guard(
             command
@@ -160,7 +190,6 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut server = launch("prescale.log")?;
     let pid = server.0.id();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let readyz = format!("http://127.0.0.1:{admin}/readyz?verbose");
     let log_path = dir.path().join("prescale.log");
@@ -281,7 +310,10 @@ fn main() -> anyhow::Result<()> {
             &readyz,
             &args,
             &mut server,
-            &states,
+            &|| match &cluster {
+                Some(cluster) => saved_in_configmaps(cluster),
+                None => saved_in(&states),
+            },
             &launch,
             dir.path(),
         )?)
@@ -417,19 +449,10 @@ fn restart(
     readyz: &str,
     args: &Args,
     server: &mut Guard,
-    states: &Path,
+    count: &dyn Fn() -> usize,
     launch: &dyn Fn(&str) -> anyhow::Result<Guard>,
     dir: &Path,
 ) -> anyhow::Result<Startup> {
-    let count = || {
-        std::fs::read_dir(states)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten())
-            .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
-            .count()
-    };
     let deadline = Instant::now() + Duration::from_secs(120);
     // A workload in a source outage saves too (it has a model); allow for one that never fitted.
     while count() + args.workloads / 100 < args.workloads {
@@ -454,6 +477,25 @@ fn restart(
         started,
         &dir.join("prescale-restart.log"),
     )
+}
+
+/// States saved as files under `states`.
+fn saved_in(states: &Path) -> usize {
+    std::fs::read_dir(states)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten())
+        .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
+        .count()
+}
+
+/// States saved in the ConfigMaps `prescale-state-<k>` of the stand-in (the default 64 shards).
+fn saved_in_configmaps(cluster: &ApiServer) -> usize {
+    (0..prescale::k8s::states::DEFAULT_SHARDS)
+        .filter_map(|k| cluster.get(Kind::ConfigMap, "prescale", &format!("prescale-state-{k}")))
+        .map(|cm| cm["binaryData"].as_object().map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// A child process killed when dropped.
