@@ -441,21 +441,13 @@ impl Cycle {
 
     /// What this workload has learned, to save.
     pub fn state(&self, now: DateTime<Utc>) -> WorkloadState {
-        let config = &self.workload.config;
-        WorkloadState {
-            version: crate::state::STATE_VERSION,
-            namespace: config.id.namespace.clone(),
-            name: config.id.name.clone(),
-            fingerprint: crate::state::fingerprint(config),
-            saved_at: now,
-            model: self.engine.model().and_then(|m| {
-                Some(ModelSummary {
-                    method: m.method()?.to_string(),
-                    fitted_at: m.fitted_at(),
-                })
-            }),
-            learned: self.engine.learned(),
-        }
+        let model = self.engine.model().and_then(|m| {
+            Some(ModelSummary {
+                method: m.method()?.to_string(),
+                fitted_at: m.fitted_at(),
+            })
+        });
+        WorkloadState::new(&self.workload.config, now, model, self.engine.learned())
     }
 
     /// The decision engine (model, policy, forecast quality).

@@ -62,6 +62,24 @@ pub struct ModelSummary {
 }
 
 impl WorkloadState {
+    /// The state of `config`'s workload as saved at `saved_at`, in this release's format.
+    pub fn new(
+        config: &WorkloadConfig,
+        saved_at: DateTime<Utc>,
+        model: Option<ModelSummary>,
+        learned: Learned,
+    ) -> Self {
+        Self {
+            version: STATE_VERSION,
+            namespace: config.id.namespace.clone(),
+            name: config.id.name.clone(),
+            fingerprint: fingerprint(config),
+            saved_at,
+            model,
+            learned,
+        }
+    }
+
     /// The workload this state belongs to.
     pub fn id(&self) -> WorkloadId {
         WorkloadId {
@@ -322,15 +340,8 @@ mod tests {
             config.policy.clone(),
             config.refit_interval,
         );
-        WorkloadState {
-            version: STATE_VERSION,
-            namespace: config.id.namespace.clone(),
-            name: config.id.name.clone(),
-            fingerprint: fingerprint(config),
-            saved_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-            model: None,
-            learned: engine.learned(),
-        }
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        WorkloadState::new(config, at, None, engine.learned())
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The real binary's command line: flags are checked by the parser, not read loosely later.
 
+mod support;
+
 use std::process::Command;
 
 fn prescale(args: &[&str]) -> std::process::Output {
@@ -141,23 +143,11 @@ fn a_restarted_process_adopts_every_workload_s_saved_state() {
     let dir = tempfile::tempdir().unwrap();
     let states = dir.path().join("states");
     let start = |log: &std::path::Path| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prescale"))
-            .args([
-                "--log",
-                "info",
-                "demo",
-                "--api-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-            ])
+        let mut child = support::demo_command(log)
             .arg("--state-dir")
             .arg(&states)
             .args(["--state-save-interval", "1s"])
-            .env_remove("PRESCALE_LOG")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("start `prescale demo`");
         let stdout = child.stdout.take().unwrap();

@@ -12,7 +12,7 @@ use std::path::Path;
 use chrono::{DateTime, TimeDelta, Utc};
 use prescale::clock::Clock;
 use prescale::k8s::states::{self, ConfigMapStore};
-use prescale::state::{StateStore, WorkloadState, STATE_VERSION};
+use prescale::state::{StateStore, WorkloadState};
 use prescale::store::WorkloadId;
 use support::apiserver::{ApiServer, Kind};
 
@@ -37,15 +37,7 @@ fn state(name: &str, at: DateTime<Utc>) -> WorkloadState {
         config.policy.clone(),
         config.refit_interval,
     );
-    WorkloadState {
-        version: STATE_VERSION,
-        namespace: config.id.namespace.clone(),
-        name: config.id.name.clone(),
-        fingerprint: prescale::state::fingerprint(&config),
-        saved_at: at,
-        model: None,
-        learned: engine.learned(),
-    }
+    WorkloadState::new(&config, at, None, engine.learned())
 }
 
 fn id(name: &str) -> WorkloadId {
@@ -215,24 +207,12 @@ async fn a_restarted_process_adopts_every_state_from_the_configmaps() {
     )
     .unwrap();
     let start = |log: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_prescale"))
-            .args([
-                "--log",
-                "info",
-                "demo",
-                "--api-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-            ])
+        support::demo_command(log)
             .args(["--state-configmaps", "prescale-state", "--state-shards", "2"])
             .args(["--state-save-interval", "1s"])
             .env("KUBECONFIG", &kubeconfig)
-            .env_remove("PRESCALE_LOG")
             .env_remove("POD_NAMESPACE")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("start `prescale demo`")
     };

@@ -445,7 +445,8 @@ impl Controller {
         }
         let c = policy.capacity_per_replica;
         if self.shadows.is_empty() {
-            let mut shadows: Vec<Shadow> = LEVELS.iter().filter_map(|_| Shadow::new(1000, policy)).collect();
+            let mut shadows: Vec<Shadow> = Vec::with_capacity(TRACKS);
+            shadows.extend(LEVELS.iter().filter_map(|_| Shadow::new(1000, policy)));
             for u in UTILIZATIONS {
                 let Some(target) = served_milli(c * u).filter(|m| *m > 0) else {
                     return;

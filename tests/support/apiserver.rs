@@ -28,7 +28,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
@@ -623,42 +623,26 @@ fn unavailable(s: &Shared, kind: Kind) -> Option<Response> {
     })
 }
 
-async fn lease_get(State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
-    if let Some(refused) = unavailable(&s, Kind::Lease) {
-        return refused;
-    }
-    get_one(&s, Kind::Lease, &ns, &name)
-}
-
-async fn lease_create(State(s): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
-    create(&s, Kind::Lease, ns, body)
-}
-
-async fn lease_replace(
-    State(s): State<Arc<Shared>>,
-    Path((ns, name)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
-    replace(&s, Kind::Lease, ns, name, body)
-}
-
-async fn configmap_get(State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>) -> Response {
-    if let Some(refused) = unavailable(&s, Kind::ConfigMap) {
-        return refused;
-    }
-    get_one(&s, Kind::ConfigMap, &ns, &name)
-}
-
-async fn configmap_create(State(s): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes) -> Response {
-    create(&s, Kind::ConfigMap, ns, body)
-}
-
-async fn configmap_replace(
-    State(s): State<Arc<Shared>>,
-    Path((ns, name)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
-    replace(&s, Kind::ConfigMap, ns, name, body)
+/// The routes of a namespaced `kind` that is read, created and replaced whole (Leases, ConfigMaps): the collection
+/// (POST: create) and one object (GET; PUT: replace).
+fn whole_object_routes(kind: Kind) -> (MethodRouter<Arc<Shared>>, MethodRouter<Arc<Shared>>) {
+    let collection = post(
+        move |State(s): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes| async move { create(&s, kind, ns, body) },
+    );
+    let one = get(
+        move |State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>| async move {
+            match unavailable(&s, kind) {
+                Some(refused) => refused,
+                None => get_one(&s, kind, &ns, &name),
+            }
+        },
+    )
+    .put(
+        move |State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>, body: Bytes| async move {
+            replace(&s, kind, ns, name, body)
+        },
+    );
+    (collection, one)
 }
 
 /// 422 for a ConfigMap whose `data` and `binaryData` values exceed 1 MiB, as the API server's validation answers.
@@ -754,6 +738,8 @@ fn replace(s: &Shared, kind: Kind, ns: String, name: String, body: Bytes) -> Res
 
 /// The routes, on `shared`.
 fn router(shared: Arc<Shared>) -> Router {
+    let (leases, lease) = whole_object_routes(Kind::Lease);
+    let (configmaps, configmap) = whole_object_routes(Kind::ConfigMap);
     Router::new()
         .route("/apis/prescale.dev/v1alpha1/predictiveautoscalers", get(pa_all))
         .route(
@@ -777,21 +763,9 @@ fn router(shared: Arc<Shared>) -> Router {
             "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}",
             get(hpa_get).put(hpa_write).patch(hpa_write).delete(hpa_write),
         )
-        .route(
-            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
-            axum::routing::post(lease_create),
-        )
-        .route(
-            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
-            get(lease_get).put(lease_replace),
-        )
-        .route(
-            "/api/v1/namespaces/{ns}/configmaps",
-            axum::routing::post(configmap_create),
-        )
-        .route(
-            "/api/v1/namespaces/{ns}/configmaps/{name}",
-            get(configmap_get).put(configmap_replace),
-        )
+        .route("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", leases)
+        .route("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}", lease)
+        .route("/api/v1/namespaces/{ns}/configmaps", configmaps)
+        .route("/api/v1/namespaces/{ns}/configmaps/{name}", configmap)
         .with_state(shared)
 }

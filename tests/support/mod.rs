@@ -361,3 +361,23 @@ fn require_tool(tool: &str) {
          `prometheus` (apt-get install -y prometheus), which provides both `prometheus` and `promtool`"
     );
 }
+
+/// `prescale demo` of the real binary on ephemeral loopback ports, logging at info into the file `log`, its stdin
+/// closed: add flags and spawn.
+pub fn demo_command(log: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_prescale"));
+    command
+        .args([
+            "--log",
+            "info",
+            "demo",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .env_remove("PRESCALE_LOG")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("the log file can be created"));
+    command
+}
