@@ -165,10 +165,6 @@ fn a_restarted_process_adopts_every_workload_s_saved_state() {
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect()
     };
-    let stop = |child: &mut std::process::Child| {
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let _ = child.wait();
-    };
 
     let first_log = dir.path().join("first.log");
     let mut first = start(&first_log);
@@ -185,7 +181,7 @@ fn a_restarted_process_adopts_every_workload_s_saved_state() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
-    stop(&mut first);
+    support::terminate(&mut first);
     for file in saved() {
         let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         assert_eq!(state["version"], 1, "{}", file.display());
@@ -212,7 +208,7 @@ fn a_restarted_process_adopts_every_workload_s_saved_state() {
         assert!(second.try_wait().unwrap().is_none(), "the demo exited early:\n{text}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop(&mut second);
+    support::terminate(&mut second);
 }
 
 #[test]

@@ -190,7 +190,7 @@ async fn a_state_not_saved_for_the_retention_is_dropped_at_the_next_write() {
 /// workload's state into ConfigMaps, the second adopts all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_process_adopts_every_state_from_the_configmaps() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     use std::time::{Duration, Instant};
 
     let api = ApiServer::start().await;
@@ -216,10 +216,6 @@ async fn a_restarted_process_adopts_every_state_from_the_configmaps() {
             .spawn()
             .expect("start `prescale demo`")
     };
-    let stop = |child: &mut std::process::Child| {
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let _ = child.wait();
-    };
 
     let first_log = dir.path().join("first.log");
     let mut first = start(&first_log);
@@ -235,7 +231,7 @@ async fn a_restarted_process_adopts_every_state_from_the_configmaps() {
         assert!(first.try_wait().unwrap().is_none(), "the demo exited early:\n{text}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stop(&mut first);
+    support::terminate(&mut first);
     assert_eq!(stored_keys(&api, 2).len(), 3);
 
     let second_log = dir.path().join("second.log");
@@ -254,5 +250,5 @@ async fn a_restarted_process_adopts_every_state_from_the_configmaps() {
         assert!(second.try_wait().unwrap().is_none(), "the demo exited early:\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop(&mut second);
+    support::terminate(&mut second);
 }

@@ -381,3 +381,9 @@ pub fn demo_command(log: &Path) -> Command {
         .stderr(std::fs::File::create(log).expect("the log file can be created"));
     command
 }
+
+/// Stops `child` as Kubernetes stops a pod (SIGTERM) and waits for it to exit.
+pub fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
