@@ -191,23 +191,7 @@ fn a_restarted_process_adopts_every_workload_s_saved_state() {
 
     let second_log = dir.path().join("second.log");
     let mut second = start(&second_log);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&second_log).unwrap_or_default();
-        if text.matches("adopted the saved state").count() == 3 {
-            assert!(
-                !text.contains("replaying recent history"),
-                "a workload with a state is not replayed:\n{text}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every state adopted within 60 s:\n{text}"
-        );
-        assert!(second.try_wait().unwrap().is_none(), "the demo exited early:\n{text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::wait_for_adoptions(&mut second, &second_log, 3);
     support::terminate(&mut second);
 }
 

@@ -125,17 +125,34 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<WorkloadState, StateError> {
     WorkloadState::from_json(&json, what)
 }
 
-/// A key's stored value, with when it was saved (`None`: not a state this release reads; such a key is kept).
+/// A key's stored value, and when it was saved: known for this replica's saves, decoded from the value when first
+/// asked (a write's retention check), not when the ConfigMap is read at start (`None`: not a state this release
+/// reads; such a key is kept).
 #[derive(Debug, Clone)]
 struct Entry {
     bytes: Vec<u8>,
-    saved_at: Option<DateTime<Utc>>,
+    saved_at: std::sync::OnceLock<Option<DateTime<Utc>>>,
 }
 
 impl Entry {
-    fn read(bytes: Vec<u8>, what: &str) -> Self {
-        let saved_at = decode(&bytes, what).ok().map(|s| s.saved_at);
-        Self { bytes, saved_at }
+    fn read(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            saved_at: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn saved(bytes: Vec<u8>, saved_at: Option<DateTime<Utc>>) -> Self {
+        Self {
+            bytes,
+            saved_at: saved_at.into(),
+        }
+    }
+
+    fn saved_at(&self) -> Option<DateTime<Utc>> {
+        *self
+            .saved_at
+            .get_or_init(|| decode(&self.bytes, "").ok().map(|s| s.saved_at))
     }
 }
 
@@ -269,10 +286,11 @@ impl ConfigMapStore {
             .map_err(|e| self.api_error("reading", k, e))?;
         let (stored, resource_version) = match found {
             Some(cm) => {
-                let entries = cm.binary_data.unwrap_or_default().into_iter().map(|(key, value)| {
-                    let entry = Entry::read(value.0, &self.what(k, &key));
-                    (key, entry)
-                });
+                let entries = cm
+                    .binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(key, value)| (key, Entry::read(value.0)));
                 (entries.collect(), cm.metadata.resource_version)
             }
             None => (BTreeMap::new(), None),
@@ -337,11 +355,8 @@ impl ConfigMapStore {
                     let mut stored = BTreeMap::new();
                     for (key, value) in cm.binary_data.unwrap_or_default() {
                         let entry = match written.get(&key) {
-                            Some(saved_at) => Entry {
-                                bytes: value.0,
-                                saved_at: *saved_at,
-                            },
-                            None => Entry::read(value.0, &self.what(k, &key)),
+                            Some(saved_at) => Entry::saved(value.0, *saved_at),
+                            None => Entry::read(value.0),
                         };
                         stored.insert(key, entry);
                     }
@@ -387,7 +402,7 @@ impl ConfigMapStore {
         let mut merged: BTreeMap<&String, &Entry> = data
             .stored
             .iter()
-            .filter(|(_, e)| e.saved_at.is_none_or(|t| t >= oldest))
+            .filter(|(_, e)| e.saved_at().is_none_or(|t| t >= oldest))
             .collect();
         let mut bytes: usize = merged.values().map(|e| e.bytes.len()).sum();
         let mut dropped = Vec::new();
@@ -400,7 +415,7 @@ impl ConfigMapStore {
             bytes = bytes - before + entry.bytes.len();
             merged.insert(key, entry);
         }
-        let written = merged.iter().map(|(k, e)| ((*k).clone(), e.saved_at)).collect();
+        let written = merged.iter().map(|(k, e)| ((*k).clone(), e.saved_at())).collect();
         let binary_data = merged
             .into_iter()
             .map(|(k, e)| (k.clone(), ByteString(e.bytes.clone())))
@@ -466,10 +481,7 @@ impl StateStore for ConfigMapStore {
             let id = state.id();
             let bytes = encode(state)?;
             let (_, shard) = self.shard(&id);
-            let entry = Entry {
-                bytes,
-                saved_at: Some(state.saved_at),
-            };
+            let entry = Entry::saved(bytes, Some(state.saved_at));
             shard
                 .data
                 .lock()

@@ -387,3 +387,25 @@ pub fn terminate(child: &mut Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 }
+
+/// Waits until the `demo` logging into `log` has adopted `n` saved states (60 s at most), then asserts that none of
+/// its workloads was replayed: a restored workload starts warm.
+pub fn wait_for_adoptions(child: &mut Child, log: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches("adopted the saved state").count() == n {
+            assert!(
+                !text.contains("replaying recent history"),
+                "a workload with a state is not replayed:\n{text}"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every state adopted within 60 s:\n{text}"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the demo exited early:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
