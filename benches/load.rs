@@ -37,10 +37,9 @@
 //! second start: until all are served, how many with their restored last plan, and until all are planned).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,7 +48,9 @@ use prescale::sre::admin::{RESTORED_NOTE, WARMING_NOTE};
 
 #[path = "../tests/support/apiserver.rs"]
 mod apiserver;
+mod harness;
 use apiserver::{ApiServer, Kind};
+use harness::{cpu_seconds, free_port, rss_kib, tail, wait_for_port, Guard};
 
 /// The harness's settings, from its flags.
 #[derive(Debug, Clone)]
@@ -136,7 +137,17 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let dir = tempfile::tempdir()?;
-    let config = write_config(dir.path(), &args)?;
+    let config = harness::write_workloads(
+        dir.path(),
+        &harness::Workloads {
+            count: args.workloads,
+            interval: &args.interval,
+            step: &args.step,
+            history: &args.history,
+            refit_interval: &args.refit_interval,
+            replay: &args.replay,
+        },
+    )?;
     let (api, admin) = (free_port()?, free_port()?);
     println!(
         "load harness: {} workloads, history {} at {}, replay {}, interval {}, refit interval {}",
@@ -149,15 +160,7 @@ fn main() -> anyhow::Result<()> {
     let cluster = (args.restart && !args.state_dir).then(|| rt.block_on(ApiServer::start()));
     let kubeconfig = dir.path().join("kubeconfig");
     if let Some(cluster) = &cluster {
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: {}\n\
-                 users:\n- name: prescale\n  user:\n    token: t\ncontexts:\n- name: stand-in\n  context:\n    \
-                 cluster: stand-in\n    user: prescale\n    namespace: prescale\ncurrent-context: stand-in\n",
-                cluster.url()
-            ),
-        )?;
+        harness::write_kubeconfig(&kubeconfig, cluster.url())?;
     }
     let launch = |log_name: &str| -> anyhow::Result<Guard> {
         let log = std::fs::File::create(dir.path().join(log_name))?;
@@ -498,110 +501,12 @@ fn saved_in_configmaps(cluster: &ApiServer) -> usize {
         .sum()
 }
 
-/// A child process killed when dropped.
-struct Guard(Child);
-
-impl Guard {
-    fn exited(&self) -> Option<String> {
-        // `try_wait` needs `&mut`; a fresh handle on the pid would too, so read /proc instead.
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).ok()?;
-        let state = stat.rsplit(')').next()?.split_whitespace().next()?;
-        (state == "Z" || state == "X").then(|| format!("state {state}"))
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn write_config(dir: &Path, args: &Args) -> anyhow::Result<PathBuf> {
-    let path = dir.join("load.yaml");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    writeln!(f, "interval: {}\nworkloads:", args.interval)?;
-    let profiles = ["llm-chat", "web-frontend", "embeddings"];
-    for i in 0..args.workloads {
-        writeln!(
-            f,
-            "  - name: w{i}\n    namespace: ns{}\n    demand: {{generator: {{profile: {}, seed: {i}}}, step: {}}}\n    \
-             capacityPerReplica: 10\n    maxReplicas: 200\n    history: {}\n    refitInterval: {}\n    \
-             adaptiveQuantile: {{replay: {}}}",
-            i % 4,
-            profiles[i % profiles.len()],
-            args.step,
-            args.history,
-            args.refit_interval,
-            args.replay
-        )?;
-    }
-    f.flush()?;
-    Ok(path)
-}
-
 /// How `/readyz?verbose` ends the line of a workload whose newest sample is older than its maxDataAge: before its
 /// first plan, and with a plan that is no longer served.
 const STALE: [&str; 2] = [
     "the demand query returns only old samples",
     "(the source stopped reporting)",
 ];
-
-/// Waits until something accepts connections on loopback `port` (10 s at most).
-fn wait_for_port(port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on 127.0.0.1:{port} after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Resident set of `pid`, KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/PID/status")
-}
-
-/// User + system CPU time of `pid`, seconds.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at field 3; utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("malformed /proc/PID/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / clock_ticks())
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(10)..].join("\n")
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)

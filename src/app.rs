@@ -22,7 +22,8 @@ use crate::history::prometheus::{PromQuery, PrometheusClient, PrometheusSettings
 use crate::history::synthetic::{Generator, Profile};
 use crate::history::trace::{self, Replay};
 use crate::history::History;
-use crate::k8s::{controller, leader};
+use crate::k8s::{controller, leader, members};
+use crate::peers;
 use crate::pipeline::{self, Workload};
 use crate::sre::admin::{self, AdminState};
 use crate::sre::telemetry;
@@ -137,6 +138,17 @@ pub struct WatchArgs {
     /// seconds, 2s to 5m).
     #[arg(long, env = "PRESCALE_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = lease_duration)]
     pub leader_elect_lease_duration: std::time::Duration,
+    /// Shard the workloads among the replicas: each holds the Lease `<PREFIX>-<identity>` in the pod's namespace
+    /// (renewed every third of --leader-elect-lease-duration), each workload is planned by one live replica
+    /// (rendezvous hashing), and every replica serves every workload from its owner's plan, pulled from the
+    /// owner's admin listener every cycle (docs/deploy.md, "Sharded replicas"). Needs get, list, create, update
+    /// and delete on leases in that namespace.
+    #[arg(long, env = "PRESCALE_SHARD_MEMBERS", value_parser = dns_subdomain, conflicts_with = "watch_objects")]
+    pub shard_members: Option<String>,
+    /// With --shard-members: HOST:PORT where peers reach this replica's admin listener; default: the pod's IP
+    /// (POD_IP, from the downward API) and the admin port.
+    #[arg(long, env = "PRESCALE_PEER_ADDRESS", requires = "shard_members")]
+    pub peer_address: Option<String>,
 }
 
 /// A DNS subdomain, as Kubernetes object names are.
@@ -274,6 +286,7 @@ pub async fn serve(
         }),
         None => None,
     };
+    let tls_key_path = tls_args.tls_key_file.clone();
     // The serving certificate is checked before anything listens: a pod whose API cannot come up must not start.
     if let (Some(cert), Some(key)) = (&tls_args.tls_cert_file, &tls_args.tls_key_file) {
         tls::load_certified_key(cert, key).with_context(|| {
@@ -318,7 +331,46 @@ pub async fn serve(
         leader_elect_namespace,
         leader_elect_identity,
         leader_elect_lease_duration,
+        shard_members,
+        peer_address,
     } = objects;
+    let sharding = match shard_members {
+        Some(prefix) => {
+            let signing = match (&tls_key_path, insecure_no_auth) {
+                (Some(key), _) => crate::peers::Signing::from_file(key).with_context(|| {
+                    format!(
+                        "--tls-key-file {}: reading the key peers' plans are signed with",
+                        key.display()
+                    )
+                })?,
+                (None, true) => crate::peers::Signing::None,
+                (None, false) => anyhow::bail!(
+                    "--shard-members: peers' plans are signed with the serving key, which every replica must share: \
+                     pass --tls-key-file (and --tls-cert-file) from one Secret mounted by every replica"
+                ),
+            };
+            let client = kube::Client::try_default()
+                .await
+                .context("building the Kubernetes client for --shard-members")?;
+            let identity = leader_elect_identity.clone().or_else(host_name).context(
+                "--leader-elect-identity: this replica has no name to hold its member Lease as: set POD_NAME (the \
+                 downward API's metadata.name) or --leader-elect-identity",
+            )?;
+            let namespace = leader_elect_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            Some(ShardSetup {
+                client,
+                prefix,
+                namespace,
+                identity,
+                address: peer_address,
+                duration: leader_elect_lease_duration,
+                signing,
+            })
+        }
+        None => None,
+    };
     let controller = if watch_objects {
         let client = kube::Client::try_default()
             .await
@@ -362,6 +414,7 @@ pub async fn serve(
             controller,
             states: state_store(&listen).await?,
             save_interval: listen.state_save_interval,
+            sharding,
         },
     )
     .await;
@@ -593,6 +646,42 @@ struct Extras {
     states: Option<StateSetup>,
     /// How often each workload saves its state.
     save_interval: TimeDelta,
+    /// Sharding among replicas, when it is on.
+    sharding: Option<ShardSetup>,
+}
+
+/// How this replica joins the members that share the workloads.
+struct ShardSetup {
+    client: kube::Client,
+    prefix: String,
+    namespace: String,
+    identity: String,
+    /// Where peers reach the admin listener; `None`: POD_IP and the admin port.
+    address: Option<String>,
+    duration: std::time::Duration,
+    signing: crate::peers::Signing,
+}
+
+impl ShardSetup {
+    /// The address peers reach this replica at, given where the admin listener is bound.
+    fn peer_address(&self, admin: SocketAddr) -> anyhow::Result<String> {
+        if let Some(address) = &self.address {
+            return Ok(address.clone());
+        }
+        if let Ok(ip) = std::env::var("POD_IP") {
+            let ip: std::net::IpAddr = ip
+                .trim()
+                .parse()
+                .with_context(|| format!("POD_IP `{ip}` is not an IP address; set it from status.podIP"))?;
+            return Ok(SocketAddr::new(ip, admin.port()).to_string());
+        }
+        anyhow::ensure!(
+            !admin.ip().is_unspecified(),
+            "--shard-members: peers cannot reach this replica at {admin}: set POD_IP (the downward API's \
+             status.podIP) or --peer-address HOST:PORT"
+        );
+        Ok(admin.to_string())
+    }
 }
 
 /// The controller's client and settings.
@@ -721,12 +810,32 @@ async fn run(
         states: states.clone(),
         save_interval: extras.save_interval,
     };
-    let pipelines = Arc::new(pipeline::Pipelines::new(
-        store.clone(),
-        clock.clone(),
-        config.interval,
-        options,
-    ));
+    let mut sharded = None;
+    let mut pipelines = pipeline::Pipelines::new(store.clone(), clock.clone(), config.interval, options);
+    let admin_router = match extras.sharding {
+        Some(setup) => {
+            let address = setup.peer_address(admin_listener.local_addr()?)?;
+            let mut settings = members::Settings::new(&setup.prefix, &setup.namespace, &setup.identity, &address);
+            settings.duration = setup.duration;
+            let (members, membership) = members::members(setup.client.clone(), settings);
+            telemetry.register_with(|r| membership.register_metrics(r));
+            info!(
+                lease = %format!("{}/{}-{}", setup.namespace, setup.prefix, setup.identity),
+                peer_address = %address,
+                "sharding the workloads among the replicas"
+            );
+            pipelines = pipelines.with_membership(membership.clone());
+            let router = admin_router.merge(peers::router(peers::PeerState {
+                store: store.clone(),
+                membership: membership.clone(),
+                signing: setup.signing.clone(),
+            }));
+            sharded = Some((members, membership, setup.signing));
+            router
+        }
+        None => admin_router,
+    };
+    let pipelines = Arc::new(pipelines);
     let reserved = workloads.iter().map(|w| w.config.id.clone()).collect();
     for workload in workloads {
         pipelines.apply(workload).await;
@@ -749,6 +858,36 @@ async fn run(
         telemetry.register_with(|r| leadership.register_metrics(r));
         tokio::spawn(controller.run())
     });
+    // Sharded: the membership task (its end, but for a shutdown, ends the process), the workloads following the
+    // members, and the pulls of the peers' plans.
+    let mut sharding_tasks = Vec::new();
+    let membership_task = match sharded {
+        Some((members, membership, signing)) => {
+            let wanted = Arc::downgrade(&pipelines);
+            let wanted: Arc<dyn Fn(&WorkloadId) -> bool + Send + Sync> =
+                Arc::new(move |id: &WorkloadId| wanted.upgrade().is_some_and(|p| p.wants(id)));
+            let every = config.interval.to_std().unwrap_or(std::time::Duration::from_secs(30));
+            let puller = peers::Puller::new(
+                store.clone(),
+                membership,
+                signing,
+                clock.clone(),
+                wanted,
+                (every / 2).min(std::time::Duration::from_secs(10)),
+            )
+            .context("building the HTTP client for peers' plans")?;
+            telemetry.register_with(|r| puller.register_metrics(r));
+            sharding_tasks.push(tokio::spawn(puller.run(every)));
+            sharding_tasks.push(tokio::spawn(pipelines.clone().follow()));
+            let (release, released) = tokio::sync::watch::channel(false);
+            let mut shutting_down = released.clone();
+            let task = tokio::spawn(members.run(async move {
+                let _ = shutting_down.wait_for(|s| *s).await;
+            }));
+            Some((task, release))
+        }
+        None => None,
+    };
 
     // One shutdown signal for every server.
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -833,7 +972,16 @@ async fn run(
         }
     };
     // Each server bounds its own drain (http::DRAIN_TIMEOUT).
-    let result = servers.await;
+    let result = match membership_task {
+        Some((task, release)) => {
+            let result = supervise_membership(servers, task, &release).await;
+            for t in sharding_tasks {
+                t.abort();
+            }
+            result
+        }
+        None => servers.await,
+    };
     drop(pipelines);
     if let Some(states) = states {
         // What was learned since the last write is written before the process ends, within the pod's grace period.
@@ -979,6 +1127,37 @@ async fn supervise_controller(
             for other in others {
                 other.abort();
             }
+            error!("{error:#}; stopping");
+            Err(error)
+        }
+    }
+}
+
+/// Runs `servers` while the membership `task` runs; a membership that ends with an error ends the process (a
+/// replica that cannot hold its Lease must not go on planning workloads the others take over). When the servers
+/// end, the membership releases this replica's Lease (`release`), so the others take its workloads over at once.
+async fn supervise_membership(
+    servers: impl std::future::Future<Output = anyhow::Result<()>>,
+    mut task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    release: &tokio::sync::watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let mut servers = std::pin::pin!(servers);
+    tokio::select! {
+        r = &mut servers => {
+            let _ = release.send(true);
+            match tokio::time::timeout(std::time::Duration::from_secs(3), &mut task).await {
+                Ok(Ok(Err(error))) => warn!("{error:#}"),
+                Ok(_) => {}
+                Err(_) => task.abort(),
+            }
+            r
+        }
+        r = &mut task => {
+            let error = match r {
+                Ok(Ok(())) => anyhow::anyhow!("the shard membership ended"),
+                Ok(Err(e)) => e.context("the shard membership stopped"),
+                Err(e) => anyhow::Error::from(e).context("the shard membership panicked"),
+            };
             error!("{error:#}; stopping");
             Err(error)
         }

@@ -24,6 +24,7 @@
 //! - [`config`]: the YAML workload file, and the one validation of a workload (file entry or object).
 //! - [`workload`]: the one type of a workload's settings: the PredictiveAutoscaler custom resource's spec and the
 //!   workload file's entries.
+//! - [`peers`]: sharded replicas pull each other's plans, so every replica serves every workload the same value.
 //! - [`app`]: the composition root (wires everything; the only place clients are built).
 
 pub mod apiserver;
@@ -37,6 +38,7 @@ pub mod error;
 pub mod forecast;
 pub mod history;
 pub mod k8s;
+pub mod peers;
 pub mod pipeline;
 pub mod series;
 pub mod sre;

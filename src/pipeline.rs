@@ -21,6 +21,7 @@ use crate::control::quality::Health;
 use crate::duration;
 use crate::forecast::{self, ForecastSettings, Model};
 use crate::history::History;
+use crate::k8s::members::{Membership, View};
 use crate::series::Series;
 use crate::sre::telemetry::PipelineMetrics;
 use crate::state::{ModelSummary, StateStore, WorkloadState};
@@ -30,6 +31,7 @@ use crate::store::{
 };
 
 /// A configured workload wired to its history source.
+#[derive(Clone)]
 pub struct Workload {
     /// The workload's configuration.
     pub config: WorkloadConfig,
@@ -78,18 +80,32 @@ impl std::fmt::Debug for Options {
 
 /// The running workloads, changed while they run: one task per workload, each started, replaced or stopped on its
 /// own, so adding, changing or deleting one never disturbs the others (their models, scores and replays go on).
+///
+/// With a [`Membership`] (sharded replicas), a workload runs here only while this replica owns it; the others are
+/// known (readiness waits for their first plan) and served from their owners' plans ([`crate::peers`]). When the
+/// members change, workloads this replica no longer owns hand over (save their state, which is written at once, and
+/// stop), and the ones it now owns start from their saved state and their last owner's plan
+/// ([`Pipelines::follow`]).
 pub struct Pipelines {
     store: Arc<PlanStore>,
     clock: Clock,
     interval: TimeDelta,
     options: Options,
     running: std::sync::Mutex<std::collections::BTreeMap<WorkloadId, Running>>,
+    /// Every workload this replica is configured for, run here or not.
+    desired: std::sync::Mutex<std::collections::BTreeMap<WorkloadId, Workload>>,
+    membership: Option<Membership>,
 }
 
 struct Running {
     config: WorkloadConfig,
     task: tokio::task::JoinHandle<()>,
+    /// Set to hand the workload over: its task saves its state and ends.
+    handoff: tokio::sync::watch::Sender<bool>,
 }
+
+/// How long a workload handing over may take to save its state before its task is stopped.
+const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Running {
     /// Cancels the task and waits until it has ended (a fit on the blocking pool finishes on its own, unread).
@@ -120,7 +136,34 @@ impl Pipelines {
             interval,
             options,
             running: Default::default(),
+            desired: Default::default(),
+            membership: None,
         }
+    }
+
+    /// The same workloads sharded among replicas: each runs here only while `membership` says this replica owns
+    /// it. Call [`Pipelines::follow`] to move workloads as the members change.
+    pub fn with_membership(mut self, membership: Membership) -> Self {
+        self.membership = Some(membership);
+        self
+    }
+
+    fn desired(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<WorkloadId, Workload>> {
+        self.desired.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True when `id` runs here in `view` (always, unsharded).
+    fn owns(&self, view: Option<&View>, id: &WorkloadId) -> bool {
+        view.is_none_or(|v| v.owns(id))
+    }
+
+    fn view(&self) -> Option<View> {
+        self.membership.as_ref().map(Membership::view)
+    }
+
+    /// True when this replica is configured for `id`, whoever runs it.
+    pub fn wants(&self, id: &WorkloadId) -> bool {
+        self.desired().contains_key(id)
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<WorkloadId, Running>> {
@@ -130,6 +173,24 @@ impl Pipelines {
     /// Runs `workload`: starts it, replaces it when its settings differ from the running ones, or leaves it be.
     /// A replaced task has ended before its successor starts, so the two never publish side by side.
     pub async fn apply(&self, workload: Workload) -> Applied {
+        let id = workload.config.id.clone();
+        let before = self.desired().insert(id.clone(), workload.clone());
+        if !self.owns(self.view().as_ref(), &id) {
+            // Another replica runs it: known here, served from its owner's plans.
+            let old = self.running().remove(&id);
+            self.hand_over(old.into_iter().collect()).await;
+            self.store.expect(id);
+            return match before {
+                Some(b) if b.config == workload.config => Applied::Unchanged,
+                Some(_) => Applied::Restarted,
+                None => Applied::Started,
+            };
+        }
+        self.start(workload).await
+    }
+
+    /// Runs `workload` here: see [`Pipelines::apply`].
+    async fn start(&self, workload: Workload) -> Applied {
         let id = workload.config.id.clone();
         let old = {
             let mut running = self.running();
@@ -145,6 +206,12 @@ impl Pipelines {
             }
             None => Applied::Started,
         };
+        // A plan another replica made of it (it owned the workload until now) is served until the first model is in.
+        let prior = self
+            .store
+            .entry(&id)
+            .filter(|e| e.owner.is_some())
+            .and_then(|e| e.snapshot.as_ref().map(|s| s.plan.clone()));
         let mut running = self.running();
         let config = workload.config.clone();
         let span = info_span!("workload", workload = %id);
@@ -156,36 +223,136 @@ impl Pipelines {
             states,
             interval: self.options.save_interval,
         });
+        let (handoff, handing_off) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(
-            run_workload(cycle, self.store.clone(), self.clock.clone(), self.interval, saves).instrument(span),
+            run_workload(
+                cycle,
+                Run {
+                    store: self.store.clone(),
+                    clock: self.clock.clone(),
+                    interval: self.interval,
+                    saves,
+                    prior,
+                    handoff: handing_off,
+                },
+            )
+            .instrument(span),
         );
-        running.insert(id, Running { config, task });
+        running.insert(id, Running { config, task, handoff });
         applied
     }
 
+    /// Hands `released` over to their new owners: each saves its state and ends (stopped after
+    /// [`HANDOFF_TIMEOUT`]), then the saves are written at once, so the new owners start from them.
+    async fn hand_over(&self, released: Vec<Running>) {
+        if released.is_empty() {
+            return;
+        }
+        for r in &released {
+            let _ = r.handoff.send(true);
+        }
+        let tasks = released.into_iter().map(|r| async move {
+            let abort = r.task.abort_handle();
+            if tokio::time::timeout(HANDOFF_TIMEOUT, r.task).await.is_err() {
+                abort.abort();
+            }
+        });
+        futures::future::join_all(tasks).await;
+        if let Some(states) = &self.options.states {
+            match tokio::time::timeout(HANDOFF_TIMEOUT, states.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => warn!(
+                    %error,
+                    "writing the states of workloads handed over failed; their new owners start from older ones"
+                ),
+                Err(_) => warn!(
+                    "writing the states of workloads handed over takes over 5 s; their new owners may start from \
+                     older ones (the writes go on at their turns)"
+                ),
+            }
+        }
+    }
+
+    /// Moves workloads to match the members: hands over those this replica no longer owns, starts those it now
+    /// owns. Returns how many were handed over and started.
+    pub async fn rebalance(&self) -> (usize, usize) {
+        let Some(view) = self.view() else {
+            return (0, 0);
+        };
+        let desired: Vec<Workload> = self.desired().values().cloned().collect();
+        let released: Vec<Running> = {
+            let mut running = self.running();
+            let gone: Vec<WorkloadId> = running.keys().filter(|id| !view.owns(id)).cloned().collect();
+            gone.iter().filter_map(|id| running.remove(id)).collect()
+        };
+        let handed = released.len();
+        self.hand_over(released).await;
+        if let Some(states) = &self.options.states {
+            // Workloads taken over load what their last owners saved, not what was read before they moved.
+            states.refresh();
+        }
+        let mut started = 0;
+        for workload in desired {
+            let id = &workload.config.id;
+            if view.owns(id) && !self.running().contains_key(id) {
+                self.start(workload).await;
+                started += 1;
+            }
+        }
+        if handed + started > 0 {
+            info!(
+                members = view.members.len(),
+                joined = view.joined,
+                handed_over = handed,
+                taken_over = started,
+                running = self.running().len(),
+                "the members changed: workloads moved"
+            );
+        }
+        (handed, started)
+    }
+
+    /// Rebalances now and whenever the members change, until dropped (unsharded: returns at once).
+    pub async fn follow(self: Arc<Self>) {
+        let Some(mut membership) = self.membership.clone() else {
+            return;
+        };
+        loop {
+            self.rebalance().await;
+            membership.changed().await;
+        }
+    }
+
     /// Stops `id` and forgets it: its plan is no longer served and readiness no longer waits for it. False when it
-    /// was not running. The task has ended before the store forgets it, so no late cycle brings it back.
+    /// was not configured. The task has ended before the store forgets it, so no late cycle brings it back.
     pub async fn remove(&self, id: &WorkloadId) -> bool {
+        let wanted = self.desired().remove(id).is_some();
         let removed = self.running().remove(id);
         let was_running = match removed {
             Some(r) => {
                 r.stop().await;
                 true
             }
-            None => false,
+            None => wanted,
         };
         self.store.remove(id);
         was_running
     }
 
-    /// The running workloads, ordered by namespace then name.
+    /// The workloads this replica is configured for (running here or, sharded, on their owners), ordered by
+    /// namespace then name.
     pub fn ids(&self) -> Vec<WorkloadId> {
+        self.desired().keys().cloned().collect()
+    }
+
+    /// The workloads running here, ordered by namespace then name.
+    pub fn running_ids(&self) -> Vec<WorkloadId> {
         self.running().keys().cloned().collect()
     }
 
-    /// The settings `id` runs with.
+    /// The settings `id` is configured with.
     pub fn config(&self, id: &WorkloadId) -> Option<WorkloadConfig> {
-        self.running().get(id).map(|r| r.config.clone())
+        self.desired().get(id).map(|w| w.config.clone())
     }
 }
 
@@ -436,6 +603,16 @@ impl Cycle {
                 warn!(%error, "the saved state does not fit; starting afresh");
                 false
             }
+        }
+    }
+
+    /// Serves `plan`, the last plan another replica served for this workload (it owned it until now), until the
+    /// first model is in while younger than `max_forecast_age` ([`Serving::Restored`], never below the reactive
+    /// target), unless a newer plan was restored.
+    pub fn take_over(&mut self, plan: crate::control::planner::ReplicaPlan, max_forecast_age: TimeDelta) {
+        let until = plan.at + max_forecast_age;
+        if self.engine.take_over(plan, until) {
+            info!("serving the last owner's plan until the first model is fitted");
         }
     }
 
@@ -702,15 +879,32 @@ struct Saves {
     interval: TimeDelta,
 }
 
-async fn run_workload(
-    mut cycle: Cycle,
+/// What a workload's task runs with.
+struct Run {
     store: Arc<PlanStore>,
     clock: Clock,
     interval: TimeDelta,
     saves: Option<Saves>,
-) {
+    /// The plan the workload's last owner served, when it comes from another replica.
+    prior: Option<crate::control::planner::ReplicaPlan>,
+    /// Becomes true when the workload is handed over.
+    handoff: tokio::sync::watch::Receiver<bool>,
+}
+
+async fn run_workload(mut cycle: Cycle, run: Run) {
+    let Run {
+        store,
+        clock,
+        interval,
+        saves,
+        prior,
+        mut handoff,
+    } = run;
     if let Some(saves) = &saves {
         cycle.restore(saves.states.as_ref(), store.max_forecast_age()).await;
+    }
+    if let Some(plan) = prior {
+        cycle.take_over(plan, store.max_forecast_age());
     }
     let id = cycle.workload.config.id.clone();
     let mut next_save = saves
@@ -729,6 +923,15 @@ async fn run_workload(
                 if !first || cycle.engine().model().is_none() {
                     continue;
                 }
+            }
+            true = async { handoff.wait_for(|h| *h).await.is_ok() } => {
+                if let (Some(saves), Some(_)) = (&saves, cycle.engine().model()) {
+                    let state = cycle.state(clock.now());
+                    if let Err(error) = saves.states.save(&state).await {
+                        warn!(%error, "saving the state of a workload handed over failed");
+                    }
+                }
+                return;
             }
         }
         let now = clock.now();

@@ -224,6 +224,9 @@ pub trait StateStore: Send + Sync {
     fn flush(&self) -> StateFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
+    /// Forgets what was read, so the next loads see what other replicas saved since (a store that reads at every
+    /// load has nothing to do).
+    fn refresh(&self) {}
     /// Where, for logs.
     fn describe(&self) -> String;
 }

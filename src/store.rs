@@ -61,6 +61,19 @@ pub struct Entry {
     pub status: Option<WorkloadStatus>,
     /// `maxDataAge`: plans made from demand data older than this are refused.
     pub max_data_age: Option<TimeDelta>,
+    /// The replica that planned [`Self::snapshot`] when another did (sharded replicas, [`crate::peers`]); `None`
+    /// when this replica planned it. A plan from a peer comes without its insight and forecast detail: only the
+    /// plan, what it follows and a summary of the model behind it.
+    pub owner: Option<Remote>,
+}
+
+/// Who planned a plan this replica serves for another, and what the plan follows there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The owner's identity (its pod's name).
+    pub replica: String,
+    /// What the owner's served target follows.
+    pub serving: Serving,
 }
 
 impl Entry {
@@ -175,8 +188,50 @@ impl PlanStore {
             if let Some((snapshot, insight)) = plan {
                 entry.snapshot = Some(snapshot);
                 entry.insight = Some(insight);
+                entry.owner = None;
             }
         });
+    }
+
+    /// Takes the plan of `snapshot.id` that replica `owner` published, unless this store holds a plan of the
+    /// workload at least as new: peers' plans never replace a newer one, whoever made it. The entry's insight, which
+    /// described an older plan of this replica's, is dropped; its status names the owner. True when taken.
+    pub fn record_remote(&self, snapshot: Snapshot, owner: Remote, max_data_age: Option<TimeDelta>) -> bool {
+        let id = snapshot.id.clone();
+        let newer = |entry: Option<&Arc<Entry>>| {
+            entry
+                .and_then(|e| e.snapshot.as_ref())
+                .is_none_or(|s| s.published_at < snapshot.published_at)
+        };
+        if !newer(self.entry(&id).as_ref()) {
+            return false;
+        }
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let current = map.get(&id);
+        if !newer(current) {
+            return false;
+        }
+        let status = WorkloadStatus {
+            source: format!("planned by replica {}", owner.replica),
+            last_attempt: Some(snapshot.published_at),
+            last_success: Some(snapshot.published_at),
+            data_until: snapshot.data_until,
+            ..Default::default()
+        };
+        let next = Entry {
+            snapshot: Some(Arc::new(snapshot)),
+            insight: None,
+            status: Some(status),
+            max_data_age: max_data_age.or(current.and_then(|e| e.max_data_age)),
+            owner: Some(owner),
+        };
+        map.insert(id, Arc::new(next));
+        true
+    }
+
+    /// The replica that planned `id`'s plan, when another did.
+    pub fn owner(&self, id: &WorkloadId) -> Option<Remote> {
+        self.entry(id)?.owner.clone()
     }
 
     /// Refuses plans of `id` made from demand data older than `max_data_age` (`maxDataAge`); the pipeline sets it
@@ -627,6 +682,40 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_peers_plan_is_taken_only_when_newer_and_a_local_plan_takes_the_workload_back() {
+        let store = PlanStore::new();
+        let peer = |i: i64| {
+            let (snapshot, _) = cycle(i).plan.unwrap();
+            Snapshot::clone(&snapshot)
+        };
+        let remote = || Remote {
+            replica: "prescale-1".into(),
+            serving: Serving::Forecast,
+        };
+        store.expect(id());
+        assert!(!store.is_ready(), "waits for the owner's plan");
+        assert!(store.record_remote(peer(2), remote(), Some(TimeDelta::minutes(10))));
+        assert!(store.is_ready(), "a peer's plan counts as this workload's first plan");
+        let entry = store.entry(&id()).unwrap();
+        assert_eq!(entry.owner, Some(remote()));
+        assert!(entry.insight.is_none());
+        assert_eq!(entry.max_data_age, Some(TimeDelta::minutes(10)));
+        assert_eq!(entry.status.as_ref().unwrap().source, "planned by replica prescale-1");
+        assert!(store.servable(&id(), t(2)).is_ok());
+        assert!(!store.record_remote(peer(2), remote(), None), "not newer");
+        assert!(!store.record_remote(peer(1), remote(), None), "older");
+        // This replica's own plan replaces it, and an older peer plan never replaces a newer own one.
+        store.record(&id(), cycle(3));
+        assert_eq!(store.owner(&id()), None);
+        assert!(!store.record_remote(peer(2), remote(), None));
+        assert!(
+            store.record_remote(peer(4), remote(), None),
+            "a newer plan of a new owner"
+        );
+        assert_eq!(store.get(&id()).unwrap().published_at, t(4));
     }
 
     #[test]

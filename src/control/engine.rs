@@ -580,6 +580,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Serves `plan`, the last plan another replica served for this workload, until the first model is in while
+    /// `now` is before `serve_until` ([`Serving::Restored`], never below the reactive target), unless a model is in
+    /// or the plan restored is as new. True when taken.
+    pub fn take_over(&mut self, plan: ReplicaPlan, serve_until: DateTime<Utc>) -> bool {
+        let newer = self.restored.as_ref().is_none_or(|(p, _)| p.at < plan.at);
+        if self.model.is_some() || !newer {
+            return false;
+        }
+        self.last_plan = Some(plan.clone());
+        self.restored = Some((plan, serve_until));
+        true
+    }
+
     /// The most recent plan.
     pub fn last_plan(&self) -> Option<&ReplicaPlan> {
         self.last_plan.as_ref()
@@ -933,6 +946,45 @@ mod tests {
         let mut bad = learned;
         bad.adaptive.as_mut().unwrap().total_demand = f64::NAN;
         assert!(engine().adopt_learned(&bad, until).is_err());
+    }
+
+    #[test]
+    fn a_workload_taken_over_serves_its_last_owners_plan_if_newer_never_below_reactive_until_its_first_model() {
+        let (series, (_, now), engine, lived) = three_hours_lived();
+        let last = lived.last_plan().unwrap().clone();
+        let visible = series.visible_at(now);
+        // An older saved plan, then the last owner's newer one: the newer is served.
+        let mut older = last.clone();
+        older.at = last.at - TimeDelta::minutes(3);
+        older.replicas = last.replicas + 7;
+        let mut taken = engine();
+        taken
+            .adopt_learned(
+                &Learned {
+                    last_plan: Some(older.clone()),
+                    ..lived.learned()
+                },
+                older.at + TimeDelta::minutes(5),
+            )
+            .unwrap();
+        assert!(
+            taken.take_over(last.clone(), last.at + TimeDelta::minutes(5)),
+            "newer than the saved plan"
+        );
+        let d = taken.decide(&visible, now, now).unwrap();
+        assert_eq!(d.serving, Serving::Restored);
+        assert_eq!(d.plan.replicas, last.replicas.max(d.reactive_plan.replicas));
+        // An owner's plan older than the restored one is not taken.
+        assert!(!taken.take_over(older, last.at + TimeDelta::minutes(5)));
+        // Once a model is in, nothing is taken over.
+        taken.refit_if_due(&visible, now);
+        assert!(!taken.take_over(last.clone(), last.at + TimeDelta::minutes(5)));
+        let d = taken.decide(&visible, now + TimeDelta::minutes(1), now).unwrap();
+        assert!(
+            matches!(d.serving, Serving::Forecast | Serving::Reactive),
+            "{:?}",
+            d.serving
+        );
     }
 
     #[test]

@@ -195,7 +195,7 @@ pub struct ForecastSettings {
 }
 
 /// The model family that produced a forecast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// MSTL decomposition with an AutoETS trend.

@@ -12,7 +12,8 @@
 //!   last read of it plus this replica's changes, carrying its `resourceVersion`; when another replica wrote in
 //!   between, the API server answers 409 Conflict and the write re-reads and merges (a key this replica changed
 //!   takes its value; every other key is kept as read).
-//! - **Read once.** A ConfigMap is read when the first of its workloads loads its state, once per process.
+//! - **Read once.** A ConfigMap is read when the first of its workloads loads its state, once per process, and
+//!   again after [`StateStore::refresh`] (sharded replicas, when workloads move between them).
 //! - **Bounded.** A ConfigMap holds at most 1 MiB of data: a state that would overflow its ConfigMap is not written,
 //!   and the error says to raise `--state-shards`. A key whose state was not saved for [`RETENTION`] (a workload
 //!   that is gone) is dropped at the next write of its ConfigMap.
@@ -168,8 +169,9 @@ struct ShardData {
 
 #[derive(Debug, Default)]
 struct Shard {
-    /// Set once the ConfigMap has been read.
-    read: tokio::sync::OnceCell<()>,
+    /// The generation of the store ([`Inner::generation`]) the ConfigMap was last read in; `None` before the first
+    /// read. One read at a time.
+    read: tokio::sync::Mutex<Option<u64>>,
     data: Mutex<ShardData>,
     /// One write of this ConfigMap at a time.
     writing: tokio::sync::Mutex<()>,
@@ -189,6 +191,8 @@ struct Inner {
     clock: Clock,
     writes: Family<ResultLabels, Counter>,
     dropped: Counter,
+    /// Bumped by [`StateStore::refresh`]: a ConfigMap read in an older generation is read again at its next load.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Workload states in sharded ConfigMaps (module docs). Cheap to clone; clones share the store. Writes run on a
@@ -218,6 +222,7 @@ impl ConfigMapStore {
             clock,
             writes: Family::default(),
             dropped: Counter::default(),
+            generation: Default::default(),
         });
         let every = flush_every.to_std().unwrap_or(std::time::Duration::from_secs(300));
         tokio::spawn(flusher(Arc::downgrade(&inner), every));
@@ -305,13 +310,15 @@ impl ConfigMapStore {
         Ok(())
     }
 
-    /// Reads ConfigMap `k` unless it has been read.
+    /// Reads ConfigMap `k` unless it has been read since the last [`StateStore::refresh`].
     async fn ensure_read(&self, k: u32) -> Result<(), StateError> {
-        self.inner.shards[k as usize]
-            .read
-            .get_or_try_init(|| self.read(k))
-            .await
-            .map(|_| ())
+        let mut read = self.inner.shards[k as usize].read.lock().await;
+        let generation = self.inner.generation.load(std::sync::atomic::Ordering::SeqCst);
+        if *read != Some(generation) {
+            self.read(k).await?;
+            *read = Some(generation);
+        }
+        Ok(())
     }
 
     /// Writes ConfigMap `k`'s pending states, merging with what another replica wrote meanwhile.
@@ -502,6 +509,10 @@ impl StateStore for ConfigMapStore {
             }
             first_error.map_or(Ok(()), Err)
         })
+    }
+
+    fn refresh(&self) {
+        self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn describe(&self) -> String {

@@ -102,6 +102,8 @@ pub struct Standing {
     pub max_forecast_age: Option<TimeDelta>,
     /// The workload's `maxDataAge`, when one is set.
     pub max_data_age: Option<TimeDelta>,
+    /// The replica that planned it and what its plan follows there, when another did (sharded replicas).
+    pub planned_by: Option<crate::store::Remote>,
 }
 
 impl Standing {
@@ -111,6 +113,7 @@ impl Standing {
             refusal: entry.servable(store.max_forecast_age(), now).err(),
             max_forecast_age: Some(store.max_forecast_age()),
             max_data_age: entry.max_data_age,
+            planned_by: entry.owner.clone(),
         }
     }
 }
@@ -135,6 +138,10 @@ pub struct Explanation {
     /// the last plan made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<RefusedPart>,
+    /// The replica that planned this workload, when another did (sharded replicas): the plan is its, pulled every
+    /// cycle; its page and explanation have the forecast and the reasons, which this replica does not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_by: Option<String>,
     /// The replica target served to the HPA (the last plan's, when `refused`).
     pub replicas: u32,
     /// The value served on `prescale_replicas`: the HPA scales to its ceiling, `replicas` (a scale-in is served at
@@ -267,9 +274,13 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, standing: &Standi
             reason: r.reason().into(),
             message: r.to_string(),
         }),
+        planned_by: standing.planned_by.as_ref().map(|r| r.replica.clone()),
         replicas: served.replicas,
         metric_value: served.served,
-        serving: insight.map_or(Serving::Forecast, |i| i.serving),
+        serving: insight
+            .map(|i| i.serving)
+            .or(standing.planned_by.as_ref().map(|r| r.serving))
+            .unwrap_or(Serving::Forecast),
         mode: insight.map_or(Mode::Serve, |i| i.mode),
         bound: served.bound.to_string(),
         unit,
@@ -513,6 +524,15 @@ impl Explanation {
                 }
             ),
         ));
+        if let Some(owner) = &self.planned_by {
+            out.push((
+                "planned by",
+                format!(
+                    "replica {owner}, which owns this workload (sharded replicas): the plan is its own, pulled every \
+                     cycle; its explanation has the forecast and the reasons"
+                ),
+            ));
+        }
         if let Some(a) = &self.adaptive {
             out.push(("slo", slo_line(a)));
             out.push(("choice", choice_line(a, f.quantile)));
@@ -957,6 +977,7 @@ mod tests {
             namespace: "default".into(),
             workload: "chat".into(),
             refused: None,
+            planned_by: None,
             replicas: 5,
             metric_value: 5.0,
             serving,

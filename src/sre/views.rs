@@ -82,6 +82,9 @@ impl SloView {
 pub struct WorkloadView {
     /// The workload.
     pub id: WorkloadId,
+    /// The replica that planned it, when another did (sharded replicas).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned_by: Option<String>,
     /// Pipeline health.
     pub status: WorkloadStatus,
     /// Replica target served to the HPA.
@@ -135,6 +138,7 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
             let insight = entry.insight.clone();
             let refusal = entry.servable(store.max_forecast_age(), now).err();
             Some(WorkloadView {
+                planned_by: entry.owner.as_ref().map(|o| o.replica.clone()),
                 refused: refusal.as_ref().map(|r| r.reason().to_owned()),
                 refused_message: refusal.as_ref().map(ToString::to_string),
                 replicas: snap.as_ref().map(|s| s.plan.replicas),
@@ -152,7 +156,10 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
                 reactive_replicas: insight.as_ref().map(|i| i.reactive_plan.replicas),
                 unit: insight.as_ref().map(|i| i.unit.clone()),
                 mode: insight.as_ref().map(|i| i.mode),
-                serving: insight.as_ref().map(|i| i.serving),
+                serving: insight
+                    .as_ref()
+                    .map(|i| i.serving)
+                    .or(entry.owner.as_ref().map(|o| o.serving)),
                 model: snap.as_ref().map(|s| ModelView {
                     method: s.forecast.method.to_string(),
                     periods: s.forecast.periods.iter().map(|p| crate::duration::format(*p)).collect(),

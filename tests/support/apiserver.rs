@@ -7,8 +7,9 @@
 //!   merge patch of `/status` (which, as on a real server, never bumps `metadata.generation`).
 //! - `horizontalpodautoscalers` (autoscaling/v2): list (all namespaces or one), get, create, replace (409 Conflict
 //!   when the `resourceVersion` it carries is not the stored one), merge patch, delete.
-//! - `leases` (coordination.k8s.io/v1) and `configmaps` (v1): get, create (409 AlreadyExists), replace (409
-//!   Conflict unless it carries the stored `resourceVersion`); ConfigMaps over 1 MiB of data are refused (422), as
+//! - `leases` (coordination.k8s.io/v1) and `configmaps` (v1): list (equality `labelSelector`), get, create (409
+//!   AlreadyExists), replace (409 Conflict unless it carries the stored `resourceVersion`), delete (409 when its
+//!   `preconditions.resourceVersion` is not the stored one); ConfigMaps over 1 MiB of data are refused (422), as
 //!   on a real server.
 //!
 //! Tests change objects directly ([`ApiServer::apply`], [`ApiServer::delete`], [`ApiServer::put_hpa`],
@@ -16,7 +17,8 @@
 //! every open watch ([`ApiServer::drop_watches`]), hold events back from open watches ([`ApiServer::freeze`]) and
 //! forget history ([`ApiServer::compact`]) so a resuming watch gets 410 and relists, or fail every list and watch
 //! ([`ApiServer::fail_lists`]), every Lease request ([`ApiServer::fail_leases`]) or forbid every ConfigMap
-//! request ([`ApiServer::forbid_configmaps`]); every write is counted
+//! request ([`ApiServer::forbid_configmaps`]), or cut one client's door off ([`ApiServer::cut_off`]); every write
+//! is counted
 //! ([`ApiServer::writes`]), and by the door it came through when clients have their own
 //! ([`ApiServer::client_as`], [`ApiServer::writes_via`]).
 #![allow(dead_code)]
@@ -107,6 +109,8 @@ struct Shared {
     watches: Mutex<usize>,
     /// Requests other than GET by the door they came through ([`ApiServer::client_as`]) and `METHOD path`.
     door_writes: Mutex<BTreeMap<(String, String), usize>>,
+    /// Doors cut off from the API ([`ApiServer::cut_off`]).
+    cut: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The stand-in; dropping it does not stop the server (tests end the process).
@@ -127,6 +131,7 @@ impl ApiServer {
             writes: Mutex::new(BTreeMap::new()),
             watches: Mutex::new(0),
             door_writes: Mutex::new(BTreeMap::new()),
+            cut: Mutex::new(Default::default()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -139,6 +144,12 @@ impl ApiServer {
     /// every write through it counted under that name ([`ApiServer::writes_via`]), so a test with several clients
     /// (replicas) can tell who wrote.
     pub async fn client_as(&self, door: &str) -> kube::Client {
+        let url = self.door_url(door).await;
+        kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
+    }
+
+    /// The address of a door of its own named `door` ([`ApiServer::client_as`]), for a kubeconfig.
+    pub async fn door_url(&self, door: &str) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (shared, door) = (self.shared.clone(), door.to_owned());
@@ -146,6 +157,10 @@ impl ApiServer {
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 let (shared, door) = (shared.clone(), door.clone());
                 async move {
+                    if shared.cut.lock().unwrap().contains(&door) {
+                        // Not a 503: kube's client retries those for minutes, which a real partition does not.
+                        return status(500, "InternalError", "the API server cannot be reached from this door");
+                    }
                     if request.method() != Method::GET {
                         let key = (door, format!("{} {}", request.method(), request.uri().path()));
                         *shared.door_writes.lock().unwrap().entry(key).or_default() += 1;
@@ -155,7 +170,24 @@ impl ApiServer {
             },
         ));
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
+        url
+    }
+
+    /// Cuts the door `door` off from the API (every request through it is answered 500 at once), or opens it
+    /// again: a replica that cannot reach the API server while the others can.
+    pub fn cut_off(&self, door: &str, cut: bool) {
+        let mut doors = self.shared.cut.lock().unwrap();
+        if cut {
+            doors.insert(door.to_owned());
+        } else {
+            doors.remove(door);
+        }
+    }
+
+    /// Every request other than GET that came through `door`.
+    pub fn writes_through(&self, door: &str) -> usize {
+        let writes = self.shared.door_writes.lock().unwrap();
+        writes.iter().filter(|((d, _), _)| d == door).map(|(_, n)| n).sum()
     }
 
     /// Requests other than GET that came through `door` ([`ApiServer::client_as`]) with `method` and a path
@@ -624,10 +656,19 @@ fn unavailable(s: &Shared, kind: Kind) -> Option<Response> {
 }
 
 /// The routes of a namespaced `kind` that is read, created and replaced whole (Leases, ConfigMaps): the collection
-/// (POST: create) and one object (GET; PUT: replace).
+/// (GET: list, with an equality `labelSelector`; POST: create) and one object (GET; PUT: replace; DELETE, with a
+/// `preconditions.resourceVersion` checked when the body carries one).
 fn whole_object_routes(kind: Kind) -> (MethodRouter<Arc<Shared>>, MethodRouter<Arc<Shared>>) {
     let collection = post(
         move |State(s): State<Arc<Shared>>, Path(ns): Path<String>, body: Bytes| async move { create(&s, kind, ns, body) },
+    )
+    .get(
+        move |State(s): State<Arc<Shared>>, Path(ns): Path<String>, Query(q): Query<HashMap<String, String>>| async move {
+            match unavailable(&s, kind) {
+                Some(refused) => refused,
+                None => list_labelled(&s, kind, &ns, q.get("labelSelector").map(String::as_str)),
+            }
+        },
     );
     let one = get(
         move |State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>| async move {
@@ -641,8 +682,65 @@ fn whole_object_routes(kind: Kind) -> (MethodRouter<Arc<Shared>>, MethodRouter<A
         move |State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>, body: Bytes| async move {
             replace(&s, kind, ns, name, body)
         },
+    )
+    .delete(
+        move |State(s): State<Arc<Shared>>, Path((ns, name)): Path<(String, String)>, body: Bytes| async move {
+            delete_one(&s, kind, ns, name, body)
+        },
     );
     (collection, one)
+}
+
+/// The objects of `kind` in `ns` whose labels match every `key=value` of `selector`.
+fn list_labelled(s: &Shared, kind: Kind, ns: &str, selector: Option<&str>) -> Response {
+    let wanted: Vec<(&str, &str)> = selector
+        .unwrap_or_default()
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .filter_map(|t| t.split_once('='))
+        .collect();
+    let inner = s.inner.lock().unwrap();
+    let items: Vec<Value> = inner
+        .objects
+        .iter()
+        .filter(|((k, namespace, _), _)| *k == kind && namespace == ns)
+        .filter(|(_, o)| {
+            wanted
+                .iter()
+                .all(|(k, v)| o["metadata"]["labels"][*k].as_str() == Some(*v))
+        })
+        .map(|(_, o)| o.clone())
+        .collect();
+    Json(
+        json!({"apiVersion": kind.api_version(), "kind": format!("{}List", kind.kind()),
+        "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}),
+    )
+    .into_response()
+}
+
+/// A delete: 404 when there is none, 409 Conflict when the body's `preconditions.resourceVersion` is not the
+/// stored one.
+fn delete_one(s: &Shared, kind: Kind, ns: String, name: String, body: Bytes) -> Response {
+    s.count(&Method::DELETE, &format!("{} {ns}/{name}", kind.plural()));
+    if let Some(refused) = unavailable(s, kind) {
+        return refused;
+    }
+    let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut inner = s.inner.lock().unwrap();
+    let key = (kind, ns, name.clone());
+    let Some(old) = inner.objects.get(&key).cloned() else {
+        return status(404, "NotFound", &format!("{} \"{name}\" not found", kind.plural()));
+    };
+    let expected = &options["preconditions"]["resourceVersion"];
+    if !expected.is_null() && *expected != old["metadata"]["resourceVersion"] {
+        return status(
+            409,
+            "Conflict",
+            &format!("Operation cannot be fulfilled on {} \"{name}\": the ResourceVersion in the precondition does not match", kind.plural()),
+        );
+    }
+    inner.objects.remove(&key);
+    Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})).into_response()
 }
 
 /// 422 for a ConfigMap whose `data` and `binaryData` values exceed 1 MiB, as the API server's validation answers.

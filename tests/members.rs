@@ -1,0 +1,187 @@
+//! Lease membership of sharded replicas against the in-memory kube-apiserver stand-in (no real one can run here):
+//! real kube clients, one door per replica, short Leases.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use prescale::k8s::members::{self, Membership, Settings, View};
+use prescale::store::WorkloadId;
+use support::apiserver::{ApiServer, Kind};
+
+const LEASE: Duration = Duration::from_secs(2);
+
+fn settings(name: &str) -> Settings {
+    let mut s = Settings::new(
+        "prescale-member",
+        "prescale",
+        name,
+        &format!("10.0.0.{}:8080", name.len()),
+    );
+    s.duration = LEASE;
+    s
+}
+
+/// A running member: its view, and the means to stop it with (release) or without (abort) its Lease.
+struct Running {
+    membership: Membership,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(cluster: &ApiServer, settings: Settings) -> Running {
+    let client = cluster.client_as(&settings.identity).await;
+    let (members, membership) = members::members(client, settings);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(members.run(async move {
+        let _ = stopped.await;
+    }));
+    Running { membership, stop, task }
+}
+
+fn identities(view: &View) -> Vec<String> {
+    view.members.iter().map(|m| m.identity.clone()).collect()
+}
+
+/// Waits until `done(view)` holds for `who` (10 s at most); returns how long it took.
+async fn until(who: &Running, what: &str, done: impl Fn(&View) -> bool) -> Duration {
+    let started = Instant::now();
+    while !done(&who.membership.view()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not within 10 s: {what}; view {:?}",
+            who.membership.view()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+fn ids(n: usize) -> Vec<WorkloadId> {
+    (0..n)
+        .map(|i| WorkloadId {
+            namespace: format!("ns{}", i % 4),
+            name: format!("w{i}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_converge_agree_on_every_owner_and_a_released_lease_is_dropped_at_once() {
+    let cluster = ApiServer::start().await;
+    let replicas = [
+        start(&cluster, settings("a")).await,
+        start(&cluster, settings("bb")).await,
+        start(&cluster, settings("ccc")).await,
+    ];
+    for r in &replicas {
+        until(r, "all three joined", |v| {
+            v.joined && identities(v) == ["a", "bb", "ccc"]
+        })
+        .await;
+    }
+    let views: Vec<View> = replicas.iter().map(|r| r.membership.view()).collect();
+    assert_eq!(
+        views[0].members[1].address, "10.0.0.2:8080",
+        "addresses travel in the Leases"
+    );
+    let lease = cluster.get(Kind::Lease, "prescale", "prescale-member-bb").unwrap();
+    assert_eq!(lease["metadata"]["labels"][members::LABEL], "prescale-member");
+    assert_eq!(lease["spec"]["holderIdentity"], "bb");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 2);
+    // Every workload has exactly one owner, the same in every view.
+    for id in ids(3000) {
+        let owners: Vec<&str> = views.iter().map(|v| v.owner(&id).unwrap().identity.as_str()).collect();
+        assert!(owners.iter().all(|o| *o == owners[0]), "{id}: {owners:?}");
+        assert_eq!(views.iter().filter(|v| v.owns(&id)).count(), 1, "{id}");
+    }
+    // A member that stops releases its Lease: the others drop it at their next list, well before its duration.
+    let [a, b, c] = replicas;
+    b.stop.send(()).unwrap();
+    b.task.await.unwrap().unwrap();
+    assert!(
+        cluster.get(Kind::Lease, "prescale", "prescale-member-bb").is_none(),
+        "deleted"
+    );
+    let took = until(&a, "bb dropped", |v| identities(v) == ["a", "ccc"]).await;
+    assert!(
+        took < LEASE,
+        "a released Lease is dropped at the next list, not after its duration: {took:?}"
+    );
+    until(&c, "bb dropped", |v| identities(v) == ["a", "ccc"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_dies_without_releasing_is_dropped_after_its_lease_duration_and_not_before() {
+    let cluster = ApiServer::start().await;
+    let a = start(&cluster, settings("a")).await;
+    let b = start(&cluster, settings("bb")).await;
+    until(&a, "both", |v| identities(v) == ["a", "bb"]).await;
+    b.task.abort();
+    let died = Instant::now();
+    until(&a, "bb dropped", |v| identities(v) == ["a"]).await;
+    let after = died.elapsed();
+    // Its last renewal was at most a period before it died; it is dropped once unchanged for the duration.
+    assert!(
+        after >= LEASE - LEASE / 3 - Duration::from_millis(100),
+        "dropped too soon: {after:?}"
+    );
+    assert!(after < LEASE + LEASE, "dropped too late: {after:?}");
+    assert!(a.membership.view().joined);
+    drop(a.stop);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cut_off_from_the_api_stops_owning_before_the_others_drop_it_and_rejoins() {
+    let cluster = ApiServer::start().await;
+    let a = start(&cluster, settings("a")).await;
+    let b = start(&cluster, settings("bb")).await;
+    until(&a, "both", |v| identities(v) == ["a", "bb"]).await;
+    until(&b, "both", |v| v.joined && identities(v) == ["a", "bb"]).await;
+    cluster.cut_off("bb", true);
+    let cut = Instant::now();
+    until(&b, "bb leaves", |v| !v.joined).await;
+    let left = cut.elapsed();
+    until(&a, "bb dropped", |v| identities(v) == ["a"]).await;
+    let dropped = cut.elapsed();
+    assert!(
+        left < dropped,
+        "bb stopped owning ({left:?}) before a took over ({dropped:?})"
+    );
+    assert!(left <= LEASE * 2 / 3 + Duration::from_millis(200), "{left:?}");
+    // bb cannot list: it keeps the members it last saw, itself aside (it owns nothing), so it still knows a.
+    let seen = b.membership.view();
+    assert_eq!(identities(&seen), ["a"]);
+    assert!(ids(100)
+        .iter()
+        .all(|id| !seen.owns(id) && seen.owner(id).unwrap().identity == "a"));
+    cluster.cut_off("bb", false);
+    until(&b, "bb rejoins", |v| v.joined && identities(v) == ["a", "bb"]).await;
+    until(&a, "bb back", |v| identities(v) == ["a", "bb"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_left_unrenewed_is_deleted_and_a_restarted_member_takes_its_own_lease_over() {
+    let cluster = ApiServer::start().await;
+    let mut s = settings("a");
+    s.gc_after = Duration::from_secs(3);
+    let a = start(&cluster, s).await;
+    let ghost = start(&cluster, settings("ghost")).await;
+    until(&a, "both", |v| identities(v) == ["a", "ghost"]).await;
+    ghost.task.abort();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.get(Kind::Lease, "prescale", "prescale-member-ghost").is_some() {
+        assert!(Instant::now() < deadline, "the unrenewed Lease is not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(identities(&a.membership.view()), ["a"]);
+    // A pod of the same name starting again takes over the Lease it finds.
+    a.task.abort();
+    let again = start(&cluster, settings("a")).await;
+    until(&again, "rejoined", |v| v.joined && identities(v) == ["a"]).await;
+    assert_eq!(
+        cluster.get(Kind::Lease, "prescale", "prescale-member-a").unwrap()["spec"]["holderIdentity"],
+        "a"
+    );
+    drop((a.stop, again.stop));
+}
