@@ -13,14 +13,14 @@
 //! checks:
 //!
 //! - **valid**: every read answers every workload with a finite value ≥ 0; the longest run of failed reads of one
-//!   replica in the Service is reported;
-//! - **agreeing**: the replicas in the Service serve each workload the same value; the longest run over which one
-//!   workload's values differ is reported (a new plan reaches the other replicas at their next pull: within one
-//!   cycle);
-//! - **no scale-down a plan did not ask for**: the HPA's series (each round read from one replica in the Service,
-//!   in turn) has no dip: a drop of its replica count (the value's ceiling) that comes back within `--dip-window`,
-//!   the trace of a replica that served less than the last plan while it took a workload over. Drops and dips are
-//!   counted per phase, next to the calm phase's.
+//!   replica in the Service is reported, with the first errors;
+//! - **agreeing within a cycle**: each read is compared with the freshest plan any replica served for the
+//!   workload in the same round (the external metric's `timestamp` is when its owner published it); reads that
+//!   differ are counted, and those more than one cycle behind the freshest;
+//! - **no scale-down a plan did not ask for**: an HPA reading one replica in the Service each round, in turn,
+//!   scales to the value's ceiling (target `AverageValue: 1`) and down only to the highest recommendation of its
+//!   stabilization window (`--stabilization`, 300 s as the HPA's default); a scale-down is asked for by a plan when
+//!   no freshest plan of that window wanted more. Scale-downs and unasked ones are counted per phase.
 //!
 //! Phases, `--phase` seconds each: calm; `r1` killed (SIGKILL: its Lease is left to expire); `r1` started again;
 //! `r2` cut off from the API (its Lease expires, it goes on serving); `r2` back; `r0` stopped (SIGTERM: it
@@ -28,7 +28,8 @@
 //!
 //! Flags: `--workloads N` (3000), `--replicas N` (3), `--binary PATH` (`target/release/prescale`), `--interval DUR`
 //! (`10s`), `--history DUR` (`2d`), `--step DUR` (`5m`), `--lease SECONDS` (6), `--phase SECONDS` (60), `--round
-//! MILLISECONDS` (1000), `--dip-window SECONDS` (60).
+//! MILLISECONDS` (1000), `--stabilization SECONDS` (300). The replicas' logs stay in the directory printed at the
+//! end.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -55,7 +56,7 @@ struct Args {
     lease: u64,
     phase: u64,
     round: u64,
-    dip_window: u64,
+    stabilization: u64,
 }
 
 impl Args {
@@ -70,7 +71,7 @@ impl Args {
             lease: 6,
             phase: 60,
             round: 1000,
-            dip_window: 60,
+            stabilization: 300,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -88,7 +89,7 @@ impl Args {
                 "--lease" => args.lease = value()?.parse().context("--lease: whole seconds")?,
                 "--phase" => args.phase = value()?.parse().context("--phase: seconds")?,
                 "--round" => args.round = value()?.parse().context("--round: milliseconds")?,
-                "--dip-window" => args.dip_window = value()?.parse().context("--dip-window: seconds")?,
+                "--stabilization" => args.stabilization = value()?.parse().context("--stabilization: seconds")?,
                 other => bail!("unknown flag {other}: see the module documentation of benches/replicas.rs"),
             }
         }
@@ -109,8 +110,9 @@ struct Replica {
     process: Option<Guard>,
 }
 
-/// What one round read from one replica: every workload's value, or why the read failed.
-type Read = Result<BTreeMap<String, f64>, String>;
+/// What one round read from one replica: every workload's value and its timestamp (when its plan was published,
+/// whole seconds), or why the read failed.
+type Read = Result<BTreeMap<String, (f64, i64)>, String>;
 
 /// One round: the phase, and per replica in the Service what it answered (`None`: not in the Service).
 struct Round {
@@ -128,9 +130,10 @@ fn main() -> anyhow::Result<()> {
             args.binary.display()
         );
     }
-    let dir = tempfile::tempdir()?;
+    // Kept after the run: the replicas' logs are read afterwards.
+    let dir = tempfile::tempdir()?.keep();
     let config = harness::write_workloads(
-        dir.path(),
+        dir.as_path(),
         &harness::Workloads {
             count: args.workloads,
             interval: &args.interval,
@@ -146,10 +149,10 @@ fn main() -> anyhow::Result<()> {
     for i in 0..args.replicas {
         let name = format!("r{i}");
         let url = rt.block_on(cluster.door_url(&name));
-        let kubeconfig = dir.path().join(format!("{name}.kubeconfig"));
+        let kubeconfig = dir.as_path().join(format!("{name}.kubeconfig"));
         harness::write_kubeconfig(&kubeconfig, &url)?;
         replicas.push(Replica {
-            log: dir.path().join(format!("{name}.log")),
+            log: dir.as_path().join(format!("{name}.log")),
             name,
             api: free_port()?,
             admin: free_port()?,
@@ -355,7 +358,12 @@ async fn read_all(http: &reqwest::Client, api: u16) -> Read {
             if !value.is_finite() || value < 0.0 {
                 return Err(format!("ns{ns}/{workload}: value {value}"));
             }
-            values.insert(format!("ns{ns}/{workload}"), value);
+            let published = item["timestamp"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp())
+                .ok_or_else(|| format!("ns{ns}/{workload}: timestamp {} is not RFC 3339", item["timestamp"]))?;
+            values.insert(format!("ns{ns}/{workload}"), (value, published));
         }
     }
     Ok(values)
@@ -377,22 +385,22 @@ struct PhaseReport {
     failed: usize,
     incomplete: usize,
     longest_failing: f64,
-    disagreeing: usize,
+    errors: std::collections::BTreeSet<String>,
     compared: usize,
-    longest_disagreement: f64,
-    drops: usize,
-    dips: usize,
+    differing: usize,
+    stale: usize,
+    worst_lag: i64,
+    scale_downs: usize,
+    unasked: usize,
 }
 
 fn report(args: &Args, phases: &[&str], rounds: &[Round], replicas: &[Replica]) {
     let n = args.workloads;
+    let cycle = harness_seconds(&args.interval);
     let mut per_phase: Vec<PhaseReport> = phases.iter().map(|_| PhaseReport::default()).collect();
-    // Failing reads: runs per replica.
     let mut failing_since: Vec<Option<f64>> = vec![None; replicas.len()];
-    // Disagreement: runs per workload.
-    let mut disagree_since: BTreeMap<String, f64> = BTreeMap::new();
-    // The HPA's series: per workload, (time, replicas) as read from one replica in the Service in turn.
-    let mut hpa: BTreeMap<String, Vec<(f64, usize, u64)>> = BTreeMap::new();
+    // Per workload: the HPA's reads (one replica in the Service in turn) and the freshest plan any replica served.
+    let mut reads: BTreeMap<String, Vec<(f64, usize, u64, u64)>> = BTreeMap::new();
     for (i, round) in rounds.iter().enumerate() {
         let p = &mut per_phase[round.phase];
         p.rounds += 1;
@@ -406,85 +414,122 @@ fn report(args: &Args, phases: &[&str], rounds: &[Round], replicas: &[Replica]) 
                 Some(other) => {
                     p.reads += 1;
                     match other {
-                        Ok(_) => p.incomplete += 1,
-                        Err(_) => p.failed += 1,
+                        Ok(v) => {
+                            p.incomplete += 1;
+                            if p.errors.len() < 3 {
+                                p.errors
+                                    .insert(format!("{}: {} of {n} workloads", replicas[r].name, v.len()));
+                            }
+                        }
+                        Err(e) => {
+                            p.failed += 1;
+                            if p.errors.len() < 3 {
+                                p.errors.insert(format!(
+                                    "{}: {}",
+                                    replicas[r].name,
+                                    e.chars().take(160).collect::<String>()
+                                ));
+                            }
+                        }
                     }
                     let since = *failing_since[r].get_or_insert(round.at);
                     p.longest_failing = p.longest_failing.max(round.at - since);
                 }
             }
         }
-        let answers: Vec<&BTreeMap<String, f64>> = round.reads.iter().flatten().flatten().collect();
+        let answers: Vec<&BTreeMap<String, (f64, i64)>> = round.reads.iter().flatten().flatten().collect();
         if answers.is_empty() {
             continue;
         }
-        let keys: Vec<&String> = answers.iter().flat_map(|a| a.keys()).collect();
-        let mut seen = std::collections::BTreeSet::new();
+        let mut keys: Vec<&String> = answers.iter().flat_map(|a| a.keys()).collect();
+        keys.sort();
+        keys.dedup();
         for key in keys {
-            if !seen.insert(key) {
-                continue;
+            let values: Vec<(f64, i64)> = answers.iter().filter_map(|a| a.get(key).copied()).collect();
+            let freshest = values.iter().copied().max_by_key(|(_, t)| *t).expect("one at least");
+            for (v, t) in &values {
+                p.compared += 1;
+                if (v - freshest.0).abs() > 1e-9 {
+                    p.differing += 1;
+                    let lag = freshest.1 - t;
+                    p.worst_lag = p.worst_lag.max(lag);
+                    if lag > cycle + 1 {
+                        p.stale += 1;
+                    }
+                }
             }
-            let values: Vec<f64> = answers.iter().filter_map(|a| a.get(key).copied()).collect();
-            p.compared += 1;
-            let differ = values.iter().any(|v| (v - values[0]).abs() > 1e-9);
-            if differ {
-                p.disagreeing += 1;
-                let since = *disagree_since.entry(key.clone()).or_insert(round.at);
-                p.longest_disagreement = p.longest_disagreement.max(round.at - since);
-            } else {
-                disagree_since.remove(key);
-            }
-            let pick = answers[i % answers.len()].get(key).copied().unwrap_or(values[0]);
-            hpa.entry(key.clone())
-                .or_default()
-                .push((round.at, round.phase, pick.ceil() as u64));
+            let pick = answers[i % answers.len()].get(key).map_or(freshest.0, |(v, _)| *v);
+            reads.entry(key.clone()).or_default().push((
+                round.at,
+                round.phase,
+                pick.ceil() as u64,
+                freshest.0.ceil() as u64,
+            ));
         }
     }
-    for series in hpa.values() {
-        for (j, w) in series.windows(2).enumerate() {
-            let ((_, _, before), (at, phase, now)) = (w[0], w[1]);
-            if now >= before {
-                continue;
+    // The HPA: desired replicas = the value's ceiling (target AverageValue 1), scaled down only to the highest
+    // recommendation of the stabilization window. A scale-down is asked for by a plan when no fresh plan of the
+    // window wanted more.
+    let window = args.stabilization as f64;
+    for series in reads.values() {
+        let mut previous: Option<u64> = None;
+        for (j, &(at, phase, _, _)) in series.iter().enumerate() {
+            let in_window = series[..=j].iter().rev().take_while(|(t, ..)| *t > at - window);
+            let (hpa, asked) = in_window.fold((0, 0), |(h, a), &(_, _, read, fresh)| (h.max(read), a.max(fresh)));
+            if let Some(before) = previous {
+                if hpa < before {
+                    per_phase[phase].scale_downs += 1;
+                    if hpa < asked {
+                        per_phase[phase].unasked += 1;
+                    }
+                }
             }
-            per_phase[phase].drops += 1;
-            let back = series[j + 2..]
-                .iter()
-                .take_while(|(t, _, _)| *t <= at + args.dip_window as f64)
-                .any(|(_, _, v)| *v >= before);
-            if back {
-                per_phase[phase].dips += 1;
-            }
+            previous = Some(hpa);
         }
     }
     println!(
-        "\n| phase | rounds | reads | failed reads (incomplete) | longest failing run of a replica in the Service | \
-         disagreeing workload-reads | longest disagreement | replica-count drops | dips |"
+        "\n| phase | rounds | reads | failed (incomplete) | longest failing run of a replica in the Service | \
+         reads differing from the freshest plan | of them more than a cycle ({cycle} s) behind | worst lag | HPA \
+         scale-downs ({} s window) | not asked for by a plan |",
+        args.stabilization
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, p) in phases.iter().zip(&per_phase) {
         println!(
-            "| {name} | {} | {} | {} ({}) | {:.1} s | {} of {} ({:.3}%) | {:.1} s | {} | {} |",
+            "| {name} | {} | {} | {} ({}) | {:.1} s | {} of {} ({:.2}%) | {} | {} s | {} | {} |",
             p.rounds,
             p.reads,
             p.failed + p.incomplete,
             p.incomplete,
             p.longest_failing,
-            p.disagreeing,
+            p.differing,
             p.compared,
-            100.0 * p.disagreeing as f64 / p.compared.max(1) as f64,
-            p.longest_disagreement,
-            p.drops,
-            p.dips
+            100.0 * p.differing as f64 / p.compared.max(1) as f64,
+            p.stale,
+            p.worst_lag,
+            p.scale_downs,
+            p.unasked
         );
+    }
+    for (name, p) in phases.iter().zip(&per_phase) {
+        for e in &p.errors {
+            println!("{name}: {e}");
+        }
     }
     for r in replicas {
         let log = std::fs::read_to_string(&r.log).unwrap_or_default();
         println!(
-            "{}: {} 'workloads moved' lines, {} warnings, {} errors in its log",
+            "{}: {} 'workloads moved' lines, {} warnings, {} errors; log {}",
             r.name,
             log.matches("workloads moved").count(),
             log.matches(" WARN ").count(),
-            log.matches(" ERROR ").count()
+            log.matches(" ERROR ").count(),
+            r.log.display()
         );
     }
+}
+
+/// Whole seconds of a duration flag such as `10s` or `1m`.
+fn harness_seconds(text: &str) -> i64 {
+    prescale::duration::parse(text).map_or(30, |d| d.num_seconds())
 }

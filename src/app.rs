@@ -287,6 +287,23 @@ pub async fn serve(
         None => None,
     };
     let tls_key_path = tls_args.tls_key_file.clone();
+    // Sharded replicas sign their plans with the serving key every replica shares: checked before anything else.
+    let signing = match objects.shard_members {
+        Some(_) => Some(match (&tls_key_path, insecure_no_auth) {
+            (Some(key), _) => crate::peers::Signing::from_file(key).with_context(|| {
+                format!(
+                    "--tls-key-file {}: reading the key peers' plans are signed with",
+                    key.display()
+                )
+            })?,
+            (None, true) => crate::peers::Signing::None,
+            (None, false) => anyhow::bail!(
+                "--shard-members: peers' plans are signed with the serving key, which every replica must share: \
+                 pass --tls-key-file (and --tls-cert-file) from one Secret mounted by every replica"
+            ),
+        }),
+        None => None,
+    };
     // The serving certificate is checked before anything listens: a pod whose API cannot come up must not start.
     if let (Some(cert), Some(key)) = (&tls_args.tls_cert_file, &tls_args.tls_key_file) {
         tls::load_certified_key(cert, key).with_context(|| {
@@ -336,19 +353,7 @@ pub async fn serve(
     } = objects;
     let sharding = match shard_members {
         Some(prefix) => {
-            let signing = match (&tls_key_path, insecure_no_auth) {
-                (Some(key), _) => crate::peers::Signing::from_file(key).with_context(|| {
-                    format!(
-                        "--tls-key-file {}: reading the key peers' plans are signed with",
-                        key.display()
-                    )
-                })?,
-                (None, true) => crate::peers::Signing::None,
-                (None, false) => anyhow::bail!(
-                    "--shard-members: peers' plans are signed with the serving key, which every replica must share: \
-                     pass --tls-key-file (and --tls-cert-file) from one Secret mounted by every replica"
-                ),
-            };
+            let signing = signing.context("the signing key is read with --shard-members")?;
             let client = kube::Client::try_default()
                 .await
                 .context("building the Kubernetes client for --shard-members")?;

@@ -36,7 +36,7 @@ use crate::control::engine::Serving;
 use crate::control::planner::ReplicaPlan;
 use crate::forecast::{Forecast, Method};
 use crate::k8s::members::{Member, Membership, View};
-use crate::store::{PlanStore, Remote, Snapshot, WorkloadId};
+use crate::store::{PlanStore, Problem, Remote, Snapshot, WorkloadId};
 
 /// Where a replica's admin listener answers with the plans it owns.
 pub const PLANS_PATH: &str = "/peers/v1/plans";
@@ -52,6 +52,21 @@ pub struct PeerPlans {
     pub member: String,
     /// Its plans, by namespace then name.
     pub plans: Vec<PeerPlan>,
+    /// The workloads it owns that have no plan, and why (readiness and the API's refusals need to know).
+    #[serde(default)]
+    pub unplanned: Vec<Unplanned>,
+}
+
+/// A workload its owner runs without a plan so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unplanned {
+    /// The workload's namespace.
+    pub namespace: String,
+    /// The workload's name.
+    pub name: String,
+    /// What its cycles ran into (`None`: its first cycle is under way).
+    pub problem: Option<Problem>,
 }
 
 /// One workload's plan, as its owner published it.
@@ -141,18 +156,30 @@ impl PeerPlan {
 
 /// The plans this replica owns in `view`: those it planned itself, newest as published.
 pub fn owned_plans(store: &PlanStore, view: &View) -> PeerPlans {
-    let plans = store
-        .entries()
-        .into_iter()
-        .filter(|(id, entry)| entry.owner.is_none() && view.owns(id))
-        .filter_map(|(id, entry)| {
-            let serving = entry.insight.as_ref().map_or(Serving::Forecast, |i| i.serving);
-            Some(PeerPlan::of(&id, entry.snapshot.as_ref()?, serving, entry.max_data_age))
-        })
-        .collect();
+    let mut plans = Vec::new();
+    let mut unplanned = Vec::new();
+    for (id, entry) in store.entries() {
+        if !view.owns(&id) {
+            continue;
+        }
+        match (&entry.snapshot, &entry.owner) {
+            (Some(snapshot), None) => {
+                let serving = entry.insight.as_ref().map_or(Serving::Forecast, |i| i.serving);
+                plans.push(PeerPlan::of(&id, snapshot, serving, entry.max_data_age));
+            }
+            // Taken over, not planned here yet: the last owner's plan is served until this replica's first.
+            (Some(_), Some(_)) => {}
+            (None, _) => unplanned.push(Unplanned {
+                namespace: id.namespace.clone(),
+                name: id.name.clone(),
+                problem: entry.status.as_ref().and_then(|s| s.problem),
+            }),
+        }
+    }
     PeerPlans {
         member: view.me.clone(),
         plans,
+        unplanned,
     }
 }
 
@@ -464,6 +491,19 @@ impl Puller {
             };
             if self.store.record_remote(plan.snapshot(), owner, max_data_age) {
                 taken += 1;
+            }
+        }
+        for u in plans.unplanned {
+            let id = WorkloadId {
+                namespace: u.namespace,
+                name: u.name,
+            };
+            if view.owner(&id).is_some_and(|o| o.identity == peer.identity) && (self.wanted)(&id) {
+                let owner = Remote {
+                    replica: peer.identity.clone(),
+                    serving: Serving::Warming,
+                };
+                self.store.record_remote_unplanned(&id, owner, u.problem);
             }
         }
         self.taken.inc_by(taken as u64);

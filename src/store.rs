@@ -229,6 +229,27 @@ impl PlanStore {
         true
     }
 
+    /// Notes that replica `owner` runs `id` without a plan so far, because of `problem` (`None`: its first cycle
+    /// is under way): the workload's first cycle has ended as far as readiness goes when the owner's has, and the
+    /// API's refusal names the owner's problem. Nothing changes when this store holds a plan of it.
+    pub fn record_remote_unplanned(&self, id: &WorkloadId, owner: Remote, problem: Option<Problem>) {
+        if self.entry(id).is_some_and(|e| e.snapshot.is_some()) {
+            return;
+        }
+        self.update(id, |entry| {
+            if entry.snapshot.is_some() {
+                return;
+            }
+            entry.status = problem.map(|p| WorkloadStatus {
+                source: format!("planned by replica {}", owner.replica),
+                error: Some(format!("on replica {}: {p}", owner.replica)),
+                problem: Some(p),
+                ..Default::default()
+            });
+            entry.owner = Some(owner);
+        });
+    }
+
     /// The replica that planned `id`'s plan, when another did.
     pub fn owner(&self, id: &WorkloadId) -> Option<Remote> {
         self.entry(id)?.owner.clone()
@@ -431,7 +452,7 @@ impl std::fmt::Display for Refusal {
 
 /// What kept a cycle from publishing a plan, in terms a caller of the API may see (the detail, which may carry
 /// backend text, is [`WorkloadStatus::error`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {
     /// The history fetch failed (Prometheus unreachable, a query it rejects).
@@ -697,7 +718,23 @@ mod tests {
         };
         store.expect(id());
         assert!(!store.is_ready(), "waits for the owner's plan");
+        store.record_remote_unplanned(&id(), remote(), None);
+        assert!(!store.is_ready(), "the owner's first cycle is under way");
+        store.record_remote_unplanned(&id(), remote(), Some(Problem::NoData));
+        assert!(
+            store.status(&id()).is_some_and(|s| s.problem == Some(Problem::NoData)),
+            "the owner's first cycle ended with a problem: readiness no longer waits for it"
+        );
+        assert_eq!(
+            store.servable(&id(), t(2)).unwrap_err(),
+            Refusal::NotPlanned {
+                problem: Some(Problem::NoData)
+            },
+            "the refusal names the owner's problem"
+        );
         assert!(store.record_remote(peer(2), remote(), Some(TimeDelta::minutes(10))));
+        store.record_remote_unplanned(&id(), remote(), Some(Problem::QueryFailed));
+        assert!(store.entry(&id()).unwrap().snapshot.is_some(), "a plan is kept");
         assert!(store.is_ready(), "a peer's plan counts as this workload's first plan");
         let entry = store.entry(&id()).unwrap();
         assert_eq!(entry.owner, Some(remote()));

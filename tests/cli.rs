@@ -108,6 +108,48 @@ fn a_watched_namespace_needs_the_controller_on() {
 }
 
 #[test]
+fn sharded_replicas_need_a_shared_serving_key_and_not_the_controller() {
+    // Without --tls-key-file each replica would sign its peers' plans with a key of its own.
+    let out = prescale(&[
+        "serve",
+        "--config",
+        "deploy/base/config.yaml",
+        "--shard-members",
+        "prescale-member",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--shard-members") && stderr.contains("--tls-key-file"),
+        "{stderr}"
+    );
+    let out = prescale(&[
+        "serve",
+        "--config",
+        "deploy/base/config.yaml",
+        "--shard-members",
+        "prescale-member",
+        "--watch-objects",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--shard-members") && stderr.contains("--watch-objects"),
+        "{stderr}"
+    );
+    let out = prescale(&[
+        "serve",
+        "--config",
+        "deploy/base/config.yaml",
+        "--shard-members",
+        "Bad_Prefix",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("DNS subdomain"), "{stderr}");
+}
+
+#[test]
 fn a_lease_duration_the_lease_cannot_hold_is_refused_with_the_fix() {
     for bad in ["1500ms", "1s", "10m", "soon"] {
         let out = prescale(&[

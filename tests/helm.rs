@@ -407,9 +407,9 @@ fn differences(kustomized: &[Value], chart: &[Value]) -> Vec<String> {
     out
 }
 
-/// A kustomization in a new directory: the production overlay plus the KEDA component (a real overlay would list
-/// both; kustomize wants the paths relative).
-fn production_with_keda() -> tempfile::TempDir {
+/// A kustomization in a new directory: the production overlay plus `component` (a real overlay would list both;
+/// kustomize wants the paths relative).
+fn production_with(component: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let from = dir.path().canonicalize().unwrap();
     let root = repo().canonicalize().unwrap();
@@ -420,7 +420,7 @@ fn production_with_keda() -> tempfile::TempDir {
         format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [{}]\ncomponents: [{}]\n",
             to("deploy/overlays/production"),
-            to("deploy/components/keda")
+            to(component)
         ),
     )
     .unwrap();
@@ -442,8 +442,9 @@ fn kustomize(dir: &Path) -> Vec<Value> {
 fn the_chart_renders_the_kustomizations_for_the_equivalent_values() {
     let monitoring = "serviceMonitor.enabled=true,prometheusRule.enabled=true";
     let production = ci("production-values.yaml");
-    let keda = production_with_keda();
-    let cases: [(&str, Vec<Value>, Vec<&str>); 4] = [
+    let keda = production_with("deploy/components/keda");
+    let sharding = production_with("deploy/components/sharding");
+    let cases: [(&str, Vec<Value>, Vec<&str>); 5] = [
         ("deploy/base", render("deploy/base"), vec!["--set", monitoring]),
         (
             "deploy/overlays/dev",
@@ -466,6 +467,11 @@ fn the_chart_renders_the_kustomizations_for_the_equivalent_values() {
             "deploy/overlays/production + deploy/components/keda",
             kustomize(keda.path()),
             vec!["-f", &production, "--set", "keda.enabled=true"],
+        ),
+        (
+            "deploy/overlays/production + deploy/components/sharding",
+            kustomize(sharding.path()),
+            vec!["-f", &production, "--set", "sharding.enabled=true"],
         ),
     ];
     for (name, kustomized, args) in &cases {
@@ -823,6 +829,81 @@ fn the_controller_elects_its_writer_through_a_lease_of_the_release() {
         find(&default, "Role", "prescale:leader-election")["rules"][0]["resourceNames"],
         json!([prescale::k8s::leader::DEFAULT_LEASE_NAME])
     );
+}
+
+#[test]
+fn sharded_replicas_hold_member_leases_reach_each_other_and_share_one_serving_key() {
+    let sharded = objects_as("other", "ops", &["--set", "sharding.enabled=true,tls.mode=certManager"]);
+    let deployment = find(&sharded, "Deployment", "other-prescale");
+    let vars = env(deployment);
+    assert_eq!(vars["PRESCALE_SHARD_MEMBERS"], "other-prescale-member");
+    assert_eq!(vars["POD_NAME"], "fieldRef:metadata.name");
+    assert_eq!(vars["POD_NAMESPACE"], "fieldRef:metadata.namespace");
+    assert_eq!(vars["POD_IP"], "fieldRef:status.podIP");
+    assert!(
+        vars.contains_key("PRESCALE_TLS_KEY_FILE"),
+        "peers sign with the shared key: {vars:?}"
+    );
+    let role = find(&sharded, "Role", "other-prescale:members");
+    assert_eq!(role["metadata"]["namespace"], "ops");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                "verbs": ["get", "list", "create", "update", "delete"]}])
+    );
+    assert_eq!(
+        find(&sharded, "RoleBinding", "other-prescale:members")["roleRef"]["name"],
+        "other-prescale:members"
+    );
+    // The replicas admit each other to the admin port, both ways.
+    let policy = find(&sharded, "NetworkPolicy", "other-prescale");
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    let peer = json!([{"podSelector": {"matchLabels": selector}}]);
+    let admin = json!([{"port": 8080, "protocol": "TCP"}]);
+    let has = |rules: &Value, side: &str| {
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[side] == peer && r["ports"] == admin)
+    };
+    assert!(has(&policy["spec"]["ingress"], "from"), "{policy}");
+    assert!(has(&policy["spec"]["egress"], "to"), "{policy}");
+    let prefixed = objects(&[
+        "--set",
+        "sharding.enabled=true,tls.mode=certManager,sharding.membersPrefix=team-a",
+    ]);
+    assert_eq!(
+        env(find(&prefixed, "Deployment", "prescale"))["PRESCALE_SHARD_MEMBERS"],
+        "team-a"
+    );
+
+    // Off by default: none of it.
+    let default = objects(&[]);
+    let vars = env(find(&default, "Deployment", "prescale"));
+    assert!(
+        !vars.contains_key("PRESCALE_SHARD_MEMBERS") && !vars.contains_key("POD_IP"),
+        "{vars:?}"
+    );
+    assert!(!default.iter().any(|o| o["metadata"]["name"] == "prescale:members"));
+    let policy = find(&default, "NetworkPolicy", "prescale");
+    assert!(!has(&policy["spec"]["ingress"], "from"));
+
+    // Refused: a key each pod generates for itself, and the controller alongside.
+    let e = template_as("prescale", "prescale", &["--set", "sharding.enabled=true"]).unwrap_err();
+    assert!(e.contains("sharding.enabled") && e.contains("tls.mode"), "{e}");
+    let e = template_as(
+        "prescale",
+        "prescale",
+        &[
+            "--set",
+            "sharding.enabled=true,tls.mode=certManager,watchObjects.enabled=true",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("sharding.enabled and watchObjects.enabled"), "{e}");
+    let e = template_as("prescale", "prescale", &["--set", "sharding.membersPrefix=Bad_Name"]).unwrap_err();
+    assert!(e.contains("membersPrefix"), "{e}");
 }
 
 #[test]
