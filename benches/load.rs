@@ -146,6 +146,7 @@ fn main() -> anyhow::Result<()> {
             history: &args.history,
             refit_interval: &args.refit_interval,
             replay: &args.replay,
+            max_data_age: None,
         },
     )?;
     let (api, admin) = (free_port()?, free_port()?);

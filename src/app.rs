@@ -882,7 +882,8 @@ async fn run(
             )
             .context("building the HTTP client for peers' plans")?;
             telemetry.register_with(|r| puller.register_metrics(r));
-            sharding_tasks.push(tokio::spawn(puller.run(every)));
+            // Twice a cycle: a replica serves a peer's plan at most about a cycle after the peer published it.
+            sharding_tasks.push(tokio::spawn(puller.run(every / 2)));
             sharding_tasks.push(tokio::spawn(pipelines.clone().follow()));
             let (release, released) = tokio::sync::watch::channel(false);
             let mut shutting_down = released.clone();

@@ -2,7 +2,7 @@
 //!
 //! With `--shard-members`, each workload is planned by one replica, its owner ([`crate::k8s::members`]: Lease
 //! membership and rendezvous hashing). Every replica still answers the HPAs for every workload: each pulls the
-//! plans its peers own from their admin listener ([`PLANS_PATH`]) every cycle and serves them as its own
+//! plans its peers own from their admin listener ([`PLANS_PATH`]) twice a cycle and serves them as its own
 //! ([`PlanStore::record_remote`]), so Prometheus is queried once per workload whatever the number of replicas, and
 //! two replicas serve a workload the same value but for the cycle between a plan and its pull.
 //!

@@ -51,6 +51,8 @@ pub struct Workloads<'a> {
     pub refit_interval: &'a str,
     /// The SLO controller's startup replay.
     pub replay: &'a str,
+    /// `maxDataAge`, when not the default (`max(lead, 3 × step, 2m)`).
+    pub max_data_age: Option<&'a str>,
 }
 
 /// Namespaces the workloads are spread over.
@@ -75,6 +77,9 @@ pub fn write_workloads(dir: &Path, w: &Workloads) -> anyhow::Result<PathBuf> {
             w.refit_interval,
             w.replay
         )?;
+        if let Some(age) = w.max_data_age {
+            writeln!(f, "    maxDataAge: {age}")?;
+        }
     }
     f.flush()?;
     Ok(path)
