@@ -109,44 +109,22 @@ fn a_watched_namespace_needs_the_controller_on() {
 
 #[test]
 fn sharded_replicas_need_a_shared_serving_key_and_not_the_controller() {
-    // Without --tls-key-file each replica would sign its peers' plans with a key of its own.
-    let out = prescale(&[
-        "serve",
-        "--config",
-        "deploy/base/config.yaml",
-        "--shard-members",
-        "prescale-member",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("--shard-members") && stderr.contains("--tls-key-file"),
-        "{stderr}"
-    );
-    let out = prescale(&[
-        "serve",
-        "--config",
-        "deploy/base/config.yaml",
-        "--shard-members",
-        "prescale-member",
-        "--watch-objects",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--shard-members") && stderr.contains("--watch-objects"),
-        "{stderr}"
-    );
-    let out = prescale(&[
-        "serve",
-        "--config",
-        "deploy/base/config.yaml",
-        "--shard-members",
-        "Bad_Prefix",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("DNS subdomain"), "{stderr}");
+    let serve = ["serve", "--config", "deploy/base/config.yaml", "--shard-members"];
+    for (extra, code, says) in [
+        // Without --tls-key-file each replica would sign its peers' plans with a key of its own.
+        (&["prescale-member"][..], 1, &["--shard-members", "--tls-key-file"][..]),
+        (
+            &["prescale-member", "--watch-objects"][..],
+            2,
+            &["--shard-members", "--watch-objects"][..],
+        ),
+        (&["Bad_Prefix"][..], 2, &["DNS subdomain"][..]),
+    ] {
+        let out = prescale(&[&serve[..], extra].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {stderr}");
+        assert!(says.iter().all(|s| stderr.contains(s)), "{extra:?}: {stderr}");
+    }
 }
 
 #[test]
