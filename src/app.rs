@@ -351,9 +351,8 @@ pub async fn serve(
         shard_members,
         peer_address,
     } = objects;
-    let sharding = match shard_members {
-        Some(prefix) => {
-            let signing = signing.context("the signing key is read with --shard-members")?;
+    let sharding = match shard_members.zip(signing) {
+        Some((prefix, signing)) => {
             let client = kube::Client::try_default()
                 .await
                 .context("building the Kubernetes client for --shard-members")?;

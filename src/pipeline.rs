@@ -152,11 +152,6 @@ impl Pipelines {
         self.desired.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True when `id` runs here in `view` (always, unsharded).
-    fn owns(&self, view: Option<&View>, id: &WorkloadId) -> bool {
-        view.is_none_or(|v| v.owns(id))
-    }
-
     fn view(&self) -> Option<View> {
         self.membership.as_ref().map(Membership::view)
     }
@@ -175,7 +170,7 @@ impl Pipelines {
     pub async fn apply(&self, workload: Workload) -> Applied {
         let id = workload.config.id.clone();
         let before = self.desired().insert(id.clone(), workload.clone());
-        if !self.owns(self.view().as_ref(), &id) {
+        if self.view().is_some_and(|v| !v.owns(&id)) {
             // Another replica runs it: known here, served from its owner's plans.
             let old = self.running().remove(&id);
             self.hand_over(old.into_iter().collect()).await;
@@ -879,6 +874,19 @@ struct Saves {
     interval: TimeDelta,
 }
 
+impl Saves {
+    /// Saves what `cycle` has learned at `now`, once a model is in (until then there is nothing newer than what
+    /// was adopted); a failure is logged with `then`, what happens next.
+    async fn save(&self, cycle: &Cycle, now: DateTime<Utc>, then: &str) {
+        if cycle.engine().model().is_none() {
+            return;
+        }
+        if let Err(error) = self.states.save(&cycle.state(now)).await {
+            warn!(%error, "saving the workload's state failed; {then}");
+        }
+    }
+}
+
 /// What a workload's task runs with.
 struct Run {
     store: Arc<PlanStore>,
@@ -925,11 +933,8 @@ async fn run_workload(mut cycle: Cycle, run: Run) {
                 }
             }
             true = async { handoff.wait_for(|h| *h).await.is_ok() } => {
-                if let (Some(saves), Some(_)) = (&saves, cycle.engine().model()) {
-                    let state = cycle.state(clock.now());
-                    if let Err(error) = saves.states.save(&state).await {
-                        warn!(%error, "saving the state of a workload handed over failed");
-                    }
+                if let Some(saves) = &saves {
+                    saves.save(&cycle, clock.now(), "its new owner starts from an older one").await;
                 }
                 return;
             }
@@ -939,12 +944,8 @@ async fn run_workload(mut cycle: Cycle, run: Run) {
         let (Some(saves), Some(due)) = (&saves, next_save) else {
             continue;
         };
-        // Saved once a model is in: until then there is nothing newer than what was adopted.
         if now >= due && cycle.engine().model().is_some() {
-            let state = cycle.state(now);
-            if let Err(error) = saves.states.save(&state).await {
-                warn!(%error, "saving the workload's state failed; it is tried again at the next save");
-            }
+            saves.save(&cycle, now, "it is tried again at the next save").await;
             next_save = Some(next_save_after(
                 now,
                 due - next_save_base(due, saves.interval),

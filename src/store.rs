@@ -212,11 +212,10 @@ impl PlanStore {
             return false;
         }
         let status = WorkloadStatus {
-            source: format!("planned by replica {}", owner.replica),
             last_attempt: Some(snapshot.published_at),
             last_success: Some(snapshot.published_at),
             data_until: snapshot.data_until,
-            ..Default::default()
+            ..WorkloadStatus::of_remote(&owner)
         };
         let next = Entry {
             snapshot: Some(Arc::new(snapshot)),
@@ -241,10 +240,9 @@ impl PlanStore {
                 return;
             }
             entry.status = problem.map(|p| WorkloadStatus {
-                source: format!("planned by replica {}", owner.replica),
                 error: Some(format!("on replica {}: {p}", owner.replica)),
                 problem: Some(p),
-                ..Default::default()
+                ..WorkloadStatus::of_remote(&owner)
             });
             entry.owner = Some(owner);
         });
@@ -506,6 +504,16 @@ pub struct WorkloadStatus {
     /// when it is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayStatus>,
+}
+
+impl WorkloadStatus {
+    /// The status of a workload `owner` plans, as far as this replica knows it.
+    fn of_remote(owner: &Remote) -> Self {
+        Self {
+            source: format!("planned by replica {}", owner.replica),
+            ..Default::default()
+        }
+    }
 }
 
 /// Where a workload's startup replay stands.
