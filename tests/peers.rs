@@ -51,7 +51,13 @@ async fn replica(
     signing: Signing,
 ) -> Replica {
     let store = Arc::new(PlanStore::new());
-    let clock = Clock::fixed(chrono::Utc::now());
+    // Whole seconds: an owner republishes every 200 ms, the same plan under the same timestamp within a second,
+    // so a pulled copy can be compared with its owner's; a fixed clock would hide a plan that changed (its first
+    // model in) behind the timestamp of the first one pulled.
+    let clock = Clock::from_fn(|| {
+        use chrono::{DurationRound, TimeDelta};
+        chrono::Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap()
+    });
     let (view, seen) = watch::channel(View {
         me: name.into(),
         joined: true,
