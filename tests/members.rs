@@ -161,6 +161,65 @@ async fn a_member_cut_off_from_the_api_stops_owning_before_the_others_drop_it_an
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_requests_hang_stops_owning_in_time_and_still_stops_at_once() {
+    let cluster = ApiServer::start().await;
+    let a = start(&cluster, settings("a")).await;
+    let b = start(&cluster, settings("bb")).await;
+    until(&a, "both", |v| identities(v) == ["a", "bb"]).await;
+    until(&b, "both", |v| v.joined && identities(v) == ["a", "bb"]).await;
+    // The API server takes bb's requests and never answers: bb's last renewal started before this.
+    cluster.hang("bb", true);
+    let hung = Instant::now();
+    until(&b, "bb leaves", |v| !v.joined).await;
+    let left = hung.elapsed();
+    assert!(
+        left <= LEASE * 2 / 3 + Duration::from_millis(200),
+        "bb claimed workloads {left:?} after its last renewal could have started (two thirds of {LEASE:?} at most)"
+    );
+    until(&a, "bb dropped", |v| identities(v) == ["a"]).await;
+    assert!(left < hung.elapsed(), "bb stopped owning before a took over");
+    // A shutdown is acted on though the round's requests hang: the release is given up after 2 s.
+    let stopping = Instant::now();
+    b.stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(4), b.task)
+        .await
+        .expect("stops while its requests hang")
+        .unwrap()
+        .unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        stopping.elapsed()
+    );
+    drop(a.stop);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_renews_but_cannot_list_gives_up_after_the_failure_limit() {
+    let cluster = ApiServer::start().await;
+    let a = start(&cluster, settings("a")).await;
+    let mut s = settings("bb");
+    s.failure_limit = Duration::from_secs(2);
+    let b = start(&cluster, s).await;
+    until(&b, "both", |v| v.joined && identities(v) == ["a", "bb"]).await;
+    // bb still renews its Lease, but cannot see members come and go: it must not plan on them for ever.
+    cluster.cut_off_lists("bb", true);
+    let error = tokio::time::timeout(Duration::from_secs(6), b.task)
+        .await
+        .expect("gives up within the failure limit and a round")
+        .unwrap()
+        .expect_err("an error ends the process");
+    let message = error.to_string();
+    assert!(message.contains("could not be listed"), "{message}");
+    assert!(
+        message.contains("coordination.k8s.io leases in namespace prescale"),
+        "{message}"
+    );
+    assert!(!b.membership.view().joined, "no longer claims workloads");
+    drop(a.stop);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_left_unrenewed_is_deleted_and_a_restarted_member_takes_its_own_lease_over() {
     let cluster = ApiServer::start().await;
     let mut s = settings("a");

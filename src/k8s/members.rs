@@ -4,7 +4,7 @@
 //! - **Own Lease.** Replica `identity` holds the Lease `<prefix>-<identity>` in its namespace (labelled [`LABEL`]
 //!   = prefix, its peer address in the [`ADDRESS_ANNOTATION`]), created at start or taken over when it is there
 //!   (a restarted pod of the same name), and renewed every third of its duration, each attempt bounded by that
-//!   third.
+//!   third and run beside the round's list.
 //! - **Others' Leases.** Every period the replica lists the member Leases. As with the leader election
 //!   ([`crate::k8s::leader`]), a Lease is live while its `resourceVersion` has changed within its
 //!   `leaseDurationSeconds` of when this replica first saw that version, on this replica's own monotonic clock:
@@ -13,17 +13,18 @@
 //!   (not being able to see a peer is no evidence that it died), and after the outage a Lease that has not
 //!   changed for its duration is dead.
 //! - **Joined.** This replica counts itself a member while its last successful renewal started less than two thirds
-//!   of the duration ago: it stops claiming workloads before any other replica may drop it (after the whole
-//!   duration), so while clocks run at the same rate a workload never has two owners for long.
+//!   of the duration ago, judged the moment that passes even while a request hangs: it stops claiming workloads
+//!   before any other replica may drop it (after the whole duration), so while clocks run at the same rate a
+//!   workload never has two owners for long.
 //! - **Ownership.** [`owner_of`]: the live member with the highest score, a stable 64-bit hash (FNV-1a with the
 //!   murmur3 finalizer) of the member's identity and the workload; every replica computes the same owner from the
 //!   same members, and a member joining or leaving moves only its own share.
 //! - **Release.** On shutdown the replica deletes its Lease, so the others take its workloads over at their next
 //!   list instead of a Lease duration later. A Lease this replica has seen unchanged for [`Settings::gc_after`]
 //!   (a pod gone without releasing it) is deleted, guarded by its `resourceVersion`.
-//! - **Failure.** When neither the renewal nor the list has succeeded for [`Settings::failure_limit`], the task
-//!   ends with an error, which ends the process: a pod must not run on unable to ever join (RBAC missing) while
-//!   looking healthy.
+//! - **Failure.** When the renewals or the lists have failed without a success for [`Settings::failure_limit`],
+//!   the task ends with an error, which ends the process: a pod must not run on unable to ever join (RBAC
+//!   missing) while looking healthy, nor go on claiming workloads by members it can no longer see change.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -275,13 +276,17 @@ pub fn members(client: kube::Client, settings: Settings) -> (Members, Membership
 
 impl Members {
     /// Renews this replica's Lease and lists the others' every third of the duration, publishing the view, until
-    /// `shutdown` resolves (then it deletes its Lease and returns) or Lease requests have failed for the failure
-    /// limit (an error).
+    /// `shutdown` resolves (then it deletes its Lease and returns) or Lease writes or lists have failed for the
+    /// failure limit (an error).
+    ///
+    /// The renewal and the list of a round run side by side, each bounded by the period; while they are under way
+    /// the replica stops counting itself a member the moment two thirds of the duration have passed since its last
+    /// successful renewal started, and a shutdown is acted on at once.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let period = self.settings.duration / 3;
         let deadline = self.settings.duration * 2 / 3;
         let mut renewed: Option<Instant> = None;
-        let mut failing_since: Option<Instant> = None;
+        let mut failing = Failing::default();
         let mut shutdown = std::pin::pin!(shutdown);
         info!(
             lease = %format!("{}/{}", self.settings.namespace, self.settings.lease_name()),
@@ -290,51 +295,61 @@ impl Members {
         );
         loop {
             let started = Instant::now();
-            let renewal = match tokio::time::timeout(period, self.renew()).await {
-                Ok(result) => result,
-                Err(_) => Err(anyhow::anyhow!("no answer within {} ms", period.as_millis())),
+            let round_end = started + period;
+            let mine = self.mine.take();
+            let round = {
+                let renew = bounded(round_end, period, renew(&self.api, &self.settings, mine));
+                let list = bounded(round_end, period, list(&self.api, &self.settings));
+                let mut renew = std::pin::pin!(renew);
+                let mut list = std::pin::pin!(list);
+                let (mut renewal, mut listing) = (None, None);
+                loop {
+                    if renewal.is_some() && listing.is_some() {
+                        break Some((renewal, listing));
+                    }
+                    let leave_at = renewed.map(|at| at + deadline).filter(|_| self.views.borrow().joined);
+                    tokio::select! {
+                        out = &mut renew, if renewal.is_none() => renewal = Some(out),
+                        out = &mut list, if listing.is_none() => listing = Some(out),
+                        () = sleep_until_some(leave_at) => self.publish(false),
+                        () = &mut shutdown => break None,
+                    }
+                }
             };
-            match &renewal {
-                Ok(()) => renewed = Some(started),
+            let Some((Some(renewal), Some(listing))) = round else {
+                self.release().await;
+                return Ok(());
+            };
+            match renewal {
+                Ok(lease) => {
+                    renewed = Some(started);
+                    failing.renewal = None;
+                    self.mine = Some(lease);
+                }
                 Err(error) => {
-                    self.mine = None;
+                    failing.renewal.get_or_insert(started);
                     warn!(%error, lease = %self.settings.lease_name(), "members: renewing this replica's Lease failed");
                 }
             }
-            let listing = match tokio::time::timeout(period, self.list()).await {
-                Ok(result) => result,
-                Err(_) => Err(anyhow::anyhow!("no answer within {} ms", period.as_millis())),
-            };
             match listing {
                 Ok(leases) => {
+                    failing.list = None;
                     self.observe(leases, Instant::now());
-                    failing_since = renewal.is_err().then(|| failing_since.unwrap_or(started));
                 }
                 Err(error) => {
+                    failing.list.get_or_insert(started);
                     warn!(%error, "members: listing the member Leases failed; keeping the members last seen");
-                    if renewal.is_err() {
-                        failing_since.get_or_insert(started);
-                    } else {
-                        failing_since = None;
-                    }
                 }
             }
-            if let Some(since) = failing_since {
-                if since.elapsed() >= self.settings.failure_limit {
-                    self.publish(false);
-                    anyhow::bail!(
-                        "members: the Leases of {}/{} could not be written or listed for {}s",
-                        self.settings.namespace,
-                        self.settings.prefix,
-                        since.elapsed().as_secs()
-                    );
-                }
+            if let Some(error) = failing.exceeded(self.settings.failure_limit, &self.settings) {
+                self.publish(false);
+                return Err(error);
             }
             let joined = renewed.is_some_and(|at| at.elapsed() < deadline);
             self.publish(joined);
             let next = match renewed.filter(|_| joined) {
-                Some(at) => (started + period).min(at + deadline),
-                None => started + period,
+                Some(at) => round_end.min(at + deadline),
+                None => round_end,
             };
             tokio::select! {
                 _ = tokio::time::sleep_until(next.max(Instant::now())) => {}
@@ -377,54 +392,6 @@ impl Members {
                 "members: changed"
             );
         }
-    }
-
-    /// Creates, takes over or renews this replica's Lease.
-    async fn renew(&mut self) -> anyhow::Result<()> {
-        let name = self.settings.lease_name();
-        let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-        let seconds = i32::try_from(self.settings.duration.as_secs().max(1)).unwrap_or(i32::MAX);
-        let current = match self.mine.take() {
-            Some(lease) => Some(lease),
-            None => self.api.get_opt(&name).await?,
-        };
-        let mut lease = current.unwrap_or_else(|| Lease {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(self.settings.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            spec: None,
-        });
-        let creating = lease.metadata.resource_version.is_none();
-        lease.metadata.labels.get_or_insert_with(Default::default).extend([
-            (LABEL.to_owned(), self.settings.prefix.clone()),
-            ("app.kubernetes.io/managed-by".to_owned(), "prescale".to_owned()),
-        ]);
-        lease
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(ADDRESS_ANNOTATION.to_owned(), self.settings.address.clone());
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        if spec.holder_identity.as_deref() != Some(self.settings.identity.as_str()) {
-            spec.holder_identity = Some(self.settings.identity.clone());
-            spec.acquire_time = Some(now.clone());
-        }
-        spec.lease_duration_seconds = Some(seconds);
-        spec.renew_time = Some(now);
-        let written = if creating {
-            self.api.create(&PostParams::default(), &lease).await?
-        } else {
-            self.api.replace(&name, &PostParams::default(), &lease).await?
-        };
-        self.mine = Some(written);
-        Ok(())
-    }
-
-    async fn list(&self) -> anyhow::Result<Vec<Lease>> {
-        let selector = format!("{LABEL}={}", self.settings.prefix);
-        Ok(self.api.list(&ListParams::default().labels(&selector)).await?.items)
     }
 
     /// Notes the listed Leases' versions, decides who is live, and deletes a few long-dead Leases.
@@ -505,18 +472,131 @@ impl Members {
         }
     }
 
-    /// Deletes this replica's Lease (within 2 s), so the others take its workloads over at once.
+    /// Deletes this replica's Lease, so the others take its workloads over at once: tried three times within 2 s
+    /// at most; a Lease left behind expires after its duration.
     async fn release(&mut self) {
         self.publish(false);
         let name = self.settings.lease_name();
-        match tokio::time::timeout(Duration::from_secs(2), self.api.delete(&name, &DeleteParams::default())).await {
-            Ok(Ok(_)) => info!(lease = %name, "members: released this replica's Lease"),
-            Ok(Err(error)) => {
-                warn!(lease = %name, %error, "members: releasing this replica's Lease failed; it expires")
+        let params = DeleteParams::default();
+        let give_up = Instant::now() + Duration::from_secs(2);
+        for attempt in 1..=3 {
+            match tokio::time::timeout_at(give_up, self.api.delete(&name, &params)).await {
+                Ok(Ok(_)) => {
+                    info!(lease = %name, "members: released this replica's Lease");
+                    return;
+                }
+                Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
+                    info!(lease = %name, "members: this replica's Lease is gone already");
+                    return;
+                }
+                Ok(Err(error)) if attempt < 3 => {
+                    warn!(lease = %name, %error, attempt, "members: releasing this replica's Lease failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Err(error)) => {
+                    warn!(lease = %name, %error, "members: releasing this replica's Lease failed; it expires");
+                    return;
+                }
+                Err(_) => {
+                    warn!(lease = %name, "members: releasing this replica's Lease took over 2 s; it expires");
+                    return;
+                }
             }
-            Err(_) => warn!(lease = %name, "members: releasing this replica's Lease took over 2 s; it expires"),
         }
     }
+}
+
+/// Since when the renewals and the lists have been failing without a success.
+#[derive(Debug, Default)]
+struct Failing {
+    renewal: Option<Instant>,
+    list: Option<Instant>,
+}
+
+impl Failing {
+    /// The error that ends the task once renewals or lists have failed for `limit`: a replica that cannot write
+    /// its Lease never plans, and one that cannot list would go on with members that may have changed.
+    fn exceeded(&self, limit: Duration, settings: &Settings) -> Option<anyhow::Error> {
+        let (what, since) = [("written", self.renewal), ("listed", self.list)]
+            .into_iter()
+            .find_map(|(what, since)| since.filter(|s| s.elapsed() >= limit).map(|s| (what, s)))?;
+        Some(anyhow::anyhow!(
+            "members: the Leases of {}/{} could not be {what} for {}s (grant get, list, create, update and delete on \
+             coordination.k8s.io leases in namespace {} and check the API server can be reached)",
+            settings.namespace,
+            settings.prefix,
+            since.elapsed().as_secs(),
+            settings.namespace,
+        ))
+    }
+}
+
+/// `request`, answered by `at` (`period` from its start).
+async fn bounded<T>(
+    at: Instant,
+    period: Duration,
+    request: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout_at(at, request).await {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!("no answer within {} ms", period.as_millis())),
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Creates, takes over or renews the Lease of `settings` (`mine`: as last written, to renew without reading it
+/// first), returning it as written.
+async fn renew(api: &Api<Lease>, settings: &Settings, mine: Option<Lease>) -> anyhow::Result<Lease> {
+    let name = settings.lease_name();
+    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let seconds = i32::try_from(settings.duration.as_secs().max(1)).unwrap_or(i32::MAX);
+    let current = match mine {
+        Some(lease) => Some(lease),
+        None => api.get_opt(&name).await?,
+    };
+    let mut lease = current.unwrap_or_else(|| Lease {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(settings.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: None,
+    });
+    let creating = lease.metadata.resource_version.is_none();
+    lease.metadata.labels.get_or_insert_with(Default::default).extend([
+        (LABEL.to_owned(), settings.prefix.clone()),
+        ("app.kubernetes.io/managed-by".to_owned(), "prescale".to_owned()),
+    ]);
+    lease
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(ADDRESS_ANNOTATION.to_owned(), settings.address.clone());
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if spec.holder_identity.as_deref() != Some(settings.identity.as_str()) {
+        spec.holder_identity = Some(settings.identity.clone());
+        spec.acquire_time = Some(now.clone());
+    }
+    spec.lease_duration_seconds = Some(seconds);
+    spec.renew_time = Some(now);
+    Ok(if creating {
+        api.create(&PostParams::default(), &lease).await?
+    } else {
+        api.replace(&name, &PostParams::default(), &lease).await?
+    })
+}
+
+/// The member Leases of `settings.prefix`.
+async fn list(api: &Api<Lease>, settings: &Settings) -> anyhow::Result<Vec<Lease>> {
+    let selector = format!("{LABEL}={}", settings.prefix);
+    Ok(api.list(&ListParams::default().labels(&selector)).await?.items)
 }
 
 #[cfg(test)]

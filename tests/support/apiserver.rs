@@ -17,8 +17,8 @@
 //! every open watch ([`ApiServer::drop_watches`]), hold events back from open watches ([`ApiServer::freeze`]) and
 //! forget history ([`ApiServer::compact`]) so a resuming watch gets 410 and relists, or fail every list and watch
 //! ([`ApiServer::fail_lists`]), every Lease request ([`ApiServer::fail_leases`]) or forbid every ConfigMap
-//! request ([`ApiServer::forbid_configmaps`]), or cut one client's door off ([`ApiServer::cut_off`]); every write
-//! is counted
+//! request ([`ApiServer::forbid_configmaps`]), or cut one client's door off ([`ApiServer::cut_off`]), make its
+//! requests hang ([`ApiServer::hang`]) or its lists fail ([`ApiServer::cut_off_lists`]); every write is counted
 //! ([`ApiServer::writes`]), and by the door it came through when clients have their own
 //! ([`ApiServer::client_as`], [`ApiServer::writes_via`]).
 #![allow(dead_code)]
@@ -111,6 +111,10 @@ struct Shared {
     door_writes: Mutex<BTreeMap<(String, String), usize>>,
     /// Doors cut off from the API ([`ApiServer::cut_off`]).
     cut: Mutex<std::collections::BTreeSet<String>>,
+    /// Doors whose requests hang ([`ApiServer::hang`]).
+    hung: Mutex<std::collections::BTreeSet<String>>,
+    /// Doors whose lists fail ([`ApiServer::cut_off_lists`]).
+    lists_cut: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The stand-in; dropping it does not stop the server (tests end the process).
@@ -132,6 +136,8 @@ impl ApiServer {
             watches: Mutex::new(0),
             door_writes: Mutex::new(BTreeMap::new()),
             cut: Mutex::new(Default::default()),
+            hung: Mutex::new(Default::default()),
+            lists_cut: Mutex::new(Default::default()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -157,9 +163,18 @@ impl ApiServer {
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 let (shared, door) = (shared.clone(), door.clone());
                 async move {
+                    while shared.hung.lock().unwrap().contains(&door) {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
                     if shared.cut.lock().unwrap().contains(&door) {
                         // Not a 503: kube's client retries those for minutes, which a real partition does not.
                         return status(500, "InternalError", "the API server cannot be reached from this door");
+                    }
+                    if request.method() == Method::GET
+                        && is_list(request.uri().path())
+                        && shared.lists_cut.lock().unwrap().contains(&door)
+                    {
+                        return status(500, "InternalError", "lists fail through this door");
                     }
                     if request.method() != Method::GET {
                         let key = (door, format!("{} {}", request.method(), request.uri().path()));
@@ -176,12 +191,18 @@ impl ApiServer {
     /// Cuts the door `door` off from the API (every request through it is answered 500 at once), or opens it
     /// again: a replica that cannot reach the API server while the others can.
     pub fn cut_off(&self, door: &str, cut: bool) {
-        let mut doors = self.shared.cut.lock().unwrap();
-        if cut {
-            doors.insert(door.to_owned());
-        } else {
-            doors.remove(door);
-        }
+        toggle(&self.shared.cut, door, cut);
+    }
+
+    /// Makes every request through `door` hang until the door is opened again (`false`), then be answered: an API
+    /// server that accepts connections and never answers.
+    pub fn hang(&self, door: &str, hung: bool) {
+        toggle(&self.shared.hung, door, hung);
+    }
+
+    /// Makes every list through `door` fail with a 500 (gets and writes still work), or work again.
+    pub fn cut_off_lists(&self, door: &str, cut: bool) {
+        toggle(&self.shared.lists_cut, door, cut);
     }
 
     /// Every request other than GET that came through `door`.
@@ -866,4 +887,20 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/namespaces/{ns}/configmaps", configmaps)
         .route("/api/v1/namespaces/{ns}/configmaps/{name}", configmap)
         .with_state(shared)
+}
+
+/// Adds `door` to `doors` (`on`) or takes it out.
+fn toggle(doors: &Mutex<std::collections::BTreeSet<String>>, door: &str, on: bool) {
+    let mut doors = doors.lock().unwrap();
+    if on {
+        doors.insert(door.to_owned());
+    } else {
+        doors.remove(door);
+    }
+}
+
+/// True when `path` names a namespaced collection (`.../namespaces/<ns>/<resource>`): a list.
+fn is_list(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    segments.len() >= 3 && segments[segments.len() - 3] == "namespaces"
 }
