@@ -142,8 +142,9 @@ pub struct WatchArgs {
     /// (renewed every third of --leader-elect-lease-duration), each workload is planned by one live replica
     /// (rendezvous hashing), and every replica serves every workload from its owner's plan, pulled from the
     /// owner's admin listener every cycle (docs/deploy.md, "Sharded replicas"). Needs get, list, create, update
-    /// and delete on leases in that namespace.
-    #[arg(long, env = "PRESCALE_SHARD_MEMBERS", value_parser = dns_subdomain, conflicts_with = "watch_objects")]
+    /// and delete on leases in that namespace. With --watch-objects, each replica writes the status and managed
+    /// HPA of the objects it owns, with no leader election.
+    #[arg(long, env = "PRESCALE_SHARD_MEMBERS", value_parser = dns_subdomain)]
     pub shard_members: Option<String>,
     /// With --shard-members: HOST:PORT where peers reach this replica's admin listener; default: the pod's IP
     /// (POD_IP, from the downward API) and the admin port.
@@ -379,7 +380,8 @@ pub async fn serve(
         let client = kube::Client::try_default()
             .await
             .context("building the Kubernetes client for --watch-objects")?;
-        let election = if leader_elect {
+        // Sharded replicas each write the objects they own: no election.
+        let election = if leader_elect && sharding.is_none() {
             let identity = leader_elect_identity.or_else(host_name).context(
                 "--leader-elect-identity: this replica has no name to hold the Lease as: set POD_NAME (the \
                  downward API's metadata.name) or --leader-elect-identity, or pass --leader-elect=false when one \
@@ -858,8 +860,13 @@ async fn run(
             history,
             setup.settings,
         );
-        let leadership = controller.leadership();
-        telemetry.register_with(|r| leadership.register_metrics(r));
+        let controller = match &sharded {
+            Some((_, membership, _)) => controller.with_membership(membership.clone()),
+            None => controller,
+        };
+        if let Some(leadership) = controller.leadership() {
+            telemetry.register_with(|r| leadership.register_metrics(r));
+        }
         tokio::spawn(controller.run())
     });
     // Sharded: the membership task (its end, but for a shutdown, ends the process), the workloads following the

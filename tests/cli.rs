@@ -108,16 +108,11 @@ fn a_watched_namespace_needs_the_controller_on() {
 }
 
 #[test]
-fn sharded_replicas_need_a_shared_serving_key_and_not_the_controller() {
+fn sharded_replicas_need_a_shared_serving_key() {
     let serve = ["serve", "--config", "deploy/base/config.yaml", "--shard-members"];
     for (extra, code, says) in [
         // Without --tls-key-file each replica would sign its peers' plans with a key of its own.
         (&["prescale-member"][..], 1, &["--shard-members", "--tls-key-file"][..]),
-        (
-            &["prescale-member", "--watch-objects"][..],
-            2,
-            &["--shard-members", "--watch-objects"][..],
-        ),
         (&["Bad_Prefix"][..], 2, &["DNS subdomain"][..]),
     ] {
         let out = prescale(&[&serve[..], extra].concat());

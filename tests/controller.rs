@@ -15,6 +15,7 @@ use prescale::history::prometheus::{PrometheusClient, PrometheusSettings};
 use prescale::history::{Fetch, History, HistoryError};
 use prescale::k8s::controller::{Controller, HistoryFactory, Settings, FIRST_LIST};
 use prescale::k8s::leader;
+use prescale::k8s::members::{Member, Membership, View};
 use prescale::k8s::status::WriteLimits;
 use prescale::pipeline::{Options, Pipelines};
 use prescale::store::{PlanStore, WorkloadId};
@@ -925,7 +926,7 @@ async fn replica(api: &ApiServer, name: &str) -> Replica {
             election: Some(election(name)),
         },
     );
-    let leadership = controller.leadership();
+    let leadership = controller.leadership().expect("an election");
     Replica {
         controller: tokio::spawn(controller.run()),
         leadership,
@@ -1010,6 +1011,131 @@ async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over_when_it
     // What the old leader wrote and nothing changed since was not written again: a's status is the same.
     assert_eq!(api.writes_via(follower, "PATCH", "/predictiveautoscalers/a/status"), 0);
     assert!(!replicas[follower].controller.is_finished());
+}
+
+/// A sharded replica: its pipelines and controller follow a membership view the test sets.
+struct Sharded {
+    controller: tokio::task::JoinHandle<anyhow::Result<()>>,
+    view: tokio::sync::watch::Sender<View>,
+}
+
+async fn sharded(api: &ApiServer, name: &str, members: &[Member]) -> Sharded {
+    let clock = Clock::system();
+    let (view, seen) = tokio::sync::watch::channel(View {
+        me: name.into(),
+        joined: true,
+        members: members.to_vec(),
+    });
+    let membership = Membership::new(seen);
+    let store = Arc::new(PlanStore::new());
+    let pipelines = Arc::new(
+        Pipelines::new(store.clone(), clock.clone(), TimeDelta::seconds(1), Options::default())
+            .with_membership(membership.clone()),
+    );
+    tokio::spawn(pipelines.clone().follow());
+    let history: HistoryFactory = Arc::new(|_| Ok(Arc::new(Down) as Arc<dyn History>));
+    let controller = Controller::new(
+        api.client_as(name).await,
+        pipelines,
+        store,
+        clock,
+        BTreeSet::new(),
+        history,
+        Settings {
+            // Ignored when sharded: the owners write.
+            election: Some(election(name)),
+            ..settings()
+        },
+    )
+    .with_membership(membership);
+    assert!(controller.leadership().is_none(), "no election among sharded replicas");
+    Sharded {
+        controller: tokio::spawn(controller.run()),
+        view,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sharded_replicas_each_write_the_objects_they_own_and_take_over_a_leaving_one_s() {
+    prescale::app::init();
+    let api = ApiServer::start().await;
+    let members: Vec<Member> = ["one", "two"]
+        .iter()
+        .map(|m| Member {
+            identity: (*m).into(),
+            address: String::new(),
+        })
+        .collect();
+    let both = View {
+        me: "one".into(),
+        joined: true,
+        members: members.clone(),
+    };
+    let names: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
+    let owner = |name: &str| both.owner(&id(name)).unwrap().identity.clone();
+    let of = |who: &str| -> Vec<String> { names.iter().filter(|n| owner(n) == who).cloned().collect() };
+    let (of_one, of_two) = (of("one"), of("two"));
+    assert!(!of_one.is_empty() && !of_two.is_empty(), "{of_one:?} {of_two:?}");
+    for (i, name) in names.iter().enumerate() {
+        api.apply(
+            NS,
+            name,
+            spec_of("sum(rate(requests_total[2m]))", &format!("web-{i}"), 40),
+        );
+    }
+    let mut replicas = BTreeMap::new();
+    for name in ["one", "two"] {
+        replicas.insert(name, sharded(&api, name, &members).await);
+    }
+    let generation = |name: &str| api.get(Kind::Pa, NS, name).unwrap()["status"]["observedGeneration"].clone();
+    wait_until("every object's status and HPA written", || {
+        names
+            .iter()
+            .all(|n| generation(n) == 1 && api.get(Kind::Hpa, NS, n).is_some())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Each object's status and HPA came from its owner alone.
+    for (who, other) in [("one", "two"), ("two", "one")] {
+        assert_eq!(
+            api.writes_via(who, "POST", "/horizontalpodautoscalers"),
+            of(who).len(),
+            "{who}'s HPAs"
+        );
+        for name in of(who) {
+            let status = format!("/predictiveautoscalers/{name}/status");
+            assert!(
+                api.writes_via(who, "PATCH", &status) >= 1,
+                "{who} wrote {name}'s status"
+            );
+            assert_eq!(
+                api.writes_via(other, "PATCH", &status),
+                0,
+                "{other} wrote {name}'s status"
+            );
+        }
+    }
+
+    // two dies and leaves one's view: one writes two's objects from now on, and checks their HPAs first.
+    replicas["two"].controller.abort();
+    replicas["one"]
+        .view
+        .send_modify(|v| v.members.retain(|m| m.identity == "one"));
+    let taken = &of_two[0];
+    api.apply(NS, taken, spec_of("sum(rate(requests_total[2m]))", "web-taken", 41));
+    let mut edited = api.get(Kind::Hpa, NS, &of_two[of_two.len() - 1]).unwrap();
+    edited["spec"]["maxReplicas"] = json!(99);
+    api.put_hpa(edited);
+    wait_until("one wrote the taken object's new status and restored its HPA", || {
+        generation(taken) == 2
+            && api.get(Kind::Hpa, NS, taken).unwrap()["spec"]["maxReplicas"] == 41
+            && api.get(Kind::Hpa, NS, &of_two[of_two.len() - 1]).unwrap()["spec"]["maxReplicas"] == 40
+    })
+    .await;
+    assert!(api.writes_via("one", "PATCH", &format!("/predictiveautoscalers/{taken}/status")) >= 1);
+    let restored = format!("/horizontalpodautoscalers/{}", of_two[of_two.len() - 1]);
+    assert!(api.writes_via("one", "PUT", &restored) >= 1, "one restored it");
+    assert!(!replicas["one"].controller.is_finished());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -409,7 +409,7 @@ fn differences(kustomized: &[Value], chart: &[Value]) -> Vec<String> {
 
 /// A kustomization in a new directory: the production overlay plus `component` (a real overlay would list both;
 /// kustomize wants the paths relative).
-fn production_with(component: &str) -> tempfile::TempDir {
+fn production_with(components: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let from = dir.path().canonicalize().unwrap();
     let root = repo().canonicalize().unwrap();
@@ -420,7 +420,7 @@ fn production_with(component: &str) -> tempfile::TempDir {
         format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [{}]\ncomponents: [{}]\n",
             to("deploy/overlays/production"),
-            to(component)
+            components.iter().map(|c| to(c)).collect::<Vec<_>>().join(", ")
         ),
     )
     .unwrap();
@@ -442,9 +442,10 @@ fn kustomize(dir: &Path) -> Vec<Value> {
 fn the_chart_renders_the_kustomizations_for_the_equivalent_values() {
     let monitoring = "serviceMonitor.enabled=true,prometheusRule.enabled=true";
     let production = ci("production-values.yaml");
-    let keda = production_with("deploy/components/keda");
-    let sharding = production_with("deploy/components/sharding");
-    let cases: [(&str, Vec<Value>, Vec<&str>); 5] = [
+    let keda = production_with(&["deploy/components/keda"]);
+    let sharding = production_with(&["deploy/components/sharding"]);
+    let sharded_objects = production_with(&["deploy/components/sharding", "deploy/components/watch-objects"]);
+    let cases: [(&str, Vec<Value>, Vec<&str>); 6] = [
         ("deploy/base", render("deploy/base"), vec!["--set", monitoring]),
         (
             "deploy/overlays/dev",
@@ -472,6 +473,16 @@ fn the_chart_renders_the_kustomizations_for_the_equivalent_values() {
             "deploy/overlays/production + deploy/components/sharding",
             kustomize(sharding.path()),
             vec!["-f", &production, "--set", "sharding.enabled=true"],
+        ),
+        (
+            "deploy/overlays/production + deploy/components/{sharding,watch-objects}",
+            kustomize(sharded_objects.path()),
+            vec![
+                "-f",
+                &production,
+                "--set",
+                "sharding.enabled=true,watchObjects.enabled=true",
+            ],
         ),
     ];
     for (name, kustomized, args) in &cases {
@@ -889,19 +900,31 @@ fn sharded_replicas_hold_member_leases_reach_each_other_and_share_one_serving_ke
     let policy = find(&default, "NetworkPolicy", "prescale");
     assert!(!has(&policy["spec"]["ingress"], "from"));
 
-    // Refused: a key each pod generates for itself, and the controller alongside.
+    // With the controller: each pod writes the objects it owns, no election; the pod's name and namespace once.
+    let both = objects(&[
+        "--set",
+        "sharding.enabled=true,tls.mode=certManager,watchObjects.enabled=true",
+    ]);
+    let container = &find(&both, "Deployment", "prescale")["spec"]["template"]["spec"]["containers"][0];
+    let names: Vec<&str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for once in [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "PRESCALE_SHARD_MEMBERS",
+        "PRESCALE_WATCH_OBJECTS",
+    ] {
+        assert_eq!(names.iter().filter(|n| **n == once).count(), 1, "{once}: {names:?}");
+    }
+    assert!(!names.contains(&"PRESCALE_LEADER_ELECT_LEASE"), "{names:?}");
+
+    // Refused: a key each pod generates for itself.
     let e = template_as("prescale", "prescale", &["--set", "sharding.enabled=true"]).unwrap_err();
     assert!(e.contains("sharding.enabled") && e.contains("tls.mode"), "{e}");
-    let e = template_as(
-        "prescale",
-        "prescale",
-        &[
-            "--set",
-            "sharding.enabled=true,tls.mode=certManager,watchObjects.enabled=true",
-        ],
-    )
-    .unwrap_err();
-    assert!(e.contains("sharding.enabled and watchObjects.enabled"), "{e}");
     let e = template_as("prescale", "prescale", &["--set", "sharding.membersPrefix=Bad_Name"]).unwrap_err();
     assert!(e.contains("membersPrefix"), "{e}");
 }

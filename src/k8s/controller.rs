@@ -20,6 +20,11 @@
 //!   serves every workload, but only the holder of the Lease writes status and managed HPAs. A follower keeps what
 //!   the leader wrote (the status it watches), so once it leads it writes only what changed, after checking every
 //!   managed HPA first.
+//! - With sharded replicas ([`Controller::with_membership`]) there is no election: every replica watches every
+//!   object, and each writes the status and managed HPA of the objects it owns
+//!   ([`crate::k8s::members::View::owns`]), the plans of
+//!   which it makes. The others keep what the owner wrote, as a follower does, so a replica that takes an object
+//!   over checks its HPA first and then writes only what changed.
 //! - Readiness waits for the first list ([`FIRST_LIST`]): a new replica answers only once it knows every object's
 //!   workload (and then waits for their first cycles, like the workload file's); with no workload at all, a
 //!   replica whose list is done is ready.
@@ -45,6 +50,7 @@ use crate::config::WorkloadConfig;
 use crate::history::History;
 use crate::k8s::leader::{self, Leadership};
 use crate::k8s::managed_hpa::{self, Found, Owner, Step};
+use crate::k8s::members::Membership;
 use crate::k8s::status::{self, HpaState, Outcome, TokenBucket, WriteLimits, Written};
 use crate::pipeline::{Pipelines, Workload};
 use crate::store::{PlanStore, WorkloadId};
@@ -108,8 +114,43 @@ pub struct Controller {
     settings: Settings,
     /// The election [`Controller::run`] starts, when there is one.
     elector: Option<leader::Elector>,
-    /// Whether this replica writes.
-    leadership: Leadership,
+    /// Which objects this replica writes.
+    writer: Writer,
+}
+
+/// Which objects a replica writes the status and managed HPA of.
+#[derive(Debug, Clone)]
+enum Writer {
+    /// Every object, while it leads (always, without an election).
+    Leader(Leadership),
+    /// The objects it owns among the sharded replicas.
+    Owner(Membership),
+}
+
+impl Writer {
+    /// True when this replica writes `id`'s status and HPA now.
+    fn writes(&self, id: &WorkloadId) -> bool {
+        match self {
+            Writer::Leader(leadership) => leadership.is_leader(),
+            Writer::Owner(membership) => membership.view().owns(id),
+        }
+    }
+
+    /// True when this replica may write some object now.
+    fn writes_any(&self) -> bool {
+        match self {
+            Writer::Leader(leadership) => leadership.is_leader(),
+            Writer::Owner(membership) => membership.view().joined,
+        }
+    }
+
+    /// Waits until what this replica writes may have changed.
+    async fn changed(&mut self) {
+        match self {
+            Writer::Leader(leadership) => leadership.changed().await,
+            Writer::Owner(membership) => membership.changed().await,
+        }
+    }
 }
 
 /// What the controller knows of one object.
@@ -117,9 +158,9 @@ struct Known {
     uid: String,
     generation: Option<i64>,
     outcome: Outcome,
-    /// `None` until this replica has reconciled the HPA as leader (a follower leaves it to the leader).
+    /// `None` until this replica has reconciled the HPA as its writer (another replica's to write: left to it).
     hpa: Option<HpaState>,
-    /// What this replica last wrote; on a follower, what the leader last wrote (the status watched).
+    /// What this replica last wrote; where another writes it, what that one last wrote (the status watched).
     written: Option<Written>,
     /// The conditions last written (or found on the object), whose transition times carry over.
     conditions: Vec<Condition>,
@@ -155,13 +196,24 @@ impl Controller {
             history,
             settings,
             elector,
-            leadership,
+            writer: Writer::Leader(leadership),
         }
     }
 
-    /// Whether this replica writes status and managed HPAs, as the election decides it.
-    pub fn leadership(&self) -> Leadership {
-        self.leadership.clone()
+    /// Shards the writes among the replicas of `membership`: this replica writes the status and managed HPAs of
+    /// the objects it owns, with no election (the settings' is dropped).
+    pub fn with_membership(mut self, membership: Membership) -> Self {
+        self.elector = None;
+        self.writer = Writer::Owner(membership);
+        self
+    }
+
+    /// Whether this replica writes status and managed HPAs, as the election decides it; `None` when sharded.
+    pub fn leadership(&self) -> Option<Leadership> {
+        match &self.writer {
+            Writer::Leader(leadership) => Some(leadership.clone()),
+            Writer::Owner(_) => None,
+        }
     }
 
     /// Watches the objects and keeps their workloads, HPAs and status in step. Ends only with an error: when the
@@ -171,7 +223,7 @@ impl Controller {
         // The election runs on its own task, so that renewing the Lease never waits for a long reconcile here; it
         // ends with the controller.
         let mut election = self.elector.take().map(|e| Aborting(tokio::spawn(e.run())));
-        let mut leadership = self.leadership.clone();
+        let mut writer = self.writer.clone();
         let resource = ApiResource::erase::<PredictiveAutoscaler>(&());
         let api: Api<DynamicObject> = match &self.settings.namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
@@ -204,9 +256,15 @@ impl Controller {
                         Err(error) => anyhow::Error::from(error).context("leader election panicked"),
                     });
                 }
-                _ = leadership.changed() => {
-                    // A new leader checks every managed HPA at the next tick, before it writes any status.
-                    if leadership.is_leader() {
+                _ = writer.changed() => {
+                    // What another replica writes now is checked again before this one writes it: a new leader
+                    // or owner checks the managed HPAs at the next tick, before it writes their status.
+                    for (id, k) in known.iter_mut() {
+                        if matches!(k.outcome, Outcome::Running(_)) && !writer.writes(id) {
+                            k.hpa = None;
+                        }
+                    }
+                    if writer.writes_any() {
                         pass_unfinished = true;
                     }
                 }
@@ -289,7 +347,7 @@ impl Controller {
         let Some(id) = id_of(object) else { return };
         let uid = object.uid().unwrap_or_default();
         let generation = object.metadata.generation;
-        let leading = self.leadership.is_leader();
+        let leading = self.writer.writes(&id);
         if let Some(k) = known.get_mut(&id) {
             if !leading && k.uid == uid {
                 observe(k, object);
@@ -347,7 +405,7 @@ impl Controller {
                 };
                 Some(managed_hpa::reconcile(&self.client, config, &owner).await)
             }
-            // The leader's to write; this replica checks it when it leads.
+            // Another replica's to write; this one checks it when it writes it.
             Outcome::Running(_) => None,
             _ => Some(HpaState::Unmanaged),
         };
@@ -389,7 +447,8 @@ impl Controller {
     /// running object's in step ([`managed_hpa::decide`]), each write taking a token of the global bucket. False
     /// when the bucket ran out first: the pass goes on at the next tick, from a new list.
     async fn check_hpas(&self, known: &mut BTreeMap<WorkloadId, Known>, bucket: &mut TokenBucket) -> bool {
-        if !self.leadership.is_leader() || !known.values().any(|k| matches!(k.outcome, Outcome::Running(_))) {
+        let writes = |id: &WorkloadId, k: &Known| matches!(k.outcome, Outcome::Running(_)) && self.writer.writes(id);
+        if !known.iter().any(|(id, k)| writes(id, k)) {
             return true;
         }
         let api: Api<HorizontalPodAutoscaler> = match &self.settings.namespace {
@@ -402,9 +461,7 @@ impl Controller {
                 warn!(%error, "listing HorizontalPodAutoscalers to check the managed ones failed; retrying");
                 // At the next tick while a new leader's objects wait for this pass to write their status, else at
                 // the next pass.
-                return !known
-                    .values()
-                    .any(|k| matches!(k.outcome, Outcome::Running(_)) && k.hpa.is_none());
+                return !known.iter().any(|(id, k)| writes(id, k) && k.hpa.is_none());
             }
         };
         let mut by_namespace: BTreeMap<&str, Vec<&HorizontalPodAutoscaler>> = BTreeMap::new();
@@ -416,6 +473,9 @@ impl Controller {
         }
         for (id, k) in known.iter_mut() {
             let Outcome::Running(config) = &k.outcome else { continue };
+            if !self.writer.writes(id) {
+                continue;
+            }
             let owner = Owner {
                 name: id.name.clone(),
                 uid: k.uid.clone(),
@@ -433,8 +493,8 @@ impl Controller {
             let state = match step {
                 Step::Keep(state) => state,
                 step => {
-                    if !self.leadership.is_leader() {
-                        return true;
+                    if !self.writer.writes(id) {
+                        continue;
                     }
                     if !bucket.try_take(Instant::now()) {
                         return false;
@@ -468,13 +528,13 @@ impl Controller {
         resource: &ApiResource,
         bucket: &mut TokenBucket,
     ) {
-        if !self.leadership.is_leader() {
+        if !self.writer.writes_any() {
             return;
         }
         let now = Instant::now();
         let mut due: Vec<_> = known
             .iter()
-            .filter(|(_, k)| k.hpa.is_some())
+            .filter(|(id, k)| k.hpa.is_some() && self.writer.writes(id))
             .map(|(id, k)| (k.written.as_ref().map(|w| w.at), id.clone(), self.desired(id, k)))
             .filter(|(_, id, desired)| status::due(desired, known[id].written.as_ref(), &self.settings.limits, now))
             .collect();
@@ -509,7 +569,7 @@ impl Controller {
         bucket: &mut TokenBucket,
     ) -> bool {
         if k.hpa.is_none() {
-            // Written once the HPA is known (a new leader's first pass).
+            // Written once the HPA is known (a new writer's first pass).
             return true;
         }
         let desired = self.desired(id, k);
@@ -526,7 +586,7 @@ impl Controller {
         bucket: &mut TokenBucket,
     ) -> bool {
         let now = Instant::now();
-        if !self.leadership.is_leader() || !status::due(&desired, k.written.as_ref(), &self.settings.limits, now) {
+        if !self.writer.writes(id) || !status::due(&desired, k.written.as_ref(), &self.settings.limits, now) {
             return true;
         }
         if !bucket.try_take(now) {
@@ -560,9 +620,9 @@ impl Drop for Aborting {
     }
 }
 
-/// A follower's record of what the leader wrote: `object`'s status as watched (with when it was first seen), so
-/// that once this replica leads it writes only what changed, no sooner than the per-object interval allows, and
-/// keeps the conditions' transition times.
+/// A record of what the replica writing `object` wrote: its status as watched (with when it was first seen), so
+/// that once this replica writes it, it writes only what changed, no sooner than the per-object interval allows,
+/// and keeps the conditions' transition times.
 fn observe(k: &mut Known, object: &DynamicObject) {
     let Some(status) = object
         .data
