@@ -718,9 +718,9 @@ impl Cycle {
                 let Some(h) = lock(&self.history).clone() else {
                     return;
                 };
-                let settings = self.engine.settings().clone();
+                let (settings, effort) = (self.engine.settings().clone(), self.engine.next_fit_effort());
                 let started = Instant::now();
-                match tokio::task::spawn_blocking(move || forecast::fit(&h, &settings, now)).await {
+                match tokio::task::spawn_blocking(move || forecast::fit_with(&h, &settings, now, effort)).await {
                     Ok(model) => self.adopt_fit(model, started.elapsed().as_secs_f64()),
                     Err(error) => warn!(%error, "model fit panicked; keeping the previous model"),
                 }
@@ -738,15 +738,17 @@ impl Cycle {
                     return;
                 }
                 let (shared, settings, clock) = (self.history.clone(), self.engine.settings().clone(), clock.clone());
+                let effort = self.engine.next_fit_effort();
                 *pending = Some(tokio::spawn(
                     async move {
                         let _turn = fit_permits().acquire().await;
                         let history = lock(&shared).clone()?;
                         let now = clock.now();
                         let started = Instant::now();
-                        let model = tokio::task::spawn_blocking(move || forecast::fit(&history, &settings, now))
-                            .await
-                            .ok()?;
+                        let model =
+                            tokio::task::spawn_blocking(move || forecast::fit_with(&history, &settings, now, effort))
+                                .await
+                                .ok()?;
                         Some((model, started.elapsed().as_secs_f64()))
                     }
                     .in_current_span(),
@@ -758,7 +760,13 @@ impl Cycle {
     fn adopt_fit(&mut self, model: Model, seconds: f64) {
         self.status.fits += 1;
         self.status.last_fit_seconds = seconds;
-        info!(seconds, "model refitted");
+        match model.effort() {
+            forecast::Effort::First => info!(
+                seconds,
+                "first model fitted (its trend on the recent days; a full fit follows at the next refit)"
+            ),
+            forecast::Effort::Full => info!(seconds, "model refitted"),
+        }
         self.metrics.fit(&self.workload.config.id, seconds);
         self.engine.install(model);
     }

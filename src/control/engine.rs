@@ -336,6 +336,15 @@ impl Engine {
             .is_none_or(|m| now - m.fitted_at() >= self.refit_interval)
     }
 
+    /// How the next fit should be made: a workload's first model with [`forecast::Effort::First`] (it is served
+    /// its reactive target until then, so a cheaper model sooner is worth more), every later one in full.
+    pub fn next_fit_effort(&self) -> forecast::Effort {
+        match self.model {
+            None => forecast::Effort::First,
+            Some(_) => forecast::Effort::Full,
+        }
+    }
+
     /// Installs a model fitted elsewhere (e.g. on a blocking thread).
     pub fn install(&mut self, model: Model) {
         self.model = Some(model);
