@@ -2,7 +2,8 @@
 //! cheap path between refits (forecast from the fitted model + plan); and a refit of a coarse series (30-minute NYC
 //! taxi, 35 days: 1,680 slots), whose calibration fits seven one-day holdout folds instead of one; and one decision
 //! of the production step (`Engine::decide`) with the adaptive quantile's shadows against one without; and six hours
-//! of the startup replay (`Engine::replay`).
+//! of the startup replay (`Engine::replay`); and a full fit against a workload's first fit (`Effort::First`) on 14
+//! days of 5-minute data (Twitter mentions), the series `serve` fits most often.
 //!
 //! Traces are read from `PRESCALE_TRACES_DIR`, or `../shared/traces` next to the crate.
 
@@ -13,11 +14,12 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use prescale::control::engine::Engine;
 use prescale::control::planner::plan;
 use prescale::control::policy::Policy;
-use prescale::forecast::{fit, ForecastSettings, Seasonality};
+use prescale::forecast::{fit, fit_with, Effort, ForecastSettings, Seasonality};
 use prescale::series::Series;
 
 const TRACE: &str = "nasa_http_1995.csv";
 const COARSE_TRACE: &str = "nyc_taxi_passengers_2014.csv";
+const FIVE_MINUTE_TRACE: &str = "twitter_mentions_aapl_2015.csv";
 
 fn load(name: &str, step: TimeDelta) -> Series {
     let dir = std::env::var_os("PRESCALE_TRACES_DIR")
@@ -119,6 +121,17 @@ fn refit(c: &mut Criterion) {
     group.bench_function("refit_and_plan", |b| {
         b.iter(|| refit_and_plan(&coarse_history, coarse_now))
     });
+    group.finish();
+    let five = load(FIVE_MINUTE_TRACE, TimeDelta::minutes(5));
+    let five_now = five.start() + TimeDelta::days(15);
+    let five_history = five.window(five_now - TimeDelta::days(14), five_now);
+    let mut group = c.benchmark_group("twitter_14d_5min");
+    group.sample_size(10);
+    for (name, effort) in [("fit_full", Effort::Full), ("fit_first", Effort::First)] {
+        group.bench_function(name, |b| {
+            b.iter(|| fit_with(&five_history, &settings, five_now, effort))
+        });
+    }
     group.finish();
 }
 

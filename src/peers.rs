@@ -15,6 +15,9 @@
 //!   the same deployment: the answer carries an HMAC-SHA256 of its body ([`SIGNATURE_HEADER`]) keyed from the
 //!   serving certificate's private key, which every replica mounts from the same Secret. An answer without a valid
 //!   signature is refused (counted, logged). Only `--insecure-no-auth` runs unsigned.
+//! - **Size.** A replica asks for the answer gzipped (`Accept-Encoding: gzip`), and the owner compresses it: plans
+//!   of many workloads repeat the same field names and similar numbers (about 6× smaller at a few plans, more at many). The signature is the
+//!   uncompressed body's, checked after decompression, which stops at [`MAX_ANSWER_BYTES`].
 //! - **Failures.** A peer that does not answer leaves its plans as last pulled: they are served until
 //!   `maxForecastAge`, then refused like any stale plan. A peer that dies drops out of the members after its Lease
 //!   duration, and its workloads' new owners take over from the last plan pulled and the saved states.
@@ -43,6 +46,9 @@ pub const PLANS_PATH: &str = "/peers/v1/plans";
 
 /// The header carrying the answer's HMAC-SHA256, lowercase hex.
 pub const SIGNATURE_HEADER: &str = "x-prescale-signature";
+
+/// The largest answer a replica reads (decompressed): far beyond the plans of 100,000 workloads (~35 MB).
+pub const MAX_ANSWER_BYTES: u64 = 512 << 20;
 
 /// The plans one replica owns, as it answers [`PLANS_PATH`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -328,7 +334,10 @@ pub fn router(state: PeerState) -> axum::Router {
         .with_state(state)
 }
 
-async fn plans(axum::extract::State(state): axum::extract::State<PeerState>) -> axum::response::Response {
+async fn plans(
+    axum::extract::State(state): axum::extract::State<PeerState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let body = match serde_json::to_vec(&owned_plans(&state.store, &state.membership.view())) {
         Ok(body) => body,
@@ -340,13 +349,53 @@ async fn plans(axum::extract::State(state): axum::extract::State<PeerState>) -> 
                 .into_response()
         }
     };
-    let mut response = ([(axum::http::header::CONTENT_TYPE, "application/json")], body.clone()).into_response();
-    if let Some(signature) = state.signing.sign(&body) {
-        if let Ok(value) = axum::http::HeaderValue::from_str(&signature) {
-            response.headers_mut().insert(SIGNATURE_HEADER, value);
+    let signature = state.signing.sign(&body);
+    let gzip = headers
+        .get_all(axum::http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|c| c.trim().split(';').next() == Some("gzip")));
+    let mut response = if gzip {
+        match gzipped(&body) {
+            Ok(compressed) => (
+                [
+                    (axum::http::header::CONTENT_TYPE, "application/json"),
+                    (axum::http::header::CONTENT_ENCODING, "gzip"),
+                ],
+                compressed,
+            )
+                .into_response(),
+            Err(_) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
         }
+    } else {
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    if let Some(value) = signature.and_then(|s| axum::http::HeaderValue::from_str(&s).ok()) {
+        response.headers_mut().insert(SIGNATURE_HEADER, value);
     }
     response
+}
+
+/// `body` gzipped, at a fast level: the answer is made twice a cycle.
+fn gzipped(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// `compressed` gunzipped, failing past `limit` bytes ([`MAX_ANSWER_BYTES`] for answers).
+fn gunzipped(compressed: &[u8], limit: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut body = Vec::with_capacity(compressed.len() * 6);
+    flate2::read::GzDecoder::new(compressed)
+        .take(limit + 1)
+        .read_to_end(&mut body)?;
+    anyhow::ensure!(
+        body.len() as u64 <= limit,
+        "the answer is over {limit} bytes decompressed"
+    );
+    Ok(body)
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -512,19 +561,55 @@ impl Puller {
     }
 
     async fn fetch(&self, url: &str) -> anyhow::Result<(Vec<u8>, Option<String>)> {
-        let response = self.http.get(url).send().await?.error_for_status()?;
+        let response = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+            .send()
+            .await?
+            .error_for_status()?;
         let signature = response
             .headers()
             .get(SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok((response.bytes().await?.to_vec(), signature))
+        let gzip = response
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let bytes = response.bytes().await?;
+        let body = if gzip {
+            gunzipped(&bytes, MAX_ANSWER_BYTES)?
+        } else {
+            bytes.to_vec()
+        };
+        Ok((body, signature))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_gzipped_and_read_back_within_a_bound() {
+        let body = br#"{"member":"a","plans":[]}"#.repeat(1000);
+        let compressed = gzipped(&body).unwrap();
+        assert!(
+            compressed.len() * 20 < body.len(),
+            "{} of {}",
+            compressed.len(),
+            body.len()
+        );
+        assert_eq!(gunzipped(&compressed, MAX_ANSWER_BYTES).unwrap(), body);
+        assert!(gunzipped(b"not gzip", MAX_ANSWER_BYTES).is_err());
+        // A bomb: more than the bound decompressed is refused, not read whole.
+        let bomb = gzipped(&vec![0u8; 10 << 20]).unwrap();
+        assert!(bomb.len() < 100 << 10, "{}", bomb.len());
+        let error = gunzipped(&bomb, 1 << 20).unwrap_err().to_string();
+        assert!(error.contains("over 1048576 bytes decompressed"), "{error}");
+        assert_eq!(gunzipped(&bomb, 10 << 20).unwrap().len(), 10 << 20);
+    }
 
     #[test]
     fn signatures_verify_only_with_the_same_secret_and_body() {

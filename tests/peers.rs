@@ -186,6 +186,32 @@ async fn each_replica_plans_its_share_and_both_serve_every_workload_the_same_pla
         a.store.entry(&of_b[0]).unwrap().insight.is_none(),
         "a peer's plan travels without its insight"
     );
+    // The answer travels gzipped when asked, signed over the plans as JSON; plain otherwise.
+    let url = format!("http://{}{}", view.members[1].address, peers::PLANS_PATH);
+    let http = reqwest::Client::new();
+    let plain = http.get(&url).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+    let gzipped = http.get(&url).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let signature = gzipped.headers()[peers::SIGNATURE_HEADER].to_str().unwrap().to_owned();
+    let compressed = gzipped.bytes().await.unwrap();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut body).unwrap();
+    assert!(
+        compressed.len() * 3 < body.len(),
+        "{} of {}",
+        compressed.len(),
+        body.len()
+    );
+    assert!(Signing::from_secret(b"the serving key").verify(&body, Some(&signature)));
+    let (plain, body): (peers::PeerPlans, peers::PeerPlans) = (
+        serde_json::from_slice(&plain).unwrap(),
+        serde_json::from_slice(&body).unwrap(),
+    );
+    assert_eq!(plain.member, "b");
+    assert_eq!(body.member, "b");
+    assert_eq!(body.plans.len(), of_b.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
