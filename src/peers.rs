@@ -16,8 +16,9 @@
 //!   serving certificate's private key, which every replica mounts from the same Secret. An answer without a valid
 //!   signature is refused (counted, logged). Only `--insecure-no-auth` runs unsigned.
 //! - **Size.** A replica asks for the answer gzipped (`Accept-Encoding: gzip`), and the owner compresses it: plans
-//!   of many workloads repeat the same field names and similar numbers (4.7× smaller for six plans in tests/peers.rs; more repeats, more gain). The signature is the
-//!   uncompressed body's, checked after decompression, which stops at [`MAX_ANSWER_BYTES`].
+//!   of many workloads repeat the same field names and similar numbers (4.7× smaller for six plans in
+//!   tests/peers.rs; the more plans, the more repeats). The signature is the uncompressed body's, checked after
+//!   decompression, which stops at [`MAX_ANSWER_BYTES`].
 //! - **Failures.** A peer that does not answer leaves its plans as last pulled: they are served until
 //!   `maxForecastAge`, then refused like any stale plan. A peer that dies drops out of the members after its Lease
 //!   duration, and its workloads' new owners take over from the last plan pulled and the saved states.
