@@ -112,6 +112,46 @@ async fn three_members_converge_agree_on_every_owner_and_a_released_lease_is_dro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_started_together_see_each_other_before_any_claims_a_workload() {
+    let cluster = ApiServer::start().await;
+    let mut replicas = Vec::new();
+    let mut seen = Vec::new();
+    for name in ["a", "bb", "ccc"] {
+        let r = start(&cluster, settings(name)).await;
+        // Every view it publishes, as it publishes them.
+        let mut membership = r.membership.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<View>();
+        tokio::spawn(async move {
+            loop {
+                membership.changed().await;
+                if tx.send(membership.view()).is_err() {
+                    return;
+                }
+            }
+        });
+        replicas.push(r);
+        seen.push(rx);
+    }
+    for r in &replicas {
+        until(r, "all three joined", |v| {
+            v.joined && identities(v) == ["a", "bb", "ccc"]
+        })
+        .await;
+    }
+    for (name, views) in ["a", "bb", "ccc"].iter().zip(&seen) {
+        let views: Vec<View> = views.try_iter().collect();
+        assert!(views.iter().any(|v| v.joined), "{name}: {views:?}");
+        for v in &views {
+            assert!(
+                !v.joined || v.members.len() == 3,
+                "{name} claimed workloads while seeing only {:?}",
+                identities(v)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_dies_without_releasing_is_dropped_after_its_lease_duration_and_not_before() {
     let cluster = ApiServer::start().await;
     let a = start(&cluster, settings("a")).await;

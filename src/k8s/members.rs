@@ -12,7 +12,10 @@
 //!   judged only from lists that succeed: while this replica cannot list, it keeps the members it last knew
 //!   (not being able to see a peer is no evidence that it died), and after the outage a Lease that has not
 //!   changed for its duration is dead.
-//! - **Joined.** This replica counts itself a member while its last successful renewal started less than two thirds
+//! - **Joined.** A replica joins once a list that started after its own Lease was written has succeeded (so that
+//!   replicas started together see each other before any claims a workload: without it, each would start every
+//!   workload for a period and hand most over again).
+//!   This replica counts itself a member while its last successful renewal started less than two thirds
 //!   of the duration ago, judged the moment that passes even while a request hangs: it stops claiming workloads
 //!   before any other replica may drop it (after the whole duration), so while clocks run at the same rate a
 //!   workload never has two owners for long.
@@ -286,6 +289,11 @@ impl Members {
         let period = self.settings.duration / 3;
         let deadline = self.settings.duration * 2 / 3;
         let mut renewed: Option<Instant> = None;
+        // When this replica's Lease first existed, and whether a list started after that has succeeded: until one
+        // has, replicas that started at the same moment may not have seen each other's Leases yet, and each would
+        // claim every workload for a period, start them all, and hand most over again.
+        let mut first_renewed: Option<Instant> = None;
+        let mut settled = false;
         let mut failing = Failing::default();
         let mut shutdown = std::pin::pin!(shutdown);
         info!(
@@ -323,6 +331,7 @@ impl Members {
             match renewal {
                 Ok(lease) => {
                     renewed = Some(started);
+                    first_renewed.get_or_insert_with(Instant::now);
                     failing.renewal = None;
                     self.mine = Some(lease);
                 }
@@ -334,6 +343,7 @@ impl Members {
             match listing {
                 Ok(leases) => {
                     failing.list = None;
+                    settled |= first_renewed.is_some_and(|at| at <= started);
                     self.observe(leases, Instant::now());
                 }
                 Err(error) => {
@@ -345,7 +355,7 @@ impl Members {
                 self.publish(false);
                 return Err(error);
             }
-            let joined = renewed.is_some_and(|at| at.elapsed() < deadline);
+            let joined = settled && renewed.is_some_and(|at| at.elapsed() < deadline);
             self.publish(joined);
             let next = match renewed.filter(|_| joined) {
                 Some(at) => round_end.min(at + deadline),
