@@ -907,11 +907,16 @@ struct Replica {
     leadership: leader::Leadership,
 }
 
-async fn replica(api: &ApiServer, name: &str) -> Replica {
-    let clock = Clock::system();
-    let (store, pipelines) = running(&clock);
+/// Replica `name`'s controller, writing through its own door, its workloads' sources down, elected by `name`.
+async fn down_controller(
+    api: &ApiServer,
+    name: &str,
+    store: Arc<PlanStore>,
+    pipelines: Arc<Pipelines>,
+    clock: Clock,
+) -> Controller {
     let history: HistoryFactory = Arc::new(|_| Ok(Arc::new(Down) as Arc<dyn History>));
-    let controller = Controller::new(
+    Controller::new(
         api.client_as(name).await,
         pipelines,
         store,
@@ -919,13 +924,17 @@ async fn replica(api: &ApiServer, name: &str) -> Replica {
         BTreeSet::new(),
         history,
         Settings {
-            namespace: None,
-            limits: LIMITS,
             failure_limit: Duration::from_secs(60),
-            hpa_resync: HPA_RESYNC,
             election: Some(election(name)),
+            ..settings()
         },
-    );
+    )
+}
+
+async fn replica(api: &ApiServer, name: &str) -> Replica {
+    let clock = Clock::system();
+    let (store, pipelines) = running(&clock);
+    let controller = down_controller(api, name, store, pipelines, clock).await;
     let leadership = controller.leadership().expect("an election");
     Replica {
         controller: tokio::spawn(controller.run()),
@@ -1033,21 +1042,10 @@ async fn sharded(api: &ApiServer, name: &str, members: &[Member]) -> Sharded {
             .with_membership(membership.clone()),
     );
     tokio::spawn(pipelines.clone().follow());
-    let history: HistoryFactory = Arc::new(|_| Ok(Arc::new(Down) as Arc<dyn History>));
-    let controller = Controller::new(
-        api.client_as(name).await,
-        pipelines,
-        store,
-        clock,
-        BTreeSet::new(),
-        history,
-        Settings {
-            // Ignored when sharded: the owners write.
-            election: Some(election(name)),
-            ..settings()
-        },
-    )
-    .with_membership(membership);
+    // Its election is dropped when sharded: the owners write.
+    let controller = down_controller(api, name, store, pipelines, clock)
+        .await
+        .with_membership(membership);
     assert!(controller.leadership().is_none(), "no election among sharded replicas");
     Sharded {
         controller: tokio::spawn(controller.run()),

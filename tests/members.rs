@@ -57,6 +57,15 @@ async fn until(who: &Running, what: &str, done: impl Fn(&View) -> bool) -> Durat
     started.elapsed()
 }
 
+/// Members `a` and `bb`, once both are joined and see each other.
+async fn pair(cluster: &ApiServer) -> (Running, Running) {
+    let a = start(cluster, settings("a")).await;
+    let b = start(cluster, settings("bb")).await;
+    until(&a, "both", |v| identities(v) == ["a", "bb"]).await;
+    until(&b, "both", |v| v.joined && identities(v) == ["a", "bb"]).await;
+    (a, b)
+}
+
 fn ids(n: usize) -> Vec<WorkloadId> {
     (0..n)
         .map(|i| WorkloadId {
@@ -174,10 +183,7 @@ async fn a_member_that_dies_without_releasing_is_dropped_after_its_lease_duratio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cut_off_from_the_api_stops_owning_before_the_others_drop_it_and_rejoins() {
     let cluster = ApiServer::start().await;
-    let a = start(&cluster, settings("a")).await;
-    let b = start(&cluster, settings("bb")).await;
-    until(&a, "both", |v| identities(v) == ["a", "bb"]).await;
-    until(&b, "both", |v| v.joined && identities(v) == ["a", "bb"]).await;
+    let (a, b) = pair(&cluster).await;
     cluster.cut_off("bb", true);
     let cut = Instant::now();
     until(&b, "bb leaves", |v| !v.joined).await;
@@ -203,10 +209,7 @@ async fn a_member_cut_off_from_the_api_stops_owning_before_the_others_drop_it_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_whose_requests_hang_stops_owning_in_time_and_still_stops_at_once() {
     let cluster = ApiServer::start().await;
-    let a = start(&cluster, settings("a")).await;
-    let b = start(&cluster, settings("bb")).await;
-    until(&a, "both", |v| identities(v) == ["a", "bb"]).await;
-    until(&b, "both", |v| v.joined && identities(v) == ["a", "bb"]).await;
+    let (a, b) = pair(&cluster).await;
     // The API server takes bb's requests and never answers: bb's last renewal started before this.
     cluster.hang("bb", true);
     let hung = Instant::now();
