@@ -309,7 +309,7 @@ pub fn history_span(step: TimeDelta) -> TimeDelta {
 /// How thoroughly a model is fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Effort {
-    /// The trend fitted on the whole fit window, calibrated on as many folds as [`CALIBRATION_ORIGINS`] need.
+    /// The trend fitted on the whole fit window, calibrated on as many one-day folds as 300 replayed origins need.
     #[default]
     Full,
     /// A workload's first model, fitted while it is served its reactive target: the trend (AutoETS, nearly all of a
