@@ -986,7 +986,7 @@ async fn run(
     // Each server bounds its own drain (http::DRAIN_TIMEOUT).
     let result = match membership_task {
         Some((task, release)) => {
-            let result = supervise_membership(servers, task, &release).await;
+            let result = supervise_membership(servers, task, &release, stopped()).await;
             for t in sharding_tasks {
                 t.abort();
             }
@@ -1146,32 +1146,44 @@ async fn supervise_controller(
 }
 
 /// Runs `servers` while the membership `task` runs; a membership that ends with an error ends the process (a
-/// replica that cannot hold its Lease must not go on planning workloads the others take over). When the servers
-/// end, the membership releases this replica's Lease (`release`), so the others take its workloads over at once.
+/// replica that cannot hold its Lease must not go on planning workloads the others take over). At a shutdown
+/// (`stopping`), or when the servers end, the membership releases this replica's Lease (`release`), so the others
+/// take its workloads over at once.
 async fn supervise_membership(
     servers: impl std::future::Future<Output = anyhow::Result<()>>,
     mut task: tokio::task::JoinHandle<anyhow::Result<()>>,
     release: &tokio::sync::watch::Sender<bool>,
+    stopping: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut servers = std::pin::pin!(servers);
-    tokio::select! {
-        r = &mut servers => {
-            let _ = release.send(true);
-            match tokio::time::timeout(std::time::Duration::from_secs(3), &mut task).await {
-                Ok(Ok(Err(error))) => warn!("{error:#}"),
-                Ok(_) => {}
-                Err(_) => task.abort(),
+    let mut stopping = std::pin::pin!(stopping);
+    let mut released = false;
+    loop {
+        tokio::select! {
+            r = &mut servers => {
+                let _ = release.send(true);
+                match tokio::time::timeout(std::time::Duration::from_secs(3), &mut task).await {
+                    Ok(Ok(Err(error))) => warn!("{error:#}"),
+                    Ok(_) => {}
+                    Err(_) => task.abort(),
+                }
+                return r;
             }
-            r
-        }
-        r = &mut task => {
-            let error = match r {
-                Ok(Ok(())) => anyhow::anyhow!("the shard membership ended"),
-                Ok(Err(e)) => e.context("the shard membership stopped"),
-                Err(e) => anyhow::Error::from(e).context("the shard membership panicked"),
-            };
-            error!("{error:#}; stopping");
-            Err(error)
+            // A shutdown hands the workloads over at once (the Lease released, the others take over at their next
+            // list) while the servers drain, instead of after they have stopped answering.
+            () = &mut stopping, if !released => {
+                released = true;
+                let _ = release.send(true);
+            }
+            r = &mut task, if !released => {
+                let error = match r {
+                    Ok(Ok(())) => anyhow::anyhow!("the shard membership ended"),
+                    Ok(Err(e)) => e.context("the shard membership stopped"),
+                    Err(e) => anyhow::Error::from(e).context("the shard membership panicked"),
+                };
+                error!("{error:#}; stopping");
+                return Err(error);
+            }
         }
     }
 }
