@@ -126,7 +126,11 @@ async fn members_started_together_see_each_other_before_any_claims_a_workload() 
     let mut replicas = Vec::new();
     let mut seen = Vec::new();
     for name in ["a", "bb", "ccc"] {
-        let r = start(&cluster, settings(name)).await;
+        // A 3 s Lease: a second of margin between one member's first list and another's first renewal, on a
+        // loaded machine too.
+        let mut s = settings(name);
+        s.duration = Duration::from_secs(3);
+        let r = start(&cluster, s).await;
         // Every view it publishes, as it publishes them.
         let mut membership = r.membership.clone();
         let (tx, rx) = std::sync::mpsc::channel::<View>();
