@@ -50,7 +50,7 @@ use crate::config::WorkloadConfig;
 use crate::history::History;
 use crate::k8s::leader::{self, Leadership};
 use crate::k8s::managed_hpa::{self, Found, Owner, Step};
-use crate::k8s::members::Membership;
+use crate::k8s::members::{Membership, View};
 use crate::k8s::status::{self, HpaState, Outcome, TokenBucket, WriteLimits, Written};
 use crate::pipeline::{Pipelines, Workload};
 use crate::store::{PlanStore, WorkloadId};
@@ -128,20 +128,17 @@ enum Writer {
 }
 
 impl Writer {
-    /// True when this replica writes `id`'s status and HPA now.
-    fn writes(&self, id: &WorkloadId) -> bool {
+    /// What this replica writes now, read once for a pass over many objects.
+    fn now(&self) -> Writes {
         match self {
-            Writer::Leader(leadership) => leadership.is_leader(),
-            Writer::Owner(membership) => membership.view().owns(id),
+            Writer::Leader(leadership) => Writes::All(leadership.is_leader()),
+            Writer::Owner(membership) => Writes::Owned(membership.view()),
         }
     }
 
-    /// True when this replica may write some object now.
-    fn writes_any(&self) -> bool {
-        match self {
-            Writer::Leader(leadership) => leadership.is_leader(),
-            Writer::Owner(membership) => membership.view().joined,
-        }
+    /// True when this replica writes `id`'s status and HPA now.
+    fn writes(&self, id: &WorkloadId) -> bool {
+        self.now().writes(id)
     }
 
     /// Waits until what this replica writes may have changed.
@@ -149,6 +146,32 @@ impl Writer {
         match self {
             Writer::Leader(leadership) => leadership.changed().await,
             Writer::Owner(membership) => membership.changed().await,
+        }
+    }
+}
+
+/// What a replica writes at one moment ([`Writer::now`]).
+enum Writes {
+    /// Every object, or none.
+    All(bool),
+    /// The objects this replica owns in the view.
+    Owned(View),
+}
+
+impl Writes {
+    /// True when `id`'s status and HPA are this replica's to write.
+    fn writes(&self, id: &WorkloadId) -> bool {
+        match self {
+            Writes::All(all) => *all,
+            Writes::Owned(view) => view.owns(id),
+        }
+    }
+
+    /// True when some object may be.
+    fn any(&self) -> bool {
+        match self {
+            Writes::All(all) => *all,
+            Writes::Owned(view) => view.joined,
         }
     }
 }
@@ -259,12 +282,13 @@ impl Controller {
                 _ = writer.changed() => {
                     // What another replica writes now is checked again before this one writes it: a new leader
                     // or owner checks the managed HPAs at the next tick, before it writes their status.
+                    let writes = writer.now();
                     for (id, k) in known.iter_mut() {
-                        if matches!(k.outcome, Outcome::Running(_)) && !writer.writes(id) {
+                        if matches!(k.outcome, Outcome::Running(_)) && !writes.writes(id) {
                             k.hpa = None;
                         }
                     }
-                    if writer.writes_any() {
+                    if writes.any() {
                         pass_unfinished = true;
                     }
                 }
@@ -447,7 +471,8 @@ impl Controller {
     /// running object's in step ([`managed_hpa::decide`]), each write taking a token of the global bucket. False
     /// when the bucket ran out first: the pass goes on at the next tick, from a new list.
     async fn check_hpas(&self, known: &mut BTreeMap<WorkloadId, Known>, bucket: &mut TokenBucket) -> bool {
-        let writes = |id: &WorkloadId, k: &Known| matches!(k.outcome, Outcome::Running(_)) && self.writer.writes(id);
+        let now = self.writer.now();
+        let writes = |id: &WorkloadId, k: &Known| matches!(k.outcome, Outcome::Running(_)) && now.writes(id);
         if !known.iter().any(|(id, k)| writes(id, k)) {
             return true;
         }
@@ -473,7 +498,7 @@ impl Controller {
         }
         for (id, k) in known.iter_mut() {
             let Outcome::Running(config) = &k.outcome else { continue };
-            if !self.writer.writes(id) {
+            if !now.writes(id) {
                 continue;
             }
             let owner = Owner {
@@ -528,13 +553,14 @@ impl Controller {
         resource: &ApiResource,
         bucket: &mut TokenBucket,
     ) {
-        if !self.writer.writes_any() {
+        let writes = self.writer.now();
+        if !writes.any() {
             return;
         }
         let now = Instant::now();
         let mut due: Vec<_> = known
             .iter()
-            .filter(|(id, k)| k.hpa.is_some() && self.writer.writes(id))
+            .filter(|(id, k)| k.hpa.is_some() && writes.writes(id))
             .map(|(id, k)| (k.written.as_ref().map(|w| w.at), id.clone(), self.desired(id, k)))
             .filter(|(_, id, desired)| status::due(desired, known[id].written.as_ref(), &self.settings.limits, now))
             .collect();
