@@ -313,7 +313,7 @@ impl Members {
                 let (mut renewal, mut listing) = (None, None);
                 loop {
                     if renewal.is_some() && listing.is_some() {
-                        break Some((renewal, listing));
+                        break renewal.zip(listing);
                     }
                     let leave_at = renewed.map(|at| at + deadline).filter(|_| self.views.borrow().joined);
                     tokio::select! {
@@ -324,7 +324,7 @@ impl Members {
                     }
                 }
             };
-            let Some((Some(renewal), Some(listing))) = round else {
+            let Some((renewal, listing)) = round else {
                 self.release().await;
                 return Ok(());
             };
