@@ -20,7 +20,8 @@
 //! - **no scale-down a plan did not ask for**: an HPA reading one replica in the Service each round, in turn,
 //!   scales to the value's ceiling (target `AverageValue: 1`) and down only to the highest recommendation of its
 //!   stabilization window (`--stabilization`, 300 s as the HPA's default); a scale-down is asked for by a plan when
-//!   no freshest plan of that window wanted more. Scale-downs and unasked ones are counted per phase.
+//!   no freshest plan of that window wanted more. Scale-downs and unasked ones are counted per phase, and the first
+//!   unasked ones are printed with the rounds whose plan they missed, as each replica answered them.
 //!
 //! Phases, `--phase` seconds each: calm; `r1` killed (SIGKILL: its Lease is left to expire); `r1` started again;
 //! `r2` cut off from the API (its Lease expires, it goes on serving); `r2` back; `r0` stopped (SIGTERM: it
@@ -117,6 +118,8 @@ type Read = Result<BTreeMap<String, (f64, i64)>, String>;
 /// One round: the phase, and per replica in the Service what it answered (`None`: not in the Service).
 struct Round {
     at: f64,
+    /// Unix seconds when the round's reads were back.
+    wall: i64,
     phase: usize,
     reads: Vec<Option<Read>>,
 }
@@ -259,6 +262,9 @@ fn main() -> anyhow::Result<()> {
                 let reads = futures::future::join_all(reads).await;
                 let round = Round {
                     at: t0.elapsed().as_secs_f64(),
+                    wall: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64),
                     phase: *phase.lock().unwrap(),
                     reads,
                 };
@@ -380,6 +386,10 @@ fn parse_quantity(text: &str) -> Option<f64> {
     }
 }
 
+/// What the HPA of one workload read in one round: when (harness seconds), the phase, the ceiling of the value read
+/// and of the freshest plan, and the round's index.
+type HpaRead = (f64, usize, u64, u64, usize);
+
 /// What one phase looked like from the HPAs' side.
 #[derive(Default)]
 struct PhaseReport {
@@ -403,7 +413,7 @@ fn report(args: &Args, phases: &[&str], rounds: &[Round], replicas: &[Replica]) 
     let mut per_phase: Vec<PhaseReport> = phases.iter().map(|_| PhaseReport::default()).collect();
     let mut failing_since: Vec<Option<f64>> = vec![None; replicas.len()];
     // Per workload: the HPA's reads (one replica in the Service in turn) and the freshest plan any replica served.
-    let mut reads: BTreeMap<String, Vec<(f64, usize, u64, u64)>> = BTreeMap::new();
+    let mut reads: BTreeMap<String, Vec<HpaRead>> = BTreeMap::new();
     for (i, round) in rounds.iter().enumerate() {
         let p = &mut per_phase[round.phase];
         p.rounds += 1;
@@ -467,6 +477,7 @@ fn report(args: &Args, phases: &[&str], rounds: &[Round], replicas: &[Replica]) 
                 round.phase,
                 pick.ceil() as u64,
                 freshest.0.ceil() as u64,
+                i,
             ));
         }
     }
@@ -474,16 +485,45 @@ fn report(args: &Args, phases: &[&str], rounds: &[Round], replicas: &[Replica]) 
     // recommendation of the stabilization window. A scale-down is asked for by a plan when no fresh plan of the
     // window wanted more.
     let window = args.stabilization as f64;
-    for series in reads.values() {
+    let mut examples = Vec::new();
+    for (key, series) in &reads {
         let mut previous: Option<u64> = None;
-        for (j, &(at, phase, _, _)) in series.iter().enumerate() {
-            let in_window = series[..=j].iter().rev().take_while(|(t, ..)| *t > at - window);
-            let (hpa, asked) = in_window.fold((0, 0), |(h, a), &(_, _, read, fresh)| (h.max(read), a.max(fresh)));
+        for (j, &(at, phase, ..)) in series.iter().enumerate() {
+            let in_window = || series[..=j].iter().rev().take_while(|(t, ..)| *t > at - window);
+            let (hpa, asked) = in_window().fold((0, 0), |(h, a), &(_, _, read, fresh, _)| (h.max(read), a.max(fresh)));
             if let Some(before) = previous {
                 if hpa < before {
                     per_phase[phase].scale_downs += 1;
                     if hpa < asked {
                         per_phase[phase].unasked += 1;
+                        // The rounds whose freshest plan wanted more than every read of the window, as each
+                        // replica answered them: value, and seconds between its plan and the round.
+                        let missed: Vec<String> = in_window()
+                            .filter(|&&(_, _, _, fresh, _)| fresh > hpa)
+                            .map(|&(t, p, read, fresh, i)| {
+                                let answers: Vec<String> = rounds[i]
+                                    .reads
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(r, read)| match read {
+                                        Some(Ok(values)) => values.get(key).map_or(format!("r{r}: -"), |(v, ts)| {
+                                            format!("r{r}: {v:.3} {}s old", rounds[i].wall - ts)
+                                        }),
+                                        Some(Err(_)) => format!("r{r}: failed"),
+                                        None => format!("r{r}: out"),
+                                    })
+                                    .collect();
+                                format!(
+                                    "    {t:.0} s ({}) read {read} fresh {fresh}: {}",
+                                    phases[p],
+                                    answers.join(", ")
+                                )
+                            })
+                            .collect();
+                        examples.push(format!(
+                            "{key} at {at:.0} s: {before} -> {hpa}, a plan asked {asked}\n{}",
+                            missed.into_iter().rev().take(6).collect::<Vec<_>>().join("\n")
+                        ));
                     }
                 }
             }
@@ -517,6 +557,15 @@ fn report(args: &Args, phases: &[&str], rounds: &[Round], replicas: &[Replica]) 
     for (name, p) in phases.iter().zip(&per_phase) {
         for e in &p.errors {
             println!("{name}: {e}");
+        }
+    }
+    if !examples.is_empty() {
+        println!(
+            "\nScale-downs not asked for by a plan ({} in all; the first 20, the missed rounds latest first):",
+            examples.len()
+        );
+        for e in examples.iter().take(20) {
+            println!("{e}");
         }
     }
     for r in replicas {

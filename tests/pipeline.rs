@@ -335,9 +335,10 @@ async fn a_restarted_workload_adopts_its_saved_state_and_serves_its_last_plan() 
     let first = after.run_once(&store, restart).await.expect("a plan at once");
     let insight = store.insight(&first.id).unwrap();
     assert_eq!(insight.serving, Serving::Restored);
+    // The last plan, never below what observed demand needs at full capacity (a model's plan's floor).
     assert_eq!(
         first.plan.replicas,
-        last.plan.replicas.max(insight.reactive_plan.replicas)
+        last.plan.replicas.max(insight.reactive_plan.reactive_floor)
     );
     assert!(
         store.status(&first.id).unwrap().replay.is_none(),

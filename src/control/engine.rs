@@ -26,7 +26,7 @@ pub const DISPLAY_HORIZON: TimeDelta = TimeDelta::hours(1);
 
 /// Why a [`Serving::Restored`] decision's forecast is empty.
 pub const RESTORED: &str =
-    "restored after a restart: the last plan is served (never below the reactive target) until the first model is fitted";
+    "restored after a restart: the last plan is served (never below what observed demand needs) until the first model is fitted";
 
 /// Why a [`Serving::Warming`] decision's forecast is empty.
 pub const WARMING: &str =
@@ -452,9 +452,22 @@ impl Engine {
             .as_ref()
             .filter(|(_, until)| now <= *until)
             .map(|(p, _)| p.clone());
+        // A restored plan was a model's plan: it is floored as one is, at what observed demand needs at full
+        // capacity, not at the reactive target's headroom. Flooring it higher would serve a taken-over workload
+        // more than its last owner did for the seconds until the new owner's first model, and replicas that had
+        // not pulled that bump yet would disagree with it.
         let (plan, serving, why) = match restored {
-            Some(p) if p.replicas >= reactive.replicas => (p, Serving::Restored, RESTORED),
-            Some(_) => (reactive.clone(), Serving::Restored, RESTORED),
+            Some(p) => {
+                let floor = reactive_plan_at(
+                    vetted.map(|v| v.demand),
+                    &self.policy,
+                    Utilization::FULL,
+                    now,
+                    self.last_plan.as_ref(),
+                );
+                let plan = if p.replicas >= floor.replicas { p } else { floor };
+                (plan, Serving::Restored, RESTORED)
+            }
             None => (reactive.clone(), Serving::Warming, WARMING),
         };
         let mut forecast = Forecast::from_median(history.end().min(now), history.step(), Vec::new(), now);
@@ -569,7 +582,7 @@ impl Engine {
 
     /// Takes over what an engine of the same workload learned before a restart ([`Engine::learned`]): the SLO
     /// controller's record and the quality gate's state. Until its first model is in, the engine serves the last
-    /// plan ([`Serving::Restored`], never below the reactive target) while `now` is before `serve_until`, instead
+    /// plan ([`Serving::Restored`], never below what observed demand needs) while `now` is before `serve_until`, instead
     /// of the reactive target alone. Refused, with nothing changed, when the controller's record does not fit.
     pub fn adopt_learned(
         &mut self,
@@ -590,7 +603,7 @@ impl Engine {
     }
 
     /// Serves `plan`, the last plan another replica served for this workload, until the first model is in while
-    /// `now` is before `serve_until` ([`Serving::Restored`], never below the reactive target), unless a model is in
+    /// `now` is before `serve_until` ([`Serving::Restored`], never below what observed demand needs), unless a model is in
     /// or the plan restored is as new. True when taken.
     pub fn take_over(&mut self, plan: ReplicaPlan, serve_until: DateTime<Utc>) -> bool {
         let newer = self.restored.as_ref().is_none_or(|(p, _)| p.at < plan.at);
@@ -928,12 +941,12 @@ mod tests {
             (b.health, b.scores, b.demotions, b.scored_total)
         );
 
-        // No model yet: the last plan is served, never below the reactive target, while it is young enough.
+        // No model yet: the last plan is served as it was, while it is young enough.
         let visible = series.visible_at(now);
         let d = restarted.decide(&visible, now, now).unwrap();
         assert_eq!(d.serving, Serving::Restored);
         assert_eq!(d.forecast.fallback.as_deref(), Some(RESTORED));
-        assert_eq!(d.plan.replicas, last.replicas.max(d.reactive_plan.replicas));
+        assert_eq!((d.plan.replicas, d.plan.served), (last.replicas, last.served));
         let d = restarted.decide(&visible, until + TimeDelta::seconds(1), now).unwrap();
         assert_eq!(d.serving, Serving::Warming, "too old to serve: the reactive target");
         // The first model ends it.
@@ -958,7 +971,7 @@ mod tests {
     }
 
     #[test]
-    fn a_workload_taken_over_serves_its_last_owners_plan_if_newer_never_below_reactive_until_its_first_model() {
+    fn a_workload_taken_over_serves_its_last_owners_plan_if_newer_floored_as_a_models_until_its_first_model() {
         let (series, (_, now), engine, lived) = three_hours_lived();
         let last = lived.last_plan().unwrap().clone();
         let visible = series.visible_at(now);
@@ -982,7 +995,41 @@ mod tests {
         );
         let d = taken.decide(&visible, now, now).unwrap();
         assert_eq!(d.serving, Serving::Restored);
-        assert_eq!(d.plan.replicas, last.replicas.max(d.reactive_plan.replicas));
+        assert_eq!(
+            (d.plan.replicas, d.plan.served),
+            (last.replicas, last.served),
+            "served as the last owner served it, not raised to the reactive target's {} replicas",
+            d.reactive_plan.replicas
+        );
+        // A plan that asked for less than observed demand needs at full capacity is raised to that, as a model's
+        // plan is.
+        let observed = d.observed.expect("demand observed").demand;
+        let needs = planner::replicas_for(observed, lived.policy.capacity_per_replica).unwrap();
+        assert!(
+            needs > 1,
+            "the test needs demand above one replica's capacity: {observed}"
+        );
+        let mut low = last.clone();
+        low.replicas = 1;
+        low.served = 1.0;
+        let mut raised = engine();
+        assert!(raised.take_over(low, last.at + TimeDelta::minutes(5)));
+        let d = raised.decide(&visible, now, now).unwrap();
+        assert_eq!((d.serving, d.plan.replicas), (Serving::Restored, needs));
+        assert_eq!(d.plan.bound, Bound::ReactiveFloor);
+        // One that asked for just that is served as it was, though the reactive target's headroom asks for more.
+        let mut at_floor = last.clone();
+        at_floor.replicas = needs;
+        at_floor.served = f64::from(needs);
+        let mut kept = engine();
+        assert!(kept.take_over(at_floor, last.at + TimeDelta::minutes(5)));
+        let d = kept.decide(&visible, now, now).unwrap();
+        assert!(
+            d.reactive_plan.replicas > needs,
+            "{} vs {needs}",
+            d.reactive_plan.replicas
+        );
+        assert_eq!((d.plan.replicas, d.plan.served), (needs, f64::from(needs)));
         // An owner's plan older than the restored one is not taken.
         assert!(!taken.take_over(older, last.at + TimeDelta::minutes(5)));
         // Once a model is in, nothing is taken over.

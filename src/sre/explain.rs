@@ -398,7 +398,8 @@ fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -
         ),
         Serving::Restored => format!(
             "Restored after a restart: the first model is being fitted, so the last plan made before the restart \
-             is served, never below the reactive target ({}, {} replicas). ",
+             is served, never below what observed demand needs at full capacity, as a model's plan. The reactive \
+             target would be {} ({} replicas). ",
             candidate_label(None, Some(e.reactive.utilization)),
             e.reactive.replicas
         ),
@@ -518,8 +519,9 @@ impl Explanation {
                     Serving::Warming =>
                         format!("warming up, reactive at {utilization}% utilization until the first model is fitted"),
                     Serving::Restored => format!(
-                        "restored: the last plan before the restart, never below reactive at {utilization}% \
-                         utilization, until the first model is fitted"
+                        "restored: the last plan before the restart, never below what observed demand needs, until \
+                         the first model is fitted (reactive at {utilization}% utilization would ask for more or \
+                         less)"
                     ),
                 }
             ),

@@ -49,7 +49,7 @@ fn serving_badge(s: Option<Serving>) -> &'static str {
             r#"<span class="badge warming" title="the first model is being fitted: the reactive target is served until it is ready">warming</span>"#
         }
         Some(Serving::Restored) => {
-            r#"<span class="badge warming" title="restarted: the last plan made before the restart is served (never below the reactive target) until the first model is fitted">restored</span>"#
+            r#"<span class="badge warming" title="restarted: the last plan made before the restart is served (never below what observed demand needs) until the first model is fitted">restored</span>"#
         }
         None => r#"<span class="muted">–</span>"#,
     }
