@@ -242,7 +242,8 @@ impl std::fmt::Display for Method {
 struct Baseline {
     start: DateTime<Utc>,
     step: TimeDelta,
-    values: Vec<f64>,
+    /// As `f32`, as the history it was fitted on is held (`Series`): half the memory of a live model's largest part.
+    values: Vec<f32>,
     /// Beyond the end, repeat with this period (slots) instead of holding the last value.
     wrap: Option<usize>,
 }
@@ -262,18 +263,21 @@ impl Baseline {
 
     fn value(&self, j: usize) -> f64 {
         let n = self.values.len();
-        if j < n {
-            return self.values[j];
-        }
-        match self.wrap {
-            Some(p) if p > 0 && p <= n => {
-                let over = j - n + 1;
-                let back = over.div_ceil(p) * p;
-                self.values[j - back]
+        let i = if j < n {
+            j
+        } else {
+            match self.wrap {
+                Some(p) if p > 0 && p <= n => j - (j - n + 1).div_ceil(p) * p,
+                _ => n - 1,
             }
-            _ => self.values[n - 1],
-        }
+        };
+        f64::from(self.values[i])
     }
+}
+
+/// Baseline values as held (beyond `f32`'s range they become infinite, which a forecast treats as an overflow).
+fn held(values: Vec<f64>) -> Vec<f32> {
+    values.into_iter().map(|v| v as f32).collect()
 }
 
 /// What one fit produced before calibration.
@@ -506,7 +510,7 @@ fn fit_baseline(
         baseline: Baseline {
             start: native.start,
             step: native.step,
-            values: vec![last],
+            values: held(vec![last]),
             wrap: None,
         },
         method: Method::LastValue,
@@ -560,7 +564,7 @@ fn fit_baseline(
             baseline: Baseline {
                 start: grid.start,
                 step,
-                values,
+                values: held(values),
                 wrap: periods.last().copied(),
             },
             method,
@@ -574,7 +578,7 @@ fn fit_baseline(
                     baseline: Baseline {
                         start: grid.start,
                         step,
-                        values: seasonal_naive(&y, p),
+                        values: held(seasonal_naive(&y, p)),
                         wrap: Some(p),
                     },
                     method: Method::SeasonalNaive,
