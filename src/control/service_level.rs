@@ -240,7 +240,7 @@ impl Shadow {
     fn sync(&mut self, milli: Option<i64>, now: DateTime<Utc>) -> (u32, u32) {
         let pods = self.pods.get_or_insert_with(|| {
             let initial = milli.map_or(1, |m| ((m as f64) / (self.target_milli as f64)).ceil().max(1.0) as i32);
-            let (min, max) = (self.hpa.spec().min_replicas, self.hpa.spec().max_replicas);
+            let (min, max) = self.hpa.replicas_range();
             let initial = initial.clamp(min, max.max(min));
             self.hpa.record_initial(initial, now);
             Pods::ready_at(initial as usize, self.lead, now)

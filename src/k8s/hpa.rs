@@ -248,13 +248,26 @@ pub struct ScaleStatus {
 }
 
 /// One HPA object and the controller's memory of it (recommendations, scale events).
+///
+/// Holds only what its syncs read of the spec (the `behavior` resolved into rules, boxed): the SLO controller runs
+/// dozens of these per workload on the legacy path, and each is 88 bytes instead of 352.
 #[derive(Debug, Clone)]
 pub struct Hpa {
-    spec: HpaSpec,
+    min_replicas: i32,
+    max_replicas: i32,
+    metrics: Box<[MetricTarget]>,
+    downscale_stabilization: TimeDelta,
     tolerances: Tolerances,
-    up: Option<Rules>,
-    down: Option<Rules>,
+    /// `Some` on the behavior path.
+    behavior: Option<Box<Directions>>,
     recommendations: Vec<(i32, DateTime<Utc>)>,
+}
+
+/// The behavior path's rules, defaulted, and the scale events they limit by.
+#[derive(Debug, Clone)]
+struct Directions {
+    up: Rules,
+    down: Rules,
     up_events: Vec<(i32, DateTime<Utc>)>,
     down_events: Vec<(i32, DateTime<Utc>)>,
 }
@@ -319,23 +332,29 @@ impl Hpa {
             down: direction_tol(behavior.and_then(|b| b.scale_down.as_ref())),
             up: direction_tol(behavior.and_then(|b| b.scale_up.as_ref())),
         };
-        let up = behavior.map(|b| resolve(b.scale_up.as_ref(), 0, DEFAULT_SCALE_UP_POLICIES.to_vec()));
         let window = i32::try_from(spec.downscale_stabilization.num_seconds()).unwrap_or(i32::MAX);
-        let down = behavior.map(|b| resolve(b.scale_down.as_ref(), window, DEFAULT_SCALE_DOWN_POLICIES.to_vec()));
+        let behavior = behavior.map(|b| {
+            Box::new(Directions {
+                up: resolve(b.scale_up.as_ref(), 0, DEFAULT_SCALE_UP_POLICIES.to_vec()),
+                down: resolve(b.scale_down.as_ref(), window, DEFAULT_SCALE_DOWN_POLICIES.to_vec()),
+                up_events: Vec::new(),
+                down_events: Vec::new(),
+            })
+        });
         Ok(Self {
-            spec,
+            min_replicas: spec.min_replicas,
+            max_replicas: spec.max_replicas,
+            metrics: spec.metrics.into_boxed_slice(),
+            downscale_stabilization: spec.downscale_stabilization,
             tolerances,
-            up,
-            down,
+            behavior,
             recommendations: Vec::new(),
-            up_events: Vec::new(),
-            down_events: Vec::new(),
         })
     }
 
-    /// The specification this controller runs.
-    pub fn spec(&self) -> &HpaSpec {
-        &self.spec
+    /// `minReplicas` and `maxReplicas`.
+    pub fn replicas_range(&self) -> (i32, i32) {
+        (self.min_replicas, self.max_replicas)
     }
 
     /// Seeds the recommendation history as the controller does on its first sync of this HPA.
@@ -355,12 +374,12 @@ impl Hpa {
     pub fn reconcile(&mut self, now: DateTime<Utc>, scale: ScaleStatus, metrics: &[Option<i64>]) -> Reconcile {
         assert_eq!(
             metrics.len(),
-            self.spec.metrics.len(),
+            self.metrics.len(),
             "one metric value per configured metric"
         );
         let cur = scale.spec_replicas;
         self.record_initial(cur, now);
-        let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
+        let (min, max) = (self.min_replicas, self.max_replicas);
         if cur == 0 && min != 0 {
             return Reconcile {
                 desired_replicas: cur,
@@ -375,7 +394,7 @@ impl Hpa {
         } else {
             let mut best = 0;
             let mut bad = 0;
-            for (target, value) in self.spec.metrics.iter().zip(metrics) {
+            for (target, value) in self.metrics.iter().zip(metrics) {
                 match value {
                     Some(u) => {
                         let r = self.metric_replicas(*target, *u, scale);
@@ -395,14 +414,14 @@ impl Hpa {
             }
             // horizontal.go starts from desiredReplicas = 0 and only takes the metric proposal when larger.
             let proposal = best.max(0);
-            let desired = if self.up.is_some() {
+            let desired = if self.behavior.is_some() {
                 self.with_behavior(now, cur, proposal)
             } else {
                 self.legacy(now, cur, proposal)
             };
             (desired, Some(best), Condition::Computed)
         };
-        if desired != cur && self.up.is_some() {
+        if desired != cur && self.behavior.is_some() {
             self.store_event(now, cur, desired);
         }
         Reconcile {
@@ -438,7 +457,7 @@ impl Hpa {
     }
 
     fn legacy(&mut self, now: DateTime<Utc>, cur: i32, desired: i32) -> i32 {
-        let cutoff = now - self.spec.downscale_stabilization;
+        let cutoff = now - self.downscale_stabilization;
         let mut stabilized = desired;
         let mut old = None;
         for (i, (r, t)) in self.recommendations.iter().enumerate() {
@@ -451,9 +470,9 @@ impl Hpa {
         self.record(old, desired, now);
         // calculateScaleUpLimit: int32(math.Max(2*float64(cur), 4)).
         let up_limit = (2.0 * f64::from(cur)).max(4.0) as i32;
-        let hi = self.spec.max_replicas.min(up_limit);
-        if stabilized < self.spec.min_replicas {
-            self.spec.min_replicas
+        let hi = self.max_replicas.min(up_limit);
+        if stabilized < self.min_replicas {
+            self.min_replicas
         } else if stabilized > hi {
             hi
         } else {
@@ -469,7 +488,7 @@ impl Hpa {
     }
 
     fn with_behavior(&mut self, now: DateTime<Utc>, cur: i32, desired: i32) -> i32 {
-        let (Some(up), Some(down)) = (self.up.clone(), self.down.clone()) else {
+        let Some((up, down)) = self.behavior.as_ref().map(|b| (b.up.clone(), b.down.clone())) else {
             return desired;
         };
         let up_cutoff = now - up.window;
@@ -495,7 +514,7 @@ impl Hpa {
             s = down_rec;
         }
         self.record(old, desired, now);
-        let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
+        let (min, max) = (self.min_replicas, self.max_replicas);
         if s > cur {
             let limit = self.up_limit(now, cur, &up).max(cur);
             s.min(max.min(limit))
@@ -511,7 +530,9 @@ impl Hpa {
         let cutoff = now - TimeDelta::seconds(period_seconds.into());
         let sum =
             |events: &[(i32, DateTime<Utc>)]| events.iter().filter(|(_, t)| *t > cutoff).map(|(r, _)| r).sum::<i32>();
-        cur - sum(&self.up_events) + sum(&self.down_events)
+        self.behavior
+            .as_ref()
+            .map_or(cur, |b| cur - sum(&b.up_events) + sum(&b.down_events))
     }
 
     fn up_limit(&self, now: DateTime<Utc>, cur: i32, rules: &Rules) -> i32 {
@@ -560,12 +581,12 @@ impl Hpa {
     }
 
     fn store_event(&mut self, now: DateTime<Utc>, prev: i32, new: i32) {
+        let Some(b) = self.behavior.as_deref_mut() else { return };
         let (rules, events) = if new > prev {
-            (self.up.as_ref(), &mut self.up_events)
+            (&b.up, &mut b.up_events)
         } else {
-            (self.down.as_ref(), &mut self.down_events)
+            (&b.down, &mut b.down_events)
         };
-        let Some(rules) = rules else { return };
         let cutoff = now - rules.longest_period();
         let old = events.iter().rposition(|(_, t)| *t < cutoff);
         let event = ((new - prev).abs(), now);
@@ -690,6 +711,20 @@ mod tests {
 
     fn avg(target_milli: i64) -> Hpa {
         Hpa::new(HpaSpec::external(MetricTarget::AverageValue(target_milli), 1, 40)).unwrap()
+    }
+
+    #[test]
+    fn an_hpa_on_the_legacy_path_stays_small() {
+        // The SLO controller holds 29 per workload: the behavior path's rules and events are boxed, the spec is not
+        // kept whole.
+        assert!(std::mem::size_of::<Hpa>() <= 96, "{} bytes", std::mem::size_of::<Hpa>());
+        let (legacy, behavior) = (avg(1000), {
+            let mut spec = HpaSpec::external(MetricTarget::AverageValue(1000), 2, 40);
+            spec.behavior = Some(Behavior::default());
+            Hpa::new(spec).unwrap()
+        });
+        assert!(legacy.behavior.is_none() && behavior.behavior.is_some());
+        assert_eq!((legacy.replicas_range(), behavior.replicas_range()), ((1, 40), (2, 40)));
     }
 
     #[test]
