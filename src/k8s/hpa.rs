@@ -458,16 +458,16 @@ impl Hpa {
 
     fn legacy(&mut self, now: DateTime<Utc>, cur: i32, desired: i32) -> i32 {
         let cutoff = now - self.downscale_stabilization;
-        let mut stabilized = desired;
-        let mut old = None;
-        for (i, (r, t)) in self.recommendations.iter().enumerate() {
-            if *t < cutoff {
-                old = Some(i);
-            } else if *r > stabilized {
-                stabilized = *r;
-            }
-        }
-        self.record(old, desired, now);
+        let stabilized = self
+            .recommendations
+            .iter()
+            .filter(|(_, t)| *t >= cutoff)
+            .fold(desired, |s, (r, _)| s.max(*r));
+        // Only the highest recommendation of the window counts here, so a record that has left the window, or that
+        // this one matches or exceeds (it stays in the window longer), can never count again: dropped, the records
+        // are a few instead of a window's worth, with the same results as the controller's list.
+        self.recommendations.retain(|(r, t)| *t >= cutoff && *r > desired);
+        self.recommendations.push((desired, now));
         // calculateScaleUpLimit: int32(math.Max(2*float64(cur), 4)).
         let up_limit = (2.0 * f64::from(cur)).max(4.0) as i32;
         let hi = self.max_replicas.min(up_limit);
@@ -725,6 +725,39 @@ mod tests {
         });
         assert!(legacy.behavior.is_none() && behavior.behavior.is_some());
         assert_eq!((legacy.replicas_range(), behavior.replicas_range()), ((1, 40), (2, 40)));
+    }
+
+    #[test]
+    fn legacy_stabilization_keeps_few_records_and_matches_the_whole_window() {
+        // The controller's rule over every recommendation ever made: the highest of the window, clamped.
+        let mut h = avg(1000);
+        let mut all: Vec<(i32, DateTime<Utc>)> = Vec::new();
+        let mut cur = 4;
+        let mut seed = 12345u64;
+        let mut longest = 0;
+        for k in 0..2000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let usage = 500 + (seed >> 33) as i64 % 20_000;
+            let now = t(15 * k + (seed >> 60) as i64);
+            let r = h.reconcile(now, status(cur), &[Some(usage)]);
+            // What the metric asked for, then the whole list's answer.
+            let proposal = r.metric_replicas.unwrap();
+            if all.is_empty() {
+                all.push((4, now));
+            }
+            let cutoff = now - DEFAULT_DOWNSCALE_STABILIZATION;
+            let stabilized = all
+                .iter()
+                .filter(|(_, t)| *t >= cutoff)
+                .fold(proposal, |s, (r, _)| s.max(*r));
+            all.push((proposal, now));
+            let expected = stabilized.clamp(1, 40.min((2 * cur).max(4)));
+            assert_eq!(r.desired_replicas, expected, "sync {k}");
+            cur = r.desired_replicas;
+            longest = longest.max(h.recommendations.len());
+        }
+        assert!(longest <= 21, "at most a window's worth, usually a few: {longest}");
+        assert!(h.recommendations.len() < 10, "{}", h.recommendations.len());
     }
 
     #[test]
