@@ -918,8 +918,8 @@ async fn run_workload(mut cycle: Box<Cycle>, run: Run) {
         prior,
         mut handoff,
     } = run;
-    // The long awaits are boxed: a workload's task stays resident between its cycles at the size of what it holds,
-    // not of the largest future it ever awaits (7.3 KiB a workload before, at ten thousand of them).
+    // The long awaits are boxed: between its cycles a workload's task is the size of what it holds, not of the
+    // largest future it ever awaits.
     if let Some(saves) = &saves {
         Box::pin(cycle.restore(saves.states.as_ref(), store.max_forecast_age())).await;
     }
