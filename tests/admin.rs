@@ -66,6 +66,7 @@ fn adaptive_report() -> prescale::control::service_level::Report {
             utilization: None,
             unserved_fraction: unserved,
             unserved_fraction_total: unserved,
+            unserved_fraction_steady: unserved,
             pods_vs_reactive: 0.7 + 0.03 * k as f64,
             qualifies: unserved <= budget,
         }
@@ -78,6 +79,7 @@ fn adaptive_report() -> prescale::control::service_level::Report {
             utilization: Some(u),
             unserved_fraction: unserved,
             unserved_fraction_total: unserved,
+            unserved_fraction_steady: unserved,
             pods_vs_reactive: 1.0 + 0.08 * (4.0 - i as f64),
             qualifies: unserved <= budget,
         }
@@ -118,6 +120,7 @@ fn unreachable_report() -> prescale::control::service_level::Report {
         utilization: None,
         unserved_fraction: 0.004,
         unserved_fraction_total: 0.004,
+        unserved_fraction_steady: 0.004,
         pods_vs_reactive: 0.8,
         qualifies: false,
     });
@@ -126,6 +129,7 @@ fn unreachable_report() -> prescale::control::service_level::Report {
         utilization: Some(u),
         unserved_fraction: 0.002 + 0.001 * i as f64,
         unserved_fraction_total: 0.002 + 0.001 * i as f64,
+        unserved_fraction_steady: 0.002 + 0.001 * i as f64,
         pods_vs_reactive: 1.0 - 0.05 * i as f64,
         qualifies: false,
     });

@@ -935,6 +935,7 @@ mod tests {
             utilization: u,
             unserved_fraction: unserved,
             unserved_fraction_total: unserved * 1.1,
+            unserved_fraction_steady: unserved,
             pods_vs_reactive: pods,
             qualifies: unserved <= 0.0012,
         };

@@ -465,6 +465,7 @@ mod tests {
             utilization: u,
             unserved_fraction: unserved,
             unserved_fraction_total: unserved,
+            unserved_fraction_steady: unserved,
             pods_vs_reactive: pods,
             qualifies: unserved <= 0.01,
         };
