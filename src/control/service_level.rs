@@ -18,8 +18,8 @@
 //! through one more shadow and is scored the same way: the served plan's own record.
 //!
 //! The choice: of the candidates whose weighted unserved share is within the *budget* (and whose *steady* share,
-//! fading with the SLO's window as half-life, is within the SLO: see [`Controller::qualified`]), the one that held
-//! the fewest pods. The budget is the SLO corrected by the served record, in the spirit of adaptive conformal control:
+//! fading with the SLO's window as half-life, is within the SLO, unless no candidate within the budget passes
+//! that), the one that held the fewest pods. The budget is the SLO corrected by the served record, in the spirit of adaptive conformal control:
 //! what the served plan left under the SLO is added (spend the surplus on fewer pods), what it left over is taken
 //! off (buy the miss back with more), by at most [`MAX_LOOSENING`] of the SLO up and [`MAX_TIGHTENING`] down. Candidates are scored as
 //! if followed throughout, but the served plan switches between them and pays for each switch; steering by its own
