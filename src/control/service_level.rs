@@ -17,16 +17,16 @@
 //! [`Adaptive::half_life`]) so that the choice follows the workload as it changes. What was actually served runs
 //! through one more shadow and is scored the same way: the served plan's own record.
 //!
-//! The choice: of the candidates whose weighted unserved share is within the *budget* (and whose *steady* share,
-//! fading with the SLO's window as half-life, is within the SLO, unless no candidate within the budget passes
-//! that), the one that held the fewest pods. The budget is the SLO corrected by the served record, in the spirit of adaptive conformal control:
-//! what the served plan left under the SLO is added (spend the surplus on fewer pods), what it left over is taken
-//! off (buy the miss back with more), by at most [`MAX_LOOSENING`] of the SLO up and [`MAX_TIGHTENING`] down. Candidates are scored as
-//! if followed throughout, but the served plan switches between them and pays for each switch; steering by its own
-//! record keeps its realised unserved share on the SLO rather than on a candidate's. When no candidate is within
-//! the budget, the SLO itself is the limit; when none is within the SLO either (demand above what `maxReplicas`
-//! serves, spikes nothing foresaw), the SLO cannot be met: the candidate that left the least demand unserved is
-//! served, and the report says so. Before [`Adaptive::warmup`] of decisions has been scored, the configured
+//! The choice: of the candidates whose weighted unserved share is within the *budget* (and whose *steady* share, fading
+//! with the SLO's window as half-life, is within the SLO, unless no candidate within the budget passes that), the one
+//! that held the fewest pods. The budget is the SLO corrected by the served record, in the spirit of adaptive conformal
+//! control: what the served plan left under the SLO is added (spend the surplus on fewer pods), what it left over is
+//! taken off (buy the miss back with more), by at most [`MAX_LOOSENING`] of the SLO up and [`MAX_TIGHTENING`] down.
+//! Candidates are scored as if followed throughout, but the served plan switches between them and pays for each switch;
+//! steering by its own record keeps its realised unserved share on the SLO rather than on a candidate's. When no
+//! candidate is within the budget, the SLO itself is the limit; when none is within the SLO either (demand above what
+//! `maxReplicas` serves, spikes nothing foresaw), the SLO cannot be met: the candidate that left the least demand
+//! unserved is served, and the report says so. Before [`Adaptive::warmup`] of decisions has been scored, the configured
 //! quantile is used.
 //!
 //! The realised unserved share over the SLO's window, and the error budget it leaves, are kept per bucket of
