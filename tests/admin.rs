@@ -59,15 +59,18 @@ const CANDIDATES: usize =
 fn adaptive_report() -> prescale::control::service_level::Report {
     use prescale::control::service_level::{CandidateScore, Report, ServedScore, WindowScore, LEVELS, UTILIZATIONS};
     let budget = 0.0047;
+    // Counted from p80 as the ninth level: p80 leaves 0.4%, each level above 0.1% less, each below 0.1% more.
+    let p80 = LEVELS.iter().position(|&q| q == 0.8).expect("p80 is a level");
     let levels = LEVELS.iter().enumerate().map(|(k, &q)| {
-        let unserved = (0.012 - 0.001 * k as f64).max(0.0);
+        let j = k as f64 + 8.0 - p80 as f64;
+        let unserved = (0.012 - 0.001 * j).max(0.0);
         CandidateScore {
             quantile: Some(q),
             utilization: None,
             unserved_fraction: unserved,
             unserved_fraction_total: unserved,
             unserved_fraction_steady: unserved,
-            pods_vs_reactive: 0.7 + 0.03 * k as f64,
+            pods_vs_reactive: 0.7 + 0.03 * j,
             qualifies: unserved <= budget,
         }
     });
@@ -89,7 +92,7 @@ fn adaptive_report() -> prescale::control::service_level::Report {
         scored_seconds: 7.0 * 86_400.0,
         slo_max_unserved: 0.005,
         slo_window_seconds: 7 * 86_400,
-        chosen_quantile: Some(LEVELS[8]),
+        chosen_quantile: Some(LEVELS[p80]),
         chosen_utilization: None,
         reactive_chosen: false,
         slo_reachable: true,
@@ -462,8 +465,8 @@ async fn the_page_is_self_contained_and_tells_the_same_numbers() {
     );
     assert_eq!(
         html.matches(r#"class="cand ok""#).count(),
-        6,
-        "p80 … p98 are under the budget line"
+        7,
+        "p80 … p99 are under the budget line"
     );
     assert_eq!(
         html.matches(r#"class="cand reactive ok""#).count(),
@@ -1141,22 +1144,23 @@ async fn the_explain_client_reads_a_running_server() {
     assert!(
         text.contains(
             "slo        at most 0.01% of demand unserved over 1d: 0.04% over the first 20h, error budget overspent by \
-             300%; MISSED; CANNOT BE MET NOW: every candidate left more than 0.01% unserved recently; reactive@35% \
-             left the least (0.2%) and is chosen\n"
+             300%; MISSED; CANNOT BE MET NOW: no candidate left at most 0.01% unserved both recently and over the \
+             window; reactive@35% left the least over the window (0.2%) and is chosen\n"
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "choice     reactive@35%: the least demand unserved of the candidates (0.2% recently; the SLO allows \
-             0.01%); it is the HPA target that left the least unserved (none met the SLO)\n"
+            "choice     reactive@35%: the least demand unserved over the SLO's window of the candidates (0.2% over \
+             it, 0.2% recently; the SLO allows 0.01%); it is the HPA target that left the least unserved (none met the \
+             SLO)\n"
         ),
         "{text}"
     );
     assert!(
         text.contains(
             "The SLO (at most 0.01% of demand unserved over 1d) cannot be met now: no candidate left so little demand \
-             unserved recently."
+             unserved both recently and over the SLO's window."
         ),
         "{text}"
     );

@@ -406,7 +406,8 @@ fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -
     };
     let unreachable = match &e.adaptive {
         Some(a) if a.warmed_up && !a.slo_reachable => format!(
-            " The SLO ({}) cannot be met now: no candidate left so little demand unserved recently.",
+            " The SLO ({}) cannot be met now: no candidate left so little demand unserved both recently and over the \
+             SLO's window.",
             slo_of(a)
         ),
         _ => String::new(),
@@ -724,10 +725,11 @@ fn slo_line(a: &SloReport) -> String {
             .candidates
             .iter()
             .find(|c| c.label() == chosen)
-            .map(|c| c.unserved_fraction);
+            .map(|c| c.unserved_fraction_steady);
         let _ = write!(
             out,
-            "; CANNOT BE MET NOW: every candidate left more than {} unserved recently; {chosen} left the least{} and is chosen",
+            "; CANNOT BE MET NOW: no candidate left at most {} unserved both recently and over the window; {chosen} \
+             left the least over the window{} and is chosen",
             share(a.slo_max_unserved),
             left.map_or(String::new(), |l| format!(" ({})", share(l)))
         );
@@ -756,7 +758,9 @@ fn choice_line(a: &SloReport, configured: f64) -> String {
         )
     } else {
         format!(
-            "the least demand unserved of the candidates ({} recently; the SLO allows {})",
+            "the least demand unserved over the SLO's window of the candidates ({} over it, {} recently; the SLO \
+             allows {})",
+            share(chosen.map_or(0.0, |c| c.unserved_fraction_steady)),
             share(unserved),
             share(a.slo_max_unserved)
         )
@@ -1138,22 +1142,23 @@ mod tests {
             c.unserved_fraction = c.unserved_fraction.max(0.0035);
         }
         r.candidates[3].unserved_fraction = 0.003;
+        r.candidates[3].unserved_fraction_steady = 0.0025;
         let e = explanation(Serving::Reactive, Some(r.clone()));
         assert_eq!(
             line(&e, "slo").unwrap(),
             "at most 0.1% of demand unserved over 7d: 0.06% over the first 3d2h, error budget 40% left; met; CANNOT BE \
-             MET NOW: every candidate left more than 0.1% unserved recently; reactive@35% left the least (0.3%) and is \
-             chosen"
+             MET NOW: no candidate left at most 0.1% unserved both recently and over the window; reactive@35% left the \
+             least over the window (0.25%) and is chosen"
         );
         assert_eq!(
             line(&e, "choice").unwrap(),
-            "reactive@35%: the least demand unserved of the candidates (0.3% recently; the SLO allows 0.1%); it is the \
-             HPA target that left the least unserved (none met the SLO)"
+            "reactive@35%: the least demand unserved over the SLO's window of the candidates (0.25% over it, 0.3% \
+             recently; the SLO allows 0.1%); it is the HPA target that left the least unserved (none met the SLO)"
         );
         assert!(
             e.summary.ends_with(
                 " The SLO (at most 0.1% of demand unserved over 7d) cannot be met now: no candidate left so little \
-                 demand unserved recently."
+                 demand unserved both recently and over the SLO's window."
             ),
             "{}",
             e.summary

@@ -70,7 +70,7 @@ fn slo_badges(s: &SloView) -> String {
     if !s.reachable {
         let _ = write!(
             out,
-            r#" <span class="badge slo-unreachable" title="no candidate (forecast quantile or HPA target) recently left as little as {} of demand unserved: the SLO cannot be met now; {} is served, the one that left the least">SLO unreachable</span>"#,
+            r#" <span class="badge slo-unreachable" title="no candidate (forecast quantile or HPA target) left as little as {} of demand unserved both recently and over the SLO&#39;s window: the SLO cannot be met now; {} is served, the one that left the least over the window">SLO unreachable</span>"#,
             share(s.max_unserved),
             esc(s.chosen.as_deref().unwrap_or("–"))
         );
@@ -278,7 +278,7 @@ fn card(out: &mut String, d: &WorkloadDetail) {
         };
         let _ = write!(
             out,
-            r#"<figure class="frontier">{svg}<figcaption><div class="legend frontier-legend"><span><i class="f-level"></i>forecast quantile</span><span><i class="f-reactive"></i>reactive HPA target</span><span><i class="f-over"></i><i class="f-reactive-over"></i>over the budget</span><span><i class="f-slo"></i>SLO {}</span><span><i class="f-budget"></i>budget</span><span><i class="f-chosen"></i>chosen</span><span><i class="f-served"></i>served</span></div><p>Recent unserved demand against pods held, relative to {}. Forecast quantiles (p30–p98) and reactive HPA targets (35%–100% utilization) each form a line; the candidate with the fewest pods under the budget (the SLO corrected by what was served, dashed where it differs) is chosen.</p></figcaption></figure>"#,
+            r#"<figure class="frontier">{svg}<figcaption><div class="legend frontier-legend"><span><i class="f-level"></i>forecast quantile</span><span><i class="f-reactive"></i>reactive HPA target</span><span><i class="f-over"></i><i class="f-reactive-over"></i>over the budget</span><span><i class="f-slo"></i>SLO {}</span><span><i class="f-budget"></i>budget</span><span><i class="f-chosen"></i>chosen</span><span><i class="f-served"></i>served</span></div><p>Recent unserved demand against pods held, relative to {}. Forecast quantiles (p10–p99) and reactive HPA targets (35%–100% utilization) each form a line; the candidate with the fewest pods under the budget (the SLO corrected by what was served, dashed where it differs) is chosen.</p></figcaption></figure>"#,
             share(a.slo_max_unserved),
             esc(&yardstick)
         );
