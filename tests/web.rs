@@ -335,7 +335,7 @@ async fn the_page_shows_charts_and_the_api_numbers_in_a_real_browser() {
                     .find(r#"<svg class="frontier""#)
                     .unwrap_or_else(|| panic!("{w}: no scatter"))..];
                 assert_eq!(svg.matches(r#"<circle class="cand"#).count(), a.candidates.len(), "{w}");
-                assert_eq!(a.candidates.len(), 28, "{w}: 14 quantiles and 14 reactive targets");
+                assert_eq!(a.candidates.len(), 31, "{w}: 17 quantiles and 14 reactive targets");
                 assert_eq!(attr(svg, "data-chosen", "data-chosen"), a.chosen_label(), "{w}");
                 let yardstick = a.reactive_at_slo.map_or(
                     "the HPA target that left the least unserved (none met the SLO)".to_string(),
