@@ -690,6 +690,11 @@ impl Controller {
         self.weighted.demand * self.settings.slo.max_unserved
     }
 
+    /// The unserved demand the SLO allows in the steady record.
+    fn steady_target(&self) -> f64 {
+        self.steady.demand * self.settings.slo.max_unserved
+    }
+
     /// The weighted unserved demand a candidate may have left and still qualify: the SLO's, plus what the served
     /// plan has left under it, or less what it has left over it, by at most [`MAX_LOOSENING`] of the SLO up and
     /// [`MAX_TIGHTENING`] down.
@@ -714,8 +719,8 @@ impl Controller {
     /// And when no candidate kept the SLO over its window, a calm day does not make it reachable: the team's SLO is
     /// measured over the window, and the cheap candidates a calm day lets through are the ones that missed it.
     fn limit(&self) -> Option<(f64, [bool; CANDIDATES])> {
-        let steady = self.steady.demand * self.settings.slo.max_unserved;
-        let steady_ok = |k: usize| self.steady.unserved[k] <= steady * (1.0 + 1e-9) + 1e-12;
+        let steady = self.steady_target();
+        let steady_ok = |k: usize| at_most(self.steady.unserved[k], steady);
         [self.budget(), self.target()].into_iter().find_map(|limit| {
             let qualified: [bool; CANDIDATES] = std::array::from_fn(|k| self.within(k, limit) && steady_ok(k));
             qualified.contains(&true).then_some((limit, qualified))
@@ -723,8 +728,7 @@ impl Controller {
     }
 
     fn within(&self, k: usize, limit: f64) -> bool {
-        // Relative slack so that float noise does not disqualify a candidate as good as the limit.
-        self.weighted.unserved[k] <= limit * (1.0 + 1e-9) + 1e-12
+        at_most(self.weighted.unserved[k], limit)
     }
 
     /// The cheapest of `ks` (ties: the earlier).
@@ -760,7 +764,7 @@ impl Controller {
         }
         .unwrap_or(FIRST_REACTIVE);
         let (w, s) = (&self.weighted, &self.steady);
-        let steady_target = s.demand * self.settings.slo.max_unserved;
+        let steady_target = self.steady_target();
         match (self.current, limit) {
             (Some(k), Some((_, q))) if q[k] && w.pods[k] <= w.pods[fresh] * (1.0 + SWITCH_MARGIN) => k,
             (Some(k), None) if s.unserved[k] <= s.unserved[fresh] + SWITCH_MARGIN * steady_target => k,
@@ -832,6 +836,11 @@ impl Controller {
             }),
         }
     }
+}
+
+/// `x ≤ limit`, with relative slack so that float noise does not disqualify a candidate as good as the limit.
+fn at_most(x: f64, limit: f64) -> bool {
+    x <= limit * (1.0 + 1e-9) + 1e-12
 }
 
 fn choice_of(k: usize) -> Choice {
