@@ -1145,15 +1145,16 @@ async fn the_explain_client_reads_a_running_server() {
         text.contains(
             "slo        at most 0.01% of demand unserved over 1d: 0.04% over the first 20h, error budget overspent by \
              300%; MISSED; CANNOT BE MET NOW: no candidate left at most 0.01% unserved both recently and over the \
-             window; reactive@35% left the least over the window (0.2%) and is chosen\n"
+             window; reactive@35% left the least over the window (0.2%) of the candidates holding no more pods than \
+             reactive@35% and is chosen\n"
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "choice     reactive@35%: the least demand unserved over the SLO's window of the candidates (0.2% over \
-             it, 0.2% recently; the SLO allows 0.01%); it is the HPA target that left the least unserved (none met the \
-             SLO)\n"
+            "choice     reactive@35%: the least demand unserved over the SLO's window of the candidates holding no \
+             more pods than reactive@35% (0.2% over it, 0.2% recently; the SLO allows 0.01%); it is the HPA target \
+             that left the least unserved (none met the SLO)\n"
         ),
         "{text}"
     );

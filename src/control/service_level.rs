@@ -25,9 +25,10 @@
 //! Candidates are scored as if followed throughout, but the served plan switches between them and pays for each switch;
 //! steering by its own record keeps its realised unserved share on the SLO rather than on a candidate's. When no
 //! candidate qualifies under the budget, the SLO itself is the limit; when none qualifies under that either (demand
-//! above what `maxReplicas` serves, spikes nothing foresaw), the SLO cannot be met: the candidate that left the least
-//! demand unserved over the SLO's window is served, and the report says so. Before [`Adaptive::warmup`] of decisions
-//! has been scored, the configured quantile is used.
+//! above what `maxReplicas` serves, spikes nothing foresaw), the SLO cannot be met: of the candidates that held no more
+//! pods than the most cautious reactive target, the one that left the least demand unserved over the SLO's window is
+//! served, and the report says so. Before [`Adaptive::warmup`] of decisions has been scored, the configured quantile
+//! is used.
 //!
 //! The realised unserved share over the SLO's window, and the error budget it leaves, are kept per bucket of
 //! 1/168 of the window (an hour of a 7-day window), so the record is small and exact at bucket granularity.
@@ -173,8 +174,8 @@ pub struct Report {
     /// True while a reactive target is chosen.
     pub reactive_chosen: bool,
     /// False when no candidate qualifies: none recently left as little unserved as the SLO allows while keeping it
-    /// over the SLO's window. The SLO cannot be met now; the candidate that left the least unserved over the window is
-    /// served.
+    /// over the SLO's window. The SLO cannot be met now; of the candidates that held no more pods than reactive@35%,
+    /// the one that left the least unserved over the window is served.
     #[serde(default = "yes")]
     pub slo_reachable: bool,
     /// The weighted share of demand a candidate may have left unserved and qualify: the SLO, plus what the served
@@ -752,24 +753,38 @@ impl Controller {
     /// differ by noise would otherwise trade places every few minutes.
     ///
     /// When no candidate qualifies (the SLO cannot be met now), the candidate that left the least unserved over the
-    /// SLO's window (the steady record) is followed, unless the one followed so far leaves at most a
-    /// [`SWITCH_MARGIN`] of the SLO more. The window is what the team's SLO is measured over, and the least
-    /// unserved over a day is a near-tie among the cautious candidates that flips with each burst: following it
-    /// cost 6–14% more replica-hours for more unserved demand than any one of them alone.
+    /// SLO's window (the steady record), of those [`Controller::affordable`], is followed, unless the one followed so
+    /// far is affordable too and leaves at most a [`SWITCH_MARGIN`] of the SLO more. The window is what the team's
+    /// SLO is measured over, and the least unserved over a day is a near-tie among the cautious candidates that
+    /// flips with each burst: following it cost 6–14% more replica-hours for more unserved demand than any one of
+    /// them alone.
     fn best(&self) -> usize {
         let limit = self.limit();
         let fresh = match limit {
             Some((_, qualified)) => self.cheapest((0..CANDIDATES).filter(|&k| qualified[k])),
-            None => Self::least_unserved(&self.steady, 0..CANDIDATES),
+            None => Self::least_unserved(&self.steady, (0..CANDIDATES).filter(|&k| self.affordable(k))),
         }
         .unwrap_or(FIRST_REACTIVE);
         let (w, s) = (&self.weighted, &self.steady);
         let steady_target = self.steady_target();
         match (self.current, limit) {
             (Some(k), Some((_, q))) if q[k] && w.pods[k] <= w.pods[fresh] * (1.0 + SWITCH_MARGIN) => k,
-            (Some(k), None) if s.unserved[k] <= s.unserved[fresh] + SWITCH_MARGIN * steady_target => k,
+            (Some(k), None)
+                if self.affordable(k) && s.unserved[k] <= s.unserved[fresh] + SWITCH_MARGIN * steady_target =>
+            {
+                k
+            }
             _ => fresh,
         }
+    }
+
+    /// True when a candidate held no more pods over the SLO's window than the most cautious reactive target: what
+    /// the SLO-out-of-reach choice may spend. Past it, service is bought dearer than the HPA's own frontier sells
+    /// it: on bursty traffic whose spikes outgrow `maxReplicas`, p99 left 1.5 points less demand unserved than
+    /// reactive@35% for twice its pods, where each 5 points of utilization below 35% would buy half a point for an
+    /// eighth more.
+    fn affordable(&self, k: usize) -> bool {
+        at_most(self.steady.pods[k], self.steady.pods[FIRST_REACTIVE])
     }
 
     /// The reactive candidate within the SLO at the fewest pods.
@@ -1218,6 +1233,15 @@ mod tests {
         c.weighted.unserved[at(13)] = 0.08;
         assert_eq!(c.choose(), Some(Choice::Reactive(0.35)));
         assert!(!c.report().slo_reachable, "0.08 is still over the 0.05 allowed");
+        // A candidate that leaves less but holds more pods than reactive@35% over the window is not bought, and a
+        // followed one that grew past it is left.
+        c.steady.unserved[at(13)] = 0.05;
+        c.steady.pods[at(13)] = 20.5;
+        assert_eq!(c.choose(), Some(Choice::Reactive(0.35)));
+        c.current = Some(at(13));
+        assert_eq!(c.choose(), Some(Choice::Reactive(0.35)));
+        c.steady.pods[at(13)] = 20.0;
+        assert_eq!(c.choose(), level(13), "as many pods as reactive@35% may be held");
     }
 
     #[test]

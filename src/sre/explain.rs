@@ -14,7 +14,7 @@ use crate::control::engine::{Mode, Serving};
 use crate::control::planner::{Bound, ReplicaPlan};
 use crate::control::policy::ServiceLevel;
 use crate::control::quality::{Health, Report};
-use crate::control::service_level::{candidate_label, Report as SloReport};
+use crate::control::service_level::{candidate_label, Report as SloReport, UTILIZATIONS};
 use crate::duration;
 use crate::store::{Entry, Insight, PlanStore, Refusal, Snapshot};
 
@@ -694,6 +694,11 @@ fn yardstick(a: &SloReport) -> (String, &'static str) {
     }
 }
 
+/// The most cautious HPA target (`reactive@35%`): when the SLO cannot be met, what the choice may spend.
+fn most_cautious() -> String {
+    candidate_label(None, Some(UTILIZATIONS[0]))
+}
+
 /// The SLO in one line: what it is, how the window has gone so far, the error budget left, and whether it can be
 /// met now.
 fn slo_line(a: &SloReport) -> String {
@@ -729,9 +734,10 @@ fn slo_line(a: &SloReport) -> String {
         let _ = write!(
             out,
             "; CANNOT BE MET NOW: no candidate left at most {} unserved both recently and over the window; {chosen} \
-             left the least over the window{} and is chosen",
+             left the least over the window{} of the candidates holding no more pods than {} and is chosen",
             share(a.slo_max_unserved),
-            left.map_or(String::new(), |l| format!(" ({})", share(l)))
+            left.map_or(String::new(), |l| format!(" ({})", share(l))),
+            most_cautious()
         );
     }
     out
@@ -758,8 +764,9 @@ fn choice_line(a: &SloReport, configured: f64) -> String {
         )
     } else {
         format!(
-            "the least demand unserved over the SLO's window of the candidates ({} over it, {} recently; the SLO \
-             allows {})",
+            "the least demand unserved over the SLO's window of the candidates holding no more pods than {} ({} \
+             over it, {} recently; the SLO allows {})",
+            most_cautious(),
             share(chosen.map_or(0.0, |c| c.unserved_fraction_steady)),
             share(unserved),
             share(a.slo_max_unserved)
@@ -1148,12 +1155,12 @@ mod tests {
             line(&e, "slo").unwrap(),
             "at most 0.1% of demand unserved over 7d: 0.06% over the first 3d2h, error budget 40% left; met; CANNOT BE \
              MET NOW: no candidate left at most 0.1% unserved both recently and over the window; reactive@35% left the \
-             least over the window (0.25%) and is chosen"
+             least over the window (0.25%) of the candidates holding no more pods than reactive@35% and is chosen"
         );
         assert_eq!(
             line(&e, "choice").unwrap(),
-            "reactive@35%: the least demand unserved over the SLO's window of the candidates (0.25% over it, 0.3% \
-             recently; the SLO allows 0.1%); it is the HPA target that left the least unserved (none met the SLO)"
+            "reactive@35%: the least demand unserved over the SLO's window of the candidates holding no more pods \
+             than reactive@35% (0.25% over it, 0.3% recently; the SLO allows 0.1%); it is the HPA target that left the least unserved (none met the SLO)"
         );
         assert!(
             e.summary.ends_with(
