@@ -585,3 +585,53 @@ fn the_adaptive_choice_scores_reactive_targets_as_the_backtest_does() {
     assert_eq!(a.ticks, b.ticks);
     assert_eq!(info.served_by["0.1%"], info.served_by["1%"]);
 }
+
+/// The scripts the docs' traffic-not-chosen-on runs use: `scripts/synth-trace` writes each shape as a trace the
+/// backtest reads, the same bytes for the same seed and other bytes for another; `scripts/resample-trace` averages
+/// one over longer steps, keeping its mean.
+#[test]
+fn the_trace_scripts_write_traces_the_backtest_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name);
+    let synth = |shape: &str, out: &std::path::Path, seed: &str| {
+        let run = std::process::Command::new(script("synth-trace"))
+            .args([shape, out.to_str().unwrap(), "--seed", seed])
+            .output()
+            .expect("python3 runs scripts/synth-trace");
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        std::fs::read(out).unwrap()
+    };
+    for (shape, step, len) in [("smooth-30m", 1800, 1344), ("web-1h", 3600, 840), ("lb-5m", 300, 6048)] {
+        let out = dir.path().join(format!("{shape}.csv"));
+        let bytes = synth(shape, &out, "7");
+        let s = prescale::history::trace::load(&out).unwrap_or_else(|e| panic!("{shape}: {e}"));
+        assert_eq!(
+            (s.step(), s.len(), s.missing()),
+            (TimeDelta::seconds(step), len, 0),
+            "{shape}"
+        );
+        assert!(s.values().flatten().all(|v| v.is_finite() && v > 0.0), "{shape}");
+        assert_eq!(synth(shape, &out, "7"), bytes, "{shape}: the same seed, the same trace");
+        assert_ne!(synth(shape, &out, "8"), bytes, "{shape}: another seed, another trace");
+    }
+    let lb = dir.path().join("lb-5m.csv");
+    synth("lb-5m", &lb, "7");
+    let hourly = dir.path().join("lb-1h.csv");
+    let run = std::process::Command::new(script("resample-trace"))
+        .args([lb.to_str().unwrap(), "3600", hourly.to_str().unwrap()])
+        .output()
+        .expect("python3 runs scripts/resample-trace");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (fine, coarse) = (
+        prescale::history::trace::load(&lb).unwrap(),
+        prescale::history::trace::load(&hourly).unwrap(),
+    );
+    assert_eq!((coarse.step(), coarse.len()), (TimeDelta::hours(1), 504));
+    let mean = |s: &Series| s.values().flatten().sum::<f64>() / s.len() as f64;
+    assert!(
+        (mean(&fine) - mean(&coarse)).abs() < 1e-6 * mean(&fine),
+        "{} vs {}",
+        mean(&fine),
+        mean(&coarse)
+    );
+}
