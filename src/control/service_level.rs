@@ -781,7 +781,7 @@ impl Controller {
     /// True when a candidate held no more pods over the SLO's window than the most cautious reactive target: what
     /// the SLO-out-of-reach choice may spend. Past it, service is bought dearer than the HPA's own frontier sells
     /// it: on bursty traffic whose spikes outgrow `maxReplicas`, p99 left 1.5 points less demand unserved than
-    /// reactive@35% for twice its pods, where each 5 points of utilization below 35% would buy half a point for an
+    /// reactive@35% for twice its pods, where the frontier's last step (40% to 35%) bought half a point for an
     /// eighth more.
     fn affordable(&self, k: usize) -> bool {
         at_most(self.steady.pods[k], self.steady.pods[FIRST_REACTIVE])

@@ -695,7 +695,7 @@ fn yardstick(a: &SloReport) -> (String, &'static str) {
 }
 
 /// The most cautious HPA target (`reactive@35%`): when the SLO cannot be met, what the choice may spend.
-fn most_cautious() -> String {
+pub(crate) fn most_cautious() -> String {
     candidate_label(None, Some(UTILIZATIONS[0]))
 }
 

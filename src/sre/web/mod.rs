@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::control::engine::Serving;
 use crate::control::quality::Health;
-use crate::sre::explain::{age, num, pct, share, VERSION};
+use crate::sre::explain::{age, most_cautious, num, pct, share, VERSION};
 use crate::sre::views::{SloView, WorkloadDetail, WorkloadView};
 use crate::store::ReplayState;
 
@@ -70,9 +70,10 @@ fn slo_badges(s: &SloView) -> String {
     if !s.reachable {
         let _ = write!(
             out,
-            r#" <span class="badge slo-unreachable" title="no candidate (forecast quantile or HPA target) left as little as {} of demand unserved both recently and over the SLO&#39;s window: the SLO cannot be met now; {} is served, the one that left the least over the window of those holding no more pods than reactive@35%">SLO unreachable</span>"#,
+            r#" <span class="badge slo-unreachable" title="no candidate (forecast quantile or HPA target) left as little as {} of demand unserved both recently and over the SLO&#39;s window: the SLO cannot be met now; {} is served, the one that left the least over the window of those holding no more pods than {}">SLO unreachable</span>"#,
             share(s.max_unserved),
-            esc(s.chosen.as_deref().unwrap_or("–"))
+            esc(s.chosen.as_deref().unwrap_or("–")),
+            most_cautious()
         );
     }
     out
