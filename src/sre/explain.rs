@@ -1160,7 +1160,8 @@ mod tests {
         assert_eq!(
             line(&e, "choice").unwrap(),
             "reactive@35%: the least demand unserved over the SLO's window of the candidates holding no more pods \
-             than reactive@35% (0.25% over it, 0.3% recently; the SLO allows 0.1%); it is the HPA target that left the least unserved (none met the SLO)"
+             than reactive@35% (0.25% over it, 0.3% recently; the SLO allows 0.1%); it is the HPA target that left \
+             the least unserved (none met the SLO)"
         );
         assert!(
             e.summary.ends_with(

@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::control::engine::Serving;
 use crate::control::quality::Health;
+use crate::control::service_level::{candidate_label, LEVELS, UTILIZATIONS};
 use crate::sre::explain::{age, most_cautious, num, pct, share, VERSION};
 use crate::sre::views::{SloView, WorkloadDetail, WorkloadView};
 use crate::store::ReplayState;
@@ -273,15 +274,19 @@ fn card(out: &mut String, d: &WorkloadDetail) {
         let yardstick = match a.reactive_at_slo {
             Some(u) => format!(
                 "{}, the cheapest HPA target that met the SLO",
-                crate::control::service_level::candidate_label(None, Some(u))
+                candidate_label(None, Some(u))
             ),
             None => "the HPA target that left the least unserved (none met the SLO)".into(),
         };
         let _ = write!(
             out,
-            r#"<figure class="frontier">{svg}<figcaption><div class="legend frontier-legend"><span><i class="f-level"></i>forecast quantile</span><span><i class="f-reactive"></i>reactive HPA target</span><span><i class="f-over"></i><i class="f-reactive-over"></i>over the budget</span><span><i class="f-slo"></i>SLO {}</span><span><i class="f-budget"></i>budget</span><span><i class="f-chosen"></i>chosen</span><span><i class="f-served"></i>served</span></div><p>Recent unserved demand against pods held, relative to {}. Forecast quantiles (p10–p99) and reactive HPA targets (35%–100% utilization) each form a line; the candidate with the fewest pods under the budget (the SLO corrected by what was served, dashed where it differs) is chosen.</p></figcaption></figure>"#,
+            r#"<figure class="frontier">{svg}<figcaption><div class="legend frontier-legend"><span><i class="f-level"></i>forecast quantile</span><span><i class="f-reactive"></i>reactive HPA target</span><span><i class="f-over"></i><i class="f-reactive-over"></i>over the budget</span><span><i class="f-slo"></i>SLO {}</span><span><i class="f-budget"></i>budget</span><span><i class="f-chosen"></i>chosen</span><span><i class="f-served"></i>served</span></div><p>Recent unserved demand against pods held, relative to {}. Forecast quantiles ({}–{}) and reactive HPA targets ({}–{} utilization) each form a line; the candidate with the fewest pods under the budget (the SLO corrected by what was served, dashed where it differs) is chosen.</p></figcaption></figure>"#,
             share(a.slo_max_unserved),
-            esc(&yardstick)
+            esc(&yardstick),
+            candidate_label(LEVELS.first().copied(), None),
+            candidate_label(LEVELS.last().copied(), None),
+            pct(UTILIZATIONS.first().copied()),
+            pct(UTILIZATIONS.last().copied())
         );
     }
     out.push_str("</aside></div></section>");
