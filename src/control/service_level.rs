@@ -19,9 +19,10 @@
 //!
 //! The choice: of the candidates that *qualify*, the one that held the fewest pods. A candidate qualifies when its
 //! weighted unserved share is within the *budget* and its *steady* share (fading with the SLO's window as half-life)
-//! within the SLO, and no other such candidate beats it over the window on both pods and unserved demand. The budget is the SLO corrected by the served record, in the spirit of adaptive conformal
-//! control: what the served plan left under the SLO is added (spend the surplus on fewer pods), what it left over is
-//! taken off (buy the miss back with more), by at most [`MAX_LOOSENING`] of the SLO up and [`MAX_TIGHTENING`] down.
+//! within the SLO, and no other such candidate beats it over the window on both pods and unserved demand. The budget
+//! is the SLO corrected by the served record, in the spirit of adaptive conformal control: what the served plan left
+//! under the SLO is added (spend the surplus on fewer pods), what it left over is taken off (buy the miss back with
+//! more), by at most [`MAX_LOOSENING`] of the SLO up and [`MAX_TIGHTENING`] down.
 //! Candidates are scored as if followed throughout, but the served plan switches between them and pays for each switch;
 //! steering by its own record keeps its realised unserved share on the SLO rather than on a candidate's. When no
 //! candidate qualifies under the budget, the SLO itself is the limit; when none qualifies under that either (demand
