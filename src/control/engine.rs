@@ -129,9 +129,13 @@ pub fn reactive_plan_at(
     let floor = observed.map_or(0, |o| {
         planner::replicas_for(o, policy.capacity_per_replica).unwrap_or(0)
     });
-    let target = observed.map_or(0, |o| {
-        planner::replicas_for(o, policy.capacity_per_replica * utilization).unwrap_or(0)
-    });
+    // The target as that HPA would hold it: a Quantity, `capacity × u` in milli-units rounded up, as a team writes
+    // it and as the backtest's reactive frontier runs it.
+    let per_pod = policy.capacity_per_replica * utilization;
+    let per_pod = quantity::served_milli(per_pod)
+        .filter(|m| *m > 0)
+        .map_or(per_pod, |m| m as f64 / 1000.0);
+    let target = observed.map_or(0, |o| planner::replicas_for(o, per_pod).unwrap_or(0));
     let (want, mut bound) = match (observed, previous) {
         (None, Some(prev)) => (prev.replicas, Bound::Hold),
         _ => (target, Bound::ReactiveFloor),
@@ -145,11 +149,9 @@ pub fn reactive_plan_at(
     let demand = observed.unwrap_or(0.0);
     // Served as an HPA at that utilization would read observed demand, so that its tolerance acts exactly as on a
     // reactive HPA; when the bounds or a hold decided the count, as the forecast plan serves one.
-    let exact = observed
-        .map(|o| o / (policy.capacity_per_replica * utilization))
-        .filter(|x| {
-            quantity::served_milli(*x).is_some_and(|m| m > 0 && (m + 999).div_euclid(1000) == i64::from(replicas))
-        });
+    let exact = observed.map(|o| o / per_pod).filter(|x| {
+        quantity::served_milli(*x).is_some_and(|m| m > 0 && (m + 999).div_euclid(1000) == i64::from(replicas))
+    });
     ReplicaPlan {
         at: now,
         replicas,
@@ -801,6 +803,24 @@ mod tests {
             (100, Bound::Hold),
             "nothing observed is not zero demand"
         );
+    }
+
+    #[test]
+    fn a_reactive_target_is_the_quantity_its_hpa_would_hold() {
+        // 1.0005 units per replica at 100%: the HPA's AverageValue target is the Quantity 1001m (rounded up to a
+        // milli-unit), and 10.0075 units read as 10008m fill ceil(10008 / 1001) = 10 pods; the unrounded target
+        // would ask for 11, one pod more than the HPA the backtest's frontier runs at that utilization.
+        let policy = Policy::new(1.0005, 100);
+        let p = reactive_plan_at(Some(10.0075), &policy, Utilization::FULL, t0(), None);
+        assert_eq!(p.replicas, 10);
+        let hpa_pods = (served_milli_of(10.0075) as f64 / 1001.0).ceil();
+        assert_eq!(f64::from(p.replicas), hpa_pods);
+        let served = served_milli_of(p.served);
+        assert!((9_001..=10_000).contains(&served), "served {served} milli");
+    }
+
+    fn served_milli_of(v: f64) -> i64 {
+        quantity::served_milli(v).unwrap()
     }
 
     #[test]
