@@ -400,8 +400,9 @@ impl Engine {
             (Mode::Serve, false, Some(Choice::Reactive(_))) => Serving::Reactive,
             (Mode::Serve, false, _) => Serving::Forecast,
         };
-        // The reactive target: the one chosen; while demoted, the one that met the SLO at the fewest pods; in a
-        // forecast-only trial (and before warm-up), the configured fallback utilization.
+        // The reactive target: the one chosen; while demoted, the one the choice's rule picks of the reactive ones
+        // ([`Controller::reactive_fallback`]); in a forecast-only trial (and before warm-up), the configured fallback
+        // utilization.
         let utilization = match (serving, choice) {
             (Serving::ForecastOnly, _) => self.policy.fallback_utilization,
             (_, Some(Choice::Reactive(u))) => grid_utilization(u),

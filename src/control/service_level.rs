@@ -678,13 +678,32 @@ impl Controller {
         self.scored >= self.settings.warmup && self.weighted.demand > 0.0
     }
 
-    /// The reactive utilization to serve when the forecast cannot be (demoted, or forecast-only): the reactive
-    /// candidate that met the SLO at the fewest pods; `None` before warm-up (the configured fallback then).
+    /// The reactive utilization to serve when the forecast cannot be (demoted): the choice's own rule with the
+    /// reactive candidates only. The cheapest reactive candidate within the limit recently and within the SLO over
+    /// its window ([`Controller::limit`]); when none is, the cheapest within the SLO over the window; when none is
+    /// either, the least unserved over the window of those [`Controller::affordable`]. `None` before warm-up (the
+    /// configured fallback then).
+    ///
+    /// Why not the cheapest within the SLO over the last day alone: on a calm day that is the cheapest target of
+    /// all, and a workload demoted on bursty traffic was served it until the next burst (twitter_mentions_aapl_2015,
+    /// demoted a seventh of the time, where no target meets the SLO and reactive@35% is what the choice serves).
     pub fn reactive_fallback(&self) -> Option<f64> {
         if !self.warm() {
             return None;
         }
-        Some(UTILIZATIONS[self.reactive_at_slo().unwrap_or_else(|| self.least_unserved_reactive()) - FIRST_REACTIVE])
+        let reactive = || FIRST_REACTIVE..CANDIDATES;
+        let steady = self.steady_target();
+        let steady_ok = |k: usize| at_most(self.steady.unserved[k], steady);
+        // The limit's test itself, not its qualified set: a reactive target a quantile dominates is still the
+        // best a workload whose forecast cannot be served has.
+        let limit = self.limit().map(|(limit, _)| limit);
+        let qualifies = |k: usize| limit.is_some_and(|l| self.within(k, l)) && steady_ok(k);
+        let k = self
+            .cheapest(reactive().filter(|&k| qualifies(k)))
+            .or_else(|| self.cheapest(reactive().filter(|&k| steady_ok(k))))
+            .or_else(|| Self::least_unserved(&self.steady, reactive().filter(|&k| self.affordable(k))))
+            .unwrap_or(FIRST_REACTIVE);
+        Some(UTILIZATIONS[k - FIRST_REACTIVE])
     }
 
     /// The weighted unserved demand the SLO allows.
@@ -1221,6 +1240,35 @@ mod tests {
         // However far under, the budget is at most 1.5 times the SLO.
         c.weighted.unserved[SERVED] = 0.0;
         assert!((c.report().unserved_budget - 0.015).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_demoted_workload_gets_the_reactive_target_that_meets_the_slo_over_the_window_not_a_calm_days_cheapest() {
+        let mut c = scored(Adaptive::default());
+        c.steady = c.weighted;
+        // A calm day: every reactive target left nothing unserved recently. Over the window only targets up to 50%
+        // kept the SLO (1.0 of 100 units; reactive@50% left 0.85, reactive@55% 1.1).
+        for k in FIRST_REACTIVE..CANDIDATES {
+            c.weighted.unserved[k] = 0.0;
+        }
+        assert_eq!(
+            c.report().reactive_at_slo,
+            Some(1.0),
+            "the cheapest within the SLO over the day"
+        );
+        assert_eq!(c.reactive_fallback(), Some(0.5));
+        // Recently over the limit, but within the SLO over the window: the window decides.
+        c.weighted.unserved[FIRST_REACTIVE + 3] = 5.0;
+        assert_eq!(c.reactive_fallback(), Some(0.45));
+        for k in FIRST_REACTIVE..CANDIDATES {
+            c.weighted.unserved[k] = 5.0;
+        }
+        assert_eq!(c.reactive_fallback(), Some(0.5));
+        // None kept it over the window: the least unserved there.
+        for k in FIRST_REACTIVE..CANDIDATES {
+            c.steady.unserved[k] += 2.0;
+        }
+        assert_eq!(c.reactive_fallback(), Some(0.35));
     }
 
     #[test]
