@@ -684,9 +684,8 @@ impl Controller {
     /// either, the least unserved over the window of those [`Controller::affordable`]. `None` before warm-up (the
     /// configured fallback then).
     ///
-    /// Why not the cheapest within the SLO over the last day alone: on a calm day that is the cheapest target of
-    /// all, and a workload demoted on bursty traffic was served it until the next burst (twitter_mentions_aapl_2015,
-    /// demoted a seventh of the time, where no target meets the SLO and reactive@35% is what the choice serves).
+    /// Why not the cheapest within the SLO over the last day alone: after a calm day on bursty traffic that is the
+    /// cheapest target of all, one the choice itself would not serve because it missed the SLO over the window.
     pub fn reactive_fallback(&self) -> Option<f64> {
         if !self.warm() {
             return None;
