@@ -679,10 +679,10 @@ impl Controller {
     }
 
     /// The reactive utilization to serve when the forecast cannot be (demoted): the choice's own rule with the
-    /// reactive candidates only. The cheapest reactive candidate within the limit recently and within the SLO over
-    /// its window ([`Controller::limit`]); when none is, the cheapest within the SLO over the window; when none is
-    /// either, the least unserved over the window of those [`Controller::affordable`]. `None` before warm-up (the
-    /// configured fallback then).
+    /// reactive candidates only. The cheapest reactive candidate within the choice's limit recently and within the
+    /// SLO over its window; when none is, the cheapest within the SLO over the window; when none is either, the
+    /// least unserved over the window of those holding no more pods than the most cautious reactive target. `None`
+    /// before warm-up (the configured fallback then).
     ///
     /// Why not the cheapest within the SLO over the last day alone: after a calm day on bursty traffic that is the
     /// cheapest target of all, one the choice itself would not serve because it missed the SLO over the window.
