@@ -1256,9 +1256,10 @@ mod tests {
             "the cheapest within the SLO over the day"
         );
         assert_eq!(c.reactive_fallback(), Some(0.5));
-        // Recently over the limit, but within the SLO over the window: the window decides.
+        // reactive@50% over the limit recently: the cheapest within both is reactive@45%.
         c.weighted.unserved[FIRST_REACTIVE + 3] = 5.0;
         assert_eq!(c.reactive_fallback(), Some(0.45));
+        // Every target over the limit recently: the cheapest within the SLO over the window.
         for k in FIRST_REACTIVE..CANDIDATES {
             c.weighted.unserved[k] = 5.0;
         }
