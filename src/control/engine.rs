@@ -135,7 +135,9 @@ pub fn reactive_plan_at(
     let per_pod = quantity::served_milli(per_pod)
         .filter(|m| *m > 0)
         .map_or(per_pod, |m| m as f64 / 1000.0);
-    let target = observed.map_or(0, |o| planner::replicas_for(o, per_pod).unwrap_or(0));
+    // Observed demand as that HPA reads it too: a Quantity, in milli-units rounded up.
+    let read = |o: f64| quantity::served_milli(o).map_or(o, |m| m as f64 / 1000.0);
+    let target = observed.map_or(0, |o| planner::replicas_for(read(o), per_pod).unwrap_or(0));
     let (want, mut bound) = match (observed, previous) {
         (None, Some(prev)) => (prev.replicas, Bound::Hold),
         _ => (target, Bound::ReactiveFloor),
@@ -149,7 +151,7 @@ pub fn reactive_plan_at(
     let demand = observed.unwrap_or(0.0);
     // Served as an HPA at that utilization would read observed demand, so that its tolerance acts exactly as on a
     // reactive HPA; when the bounds or a hold decided the count, as the forecast plan serves one.
-    let exact = observed.map(|o| o / per_pod).filter(|x| {
+    let exact = observed.map(|o| read(o) / per_pod).filter(|x| {
         quantity::served_milli(*x).is_some_and(|m| m > 0 && (m + 999).div_euclid(1000) == i64::from(replicas))
     });
     ReplicaPlan {
