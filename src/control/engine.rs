@@ -822,6 +822,19 @@ mod tests {
         assert!((9_001..=10_000).contains(&served), "served {served} milli");
     }
 
+    #[test]
+    fn observed_demand_is_read_as_the_hpa_reads_the_metric() {
+        // An `f32` sample of 0.09 is 0.0900000035… as f64, which the HPA reads as 91m. Against a 41m target
+        // (35% of 0.1153) from two pods that is 91 / 82 = 1.11, past the tolerance: the HPA scales to 3. Served as
+        // the plain quotient it would be 2.196 / 2 = 1.098, within it: the plan would hold 2.
+        let sample = f64::from(0.09f32);
+        let policy = Policy::new(0.1153, 100);
+        let u = Utilization::new(0.35).unwrap();
+        let p = reactive_plan_at(Some(sample), &policy, u, t0(), None);
+        assert_eq!(served_milli_of(p.served), 2220, "ceil(1000 × 91 / 41)");
+        assert!(served_milli_of(p.served) as f64 / 2000.0 > 1.1);
+    }
+
     fn served_milli_of(v: f64) -> i64 {
         quantity::served_milli(v).unwrap()
     }
