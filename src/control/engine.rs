@@ -129,14 +129,10 @@ pub fn reactive_plan_at(
     let floor = observed.map_or(0, |o| {
         planner::replicas_for(o, policy.capacity_per_replica).unwrap_or(0)
     });
-    // The target as that HPA would hold it: a Quantity, `capacity × u` in milli-units rounded up, as a team writes
-    // it and as the backtest's reactive frontier runs it.
-    let per_pod = policy.capacity_per_replica * utilization;
-    let per_pod = quantity::served_milli(per_pod)
-        .filter(|m| *m > 0)
-        .map_or(per_pod, |m| m as f64 / 1000.0);
-    // Observed demand as that HPA reads it too: a Quantity, in milli-units rounded up.
-    let read = |o: f64| quantity::served_milli(o).map_or(o, |m| m as f64 / 1000.0);
+    // Both numbers as that HPA reads them, as the backtest's reactive frontier runs it: Quantities, in milli-units
+    // rounded up (the target `capacity × u` as a team writes it, observed demand as the metric arrives).
+    let read = |v: f64| quantity::served_milli(v).map_or(v, |m| m as f64 / 1000.0);
+    let per_pod = read(policy.capacity_per_replica * utilization);
     let target = observed.map_or(0, |o| planner::replicas_for(read(o), per_pod).unwrap_or(0));
     let (want, mut bound) = match (observed, previous) {
         (None, Some(prev)) => (prev.replicas, Bound::Hold),
