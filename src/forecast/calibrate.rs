@@ -218,9 +218,19 @@ pub(crate) struct Replay<'a> {
     pub horizon: usize,
 }
 
+/// What a calibration learnt: the correction, the error table, and how well the point forecast did.
+#[derive(Debug, Clone)]
+pub(crate) struct Calibration {
+    pub correction: Correction,
+    pub table: ErrorTable,
+    /// Mean absolute error of the point forecast over every replayed origin and horizon, in demand units: how two
+    /// models replayed over the same origins compare.
+    pub mae: f64,
+}
+
 impl Replay<'_> {
     /// Chooses the correction and builds the error table. `None` when there are no out-of-sample errors.
-    pub fn calibrate(&self) -> Option<(Correction, ErrorTable)> {
+    pub fn calibrate(&self) -> Option<Calibration> {
         let horizon = self.horizon.clamp(1, MAX_CALIBRATION_HORIZON);
         let grid: Vec<Correction> = DAMPINGS
             .iter()
@@ -243,7 +253,7 @@ impl Replay<'_> {
                 best = Some((mae, c));
             }
         }
-        let (_, correction) = best?;
+        let (mae, correction) = best?;
         let mut raw = vec![Vec::new(); horizon];
         self.each_error(correction, horizon, |h, y, point| raw[h - 1].push((y - point, point)));
         let scale = self.scale.with_power(self.power(&raw));
@@ -251,7 +261,7 @@ impl Replay<'_> {
             .iter()
             .map(|row| row.iter().map(|&(e, point)| e / scale.of(point)).collect())
             .collect();
-        ErrorTable::from_errors(errors, scale).map(|t| (correction, t))
+        ErrorTable::from_errors(errors, scale).map(|table| Calibration { correction, table, mae })
     }
 
     /// The power of the error scale under which errors below and above the reference level are most alike (median
@@ -454,7 +464,9 @@ mod tests {
             scale: relative(),
             horizon: 3,
         };
-        let (c, table) = replay.calibrate().unwrap();
+        let Calibration {
+            correction: c, table, ..
+        } = replay.calibrate().unwrap();
         assert!(
             c.damping >= 0.97,
             "a persistent shift needs a persistent correction, got {c:?}"
@@ -485,7 +497,7 @@ mod tests {
             },
             horizon: 1,
         };
-        let (_, table) = replay.calibrate().unwrap();
+        let Calibration { table, .. } = replay.calibrate().unwrap();
         let band = |level: f64| table.scale.of(level) * table.quantile(1, 0.9);
         (table.scale.power, band(10.0), band(100.0))
     }

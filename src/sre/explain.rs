@@ -72,7 +72,7 @@ pub struct Clamps {
 /// The model behind the forecast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelPart {
-    /// Model family (`mstl`, `ets`, `seasonal_naive`, `last_value`).
+    /// Model family (`mstl`, `ets`, `level`, `seasonal_naive`, `last_value`).
     pub method: String,
     /// Seasonal periods in use, e.g. `["1d"]`.
     pub periods: Vec<String>,
