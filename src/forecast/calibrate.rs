@@ -216,6 +216,9 @@ pub(crate) struct Replay<'a> {
     pub scale: Scale,
     /// Longest horizon to calibrate, in steps.
     pub horizon: usize,
+    /// The folds' baselines are zero (the recent level alone): the correction then persists undamped, since a
+    /// level that fades with the horizon would forecast demand falling to nothing.
+    pub level_only: bool,
 }
 
 /// What a calibration learnt: the correction, the error table, and how well the point forecast did.
@@ -232,7 +235,8 @@ impl Replay<'_> {
     /// Chooses the correction and builds the error table. `None` when there are no out-of-sample errors.
     pub fn calibrate(&self) -> Option<Calibration> {
         let horizon = self.horizon.clamp(1, MAX_CALIBRATION_HORIZON);
-        let grid: Vec<Correction> = DAMPINGS
+        let dampings: &[f64] = if self.level_only { &[1.0] } else { &DAMPINGS };
+        let grid: Vec<Correction> = dampings
             .iter()
             .flat_map(|&damping| {
                 let half_lives: &[f64] = if damping == 0.0 { &[1.0] } else { &HALF_LIVES };
@@ -447,6 +451,29 @@ mod tests {
     }
 
     #[test]
+    fn the_recent_level_alone_is_never_damped_towards_nothing() {
+        // Demand falling steadily: a correction damped towards a zero baseline would cut the level's lag, and
+        // forecast demand vanishing a few hours on.
+        let n = 400;
+        let base = vec![0.0; n];
+        let y: Vec<Option<f64>> = (0..n).map(|i| Some(200.0 - 0.4 * i as f64)).collect();
+        let folds = [Fold {
+            base: &base,
+            first_origin: 200,
+            end: n,
+        }];
+        let replay = |level_only| Replay {
+            y: &y,
+            folds: &folds,
+            scale: relative(),
+            horizon: 30,
+            level_only,
+        };
+        assert!(replay(false).calibrate().unwrap().correction.damping < 1.0);
+        assert_eq!(replay(true).calibrate().unwrap().correction.damping, 1.0);
+    }
+
+    #[test]
     fn replay_learns_a_persistent_offset_and_its_spread() {
         // Baseline misses a level shift of +10 in the last part; noise ±1 alternating.
         let n = 400;
@@ -463,6 +490,7 @@ mod tests {
             }],
             scale: relative(),
             horizon: 3,
+            level_only: false,
         };
         let Calibration {
             correction: c, table, ..
@@ -496,6 +524,7 @@ mod tests {
                 power: 1.0,
             },
             horizon: 1,
+            level_only: false,
         };
         let Calibration { table, .. } = replay.calibrate().unwrap();
         let band = |level: f64| table.scale.of(level) * table.quantile(1, 0.9);

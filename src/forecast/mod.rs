@@ -538,6 +538,7 @@ impl Folds {
             folds: &folds,
             scale,
             horizon: h,
+            level_only: fits.is_none(),
         }
         .calibrate()
     }
