@@ -18,10 +18,8 @@
 //! glitch, flagged, and the floor reads the sample before it instead; a rise that holds for a second sample is
 //! honoured, since the first of it is then part of the hour before. Any observation the workload could serve within
 //! an order of magnitude of its ceiling is honoured at once, as the HPA would: a news spike of 50× is real demand,
-//! and holding it back one sample leaves it unserved. A
-
-//! scale-up the HPA would ignore (within its 10% tolerance of the previous target) is raised to the first count past
-//! the tolerance (see [`past_tolerance`]). With [`ScaleIn::Observed`], a target below the previous plan is only
+//! and holding it back one sample leaves it unserved. A scale-up the HPA would ignore (within its 10% tolerance of
+//! the previous target) is raised to the first count past the tolerance (see [`past_tolerance`]). With [`ScaleIn::Observed`], a target below the previous plan is only
 //! followed as far as observed demand allows (see [`plan_from`]). Every [`ReplicaPlan`] carries the numbers behind
 //! it and which bound decided it, so "why N?" has an answer. Pure functions: time is an argument.
 //!
