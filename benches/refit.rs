@@ -59,6 +59,7 @@ fn refit(c: &mut Criterion) {
     let settings = ForecastSettings {
         seasonality: Seasonality::Auto,
         horizon: TimeDelta::minutes(66),
+        decision: TimeDelta::minutes(6),
     };
     let coarse = load(COARSE_TRACE, TimeDelta::minutes(30));
     let coarse_now = coarse.start() + TimeDelta::days(40);

@@ -44,6 +44,7 @@ pub fn forecast_settings(config: &WorkloadConfig) -> ForecastSettings {
     ForecastSettings {
         seasonality: config.seasonality.clone(),
         horizon: config.refit_interval + config.policy.lead + config.policy.sync * 2,
+        decision: config.policy.lead + config.policy.sync * 2,
     }
 }
 

@@ -45,6 +45,7 @@ fn served(series: &Series, policy: &Policy, from: DateTime<Utc>, to: DateTime<Ut
     let settings = ForecastSettings {
         seasonality: Seasonality::Auto,
         horizon: TimeDelta::hours(1),
+        decision: TimeDelta::hours(1),
     };
     let mut engine = Engine::new(settings, policy.clone(), TimeDelta::hours(1));
     let mut out = Vec::new();

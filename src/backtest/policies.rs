@@ -130,6 +130,7 @@ pub(crate) fn predictive(
     let settings = ForecastSettings {
         seasonality: setup.seasonality.clone(),
         horizon: max_lead + TICK + setup.refit_interval,
+        decision: max_lead + TICK * 2,
     };
     let Reads {
         fit_slots,

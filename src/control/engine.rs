@@ -640,6 +640,7 @@ mod tests {
         let settings = ForecastSettings {
             seasonality: Seasonality::Periods(vec![TimeDelta::days(1)]),
             horizon: TimeDelta::hours(1),
+            decision: TimeDelta::hours(1),
         };
         Engine::new(settings, policy(), TimeDelta::hours(1)).with_serving(mode, quality::Bounds::default())
     }
@@ -686,6 +687,7 @@ mod tests {
         let settings = ForecastSettings {
             seasonality: Seasonality::Auto,
             horizon: TimeDelta::hours(1),
+            decision: TimeDelta::hours(1),
         };
         let mut e = Engine::new(settings, policy, TimeDelta::hours(1));
         let now = series.end();
@@ -923,6 +925,7 @@ mod tests {
         let settings = ForecastSettings {
             seasonality: Seasonality::Periods(vec![TimeDelta::days(1)]),
             horizon: TimeDelta::hours(1),
+            decision: TimeDelta::hours(1),
         };
         (policy, settings)
     }

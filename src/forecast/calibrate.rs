@@ -216,6 +216,9 @@ pub(crate) struct Replay<'a> {
     pub scale: Scale,
     /// Longest horizon to calibrate, in steps.
     pub horizon: usize,
+    /// Horizons (1 to this, in steps) the correction is chosen on and the mean absolute error is taken over: those
+    /// a plan reads ([`super::ForecastSettings::decision`]).
+    pub scored: usize,
     /// The folds' baselines are zero (the recent level alone): the correction then persists undamped, since a
     /// level that fades with the horizon would forecast demand falling to nothing.
     pub level_only: bool,
@@ -246,7 +249,8 @@ impl Replay<'_> {
             })
             .collect();
         // Each candidate replays every origin: side by side, then compared in grid order (the first of equals wins).
-        let scored = parallel::map(&grid, |&c| self.absolute_error(c, horizon));
+        let reads = self.scored.clamp(1, horizon);
+        let scored = parallel::map(&grid, |&c| self.absolute_error(c, reads));
         let mut best: Option<(f64, Correction)> = None;
         for (&c, (sum, n)) in grid.iter().zip(scored) {
             if n == 0 {
@@ -467,10 +471,45 @@ mod tests {
             folds: &folds,
             scale: relative(),
             horizon: 30,
+            scored: 30,
             level_only,
         };
         assert!(replay(false).calibrate().unwrap().correction.damping < 1.0);
         assert_eq!(replay(true).calibrate().unwrap().correction.damping, 1.0);
+    }
+
+    #[test]
+    fn the_correction_is_chosen_for_the_horizons_a_plan_reads() {
+        // The model misses a ±10 swing that flips every 20 steps: a step or three ahead the latest residual
+        // persists, twenty ahead it has as often flipped.
+        let n = 400;
+        let base = vec![100.0; n];
+        let y: Vec<Option<f64>> = (0..n)
+            .map(|i| Some(100.0 + if (i / 20) % 2 == 0 { 10.0 } else { -10.0 }))
+            .collect();
+        let folds = [Fold {
+            base: &base,
+            first_origin: 200,
+            end: n,
+        }];
+        let chosen = |scored| {
+            Replay {
+                y: &y,
+                folds: &folds,
+                scale: relative(),
+                horizon: 20,
+                scored,
+                level_only: false,
+            }
+            .calibrate()
+            .unwrap()
+        };
+        let (near, far) = (chosen(3), chosen(20));
+        assert_eq!(near.correction.damping, 1.0, "{:?}", near.correction);
+        assert!(far.correction.damping <= 0.9, "{:?}", far.correction);
+        assert!(near.mae < far.mae / 2.0, "{} vs {}", near.mae, far.mae);
+        // Either way the table covers every horizon to the next refit.
+        assert_eq!((near.table.horizons(), far.table.horizons()), (20, 20));
     }
 
     #[test]
@@ -490,6 +529,7 @@ mod tests {
             }],
             scale: relative(),
             horizon: 3,
+            scored: 3,
             level_only: false,
         };
         let Calibration {
@@ -524,6 +564,7 @@ mod tests {
                 power: 1.0,
             },
             horizon: 1,
+            scored: 1,
             level_only: false,
         };
         let Calibration { table, .. } = replay.calibrate().unwrap();

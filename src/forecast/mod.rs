@@ -33,8 +33,8 @@
 //! - **The recent level, where it forecasts better** ([`Method::Level`]): when the fit is seasonal, the
 //!   calibration also replays the recent level alone (a zero baseline the level correction lifts to an
 //!   exponentially weighted mean of recent demand, its half-life chosen the same way, undamped) over the same
-//!   origins, and the model with the lower mean absolute error over every replayed origin and horizon is the one
-//!   that forecasts. On 1-minute request counts (NASA HTTP) a
+//!   origins, and the model with the lower mean absolute error over every replayed origin, at the horizons a plan
+//!   reads ([`ForecastSettings::decision`]), is the one that forecasts. On 1-minute request counts (NASA HTTP) a
 //!   30-minute mean of the recent past forecast the next 5 minutes with a lower error than MSTL (0.165 against
 //!   0.179 req/s on a weekend, 0.209 against 0.228 on weekdays): there the daily cycle moves less within a
 //!   horizon than the seasonal fit errs from day to day. Where the cycle moves more (30-minute taxi demand, an
@@ -49,7 +49,8 @@
 //!   to `now − C` (C = one day, less on short histories) is replayed as production would use it at every origin in
 //!   `(now − C, now]`; coarse series, whose day holds few origins, add earlier one-day folds, each with its own
 //!   holdout model, until 300 origins are replayed (a day of 30-minute data is 48, and a q90 band calibrated on
-//!   them covered 95% of outcomes). The correction's half-life and damping are chosen on those errors, and the
+//!   them covered 95% of outcomes). The correction's half-life and damping are chosen on those errors at the
+//!   horizons a plan reads (a forecast is remade from the latest sample at every decision), and the
 //!   empirical percentiles of the scaled error per horizon become the quantiles (see `calibrate`). Each replay
 //!   starts where its holdout's data ends, so calibration errors are genuinely out of sample. The model and the
 //!   holdout models do not depend on each other, so they are fitted side by side, on as many threads as the process
@@ -212,6 +213,11 @@ pub struct ForecastSettings {
     pub seasonality: Seasonality,
     /// How far past the fit each forecast must reach (lead time + sync + refit interval).
     pub horizon: TimeDelta,
+    /// How far past the latest sample a plan reads the forecast (lead time + two syncs): the horizons the level
+    /// correction, and the model against the recent level, are chosen on. A forecast is remade from the latest
+    /// sample at every decision, so an error further ahead never reaches a plan; chosen on every horizon to the next
+    /// refit, a seasonal fit that tracks the hour's shape wins over a level that forecasts the next minutes better.
+    pub decision: TimeDelta,
 }
 
 /// The model family that produced a forecast.
@@ -359,6 +365,7 @@ pub fn fit_with(history: &Series, settings: &ForecastSettings, now: DateTime<Utc
         1.0 - trimmed.present() as f64 / trimmed.values.len() as f64
     };
     let horizon = settings.horizon.max(step);
+    let decision = settings.decision.clamp(step, horizon);
     // The model and the calibration's holdout models are fitted independently of each other: side by side.
     let (folds, trend_tail) = match effort {
         Effort::Full => (Folds::of(&trimmed), None),
@@ -390,7 +397,7 @@ pub fn fit_with(history: &Series, settings: &ForecastSettings, now: DateTime<Utc
 
     let calibrated = folds
         .zip(holdouts)
-        .and_then(|(f, h)| f.calibrate(&trimmed, Some(&h), horizon, scale));
+        .and_then(|(f, h)| f.calibrate(&trimmed, Some(&h), (horizon, decision), scale));
     // The recent level alone, replayed over the same origins: where it forecasts better out of sample than the
     // seasonal model, it is what the workload's demand can be forecast with. Only a seasonal model is challenged:
     // AutoETS is itself a model of the level (and its trend), and on a short history with no cycle (a 15-minute
@@ -400,7 +407,7 @@ pub fn fit_with(history: &Series, settings: &ForecastSettings, now: DateTime<Utc
             full.as_ref()
                 .is_some_and(|f| matches!(f.method, Method::Mstl | Method::SeasonalNaive))
         })
-        .and_then(|f| f.calibrate(&trimmed, None, horizon, scale));
+        .and_then(|f| f.calibrate(&trimmed, None, (horizon, decision), scale));
     let (full, calibrated) = match (calibrated, level) {
         (Some(fitted), Some(level)) if level.mae < fitted.mae => {
             let fit = BaselineFit {
@@ -513,11 +520,12 @@ impl Folds {
         &self,
         native: &Grid,
         fits: Option<&[BaselineFit]>,
-        horizon: TimeDelta,
+        (horizon, decision): (TimeDelta, TimeDelta),
         scale: Scale,
     ) -> Option<Calibration> {
         let (n, step) = (native.values.len(), native.step);
-        let h = (horizon.num_milliseconds() / step.num_milliseconds()).max(1) as usize;
+        let slots = |d: TimeDelta| (d.num_milliseconds() / step.num_milliseconds()).max(1) as usize;
+        let h = slots(horizon);
         // The level alone: one zero baseline, shared by every fold.
         let bases: Vec<Vec<f64>> = match fits {
             Some(fits) => fits
@@ -541,6 +549,7 @@ impl Folds {
             folds: &folds,
             scale,
             horizon: h,
+            scored: slots(decision),
             level_only: fits.is_none(),
         }
         .calibrate()
@@ -1098,6 +1107,7 @@ mod span_tests {
         let settings = ForecastSettings {
             seasonality: Seasonality::Auto,
             horizon: TimeDelta::minutes(10),
+            decision: TimeDelta::minutes(10),
         };
         let compact = fit(&full.window(start, fitted_at), &settings, fitted_at);
         let mut whole = compact.clone();
@@ -1158,6 +1168,7 @@ mod span_tests {
         let settings = ForecastSettings {
             seasonality: Seasonality::Auto,
             horizon: step,
+            decision: step,
         };
         let model = fit(&history, &settings, now);
         let forecast = model.forecast(&history, now, step);
@@ -1208,6 +1219,7 @@ mod first_fit_tests {
             let settings = ForecastSettings {
                 seasonality: Seasonality::Auto,
                 horizon: TimeDelta::hours(2),
+                decision: TimeDelta::hours(2),
             };
             let (mut full, mut first) = ((0.0, 0, 0), (0.0, 0, 0));
             let end = series.time_at(series.len() - h - 1);
@@ -1274,6 +1286,7 @@ mod model_choice_tests {
         let settings = ForecastSettings {
             seasonality,
             horizon: TimeDelta::minutes(70),
+            decision: TimeDelta::seconds(630),
         };
         (fit(&series, &settings, now), series, now)
     }
