@@ -19,9 +19,10 @@
 //! honoured, since the first of it is then part of the hour before. Any observation the workload could serve within
 //! an order of magnitude of its ceiling is honoured at once, as the HPA would: a news spike of 50× is real demand,
 //! and holding it back one sample leaves it unserved. A scale-up the HPA would ignore (within its 10% tolerance of
-//! the previous target) is raised to the first count past the tolerance (see [`past_tolerance`]). With [`ScaleIn::Observed`], a target below the previous plan is only
-//! followed as far as observed demand allows (see [`plan_from`]). Every [`ReplicaPlan`] carries the numbers behind
-//! it and which bound decided it, so "why N?" has an answer. Pure functions: time is an argument.
+//! the previous target) is raised to the first count past the tolerance (see [`past_tolerance`]). With
+//! [`ScaleIn::Observed`], a target below the previous plan is only followed as far as observed demand allows (see
+//! [`plan_from`]). Every [`ReplicaPlan`] carries the numbers behind it and which bound decided it, so "why N?" has an
+//! answer. Pure functions: time is an argument.
 //!
 //! `W` is the policy's [`Policy::downscale_stabilization`]: 300 s on the HPA's legacy path (`behavior` unset), or the
 //! HPA's `behavior.scaleDown.stabilizationWindowSeconds`, which the workload config states as

@@ -229,8 +229,8 @@ pub(crate) struct Replay<'a> {
 pub(crate) struct Calibration {
     pub correction: Correction,
     pub table: ErrorTable,
-    /// Mean absolute error of the point forecast over every replayed origin and horizon, in demand units: how two
-    /// models replayed over the same origins compare.
+    /// Mean absolute error of the point forecast over every replayed origin, at the horizons a plan reads
+    /// ([`Replay::scored`]), in demand units: how two models replayed over the same origins compare.
     pub mae: f64,
 }
 
