@@ -365,7 +365,6 @@ pub fn fit_with(history: &Series, settings: &ForecastSettings, now: DateTime<Utc
         1.0 - trimmed.present() as f64 / trimmed.values.len() as f64
     };
     let horizon = settings.horizon.max(step);
-    let decision = settings.decision.clamp(step, horizon);
     // The model and the calibration's holdout models are fitted independently of each other: side by side.
     let (folds, trend_tail) = match effort {
         Effort::Full => (Folds::of(&trimmed), None),
@@ -397,7 +396,7 @@ pub fn fit_with(history: &Series, settings: &ForecastSettings, now: DateTime<Utc
 
     let calibrated = folds
         .zip(holdouts)
-        .and_then(|(f, h)| f.calibrate(&trimmed, Some(&h), (horizon, decision), scale));
+        .and_then(|(f, h)| f.calibrate(&trimmed, Some(&h), (horizon, settings.decision), scale));
     // The recent level alone, replayed over the same origins: where it forecasts better out of sample than the
     // seasonal model, it is what the workload's demand can be forecast with. Only a seasonal model is challenged:
     // AutoETS is itself a model of the level (and its trend), and on a short history with no cycle (a 15-minute
@@ -407,7 +406,7 @@ pub fn fit_with(history: &Series, settings: &ForecastSettings, now: DateTime<Utc
             full.as_ref()
                 .is_some_and(|f| matches!(f.method, Method::Mstl | Method::SeasonalNaive))
         })
-        .and_then(|f| f.calibrate(&trimmed, None, (horizon, decision), scale));
+        .and_then(|f| f.calibrate(&trimmed, None, (horizon, settings.decision), scale));
     let (full, calibrated) = match (calibrated, level) {
         (Some(fitted), Some(level)) if level.mae < fitted.mae => {
             let fit = BaselineFit {
