@@ -804,7 +804,7 @@ impl Controller {
     /// on the last day is the one whose day missed the bursts, and following it buys the cautious candidates' pods
     /// for the cheap ones' misses. On 1-minute web requests at 1% the hold took the served plan from p93 and p96
     /// half and half to p96 85% of the time, and saving at equal service from +12.5/+18.0/+23.6% to
-    /// +14.8/+20.4/+27.9% at 2/5/10 minutes.
+    /// +14.6/+20.4/+27.9% at 2/5/10 minutes.
     ///
     /// When no candidate qualifies (the SLO cannot be met now), the candidate that left the least unserved over the
     /// SLO's window (the steady record), of those [`Controller::affordable`], is followed, unless the one followed so
