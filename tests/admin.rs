@@ -111,6 +111,7 @@ fn adaptive_report() -> prescale::control::service_level::Report {
             unserved_fraction_total: 0.0038,
             pods_vs_reactive: 0.93,
         }),
+        kept: None,
     }
 }
 
@@ -156,6 +157,7 @@ fn unreachable_report() -> prescale::control::service_level::Report {
         cost_vs_reactive_at_slo: Some(1.0),
         candidates: levels.chain(reactive).collect(),
         served: None,
+        kept: None,
     }
 }
 

@@ -148,6 +148,18 @@ pub struct ServedScore {
     pub pods_vs_reactive: f64,
 }
 
+/// Why the candidate followed so far is kept over the fresh choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kept {
+    /// The fresh choice is not clearly better: it holds less than [`SWITCH_MARGIN`] fewer pods (or, when the SLO
+    /// cannot be met, leaves less than a tenth of the SLO's share less unserved).
+    Margin,
+    /// Followed throughout, the candidate did better over the SLO's window than what was served (fewer pods and
+    /// less unserved): switching has cost more than it found.
+    BeatsServed,
+}
+
 /// The SLO as measured over its rolling window, from what was served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowScore {
@@ -206,6 +218,10 @@ pub struct Report {
     /// The served plan's own record; `None` until something served has been scored.
     #[serde(default)]
     pub served: Option<ServedScore>,
+    /// Why the candidate chosen is the one followed so far rather than the fresh choice (the cheapest that qualifies,
+    /// or the least unserved when none does); `None` when it is the fresh choice.
+    #[serde(default)]
+    pub kept: Option<Kept>,
 }
 
 fn yes() -> bool {
@@ -813,6 +829,11 @@ impl Controller {
     /// flips with each burst: following it cost 6–14% more replica-hours for more unserved demand than any one of
     /// them alone.
     fn best(&self) -> usize {
+        self.decide().0
+    }
+
+    /// [`Controller::best`], and why the candidate followed was kept when it is not the fresh choice.
+    fn decide(&self) -> (usize, Option<Kept>) {
         let limit = self.limit();
         let fresh = match limit {
             Some((_, qualified)) => self.cheapest((0..CANDIDATES).filter(|&k| qualified[k])),
@@ -821,15 +842,20 @@ impl Controller {
         .unwrap_or(FIRST_REACTIVE);
         let (w, s) = (&self.weighted, &self.steady);
         let steady_target = self.steady_target();
-        match (self.current, limit) {
-            (Some(k), Some((_, q))) if q[k] && w.pods[k] <= w.pods[fresh] * (1.0 + SWITCH_MARGIN) => k,
-            (Some(k), Some((_, q))) if q[k] && self.beats_served(k) => k,
+        let kept = match (self.current, limit) {
+            (Some(k), _) if k == fresh => None,
+            (Some(k), Some((_, q))) if q[k] && w.pods[k] <= w.pods[fresh] * (1.0 + SWITCH_MARGIN) => Some(Kept::Margin),
+            (Some(k), Some((_, q))) if q[k] && self.beats_served(k) => Some(Kept::BeatsServed),
             (Some(k), None)
                 if self.affordable(k) && s.unserved[k] <= s.unserved[fresh] + SWITCH_MARGIN * steady_target =>
             {
-                k
+                Some(Kept::Margin)
             }
-            _ => fresh,
+            _ => None,
+        };
+        match (kept, self.current) {
+            (Some(_), Some(k)) => (k, kept),
+            _ => (fresh, None),
         }
     }
 
@@ -904,6 +930,7 @@ impl Controller {
             window: self.window.score(&slo),
             reactive_at_slo: reactive.map(|k| UTILIZATIONS[k - FIRST_REACTIVE]),
             cost_vs_reactive_at_slo: choice.map(|_| vs_base(self.best())),
+            kept: choice.and(self.decide().1),
             candidates: (0..CANDIDATES)
                 .map(|k| CandidateScore {
                     quantile: LEVELS.get(k).copied(),
@@ -1233,6 +1260,7 @@ mod tests {
         // Level 10 (0.8 unserved, within the SLO) holds 13 pods, 4% more than level 9's 12.5: kept.
         c.current = Some(at(10));
         assert_eq!(c.choose(), level(10));
+        assert_eq!(c.report().kept, Some(Kept::Margin));
         // 11% more than the cheapest: the choice moves.
         c.weighted.pods[at(10)] = 13.9;
         assert_eq!(c.choose(), level(9));
@@ -1259,9 +1287,11 @@ mod tests {
         c.steady.pods[SERVED] = 14.5;
         c.steady.unserved[SERVED] = 9.0;
         assert_eq!(c.choose(), level(10));
+        assert_eq!(c.report().kept, Some(Kept::BeatsServed), "the report says why");
         // What was served left less unserved (0.7%): level 10 is no better on both counts, and the choice moves.
         c.steady.unserved[SERVED] = 7.0;
         assert_eq!(c.choose(), level(9));
+        assert_eq!(c.report().kept, None);
         // The records have met (within 1% of pods and a hundredth of the SLO): the hold ends.
         c.steady.pods[SERVED] = 13.1;
         c.steady.unserved[SERVED] = 8.05;

@@ -14,7 +14,7 @@ use crate::control::engine::{Mode, Serving};
 use crate::control::planner::{Bound, ReplicaPlan};
 use crate::control::policy::ServiceLevel;
 use crate::control::quality::{Health, Report};
-use crate::control::service_level::{candidate_label, Report as SloReport, UTILIZATIONS};
+use crate::control::service_level::{candidate_label, Kept, Report as SloReport, SWITCH_MARGIN, UTILIZATIONS};
 use crate::duration;
 use crate::store::{Entry, Insight, PlanStore, Refusal, Snapshot};
 
@@ -757,8 +757,19 @@ fn choice_line(a: &SloReport, configured: f64) -> String {
     let chosen = a.candidates.iter().find(|c| c.label() == label);
     let unserved = chosen.map_or(0.0, |c| c.unserved_fraction);
     let why = if a.slo_reachable {
+        let how = match a.kept {
+            None => "the fewest pods of the candidates within the budget".to_owned(),
+            Some(Kept::Margin) => format!(
+                "followed so far and still within the budget, with less than {}% more pods than the cheapest there",
+                num(SWITCH_MARGIN * 100.0)
+            ),
+            Some(Kept::BeatsServed) => "followed so far and still within the budget, held against cheaper ones: \
+                 followed throughout, it held fewer pods and left less unserved over the SLO's window than what was \
+                 served"
+                .to_owned(),
+        };
         format!(
-            "the fewest pods of the candidates within the budget ({} unserved recently vs {})",
+            "{how} ({} unserved recently vs {})",
             share(unserved),
             share(a.unserved_budget)
         )
@@ -981,6 +992,7 @@ mod tests {
                 unserved_fraction_total: 0.0006,
                 pods_vs_reactive: 0.85,
             }),
+            kept: None,
         }
     }
 
@@ -1101,6 +1113,23 @@ mod tests {
             line(&e, "choice").unwrap(),
             "p80: the fewest pods of the candidates within the budget (0.08% unserved recently vs 0.12%); 0.82× the \
              pods of reactive@55%, the cheapest HPA target that met the SLO"
+        );
+        // Kept over a cheaper candidate: the line says why.
+        let mut kept = report();
+        kept.kept = Some(Kept::BeatsServed);
+        assert!(
+            choice_line(&kept, 0.9).starts_with(
+                "p80: followed so far and still within the budget, held against cheaper ones: followed throughout, it \
+                 held fewer pods and left less unserved over the SLO's window than what was served (0.08% unserved"
+            ),
+            "{}",
+            choice_line(&kept, 0.9)
+        );
+        kept.kept = Some(Kept::Margin);
+        assert!(
+            choice_line(&kept, 0.9).contains("with less than 10% more pods than the cheapest there"),
+            "{}",
+            choice_line(&kept, 0.9)
         );
         assert_eq!(
             line(&e, "record").unwrap(),

@@ -488,6 +488,7 @@ mod tests {
                 cand(None, Some(1.0), 0.2, 0.7),
             ],
             served: None,
+            kept: None,
         };
         assert_eq!(super::frontier(&r), None);
         r.warmed_up = true;
