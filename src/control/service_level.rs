@@ -27,12 +27,11 @@
 //! steering by its own record keeps its realised unserved share on the SLO rather than on a candidate's. And when
 //! the candidate followed, held throughout, would have done better over the SLO's window than what was served (fewer
 //! pods and less unserved demand), switching has cost more than it found: that candidate is held while it qualifies,
-//! however much cheaper another looks on the last day. When no
-//! candidate qualifies under the budget, the SLO itself is the limit; when none qualifies under that either (demand
-//! above what `maxReplicas` serves, spikes nothing foresaw), the SLO cannot be met: of the candidates that held no more
-//! pods than the most cautious reactive target, the one that left the least demand unserved over the SLO's window is
-//! served, and the report says so. Before [`Adaptive::warmup`] of decisions has been scored, the configured quantile
-//! is used.
+//! however much cheaper another looks on the last day. When no candidate qualifies under the budget, the SLO itself
+//! is the limit; when none qualifies under that either (demand above what `maxReplicas` serves, spikes nothing
+//! foresaw), the SLO cannot be met: of the candidates that held no more pods than the most cautious reactive target,
+//! the one that left the least demand unserved over the SLO's window is served, and the report says so. Before
+//! [`Adaptive::warmup`] of decisions has been scored, the configured quantile is used.
 //!
 //! The realised unserved share over the SLO's window, and the error budget it leaves, are kept per bucket of
 //! 1/168 of the window (an hour of a 7-day window), so the record is small and exact at bucket granularity.
@@ -897,6 +896,7 @@ impl Controller {
     /// The scores and the choice, for people.
     pub fn report(&self) -> Report {
         let choice = self.choose();
+        let decided = choice.map(|_| self.decide());
         let limit = self.limit();
         let qualified = limit.map_or([false; CANDIDATES], |l| l.1);
         let reactive = self.reactive_at_slo();
@@ -929,8 +929,8 @@ impl Controller {
             unserved_budget: share(limit.map_or_else(|| self.budget(), |l| l.0)),
             window: self.window.score(&slo),
             reactive_at_slo: reactive.map(|k| UTILIZATIONS[k - FIRST_REACTIVE]),
-            cost_vs_reactive_at_slo: choice.map(|_| vs_base(self.best())),
-            kept: choice.and(self.decide().1),
+            cost_vs_reactive_at_slo: decided.map(|(k, _)| vs_base(k)),
+            kept: decided.and_then(|(_, kept)| kept),
             candidates: (0..CANDIDATES)
                 .map(|k| CandidateScore {
                     quantile: LEVELS.get(k).copied(),
