@@ -895,8 +895,8 @@ impl Controller {
 
     /// The scores and the choice, for people.
     pub fn report(&self) -> Report {
-        let choice = self.choose();
-        let decided = choice.map(|_| self.decide());
+        let decided = self.warm().then(|| self.decide());
+        let choice = decided.map(|(k, _)| choice_of(k));
         let limit = self.limit();
         let qualified = limit.map_or([false; CANDIDATES], |l| l.1);
         let reactive = self.reactive_at_slo();
