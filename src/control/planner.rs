@@ -117,6 +117,9 @@ pub enum Bound {
     Max,
     /// Scale-in held back because observed demand does not allow it yet.
     Hold,
+    /// A reactive target raised to what the forecast's median needs over the cover window: demand is expected to
+    /// outgrow the target's headroom within the lead.
+    MedianFloor,
 }
 
 impl Bound {
@@ -128,6 +131,7 @@ impl Bound {
             Bound::Min => "min",
             Bound::Max => "max",
             Bound::Hold => "hold",
+            Bound::MedianFloor => "median_floor",
         }
     }
 }

@@ -508,6 +508,7 @@ impl Controller {
         let (from, to) = planner::cover_window(policy, now);
         let floor = observed.map_or(0, |o| planner::replicas_for(o, c).unwrap_or(0));
         let mut peak: Option<[f64; LEVELS.len()]> = None;
+        let mut median: Option<f64> = None;
         for i in 0..forecast.len() {
             let start = forecast.time_at(i);
             if start + forecast.step <= from || start > to {
@@ -517,6 +518,7 @@ impl Controller {
             for (p, level) in p.iter_mut().zip(LEVELS) {
                 *p = p.max(forecast.quantile_at(i, Quantile::try_new(level).expect("levels are in (0, 1)")));
             }
+            median = Some(median.unwrap_or(0.0).max(forecast.quantile_at(i, Quantile::MEDIAN)));
         }
         let mut ready = [(0u32, 0u32); TRACKS];
         for (k, shadow) in self.shadows.iter_mut().enumerate().take(LEVELS.len()) {
@@ -532,12 +534,16 @@ impl Controller {
             shadow.served = want.or(shadow.served);
             ready[k] = shadow.sync(value, now);
         }
-        let observed_milli = observed.and_then(served_milli);
-        for (ready, shadow) in ready[FIRST_REACTIVE..CANDIDATES]
+        // The reactive candidates as a choice of one is served: the HPA at `u` reading observed demand, raised to
+        // what the forecast's median needs over the cover window (reading `median × u` at target `capacity × u` asks
+        // for `median / capacity` pods; see `engine::median_floored`).
+        for ((ready, shadow), u) in ready[FIRST_REACTIVE..CANDIDATES]
             .iter_mut()
             .zip(&mut self.shadows[FIRST_REACTIVE..CANDIDATES])
+            .zip(UTILIZATIONS)
         {
-            *ready = shadow.sync(observed_milli, now);
+            let value = observed.map(|o| median.map_or(o, |m| o.max(m * u)));
+            *ready = shadow.sync(value.and_then(served_milli), now);
         }
         // Until [`Controller::serve`] says what was served at `now`, the served track holds its pods.
         ready[SERVED] = self.shadows[SERVED].pods_at(now);
@@ -1035,8 +1041,9 @@ mod tests {
         // Nothing served: no record, no window.
         let r = run(3, demand).report();
         assert_eq!((r.served, r.window), (None, None));
-        // Serving what an HPA at 70% asks for is that reactive candidate itself.
-        let r = run_serving(3, demand, Some(&|o| o.map(|o| o / (20.0 * 0.7))), p.clone()).report();
+        // Serving what an HPA at 70% asks for is that reactive candidate itself (a forecast of nothing: no median
+        // floor raises the candidate).
+        let r = run_serving(3, |_| 0.0, Some(&|o| o.map(|o| o / (20.0 * 0.7))), p.clone()).report();
         let served = r.served.clone().unwrap();
         let base = reactive_candidate(&r, 0.7);
         assert!(base.unserved_fraction > 0.0, "{r:?}");
@@ -1066,13 +1073,23 @@ mod tests {
 
     #[test]
     fn a_perfect_forecast_is_chosen_over_every_reactive_target() {
-        let c = run(6, demand);
+        // At 0.1%: the reactive targets near 100% are short while demand rises within the HPA's tolerance, even
+        // with the median floor lifting them for the steps.
+        let strict = Policy {
+            adaptive: Adaptive {
+                slo: ServiceLevel {
+                    max_unserved: 0.001,
+                    ..ServiceLevel::default()
+                },
+                ..policy().adaptive
+            },
+            ..policy()
+        };
+        let c = run_serving(6, demand, None, strict);
         let r = c.report();
         assert!(r.warmed_up, "{r:?}");
-        // The steps catch every reactive HPA out but the most cautious ones; the 100% target is short most.
         let at = |u| reactive_candidate(&r, u).unserved_fraction;
-        assert!(at(1.0) > at(0.7) && at(0.7) >= at(0.35), "{r:?}");
-        assert!(at(1.0) > 0.01, "{r:?}");
+        assert!(at(1.0) > 0.001 && at(0.35) == 0.0, "{r:?}");
         // With no band every level plans the same peak: all serve everything, the first is chosen.
         for cand in &r.candidates[..LEVELS.len()] {
             assert_eq!(cand.unserved_fraction, 0.0, "{cand:?}");
@@ -1085,8 +1102,38 @@ mod tests {
         let cost = r.cost_vs_reactive_at_slo.unwrap();
         assert!(cost < 1.0, "{r:?}");
         let u = r.reactive_at_slo.unwrap();
-        assert!(reactive_candidate(&r, u).unserved_fraction <= 0.01);
+        assert!(reactive_candidate(&r, u).unserved_fraction <= 0.001);
         assert!((reactive_candidate(&r, u).pods_vs_reactive - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_reactive_candidate_is_raised_to_what_the_forecast_median_needs() {
+        // Without a forecast (a median of nothing) the steps catch every reactive HPA out but the most cautious
+        // ones, the 100% target most.
+        let blind = run(6, |_| 0.0).report();
+        let at = |r: &Report, u| reactive_candidate(r, u).unserved_fraction;
+        assert!(
+            at(&blind, 1.0) > at(&blind, 0.7) && at(&blind, 0.7) >= at(&blind, 0.35),
+            "{blind:?}"
+        );
+        assert!(at(&blind, 1.0) > 0.01, "{blind:?}");
+        // A forecast that sees the steps lifts them ahead of each step: far less unserved, for more pods.
+        let seen = run(6, demand).report();
+        for u in [1.0, 0.85, 0.7] {
+            assert!(
+                at(&seen, u) < 0.7 * at(&blind, u),
+                "{u}: {} vs {}",
+                at(&seen, u),
+                at(&blind, u)
+            );
+        }
+        let pods = |r: &Report, u| reactive_candidate(r, u).pods_vs_reactive;
+        // Relative to different bases, so compare each run's 100% target with its own 35% one (never floored
+        // here: its headroom covers the steps).
+        assert!(pods(&seen, 1.0) / pods(&seen, 0.35) > pods(&blind, 1.0) / pods(&blind, 0.35));
+        // A median below what observed demand needs at the target changes nothing.
+        let low = run(6, |m| 0.5 * demand(m)).report();
+        assert_eq!(at(&low, 0.7), at(&blind, 0.7));
     }
 
     #[test]

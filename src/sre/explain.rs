@@ -366,6 +366,14 @@ fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -
             "capped at maxReplicas {} (the forecast asks for {}, observed demand for {})",
             e.clamps.max, forecast_plan.forecast_replicas, e.reactive.floor
         ),
+        Bound::MedianFloor => format!(
+            "the median forecast peaks at {} {u} within the next {window}; at {} {u} per replica that needs {n}, more than \
+             the {} observed demand of {observed} needs at {}%",
+            num(e.forecast.median_demand),
+            num(e.capacity_per_replica),
+            e.reactive.replicas,
+            num(e.reactive.utilization * 100.0)
+        ),
         Bound::Hold => format!(
             "scale-in held at {n} until observed demand ({observed}) confirms the drop the forecast expects (to {})",
             forecast_plan.forecast_replicas
@@ -1203,6 +1211,41 @@ mod tests {
         // Before warm-up nothing is claimed about reachability.
         r.warmed_up = false;
         assert!(!slo_line(&r).contains("CANNOT"), "{}", slo_line(&r));
+    }
+
+    #[test]
+    fn a_reactive_target_the_median_raised_says_what_the_forecast_expects() {
+        let mut e = explanation(Serving::Reactive, Some(report()));
+        e.bound = "median_floor".into();
+        e.reactive.replicas = 4;
+        e.forecast.median_demand = 45.0;
+        let plan = crate::control::planner::ReplicaPlan {
+            at: e.published_at,
+            replicas: 5,
+            served: 5.0,
+            planned_demand: 27.0 / 0.55,
+            median_demand: 45.0,
+            observed_demand: Some(27.0),
+            peak_at: None,
+            window_end: e.published_at,
+            quantile: 0.9,
+            forecast_replicas: 4,
+            reactive_floor: 3,
+            bound: Bound::MedianFloor,
+            utilization: Some(0.55),
+        };
+        e.summary = summary(&e, &plan, &plan);
+        assert!(
+            e.summary.contains(
+                "5 replicas: the median forecast peaks at 45 requests/s within the next 5m15s; at 10 requests/s per \
+                 replica that needs 5, more than the 4 observed demand of 27 requests/s needs at 55%"
+            ),
+            "{}",
+            e.summary
+        );
+        assert!(line(&e, "served")
+            .unwrap()
+            .starts_with("5 replicas, decided by median floor (reactive at 55%"));
     }
 
     #[test]
