@@ -984,6 +984,20 @@ mod tests {
         }
     }
 
+    /// [`policy`] at an SLO of 0.1%.
+    fn strict_policy() -> Policy {
+        Policy {
+            adaptive: Adaptive {
+                slo: ServiceLevel {
+                    max_unserved: 0.001,
+                    ..ServiceLevel::default()
+                },
+                ..policy().adaptive
+            },
+            ..policy()
+        }
+    }
+
     /// Demand per minute: a slow wave between 50 and 350 with a sharp step every two hours.
     fn demand(minute: i64) -> f64 {
         let wave = 200.0 + 150.0 * (minute as f64 / 90.0).sin();
@@ -1075,16 +1089,7 @@ mod tests {
     fn a_perfect_forecast_is_chosen_over_every_reactive_target() {
         // At 0.1%: the reactive targets near 100% are short while demand rises within the HPA's tolerance, even
         // with the median floor lifting them for the steps.
-        let strict = Policy {
-            adaptive: Adaptive {
-                slo: ServiceLevel {
-                    max_unserved: 0.001,
-                    ..ServiceLevel::default()
-                },
-                ..policy().adaptive
-            },
-            ..policy()
-        };
+        let strict = strict_policy();
         let c = run_serving(6, demand, None, strict);
         let r = c.report();
         assert!(r.warmed_up, "{r:?}");
@@ -1159,16 +1164,7 @@ mod tests {
         assert_eq!(r.chosen_label(), format!("reactive@{}%", (u * 100.0).round()));
         assert!((r.cost_vs_reactive_at_slo.unwrap() - 1.0).abs() < 1e-12);
         // A stricter SLO picks a more cautious target.
-        let strict = Policy {
-            adaptive: Adaptive {
-                slo: ServiceLevel {
-                    max_unserved: 0.001,
-                    ..ServiceLevel::default()
-                },
-                ..policy().adaptive
-            },
-            ..policy()
-        };
+        let strict = strict_policy();
         let c = run_serving(6, |m| demand(m - 30).min(demand(m)) * 0.8, None, strict);
         match c.choose() {
             Some(Choice::Reactive(v)) => assert!(v < u, "{v} vs {u}"),
