@@ -176,8 +176,8 @@ pub fn reactive_plan_at(
 /// lowers it. On hourly web traffic at 0.05% the controller serves reactive targets (the quantiles' records hold two
 /// event days no forecast saw), and each Monday's first hour (1.9× Sunday night's demand, which the forecast's
 /// weekly cycle expected) was most of what it left unserved: with the floor it meets 0.05% at every lead. It costs
-/// where the forecast's level lags a fall: after spikes in social-media mentions reactive@35% is held up a little
-/// longer (−0.5 to −0.8% at equal service, an SLO no target meets).
+/// on spiky social-media mentions, where reactive@35% is served (an SLO no target meets) and the pods the floor adds
+/// save almost no demand: −0.5 to −0.8% at equal service.
 /// Not applied while the forecast is demoted: its quality gate does not trust it then. The controller's reactive
 /// shadows are floored throughout, so a demoted workload's fallback target is picked on records a little kinder
 /// than what it is then served.
