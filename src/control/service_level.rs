@@ -56,6 +56,9 @@ use crate::series::Series;
 pub const LEVELS: [f64; 17] = [
     0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.96, 0.98, 0.99,
 ];
+/// Where the median stands in [`LEVELS`]: its peak over the cover window is what a reactive candidate is floored at.
+const MEDIAN_LEVEL: usize = 4;
+const _: () = assert!(LEVELS[MEDIAN_LEVEL] == 0.5);
 /// Target utilizations of the reactive candidates: the HPA targets `capacity × u` a team could pick, from 35% to
 /// 100% in steps of 5%. The backtest's reactive frontier runs the same grid.
 pub const UTILIZATIONS: [f64; 14] = [
@@ -508,7 +511,6 @@ impl Controller {
         let (from, to) = planner::cover_window(policy, now);
         let floor = observed.map_or(0, |o| planner::replicas_for(o, c).unwrap_or(0));
         let mut peak: Option<[f64; LEVELS.len()]> = None;
-        let mut median: Option<f64> = None;
         for i in 0..forecast.len() {
             let start = forecast.time_at(i);
             if start + forecast.step <= from || start > to {
@@ -518,7 +520,6 @@ impl Controller {
             for (p, level) in p.iter_mut().zip(LEVELS) {
                 *p = p.max(forecast.quantile_at(i, Quantile::try_new(level).expect("levels are in (0, 1)")));
             }
-            median = Some(median.unwrap_or(0.0).max(forecast.quantile_at(i, Quantile::MEDIAN)));
         }
         let mut ready = [(0u32, 0u32); TRACKS];
         for (k, shadow) in self.shadows.iter_mut().enumerate().take(LEVELS.len()) {
@@ -542,7 +543,7 @@ impl Controller {
             .zip(&mut self.shadows[FIRST_REACTIVE..CANDIDATES])
             .zip(UTILIZATIONS)
         {
-            let value = observed.map(|o| median.map_or(o, |m| o.max(m * u)));
+            let value = observed.map(|o| peak.map_or(o, |p| o.max(p[MEDIAN_LEVEL] * u)));
             *ready = shadow.sync(value.and_then(served_milli), now);
         }
         // Until [`Controller::serve`] says what was served at `now`, the served track holds its pods.
