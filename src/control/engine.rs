@@ -175,9 +175,13 @@ pub fn reactive_plan_at(
 /// cautious bound: it raises the target only when demand is expected to outgrow the target's own headroom, and never
 /// lowers it. On hourly web traffic at 0.05% the controller serves reactive targets (the quantiles' records hold two
 /// event days no forecast saw), and each Monday's first hour (1.9× Sunday night's demand, which the forecast's
-/// weekly cycle expected) was most of what it left unserved: with the floor it meets 0.05% at every lead. It costs
-/// on spiky social-media mentions, where reactive@35% is served (an SLO no target meets) and the pods the floor adds
-/// save almost no demand: −0.5 to −0.8% at equal service.
+/// weekly cycle expected) was most of what it left unserved: with the floor it meets 0.05% at every lead.
+///
+/// The floor goes no higher than what observed demand needs at the most cautious reactive target
+/// (`UTILIZATIONS[0]`, whose headroom the controller already weighs), so a median far above observed demand cannot
+/// outrun every target it scores. On spiky social-media mentions the median ran 4–5× observed demand at times and an
+/// unbounded floor raised 3 pods to 12 and 5 to 25, saving almost no demand (−0.5 to −0.8% at equal service); capped,
+/// that trace is back at the frontier and the Mondays above are caught as before.
 /// Not applied while the forecast is demoted: its quality gate does not trust it then. The controller's reactive
 /// shadows are floored throughout, so a demoted workload's fallback target is picked on records a little kinder
 /// than what it is then served.
@@ -187,7 +191,12 @@ fn median_floored(
     policy: &Policy,
     previous: Option<&ReplicaPlan>,
 ) -> ReplicaPlan {
-    let need = planner::replicas_for(forecast_plan.median_demand, policy.capacity_per_replica)
+    // No more than what the most cautious reactive candidate would hold now, so the floor never outruns every
+    // reactive target the controller scores (and, with nothing observed, there is nothing to raise).
+    let Some(cap) = reactive.observed_demand.map(|o| o / service_level::UTILIZATIONS[0]) else {
+        return reactive.clone();
+    };
+    let need = planner::replicas_for(forecast_plan.median_demand.min(cap), policy.capacity_per_replica)
         .map_or(0, |n| policy.replicas.clamp(n));
     if need <= reactive.replicas {
         return reactive.clone();
@@ -858,9 +867,22 @@ mod tests {
         assert_eq!((raised.utilization, raised.median_demand), (Some(0.7), 150.0));
         // A median the target's headroom covers changes nothing.
         assert_eq!(median_floored(&reactive, &forecast_plan(110.0), &p, None), reactive);
-        // maxReplicas still binds.
+        // A median far beyond observed demand raises the target no further than reactive@35% would hold now:
+        // 84 / 35% = 240 units, 12 replicas.
         let capped = median_floored(&reactive, &forecast_plan(1e9), &p, None);
-        assert_eq!(capped.replicas, p.replicas.clamp(u32::MAX));
+        assert_eq!((capped.replicas, capped.bound), (12, Bound::MedianFloor));
+        // maxReplicas still binds.
+        let narrow = Policy::new(20.0, 10);
+        assert_eq!(
+            median_floored(&reactive, &forecast_plan(1e9), &narrow, None).replicas,
+            10
+        );
+        // Nothing observed: nothing to raise.
+        let blind = ReplicaPlan {
+            observed_demand: None,
+            ..reactive.clone()
+        };
+        assert_eq!(median_floored(&blind, &forecast_plan(150.0), &p, None), blind);
     }
 
     #[test]

@@ -537,13 +537,14 @@ impl Controller {
         }
         // The reactive candidates as a choice of one is served: the HPA at `u` reading observed demand, raised to
         // what the forecast's median needs over the cover window (reading `median × u` at target `capacity × u` asks
-        // for `median / capacity` pods; see `engine::median_floored`).
+        // for `median / capacity` pods) but no higher than the first utilization holds (so that one is never
+        // raised); see `engine::median_floored`.
         for ((ready, shadow), u) in ready[FIRST_REACTIVE..CANDIDATES]
             .iter_mut()
             .zip(&mut self.shadows[FIRST_REACTIVE..CANDIDATES])
             .zip(UTILIZATIONS)
         {
-            let value = observed.map(|o| peak.map_or(o, |p| o.max(p[MEDIAN_LEVEL] * u)));
+            let value = observed.map(|o| peak.map_or(o, |p| o.max((p[MEDIAN_LEVEL] * u).min(o * u / UTILIZATIONS[0]))));
             *ready = shadow.sync(value.and_then(served_milli), now);
         }
         // Until [`Controller::serve`] says what was served at `now`, the served track holds its pods.

@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::control::engine::{Mode, Serving};
-use crate::control::planner::{Bound, ReplicaPlan};
+use crate::control::planner::{self, Bound, ReplicaPlan};
 use crate::control::policy::ServiceLevel;
 use crate::control::quality::{Health, Report};
 use crate::control::service_level::{candidate_label, Kept, Report as SloReport, SWITCH_MARGIN, UTILIZATIONS};
@@ -366,14 +366,29 @@ fn summary(e: &Explanation, served: &ReplicaPlan, forecast_plan: &ReplicaPlan) -
             "capped at maxReplicas {} (the forecast asks for {}, observed demand for {})",
             e.clamps.max, forecast_plan.forecast_replicas, e.reactive.floor
         ),
-        Bound::MedianFloor => format!(
-            "the median forecast peaks at {} {u} within the next {window}; at {} {u} per replica that needs {n}, more than \
-             the {} observed demand of {observed} needs at {}%",
-            num(e.forecast.median_demand),
-            num(e.capacity_per_replica),
-            e.reactive.replicas,
-            num(e.reactive.utilization * 100.0)
-        ),
+        Bound::MedianFloor => {
+            // The floor goes no higher than what observed demand needs at the most cautious reactive target (see
+            // `engine::median_floored`), nor than maxReplicas.
+            let wants = planner::replicas_for(e.forecast.median_demand, e.capacity_per_replica).unwrap_or(n);
+            let median = format!(
+                "the median forecast peaks at {} {u} within the next {window}; at {} {u} per replica that needs {wants}",
+                num(e.forecast.median_demand),
+                num(e.capacity_per_replica),
+            );
+            let at = num(e.reactive.utilization * 100.0);
+            let reactive = e.reactive.replicas;
+            if wants <= n {
+                format!("{median}, more than the {reactive} observed demand of {observed} needs at {at}%")
+            } else if n >= e.clamps.max {
+                format!("{median}, capped at maxReplicas {n} (observed demand of {observed} needs {reactive} at {at}%)")
+            } else {
+                format!(
+                    "{median}, raised no further than the {n} observed demand of {observed} needs at {}% (it needs \
+                     {reactive} at {at}%)",
+                    num(UTILIZATIONS[0] * 100.0)
+                )
+            }
+        }
         Bound::Hold => format!(
             "scale-in held at {n} until observed demand ({observed}) confirms the drop the forecast expects (to {})",
             forecast_plan.forecast_replicas
@@ -1246,6 +1261,30 @@ mod tests {
         assert!(line(&e, "served")
             .unwrap()
             .starts_with("5 replicas, decided by median floor (reactive at 55%"));
+        // A median far above observed demand raises the target only as far as the most cautious reactive target
+        // would hold it: 27 requests/s at 35% of 10 per replica is 8.
+        e.forecast.median_demand = 200.0;
+        e.replicas = 8;
+        e.summary = summary(&e, &plan, &plan);
+        assert!(
+            e.summary.contains(
+                "8 replicas: the median forecast peaks at 200 requests/s within the next 5m15s; at 10 requests/s per \
+                 replica that needs 20, raised no further than the 8 observed demand of 27 requests/s needs at 35% \
+                 (it needs 4 at 55%)"
+            ),
+            "{}",
+            e.summary
+        );
+        // Or as far as maxReplicas allows.
+        e.replicas = e.clamps.max;
+        e.forecast.median_demand = 1000.0;
+        e.summary = summary(&e, &plan, &plan);
+        assert!(
+            e.summary
+                .contains("that needs 100, capped at maxReplicas 20 (observed demand of 27 requests/s needs 4"),
+            "{}",
+            e.summary
+        );
     }
 
     #[test]
