@@ -191,13 +191,17 @@ fn median_floored(
     policy: &Policy,
     previous: Option<&ReplicaPlan>,
 ) -> ReplicaPlan {
-    // No more than what the most cautious reactive candidate would hold now, so the floor never outruns every
-    // reactive target the controller scores (and, with nothing observed, there is nothing to raise).
-    let Some(cap) = reactive.observed_demand.map(|o| o / service_level::UTILIZATIONS[0]) else {
+    // With nothing observed there is nothing to raise.
+    if reactive.observed_demand.is_none() {
         return reactive.clone();
-    };
-    let need = planner::replicas_for(forecast_plan.median_demand.min(cap), policy.capacity_per_replica)
-        .map_or(0, |n| policy.replicas.clamp(n));
+    }
+    // No more than the most cautious reactive candidate would hold now, counted as its HPA counts (so that target
+    // itself is never raised), and the floor never outruns every reactive target the controller scores.
+    let cautious = grid_utilization(service_level::UTILIZATIONS[0]);
+    let cap = reactive_plan_at(reactive.observed_demand, policy, cautious, reactive.at, previous).replicas;
+    let need = planner::replicas_for(forecast_plan.median_demand, policy.capacity_per_replica)
+        .map_or(0, |n| policy.replicas.clamp(n))
+        .min(cap);
     if need <= reactive.replicas {
         return reactive.clone();
     }
@@ -877,6 +881,17 @@ mod tests {
             median_floored(&reactive, &forecast_plan(1e9), &narrow, None).replicas,
             10
         );
+        // reactive@35% itself is never raised, though its HPA's rounding can hold a pod fewer than
+        // `observed / (35% × capacity)` asks for: 364 milli-units against the 41 that 35% of 0.11533 per replica
+        // rounds up to is 8.88 → 9 pods, where the unrounded 0.364 / 0.0403667 = 9.02 would allow 10.
+        let tiny = Policy::new(0.11533335, 40);
+        let at35 = reactive_plan_at(Some(8.878 * 0.041), &tiny, Utilization::new(0.35).unwrap(), t0(), None);
+        assert_eq!(at35.replicas, 9);
+        let plan = |median: f64| ReplicaPlan {
+            median_demand: median,
+            ..at35.clone()
+        };
+        assert_eq!(median_floored(&at35, &plan(100.0), &tiny, None), at35);
         // Nothing observed: nothing to raise.
         let blind = ReplicaPlan {
             observed_demand: None,
