@@ -1144,6 +1144,31 @@ mod tests {
     }
 
     #[test]
+    fn a_median_far_above_demand_raises_no_reactive_candidate_past_the_most_cautious() {
+        // A forecast gone astray, its median ten times demand: the reactive candidates are raised no further than
+        // reactive@35% holds, and that one not at all.
+        let blind = run(6, |_| 0.0);
+        let astray = run(6, |m| 10.0 * demand(m));
+        // Pods held over the run, per candidate.
+        let pods = |c: &Controller, u: f64| {
+            let i = UTILIZATIONS.iter().position(|&x| x == u).unwrap();
+            c.total.pods[FIRST_REACTIVE + i]
+        };
+        assert_eq!(pods(&astray, 0.35), pods(&blind, 0.35));
+        for u in UTILIZATIONS {
+            assert!(
+                pods(&astray, u) <= pods(&blind, 0.35) + 1e-9,
+                "{u}: {} pods, reactive@35% {}",
+                pods(&astray, u),
+                pods(&blind, 0.35)
+            );
+        }
+        // And raised they are: the 100% target, which held about half of reactive@35%'s pods, now holds about as many.
+        assert!(pods(&blind, 1.0) < 0.6 * pods(&blind, 0.35));
+        assert!(pods(&astray, 1.0) > 0.9 * pods(&blind, 0.35));
+    }
+
+    #[test]
     fn a_forecast_that_misses_every_step_loses_to_a_reactive_target() {
         // The forecast never sees the steps and runs 20% low: planned from it (with observed demand as the floor),
         // every level is short more often than the SLO allows, and some reactive target is not.
