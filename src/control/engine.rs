@@ -182,6 +182,7 @@ pub fn reactive_plan_at(
 /// outrun every target it scores. On spiky social-media mentions the median ran 4–5× observed demand at times and an
 /// unbounded floor raised 3 pods to 12 and 5 to 25, saving almost no demand (−0.5 to −0.8% at equal service); capped,
 /// that trace is back at the frontier and the Mondays above are caught as before.
+///
 /// Not applied while the forecast is demoted: its quality gate does not trust it then. The controller's reactive
 /// shadows are floored throughout, so a demoted workload's fallback target is picked on records a little kinder
 /// than what it is then served.

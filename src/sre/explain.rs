@@ -1081,7 +1081,7 @@ mod tests {
             version: VERSION.into(),
             summary: String::new(),
         };
-        let plan = crate::control::planner::ReplicaPlan {
+        let plan = ReplicaPlan {
             at,
             replicas: 5,
             served: 5.0,
@@ -1234,7 +1234,7 @@ mod tests {
         e.bound = "median_floor".into();
         e.reactive.replicas = 4;
         e.forecast.median_demand = 45.0;
-        let plan = crate::control::planner::ReplicaPlan {
+        let plan = ReplicaPlan {
             at: e.published_at,
             replicas: 5,
             served: 5.0,
