@@ -111,9 +111,24 @@ fn short_backtest_keeps_protocol_invariants_and_writes_outputs() {
     let csv = std::fs::read_to_string(dir.path().join("ticks/predictive_L5m.csv")).unwrap();
     assert_eq!(
         csv.lines().next(),
-        Some("t,demand,served_value,desired_replicas,ready_pods,starting_pods")
+        Some("t,demand,served_value,desired_replicas,ready_pods,starting_pods,served_by")
     );
     assert_eq!(csv.lines().count(), 176);
+    // Each tick names what was served, and the names add up to the report's counts.
+    let mut by_tick = std::collections::BTreeMap::<String, usize>::new();
+    for line in csv.lines().skip(1) {
+        let what = line.rsplit(',').next().unwrap();
+        assert!(!what.is_empty(), "a predictive tick names what it served: {line}");
+        *by_tick.entry(what.to_owned()).or_default() += 1;
+    }
+    let counted: std::collections::BTreeMap<String, usize> =
+        serde_json::from_value(json["predictive"]["served_by"]["1%"]["5m"].clone()).unwrap();
+    assert_eq!(by_tick, counted);
+    let oracle = std::fs::read_to_string(dir.path().join("ticks/oracle_L5m.csv")).unwrap();
+    assert!(
+        oracle.lines().skip(1).all(|l| l.ends_with(',')),
+        "only the predictive policy names what it served"
+    );
     let svg = std::fs::read_to_string(dir.path().join("chart_L5m.svg")).unwrap();
     assert!(svg.contains("predictive capacity") && svg.contains("reactive-70 capacity"));
     let frontier = std::fs::read_to_string(dir.path().join("frontier_L5m.svg")).unwrap();

@@ -684,6 +684,7 @@ mod tests {
                 desired_replicas: 3,
                 ready_pods: 3,
                 starting_pods: 0,
+                served_by: None,
             })
             .collect();
         let scores = super::super::report::score(&ticks, 1.0, 3);
@@ -714,6 +715,7 @@ mod tests {
                 desired_replicas: 1,
                 ready_pods: 1,
                 starting_pods: 0,
+                served_by: None,
             })
             .collect();
         let mut scores = super::super::report::score(&ticks, 1.0, 1);

@@ -77,6 +77,59 @@ pub(crate) fn reactive(visible: &Visible<'_>, ticks: &[DateTime<Utc>]) -> Vec<Op
     ticks.iter().map(|&t| visible.observed(t)).collect()
 }
 
+/// What the predictive policy served at one tick, as the per-tick CSV and the report's `served_by` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServedBy {
+    /// The forecast plan at this quantile, in percent (`p90`).
+    Level(u8),
+    /// The adaptive choice of a reactive target at this utilization, in percent (`reactive@70%`).
+    Reactive(u8),
+    /// The reactive target while forecast quality is demoted (`demoted`).
+    Demoted,
+    /// The forecast alone, the reactive floor off (`forecast only`).
+    ForecastOnly,
+    /// The reactive target until the engine has warmed up (`warming`).
+    Warming,
+    /// The last plan, restored after a restart (`restored`).
+    Restored,
+    /// Nothing: no visible data or no forecast yet (`none`).
+    Nothing,
+}
+
+impl ServedBy {
+    fn of(serving: Serving, quantile: f64, utilization: Option<f64>) -> Self {
+        let percent = |x: f64| (x * 100.0).round().clamp(0.0, 255.0) as u8;
+        match serving {
+            Serving::Forecast => Self::Level(percent(quantile)),
+            Serving::Reactive => utilization.map_or(Self::Nothing, |u| Self::Reactive(percent(u))),
+            Serving::Demoted => Self::Demoted,
+            Serving::ForecastOnly => Self::ForecastOnly,
+            Serving::Warming => Self::Warming,
+            Serving::Restored => Self::Restored,
+        }
+    }
+}
+
+impl std::fmt::Display for ServedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Level(q) => write!(f, "p{q}"),
+            Self::Reactive(u) => write!(f, "reactive@{u}%"),
+            Self::Demoted => f.write_str("demoted"),
+            Self::ForecastOnly => f.write_str("forecast only"),
+            Self::Warming => f.write_str("warming"),
+            Self::Restored => f.write_str("restored"),
+            Self::Nothing => f.write_str("none"),
+        }
+    }
+}
+
+impl serde::Serialize for ServedBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// How the predictive policy is set up for one run.
 pub(crate) struct PredictiveSetup<'p> {
     /// One planner policy per engine: per (lead, SLO), differing only in the lead and `adaptive.slo`.
@@ -99,8 +152,8 @@ pub(crate) struct PredictiveRun {
     /// Decisions per forecast method served (`method name` → count, summed over engines); decisions that served
     /// the reactive target instead are counted as `reactive (...)`.
     pub methods: std::collections::BTreeMap<String, usize>,
-    /// Per engine, ticks by what was served (see [`super::report::PredictiveInfo::served_by`]).
-    pub served_by: Vec<std::collections::BTreeMap<String, usize>>,
+    /// Per engine, what was served at each tick (`served_by[engine][tick]`).
+    pub served_by: Vec<Vec<ServedBy>>,
     /// Per engine, what the replay before the first tick did.
     pub replayed: Vec<Replayed>,
     /// Per engine, the adaptive quantile's final state (`None` when off).
@@ -170,7 +223,7 @@ pub(crate) fn predictive(
     progress.reset_eta();
     let mut served = vec![Vec::with_capacity(ticks.len()); setup.policies.len()];
     let mut methods = std::collections::BTreeMap::new();
-    let mut served_by = vec![std::collections::BTreeMap::new(); engines.len()];
+    let mut served_by = vec![Vec::with_capacity(ticks.len()); engines.len()];
     let mut fits = 0;
     for (k, &t) in ticks.iter().enumerate() {
         let n = visible.count(t);
@@ -190,15 +243,7 @@ pub(crate) fn predictive(
         for ((engine, out), by) in engines.iter_mut().zip(served.iter_mut()).zip(served_by.iter_mut()) {
             match engine.decide(&history, t, t - LAG) {
                 Some(d) => {
-                    let what = match d.serving {
-                        Serving::Forecast => format!("p{}", (d.plan.quantile * 100.0).round()),
-                        Serving::Demoted => "demoted".to_owned(),
-                        Serving::ForecastOnly => "forecast only".to_owned(),
-                        Serving::Reactive => crate::control::service_level::candidate_label(None, d.plan.utilization),
-                        Serving::Warming => "warming".to_owned(),
-                        Serving::Restored => "restored".to_owned(),
-                    };
-                    *by.entry(what).or_insert(0) += 1;
+                    by.push(ServedBy::of(d.serving, d.plan.quantile, d.plan.utilization));
                     let key = match d.serving {
                         Serving::Forecast => d.forecast.method.to_string(),
                         Serving::Demoted => "reactive (demoted)".to_owned(),
@@ -211,7 +256,7 @@ pub(crate) fn predictive(
                     out.push(Some(d.plan.served));
                 }
                 None => {
-                    *by.entry("none".to_owned()).or_insert(0) += 1;
+                    by.push(ServedBy::Nothing);
                     out.push(None);
                 }
             }

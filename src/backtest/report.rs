@@ -25,6 +25,8 @@ pub struct TickRow {
     pub ready_pods: u32,
     /// Pods created but not ready at `t`.
     pub starting_pods: u32,
+    /// What the predictive policy served (`p90`, `reactive@70%`, `demoted`, …); `None` for the other policies.
+    pub served_by: Option<super::policies::ServedBy>,
 }
 
 /// The protocol's scores for one policy at one lead time.
@@ -538,21 +540,23 @@ fn result_line(r: &SloResult) -> String {
     line
 }
 
-/// The per-tick CSV: `t,demand,served_value,desired_replicas,ready_pods,starting_pods`; empty fields for `None`.
+/// The per-tick CSV: `t,demand,served_value,desired_replicas,ready_pods,starting_pods,served_by`; empty fields for
+/// `None`.
 pub(crate) fn ticks_csv(rows: &[TickRow]) -> String {
     let mut out = String::with_capacity(rows.len() * 48 + 64);
-    out.push_str("t,demand,served_value,desired_replicas,ready_pods,starting_pods\n");
+    out.push_str("t,demand,served_value,desired_replicas,ready_pods,starting_pods,served_by\n");
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             r.t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             opt(r.demand),
             opt(r.served_value),
             r.desired_replicas,
             r.ready_pods,
-            r.starting_pods
+            r.starting_pods,
+            r.served_by.map(|s| s.to_string()).unwrap_or_default()
         );
     }
     out
@@ -570,6 +574,7 @@ mod tests {
             desired_replicas: desired,
             ready_pods: ready,
             starting_pods: starting,
+            served_by: None,
         }
     }
 
@@ -582,6 +587,7 @@ mod tests {
             desired_replicas: 10,
             ready_pods: 10,
             starting_pods: 0,
+            served_by: None,
         };
         // 1e308 × 15 s is +∞: the share was ∞ / ∞ = NaN.
         let rows = [row(0, 1000.0), row(1, 1e308), row(2, 1e308), row(3, 1000.0)];
@@ -716,13 +722,16 @@ mod tests {
     fn csv_leaves_missing_values_empty() {
         let mut r = row(0, None, 1, 1, 0);
         r.served_value = None;
-        let csv = ticks_csv(&[r, row(15, Some(4.35), 2, 1, 1)]);
+        let mut predictive = row(30, Some(5.0), 2, 2, 0);
+        predictive.served_by = Some(super::super::policies::ServedBy::Reactive(45));
+        let csv = ticks_csv(&[r, row(15, Some(4.35), 2, 1, 1), predictive]);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(
             lines[0],
-            "t,demand,served_value,desired_replicas,ready_pods,starting_pods"
+            "t,demand,served_value,desired_replicas,ready_pods,starting_pods,served_by"
         );
-        assert_eq!(lines[1], "2023-11-14T22:13:20Z,,,1,1,0");
-        assert_eq!(lines[2], "2023-11-14T22:13:35Z,4.35,1,2,1,1");
+        assert_eq!(lines[1], "2023-11-14T22:13:20Z,,,1,1,0,");
+        assert_eq!(lines[2], "2023-11-14T22:13:35Z,4.35,1,2,1,1,");
+        assert_eq!(lines[3], "2023-11-14T22:13:50Z,5,1,2,2,0,reactive@45%");
     }
 }

@@ -177,8 +177,13 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
                         simulate_hpa(&ticks, &demand, served, target, lead)?
                     }
                     PolicyName::Predictive => {
-                        let served = &predictive.as_ref().expect("computed when selected").served[engine_of(l, s)];
-                        simulate_hpa(&ticks, &demand, served, 1000, lead)?
+                        let p = predictive.as_ref().expect("computed when selected");
+                        let e = engine_of(l, s);
+                        let (mut rows, initial) = simulate_hpa(&ticks, &demand, &p.served[e], 1000, lead)?;
+                        for (row, by) in rows.iter_mut().zip(&p.served_by[e]) {
+                            row.served_by = Some(*by);
+                        }
+                        (rows, initial)
                     }
                 };
                 let scores = report::score(&rows, capacity, initial);
@@ -258,7 +263,13 @@ pub fn run(trace: &Series, name: &str, settings: &Settings) -> Result<Report, Ba
     let predictive = predictive.map(|p| PredictiveInfo {
         fits: p.fits,
         forecast_methods: p.methods.clone(),
-        served_by: per_slo_and_lead(&slos, &settings.leads, engine_of, |e| Some(p.served_by[e].clone())),
+        served_by: per_slo_and_lead(&slos, &settings.leads, engine_of, |e| {
+            let mut by = BTreeMap::new();
+            for what in &p.served_by[e] {
+                *by.entry(what.to_string()).or_insert(0) += 1;
+            }
+            Some(by)
+        }),
         replayed: per_slo_and_lead(&slos, &settings.leads, engine_of, |e| Some(p.replayed[e])),
         adaptive: per_slo_and_lead(&slos, &settings.leads, engine_of, |e| {
             p.adaptive[e].as_ref().map(|a| a.candidates.clone())
@@ -424,6 +435,7 @@ fn simulate_hpa(
             desired_replicas: desired as u32,
             ready_pods: pods.ready(t) as u32,
             starting_pods: pods.starting(t) as u32,
+            served_by: None,
         });
     }
     Ok((rows, initial as u32))
@@ -459,6 +471,7 @@ fn oracle(ticks: &[DateTime<Utc>], demand: &[Option<f64>], capacity: f64, lead: 
                 desired_replicas: alive[k],
                 ready_pods: ready,
                 starting_pods: alive[k] - ready,
+                served_by: None,
             }
         })
         .collect();
