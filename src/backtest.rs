@@ -13,7 +13,8 @@
 //! - `predictive`: the production decision step ([`crate::control::engine::Engine`]: forecast, planner, quality gate and the
 //!   service-level controller) on visible history only, refitted every `refit_interval`, serving `plan.served`
 //!   against target `1`; run once per service-level objective ([`Settings::slos`]) at every lead, all in one pass
-//!   that fits the model once per refit for every engine;
+//!   that fits the model once per lead and refit (with the forecast settings `prescale serve` gives that lead),
+//!   shared by the SLOs;
 //! - `oracle`: perfect foresight bypassing the HPA, pods for `ceil(demand / c)` created exactly `L` before they are
 //!   needed and removed as soon as they are not. Its replica-hours are a floor.
 //! - `hpa-oracle`: perfect foresight served through the same HPA, planned as the predictive policy plans (the peak

@@ -41,11 +41,12 @@ pub struct Workload {
 
 /// Forecast settings for a workload: horizon long enough to plan until the next refit.
 pub fn forecast_settings(config: &WorkloadConfig) -> ForecastSettings {
-    ForecastSettings {
-        seasonality: config.seasonality.clone(),
-        horizon: config.refit_interval + config.policy.lead + config.policy.sync * 2,
-        decision: config.policy.lead + config.policy.sync * 2,
-    }
+    ForecastSettings::for_plan(
+        config.seasonality.clone(),
+        config.policy.lead,
+        config.policy.sync,
+        config.refit_interval,
+    )
 }
 
 /// What the pipeline needs beyond the workloads: where to record metrics, and where to keep what each workload

@@ -147,7 +147,7 @@ pub(crate) struct PredictiveSetup<'p> {
 pub(crate) struct PredictiveRun {
     /// Served replica counts (target "1") per engine, per tick; `None` when no forecast was possible.
     pub served: Vec<Vec<Option<f64>>>,
-    /// Number of model fits (each installed into every engine).
+    /// Number of model fits (each installed into the engines of its lead time).
     pub fits: usize,
     /// Decisions per forecast method served (`method name` → count, summed over engines); decisions that served
     /// the reactive target instead are counted as `reactive (...)`.
@@ -164,10 +164,12 @@ pub(crate) struct PredictiveRun {
 /// `setup` (per lead and SLO).
 ///
 /// Each engine is exactly what production runs for one workload: `needs_refit`, then `decide` on the history it
-/// would have scraped by `t` (samples that ended by `t − LAG`; observed demand over the minute before that). The
-/// fit itself depends on neither the lead nor the SLO, so one [`forecast::fit`] per refit is installed into every
-/// engine, as production installs a model fitted on a blocking thread. What is served is the engine's plan: the forecast plan
-/// or, while forecast quality is demoted, the reactive one.
+/// would have scraped by `t` (samples that ended by `t − LAG`; observed demand over the minute before that), and
+/// fits with the forecast settings `prescale serve` gives a workload of its lead time ([`ForecastSettings::for_plan`]).
+/// A fit depends on the lead (the horizons a plan reads choose its level correction) but not on the SLO, so one
+/// [`forecast::fit`] per lead and refit is installed into the engines of that lead, as production installs a model
+/// fitted on a blocking thread. What is served is the engine's plan: the forecast plan or, while forecast quality is
+/// demoted, the reactive one.
 ///
 /// The history handed over is a tail of the visible trace long enough for everything the engine reads (at most
 /// [`forecast::history_span`] for a fit; a day, and at least 400 slots, before the latest sample for a decision) so a
@@ -179,12 +181,6 @@ pub(crate) fn predictive(
     progress: &ProgressBar,
 ) -> PredictiveRun {
     let step = visible.trace.step();
-    let max_lead = setup.policies.iter().map(|p| p.lead).max().unwrap_or(TimeDelta::zero());
-    let settings = ForecastSettings {
-        seasonality: setup.seasonality.clone(),
-        horizon: max_lead + TICK + setup.refit_interval,
-        decision: max_lead + TICK * 2,
-    };
     let Reads {
         fit_slots,
         decide_slots: tail_slots,
@@ -194,17 +190,22 @@ pub(crate) fn predictive(
         .policies
         .iter()
         .map(|p| {
-            Engine::new(settings.clone(), p.clone(), setup.refit_interval)
+            // As `prescale serve` fits for a workload with this lead time and sync period.
+            let settings = ForecastSettings::for_plan(setup.seasonality.clone(), p.lead, p.sync, setup.refit_interval);
+            Engine::new(settings, p.clone(), setup.refit_interval)
                 .with_serving(crate::control::engine::Mode::Serve, setup.quality)
         })
         .collect();
+    // Engines of one lead share each fit (the SLO does not change it); each lead fits its own, as the horizons a
+    // plan reads choose its level correction.
+    let groups = Engine::fit_groups(&engines);
     // As `prescale serve` starting at the first scored tick would: replay recent history (before the scored window,
     // as it was visible then) to warm the adaptive quantile and the quality gate.
     let replayed: Vec<Replayed> = match ticks.first() {
         Some(&t0) => {
             let history = visible.tail(t0, 0);
             // The engines' policies differ only in the lead and the SLO (one replay setting), so they share one
-            // span and, as in the scored window, one fit per refit.
+            // span and, as in the scored window, one fit per lead and refit.
             let span = setup
                 .policies
                 .first()
@@ -227,12 +228,14 @@ pub(crate) fn predictive(
     let mut fits = 0;
     for (k, &t) in ticks.iter().enumerate() {
         let n = visible.count(t);
-        if engines.iter().any(|e| e.needs_refit(t)) {
-            let history = visible.tail(t, n.saturating_sub(fit_slots));
-            let model = forecast::fit(&history, &settings, t);
-            fits += 1;
-            for e in &mut engines {
-                e.install(model.clone());
+        for group in &groups {
+            if group.iter().any(|&e| engines[e].needs_refit(t)) {
+                let history = visible.tail(t, n.saturating_sub(fit_slots));
+                let model = forecast::fit(&history, engines[group[0]].settings(), t);
+                fits += 1;
+                for &e in group {
+                    engines[e].install(model.clone());
+                }
             }
         }
         let from = match visible.latest_present(t) {

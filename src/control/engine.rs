@@ -554,9 +554,8 @@ impl Engine {
     }
 
     /// [`Engine::replay`] for several engines of one workload that differ only in their policy (e.g. one per lead
-    /// time in a backtest): the fit does not depend on the policy, so each refit is made once, with the first
-    /// engine's forecast settings, and installed into every engine, as [`crate::backtest`] does live. Engines with
-    /// other forecast settings or refit intervals are replayed one by one.
+    /// time and SLO in a backtest): engines with the same forecast settings and refit interval share each refit,
+    /// made once and installed into every one of them, as [`crate::backtest`] does live ([`Engine::fit_groups`]).
     pub fn replay_all(
         engines: &mut [Engine],
         history: &Series,
@@ -568,15 +567,7 @@ impl Engine {
         if interval <= TimeDelta::zero() || history.is_empty() || engines.is_empty() {
             return done;
         }
-        let alike = engines
-            .windows(2)
-            .all(|w| w[0].settings == w[1].settings && w[0].refit_interval == w[1].refit_interval);
-        if !alike {
-            return engines
-                .iter_mut()
-                .map(|e| e.replay(history, from, to, interval))
-                .collect();
-        }
+        let groups = Self::fit_groups(engines);
         let step = history.step();
         let Reads {
             fit_slots,
@@ -591,11 +582,13 @@ impl Engine {
         while now < to {
             let n = history.count_ended_by(now);
             if n > 0 {
-                if engines.iter().any(|e| e.needs_refit(now)) {
-                    let model = forecast::fit(&tail(n, fit_slots), &engines[0].settings, now);
-                    for (engine, done) in engines.iter_mut().zip(done.iter_mut()) {
-                        engine.model = Some(model.clone());
-                        done.fits += 1;
+                for group in &groups {
+                    if group.iter().any(|&k| engines[k].needs_refit(now)) {
+                        let model = forecast::fit(&tail(n, fit_slots), &engines[group[0]].settings, now);
+                        for &k in group {
+                            engines[k].model = Some(model.clone());
+                            done[k].fits += 1;
+                        }
                     }
                 }
                 let recent = tail(n, decide_slots);
@@ -612,6 +605,24 @@ impl Engine {
             engine.last_plan = None;
         }
         done
+    }
+
+    /// The engines (by index, in order) that can share one fit: those with the same forecast settings and refit
+    /// interval. A fit depends on the forecast settings alone (the lead time among them: the horizons a plan reads
+    /// choose the level correction), never on the rest of the policy.
+    pub fn fit_groups(engines: &[Engine]) -> Vec<Vec<usize>> {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (k, e) in engines.iter().enumerate() {
+            let alike = |g: &&mut Vec<usize>| {
+                let first = &engines[g[0]];
+                first.settings == e.settings && first.refit_interval == e.refit_interval
+            };
+            match groups.iter_mut().find(alike) {
+                Some(g) => g.push(k),
+                None => groups.push(vec![k]),
+            }
+        }
+        groups
     }
 
     /// Takes over the live scores (quality gate, adaptive quantile) of `warmed`, an engine of the same workload
@@ -1214,6 +1225,7 @@ mod tests {
             t0() + TimeDelta::days(2) + TimeDelta::hours(3),
         );
         let mut together = engines();
+        assert_eq!(Engine::fit_groups(&together), [vec![0, 1]]);
         let done = Engine::replay_all(&mut together, &series, from, to, TimeDelta::minutes(1));
         let mut alone = engines();
         for (engine, done) in alone.iter_mut().zip(&done) {
@@ -1227,18 +1239,37 @@ mod tests {
         }
         // The leads plan differently, so the shared fits fed two different records.
         assert_ne!(together[0].service_level(), together[1].service_level());
-        // Engines of different workloads (other forecast settings) are replayed one by one, each on its own fits.
+        // Engines with other forecast settings (another workload's, or another lead's horizons) get fits of their own.
         let other = ForecastSettings {
             seasonality: Seasonality::None,
             ..settings.clone()
         };
+        let later = ForecastSettings {
+            decision: settings.decision * 2,
+            ..settings.clone()
+        };
         let mut mixed = vec![
             Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1)),
-            Engine::new(other, policy.clone(), TimeDelta::hours(1)),
+            Engine::new(other.clone(), policy.clone(), TimeDelta::hours(1)),
+            Engine::new(settings.clone(), policy.clone(), TimeDelta::hours(1)),
+            Engine::new(later, policy.clone(), TimeDelta::hours(1)),
+            Engine::new(other, policy.clone(), TimeDelta::hours(2)),
         ];
-        Engine::replay_all(&mut mixed, &series, from, to, TimeDelta::minutes(1));
+        assert_eq!(Engine::fit_groups(&mixed), [vec![0, 2], vec![1], vec![3], vec![4]]);
+        let done = Engine::replay_all(&mut mixed, &series, from, to, TimeDelta::minutes(1));
         let methods: Vec<_> = mixed.iter().map(|e| e.model().and_then(Model::method)).collect();
-        assert_eq!(methods, [Some(Method::Mstl), Some(Method::Ets)]);
+        assert_eq!(
+            methods,
+            [
+                Some(Method::Mstl),
+                Some(Method::Ets),
+                Some(Method::Mstl),
+                Some(Method::Mstl),
+                Some(Method::Ets)
+            ]
+        );
+        let fits: Vec<usize> = done.iter().map(|d| d.fits).collect();
+        assert_eq!(fits, [3, 3, 3, 3, 2]);
     }
 
     #[test]

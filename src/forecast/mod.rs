@@ -220,6 +220,19 @@ pub struct ForecastSettings {
     pub decision: TimeDelta,
 }
 
+impl ForecastSettings {
+    /// The settings a workload planning `lead` ahead, syncing every `sync` and refitting every `refit_interval` fits
+    /// with: forecasts reach the next refit's first plan, and the level correction is chosen on the horizons a plan
+    /// reads (the lead time and two syncs).
+    pub fn for_plan(seasonality: Seasonality, lead: TimeDelta, sync: TimeDelta, refit_interval: TimeDelta) -> Self {
+        Self {
+            seasonality,
+            horizon: refit_interval + lead + sync * 2,
+            decision: lead + sync * 2,
+        }
+    }
+}
+
 /// The model family that produced a forecast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
