@@ -167,8 +167,8 @@ pub(crate) struct PredictiveRun {
 /// would have scraped by `t` (samples that ended by `t − LAG`; observed demand over the minute before that), and
 /// fits with the forecast settings `prescale serve` gives a workload of its lead time ([`ForecastSettings::for_plan`]).
 /// A fit depends on the lead (the horizons a plan reads choose its level correction) but not on the SLO, so one
-/// [`forecast::fit`] per lead and refit is installed into the engines of that lead, as production installs a model
-/// fitted on a blocking thread. What is served is the engine's plan: the forecast plan or, while forecast quality is
+/// model per lead and refit is installed into the engines of that lead, as production installs a model fitted on a
+/// blocking thread; the leads' models are fitted together ([`forecast::fit_each`]: one seasonal fit for all). What is served is the engine's plan: the forecast plan or, while forecast quality is
 /// demoted, the reactive one.
 ///
 /// The history handed over is a tail of the visible trace long enough for everything the engine reads (at most
@@ -228,11 +228,16 @@ pub(crate) fn predictive(
     let mut fits = 0;
     for (k, &t) in ticks.iter().enumerate() {
         let n = visible.count(t);
-        for group in &groups {
-            if group.iter().any(|&e| engines[e].needs_refit(t)) {
-                let history = visible.tail(t, n.saturating_sub(fit_slots));
-                let model = forecast::fit(&history, engines[group[0]].settings(), t);
-                fits += 1;
+        let due: Vec<&Vec<usize>> = groups
+            .iter()
+            .filter(|g| g.iter().any(|&e| engines[e].needs_refit(t)))
+            .collect();
+        if !due.is_empty() {
+            let history = visible.tail(t, n.saturating_sub(fit_slots));
+            let settings: Vec<ForecastSettings> = due.iter().map(|g| engines[g[0]].settings().clone()).collect();
+            let models = forecast::fit_each(&history, &settings, t, forecast::Effort::Full);
+            fits += models.len();
+            for (group, model) in due.into_iter().zip(models) {
                 for &e in group {
                     engines[e].install(model.clone());
                 }

@@ -555,7 +555,8 @@ impl Engine {
 
     /// [`Engine::replay`] for several engines of one workload that differ only in their policy (e.g. one per lead
     /// time and SLO in a backtest): engines with the same forecast settings and refit interval share each refit,
-    /// made once and installed into every one of them, as [`crate::backtest`] does live ([`Engine::fit_groups`]).
+    /// made once and installed into every one of them, as [`crate::backtest`] does live ([`Engine::fit_groups`]);
+    /// the refits due at one moment are made together ([`forecast::fit_each`]).
     pub fn replay_all(
         engines: &mut [Engine],
         history: &Series,
@@ -582,9 +583,14 @@ impl Engine {
         while now < to {
             let n = history.count_ended_by(now);
             if n > 0 {
-                for group in &groups {
-                    if group.iter().any(|&k| engines[k].needs_refit(now)) {
-                        let model = forecast::fit(&tail(n, fit_slots), &engines[group[0]].settings, now);
+                let due: Vec<&Vec<usize>> = groups
+                    .iter()
+                    .filter(|g| g.iter().any(|&k| engines[k].needs_refit(now)))
+                    .collect();
+                if !due.is_empty() {
+                    let settings: Vec<ForecastSettings> = due.iter().map(|g| engines[g[0]].settings.clone()).collect();
+                    let models = forecast::fit_each(&tail(n, fit_slots), &settings, now, forecast::Effort::Full);
+                    for (group, model) in due.into_iter().zip(models) {
                         for &k in group {
                             engines[k].model = Some(model.clone());
                             done[k].fits += 1;

@@ -369,6 +369,48 @@ pub fn fit(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>) ->
 
 /// [`fit`], with `effort`.
 pub fn fit_with(history: &Series, settings: &ForecastSettings, now: DateTime<Utc>, effort: Effort) -> Model {
+    let mut models = fit_each(history, std::slice::from_ref(settings), now, effort);
+    models.pop().expect("one model per setting")
+}
+
+/// One model per entry of `settings` (in order), each the model [`fit_with`] makes for it, sharing what does not
+/// depend on the horizons: settings of one seasonality share the seasonal fits, made once for the longest horizon
+/// (a forecast further ahead starts as a shorter one does), and each calibrates its own level correction and error
+/// table on its own horizons. What a backtest of several lead times fits at each refit.
+pub fn fit_each(history: &Series, settings: &[ForecastSettings], now: DateTime<Utc>, effort: Effort) -> Vec<Model> {
+    let mut models: Vec<Option<Model>> = vec![None; settings.len()];
+    for (k, s) in settings.iter().enumerate() {
+        if models[k].is_some() {
+            continue;
+        }
+        let alike: Vec<usize> = (k..settings.len())
+            .filter(|&j| settings[j].seasonality == s.seasonality)
+            .collect();
+        let decisions: Vec<(TimeDelta, TimeDelta)> = alike
+            .iter()
+            .map(|&j| (settings[j].horizon, settings[j].decision))
+            .collect();
+        for (j, model) in alike
+            .into_iter()
+            .zip(fit_seasonality(history, &s.seasonality, &decisions, now, effort))
+        {
+            models[j] = Some(model);
+        }
+    }
+    models
+        .into_iter()
+        .map(|m| m.expect("every setting is fitted"))
+        .collect()
+}
+
+/// [`fit_each`] for settings of one seasonality: `horizons` holds each one's `(horizon, decision)`.
+fn fit_seasonality(
+    history: &Series,
+    seasonality: &Seasonality,
+    horizons: &[(TimeDelta, TimeDelta)],
+    now: DateTime<Utc>,
+    effort: Effort,
+) -> Vec<Model> {
     let step = history.step();
     let native = Grid::of(&history.visible_at(now)).since(now - history_span(step));
     let (trimmed, replaced) = native.trim_gaps().despiked();
@@ -377,20 +419,17 @@ pub fn fit_with(history: &Series, settings: &ForecastSettings, now: DateTime<Utc
     } else {
         1.0 - trimmed.present() as f64 / trimmed.values.len() as f64
     };
-    let horizon = settings.horizon.max(step);
+    let longest = horizons.iter().map(|h| h.0).max().unwrap_or(step).max(step);
     // The model and the calibration's holdout models are fitted independently of each other: side by side.
     let (folds, trend_tail) = match effort {
         Effort::Full => (Folds::of(&trimmed), None),
         Effort::First => (Folds::of(&trimmed).map(Folds::last), Some(FIRST_FIT_TREND)),
     };
-    let holdout_data = folds.map(|f| f.holdouts(&trimmed, horizon)).unwrap_or_default();
-    let jobs: Vec<(&Grid, TimeDelta)> = std::iter::once((&trimmed, horizon))
+    let holdout_data = folds.map(|f| f.holdouts(&trimmed, longest)).unwrap_or_default();
+    let jobs: Vec<(&Grid, TimeDelta)> = std::iter::once((&trimmed, longest))
         .chain(holdout_data.iter().map(|(grid, h)| (grid, *h)))
         .collect();
-    let mut fits = parallel::map(&jobs, |&(grid, h)| {
-        fit_baseline(grid, &settings.seasonality, h, trend_tail)
-    })
-    .into_iter();
+    let mut fits = parallel::map(&jobs, |&(grid, h)| fit_baseline(grid, seasonality, h, trend_tail)).into_iter();
     let full = fits.next().flatten();
     let holdouts: Option<Vec<BaselineFit>> = fits.collect();
 
@@ -407,60 +446,65 @@ pub fn fit_with(history: &Series, settings: &ForecastSettings, now: DateTime<Utc
         power: 1.0,
     };
 
-    let calibrated = folds
-        .zip(holdouts)
-        .and_then(|(f, h)| f.calibrate(&trimmed, Some(&h), (horizon, settings.decision), scale));
-    // The recent level alone, replayed over the same origins: where it forecasts better out of sample than the
-    // seasonal model, it is what the workload's demand can be forecast with. Only a seasonal model is challenged:
-    // AutoETS is itself a model of the level (and its trend), and on a short history with no cycle (a 15-minute
-    // one) the two differ by the luck of a few origins.
-    let level = folds
-        .filter(|_| {
-            full.as_ref()
-                .is_some_and(|f| matches!(f.method, Method::Mstl | Method::SeasonalNaive))
-        })
-        .and_then(|f| f.calibrate(&trimmed, None, (horizon, settings.decision), scale));
-    let (full, calibrated) = match (calibrated, level) {
-        (Some(fitted), Some(level)) if level.mae < fitted.mae => {
-            let fit = BaselineFit {
-                baseline: Baseline {
-                    start: trimmed.start,
-                    step,
-                    values: held(vec![0.0]),
-                    wrap: None,
-                },
-                method: Method::Level,
-                fallback: None,
-                periods: Vec::new(),
+    horizons
+        .iter()
+        .map(|&(horizon, decision)| {
+            let calibrated = folds
+                .zip(holdouts.as_deref())
+                .and_then(|(f, h)| f.calibrate(&trimmed, Some(h), (horizon.max(step), decision), scale));
+            // The recent level alone, replayed over the same origins: where it forecasts better out of sample than the
+            // seasonal model, it is what the workload's demand can be forecast with. Only a seasonal model is challenged:
+            // AutoETS is itself a model of the level (and its trend), and on a short history with no cycle (a 15-minute
+            // one) the two differ by the luck of a few origins.
+            let level = folds
+                .filter(|_| {
+                    full.as_ref()
+                        .is_some_and(|f| matches!(f.method, Method::Mstl | Method::SeasonalNaive))
+                })
+                .and_then(|f| f.calibrate(&trimmed, None, (horizon.max(step), decision), scale));
+            let (fit, calibrated) = match (calibrated, level) {
+                (Some(fitted), Some(level)) if level.mae < fitted.mae => {
+                    let fit = BaselineFit {
+                        baseline: Baseline {
+                            start: trimmed.start,
+                            step,
+                            values: held(vec![0.0]),
+                            wrap: None,
+                        },
+                        method: Method::Level,
+                        fallback: None,
+                        periods: Vec::new(),
+                    };
+                    (Some(fit), Some(level))
+                }
+                (fitted, _) => (full.clone(), fitted),
             };
-            (Some(fit), Some(level))
-        }
-        (fitted, _) => (full, fitted),
-    };
-    let (correction, table) = calibrated.map_or_else(
-        || {
-            (
-                Correction {
-                    half_life: 2.0,
-                    damping: 0.97,
+            let (correction, table) = calibrated.map_or_else(
+                || {
+                    (
+                        Correction {
+                            half_life: 2.0,
+                            damping: 0.97,
+                        },
+                        ErrorTable::uncalibrated(scale),
+                    )
                 },
-                ErrorTable::uncalibrated(scale),
-            )
-        },
-        |c| (c.correction, c.table),
-    );
-    let mut model = Model {
-        fitted_at: now,
-        effort,
-        step,
-        fit: full,
-        correction,
-        table: Arc::new(table),
-        missing_fraction,
-        replaced,
-    };
-    model.compact();
-    model
+                |c| (c.correction, c.table),
+            );
+            let mut model = Model {
+                fitted_at: now,
+                effort,
+                step,
+                fit,
+                correction,
+                table: Arc::new(table),
+                missing_fraction,
+                replaced,
+            };
+            model.compact();
+            model
+        })
+        .collect()
 }
 
 /// How far before its fit a model's baseline is kept beyond what a forecast reads (`Model::compact`): a forecast
@@ -1156,6 +1200,49 @@ mod span_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn models_fitted_together_forecast_as_each_fitted_alone() {
+        // 14 days of 5-minute demand with a daily cycle and noise; three workloads' settings: two lead times of one
+        // seasonality (their seasonal fits shared), and one with none.
+        let step = TimeDelta::minutes(5);
+        let start = DateTime::from_timestamp(1_699_920_000, 0).unwrap();
+        let values: Vec<Option<f64>> = (0..14 * 288)
+            .map(|i| {
+                let day = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+                Some(200.0 + 80.0 * day.sin() + ((i * 7919) % 23) as f64 - 11.0)
+            })
+            .collect();
+        let series = Series::from_values(start, step, values);
+        let fitted_at = series.end();
+        let refit = TimeDelta::hours(1);
+        let settings = [
+            ForecastSettings::for_plan(Seasonality::Auto, TimeDelta::minutes(5), TimeDelta::seconds(15), refit),
+            ForecastSettings::for_plan(Seasonality::Auto, TimeDelta::hours(1), TimeDelta::seconds(15), refit),
+            ForecastSettings::for_plan(Seasonality::None, TimeDelta::minutes(5), TimeDelta::seconds(15), refit),
+        ];
+        let together = fit_each(&series, &settings, fitted_at, Effort::Full);
+        assert_eq!(together.len(), settings.len());
+        for (model, s) in together.iter().zip(&settings) {
+            let alone = fit(&series, s, fitted_at);
+            assert_eq!(model.method(), alone.method());
+            assert_eq!(model.correction, alone.correction);
+            for minutes in [0, 20, 55] {
+                let now = fitted_at + TimeDelta::minutes(minutes);
+                let x = model.forecast(&series, now, s.decision);
+                let y = alone.forecast(&series, now, s.decision);
+                assert_eq!(x.median, y.median, "{minutes} min after the fit");
+                for q in [0.1, 0.9, 0.99] {
+                    let q = Quantile::try_new(q).unwrap();
+                    for i in 0..x.len() {
+                        assert_eq!(x.quantile_at(i, q), y.quantile_at(i, q), "{minutes} min, {q:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(together[0].method(), Some(Method::Mstl));
+        assert_eq!(together[2].method(), Some(Method::Ets));
     }
 
     #[test]
