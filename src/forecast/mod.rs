@@ -1144,6 +1144,25 @@ fn is_zero(n: &usize) -> bool {
 mod span_tests {
     use super::*;
 
+    /// `a` and `b` forecast `history` alike at `now` (`minutes` after their fit), to the last quantile.
+    fn assert_same_forecasts(
+        a: &Model,
+        b: &Model,
+        history: &Series,
+        now: DateTime<Utc>,
+        horizon: TimeDelta,
+        minutes: i64,
+    ) {
+        let (x, y) = (a.forecast(history, now, horizon), b.forecast(history, now, horizon));
+        assert_eq!(x.median, y.median, "{minutes} min after the fit");
+        for q in [0.1, 0.9, 0.99] {
+            let q = Quantile::try_new(q).unwrap();
+            for i in 0..x.len() {
+                assert_eq!(x.quantile_at(i, q), y.quantile_at(i, q), "{minutes} min, {q:?}");
+            }
+        }
+    }
+
     #[test]
     fn a_compacted_model_forecasts_exactly_as_the_whole_one_until_its_next_refit_and_beyond() {
         // 14 days of 5-minute demand with daily and weekly cycles, noise and a gap.
@@ -1190,15 +1209,7 @@ mod span_tests {
         for minutes in [0, 5, 30, 60, 125, 600, 2 * 1440] {
             let now = fitted_at + TimeDelta::minutes(minutes);
             let history = full.window(start, now);
-            let x = compact.forecast(&history, now, settings.horizon);
-            let y = whole.forecast(&history, now, settings.horizon);
-            assert_eq!(x.median, y.median, "{minutes} min after the fit");
-            for q in [0.1, 0.9, 0.99] {
-                let q = Quantile::try_new(q).unwrap();
-                for i in 0..x.len() {
-                    assert_eq!(x.quantile_at(i, q), y.quantile_at(i, q), "{minutes} min, {q:?}");
-                }
-            }
+            assert_same_forecasts(&compact, &whole, &history, now, settings.horizon, minutes);
         }
     }
 
@@ -1230,15 +1241,7 @@ mod span_tests {
             assert_eq!(model.correction, alone.correction);
             for minutes in [0, 20, 55] {
                 let now = fitted_at + TimeDelta::minutes(minutes);
-                let x = model.forecast(&series, now, s.decision);
-                let y = alone.forecast(&series, now, s.decision);
-                assert_eq!(x.median, y.median, "{minutes} min after the fit");
-                for q in [0.1, 0.9, 0.99] {
-                    let q = Quantile::try_new(q).unwrap();
-                    for i in 0..x.len() {
-                        assert_eq!(x.quantile_at(i, q), y.quantile_at(i, q), "{minutes} min, {q:?}");
-                    }
-                }
+                assert_same_forecasts(model, &alone, &series, now, s.horizon, minutes);
             }
         }
         assert_eq!(together[0].method(), Some(Method::Mstl));
