@@ -640,7 +640,12 @@ fn the_trace_scripts_write_traces_the_backtest_reads() {
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         std::fs::read(out).unwrap()
     };
-    for (shape, step, len) in [("smooth-30m", 1800, 1344), ("web-1h", 3600, 840), ("lb-5m", 300, 6048)] {
+    for (shape, step, len) in [
+        ("smooth-30m", 1800, 1344),
+        ("web-1h", 3600, 840),
+        ("lb-5m", 300, 6048),
+        ("lb-noisy-5m", 300, 6048),
+    ] {
         let out = dir.path().join(format!("{shape}.csv"));
         let bytes = synth(shape, &out, "7");
         let s = prescale::history::trace::load(&out).unwrap_or_else(|e| panic!("{shape}: {e}"));
