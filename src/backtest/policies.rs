@@ -168,8 +168,8 @@ pub(crate) struct PredictiveRun {
 /// fits with the forecast settings `prescale serve` gives a workload of its lead time ([`ForecastSettings::for_plan`]).
 /// A fit depends on the lead (the horizons a plan reads choose its level correction) but not on the SLO, so one
 /// model per lead and refit is installed into the engines of that lead, as production installs a model fitted on a
-/// blocking thread; the leads' models are fitted together ([`forecast::fit_each`]: one seasonal fit for all). What is served is the engine's plan: the forecast plan or, while forecast quality is
-/// demoted, the reactive one.
+/// blocking thread; the leads' models are fitted together ([`forecast::fit_each`]: one seasonal fit for all). What
+/// is served is the engine's plan: the forecast plan or, while forecast quality is demoted, the reactive one.
 ///
 /// The history handed over is a tail of the visible trace long enough for everything the engine reads (at most
 /// [`forecast::history_span`] for a fit; a day, and at least 400 slots, before the latest sample for a decision) so a
