@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use super::{LAG, OBSERVED_WINDOW, TICK};
 use crate::control::engine::{Engine, Reads, Replayed, Serving};
 use crate::control::policy::Policy;
-use crate::forecast::{self, ForecastSettings, Seasonality};
+use crate::forecast::{ForecastSettings, Seasonality};
 use crate::series::Series;
 
 /// A trace as policies may see it: prefix views by tick time.
@@ -168,12 +168,12 @@ pub(crate) struct PredictiveRun {
 /// fits with the forecast settings `prescale serve` gives a workload of its lead time ([`ForecastSettings::for_plan`]).
 /// A fit depends on the lead (the horizons a plan reads choose its level correction) but not on the SLO, so one
 /// model per lead and refit is installed into the engines of that lead, as production installs a model fitted on a
-/// blocking thread; the leads' models are fitted together ([`forecast::fit_each`]: one seasonal fit for all). What
+/// blocking thread; the leads' models are fitted together ([`Engine::refit_groups`]: one seasonal fit for all). What
 /// is served is the engine's plan: the forecast plan or, while forecast quality is demoted, the reactive one.
 ///
 /// The history handed over is a tail of the visible trace long enough for everything the engine reads (at most
-/// [`forecast::history_span`] for a fit; a day, and at least 400 slots, before the latest sample for a decision) so a
-/// long backtest does not copy the whole trace at every tick.
+/// [`history_span`](crate::forecast::history_span) for a fit; a day, and at least 400 slots, before the latest sample
+/// for a decision) so a long backtest does not copy the whole trace at every tick.
 pub(crate) fn predictive(
     visible: &Visible<'_>,
     ticks: &[DateTime<Utc>],
@@ -228,21 +228,13 @@ pub(crate) fn predictive(
     let mut fits = 0;
     for (k, &t) in ticks.iter().enumerate() {
         let n = visible.count(t);
-        let due: Vec<&Vec<usize>> = groups
-            .iter()
-            .filter(|g| g.iter().any(|&e| engines[e].needs_refit(t)))
-            .collect();
-        if !due.is_empty() {
-            let history = visible.tail(t, n.saturating_sub(fit_slots));
-            let settings: Vec<ForecastSettings> = due.iter().map(|g| engines[g[0]].settings().clone()).collect();
-            let models = forecast::fit_each(&history, &settings, t, forecast::Effort::Full);
-            fits += models.len();
-            for (group, model) in due.into_iter().zip(models) {
-                for &e in group {
-                    engines[e].install(model.clone());
-                }
-            }
-        }
+        fits += Engine::refit_groups(
+            &mut engines,
+            &groups,
+            || visible.tail(t, n.saturating_sub(fit_slots)),
+            t,
+        )
+        .len();
         let from = match visible.latest_present(t) {
             Some(i) => n.saturating_sub(tail_slots).min(i.saturating_sub(tail_slots)),
             None => n,

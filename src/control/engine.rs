@@ -583,18 +583,9 @@ impl Engine {
         while now < to {
             let n = history.count_ended_by(now);
             if n > 0 {
-                let due: Vec<&Vec<usize>> = groups
-                    .iter()
-                    .filter(|g| g.iter().any(|&k| engines[k].needs_refit(now)))
-                    .collect();
-                if !due.is_empty() {
-                    let settings: Vec<ForecastSettings> = due.iter().map(|g| engines[g[0]].settings.clone()).collect();
-                    let models = forecast::fit_each(&tail(n, fit_slots), &settings, now, forecast::Effort::Full);
-                    for (group, model) in due.into_iter().zip(models) {
-                        for &k in group {
-                            engines[k].model = Some(model.clone());
-                            done[k].fits += 1;
-                        }
+                for g in Self::refit_groups(engines, &groups, || tail(n, fit_slots), now) {
+                    for &k in &groups[g] {
+                        done[k].fits += 1;
                     }
                 }
                 let recent = tail(n, decide_slots);
@@ -629,6 +620,31 @@ impl Engine {
             }
         }
         groups
+    }
+
+    /// Refits the groups of `groups` ([`Engine::fit_groups`]) in which an engine needs a refit at `now`, all of them
+    /// from one `history` (read only when some refit is due) and together ([`forecast::fit_each`]), and installs each
+    /// group's model into its engines. Returns the indices of the groups refitted.
+    pub fn refit_groups(
+        engines: &mut [Engine],
+        groups: &[Vec<usize>],
+        history: impl FnOnce() -> Series,
+        now: DateTime<Utc>,
+    ) -> Vec<usize> {
+        let due: Vec<usize> = (0..groups.len())
+            .filter(|&g| groups[g].iter().any(|&k| engines[k].needs_refit(now)))
+            .collect();
+        if due.is_empty() {
+            return due;
+        }
+        let settings: Vec<ForecastSettings> = due.iter().map(|&g| engines[groups[g][0]].settings.clone()).collect();
+        let models = forecast::fit_each(&history(), &settings, now, forecast::Effort::Full);
+        for (&g, model) in due.iter().zip(models) {
+            for &k in &groups[g] {
+                engines[k].install(model.clone());
+            }
+        }
+        due
     }
 
     /// Takes over the live scores (quality gate, adaptive quantile) of `warmed`, an engine of the same workload
