@@ -643,6 +643,7 @@ fn the_trace_scripts_write_traces_the_backtest_reads() {
     for (shape, step, len) in [
         ("smooth-30m", 1800, 1344),
         ("web-1h", 3600, 840),
+        ("web-calm-1h", 3600, 840),
         ("lb-5m", 300, 6048),
         ("lb-noisy-5m", 300, 6048),
     ] {
