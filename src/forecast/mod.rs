@@ -21,7 +21,11 @@
 //!   replaced, so a surge that persists stays (see `prep::despike`); the count is
 //!   [`Forecast::replaced_samples`]. One such sample made the forecast peak at 1e299 and the plan `maxReplicas`.
 //! - **Periods** are explicit, or calendar periods (1 day, 1 week) confirmed by a periodogram peak and the
-//!   autocorrelation at that lag (see `seasons`); each needs two full cycles of history.
+//!   autocorrelation at that lag (see `seasons`); each needs two full cycles of history. With one to two weeks of
+//!   history and a daily period detected, a weekend clearly below every weekday in the last week gives weekday
+//!   factors: the daily model is fitted on demand divided by its day's factor and multiplied back
+//!   ([`Forecast::weekday_factors`]; see `weekdays`), so that the Monday after the first weekend is not planned as
+//!   another Sunday.
 //! - **Model**: augurs MSTL with an AutoETS (non-seasonal) trend; with no usable period, AutoETS alone
 //!   ([`Method::Ets`]). In-sample values are the ETS one-step-ahead fit plus the seasonal components, so the
 //!   residuals before and after the fit boundary mean the same thing.
@@ -77,6 +81,7 @@ mod eval;
 mod parallel;
 mod prep;
 mod seasons;
+mod weekdays;
 
 use calibrate::{Calibration, Correction, ErrorTable, Fold, Replay, Scale};
 use prep::Grid;
@@ -319,6 +324,8 @@ struct BaselineFit {
     method: Method,
     fallback: Option<String>,
     periods: Vec<TimeDelta>,
+    /// Weekday factors (Monday first) the daily model's forecast is multiplied by (see `weekdays`).
+    weekday_factors: Option<weekdays::Factors>,
 }
 
 /// A fitted model: produce forecasts from it with [`Model::forecast`].
@@ -474,6 +481,7 @@ fn fit_seasonality(
                         method: Method::Level,
                         fallback: None,
                         periods: Vec::new(),
+                        weekday_factors: None,
                     };
                     (Some(fit), Some(level))
                 }
@@ -632,6 +640,7 @@ fn fit_baseline(
         method: Method::LastValue,
         fallback: Some(reason.to_string()),
         periods: Vec::new(),
+        weekday_factors: None,
     };
     if present < MIN_SAMPLES {
         return Some(last_value(ForecastError::TooShort { present }));
@@ -666,26 +675,40 @@ fn fit_baseline(
     let to_delta = |p: &usize| step * *p as i32;
     let trend = TrendTail(trend_tail.map(|t| (t.num_milliseconds() / step.num_milliseconds().max(1)).max(1) as usize));
 
+    // A daily model on one week and more of history, before the weekly period can be fitted: the weekend from
+    // weekday factors (see `weekdays`).
+    let per_day = TimeDelta::days(1).num_milliseconds() / step.num_milliseconds().max(1);
+    let factors = (matches!(seasonality, Seasonality::Auto) && periods.len() == 1 && periods[0] as i64 == per_day)
+        .then(|| weekdays::detect(&y, grid.start, step))
+        .flatten();
+    let day_factor = |i: usize| factors.map_or(1.0, |f| f[weekdays::weekday(grid.start, step, i)]);
+    let adjusted: Vec<f64> = match factors {
+        Some(_) => y.iter().enumerate().map(|(i, v)| v / day_factor(i)).collect(),
+        None => y.clone(),
+    };
+
     let model = if periods.is_empty() {
         if !one_cycle.is_empty() {
             Err(ForecastError::ShortSeason)
         } else {
-            fit_ets(&y, h, trend).map(|v| (v, Method::Ets))
+            fit_ets(&adjusted, h, trend).map(|v| (v, Method::Ets))
         }
     } else {
-        fit_mstl(&y, &periods, h, trend).map(|v| (v, Method::Mstl))
+        fit_mstl(&adjusted, &periods, h, trend).map(|v| (v, Method::Mstl))
     };
     match model {
         Ok((values, method)) => Some(BaselineFit {
             baseline: Baseline {
                 start: grid.start,
                 step,
-                values: held(values),
-                wrap: periods.last().copied(),
+                values: held(values.iter().enumerate().map(|(i, v)| v * day_factor(i)).collect()),
+                // Beyond the forecast, a day repeats, or with weekday factors the week.
+                wrap: periods.last().map(|p| if factors.is_some() { 7 * p } else { *p }),
             },
             method,
             fallback: None,
             periods: periods.iter().map(to_delta).collect(),
+            weekday_factors: factors,
         }),
         Err(error) => {
             let season = periods.last().or(one_cycle.last()).copied();
@@ -700,6 +723,7 @@ fn fit_baseline(
                     method: Method::SeasonalNaive,
                     fallback: Some(error.to_string()),
                     periods: vec![to_delta(&p)],
+                    weekday_factors: None,
                 }),
                 _ => Some(last_value(error)),
             }
@@ -931,6 +955,7 @@ impl Model {
             method: fit.method,
             fallback: fit.fallback.clone(),
             periods: fit.periods.clone(),
+            weekday_factors: fit.weekday_factors,
             missing_fraction: self.missing_fraction,
             replaced_samples: self.replaced,
             first_fit: self.effort == Effort::First,
@@ -1061,6 +1086,11 @@ pub struct Forecast {
     /// Seasonal periods in use.
     #[serde(skip)]
     pub periods: Vec<TimeDelta>,
+    /// With a daily period and one to two weeks of history: each day of the week's mean demand over the week's
+    /// (Monday first), read from the last seven days, by which the daily model's forecast is multiplied. Used only
+    /// when the weekend stands clearly below every weekday.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weekday_factors: Option<[f64; 7]>,
     /// Fraction of slots missing in the fitted history (0 = complete), from its first sample to its last.
     pub missing_fraction: f64,
     /// Number of out-of-sample errors the intervals were calibrated on (0: uncalibrated default band).
@@ -1093,6 +1123,7 @@ impl Forecast {
             method: Method::LastValue,
             fallback: None,
             periods: Vec::new(),
+            weekday_factors: None,
             missing_fraction: 0.0,
             replaced_samples: 0,
             first_fit: false,

@@ -76,6 +76,10 @@ pub struct ModelPart {
     pub method: String,
     /// Seasonal periods in use, e.g. `["1d"]`.
     pub periods: Vec<String>,
+    /// With a daily period and one to two weeks of history, the weekday factors (Monday first) read from the last
+    /// seven days that the daily forecast is multiplied by; absent when none are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekday_factors: Option<[f64; 7]>,
     /// Why a fallback is in use, if one is.
     pub fallback: Option<String>,
     /// When the model was fitted.
@@ -314,6 +318,7 @@ pub fn explain(snapshot: &Snapshot, insight: Option<&Insight>, standing: &Standi
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
             periods: f.periods.iter().map(|p| duration::format(*p)).collect(),
+            weekday_factors: f.weekday_factors,
             fallback: f.fallback.clone(),
             fitted_at: f.fitted_at,
             calibration_samples: f.calibration_samples,
@@ -601,6 +606,14 @@ impl Explanation {
             "no seasonal period".to_string()
         } else {
             format!("periods {}", m.periods.join(", "))
+        };
+        let periods = match &m.weekday_factors {
+            Some(f) => {
+                const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+                let days: Vec<String> = DAYS.iter().zip(f).map(|(d, f)| format!("{d} {f:.2}")).collect();
+                format!("{periods} × weekday factors from the last week ({})", days.join(" "))
+            }
+            None => periods,
         };
         out.push((
             "model",
@@ -1067,6 +1080,7 @@ mod tests {
             model: ModelPart {
                 method: "mstl".into(),
                 periods: vec!["1d".into()],
+                weekday_factors: None,
                 fallback: None,
                 fitted_at: at,
                 calibration_samples: 100,
@@ -1106,6 +1120,29 @@ mod tests {
 
     fn line(e: &Explanation, label: &str) -> Option<String> {
         e.lines().into_iter().find(|(l, _)| *l == label).map(|(_, t)| t)
+    }
+
+    #[test]
+    fn the_model_line_names_weekday_factors_when_the_daily_model_uses_them() {
+        let mut e = explanation(Serving::Forecast, Some(report()));
+        let plain = line(&e, "model").unwrap();
+        assert!(plain.starts_with("mstl, periods 1d, fitted "), "{plain}");
+        assert!(!plain.contains("weekday"), "{plain}");
+        e.model.weekday_factors = Some([1.12, 1.1, 1.08, 1.09, 1.05, 0.8, 0.76]);
+        let text = line(&e, "model").unwrap();
+        assert!(
+            text.starts_with(
+                "mstl, periods 1d × weekday factors from the last week (Mon 1.12 Tue 1.10 Wed 1.08 Thu 1.09 Fri 1.05 \
+                 Sat 0.80 Sun 0.76), fitted "
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&e.model).unwrap();
+        assert_eq!(json["weekday_factors"][6], 0.76);
+        assert!(serde_json::to_value(explanation(Serving::Forecast, None).model)
+            .unwrap()
+            .get("weekday_factors")
+            .is_none());
     }
 
     #[test]
