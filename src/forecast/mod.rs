@@ -682,9 +682,9 @@ fn fit_baseline(
         .then(|| weekdays::detect(&y, grid.start, step))
         .flatten();
     let day_factor = |i: usize| factors.map_or(1.0, |f| f[weekdays::weekday(grid.start, step, i)]);
-    let adjusted: Vec<f64> = match factors {
+    let adjusted: std::borrow::Cow<[f64]> = match factors {
         Some(_) => y.iter().enumerate().map(|(i, v)| v / day_factor(i)).collect(),
-        None => y.clone(),
+        None => (&y[..]).into(),
     };
 
     let model = if periods.is_empty() {

@@ -19,6 +19,9 @@ pub struct ModelView {
     pub method: String,
     /// Seasonal periods in use.
     pub periods: Vec<String>,
+    /// Weekday factors (Monday first) a daily model's forecast is multiplied by, with one to two weeks of history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weekday_factors: Option<[f64; 7]>,
     /// Why a fallback is in use, if one is.
     pub fallback: Option<String>,
 }
@@ -163,6 +166,7 @@ pub fn workload_views(store: &PlanStore, now: DateTime<Utc>) -> Vec<WorkloadView
                 model: snap.as_ref().map(|s| ModelView {
                     method: s.forecast.method.to_string(),
                     periods: s.forecast.periods.iter().map(|p| crate::duration::format(*p)).collect(),
+                    weekday_factors: s.forecast.weekday_factors,
                     fallback: s.forecast.fallback.clone(),
                 }),
                 quality: insight.as_ref().map(|i| QualityView {

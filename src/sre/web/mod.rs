@@ -11,7 +11,7 @@ use crate::control::engine::Serving;
 use crate::control::quality::Health;
 use crate::control::service_level::{candidate_label, LEVELS, UTILIZATIONS};
 use crate::sre::explain::{age, most_cautious, num, pct, share, VERSION};
-use crate::sre::views::{SloView, WorkloadDetail, WorkloadView};
+use crate::sre::views::{ModelView, SloView, WorkloadDetail, WorkloadView};
 use crate::store::ReplayState;
 
 pub mod chart;
@@ -134,22 +134,33 @@ pub fn page(views: &[WorkloadView], details: &[WorkloadDetail], now: DateTime<Ut
     out
 }
 
+/// The overview's model cell: the family and its periods, a badge for a fallback, and weekday factors when in use.
+fn model_cell(m: &ModelView) -> String {
+    if let Some(reason) = &m.fallback {
+        return format!(
+            r#"{} <span class="badge fallback" title="{}">fallback</span>"#,
+            esc(&m.method),
+            esc(reason)
+        );
+    }
+    if m.periods.is_empty() {
+        return esc(&m.method);
+    }
+    let periods = format!("{} · {}", esc(&m.method), esc(&m.periods.join(", ")));
+    match m.weekday_factors {
+        Some(f) => format!(
+            r#"{periods} <span title="weekday factors from the last week, Mon–Sun: {}">× weekdays</span>"#,
+            f.map(|x| format!("{x:.2}")).join(" ")
+        ),
+        None => periods,
+    }
+}
+
 fn overview(out: &mut String, views: &[WorkloadView]) {
     out.push_str(r#"<div class="table-wrap"><table class="overview"><thead><tr><th>Workload</th><th>Served</th><th>Forecast</th><th>Reactive</th><th>Observed</th><th>Planned demand</th><th class="text">Serving</th><th class="text" title="the share of demand left unserved over the SLO's window so far / the share the SLO allows; below, the window and the error budget left (1 − unserved / SLO)">Unserved / SLO</th><th class="text">Model</th><th>Coverage</th><th>Under</th><th>Data age</th><th>Forecast age</th></tr></thead><tbody>"#);
     for v in views {
         let unit = v.unit.as_deref().unwrap_or("");
-        let model = match &v.model {
-            Some(m) if m.fallback.is_some() => {
-                format!(
-                    r#"{} <span class="badge fallback" title="{}">fallback</span>"#,
-                    esc(&m.method),
-                    esc(m.fallback.as_deref().unwrap_or(""))
-                )
-            }
-            Some(m) if m.periods.is_empty() => esc(&m.method),
-            Some(m) => format!("{} · {}", esc(&m.method), esc(&m.periods.join(", "))),
-            None => "–".into(),
-        };
+        let model = v.model.as_ref().map_or("–".into(), model_cell);
         let mut error = v.status.error.as_ref().map_or(String::new(), |e| {
             format!(r#" <span class="badge error" title="{}">error</span>"#, esc(e))
         });
@@ -295,6 +306,24 @@ fn card(out: &mut String, d: &WorkloadDetail) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_model_cell_names_the_periods_a_fallback_and_weekday_factors() {
+        let m = |periods: &[&str], weekday_factors, fallback: Option<&str>| ModelView {
+            method: "mstl".into(),
+            periods: periods.iter().map(|p| p.to_string()).collect(),
+            weekday_factors,
+            fallback: fallback.map(str::to_owned),
+        };
+        assert_eq!(model_cell(&m(&["1d", "1w"], None, None)), "mstl · 1d, 1w");
+        assert_eq!(model_cell(&m(&[], None, None)), "mstl");
+        assert_eq!(
+            model_cell(&m(&["1d"], Some([1.1, 1.1, 1.1, 1.1, 1.1, 0.75, 0.75]), None)),
+            r#"mstl · 1d <span title="weekday factors from the last week, Mon–Sun: 1.10 1.10 1.10 1.10 1.10 0.75 0.75">× weekdays</span>"#
+        );
+        assert!(model_cell(&m(&["1d"], None, Some("fit failed: <x>")))
+            .contains(r#"title="fit failed: &lt;x&gt;">fallback"#));
+    }
 
     #[test]
     fn escapes() {
