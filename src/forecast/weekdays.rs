@@ -5,7 +5,10 @@
 //! left half of a backtest's unserved demand, and synthetic weekday traffic four fifths. With one week of history
 //! the weekend is already plain to see, so [`detect`] reads each day of the week's mean over the last seven days as
 //! a factor of the week's mean; the daily model is fitted on demand divided by its day's factor and its forecast is
-//! multiplied back (see `fit_baseline`).
+//! multiplied back (see `fit_baseline`). Factors are read from six and a half days of history on: the plan for the
+//! first hour of a workload's second week is made from a model fitted before the week is whole, and on synthetic
+//! hourly web traffic that hour, Monday's step from Sunday night's level, was most of a whole run's unserved demand.
+//! A day seen in part is read against the window's daily profile, so that missing night hours do not lift its mean.
 //!
 //! The factors are used only for a weekend apart from the week: the lower of Saturday and Sunday at least
 //! [`WEEKEND_GAP`] below every weekday. Seven daily means differ by chance as well (a recorded LLM trace's days
@@ -13,12 +16,12 @@
 //! such noise cost where they do not help. Only the lower weekend day is tested: a busy event Saturday (1.8× a
 //! weekday on synthetic web traffic) does not hide a quiet Sunday. Days are UTC days.
 
-use chrono::{DateTime, Datelike, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 
 /// The lower of Saturday's and Sunday's factors is at most every weekday's divided by this, or no factors are used.
 const WEEKEND_GAP: f64 = 1.15;
-/// Fewest whole days of history for factors: a week to read them from and a day more.
-const MIN_DAYS: usize = 8;
+/// Fewest days of history for factors: every day of the week seen for half a day or more.
+const MIN_DAYS: f64 = 6.5;
 /// Days of history from which the weekly period itself can be detected (two cycles), and factors are not needed.
 const WEEKLY_DAYS: usize = 14;
 /// Smallest factor: a day at a twentieth of the week's mean or less (a closed office's Sunday) is modelled at this
@@ -33,9 +36,9 @@ pub(super) fn weekday(start: DateTime<Utc>, step: TimeDelta, i: usize) -> usize 
     (start + step * i as i32).weekday().num_days_from_monday() as usize
 }
 
-/// Weekday factors of `y` (a gap-free grid of `step` slots from `start`) read from its last seven days, when the
-/// history is long enough for them ([`MIN_DAYS`]) and too short for a weekly period ([`WEEKLY_DAYS`]), whole slots
-/// make a day, and the weekend stands apart ([`WEEKEND_GAP`]).
+/// Weekday factors of `y` (a gap-free grid of `step` slots from `start`) read from its last seven days (or all of a
+/// shorter history), when the history is long enough for them ([`MIN_DAYS`]) and too short for a weekly period
+/// ([`WEEKLY_DAYS`]), whole slots make a day, and the weekend stands apart ([`WEEKEND_GAP`]).
 pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option<Factors> {
     let day = TimeDelta::days(1).num_milliseconds();
     let step_ms = step.num_milliseconds();
@@ -44,16 +47,61 @@ pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option
     }
     let per_day = (day / step_ms) as usize;
     let n = y.len();
-    if n < MIN_DAYS * per_day || n >= WEEKLY_DAYS * per_day {
+    if (n as f64) < MIN_DAYS * per_day as f64 || n >= WEEKLY_DAYS * per_day {
         return None;
     }
-    let (mut sum, mut count) = ([0.0; 7], [0usize; 7]);
-    for (i, v) in y.iter().enumerate().skip(n - 7 * per_day) {
+    // The last seven days, or all of a shorter history. A day seen in part is read against the daily shape of the
+    // days seen whole (each over its own mean), so that the hours it misses do not bias its mean.
+    let first = n.saturating_sub(7 * per_day);
+    let at = |i: usize| start + step * i as i32;
+    let slot_of_day = |i: usize| (i64::from(at(i).num_seconds_from_midnight()) * 1000 / step_ms) as usize % per_day;
+    let date = |i: usize| at(i).date_naive();
+    let mut days: Vec<(chrono::NaiveDate, f64, usize)> = Vec::new();
+    for (i, v) in y.iter().enumerate().skip(first) {
+        match days.last_mut() {
+            Some(day) if day.0 == date(i) => {
+                day.1 += v;
+                day.2 += 1;
+            }
+            _ => days.push((date(i), *v, 1)),
+        }
+    }
+    let (mut shape, mut whole) = (vec![0.0; per_day], 0usize);
+    for (i, v) in y.iter().enumerate().skip(first) {
+        let whole_day = days
+            .iter()
+            .find(|(d, ..)| *d == date(i))
+            .filter(|(_, sum, count)| *count == per_day && *sum > 0.0);
+        if let Some(&(_, sum, _)) = whole_day {
+            shape[slot_of_day(i)] += v / (sum / per_day as f64);
+            whole += usize::from(slot_of_day(i) == 0);
+        }
+    }
+    if whole == 0 {
+        return None;
+    }
+    shape.iter_mut().for_each(|x| *x /= whole as f64);
+    let (mut sum, mut expected, mut count) = ([0.0; 7], [0.0; 7], [0usize; 7]);
+    for (i, v) in y.iter().enumerate().skip(first) {
         let d = weekday(start, step, i);
         sum[d] += v;
+        expected[d] += shape[slot_of_day(i)];
         count[d] += 1;
     }
-    let means: Vec<f64> = (0..7).map(|d| sum[d] / count[d].max(1) as f64).collect();
+    if count.iter().any(|c| 2 * c < per_day) {
+        return None;
+    }
+    let means: Vec<f64> = (0..7)
+        .map(|d| {
+            if count[d] == per_day {
+                sum[d] / per_day as f64
+            } else if expected[d] > 0.0 {
+                sum[d] / expected[d]
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let mean = means.iter().sum::<f64>() / 7.0;
     if !(mean.is_finite() && mean > 0.0) || means.iter().any(|m| !m.is_finite()) {
         return None;
@@ -107,11 +155,40 @@ mod tests {
     }
 
     #[test]
-    fn factors_are_used_only_between_one_week_and_two_of_history() {
-        for (days, used) in [(7, false), (8, true), (13, true), (14, false)] {
-            let (y, start) = hourly(days, 100.0, 50.0, 50.0);
-            assert_eq!(detect(&y, start, TimeDelta::hours(1)).is_some(), used, "{days} days");
+    fn factors_are_used_only_between_six_and_a_half_days_of_history_and_two_weeks() {
+        for (hours, used) in [
+            (155, false),
+            (156, true),
+            (167, true),
+            (13 * 24, true),
+            (14 * 24, false),
+        ] {
+            let (mut y, start) = hourly(14, 100.0, 50.0, 50.0);
+            y.truncate(hours);
+            assert_eq!(detect(&y, start, TimeDelta::hours(1)).is_some(), used, "{hours} hours");
         }
+    }
+
+    #[test]
+    fn a_day_seen_in_part_is_read_against_the_daily_profile() {
+        // Six and a half days from a Monday: Sunday seen from midnight to noon only, its quieter half (the cycle
+        // peaks at noon and midnight is its trough). A plain mean would put Sunday well below 40% of a weekday.
+        let (mut y, start) = hourly(7, 100.0, 60.0, 40.0);
+        y.truncate(156);
+        let f = detect(&y, start, TimeDelta::hours(1)).unwrap();
+        assert!((f[6] / f[0] - 0.4).abs() < 0.02, "Sunday {:.3} of Monday", f[6] / f[0]);
+        assert!(
+            (f[5] / f[0] - 0.6).abs() < 0.02,
+            "Saturday {:.3} of Monday",
+            f[5] / f[0]
+        );
+        // A whole week of the same demand gives the same factors.
+        let (whole, _) = hourly(7, 100.0, 60.0, 40.0);
+        let g = detect(&whole, start, TimeDelta::hours(1)).unwrap();
+        assert!(
+            f.iter().zip(&g).all(|(a, b)| (a / b - 1.0).abs() < 0.03),
+            "{f:?} vs {g:?}"
+        );
     }
 
     #[test]
