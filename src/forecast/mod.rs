@@ -21,9 +21,9 @@
 //!   replaced, so a surge that persists stays (see `prep::despike`); the count is
 //!   [`Forecast::replaced_samples`]. One such sample made the forecast peak at 1e299 and the plan `maxReplicas`.
 //! - **Periods** are explicit, or calendar periods (1 day, 1 week) confirmed by a periodogram peak and the
-//!   autocorrelation at that lag (see `seasons`); each needs two full cycles of history. With one to two weeks of
-//!   history and a daily period detected, a weekend clearly below every weekday in the last week gives weekday
-//!   factors: the daily model is fitted on demand divided by its day's factor and multiplied back
+//!   autocorrelation at that lag (see `seasons`); each needs two full cycles of history. From six and a half days
+//!   of history to two weeks, with a daily period detected, a weekend clearly below every weekday in the last week
+//!   gives weekday factors: the daily model is fitted on demand divided by its day's factor and multiplied back
 //!   ([`Forecast::weekday_factors`]; see `weekdays`), so that the Monday after the first weekend is not planned as
 //!   another Sunday.
 //! - **Model**: augurs MSTL with an AutoETS (non-seasonal) trend; with no usable period, AutoETS alone
@@ -1086,9 +1086,9 @@ pub struct Forecast {
     /// Seasonal periods in use.
     #[serde(skip)]
     pub periods: Vec<TimeDelta>,
-    /// With a daily period and one to two weeks of history: each day of the week's mean demand over the week's
-    /// (Monday first), read from the last seven days, by which the daily model's forecast is multiplied. Used only
-    /// when the weekend stands clearly below every weekday.
+    /// With a daily period and six and a half days to two weeks of history: each day of the week's mean demand over
+    /// the week's (Monday first), read from the last seven days, by which the daily model's forecast is multiplied.
+    /// Used only when the weekend stands clearly below every weekday.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weekday_factors: Option<[f64; 7]>,
     /// Fraction of slots missing in the fitted history (0 = complete), from its first sample to its last.

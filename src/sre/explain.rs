@@ -76,7 +76,7 @@ pub struct ModelPart {
     pub method: String,
     /// Seasonal periods in use, e.g. `["1d"]`.
     pub periods: Vec<String>,
-    /// With a daily period and one to two weeks of history, the weekday factors (Monday first) read from the last
+    /// With a daily period and 6.5 days to two weeks of history, the weekday factors (Monday first) read from the last
     /// seven days that the daily forecast is multiplied by; absent when none are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weekday_factors: Option<[f64; 7]>,
