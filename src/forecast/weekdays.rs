@@ -14,7 +14,9 @@
 //! [`WEEKEND_GAP`] below every weekday. Seven daily means differ by chance as well (a recorded LLM trace's days
 //! differ 1.23× with no weekly cycle, its Sunday 9% below its lowest weekday), and factors read from one week of
 //! such noise cost where they do not help. Only the lower weekend day is tested: a busy event Saturday (1.8× a
-//! weekday on synthetic web traffic) does not hide a quiet Sunday. Days are UTC days.
+//! weekday on synthetic web traffic) does not hide a quiet Sunday. Days are UTC days: for a workload whose midnight
+//! is hours from UTC's, Saturday's factor mixes in Friday evening and Monday's Sunday evening, and on synthetic web
+//! traffic shifted by 8 hours the factors gained nothing (docs/backtest.md, "Synthetic traffic").
 
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 
