@@ -57,26 +57,22 @@ pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option
     let first = n.saturating_sub(7 * per_day);
     let at = |i: usize| start + step * i as i32;
     let slot_of_day = |i: usize| (i64::from(at(i).num_seconds_from_midnight()) * 1000 / step_ms) as usize % per_day;
-    let date = |i: usize| at(i).date_naive();
-    let mut days: Vec<(chrono::NaiveDate, f64, usize)> = Vec::new();
-    for (i, v) in y.iter().enumerate().skip(first) {
+    // The window's days as runs of slots sharing a date; the whole ones (every slot, some demand) give the shape.
+    let mut days: Vec<std::ops::Range<usize>> = Vec::new();
+    for i in first..n {
         match days.last_mut() {
-            Some(day) if day.0 == date(i) => {
-                day.1 += v;
-                day.2 += 1;
-            }
-            _ => days.push((date(i), *v, 1)),
+            Some(day) if at(day.start).date_naive() == at(i).date_naive() => day.end = i + 1,
+            _ => days.push(i..i + 1),
         }
     }
     let (mut shape, mut whole) = (vec![0.0; per_day], 0usize);
-    for (i, v) in y.iter().enumerate().skip(first) {
-        let whole_day = days
-            .iter()
-            .find(|(d, ..)| *d == date(i))
-            .filter(|(_, sum, count)| *count == per_day && *sum > 0.0);
-        if let Some(&(_, sum, _)) = whole_day {
-            shape[slot_of_day(i)] += v / (sum / per_day as f64);
-            whole += usize::from(slot_of_day(i) == 0);
+    for day in days.into_iter().filter(|d| d.len() == per_day) {
+        let mean = y[day.clone()].iter().sum::<f64>() / per_day as f64;
+        if mean > 0.0 {
+            for i in day {
+                shape[slot_of_day(i)] += y[i] / mean;
+            }
+            whole += 1;
         }
     }
     if whole == 0 {
