@@ -25,7 +25,8 @@
 //!   of history to two weeks, with a daily period detected, a weekend clearly below every weekday in the last week
 //!   gives weekday factors: the daily model is fitted on demand divided by its day's factor and multiplied back
 //!   ([`Forecast::weekday_factors`]; see `weekdays`), so that the Monday after the first weekend is not planned as
-//!   another Sunday.
+//!   another Sunday. The days are the workload's: those beginning at the whole UTC hour that sets its weekend
+//!   furthest apart.
 //! - **Model**: augurs MSTL with an AutoETS (non-seasonal) trend; with no usable period, AutoETS alone
 //!   ([`Method::Ets`]). In-sample values are the ETS one-step-ahead fit plus the seasonal components, so the
 //!   residuals before and after the fit boundary mean the same thing.
@@ -82,6 +83,8 @@ mod parallel;
 mod prep;
 mod seasons;
 mod weekdays;
+
+pub use weekdays::Weekdays;
 
 use calibrate::{Calibration, Correction, ErrorTable, Fold, Replay, Scale};
 use prep::Grid;
@@ -325,7 +328,7 @@ struct BaselineFit {
     fallback: Option<String>,
     periods: Vec<TimeDelta>,
     /// Weekday factors (Monday first) the daily model's forecast is multiplied by (see `weekdays`).
-    weekday_factors: Option<weekdays::Factors>,
+    weekday_factors: Option<Weekdays>,
 }
 
 /// A fitted model: produce forecasts from it with [`Model::forecast`].
@@ -681,7 +684,7 @@ fn fit_baseline(
     let factors = (matches!(seasonality, Seasonality::Auto) && periods.len() == 1 && periods[0] as i64 == per_day)
         .then(|| weekdays::detect(&y, grid.start, step))
         .flatten();
-    let day_factor = |i: usize| factors.map_or(1.0, |f| f[weekdays::weekday(grid.start, step, i)]);
+    let day_factor = |i: usize| factors.map_or(1.0, |w| w.at(grid.start + step * i as i32));
     let adjusted: std::borrow::Cow<[f64]> = match factors {
         Some(_) => y.iter().enumerate().map(|(i, v)| v / day_factor(i)).collect(),
         None => (&y[..]).into(),
@@ -1087,10 +1090,10 @@ pub struct Forecast {
     #[serde(skip)]
     pub periods: Vec<TimeDelta>,
     /// With a daily period and six and a half days to two weeks of history: each day of the week's mean demand over
-    /// the week's (Monday first), read from the last seven days, by which the daily model's forecast is multiplied.
-    /// Used only when the weekend stands clearly below every weekday.
+    /// the week's (Monday first), read from the last seven days on the workload's own days, by which the daily
+    /// model's forecast is multiplied. Used only when the weekend stands clearly below every weekday.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub weekday_factors: Option<[f64; 7]>,
+    pub weekday_factors: Option<Weekdays>,
     /// Fraction of slots missing in the fitted history (0 = complete), from its first sample to its last.
     pub missing_fraction: f64,
     /// Number of out-of-sample errors the intervals were calibrated on (0: uncalibrated default band).

@@ -14,11 +14,22 @@
 //! [`WEEKEND_GAP`] below every weekday. Seven daily means differ by chance as well (a recorded LLM trace's days
 //! differ 1.23× with no weekly cycle, its Sunday 9% below its lowest weekday), and factors read from one week of
 //! such noise cost where they do not help. Only the lower weekend day is tested: a busy event Saturday (1.8× a
-//! weekday on synthetic web traffic) does not hide a quiet Sunday. Days are UTC days: for a workload whose midnight
-//! is hours from UTC's, Saturday's factor mixes in Friday evening and Monday's Sunday evening, and on synthetic web
-//! traffic shifted by 8 hours the factors gained nothing (docs/backtest.md, "Synthetic traffic").
+//! weekday on synthetic web traffic) does not hide a quiet Sunday.
+//!
+//! A workload's days are its users' days, not UTC's: read on UTC days, a workload whose midnight is eight hours from
+//! UTC's has Friday evening in its Saturday and Sunday evening in its Monday, and on synthetic web traffic shifted by
+//! eight hours factors so read gained nothing. So the week is read on days beginning at each whole hour of UTC's day
+//! ([`Weekdays::utc_offset_hours`]). The days that set the weekend furthest below the weekdays ([`contrast`]) find
+//! the workload's clock; it uses only the quietest weekday and weekend day, so a busy event Saturday does not move it.
+//! With the day's turn at night, though, days beginning an hour or two apart set the weekend almost as far apart
+//! ([`NEAR_TOP`]), and the one that reads Sunday's last hour as Monday's forecasts that hour at a weekday's level: on
+//! synthetic web traffic the level correction that followed cut the plan for Monday's first hour by a third. Among
+//! those, the hour the weekend begins is where weekday and weekend levels times the daily shape fit the week best
+//! (absolute errors, so that an event's hours do not decide it). UTC's own days are kept unless another's weekend
+//! stands [`OFFSET_GAIN`] further apart, so that noise does not move a workload's days.
 
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
+use serde::{Deserialize, Serialize};
 
 /// The lower of Saturday's and Sunday's factors is at most every weekday's divided by this, or no factors are used.
 const WEEKEND_GAP: f64 = 1.15;
@@ -30,18 +41,54 @@ const WEEKLY_DAYS: usize = 14;
 /// share, so dividing by it stays finite and a day of zeros stays zero.
 const MIN_FACTOR: f64 = 0.05;
 
+/// Days that set the weekend at least this share as far apart as the best days ([`contrast`]) are candidates for the
+/// hour the workload's days begin.
+const NEAR_TOP: f64 = 0.98;
+/// Days beginning at another hour than UTC midnight are kept only when they set the weekend this much further apart
+/// than UTC's days.
+const OFFSET_GAIN: f64 = 1.05;
+
 /// Factors per day of the week, Monday first: a day's mean demand over the week's mean.
 pub(super) type Factors = [f64; 7];
 
-/// The day of the week (Monday = 0) of slot `i` of a grid starting at `start`.
-pub(super) fn weekday(start: DateTime<Utc>, step: TimeDelta, i: usize) -> usize {
-    (start + step * i as i32).weekday().num_days_from_monday() as usize
+/// Weekday factors and the days they were read on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Weekdays {
+    /// Each day of the week's mean demand over the week's mean, Monday first.
+    pub factors: Factors,
+    /// The workload's days as an offset from UTC's, in hours from −11 to 12, read from its demand: −8 for days that
+    /// begin at 08:00 UTC (midnight on the US west coast), 0 for UTC days.
+    pub utc_offset_hours: i32,
+}
+
+impl Weekdays {
+    /// The factor of the day `t` falls on.
+    pub(super) fn at(&self, t: DateTime<Utc>) -> f64 {
+        self.factors[day_of_week(t + TimeDelta::hours(self.utc_offset_hours.into()))]
+    }
+
+    /// The workload's days in words when they are not UTC's: "days from 08:00 UTC" for an offset of −8, "days from
+    /// 15:00 UTC" for +9.
+    pub fn days_other_than_utc(&self) -> Option<String> {
+        (self.utc_offset_hours != 0).then(|| format!("days from {:02}:00 UTC", (-self.utc_offset_hours).rem_euclid(24)))
+    }
+}
+
+/// The day of the week of `t`, Monday = 0.
+fn day_of_week(t: DateTime<Utc>) -> usize {
+    t.weekday().num_days_from_monday() as usize
+}
+
+/// How far the weekend stands below the weekdays: the quietest weekday's factor over the quieter weekend day's.
+fn contrast(f: &Factors) -> f64 {
+    f[..5].iter().copied().fold(f64::INFINITY, f64::min) / f[5].min(f[6])
 }
 
 /// Weekday factors of `y` (a gap-free grid of `step` slots from `start`) read from its last seven days (or all of a
 /// shorter history), when the history is long enough for them ([`MIN_DAYS`]) and too short for a weekly period
-/// ([`WEEKLY_DAYS`]), whole slots make a day, and the weekend stands apart ([`WEEKEND_GAP`]).
-pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option<Factors> {
+/// ([`WEEKLY_DAYS`]), whole slots make a day, and the weekend stands apart ([`WEEKEND_GAP`]) on UTC days or on days
+/// beginning at the whole hour that sets it furthest apart and fits best ([`NEAR_TOP`], [`OFFSET_GAIN`]).
+pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option<Weekdays> {
     let day = TimeDelta::days(1).num_milliseconds();
     let step_ms = step.num_milliseconds();
     if step_ms <= 0 || day % step_ms != 0 {
@@ -52,6 +99,46 @@ pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option
     if (n as f64) < MIN_DAYS * per_day as f64 || n >= WEEKLY_DAYS * per_day {
         return None;
     }
+    // The week read on the clock of a workload `hours` from UTC, for whole-slot offsets.
+    let read = |hours: i32| {
+        let shift = TimeDelta::hours(hours.into());
+        (shift.num_milliseconds() % step_ms == 0)
+            .then(|| read_week(y, start + shift, step, per_day))
+            .flatten()
+            .map(|read| {
+                let week = Weekdays {
+                    factors: read.factors,
+                    utc_offset_hours: hours,
+                };
+                (week, read.error)
+            })
+    };
+    let weeks: Vec<(Weekdays, f64)> = (-11..=12).filter_map(read).collect();
+    let apart = |w: &(Weekdays, f64)| contrast(&w.0.factors);
+    let top = weeks.iter().map(apart).fold(0.0, f64::max);
+    let best = weeks
+        .iter()
+        .filter(|w| apart(w) >= NEAR_TOP * top)
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let week = match (weeks.iter().find(|w| w.0.utc_offset_hours == 0), best) {
+        (Some(utc), Some(best)) if apart(best) > OFFSET_GAIN * apart(utc) => best.0,
+        (Some(utc), _) => utc.0,
+        (None, best) => best?.0,
+    };
+    (contrast(&week.factors) >= WEEKEND_GAP).then_some(week)
+}
+
+/// A week read on one clock: its factors, and the absolute error left by a model of its demand with one level for
+/// weekdays and one for the weekend (each slot its level times the daily shape).
+struct Read {
+    factors: Factors,
+    error: f64,
+}
+
+/// The factors of the last seven days of `y` (or all of a shorter history), `start` read on the workload's clock.
+fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -> Option<Read> {
+    let step_ms = step.num_milliseconds();
+    let n = y.len();
     // The last seven days, or all of a shorter history. A day seen in part is read against the daily shape of the
     // days seen whole (each over its own mean), so that the hours it misses do not bias its mean.
     let first = n.saturating_sub(7 * per_day);
@@ -81,7 +168,7 @@ pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option
     shape.iter_mut().for_each(|x| *x /= whole as f64);
     let (mut sum, mut expected, mut count) = ([0.0; 7], [0.0; 7], [0usize; 7]);
     for (i, v) in y.iter().enumerate().skip(first) {
-        let d = weekday(start, step, i);
+        let d = day_of_week(at(i));
         sum[d] += v;
         expected[d] += shape[slot_of_day(i)];
         count[d] += 1;
@@ -104,10 +191,21 @@ pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option
     if !(mean.is_finite() && mean > 0.0) || means.iter().any(|m| !m.is_finite()) {
         return None;
     }
-    let factors: Factors = std::array::from_fn(|d| (means[d] / mean).max(MIN_FACTOR));
-    let weekend = factors[5].min(factors[6]);
-    let quietest_weekday = factors[..5].iter().copied().fold(f64::INFINITY, f64::min);
-    (weekend * WEEKEND_GAP <= quietest_weekday).then_some(factors)
+    // Least-squares weekday and weekend levels of the daily shape.
+    let weekend = |i: usize| usize::from(day_of_week(at(i)) >= 5);
+    let (mut ys, mut ss) = ([0.0; 2], [0.0; 2]);
+    for i in first..n {
+        ys[weekend(i)] += y[i] * shape[slot_of_day(i)];
+        ss[weekend(i)] += shape[slot_of_day(i)].powi(2);
+    }
+    let level = |k: usize| if ss[k] > 0.0 { ys[k] / ss[k] } else { 0.0 };
+    let error = (first..n)
+        .map(|i| (y[i] - level(weekend(i)) * shape[slot_of_day(i)]).abs())
+        .sum();
+    Some(Read {
+        factors: std::array::from_fn(|d| (means[d] / mean).max(MIN_FACTOR)),
+        error,
+    })
 }
 
 #[cfg(test)]
@@ -135,7 +233,9 @@ mod tests {
     #[test]
     fn a_quiet_weekend_in_the_last_week_gives_factors_monday_first() {
         let (y, start) = hourly(10, 100.0, 50.0, 40.0);
-        let f = detect(&y, start, TimeDelta::hours(1)).expect("a weekend at half a weekday stands apart");
+        let w = detect(&y, start, TimeDelta::hours(1)).expect("a weekend at half a weekday stands apart");
+        assert_eq!((w.utc_offset_hours, w.days_other_than_utc()), (0, None), "UTC days");
+        let f = w.factors;
         assert!((f.iter().sum::<f64>() - 7.0).abs() < 1e-9, "factors average one: {f:?}");
         assert!(
             f[..5].iter().all(|w| (w / f[0] - 1.0).abs() < 0.02),
@@ -146,10 +246,76 @@ mod tests {
             "{f:?}"
         );
         assert_eq!(
-            weekday(start, TimeDelta::hours(1), 5 * 24),
-            5,
+            w.at(start + TimeDelta::days(5)),
+            f[5],
             "the sixth day from a Monday is a Saturday"
         );
+    }
+
+    #[test]
+    fn the_days_are_the_workloads_own_when_its_midnight_is_hours_from_utcs() {
+        let step = TimeDelta::hours(1);
+        let (y, monday) = hourly(10, 100.0, 50.0, 40.0);
+        let utc = detect(&y, monday, step).unwrap();
+        let read = |y: &[f64], start, hours: i64| read_week(y, start + TimeDelta::hours(hours), step, 24).unwrap();
+        // The same demand on the clock of a workload eight hours west of UTC (its Monday begins at 08:00 UTC), and
+        // nine hours east (at 15:00 UTC on Sunday).
+        for (hours, words) in [(-8, "days from 08:00 UTC"), (9, "days from 15:00 UTC")] {
+            let start = monday - TimeDelta::hours(hours.into());
+            let w = detect(&y, start, step).expect("the weekend stands apart on the workload's days");
+            assert_eq!(w.utc_offset_hours, hours);
+            assert_eq!(w.days_other_than_utc().as_deref(), Some(words));
+            assert!(
+                w.factors.iter().zip(&utc.factors).all(|(a, b)| (a - b).abs() < 1e-9),
+                "the same factors, Monday first: {:?} vs {:?}",
+                w.factors,
+                utc.factors
+            );
+            // Read on UTC days, Saturday would hold Friday evening and Monday Sunday evening.
+            let (on_utc_days, own) = (read(&y, start, 0), read(&y, start, hours.into()));
+            assert!(contrast(&on_utc_days.factors) * OFFSET_GAIN < contrast(&own.factors));
+            assert!(on_utc_days.error > own.error);
+            // Days beginning an hour earlier set the weekend almost as far apart (the day turns at night, and the
+            // hour they move into Monday is Sunday's quietest): the fit, not the contrast, places the hour.
+            let top = contrast(&own.factors);
+            let earlier = read(&y, start, (hours + 1).into());
+            assert!(contrast(&earlier.factors) >= NEAR_TOP * top, "{:?}", earlier.factors);
+            assert!(earlier.error > own.error, "{} vs {}", earlier.error, own.error);
+            assert_eq!(
+                w.at(start + TimeDelta::days(5)),
+                w.factors[5],
+                "its sixth day is its Saturday"
+            );
+            assert_eq!(w.at(start + TimeDelta::days(7) - step), w.factors[6]);
+            assert_eq!(w.at(start + TimeDelta::days(7)), w.factors[0]);
+        }
+        // A busy event Saturday (1.8 weekdays) moves neither UTC's days nor a workload's own.
+        let (event, _) = hourly(10, 100.0, 180.0, 60.0);
+        assert_eq!(detect(&event, monday, step).unwrap().utc_offset_hours, 0);
+        assert_eq!(
+            detect(&event, monday + TimeDelta::hours(8), step)
+                .unwrap()
+                .utc_offset_hours,
+            -8
+        );
+        // A day that begins early once a week, so that days beginning an hour earlier set the weekend a little
+        // further apart, does not move the days from UTC's: Sunday's last hour at twice its level.
+        let early: Vec<f64> = y
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i % 168 == 167 { 2.0 * v } else { *v })
+            .collect();
+        let best = (-11..=12)
+            .filter(|&h| h != 0)
+            .map(|h| contrast(&read(&early, monday, h).factors))
+            .fold(0.0, f64::max);
+        let at_utc = contrast(&read(&early, monday, 0).factors);
+        assert!(best > at_utc && best < OFFSET_GAIN * at_utc, "{best} vs {at_utc}");
+        assert_eq!(detect(&early, monday, step).unwrap().utc_offset_hours, 0);
+        // Offsets are whole slots: two-hour slots are read on days from even hours only.
+        let two_hourly: Vec<f64> = y.chunks(2).map(|c| c.iter().sum()).collect();
+        let w = detect(&two_hourly, monday + TimeDelta::hours(8), TimeDelta::hours(2)).unwrap();
+        assert_eq!(w.utc_offset_hours, -8);
     }
 
     #[test]
@@ -173,7 +339,7 @@ mod tests {
         // peaks at noon and midnight is its trough). A plain mean would put Sunday well below 40% of a weekday.
         let (mut y, start) = hourly(7, 100.0, 60.0, 40.0);
         y.truncate(156);
-        let f = detect(&y, start, TimeDelta::hours(1)).unwrap();
+        let f = detect(&y, start, TimeDelta::hours(1)).unwrap().factors;
         assert!((f[6] / f[0] - 0.4).abs() < 0.02, "Sunday {:.3} of Monday", f[6] / f[0]);
         assert!(
             (f[5] / f[0] - 0.6).abs() < 0.02,
@@ -182,7 +348,7 @@ mod tests {
         );
         // A whole week of the same demand gives the same factors.
         let (whole, _) = hourly(7, 100.0, 60.0, 40.0);
-        let g = detect(&whole, start, TimeDelta::hours(1)).unwrap();
+        let g = detect(&whole, start, TimeDelta::hours(1)).unwrap().factors;
         assert!(
             f.iter().zip(&g).all(|(a, b)| (a / b - 1.0).abs() < 0.03),
             "{f:?} vs {g:?}"
@@ -206,7 +372,7 @@ mod tests {
     #[test]
     fn a_weekend_of_zeros_gets_the_smallest_factor_and_no_demand_gets_none() {
         let (y, start) = hourly(9, 100.0, 0.0, 0.0);
-        let f = detect(&y, start, TimeDelta::hours(1)).unwrap();
+        let f = detect(&y, start, TimeDelta::hours(1)).unwrap().factors;
         assert_eq!((f[5], f[6]), (MIN_FACTOR, MIN_FACTOR));
         assert_eq!(
             detect(&[0.0; 240], start, TimeDelta::hours(1)),
@@ -245,7 +411,8 @@ mod tests {
         let (auto, with_factors) = monday(Seasonality::Auto);
         let f = auto
             .weekday_factors
-            .expect("a weekend at 45% of the week's days gives factors");
+            .expect("a weekend at 45% of the week's days gives factors")
+            .factors;
         assert!(f[0] > 1.1 && f[6] < 0.65, "{f:?}");
         assert!(
             (with_factors / truth - 1.0).abs() < 0.1,

@@ -16,6 +16,7 @@ use crate::control::policy::ServiceLevel;
 use crate::control::quality::{Health, Report};
 use crate::control::service_level::{candidate_label, Kept, Report as SloReport, SWITCH_MARGIN, UTILIZATIONS};
 use crate::duration;
+use crate::forecast::Weekdays;
 use crate::store::{Entry, Insight, PlanStore, Refusal, Snapshot};
 
 /// prescale's version, reported with every explanation.
@@ -77,9 +78,10 @@ pub struct ModelPart {
     /// Seasonal periods in use, e.g. `["1d"]`.
     pub periods: Vec<String>,
     /// With a daily period and 6.5 days to two weeks of history, the weekday factors (Monday first) read from the last
-    /// seven days that the daily forecast is multiplied by; absent when none are used.
+    /// seven days that the daily forecast is multiplied by, and the workload's days' offset from UTC they were read
+    /// on; absent when none are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weekday_factors: Option<[f64; 7]>,
+    pub weekday_factors: Option<Weekdays>,
     /// Why a fallback is in use, if one is.
     pub fallback: Option<String>,
     /// When the model was fitted.
@@ -608,10 +610,18 @@ impl Explanation {
             format!("periods {}", m.periods.join(", "))
         };
         let periods = match &m.weekday_factors {
-            Some(f) => {
+            Some(w) => {
                 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-                let days: Vec<String> = DAYS.iter().zip(f).map(|(d, f)| format!("{d} {f:.2}")).collect();
-                format!("{periods} × weekday factors from the last week ({})", days.join(" "))
+                let days: Vec<String> = DAYS
+                    .iter()
+                    .zip(&w.factors)
+                    .map(|(d, f)| format!("{d} {f:.2}"))
+                    .collect();
+                let clock = w.days_other_than_utc().map_or(String::new(), |d| format!(", {d}"));
+                format!(
+                    "{periods} × weekday factors from the last week{clock} ({})",
+                    days.join(" ")
+                )
             }
             None => periods,
         };
@@ -1128,7 +1138,10 @@ mod tests {
         let plain = line(&e, "model").unwrap();
         assert!(plain.starts_with("mstl, periods 1d, fitted "), "{plain}");
         assert!(!plain.contains("weekday"), "{plain}");
-        e.model.weekday_factors = Some([1.12, 1.1, 1.08, 1.09, 1.05, 0.8, 0.76]);
+        e.model.weekday_factors = Some(Weekdays {
+            factors: [1.12, 1.1, 1.08, 1.09, 1.05, 0.8, 0.76],
+            utc_offset_hours: 0,
+        });
         let text = line(&e, "model").unwrap();
         assert!(
             text.starts_with(
@@ -1138,7 +1151,15 @@ mod tests {
             "{text}"
         );
         let json = serde_json::to_value(&e.model).unwrap();
-        assert_eq!(json["weekday_factors"][6], 0.76);
+        assert_eq!(json["weekday_factors"]["factors"][6], 0.76);
+        assert_eq!(json["weekday_factors"]["utc_offset_hours"], 0);
+        // Days read from another hour than UTC midnight are named.
+        e.model.weekday_factors.as_mut().unwrap().utc_offset_hours = -8;
+        let text = line(&e, "model").unwrap();
+        assert!(
+            text.starts_with("mstl, periods 1d × weekday factors from the last week, days from 08:00 UTC (Mon 1.12 "),
+            "{text}"
+        );
         assert!(serde_json::to_value(explanation(Serving::Forecast, None).model)
             .unwrap()
             .get("weekday_factors")

@@ -19,9 +19,10 @@ pub struct ModelView {
     pub method: String,
     /// Seasonal periods in use.
     pub periods: Vec<String>,
-    /// Weekday factors (Monday first) a daily model's forecast is multiplied by, with 6.5 days to two weeks of history.
+    /// Weekday factors (Monday first) a daily model's forecast is multiplied by, with 6.5 days to two weeks of
+    /// history, and the workload's days' offset from UTC they were read on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub weekday_factors: Option<[f64; 7]>,
+    pub weekday_factors: Option<crate::forecast::Weekdays>,
     /// Why a fallback is in use, if one is.
     pub fallback: Option<String>,
 }

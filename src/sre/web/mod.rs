@@ -148,9 +148,10 @@ fn model_cell(m: &ModelView) -> String {
     }
     let periods = format!("{} · {}", esc(&m.method), esc(&m.periods.join(", ")));
     match m.weekday_factors {
-        Some(f) => format!(
-            r#"{periods} <span title="weekday factors from the last week, Mon–Sun: {}">× weekdays</span>"#,
-            f.map(|x| format!("{x:.2}")).join(" ")
+        Some(w) => format!(
+            r#"{periods} <span title="weekday factors from the last week{}, Mon–Sun: {}">× weekdays</span>"#,
+            w.days_other_than_utc().map_or(String::new(), |d| format!(", {d}")),
+            w.factors.map(|x| format!("{x:.2}")).join(" ")
         ),
         None => periods,
     }
@@ -306,6 +307,7 @@ fn card(out: &mut String, d: &WorkloadDetail) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forecast::Weekdays;
 
     #[test]
     fn the_model_cell_names_the_periods_a_fallback_and_weekday_factors() {
@@ -317,9 +319,19 @@ mod tests {
         };
         assert_eq!(model_cell(&m(&["1d", "1w"], None, None)), "mstl · 1d, 1w");
         assert_eq!(model_cell(&m(&[], None, None)), "mstl");
+        let week = |utc_offset_hours| {
+            Some(Weekdays {
+                factors: [1.1, 1.1, 1.1, 1.1, 1.1, 0.75, 0.75],
+                utc_offset_hours,
+            })
+        };
         assert_eq!(
-            model_cell(&m(&["1d"], Some([1.1, 1.1, 1.1, 1.1, 1.1, 0.75, 0.75]), None)),
+            model_cell(&m(&["1d"], week(0), None)),
             r#"mstl · 1d <span title="weekday factors from the last week, Mon–Sun: 1.10 1.10 1.10 1.10 1.10 0.75 0.75">× weekdays</span>"#
+        );
+        assert_eq!(
+            model_cell(&m(&["1d"], week(9), None)),
+            r#"mstl · 1d <span title="weekday factors from the last week, days from 15:00 UTC, Mon–Sun: 1.10 1.10 1.10 1.10 1.10 0.75 0.75">× weekdays</span>"#
         );
         assert!(model_cell(&m(&["1d"], None, Some("fit failed: <x>")))
             .contains(r#"title="fit failed: &lt;x&gt;">fallback"#));
