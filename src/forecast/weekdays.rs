@@ -26,13 +26,19 @@
 //! synthetic web traffic the level correction that followed cut the plan for Monday's first hour by a third. Among
 //! those, the hour the weekend begins is where weekday and weekend levels times the daily shape fit the week best
 //! (absolute errors, so that an event's hours do not decide it). UTC's own days are kept unless another's weekend
-//! stands [`OFFSET_GAIN`] further apart, so that noise does not move a workload's days.
+//! stands [`OFFSET_GAIN`] further apart, so that noise does not move a workload's days, and days other than UTC's
+//! need a weekend further apart to be used at all ([`SHIFTED_WEEKEND_GAP`]): read 24 ways, chance alone sets some
+//! week's weekend apart.
 
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The lower of Saturday's and Sunday's factors is at most every weekday's divided by this, or no factors are used.
 const WEEKEND_GAP: f64 = 1.15;
+/// The same for days beginning at another hour than UTC midnight. Read 24 ways, a week's days are set apart further
+/// by chance than read one way: on a recorded LLM trace with no weekly cycle, whose weekend stands 1.09× below its
+/// weekdays on UTC days, days beginning at noon set it 1.22× apart.
+const SHIFTED_WEEKEND_GAP: f64 = 1.3;
 /// Fewest days of history for factors: every day of the week seen for half a day or more.
 const MIN_DAYS: f64 = 6.5;
 /// Days of history from which the weekly period itself can be detected (two cycles), and factors are not needed.
@@ -87,7 +93,8 @@ fn contrast(f: &Factors) -> f64 {
 /// Weekday factors of `y` (a gap-free grid of `step` slots from `start`) read from its last seven days (or all of a
 /// shorter history), when the history is long enough for them ([`MIN_DAYS`]) and too short for a weekly period
 /// ([`WEEKLY_DAYS`]), whole slots make a day, and the weekend stands apart ([`WEEKEND_GAP`]) on UTC days or on days
-/// beginning at the whole hour that sets it furthest apart and fits best ([`NEAR_TOP`], [`OFFSET_GAIN`]).
+/// beginning at the whole hour that sets it furthest apart and fits best ([`NEAR_TOP`], [`OFFSET_GAIN`],
+/// [`SHIFTED_WEEKEND_GAP`]).
 pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option<Weekdays> {
     let day = TimeDelta::days(1).num_milliseconds();
     let step_ms = step.num_milliseconds();
@@ -120,12 +127,15 @@ pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option
         .iter()
         .filter(|w| apart(w) >= NEAR_TOP * top)
         .min_by(|a, b| a.1.total_cmp(&b.1));
-    let week = match (weeks.iter().find(|w| w.0.utc_offset_hours == 0), best) {
-        (Some(utc), Some(best)) if apart(best) > OFFSET_GAIN * apart(utc) => best.0,
-        (Some(utc), _) => utc.0,
-        (None, best) => best?.0,
-    };
-    (contrast(&week.factors) >= WEEKEND_GAP).then_some(week)
+    let utc = weeks.iter().find(|w| w.0.utc_offset_hours == 0);
+    match (utc, best) {
+        (Some(utc), Some(best)) if apart(best) > OFFSET_GAIN * apart(utc) && apart(best) >= SHIFTED_WEEKEND_GAP => {
+            Some(best.0)
+        }
+        (None, Some(best)) if apart(best) >= SHIFTED_WEEKEND_GAP => Some(best.0),
+        (Some(utc), _) if apart(utc) >= WEEKEND_GAP => Some(utc.0),
+        _ => None,
+    }
 }
 
 /// A week read on one clock: its factors, and the absolute error left by a model of its demand with one level for
@@ -316,6 +326,48 @@ mod tests {
         let two_hourly: Vec<f64> = y.chunks(2).map(|c| c.iter().sum()).collect();
         let w = detect(&two_hourly, monday + TimeDelta::hours(8), TimeDelta::hours(2)).unwrap();
         assert_eq!(w.utc_offset_hours, -8);
+    }
+
+    #[test]
+    fn days_other_than_utcs_need_a_weekend_further_apart() {
+        // A quieter stretch from Saturday noon to Sunday noon UTC: on UTC days half of it falls on each weekend day;
+        // on days beginning at noon UTC (twelve hours east) it is a whole day.
+        let step = TimeDelta::hours(1);
+        let quiet = |share: f64| {
+            let (y, monday) = hourly(10, 100.0, 100.0, 100.0);
+            let y: Vec<f64> = y
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    if (5 * 24 + 12..6 * 24 + 12).contains(&(i % 168)) {
+                        v * share
+                    } else {
+                        *v
+                    }
+                })
+                .collect();
+            let on = |hours: i64| {
+                contrast(
+                    &read_week(&y, monday + TimeDelta::hours(hours), step, 24)
+                        .unwrap()
+                        .factors,
+                )
+            };
+            (detect(&y, monday, step), on(0), on(12))
+        };
+        // At 80%, the stretch sets the weekend 1.25× apart on its own days: what chance alone does to a week read 24
+        // ways, and too little.
+        let (w, utc, noon) = quiet(0.8);
+        assert!(
+            utc < WEEKEND_GAP && (WEEKEND_GAP..SHIFTED_WEEKEND_GAP).contains(&noon),
+            "{utc} {noon}"
+        );
+        assert_eq!(w, None);
+        // At 65% (1.54× apart) it is a weekend, and the workload's days begin at noon UTC.
+        let (w, _, _) = quiet(0.65);
+        let w = w.expect("a weekend 1.5× below the week on the workload's days");
+        assert_eq!(w.utc_offset_hours, 12, "{w:?}");
+        assert!((w.factors[6] / w.factors[0] - 0.65).abs() < 0.02, "{w:?}");
     }
 
     #[test]
