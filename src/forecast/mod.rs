@@ -25,8 +25,8 @@
 //!   of history to two weeks, with a daily period detected, a weekend clearly below every weekday in the last week
 //!   gives weekday factors: the daily model is fitted on demand divided by its day's factor and multiplied back
 //!   ([`Forecast::weekday_factors`]; see `weekdays`), so that the Monday after the first weekend is not planned as
-//!   another Sunday. The days are the workload's: those beginning at the whole UTC hour that sets its weekend
-//!   furthest apart.
+//!   another Sunday. The days are the workload's own: the UTC hour they begin at is read from its demand
+//!   ([`Weekdays::utc_offset_hours`]).
 //! - **Model**: augurs MSTL with an AutoETS (non-seasonal) trend; with no usable period, AutoETS alone
 //!   ([`Method::Ets`]). In-sample values are the ETS one-step-ahead fit plus the seasonal components, so the
 //!   residuals before and after the fit boundary mean the same thing.

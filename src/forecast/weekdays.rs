@@ -55,13 +55,13 @@ const NEAR_TOP: f64 = 0.98;
 const OFFSET_GAIN: f64 = 1.05;
 
 /// Factors per day of the week, Monday first: a day's mean demand over the week's mean.
-pub(super) type Factors = [f64; 7];
+type Factors = [f64; 7];
 
 /// Weekday factors and the days they were read on.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Weekdays {
     /// Each day of the week's mean demand over the week's mean, Monday first.
-    pub factors: Factors,
+    pub factors: [f64; 7],
     /// The workload's days as an offset from UTC's, in hours from −11 to 12, read from its demand: −8 for days that
     /// begin at 08:00 UTC (midnight on the US west coast), 0 for UTC days.
     pub utc_offset_hours: i32,
