@@ -438,8 +438,8 @@ mod tests {
         use crate::forecast::{fit, ForecastSettings, Seasonality};
         use crate::series::Series;
         // Ten days of hourly demand from a Friday: weekdays at 100, weekends at 45, the same daily cycle. At Monday
-        // midnight the history holds one weekly cycle, too little for a weekly period.
-        let friday = DateTime::parse_from_rfc3339("2026-03-06T00:00:00Z").unwrap().to_utc();
+        // midnight the history holds one weekly cycle, too little for a weekly period. On UTC's clock, and on the
+        // clock of a workload eight hours west of UTC (its days begin at 08:00 UTC).
         let level = |i: usize| if matches!((i / 24 + 4) % 7, 5 | 6) { 45.0 } else { 100.0 };
         let demand = |i: usize| {
             let hour = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
@@ -447,32 +447,39 @@ mod tests {
         };
         let step = TimeDelta::hours(1);
         let n = 10 * 24;
-        let series = Series::from_values(friday, step, (0..n).map(|i| Some(demand(i))).collect());
-        let now = friday + step * n as i32;
-        let settings = |seasonality| ForecastSettings {
-            seasonality,
-            horizon: TimeDelta::hours(13),
-            decision: TimeDelta::hours(1),
-        };
-        let monday = |seasonality| {
-            let f = fit(&series, &settings(seasonality), now).forecast(&series, now, TimeDelta::hours(12));
-            let mean = f.median.iter().sum::<f64>() / f.median.len() as f64;
-            (f, mean)
-        };
         let truth = (n..n + 12).map(demand).sum::<f64>() / 12.0;
-        let (auto, with_factors) = monday(Seasonality::Auto);
-        let f = auto
-            .weekday_factors
-            .expect("a weekend at 45% of the week's days gives factors")
-            .factors;
-        assert!(f[0] > 1.1 && f[6] < 0.65, "{f:?}");
-        assert!(
-            (with_factors / truth - 1.0).abs() < 0.1,
-            "Monday forecast {with_factors:.1} vs {truth:.1}"
-        );
-        // The daily period alone, as configured: Monday is forecast as another Sunday.
-        let (daily, without) = monday(Seasonality::Periods(vec![TimeDelta::days(1)]));
-        assert_eq!(daily.weekday_factors, None);
-        assert!(without < 0.7 * truth, "Monday forecast {without:.1} vs {truth:.1}");
+        for utc_offset_hours in [0, -8] {
+            let friday = DateTime::parse_from_rfc3339("2026-03-06T00:00:00Z").unwrap().to_utc()
+                - TimeDelta::hours(utc_offset_hours.into());
+            let series = Series::from_values(friday, step, (0..n).map(|i| Some(demand(i))).collect());
+            let now = friday + step * n as i32;
+            let settings = |seasonality| ForecastSettings {
+                seasonality,
+                horizon: TimeDelta::hours(13),
+                decision: TimeDelta::hours(1),
+            };
+            let monday = |seasonality| {
+                let f = fit(&series, &settings(seasonality), now).forecast(&series, now, TimeDelta::hours(12));
+                let mean = f.median.iter().sum::<f64>() / f.median.len() as f64;
+                (f, mean)
+            };
+            let (auto, with_factors) = monday(Seasonality::Auto);
+            let w = auto
+                .weekday_factors
+                .expect("a weekend at 45% of the week's days gives factors");
+            assert_eq!(w.utc_offset_hours, utc_offset_hours);
+            assert!(w.factors[0] > 1.1 && w.factors[6] < 0.65, "{w:?}");
+            assert!(
+                (with_factors / truth - 1.0).abs() < 0.1,
+                "{utc_offset_hours} h: Monday forecast {with_factors:.1} vs {truth:.1}"
+            );
+            // The daily period alone, as configured: Monday is forecast as another Sunday.
+            let (daily, without) = monday(Seasonality::Periods(vec![TimeDelta::days(1)]));
+            assert_eq!(daily.weekday_factors, None);
+            assert!(
+                without < 0.7 * truth,
+                "{utc_offset_hours} h: Monday forecast {without:.1} vs {truth:.1}"
+            );
+        }
     }
 }
