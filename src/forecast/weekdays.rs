@@ -152,13 +152,18 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
     // The last seven days, or all of a shorter history. A day seen in part is read against the daily shape of the
     // days seen whole (each over its own mean), so that the hours it misses do not bias its mean.
     let first = n.saturating_sub(7 * per_day);
-    let at = |i: usize| start + step * i as i32;
-    let slot_of_day = |i: usize| (i64::from(at(i).num_seconds_from_midnight()) * 1000 / step_ms) as usize % per_day;
+    // Whole slots make a day, so slot `i` is slot `k0 + i` counted from the midnight that begins `start`'s day: its
+    // place in the day and its day follow by integer arithmetic (24 clocks are read per fit).
+    let k0 = (i64::from(start.num_seconds_from_midnight()) * 1000 / step_ms) as usize;
+    let slot_of_day = |i: usize| (k0 + i) % per_day;
+    let day_of = |i: usize| (k0 + i) / per_day;
+    let start_day = day_of_week(start);
+    let weekday = |i: usize| (start_day + day_of(i)) % 7;
     // The window's days as runs of slots sharing a date; the whole ones (every slot, some demand) give the shape.
     let mut days: Vec<std::ops::Range<usize>> = Vec::new();
     for i in first..n {
         match days.last_mut() {
-            Some(day) if at(day.start).date_naive() == at(i).date_naive() => day.end = i + 1,
+            Some(day) if day_of(day.start) == day_of(i) => day.end = i + 1,
             _ => days.push(i..i + 1),
         }
     }
@@ -178,7 +183,7 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
     shape.iter_mut().for_each(|x| *x /= whole as f64);
     let (mut sum, mut expected, mut count) = ([0.0; 7], [0.0; 7], [0usize; 7]);
     for (i, v) in y.iter().enumerate().skip(first) {
-        let d = day_of_week(at(i));
+        let d = weekday(i);
         sum[d] += v;
         expected[d] += shape[slot_of_day(i)];
         count[d] += 1;
@@ -202,7 +207,7 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
         return None;
     }
     // Least-squares weekday and weekend levels of the daily shape.
-    let weekend = |i: usize| usize::from(day_of_week(at(i)) >= 5);
+    let weekend = |i: usize| usize::from(weekday(i) >= 5);
     let (mut ys, mut ss) = ([0.0; 2], [0.0; 2]);
     for i in first..n {
         ys[weekend(i)] += y[i] * shape[slot_of_day(i)];
