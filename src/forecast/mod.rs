@@ -84,7 +84,7 @@ mod prep;
 mod seasons;
 mod weekdays;
 
-pub use weekdays::Weekdays;
+pub use weekdays::{Holiday, Weekdays};
 
 use calibrate::{Calibration, Correction, ErrorTable, Fold, Replay, Scale};
 use prep::Grid;

@@ -242,7 +242,7 @@ pub(crate) fn despike(values: &[Option<f64>]) -> (Vec<Option<f64>>, usize) {
 }
 
 /// The median of `v` (reordered), which must not be empty.
-fn median_of(v: &mut [f64]) -> f64 {
+pub(super) fn median_of(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
     if v.len() % 2 == 1 {

@@ -24,14 +24,26 @@
 //! With the day's turn at night, though, days beginning an hour or two apart set the weekend almost as far apart
 //! ([`NEAR_TOP`]), and the one that reads Sunday's last hour as Monday's forecasts that hour at a weekday's level: on
 //! synthetic web traffic the level correction that followed cut the plan for Monday's first hour by a third. Among
-//! those, the hour the weekend begins is where weekday and weekend levels times the daily shape fit the week best
-//! (absolute errors, so that an event's hours do not decide it). UTC's own days are kept unless another's weekend
-//! stands [`OFFSET_GAIN`] further apart, so that noise does not move a workload's days, and days other than UTC's
-//! need a weekend further apart to be used at all ([`SHIFTED_WEEKEND_GAP`]): read 24 ways, chance alone sets some
-//! week's weekend apart.
+//! those, the hour the weekend begins is where a weekday level and a level each for Saturday and Sunday, times the
+//! daily shape, fit the week best (absolute errors, so that an event's hours do not decide it). UTC's own days are
+//! kept unless another's weekend stands [`OFFSET_GAIN`] further apart and the week fits better on them: days that
+//! begin mid-afternoon spread a quiet weekday over two and so set the weekend further apart, but misplace the
+//! weekend by as many hours (NASA's web traffic of July 1995, whose 4 July, a Tuesday, was its quietest weekday, read
+//! on days from 20:00 UTC). Days other than UTC's need a weekend further apart to be used at all
+//! ([`SHIFTED_WEEKEND_GAP`]): read 24 ways, chance alone sets some week's weekend apart.
+//!
+//! A week of history often holds a public holiday, and read as a weekday a holiday is the week's pattern: the same
+//! weekday a week later is planned at the holiday's level, and a holiday as quiet as a weekend hides the weekend from
+//! the test above. So the quietest weekday seen for half a day or more is read as a [`Holiday`] when both halves of
+//! it are nearer the weekend's level than the weekdays' median: its date keeps the level it read, and its weekday
+//! takes the other weekdays' median. Both halves, because on days that begin hours from the workload's own a Monday
+//! holds Sunday's last hours and reads quiet in its first half only; read as a holiday, it would set such days'
+//! weekend further apart than the workload's own.
 
-use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::prep::median_of;
 
 /// The lower of Saturday's and Sunday's factors is at most every weekday's divided by this, or no factors are used.
 const WEEKEND_GAP: f64 = 1.15;
@@ -51,7 +63,7 @@ const MIN_FACTOR: f64 = 0.05;
 /// hour the workload's days begin.
 const NEAR_TOP: f64 = 0.98;
 /// Days beginning at another hour than UTC midnight are kept only when they set the weekend this much further apart
-/// than UTC's days.
+/// than UTC's days (and the week fits them better).
 const OFFSET_GAIN: f64 = 1.05;
 
 /// Factors per day of the week, Monday first: a day's mean demand over the week's mean.
@@ -65,12 +77,36 @@ pub struct Weekdays {
     /// The workload's days as an offset from UTC's, in hours from −11 to 12, read from its demand: −8 for days that
     /// begin at 08:00 UTC (midnight on the US west coast), 0 for UTC days.
     pub utc_offset_hours: i32,
+    /// A weekday of the last week whose demand read as a weekend's (a public holiday). Its weekday's factor in
+    /// [`Weekdays::factors`] is the other weekdays' (the weekday's next week is an ordinary one); its own date keeps
+    /// the factor it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holiday: Option<Holiday>,
+}
+
+/// A weekday read as a holiday: its date on the workload's clock and its mean demand over the week's mean.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Holiday {
+    /// The day, on the workload's clock ([`Weekdays::utc_offset_hours`]).
+    pub date: NaiveDate,
+    /// Its mean demand over the week's mean, on the same scale as [`Weekdays::factors`].
+    pub factor: f64,
 }
 
 impl Weekdays {
     /// The factor of the day `t` falls on.
     pub(super) fn at(&self, t: DateTime<Utc>) -> f64 {
-        self.factors[day_of_week(t + TimeDelta::hours(self.utc_offset_hours.into()))]
+        let local = t + TimeDelta::hours(self.utc_offset_hours.into());
+        match self.holiday {
+            Some(h) if h.date == local.date_naive() => h.factor,
+            _ => self.factors[day_of_week(local)],
+        }
+    }
+
+    /// The holiday in words, when the week held one: "Tue 4 Jul read as a holiday (0.78)".
+    pub fn holiday_in_words(&self) -> Option<String> {
+        self.holiday
+            .map(|h| format!("{} read as a holiday ({:.2})", h.date.format("%a %-d %b"), h.factor))
     }
 
     /// The workload's days in words when they are not UTC's: "days from 08:00 UTC" for an offset of −8, "days from
@@ -94,7 +130,7 @@ fn contrast(f: &Factors) -> f64 {
 /// shorter history), when the history is long enough for them ([`MIN_DAYS`]) and too short for a weekly period
 /// ([`WEEKLY_DAYS`]), whole slots make a day, and the weekend stands apart ([`WEEKEND_GAP`]) on UTC days or on days
 /// beginning at the whole hour that sets it furthest apart and fits best ([`NEAR_TOP`], [`OFFSET_GAIN`],
-/// [`SHIFTED_WEEKEND_GAP`]).
+/// [`SHIFTED_WEEKEND_GAP`]; a week fitted better than on UTC's days).
 pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option<Weekdays> {
     let day = TimeDelta::days(1).num_milliseconds();
     let step_ms = step.num_milliseconds();
@@ -116,6 +152,7 @@ pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option
                 let week = Weekdays {
                     factors: read.factors,
                     utc_offset_hours: hours,
+                    holiday: read.holiday,
                 };
                 (week, read.error)
             })
@@ -129,7 +166,9 @@ pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option
         .min_by(|a, b| a.1.total_cmp(&b.1));
     let utc = weeks.iter().find(|w| w.0.utc_offset_hours == 0);
     match (utc, best) {
-        (Some(utc), Some(best)) if apart(best) > OFFSET_GAIN * apart(utc) && apart(best) >= SHIFTED_WEEKEND_GAP => {
+        (Some(utc), Some(best))
+            if apart(best) > OFFSET_GAIN * apart(utc) && apart(best) >= SHIFTED_WEEKEND_GAP && best.1 < utc.1 =>
+        {
             Some(best.0)
         }
         (None, Some(best)) if apart(best) >= SHIFTED_WEEKEND_GAP => Some(best.0),
@@ -138,10 +177,12 @@ pub(super) fn detect(y: &[f64], start: DateTime<Utc>, step: TimeDelta) -> Option
     }
 }
 
-/// A week read on one clock: its factors, and the absolute error left by a model of its demand with one level for
-/// weekdays and one for the weekend (each slot its level times the daily shape).
+/// A week read on one clock: its factors, the weekday read as a holiday if any, and the absolute error left by a model
+/// of its demand with one level for the weekdays and one each for Saturday and Sunday (each slot its level times the
+/// daily shape).
 struct Read {
     factors: Factors,
+    holiday: Option<Holiday>,
     error: f64,
 }
 
@@ -168,7 +209,7 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
         }
     }
     let (mut shape, mut whole) = (vec![0.0; per_day], 0usize);
-    for day in days.into_iter().filter(|d| d.len() == per_day) {
+    for day in days.iter().filter(|d| d.len() == per_day).cloned() {
         let mean = y[day.clone()].iter().sum::<f64>() / per_day as f64;
         if mean > 0.0 {
             for i in day {
@@ -206,9 +247,9 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
     if !(mean.is_finite() && mean > 0.0) || means.iter().any(|m| !m.is_finite()) {
         return None;
     }
-    // Least-squares weekday and weekend levels of the daily shape.
-    let weekend = |i: usize| usize::from(weekday(i) >= 5);
-    let (mut ys, mut ss) = ([0.0; 2], [0.0; 2]);
+    // Least-squares levels of the daily shape: one for the weekdays, one each for Saturday and Sunday.
+    let weekend = |i: usize| weekday(i).saturating_sub(4);
+    let (mut ys, mut ss) = ([0.0; 3], [0.0; 3]);
     for i in first..n {
         ys[weekend(i)] += y[i] * shape[slot_of_day(i)];
         ss[weekend(i)] += shape[slot_of_day(i)].powi(2);
@@ -217,8 +258,49 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
     let error = (first..n)
         .map(|i| (y[i] - level(weekend(i)) * shape[slot_of_day(i)]).abs())
         .sum();
+    let mut factors: Factors = std::array::from_fn(|d| means[d] / mean);
+    // A weekday whose demand reads as a weekend's is a holiday, not the week's pattern: the quietest weekday seen for
+    // half a day or more, read against the daily shape, when it is nearer the weekend's level than the weekdays'
+    // (their median). Its weekday's factor is the other weekdays' median; its date keeps the level it read.
+    let weekend_level = (factors[5] + factors[6]) / 2.0;
+    let usual = median_of(&mut factors[..5].to_vec());
+    let level = |day: &std::ops::Range<usize>| {
+        let (seen, expected) = day
+            .clone()
+            .fold((0.0, 0.0), |(s, e), i| (s + y[i], e + shape[slot_of_day(i)]));
+        (expected > 0.0).then(|| seen / expected / mean)
+    };
+    let quietest = days
+        .iter()
+        .filter(|day| 2 * day.len() >= per_day && weekday(day.start) < 5)
+        .filter_map(|day| Some((day, level(day)?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    // Both halves of the day: read on days that begin hours from the workload's own, a Monday holds Sunday's last
+    // hours and reads quiet in its first half only.
+    let weekend_like = |day: &std::ops::Range<usize>| {
+        let middle = day.start + day.len() / 2;
+        [day.start..middle, middle..day.end]
+            .iter()
+            .all(|half| level(half).is_some_and(|read| 2.0 * read < weekend_level + usual))
+    };
+    let mut holiday = None;
+    if let Some((day, read)) = quietest.filter(|&(day, _)| usual > weekend_level && weekend_like(day)) {
+        let d = weekday(day.start);
+        let mut others: Vec<f64> = (0..5).filter(|&o| o != d).map(|o| factors[o]).collect();
+        factors[d] = median_of(&mut others);
+        holiday = Some(Holiday {
+            date: start.date_naive() + Days::new(day_of(day.start) as u64),
+            factor: read,
+        });
+    }
+    // Factors average one over an ordinary week.
+    let scale = factors.iter().sum::<f64>() / 7.0;
     Some(Read {
-        factors: std::array::from_fn(|d| (means[d] / mean).max(MIN_FACTOR)),
+        factors: factors.map(|f| (f / scale).max(MIN_FACTOR)),
+        holiday: holiday.map(|h| Holiday {
+            factor: (h.factor / scale).max(MIN_FACTOR),
+            ..h
+        }),
         error,
     })
 }
@@ -373,6 +455,74 @@ mod tests {
         let w = w.expect("a weekend 1.5× below the week on the workload's days");
         assert_eq!(w.utc_offset_hours, 12, "{w:?}");
         assert!((w.factors[6] / w.factors[0] - 0.65).abs() < 0.02, "{w:?}");
+    }
+
+    #[test]
+    fn a_weekday_at_a_weekends_level_is_a_holiday_not_the_weeks_pattern() {
+        let step = TimeDelta::hours(1);
+        // Ten days from a Monday, weekends at half a weekday; the second Wednesday (day 9) a holiday at 45%.
+        let (y, monday) = hourly(10, 100.0, 50.0, 50.0);
+        let with = |share: f64| -> Vec<f64> {
+            y.iter()
+                .enumerate()
+                .map(|(i, v)| if i / 24 == 9 { v * share } else { *v })
+                .collect()
+        };
+        let holiday_y = with(0.45);
+        let w = detect(&holiday_y, monday, step).expect("the weekend stands apart from the other weekdays");
+        let h = w.holiday.expect("the Wednesday reads as a weekend");
+        assert_eq!(h.date, NaiveDate::from_ymd_opt(2026, 3, 11).unwrap());
+        let f = w.factors;
+        assert!(
+            (f[2] / f[1] - 1.0).abs() < 0.02,
+            "Wednesday's factor is an ordinary weekday's: {f:?}"
+        );
+        assert!((h.factor / f[1] - 0.45).abs() < 0.03, "{h:?} vs {f:?}");
+        assert!(
+            (f.iter().sum::<f64>() - 7.0).abs() < 1e-9,
+            "an ordinary week averages one: {f:?}"
+        );
+        // The holiday's own date keeps its level, the next Wednesday is an ordinary one.
+        let wednesday = monday + TimeDelta::days(9) + TimeDelta::hours(12);
+        assert_eq!(w.at(wednesday), h.factor);
+        assert_eq!(w.at(wednesday + TimeDelta::days(7)), f[2]);
+        assert_eq!(
+            w.holiday_in_words().as_deref(),
+            Some(format!("Wed 11 Mar read as a holiday ({:.2})", h.factor).as_str())
+        );
+        // Read as the quietest weekday, the holiday would have set the weekend no further apart than 1.1×: no factors.
+        assert!(
+            contrast(&std::array::from_fn(|d| if d == 2 { h.factor } else { f[d] })) < WEEKEND_GAP,
+            "{f:?}"
+        );
+        // A quieter weekday nearer the weekdays' level than the weekend's is read as it is, on UTC's days: days from
+        // 07:00 UTC spread it over two and set the weekend 5% further apart, but misplace the weekend and fit the
+        // week worse.
+        let quiet_wednesday = with(0.8);
+        let w = detect(&quiet_wednesday, monday, step).unwrap();
+        assert_eq!((w.utc_offset_hours, w.holiday), (0, None));
+        let (utc, spread) = (
+            read_week(&quiet_wednesday, monday, step, 24).unwrap(),
+            read_week(&quiet_wednesday, monday - TimeDelta::hours(7), step, 24).unwrap(),
+        );
+        assert!(contrast(&spread.factors) > OFFSET_GAIN * contrast(&utc.factors));
+        assert!(spread.error > utc.error);
+        assert!((w.factors[2] / w.factors[1] - 0.8).abs() < 0.02, "{w:?}");
+        // On a workload's own clock, eight hours west of UTC, the holiday is its local date.
+        let w = detect(&holiday_y, monday + TimeDelta::hours(8), step).unwrap();
+        assert_eq!(w.utc_offset_hours, -8);
+        assert_eq!(w.holiday.map(|h| h.date), NaiveDate::from_ymd_opt(2026, 3, 11));
+        assert_eq!(w.at(wednesday + TimeDelta::hours(8)), w.holiday.unwrap().factor);
+        // Read on UTC days, the Monday of a workload whose days begin eight hours earlier holds Sunday's evening: it
+        // is quieter than its weekdays, but nearer their level than the weekend's, so not a holiday.
+        let (y, monday) = hourly(10, 100.0, 50.0, 40.0);
+        let on_utc_days = read_week(&y, monday + TimeDelta::hours(8), step, 24).unwrap();
+        assert!(
+            on_utc_days.factors[0] < 0.95 * on_utc_days.factors[1],
+            "{:?}",
+            on_utc_days.factors
+        );
+        assert_eq!(on_utc_days.holiday, None);
     }
 
     #[test]

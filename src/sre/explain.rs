@@ -617,7 +617,11 @@ impl Explanation {
                     .zip(&w.factors)
                     .map(|(d, f)| format!("{d} {f:.2}"))
                     .collect();
-                let clock = w.days_other_than_utc().map_or(String::new(), |d| format!(", {d}"));
+                let clock: String = [w.days_other_than_utc(), w.holiday_in_words()]
+                    .into_iter()
+                    .flatten()
+                    .map(|d| format!(", {d}"))
+                    .collect();
                 format!(
                     "{periods} × weekday factors from the last week{clock} ({})",
                     days.join(" ")
@@ -1141,6 +1145,7 @@ mod tests {
         e.model.weekday_factors = Some(Weekdays {
             factors: [1.12, 1.1, 1.08, 1.09, 1.05, 0.8, 0.76],
             utc_offset_hours: 0,
+            holiday: None,
         });
         let text = line(&e, "model").unwrap();
         assert!(
@@ -1160,6 +1165,21 @@ mod tests {
             text.starts_with("mstl, periods 1d × weekday factors from the last week, days from 08:00 UTC (Mon 1.12 "),
             "{text}"
         );
+        // A weekday read as a holiday is named with its date and level.
+        e.model.weekday_factors.as_mut().unwrap().holiday = Some(crate::forecast::Holiday {
+            date: chrono::NaiveDate::from_ymd_opt(1995, 7, 4).unwrap(),
+            factor: 0.78,
+        });
+        let text = line(&e, "model").unwrap();
+        assert!(
+            text.starts_with(
+                "mstl, periods 1d × weekday factors from the last week, days from 08:00 UTC, Tue 4 Jul read as a \
+                 holiday (0.78) (Mon 1.12 "
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&e.model).unwrap();
+        assert_eq!(json["weekday_factors"]["holiday"]["date"], "1995-07-04");
         assert!(serde_json::to_value(explanation(Serving::Forecast, None).model)
             .unwrap()
             .get("weekday_factors")

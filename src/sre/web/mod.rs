@@ -150,7 +150,11 @@ fn model_cell(m: &ModelView) -> String {
     match m.weekday_factors {
         Some(w) => format!(
             r#"{periods} <span title="weekday factors from the last week{}, Mon–Sun: {}">× weekdays</span>"#,
-            w.days_other_than_utc().map_or(String::new(), |d| format!(", {d}")),
+            [w.days_other_than_utc(), w.holiday_in_words()]
+                .into_iter()
+                .flatten()
+                .map(|d| format!(", {}", esc(&d)))
+                .collect::<String>(),
             w.factors.map(|x| format!("{x:.2}")).join(" ")
         ),
         None => periods,
@@ -323,6 +327,7 @@ mod tests {
             Some(Weekdays {
                 factors: [1.1, 1.1, 1.1, 1.1, 1.1, 0.75, 0.75],
                 utc_offset_hours,
+                holiday: None,
             })
         };
         assert_eq!(
@@ -332,6 +337,18 @@ mod tests {
         assert_eq!(
             model_cell(&m(&["1d"], week(9), None)),
             r#"mstl · 1d <span title="weekday factors from the last week, days from 15:00 UTC, Mon–Sun: 1.10 1.10 1.10 1.10 1.10 0.75 0.75">× weekdays</span>"#
+        );
+        let mut holiday = week(0);
+        holiday.as_mut().unwrap().holiday = Some(crate::forecast::Holiday {
+            date: chrono::NaiveDate::from_ymd_opt(2026, 12, 25).unwrap(),
+            factor: 0.6,
+        });
+        assert!(
+            model_cell(&m(&["1d"], holiday, None)).contains(
+                r#"title="weekday factors from the last week, Fri 25 Dec read as a holiday (0.60), Mon–Sun: "#
+            ),
+            "{}",
+            model_cell(&m(&["1d"], holiday, None))
         );
         assert!(model_cell(&m(&["1d"], None, Some("fit failed: <x>")))
             .contains(r#"title="fit failed: &lt;x&gt;">fallback"#));
