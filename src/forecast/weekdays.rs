@@ -283,15 +283,20 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
             .iter()
             .all(|half| level(half).is_some_and(|read| 2.0 * read < weekend_level + usual))
     };
+    // And it stands as far below the other weekdays as a weekend must ([`WEEKEND_GAP`]): a weekday a little quieter
+    // by chance is not a holiday that, left out, would set a week with no weekly cycle's weekend apart.
     let mut holiday = None;
     if let Some((day, read)) = quietest.filter(|&(day, _)| usual > weekend_level && weekend_like(day)) {
         let d = weekday(day.start);
         let mut others: Vec<f64> = (0..5).filter(|&o| o != d).map(|o| factors[o]).collect();
-        factors[d] = median_of(&mut others);
-        holiday = Some(Holiday {
-            date: start.date_naive() + Days::new(day_of(day.start) as u64),
-            factor: read,
-        });
+        let ordinary = median_of(&mut others);
+        if read * WEEKEND_GAP <= ordinary {
+            factors[d] = ordinary;
+            holiday = Some(Holiday {
+                date: start.date_naive() + Days::new(day_of(day.start) as u64),
+                factor: read,
+            });
+        }
     }
     // Factors average one over an ordinary week.
     let scale = factors.iter().sum::<f64>() / 7.0;
@@ -508,6 +513,16 @@ mod tests {
         assert!(contrast(&spread.factors) > OFFSET_GAIN * contrast(&utc.factors));
         assert!(spread.error > utc.error);
         assert!((w.factors[2] / w.factors[1] - 0.8).abs() < 0.02, "{w:?}");
+        // A weekday nearer a weekend that is itself little below the week is not a holiday unless it stands as far
+        // below the other weekdays as a weekend must: 10% below them is chance, and no factors are used.
+        let (flat, _) = hourly(10, 100.0, 92.0, 92.0);
+        let chance: Vec<f64> = flat
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i / 24 == 9 { v * 0.9 } else { *v })
+            .collect();
+        assert_eq!(read_week(&chance, monday, step, 24).unwrap().holiday, None);
+        assert_eq!(detect(&chance, monday, step), None);
         // On a workload's own clock, eight hours west of UTC, the holiday is its local date.
         let w = detect(&holiday_y, monday + TimeDelta::hours(8), step).unwrap();
         assert_eq!(w.utc_offset_hours, -8);
