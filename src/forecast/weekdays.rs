@@ -35,8 +35,8 @@
 //! A week of history often holds a public holiday, and read as a weekday a holiday is the week's pattern: the same
 //! weekday a week later is planned at the holiday's level, and a holiday as quiet as a weekend hides the weekend from
 //! the test above. So the quietest weekday seen for half a day or more is read as a [`Holiday`] when both halves of
-//! it are nearer the weekend's level than the weekdays' median: its date keeps the level it read, and its weekday
-//! takes the other weekdays' median. Both halves, because on days that begin hours from the workload's own a Monday
+//! it are nearer the weekend's level than the weekdays' median and it stands [`WEEKEND_GAP`] below the other
+//! weekdays: its date keeps the level it read, and its weekday takes the other weekdays' median. Both halves, because on days that begin hours from the workload's own a Monday
 //! holds Sunday's last hours and reads quiet in its first half only; read as a holiday, it would set such days'
 //! weekend further apart than the workload's own.
 
