@@ -36,9 +36,9 @@
 //! weekday a week later is planned at the holiday's level, and a holiday as quiet as a weekend hides the weekend from
 //! the test above. So the quietest weekday seen for half a day or more is read as a [`Holiday`] when both halves of
 //! it are nearer the weekend's level than the weekdays' median and it stands [`WEEKEND_GAP`] below the other
-//! weekdays: its date keeps the level it read, and its weekday takes the other weekdays' median. Both halves, because on days that begin hours from the workload's own a Monday
-//! holds Sunday's last hours and reads quiet in its first half only; read as a holiday, it would set such days'
-//! weekend further apart than the workload's own.
+//! weekdays: its date keeps the level it read, and its weekday takes the other weekdays' median. Both halves,
+//! because on days that begin hours from the workload's own a Monday holds Sunday's last hours and reads quiet in
+//! its first half only; read as a holiday, it would set such days' weekend further apart than the workload's own.
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -248,15 +248,15 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
         return None;
     }
     // Least-squares levels of the daily shape: one for the weekdays, one each for Saturday and Sunday.
-    let weekend = |i: usize| weekday(i).saturating_sub(4);
+    let class = |i: usize| weekday(i).saturating_sub(4);
     let (mut ys, mut ss) = ([0.0; 3], [0.0; 3]);
     for i in first..n {
-        ys[weekend(i)] += y[i] * shape[slot_of_day(i)];
-        ss[weekend(i)] += shape[slot_of_day(i)].powi(2);
+        ys[class(i)] += y[i] * shape[slot_of_day(i)];
+        ss[class(i)] += shape[slot_of_day(i)].powi(2);
     }
     let level = |k: usize| if ss[k] > 0.0 { ys[k] / ss[k] } else { 0.0 };
     let error = (first..n)
-        .map(|i| (y[i] - level(weekend(i)) * shape[slot_of_day(i)]).abs())
+        .map(|i| (y[i] - level(class(i)) * shape[slot_of_day(i)]).abs())
         .sum();
     let mut factors: Factors = std::array::from_fn(|d| means[d] / mean);
     // A weekday whose demand reads as a weekend's is a holiday, not the week's pattern: the quietest weekday seen for
