@@ -264,7 +264,7 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
     // (their median). Its weekday's factor is the other weekdays' median; its date keeps the level it read.
     let weekend_level = (factors[5] + factors[6]) / 2.0;
     let usual = median_of(&mut factors[..5].to_vec());
-    let level = |day: &std::ops::Range<usize>| {
+    let level_of = |day: &std::ops::Range<usize>| {
         let (seen, expected) = day
             .clone()
             .fold((0.0, 0.0), |(s, e), i| (s + y[i], e + shape[slot_of_day(i)]));
@@ -273,7 +273,7 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
     let quietest = days
         .iter()
         .filter(|day| 2 * day.len() >= per_day && weekday(day.start) < 5)
-        .filter_map(|day| Some((day, level(day)?)))
+        .filter_map(|day| Some((day, level_of(day)?)))
         .min_by(|a, b| a.1.total_cmp(&b.1));
     // Both halves of the day: read on days that begin hours from the workload's own, a Monday holds Sunday's last
     // hours and reads quiet in its first half only.
@@ -281,7 +281,7 @@ fn read_week(y: &[f64], start: DateTime<Utc>, step: TimeDelta, per_day: usize) -
         let middle = day.start + day.len() / 2;
         [day.start..middle, middle..day.end]
             .iter()
-            .all(|half| level(half).is_some_and(|read| 2.0 * read < weekend_level + usual))
+            .all(|half| level_of(half).is_some_and(|read| 2.0 * read < weekend_level + usual))
     };
     // And it stands as far below the other weekdays as a weekend must ([`WEEKEND_GAP`]): a weekday a little quieter
     // by chance is not a holiday that, left out, would set a week with no weekly cycle's weekend apart.
